@@ -1,0 +1,1 @@
+"""Step 1 of the data path: the avatar service's Control API."""

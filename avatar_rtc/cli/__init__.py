@@ -1,0 +1,1 @@
+"""The ``avatar-rtc`` command line."""

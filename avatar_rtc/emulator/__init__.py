@@ -1,0 +1,1 @@
+"""An embedded emulator of the avatar service: Control API, WHEP and a synthetic talking avatar."""

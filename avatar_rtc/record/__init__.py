@@ -1,0 +1,1 @@
+"""Step 4 of the data path: recording to a file."""

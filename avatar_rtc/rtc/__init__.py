@@ -1,0 +1,1 @@
+"""Step 2 of the data path: WHEP signalling, ICE and the RTP receive pipeline (on aiortc)."""

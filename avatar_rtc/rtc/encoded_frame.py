@@ -1,0 +1,37 @@
+"""One complete compressed frame as reassembled from RTP, before any decoding."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+__all__ = ["EncodedFrame", "MediaKind"]
+
+MediaKind = Literal["video", "audio"]
+
+
+@dataclass(frozen=True, slots=True)
+class EncodedFrame:
+    """A compressed access unit handed from the receive pipeline to its sinks.
+
+    - ``codec``: ``"H264"``, ``"VP8"`` or ``"opus"`` (the negotiated codec's mimeType subtype).
+    - ``data``: H264 as an Annex-B access unit (with SPS/PPS when the sender sent them),
+      VP8 as one frame, Opus as one packet.
+    - ``rtp_timestamp``: the sender's RTP timestamp, unwrapped to 64 bits, not rebased.
+    - ``clock_rate``: 90000 for video, 48000 for Opus.
+    - ``presentation_time``: seconds on the session's shared A/V clock (see ``media.clock``).
+    - ``clock_source``: ``"rtcp-sr"`` when mapped through RTCP sender reports, else ``"arrival"``.
+    - ``arrival_time``: ``time.monotonic()`` when the last packet of the frame arrived.
+    - ``index``: 0, 1, 2... per track, in release order.
+    """
+
+    kind: MediaKind
+    codec: str
+    data: bytes
+    rtp_timestamp: int
+    clock_rate: int
+    keyframe: bool
+    presentation_time: float
+    clock_source: Literal["rtcp-sr", "arrival"]
+    arrival_time: float
+    index: int

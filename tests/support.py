@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+from collections.abc import Iterator
 
 import pytest
 
@@ -25,3 +27,20 @@ def require_tool(name: str) -> str:
     require(path is not None, f"executable {name!r}")
     assert path is not None
     return path
+
+
+@contextlib.contextmanager
+def loopback_ice() -> Iterator[None]:
+    """Make every aioice connection in this process gather 127.0.0.1 only.
+
+    aioice leaves 127.0.0.1 out of host candidates; tests must stay on loopback.
+    (Production code pins addresses per connection through ``IceOptions.host_addresses``.)
+    """
+    import aioice.ice
+
+    original = aioice.ice.get_host_addresses
+    aioice.ice.get_host_addresses = lambda use_ipv4, use_ipv6: ["127.0.0.1"]
+    try:
+        yield
+    finally:
+        aioice.ice.get_host_addresses = original

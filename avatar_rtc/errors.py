@@ -12,6 +12,7 @@ __all__ = [
     "AuthenticationError",
     "AvatarRTCError",
     "BadRequestError",
+    "ConfigurationError",
     "ConnectError",
     "ConnectTimeoutError",
     "NetworkError",
@@ -33,6 +34,10 @@ __all__ = [
 
 class AvatarRTCError(Exception):
     """Base class of every error raised by avatar-rtc."""
+
+
+class ConfigurationError(AvatarRTCError, ValueError):
+    """A required setting is missing or invalid (e.g. no KS given and ``AVATAR_KS`` unset)."""
 
 
 # --- transport (no HTTP status) -------------------------------------------------

@@ -1,1 +1,23 @@
-"""Step 4 of the data path: recording to a file."""
+"""Step 4 of the data path: recording to a file.
+
+``Recorder(path, mode="copy")`` muxes the received compressed frames without decoding them;
+``mode="encode"`` re-encodes decoded frames. Both write from a thread of their own.
+"""
+
+from __future__ import annotations
+
+from .errors import RecordError
+from .options import EncodeOptions, RecordMode, RecordOptions
+from .recorder import FrameSource, Recorder
+from .stats import RecorderStats, StreamStats
+
+__all__ = [
+    "EncodeOptions",
+    "FrameSource",
+    "RecordError",
+    "RecordMode",
+    "RecordOptions",
+    "Recorder",
+    "RecorderStats",
+    "StreamStats",
+]

@@ -1,0 +1,134 @@
+"""KeepAlive: a background task that keeps a session from idling out.
+
+The docs ask for a keep-alive every 10 s. A 404/410 answer means the session is gone
+(ended elsewhere or expired): the task stops and reports it. Any other failure is
+logged and the next tick tries again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+from collections.abc import Callable
+from types import TracebackType
+from typing import TYPE_CHECKING
+
+from ..errors import ApiError, AvatarRTCError, SessionEndedError, SessionNotFoundError
+from .models import SessionHandle
+
+if TYPE_CHECKING:
+    from .client import ControlClient
+
+__all__ = ["DEFAULT_KEEP_ALIVE_INTERVAL", "KeepAlive", "KeepAliveState"]
+
+_log = logging.getLogger(__name__)
+
+DEFAULT_KEEP_ALIVE_INTERVAL = 10.0
+
+
+class KeepAliveState(enum.Enum):
+    IDLE = "idle"  # not started
+    RUNNING = "running"
+    STOPPED = "stopped"  # stopped by stop()
+    GONE = "gone"  # the service answered 404/410: the session no longer exists
+
+
+class KeepAlive:
+    """Send keep-alive for ``handle`` every ``interval`` seconds until stopped or gone.
+
+    ``on_gone(error)`` is called once, from the task, when the service answers 404/410;
+    :attr:`stopped_reason` then holds that error.
+    """
+
+    def __init__(
+        self,
+        client: ControlClient,
+        handle: SessionHandle,
+        *,
+        interval: float = DEFAULT_KEEP_ALIVE_INTERVAL,
+        on_gone: Callable[[ApiError], object] | None = None,
+    ) -> None:
+        if interval <= 0:
+            raise ValueError("interval must be > 0")
+        self.interval = interval
+        self.state = KeepAliveState.IDLE
+        self.stopped_reason: ApiError | None = None
+        self.last_error: AvatarRTCError | None = None
+        self.sent = 0  # keep-alives the service accepted
+        self._client = client
+        self._handle = handle
+        self._on_gone = on_gone
+        self._gone = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def __repr__(self) -> str:
+        return f"KeepAlive({self._handle.session_id!r}, state={self.state.value})"
+
+    def start(self) -> None:
+        """Start the background task (needs a running event loop)."""
+        if self._task is not None:
+            raise RuntimeError("KeepAlive already started")
+        self._task = asyncio.get_running_loop().create_task(
+            self._run(), name=f"keep-alive {self._handle.session_id}"
+        )
+        self.state = KeepAliveState.RUNNING
+
+    async def stop(self) -> None:
+        """Cancel the task and wait for it to finish. Idempotent."""
+        task = self._task
+        if task is not None and not task.done():
+            task.cancel()
+            # wait() rather than await: a cancellation of *our caller* must still propagate.
+            await asyncio.wait([task])
+        if self.state is not KeepAliveState.GONE:
+            self.state = KeepAliveState.STOPPED
+
+    async def wait_gone(self) -> ApiError:
+        """Wait until the service reports the session gone; the 404/410 error."""
+        await self._gone.wait()
+        assert self.stopped_reason is not None
+        return self.stopped_reason
+
+    async def __aenter__(self) -> KeepAlive:
+        self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval)
+            try:
+                await self._client.keep_alive(self._handle)
+            except (SessionNotFoundError, SessionEndedError) as error:
+                self._report_gone(error)
+                return
+            except AvatarRTCError as error:
+                self.last_error = error
+                _log.warning(
+                    "keep-alive of session %s failed: %s; next try in %g s",
+                    self._handle.session_id,
+                    error,
+                    self.interval,
+                )
+            else:
+                self.sent += 1
+
+    def _report_gone(self, error: ApiError) -> None:
+        session_id = self._handle.session_id
+        _log.info("session %s is gone (HTTP %d); keep-alive stops", session_id, error.status)
+        self.state = KeepAliveState.GONE
+        self.stopped_reason = error
+        self._gone.set()
+        if self._on_gone is not None:
+            try:
+                self._on_gone(error)
+            except Exception:
+                _log.exception("on_gone callback of session %s failed", session_id)

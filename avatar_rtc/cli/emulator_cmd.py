@@ -1,0 +1,142 @@
+"""``avatar-rtc emulator``: run the embedded emulator until Ctrl-C (or SIGTERM)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+import sys
+from typing import TYPE_CHECKING, Any
+
+from ..api.models import TurnConfig
+from ..redact import Secret
+
+if TYPE_CHECKING:
+    from ..emulator import Emulator
+
+__all__ = ["register", "run"]
+
+
+def register(subparsers: Any) -> None:
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "emulator",
+        help="run an emulator of the avatar service (Control API + WHEP + synthetic avatar)",
+        description="Run an emulator of the Kaltura Avatar real-time service on this machine.",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default %(default)s)")
+    parser.add_argument(
+        "--port", type=int, default=8080, help="0 picks a free port (default %(default)s)"
+    )
+    parser.add_argument(
+        "--idle-timeout",
+        type=float,
+        default=60.0,
+        metavar="S",
+        help="seconds without keep-alive before a session expires (default %(default)s)",
+    )
+    parser.add_argument(
+        "--token-ttl",
+        type=float,
+        default=86400.0,
+        metavar="S",
+        help="lifetime of the session JWTs (default %(default)s)",
+    )
+    parser.add_argument("--turn-url", help="TURN host/URL handed out by init-client")
+    parser.add_argument("--turn-username", default="kaltura")
+    parser.add_argument("--turn-credential", default="avatar")
+    parser.add_argument(
+        "--ks", help="admin KS to accept instead of a random one (not printed back)"
+    )
+    parser.add_argument(
+        "--ended-end-status",
+        type=int,
+        choices=(404, 410),
+        default=404,
+        help="status of end on an ended session: 404 (live service) or 410 (docs)",
+    )
+    parser.add_argument(
+        "--say-text-requires-voice",
+        action="store_true",
+        help="answer say-text 503 for sessions created without a voice (as seen live)",
+    )
+    media = parser.add_argument_group("synthetic avatar")
+    media.add_argument("--no-media", action="store_true", help="Control API only, no WHEP/avatar")
+    media.add_argument("--video-codec", choices=("H264", "VP8"), default="H264")
+    media.add_argument("--fps", type=int, default=25)
+    media.add_argument("--size", type=_size, default=(512, 512), metavar="WxH")
+    media.add_argument("--tts", choices=("auto", "espeak-ng", "builtin"), default="auto")
+    parser.set_defaults(handler=run)
+
+
+def _size(value: str) -> tuple[int, int]:
+    try:
+        width, height = (int(v) for v in value.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected WxH, got {value!r}") from None
+    return width, height
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        emulator = _build(args)
+    except ValueError as exc:  # options out of range (media size, fps, timeouts)
+        print(f"avatar-rtc emulator: {exc}", file=sys.stderr)
+        return 2
+    try:
+        asyncio.run(_serve(emulator, given_ks=bool(args.ks)))
+    except OSError as exc:
+        print(
+            f"avatar-rtc emulator: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr
+        )
+        return 1
+    return 0
+
+
+def _build(args: argparse.Namespace) -> Emulator:
+    from ..emulator import Emulator
+
+    turn = None
+    if args.turn_url:
+        turn = TurnConfig(args.turn_url, Secret(args.turn_username), Secret(args.turn_credential))
+    media_options = None
+    if not args.no_media:
+        from ..emulator.media import AvatarMediaOptions
+
+        width, height = args.size
+        media_options = AvatarMediaOptions(
+            width=width, height=height, fps=args.fps, video_codec=args.video_codec, tts=args.tts
+        )
+    return Emulator(
+        host=args.host,
+        port=args.port,
+        idle_timeout=args.idle_timeout,
+        token_ttl=args.token_ttl,
+        turn=turn,
+        media_enabled=not args.no_media,
+        media_options=media_options,
+        say_text_requires_voice=args.say_text_requires_voice,
+        ended_end_status=args.ended_end_status,
+        ks=args.ks,
+    )
+
+
+async def _serve(emulator: Emulator, *, given_ks: bool) -> None:
+    from ..emulator import DEFAULT_VISUAL_ID, DEFAULT_VOICE_ID
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        # Windows has no add_signal_handler; Ctrl-C then arrives as KeyboardInterrupt.
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    async with emulator:
+        # The generated KS opens only this emulator; one given with --ks may be real: never echo it.
+        ks = "(the one given with --ks)" if given_ks else emulator.ks
+        print(f"avatar-rtc emulator listening on {emulator.base_url}")
+        print(f"AVATAR_API_URL={emulator.api_url}")
+        print(f"AVATAR_KS={ks}")
+        print(f"default visual id: {DEFAULT_VISUAL_ID}  voice id: {DEFAULT_VOICE_ID}")
+        print("Press Ctrl-C to stop.", flush=True)
+        await stop.wait()
+    print("avatar-rtc emulator stopped", flush=True)

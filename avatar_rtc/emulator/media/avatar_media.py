@@ -1,0 +1,513 @@
+"""AvatarMedia: the media of one emulated session (face + speech + encoders + viewers).
+
+One media clock per session: audio advances in 20 ms frames, video frames fall on it at
+``fps``. The clock runs while a viewer is connected or speech is pending, and sleeps otherwise
+(an avatar nobody watches and nobody talks to costs nothing). Rendering and encoding happen
+only while a viewer's sender pulls, once per frame for all viewers, in one worker thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+from aiortc import RTCConfiguration
+
+from avatar_rtc.emulator.media.audio_decode import SAMPLE_RATE, decode_audio
+from avatar_rtc.emulator.media.encoder import (
+    AUDIO_CLOCK,
+    AUDIO_FRAME,
+    AudioEncoder,
+    EncodedPacket,
+    VideoEncoder,
+    video_pts,
+)
+from avatar_rtc.emulator.media.envelope import Envelope, Samples, rms_dbfs
+from avatar_rtc.emulator.media.face import FaceRenderer
+from avatar_rtc.emulator.media.options import AvatarMediaOptions
+from avatar_rtc.emulator.media.speech import Segment, SpeechPlayer
+from avatar_rtc.emulator.media.timeline import MediaKind, SentFrame, Timeline, TimelineEvent
+from avatar_rtc.emulator.media.tracks import PacketTrack
+from avatar_rtc.emulator.media.tts import Synthesizer, make_synthesizer
+from avatar_rtc.emulator.media.viewer import MediaClosedError, Viewer, ViewerLimitError
+
+logger = logging.getLogger(__name__)
+
+FRAME_SECONDS = AUDIO_FRAME / SAMPLE_RATE
+ONSET_DB = -40.0  # an audio frame above this level is the turn's audible onset
+MOUTH_OPEN = 0.15  # mouth opening that counts as "open" for the timeline
+MAX_PENDING_VIDEO = 3  # frames queued to the worker before new ones are skipped
+MAX_LATE = 0.25  # seconds behind schedule before the clock skips instead of bursting
+
+
+@dataclass
+class MediaStats:
+    """Counters, written by the worker thread (plain ints/floats: fine under the GIL)."""
+
+    video_frames: int = 0
+    video_encode_seconds: float = 0.0
+    video_bytes: int = 0
+    keyframes: int = 0
+    video_frames_skipped: int = 0
+    audio_frames: int = 0
+    audio_encode_seconds: float = 0.0
+    keyframe_requests: int = 0
+
+    @property
+    def video_ms_per_frame(self) -> float:
+        """Render + encode time per video frame, in ms."""
+        return 1000.0 * self.video_encode_seconds / self.video_frames if self.video_frames else 0.0
+
+    @property
+    def audio_ms_per_frame(self) -> float:
+        return 1000.0 * self.audio_encode_seconds / self.audio_frames if self.audio_frames else 0.0
+
+
+@dataclass(frozen=True)
+class _SpeechJob:
+    turn_id: str
+    generation: int
+    is_final: bool
+    text: str | None = None
+    pcm: Samples | None = None
+
+
+class AvatarMedia:
+    """Synthetic talking avatar of one session."""
+
+    def __init__(
+        self, options: AvatarMediaOptions | None = None, *, synthesizer: Synthesizer | None = None
+    ) -> None:
+        self.options = options or AvatarMediaOptions()
+        self.closed = False
+        self.stats = MediaStats()
+        self._timeline = Timeline()
+        self._player = SpeechPlayer()
+        self._envelope = Envelope()
+        self._synth = synthesizer or make_synthesizer(
+            self.options.tts, voice=self.options.espeak_voice
+        )
+        self._jobs: asyncio.Queue[_SpeechJob] = asyncio.Queue()
+        self._synth_turn: str | None = None
+        self._generation = 0
+        self._viewers: dict[str, Viewer] = {}
+        self._video_tracks: list[PacketTrack] = []
+        self._audio_tracks: list[PacketTrack] = []
+        self._executor: ThreadPoolExecutor | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._closing: set[asyncio.Future[bool]] = set()
+        self._wake = asyncio.Event()
+        self._audio_index = 0
+        self._video_index = 0
+        self._force_keyframe = True
+        self._last_keyframe_time = float("-inf")
+        self._pending_video = 0
+        self._awaiting_onset: set[str] = set()
+        self._awaiting_mouth: set[str] = set()
+        self._drop_next_video = 0
+        # Created lazily in the worker thread (first frame with a viewer).
+        self._renderer: FaceRenderer | None = None
+        self._video_encoder: VideoEncoder | None = None
+        self._audio_encoder: AudioEncoder | None = None
+        self._yuv: npt.NDArray[np.uint8] | None = None
+
+    # ------------------------------------------------------------------ public API
+
+    @property
+    def timeline(self) -> list[TimelineEvent]:
+        """Per-turn events so far (oldest first)."""
+        return list(self._timeline.events)
+
+    def events(self, turn_id: str, kind: str | None = None) -> list[TimelineEvent]:
+        return [
+            e
+            for e in self._timeline.events
+            if e.turn_id == turn_id and (kind is None or e.kind == kind)
+        ]
+
+    @property
+    def sent_frames(self) -> list[SentFrame]:
+        """The most recent sent frames (bounded ring): RTP timestamp + monotonic send time."""
+        return list(self._timeline.frames)
+
+    @property
+    def on_frame_sent(self) -> Callable[[SentFrame], None] | None:
+        return self._timeline.on_frame_sent
+
+    @on_frame_sent.setter
+    def on_frame_sent(self, hook: Callable[[SentFrame], None] | None) -> None:
+        self._timeline.on_frame_sent = hook
+
+    @property
+    def speaking(self) -> bool:
+        """True while speech audio is playing or ready to play."""
+        return self._player.speaking
+
+    @property
+    def mouth(self) -> float:
+        """Current mouth opening 0..1 (the smoothed speech envelope)."""
+        return self._envelope.value
+
+    @property
+    def media_time(self) -> float:
+        """Seconds on this session's media clock."""
+        return self._audio_index * FRAME_SECONDS
+
+    @property
+    def viewers(self) -> dict[str, Viewer]:
+        return dict(self._viewers)
+
+    @property
+    def synthesizer_name(self) -> str:
+        return self._synth.name
+
+    async def start(self) -> None:
+        """Start the clock and speech tasks (idempotent). Rendering waits for a viewer."""
+        if self.closed:
+            raise MediaClosedError("media closed")
+        if self._tasks:
+            return
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="avatar-media")
+        self._tasks = [
+            asyncio.create_task(self._run_clock(), name="avatar-media-clock"),
+            asyncio.create_task(self._run_speech(), name="avatar-media-speech"),
+        ]
+
+    async def say_text(self, text: str, *, turn_id: str, is_final: bool = True) -> None:
+        """Queue ``text`` for speech (synthesis happens in the background, in order)."""
+        await self.start()
+        self._timeline.add("queued", turn_id, self.media_time)
+        self._jobs.put_nowait(_SpeechJob(turn_id, self._generation, is_final, text=text))
+
+    async def say_audio(
+        self,
+        audio: bytes,
+        *,
+        duration: float | None = None,
+        turn_id: str,
+        filename: str | None = None,
+    ) -> None:
+        """Decode ``audio`` (any format PyAV reads; raises AudioDecodeError) and queue it."""
+        await self.start()
+        generation = self._generation
+        pcm = await asyncio.to_thread(decode_audio, audio)
+        actual = pcm.size / SAMPLE_RATE
+        if duration is not None and abs(duration - actual) > 0.5:
+            logger.info(
+                "say-audio %s: declared %.2f s, decoded %.2f s",
+                filename or turn_id,
+                duration,
+                actual,
+            )
+        self._timeline.add("queued", turn_id, self.media_time)
+        self._jobs.put_nowait(_SpeechJob(turn_id, generation, True, pcm=pcm))
+
+    def interrupt(self) -> None:
+        """Stop the current speech, drop everything queued; the mouth closes at once."""
+        self._generation += 1
+        while not self._jobs.empty():
+            self._jobs.get_nowait()
+        turn = self._player.clear() or self._synth_turn
+        self._envelope.reset()
+        self._awaiting_onset.clear()
+        self._awaiting_mouth.clear()
+        if turn is not None:
+            self._timeline.add("interrupted", turn, self.media_time)
+
+    def request_keyframe(self) -> None:
+        """Make the next video frame a keyframe (PLI/FIR from a viewer, new viewer...)."""
+        self.stats.keyframe_requests += 1
+        self._force_keyframe = True
+
+    def drop_next_video_packets(self, n: int) -> None:
+        """Drop the next ``n`` outgoing video RTP packets (to every viewer) on purpose."""
+        for viewer in self._viewers.values():
+            viewer.tap.drop_video += n
+
+    async def connect_viewer(
+        self, offer_sdp: str, *, configuration: RTCConfiguration | None = None
+    ) -> Viewer:
+        """Negotiate a new viewer; raises MediaClosedError / ViewerLimitError / NegotiationError."""
+        if self.closed:
+            raise MediaClosedError("session media is closed")
+        if len(self._viewers) >= self.options.max_viewers:
+            raise ViewerLimitError("the stream already has a viewer")
+        await self.start()
+        resource_id = uuid.uuid4().hex
+        video = PacketTrack(
+            "video",
+            maxsize=8,
+            on_start=self._track_started,
+            on_overflow=lambda _t: self.request_keyframe(),
+            on_stop=self._track_stopped,
+        )
+        audio = PacketTrack(
+            "audio", maxsize=25, on_start=self._track_started, on_stop=self._track_stopped
+        )
+        viewer = Viewer(
+            resource_id,
+            video=video,
+            audio=audio,
+            video_codec=self.options.video_codec,
+            on_keyframe_request=self.request_keyframe,
+            on_frame_sent=self._timeline.frame_sent,
+            on_closed=self._viewer_closed,
+            configuration=configuration,
+            connect_timeout=self.options.viewer_connect_timeout,
+        )
+        viewer.tap.video_loss = self.options.video_packet_loss
+        if self._renderer is None and self._executor is not None:
+            # Build the face and encoders while ICE/DTLS run, not on the first frame.
+            self._executor.submit(self._prepare_video)
+        # Reserve the slot before the first await: a concurrent POST must see it (409).
+        self._viewers[resource_id] = viewer
+        self._video_tracks.append(video)
+        self._audio_tracks.append(audio)
+        try:
+            await viewer.negotiate(offer_sdp)
+        except BaseException:
+            await self.disconnect_viewer(resource_id)
+            raise
+        if self.closed:
+            await self.disconnect_viewer(resource_id)
+            raise MediaClosedError("session media closed during negotiation")
+        logger.info("viewer %s negotiated (%s)", resource_id, self.options.video_codec)
+        return viewer
+
+    async def disconnect_viewer(self, resource_id: str) -> bool:
+        """Close a viewer's peer connection; False if unknown."""
+        viewer = self._viewers.pop(resource_id, None)
+        if viewer is None:
+            return False
+        await viewer.close()
+        if not self._viewers:
+            self._timeline.drop_pending()
+        return True
+
+    async def close(self) -> None:
+        """Stop everything; viewers are disconnected. Idempotent."""
+        if self.closed:
+            return
+        self.interrupt()
+        self.closed = True
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+        for resource_id in list(self._viewers):
+            await self.disconnect_viewer(resource_id)
+        if self._executor is not None:
+            executor, self._executor = self._executor, None
+            await asyncio.to_thread(executor.shutdown, wait=True, cancel_futures=True)
+
+    # ------------------------------------------------------------------ viewers/tracks
+
+    def _track_started(self, track: PacketTrack) -> None:
+        if track.kind == "video":
+            self.request_keyframe()  # the viewer's first picture must be decodable
+        self._wake.set()
+
+    def _track_stopped(self, track: PacketTrack) -> None:
+        for tracks in (self._video_tracks, self._audio_tracks):
+            if track in tracks:
+                tracks.remove(track)
+
+    def _viewer_closed(self, viewer: Viewer) -> None:
+        task = asyncio.ensure_future(self.disconnect_viewer(viewer.resource_id))
+        self._closing.add(task)  # keep a reference until done
+        task.add_done_callback(self._closing.discard)
+
+    def _live(self, tracks: list[PacketTrack]) -> list[PacketTrack]:
+        return [t for t in tracks if t.started and t.readyState == "live"]
+
+    # ------------------------------------------------------------------ speech
+
+    async def _run_speech(self) -> None:
+        while True:
+            job = await self._jobs.get()
+            if job.generation != self._generation:
+                continue
+            pcm = job.pcm
+            if pcm is None and job.text is not None:
+                self._synth_turn = job.turn_id
+                try:
+                    pcm = await self._synth.synthesize(job.text)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    logger.exception("speech synthesis failed for turn %s", job.turn_id)
+                    continue
+                finally:
+                    self._synth_turn = None
+            if pcm is None or job.generation != self._generation:
+                continue  # interrupted while synthesizing
+            self._player.enqueue(Segment(job.turn_id, pcm, job.is_final))
+            self._wake.set()
+
+    # ------------------------------------------------------------------ clock
+
+    def _active(self) -> bool:
+        return bool(
+            self._live(self._video_tracks)
+            or self._live(self._audio_tracks)
+            or self._player.speaking
+        )
+
+    async def _run_clock(self) -> None:
+        loop = asyncio.get_running_loop()
+        base = loop.time()
+        while True:
+            if not self._active():
+                self._wake.clear()
+                await self._wake.wait()
+                # Continue the media clock where it stopped; wall time while asleep is skipped.
+                base = loop.time() - self._audio_index * FRAME_SECONDS
+                continue
+            delay = base + self._audio_index * FRAME_SECONDS - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            elif delay < -MAX_LATE:
+                logger.debug("media clock %.0f ms late; skipping ahead", -delay * 1000)
+                base = loop.time() - self._audio_index * FRAME_SECONDS
+            try:
+                self._tick()
+            except Exception:
+                logger.exception("media tick failed")
+
+    def _tick(self) -> None:
+        n = self._audio_index
+        t = n * FRAME_SECONDS
+        audio_tracks = self._live(self._audio_tracks)
+        video_tracks = self._live(self._video_tracks)
+        pcm, events = self._player.next_chunk(AUDIO_FRAME)
+        for ev in events:
+            at = t + ev.offset / SAMPLE_RATE
+            self._timeline.add(
+                ev.kind,
+                ev.turn_id,
+                at,
+                frame_kind="audio",
+                pts=n * AUDIO_FRAME,
+                await_send=bool(audio_tracks),
+            )
+            if ev.kind == "turn_start":
+                self._awaiting_onset.add(ev.turn_id)
+                self._awaiting_mouth.add(ev.turn_id)
+        level = rms_dbfs(pcm)
+        opening = self._envelope.update(level)
+        turn = self._player.current_turn or (events[-1].turn_id if events else None)
+        if turn in self._awaiting_onset and level > ONSET_DB:
+            self._awaiting_onset.discard(turn)
+            self._timeline.add(
+                "audio_onset",
+                turn,
+                t,
+                frame_kind="audio",
+                pts=n * AUDIO_FRAME,
+                await_send=bool(audio_tracks),
+            )
+        if audio_tracks:
+            self._submit(self._encode_audio, pcm, n, kind="audio")
+        self._audio_index += 1
+
+        fps = self.options.fps
+        while self._video_index / fps < t + FRAME_SECONDS - 1e-9:
+            k = self._video_index
+            self._video_index += 1
+            if turn in self._awaiting_mouth and opening >= MOUTH_OPEN:
+                self._awaiting_mouth.discard(turn)
+                self._timeline.add(
+                    "mouth_open",
+                    turn,
+                    k / fps,
+                    frame_kind="video",
+                    pts=video_pts(k, fps),
+                    await_send=bool(video_tracks),
+                )
+            if not video_tracks:
+                continue
+            if self._pending_video >= MAX_PENDING_VIDEO:
+                self.stats.video_frames_skipped += 1  # worker behind: skip, don't queue up
+                continue
+            keyframe = (
+                self._force_keyframe
+                or k / fps - self._last_keyframe_time >= self.options.keyframe_interval
+            )
+            if keyframe:
+                self._force_keyframe = False
+                self._last_keyframe_time = k / fps
+            self._pending_video += 1
+            self._submit(self._encode_video, opening, k, keyframe, kind="video")
+
+    def _submit(
+        self, fn: Callable[..., list[EncodedPacket]], *args: object, kind: MediaKind
+    ) -> None:
+        assert self._executor is not None
+        future = asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+        future.add_done_callback(lambda f: self._deliver(f, kind))
+
+    def _deliver(self, future: asyncio.Future[list[EncodedPacket]], kind: MediaKind) -> None:
+        if kind == "video":
+            self._pending_video -= 1
+        if future.cancelled():
+            return
+        exc = future.exception()
+        if exc is not None:
+            logger.error("%s encode failed", kind, exc_info=exc)
+            if kind == "video":
+                self.request_keyframe()
+            return
+        tracks = self._video_tracks if kind == "video" else self._audio_tracks
+        for packet in future.result():
+            for track in tracks:
+                track.push(packet)
+
+    # ------------------------------------------------------------------ worker thread
+
+    def _prepare_video(self) -> tuple[FaceRenderer, VideoEncoder]:
+        o = self.options
+        if self._renderer is None or self._video_encoder is None:
+            self._renderer = FaceRenderer(o.width, o.height)
+            self._video_encoder = VideoEncoder(
+                o.video_codec,
+                o.width,
+                o.height,
+                o.fps,
+                bitrate=o.video_bitrate,
+                threads=o.encoder_threads,
+            )
+            self._yuv = None
+        return self._renderer, self._video_encoder
+
+    def _encode_video(self, opening: float, index: int, keyframe: bool) -> list[EncodedPacket]:
+        renderer, encoder = self._prepare_video()
+        start = time.perf_counter()
+        self._yuv = renderer.render(opening, out=self._yuv)
+        packets = encoder.encode(self._yuv, index, keyframe)
+        self.stats.video_encode_seconds += time.perf_counter() - start
+        self.stats.video_frames += 1
+        self.stats.keyframes += sum(1 for p in packets if p.is_keyframe)
+        self.stats.video_bytes += sum(p.size for p in packets)
+        return packets
+
+    def _encode_audio(self, pcm: Samples, index: int) -> list[EncodedPacket]:
+        start = time.perf_counter()
+        if self._audio_encoder is None:
+            self._audio_encoder = AudioEncoder(self.options.audio_bitrate)
+        packets = self._audio_encoder.encode(pcm, index)
+        self.stats.audio_encode_seconds += time.perf_counter() - start
+        self.stats.audio_frames += 1
+        return packets
+
+
+__all__ = ["AUDIO_CLOCK", "AvatarMedia", "MediaStats"]

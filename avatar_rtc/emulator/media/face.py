@@ -1,0 +1,194 @@
+"""The synthetic face: static parts rendered once, only the mouth patch changes per frame.
+
+Rendering works in yuv420p directly (what the encoders take), so a frame costs one copy of the
+static planes plus one precomputed mouth patch: no per-frame RGB->YUV conversion.
+
+Known colours at known places let client tests check decoded video: four solid squares in the
+corners (``MARKERS``) on a mid-grey background, and a dark mouth interior whose height
+:func:`mouth_opening` measures from a decoded RGB frame.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+RgbImage = npt.NDArray[np.uint8]
+Color = tuple[int, int, int]
+
+BACKGROUND: Color = (128, 128, 128)
+SKIN: Color = (224, 172, 105)
+LIPS: Color = (150, 50, 50)
+MOUTH_INSIDE: Color = (40, 0, 10)
+EYE_WHITE: Color = (250, 250, 250)
+PUPIL: Color = (30, 30, 60)
+
+MARKER_SIZE = 64
+# Levels of mouth opening that are pre-rendered; the envelope is quantised to these.
+MOUTH_LEVELS = 33
+
+
+@dataclass(frozen=True)
+class Marker:
+    """A solid colour square: ``x``/``y`` is its top-left corner, in pixels."""
+
+    name: str
+    x: int
+    y: int
+    size: int
+    rgb: Color
+
+    def region(self, inset: int = 0) -> tuple[slice, slice]:
+        """(rows, cols) slices of the square, shrunk by ``inset`` pixels on each side."""
+        return (
+            slice(self.y + inset, self.y + self.size - inset),
+            slice(self.x + inset, self.x + self.size - inset),
+        )
+
+
+def markers_for(width: int, height: int) -> tuple[Marker, ...]:
+    """The four corner markers of a ``width`` x ``height`` frame."""
+    s = MARKER_SIZE
+    return (
+        Marker("red", 0, 0, s, (255, 0, 0)),
+        Marker("green", width - s, 0, s, (0, 255, 0)),
+        Marker("blue", 0, height - s, s, (0, 0, 255)),
+        Marker("white", width - s, height - s, s, (255, 255, 255)),
+    )
+
+
+#: Corner markers of the default 512x512 picture.
+MARKERS: tuple[Marker, ...] = markers_for(512, 512)
+
+
+@dataclass(frozen=True)
+class MouthGeometry:
+    """Where the mouth is, relative to the frame size (so it works on resized frames too)."""
+
+    cx: float
+    cy: float
+    half_width: float
+    max_height: float
+
+    @classmethod
+    def for_size(cls, width: int, height: int) -> MouthGeometry:
+        return cls(
+            cx=width * 0.5, cy=height * 0.68, half_width=width * 0.12, max_height=height * 0.14
+        )
+
+
+def _ellipse_mask(
+    h: int, w: int, cx: float, cy: float, rx: float, ry: float, *, y0: int = 0, x0: int = 0
+) -> npt.NDArray[np.bool_]:
+    yy, xx = np.mgrid[y0 : y0 + h, x0 : x0 + w]
+    if rx <= 0 or ry <= 0:
+        return np.zeros((h, w), dtype=bool)
+    return ((xx + 0.5 - cx) / rx) ** 2 + ((yy + 0.5 - cy) / ry) ** 2 <= 1.0  # type: ignore[no-any-return]
+
+
+def rgb_to_yuv420(rgb: RgbImage) -> tuple[npt.NDArray[np.uint8], ...]:
+    """BT.601 limited range (what decoders assume by default); even-sized input."""
+    f = rgb.astype(np.float32)
+    r, g, b = f[..., 0], f[..., 1], f[..., 2]
+    y = 16 + 0.257 * r + 0.504 * g + 0.098 * b
+    u = 128 - 0.148 * r - 0.291 * g + 0.439 * b
+    v = 128 + 0.439 * r - 0.368 * g - 0.071 * b
+    h, w = y.shape
+
+    def sub(p: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+        return p.reshape(h // 2, 2, w // 2, 2).mean(axis=(1, 3))  # type: ignore[no-any-return]
+
+    return tuple(np.clip(np.rint(p), 0, 255).astype(np.uint8) for p in (y, sub(u), sub(v)))
+
+
+class FaceRenderer:
+    """Renders yuv420p frames (as one ``(h*3/2, w)`` uint8 array) for a given mouth opening."""
+
+    def __init__(self, width: int = 512, height: int = 512) -> None:
+        if width % 2 or height % 2:
+            raise ValueError("frame size must be even")
+        self.width = width
+        self.height = height
+        self.markers = markers_for(width, height)
+        self.mouth = MouthGeometry.for_size(width, height)
+        rgb = self._static_rgb()
+        y, u, v = rgb_to_yuv420(rgb)
+        self._static = np.concatenate([y.ravel(), u.ravel(), v.ravel()]).reshape(
+            height * 3 // 2, width
+        )
+        self._build_mouth_patches(rgb)
+
+    def _static_rgb(self) -> RgbImage:
+        w, h = self.width, self.height
+        img = np.empty((h, w, 3), dtype=np.uint8)
+        img[:] = BACKGROUND
+        img[_ellipse_mask(h, w, w * 0.5, h * 0.5, w * 0.30, h * 0.38)] = SKIN
+        for ex in (0.40, 0.60):
+            img[_ellipse_mask(h, w, w * ex, h * 0.40, w * 0.055, h * 0.035)] = EYE_WHITE
+            img[_ellipse_mask(h, w, w * ex, h * 0.40, w * 0.022, h * 0.022)] = PUPIL
+        for m in self.markers:
+            img[m.region()] = m.rgb
+        return img
+
+    def _build_mouth_patches(self, rgb: RgbImage) -> None:
+        m = self.mouth
+        pad = 6
+        # Even-aligned box so the patch maps onto whole chroma samples.
+        x0 = int(m.cx - m.half_width - pad) & ~1
+        x1 = (int(np.ceil(m.cx + m.half_width + pad)) + 1) & ~1
+        y0 = int(m.cy - m.max_height / 2 - pad) & ~1
+        y1 = (int(np.ceil(m.cy + m.max_height / 2 + pad)) + 1) & ~1
+        self._box = (y0, y1, x0, x1)
+        base = rgb[y0:y1, x0:x1]
+        ph, pw = base.shape[:2]
+        self._patches: list[tuple[npt.NDArray[np.uint8], ...]] = []
+        for level in range(MOUTH_LEVELS):
+            patch = base.copy()
+            opening = level / (MOUTH_LEVELS - 1)
+            ry = max(opening * m.max_height / 2, 0.0)
+            lip = 3.0
+            outer = _ellipse_mask(ph, pw, m.cx, m.cy, m.half_width + lip, ry + lip, y0=y0, x0=x0)
+            patch[outer] = LIPS
+            if ry >= 1.0:
+                inner = _ellipse_mask(ph, pw, m.cx, m.cy, m.half_width, ry, y0=y0, x0=x0)
+                patch[inner] = MOUTH_INSIDE
+            self._patches.append(rgb_to_yuv420(patch))
+
+    def render(
+        self, opening: float, out: npt.NDArray[np.uint8] | None = None
+    ) -> npt.NDArray[np.uint8]:
+        """A yuv420p frame with the mouth ``opening`` (0 closed .. 1 wide open)."""
+        frame = out if out is not None else np.empty_like(self._static)
+        np.copyto(frame, self._static)
+        level = round(min(max(opening, 0.0), 1.0) * (MOUTH_LEVELS - 1))
+        py, pu, pv = self._patches[level]
+        y0, y1, x0, x1 = self._box
+        w, h = self.width, self.height
+        frame[y0:y1, x0:x1] = py
+        # The U and V planes sit below Y in the flat buffer, each (h/2, w/2).
+        u_plane = frame[h : h + h // 4].reshape(h // 2, w // 2)
+        v_plane = frame[h + h // 4 :].reshape(h // 2, w // 2)
+        u_plane[y0 // 2 : y1 // 2, x0 // 2 : x1 // 2] = pu
+        v_plane[y0 // 2 : y1 // 2, x0 // 2 : x1 // 2] = pv
+        return frame
+
+
+def mouth_opening(rgb: npt.NDArray[Any]) -> float:
+    """How open the mouth is in a decoded RGB frame (``(h, w, 3)`` uint8): 0 closed .. 1 open.
+
+    Counts the rows of dark mouth interior in the central third of the mouth, relative to the
+    fully open height. Works on any frame size (geometry is relative).
+    """
+    h, w = rgb.shape[:2]
+    m = MouthGeometry.for_size(w, h)
+    x0 = int(m.cx - m.half_width / 3)
+    x1 = int(m.cx + m.half_width / 3) + 1
+    y0 = max(int(m.cy - m.max_height / 2 - 4), 0)
+    y1 = min(int(m.cy + m.max_height / 2 + 4), h)
+    region = rgb[y0:y1, x0:x1].astype(np.int16)
+    dark = (region.max(axis=2) < 90) & (region.sum(axis=2) < 150)
+    rows = int(np.count_nonzero(dark.mean(axis=1) > 0.5))
+    return float(min(rows / m.max_height, 1.0))

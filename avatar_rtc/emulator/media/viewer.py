@@ -1,0 +1,156 @@
+"""Viewer: one WHEP viewer's peer connection, fed by the session's shared packet tracks."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+
+from aiortc import (
+    RTCConfiguration,
+    RTCPeerConnection,
+    RTCRtpCodecCapability,
+    RTCRtpSender,
+    RTCRtpTransceiver,
+    RTCSessionDescription,
+)
+
+from avatar_rtc.emulator.media.encoder import AUDIO_CLOCK, VIDEO_CLOCK
+from avatar_rtc.emulator.media.options import VideoCodec
+from avatar_rtc.emulator.media.rtp_tap import RtpTap
+from avatar_rtc.emulator.media.timeline import MediaKind
+from avatar_rtc.emulator.media.tracks import PacketTrack
+
+logger = logging.getLogger(__name__)
+
+
+class ViewerError(Exception):
+    """Base of the errors that map onto WHEP statuses."""
+
+    status = 400
+
+
+class MediaClosedError(ViewerError):
+    status = 404
+
+
+class ViewerLimitError(ViewerError):
+    status = 409
+
+
+class NegotiationError(ViewerError):
+    status = 400
+
+
+FrameSentHook = Callable[[MediaKind, int, int, int], None]  # kind, pts, rtp ts, clock rate
+
+
+def _codec_preferences(kind: str, mime: str) -> list[RTCRtpCodecCapability]:
+    """The sender's capabilities restricted to ``mime`` (+ RTX for video)."""
+    caps = RTCRtpSender.getCapabilities(kind).codecs
+    return [c for c in caps if c.mimeType.lower() in (mime.lower(), "video/rtx")]
+
+
+class Viewer:
+    def __init__(
+        self,
+        resource_id: str,
+        *,
+        video: PacketTrack,
+        audio: PacketTrack,
+        video_codec: VideoCodec,
+        on_keyframe_request: Callable[[], None],
+        on_frame_sent: FrameSentHook,
+        on_closed: Callable[[Viewer], None],
+        configuration: RTCConfiguration | None = None,
+        connect_timeout: float = 30.0,
+    ) -> None:
+        self.resource_id = resource_id
+        self.video = video
+        self.audio = audio
+        self.video_codec = video_codec
+        self.answer_sdp: str | None = None
+        self.tap = RtpTap(self._frame_sent)
+        self._on_keyframe_request = on_keyframe_request
+        self._on_frame_sent = on_frame_sent
+        self._on_closed = on_closed
+        # No STUN/TURN on the emulator side: host candidates are all a local client needs.
+        self.pc = RTCPeerConnection(configuration or RTCConfiguration(iceServers=[]))
+        self._connect_timeout = connect_timeout
+        self._watchdog: asyncio.Task[None] | None = None
+        self._closed = False
+        self.pli_count = 0
+
+    @property
+    def connection_state(self) -> str:
+        return str(self.pc.connectionState)
+
+    async def negotiate(self, offer_sdp: str) -> str:
+        """Apply the viewer's offer; returns the answer SDP with all candidates (non-trickle)."""
+        pc = self.pc
+        # Our own sendonly transceivers with codec preferences must exist before the offer is
+        # applied: aiortc picks the codec while setting the remote description.
+        video_tr = pc.addTransceiver(self.video, direction="sendonly")
+        video_tr.setCodecPreferences(_codec_preferences("video", f"video/{self.video_codec}"))
+        audio_tr = pc.addTransceiver(self.audio, direction="sendonly")
+        audio_tr.setCodecPreferences(_codec_preferences("audio", "audio/opus"))
+        try:
+            await pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
+        except Exception as exc:  # aiortc raises ValueError/OperationError/... on bad offers
+            raise NegotiationError(f"cannot apply offer: {exc}") from exc
+        if not any(t.mid is not None for t in (video_tr, audio_tr)):
+            raise NegotiationError("offer has no audio or video section")
+        # PLI/FIR from the viewer: aiortc's sender calls its own _send_keyframe(); route it to
+        # the shared encoder instead (the sender never encodes here).
+        video_tr.sender._send_keyframe = self._keyframe_requested  # type: ignore[method-assign]
+        answer = await pc.createAnswer()
+        await pc.setLocalDescription(answer)  # waits for ICE gathering
+        pairs: tuple[tuple[RTCRtpTransceiver, MediaKind], ...] = (
+            (video_tr, "video"),
+            (audio_tr, "audio"),
+        )
+        for tr, kind in pairs:
+            if tr.mid is not None:
+                self.tap.watch(tr.sender._ssrc, kind)
+                self.tap.install(tr.sender.transport)
+        pc.on("connectionstatechange", self._state_changed)
+        self._watchdog = asyncio.ensure_future(self._watch_connect())
+        self.answer_sdp = str(pc.localDescription.sdp)
+        return self.answer_sdp
+
+    def _keyframe_requested(self) -> None:
+        self.pli_count += 1
+        self._on_keyframe_request()
+
+    def _frame_sent(self, kind: MediaKind, rtp_timestamp: int, ssrc: int) -> None:
+        track = self.video if kind == "video" else self.audio
+        if track.last_pts is not None:
+            clock = VIDEO_CLOCK if kind == "video" else AUDIO_CLOCK
+            self._on_frame_sent(kind, track.last_pts, rtp_timestamp, clock)
+
+    def _state_changed(self) -> None:
+        state = self.pc.connectionState
+        logger.debug("viewer %s: connection %s", self.resource_id, state)
+        if state in ("failed", "closed") and not self._closed:
+            self._on_closed(self)
+
+    async def _watch_connect(self) -> None:
+        await asyncio.sleep(self._connect_timeout)
+        if self.pc.connectionState not in ("connected", "closed"):
+            logger.info(
+                "viewer %s did not connect within %.0f s", self.resource_id, self._connect_timeout
+            )
+            self._on_closed(self)
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._watchdog is not None and self._watchdog is not asyncio.current_task():
+            self._watchdog.cancel()
+        self.video.stop()
+        self.audio.stop()
+        with contextlib.suppress(Exception):
+            await self.pc.close()
+        self.tap.uninstall()

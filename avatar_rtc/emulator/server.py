@@ -1,0 +1,240 @@
+"""The emulator: an aiohttp app serving the Control API, the catalog and WHEP.
+
+Usable in-process (``async with Emulator() as emu``) and from ``avatar-rtc emulator``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+from collections.abc import Callable, Iterator
+from types import TracebackType
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+from ..api.models import TurnConfig
+from ..redact import register_secret
+from .auth import KsAuthority, TokenAuthority
+from .control import API_PREFIX, ControlApi, ControlConfig
+from .counters import EmulatorCounters
+from .faults import FaultInjector
+from .state import EmulatedSession, MediaLike, SessionRegistry
+
+__all__ = ["Emulator"]
+
+logger = logging.getLogger(__name__)
+
+if TYPE_CHECKING:
+    from .media import AvatarMediaOptions
+
+MediaFactory = Callable[[], MediaLike]
+
+
+class Emulator:
+    """An in-process emulator of the Kaltura Avatar real-time service.
+
+    ``media_enabled=False`` serves the Control API alone (no synthetic avatar, WHEP 404s);
+    ``media_factory`` replaces the synthetic avatar (tests pass a fake to see the calls;
+    no WHEP routes then).
+    ``ended_end_status`` is what ``end`` answers for an ended session: 404 like the live
+    service, or 410 like the docs. ``ks`` fixes the admin KS (default: random per instance).
+    """
+
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        idle_timeout: float = 60.0,
+        token_ttl: float = 86400.0,
+        turn: TurnConfig | None = None,
+        media_options: AvatarMediaOptions | None = None,
+        media_enabled: bool = True,
+        media_factory: MediaFactory | None = None,
+        ended_end_status: int = 404,
+        say_text_requires_voice: bool = False,
+        ks: str | None = None,
+    ) -> None:
+        if ended_end_status not in (404, 410):
+            raise ValueError("ended_end_status must be 404 or 410")
+        if idle_timeout <= 0 or token_ttl <= 0:
+            raise ValueError("idle_timeout and token_ttl must be > 0")
+        self.host = host
+        self._requested_port = port
+        self.port = 0
+        self.idle_timeout = idle_timeout
+        self.counters = EmulatorCounters()
+        self.faults = FaultInjector()
+        self._ks = KsAuthority(ks)
+        # The emulator's KS is no user's secret, but logs should not teach people to paste KSs.
+        register_secret(self._ks.admin_ks)
+        register_secret(self._ks.non_admin_ks)
+        self._tokens = TokenAuthority(token_ttl)
+        self._registry = SessionRegistry(idle_timeout)
+        self._turn = turn
+        self._ended_end_status = ended_end_status
+        self._say_text_requires_voice = say_text_requires_voice
+        self._media_options = media_options
+        self._media_enabled = media_enabled
+        self._media_factory = media_factory
+        self._control: ControlApi | None = None
+        self._runner: web.AppRunner | None = None
+        self._sweeper: asyncio.Task[None] | None = None
+
+    # --- public properties ----------------------------------------------------
+
+    @property
+    def ks(self) -> str:
+        """The admin KS this emulator accepts on create and catalog."""
+        return self._ks.admin_ks
+
+    @property
+    def non_admin_ks(self) -> str:
+        """A valid KS without admin rights: create answers 403."""
+        return self._ks.non_admin_ks
+
+    @property
+    def base_url(self) -> str:
+        if self._runner is None:
+            raise RuntimeError("the emulator is not started")
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    @property
+    def api_url(self) -> str:
+        return f"{self.base_url}{API_PREFIX}"
+
+    def whep_url(self, session_id: str) -> str:
+        return f"{self.base_url}/v1/whep/{session_id}"
+
+    def session(self, session_id: str) -> EmulatedSession:
+        """The emulated session (live, ended or expired); KeyError when unknown."""
+        session = self._registry.get(session_id)
+        if session is None:
+            raise KeyError(session_id)
+        return session
+
+    @property
+    def sessions(self) -> list[EmulatedSession]:
+        return list(self._registry)
+
+    # --- lifecycle --------------------------------------------------------------
+
+    async def start(self) -> Emulator:
+        if self._runner is not None:
+            return self
+        app = web.Application(client_max_size=64 * 1024 * 1024)
+        # The port (hence base_url) is known only once listening; the config is filled then.
+        config = ControlConfig(
+            base_url="",
+            turn=self._turn,
+            ended_end_status=self._ended_end_status,
+            say_text_requires_voice=self._say_text_requires_voice,
+        )
+        control = ControlApi(
+            config=config,
+            registry=self._registry,
+            ks=self._ks,
+            tokens=self._tokens,
+            counters=self.counters,
+            faults=self.faults,
+            media_factory=self._resolve_media_factory(),
+        )
+        control.add_routes(app)
+        if self._media_enabled and self._media_factory is None:
+            # WHEP serves the real synthetic avatar only; with a fake factory it is absent.
+            self._add_whep_routes(app)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        try:
+            site = web.TCPSite(runner, self.host, self._requested_port)
+            await site.start()
+        except BaseException:
+            await runner.cleanup()
+            raise
+        self._runner = runner
+        self.port = int(runner.addresses[0][1])
+        config.base_url = self.base_url
+        self._control = control
+        self._sweeper = asyncio.create_task(self._sweep(), name="emulator-idle-sweep")
+        logger.info("emulator listening on %s", self.base_url)
+        return self
+
+    def _resolve_media_factory(self) -> MediaFactory | None:
+        if self._media_factory is not None:
+            return self._media_factory
+        if not self._media_enabled:
+            return None
+        # Imported here: the media stack (PyAV encoders) is only needed when serving media.
+        from .media import AvatarMedia, AvatarMediaOptions
+
+        options = self._media_options or AvatarMediaOptions()
+        return lambda: AvatarMedia(options)
+
+    def _add_whep_routes(self, app: web.Application) -> None:
+        from .media import AvatarMedia
+        from .whep import add_whep_routes
+
+        def lookup(session_id: str) -> AvatarMedia | None:
+            # Only a live session's real synthetic avatar can be viewed (a fake from
+            # media_factory cannot); anything else is a WHEP 404.
+            media = self._registry.live_media(session_id)
+            return media if isinstance(media, AvatarMedia) else None
+
+        add_whep_routes(app, lookup)
+
+    async def stop(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+            self._sweeper = None
+        if self._control is not None:
+            await self._control.close_all()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        logger.info("emulator stopped")
+
+    async def __aenter__(self) -> Emulator:
+        return await self.start()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    @contextlib.contextmanager
+    def in_thread(self, timeout: float = 30.0) -> Iterator[Emulator]:
+        """Run the emulator on its own event loop in a background thread (for sync code).
+
+        ``with Emulator().in_thread() as emu: ...``; counters and faults may be read and
+        armed from the calling thread (plain attribute updates).
+        """
+        loop = asyncio.new_event_loop()
+        thread = threading.Thread(target=loop.run_forever, name="avatar-rtc-emulator", daemon=True)
+        thread.start()
+        try:
+            asyncio.run_coroutine_threadsafe(self.start(), loop).result(timeout)
+            yield self
+        finally:
+            try:
+                asyncio.run_coroutine_threadsafe(self.stop(), loop).result(timeout)
+            finally:
+                loop.call_soon_threadsafe(loop.stop)
+                thread.join(timeout)
+                loop.close()
+
+    async def _sweep(self) -> None:
+        # Close the media of idle sessions even when no client calls in any more.
+        period = min(1.0, max(self.idle_timeout / 4, 0.05))
+        while True:
+            await asyncio.sleep(period)
+            if self._control is not None:
+                await self._control.expire_idle()

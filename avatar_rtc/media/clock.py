@@ -1,0 +1,166 @@
+"""AvClock: one presentation clock per session, shared by the audio and the video track.
+
+Every RTP timestamp is mapped to *presentation seconds* on one session-wide time line:
+
+- **arrival** (until the track has an RTCP sender report): the track is anchored on the
+  arrival time of its first frame (``time.monotonic()`` minus the session origin) and advances
+  with its RTP clock from there. Cross-track alignment is only as good as network jitter.
+- **rtcp-sr**: ``SR.ntp + (rtp - SR.rtp) / clock_rate - ntp_origin``. ``ntp_origin`` is
+  chosen once per session (at the first SR of any track), so both tracks share the sender's
+  wall clock and are aligned as the sender meant them to be.
+
+Continuity: whenever a track's mapping changes (arrival -> SR, or a newer SR that disagrees
+by a few ms), the difference is turned into a per-track *correction* so that the output does not
+jump; the correction is then slewed back to zero at ``slew_rate`` seconds per second of media
+(10 % by default: a 50 ms difference is gone after 0.5 s). Because the slew is slower than
+media time, the output stays strictly monotonic; a final clamp guards against reordered RTP
+timestamps. Differences above ``max_correction`` (e.g. the sender restarted its clock) are
+applied as a jump instead of being slewed.
+
+All methods are called from the event-loop thread (the receive pipelines); no locking.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Literal
+
+__all__ = ["AvClock", "ClockSource"]
+
+logger = logging.getLogger(__name__)
+
+ClockSource = Literal["rtcp-sr", "arrival"]
+
+_NTP_SCALE = float(1 << 32)
+
+
+@dataclass(slots=True)
+class _Track:
+    ssrc: int
+    clock_rate: int
+    source: ClockSource
+    # mapping: out_raw = anchor_time + (rtp - anchor_rtp) / clock_rate
+    anchor_rtp: int
+    anchor_time: float
+    correction: float = 0.0
+    last_rtp: int | None = None
+    last_out: float | None = None
+    pending_sr: tuple[float, int] | None = None  # (ntp seconds, 32-bit rtp timestamp)
+
+    def raw(self, rtp: int) -> float:
+        return self.anchor_time + (rtp - self.anchor_rtp) / self.clock_rate
+
+
+class AvClock:
+    """Maps ``(kind, rtp_timestamp)`` to presentation seconds; see the module docstring."""
+
+    def __init__(self, *, slew_rate: float = 0.1, max_correction: float = 1.0) -> None:
+        if not 0.0 < slew_rate < 1.0:
+            raise ValueError("slew_rate must be in (0, 1) to keep timestamps monotonic")
+        self._slew_rate = slew_rate
+        self._max_correction = max_correction
+        self._origin: float | None = None  # monotonic time of the first frame of the session
+        self._ntp_origin: float | None = None  # NTP seconds that map to presentation 0
+        self._tracks: dict[str, _Track] = {}
+        self._early_sr: dict[tuple[str, int], tuple[float, int]] = {}
+
+    @property
+    def origin(self) -> float | None:
+        """``time.monotonic()`` of the first frame of the session (presentation time ~0)."""
+        return self._origin
+
+    def source(self, kind: str) -> ClockSource | None:
+        track = self._tracks.get(kind)
+        return None if track is None else track.source
+
+    def on_sender_report(
+        self, kind: str, ssrc: int, ntp_timestamp: int, rtp_timestamp: int
+    ) -> None:
+        """Record an RTCP SR (64-bit NTP, 32-bit RTP); applied at the track's next frame."""
+        sr = (ntp_timestamp / _NTP_SCALE, rtp_timestamp & 0xFFFFFFFF)
+        track = self._tracks.get(kind)
+        if track is not None and track.ssrc == ssrc:
+            track.pending_sr = sr
+        else:
+            # SR before the first frame (or of a new SSRC): keep the newest for later.
+            self._early_sr[(kind, ssrc)] = sr
+
+    def reset(self, kind: str) -> None:
+        """Forget a track (e.g. its SSRC changed); the session origin stays."""
+        self._tracks.pop(kind, None)
+
+    def map(
+        self, kind: str, ssrc: int, rtp_timestamp: int, clock_rate: int, arrival_time: float
+    ) -> tuple[float, ClockSource]:
+        """Presentation time of a frame with the (64-bit unwrapped) ``rtp_timestamp``."""
+        if self._origin is None:
+            self._origin = arrival_time
+        track = self._tracks.get(kind)
+        if track is None or track.ssrc != ssrc or track.clock_rate != clock_rate:
+            track = _Track(
+                ssrc=ssrc,
+                clock_rate=clock_rate,
+                source="arrival",
+                anchor_rtp=rtp_timestamp,
+                anchor_time=arrival_time - self._origin,
+            )
+            if track.anchor_time < 0.0:
+                track.anchor_time = 0.0
+            track.pending_sr = self._early_sr.pop((kind, ssrc), None)
+            self._tracks[kind] = track
+
+        # Slew the correction towards zero, proportionally to elapsed media time.
+        if track.last_rtp is not None and track.correction != 0.0:
+            step = self._slew_rate * max(0, rtp_timestamp - track.last_rtp) / clock_rate
+            if abs(track.correction) <= step:
+                track.correction = 0.0
+            else:
+                track.correction -= step if track.correction > 0 else -step
+
+        if track.pending_sr is not None:
+            self._apply_sr(kind, track, rtp_timestamp)
+
+        out = track.raw(rtp_timestamp) + track.correction
+        if track.last_out is not None and out < track.last_out:
+            out = track.last_out  # reordered timestamps: never go backwards
+        track.last_rtp = rtp_timestamp
+        track.last_out = out
+        return out, track.source
+
+    def _apply_sr(self, kind: str, track: _Track, rtp: int) -> None:
+        assert track.pending_sr is not None
+        ntp_s, sr_rtp32 = track.pending_sr
+        track.pending_sr = None
+        # Unwrap the SR's 32-bit RTP timestamp next to the frame's 64-bit one.
+        diff = (sr_rtp32 - rtp) & 0xFFFFFFFF
+        if diff >= 1 << 31:
+            diff -= 1 << 32
+        sr_rtp = rtp + diff
+        before = track.raw(rtp) + track.correction
+        if self._ntp_origin is None:
+            # First SR of the session: choose the origin so that this track does not move.
+            self._ntp_origin = ntp_s + (rtp - sr_rtp) / track.clock_rate - before
+        track.anchor_rtp = sr_rtp
+        track.anchor_time = ntp_s - self._ntp_origin
+        after = track.raw(rtp)
+        correction = before - after
+        if abs(correction) > self._max_correction:
+            logger.warning(
+                "AvClock(%s): sender report moves the clock by %.3f s; jumping", kind, -correction
+            )
+            correction = 0.0
+            track.last_out = None  # allow a backwards jump on purpose
+        if track.source != "rtcp-sr":
+            logger.debug(
+                "AvClock(%s): switching to RTCP SR mapping (offset %.4f s)", kind, correction
+            )
+        track.correction = correction
+        track.source = "rtcp-sr"
+
+    def now(self) -> float:
+        """Current time on the arrival scale (seconds since the session's first frame)."""
+        if self._origin is None:
+            return 0.0
+        return time.monotonic() - self._origin

@@ -1,0 +1,282 @@
+"""TrackDecoder: one decoder thread per track, alive only while someone consumes frames.
+
+The first sink (a stream) subscribes the decoder to the receive pipeline and starts the thread;
+removing the last sink unsubscribes and ends it, so a session nobody watches decodes nothing.
+
+Input queue (filled on the event loop, drained by the thread) is bounded:
+- **video**: at most ``video_queue`` frames (default 8, ~270 ms at 30 fps). When full the decoder
+  is behind; queued frames are dropped and decoding resumes at the next keyframe (a PLI is
+  requested), so latency cannot grow. A decoder joining mid-stream also starts at a keyframe.
+- **audio**: at most ``audio_queue`` packets (default 50, ~1 s); when full the oldest is dropped
+  (Opus packets decode independently enough; the gap becomes silence downstream).
+
+Decoders: FFmpeg ``h264``, ``vp8`` (FFmpeg's native decoder, faster than the ``libvpx`` aiortc
+uses) and ``libopus``, with explicit threading: video ``thread_type="SLICE"`` and
+``thread_count`` (default 1): frame threading would add (threads - 1) frames of latency and
+automatic thread counts have caused CPU blow-ups. Decode errors request a keyframe and skip to it.
+
+Sinks run on the decoder thread and must be quick (streams only enqueue or convert).
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import logging
+import threading
+import time
+import weakref
+from collections.abc import Callable
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Any, Protocol
+
+import av
+
+from ..rtc.encoded_frame import EncodedFrame, MediaKind
+
+__all__ = ["DecodedFrame", "DecoderStats", "FrameSource", "TrackDecoder", "decoder_for"]
+
+logger = logging.getLogger(__name__)
+
+
+class FrameSource(Protocol):
+    """What a decoder needs from a receive pipeline (``rtc.receiver.ReceivePipeline``)."""
+
+    @property
+    def kind(self) -> MediaKind: ...
+
+    def subscribe(self, callback: Callable[[EncodedFrame], None]) -> Callable[[], None]: ...
+
+    def request_keyframe(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class DecodedFrame:
+    """A decoded ``av`` frame with the timing of the encoded frame it came from."""
+
+    frame: Any  # av.VideoFrame | av.AudioFrame
+    encoded: EncodedFrame
+    decoded_time: float
+
+
+@dataclass(frozen=True, slots=True)
+class DecoderStats:
+    kind: MediaKind
+    running: bool
+    decoded: int
+    decode_errors: int
+    dropped_behind: int
+    skipped_to_keyframe: int
+    decode_time_avg_ms: float
+
+
+Sink = Callable[[DecodedFrame], None]
+
+_DECODERS: weakref.WeakKeyDictionary[Any, TrackDecoder] = weakref.WeakKeyDictionary()
+_DECODERS_LOCK = threading.Lock()
+
+
+def decoder_for(source: FrameSource, **options: Any) -> TrackDecoder:
+    """The shared decoder of ``source`` (created on first use; options apply then)."""
+    with _DECODERS_LOCK:
+        dec = _DECODERS.get(source)
+        if dec is None:
+            dec = TrackDecoder(source, **options)
+            _DECODERS[source] = dec
+        return dec
+
+
+def _create_codec(codec: str, thread_count: int) -> Any:
+    name = codec.lower()
+    ctx: Any
+    if name == "opus":
+        ctx = av.CodecContext.create("libopus", "r")
+        ctx.format = "s16"
+        ctx.layout = "stereo"
+        ctx.sample_rate = 48000
+        return ctx
+    if name == "h264":
+        ctx = av.CodecContext.create("h264", "r")
+    elif name == "vp8":
+        ctx = av.CodecContext.create("vp8", "r")
+    else:
+        raise ValueError(f"no decoder for codec {codec!r}")
+    ctx.thread_type = "SLICE"
+    ctx.thread_count = thread_count
+    return ctx
+
+
+class TrackDecoder:
+    def __init__(
+        self,
+        source: FrameSource,
+        *,
+        thread_count: int = 1,
+        video_queue: int = 8,
+        audio_queue: int = 50,
+    ) -> None:
+        self.source = source
+        self.kind: MediaKind = source.kind
+        self._thread_count = thread_count
+        self._capacity = video_queue if self.kind == "video" else audio_queue
+        self._queue: collections.deque[EncodedFrame | None] = collections.deque()
+        self._cond = threading.Condition()
+        self._sinks: list[Sink] = []
+        self._sinks_lock = threading.Lock()
+        self._unsubscribe: Callable[[], None] | None = None
+        self._thread: threading.Thread | None = None
+        self._need_key = True
+        self._decoded = 0
+        self._errors = 0
+        self._dropped = 0
+        self._skipped = 0
+        self._decode_time = 0.0
+
+    # -- sinks ---------------------------------------------------------------------------
+    def add_sink(self, sink: Sink) -> Callable[[], None]:
+        """Deliver decoded frames to ``sink`` (on the decoder thread); returns the remover."""
+        with self._sinks_lock:
+            self._sinks.append(sink)
+            first = len(self._sinks) == 1
+        if first:
+            self._start()
+
+        def remove() -> None:
+            with self._sinks_lock:
+                with contextlib.suppress(ValueError):
+                    self._sinks.remove(sink)
+                last = not self._sinks
+            if last:
+                self._stop()
+
+        return remove
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None
+
+    def stats(self) -> DecoderStats:
+        return DecoderStats(
+            kind=self.kind,
+            running=self.running,
+            decoded=self._decoded,
+            decode_errors=self._errors,
+            dropped_behind=self._dropped,
+            skipped_to_keyframe=self._skipped,
+            decode_time_avg_ms=1000 * self._decode_time / self._decoded if self._decoded else 0.0,
+        )
+
+    # -- lifecycle -----------------------------------------------------------------------
+    def _start(self) -> None:
+        if self._thread is not None:
+            return
+        self._need_key = self.kind == "video"
+        # A fresh queue per thread: a stopping thread must not eat its successor's input.
+        self._queue = collections.deque()
+        self._cond = threading.Condition()
+        self._thread = threading.Thread(
+            target=self._run,
+            args=(self._queue, self._cond),
+            name=f"avatar-rtc-{self.kind}-decoder",
+            daemon=True,
+        )
+        self._thread.start()
+        self._unsubscribe = self.source.subscribe(self._on_encoded)
+        if self.kind == "video":
+            self.source.request_keyframe()  # joining mid-stream: don't wait for the next one
+
+    def _stop(self) -> None:
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+        thread, self._thread = self._thread, None
+        if thread is None:
+            return
+        with self._cond:
+            self._queue.clear()
+            self._queue.append(None)
+            self._cond.notify()
+        # Not joined: this may run on the event loop and a decode can take a few ms; the
+        # thread exits right after its current frame.
+
+    # -- input (event-loop thread) -------------------------------------------------------
+    def _on_encoded(self, frame: EncodedFrame) -> None:
+        with self._cond:
+            if self.kind == "video":
+                if len(self._queue) >= self._capacity:
+                    self._dropped += len(self._queue)
+                    self._queue.clear()
+                    self._need_key = True
+                    logger.warning("video decoder behind: dropping to the next keyframe")
+                    self.source.request_keyframe()
+            elif len(self._queue) >= self._capacity:
+                self._queue.popleft()
+                self._dropped += 1
+            self._queue.append(frame)
+            self._cond.notify()
+
+    # -- decoder thread ------------------------------------------------------------------
+    def _run(
+        self, queue: collections.deque[EncodedFrame | None], cond: threading.Condition
+    ) -> None:
+        ctx: Any = None
+        codec_name: str | None = None
+        meta: dict[int, EncodedFrame] = {}
+        pts = 0
+        while True:
+            with cond:
+                while not queue:
+                    cond.wait()
+                item = queue.popleft()
+                if item is not None and self.kind == "video" and self._need_key:
+                    if not item.keyframe:
+                        self._skipped += 1
+                        continue
+                    self._need_key = False
+            if item is None:
+                break
+            if item.codec != codec_name:
+                try:
+                    ctx = _create_codec(item.codec, self._thread_count)
+                except (ValueError, av.FFmpegError):
+                    logger.exception("cannot create a %s decoder", item.codec)
+                    continue
+                codec_name = item.codec
+                meta.clear()
+            packet = av.Packet(item.data)
+            packet.pts = pts
+            packet.time_base = Fraction(1, item.clock_rate)
+            meta[pts] = item
+            pts += 1
+            t0 = time.perf_counter()
+            try:
+                frames = ctx.decode(packet)
+            except av.FFmpegError as exc:
+                self._errors += 1
+                logger.warning("%s decode error (%s); requesting a keyframe", item.codec, exc)
+                if self.kind == "video":
+                    with cond:
+                        self._need_key = True
+                    self.source.request_keyframe()
+                meta.pop(pts - 1, None)
+                continue
+            self._decode_time += time.perf_counter() - t0
+            now = time.monotonic()
+            for f in frames:
+                enc = meta.pop(f.pts, item) if f.pts is not None else item
+                self._decoded += 1
+                self._deliver(DecodedFrame(f, enc, now))
+            if len(meta) > 64:  # decoder swallowed packets: don't leak metadata
+                for k in sorted(meta)[:-16]:
+                    del meta[k]
+        logger.debug("%s decoder thread finished", self.kind)
+
+    def _deliver(self, frame: DecodedFrame) -> None:
+        with self._sinks_lock:
+            sinks = tuple(self._sinks)
+        for sink in sinks:
+            try:
+                sink(frame)
+            except Exception:
+                logger.exception("decoded-frame sink failed")

@@ -1,0 +1,347 @@
+"""Decoded frames handed to users: conversion to numpy on request, with timestamps.
+
+``VideoFrame`` wraps the decoded ``av.VideoFrame``; nothing is converted until asked.
+``to_ndarray`` does colour conversion and resize in one ``reformat`` (one ``sws_scale``, which
+releases the GIL) and copies into a pooled buffer: a fresh large array per frame costs ~3x more
+(page faults of a new mmap each time). A pooled buffer is reused only when nothing but the pool
+references it (``sys.getrefcount``), so arrays handed out are never overwritten under the user.
+
+``AudioFrame`` is PCM already converted to the caller's rate/layout/format by
+:class:`AudioRechunker` (``av.AudioResampler`` + sample counting: consecutive frames are
+contiguous, gaps in the received stream are filled with silence, overlaps trimmed).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+from dataclasses import dataclass
+from typing import Any, Literal, cast
+
+import av
+import numpy as np
+import numpy.typing as npt
+
+from .clock import ClockSource
+
+__all__ = [
+    "AudioFrame",
+    "AudioRechunker",
+    "PixelFormat",
+    "SampleFormat",
+    "VideoFrame",
+]
+
+logger = logging.getLogger(__name__)
+
+PixelFormat = Literal["rgb24", "bgr24", "rgba", "gray"]
+SampleFormat = Literal["int16", "float32"]
+
+_CHANNELS: dict[str, int] = {"rgb24": 3, "bgr24": 3, "rgba": 4, "gray": 1}
+_POOL_PER_SHAPE = 4
+
+
+class _BufferPool:
+    """Reuses numpy buffers that nobody but the pool references any more."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pools: dict[tuple[int, ...], list[npt.NDArray[np.uint8]]] = {}
+
+    def get(self, shape: tuple[int, ...]) -> npt.NDArray[np.uint8]:
+        with self._lock:
+            pool = self._pools.setdefault(shape, [])
+            for i in range(len(pool)):
+                # references: the list slot + getrefcount's argument
+                if sys.getrefcount(pool[i]) <= 2:
+                    return pool[i]
+            arr = np.empty(shape, dtype=np.uint8)
+            if len(pool) < _POOL_PER_SHAPE:
+                pool.append(arr)
+            elif len(self._pools) > 8:
+                self._pools.clear()  # many sizes in use (resizes): don't hoard memory
+            return arr
+
+
+_POOL = _BufferPool()
+
+
+def _plane_array(plane: Any, height: int, row_bytes: int) -> npt.NDArray[np.uint8]:
+    """A (height, row_bytes) view of one plane, without the line padding."""
+    buf = np.frombuffer(plane, dtype=np.uint8)
+    return buf.reshape(-1, plane.line_size)[:height, :row_bytes]
+
+
+class VideoFrame:
+    """A decoded video frame plus its timing.
+
+    - ``rtp_timestamp``: sender RTP timestamp (90 kHz, unwrapped)
+    - ``presentation_time``: seconds on the session's A/V clock; ``clock_source`` says how
+    - ``arrival_time``: ``time.monotonic()`` when its last packet arrived
+    - ``index``: per-track index of the encoded frame
+    """
+
+    __slots__ = (
+        "_cache",
+        "_lock",
+        "arrival_time",
+        "av_frame",
+        "clock_source",
+        "decoded_time",
+        "default_format",
+        "default_size",
+        "index",
+        "keyframe",
+        "presentation_time",
+        "rtp_timestamp",
+    )
+
+    def __init__(
+        self,
+        av_frame: av.VideoFrame,
+        *,
+        rtp_timestamp: int,
+        presentation_time: float,
+        clock_source: ClockSource,
+        arrival_time: float,
+        index: int,
+        keyframe: bool = False,
+        decoded_time: float = 0.0,
+        default_format: PixelFormat = "rgb24",
+        default_size: tuple[int, int] | None = None,
+    ) -> None:
+        self.av_frame = av_frame
+        self.rtp_timestamp = rtp_timestamp
+        self.presentation_time = presentation_time
+        self.clock_source: ClockSource = clock_source
+        self.arrival_time = arrival_time
+        self.index = index
+        self.keyframe = keyframe
+        self.decoded_time = decoded_time
+        self.default_format: PixelFormat = default_format
+        self.default_size = default_size
+        self._cache: tuple[str, tuple[int, int] | None, npt.NDArray[np.uint8]] | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def width(self) -> int:
+        return int(self.av_frame.width)
+
+    @property
+    def height(self) -> int:
+        return int(self.av_frame.height)
+
+    @property
+    def array(self) -> npt.NDArray[np.uint8]:
+        """``to_ndarray()`` in the stream's format and size (cached)."""
+        return self.to_ndarray()
+
+    def to_ndarray(
+        self, format: PixelFormat | None = None, size: tuple[int, int] | None = None
+    ) -> npt.NDArray[np.uint8]:
+        """HxWx3 (rgb24/bgr24), HxWx4 (rgba) or HxW (gray) ``uint8``; ``size`` is (w, h).
+
+        The result of the last call is cached; don't write into it if you call again.
+        """
+        fmt: PixelFormat = format or self.default_format
+        if format is None and size is None:
+            size = self.default_size
+        if fmt not in _CHANNELS:
+            raise ValueError(f"unsupported format {fmt!r}; use one of {sorted(_CHANNELS)}")
+        with self._lock:
+            cached = self._cache
+            if cached is not None and cached[0] == fmt and cached[1] == size:
+                return cached[2]
+            width, height = size if size is not None else (self.width, self.height)
+            if width <= 0 or height <= 0:
+                raise ValueError(f"invalid size {size!r}")
+            out_frame = self.av_frame.reformat(width=width, height=height, format=fmt)
+            channels = _CHANNELS[fmt]
+            src = _plane_array(out_frame.planes[0], height, width * channels)
+            shape = (height, width) if channels == 1 else (height, width, channels)
+            arr = _POOL.get(shape)
+            np.copyto(arr.reshape(height, width * channels), src)
+            self._cache = (fmt, size, arr)
+            return arr
+
+    def yuv_planes(
+        self,
+    ) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.uint8], npt.NDArray[np.uint8]]:
+        """(Y, U, V) planes of a yuv420p frame, copied without colour conversion."""
+        frame = self.av_frame
+        if frame.format.name not in ("yuv420p", "yuvj420p"):
+            frame = frame.reformat(format="yuv420p")
+        w, h = int(frame.width), int(frame.height)
+        cw, ch = (w + 1) // 2, (h + 1) // 2
+        y = _plane_array(frame.planes[0], h, w).copy()
+        u = _plane_array(frame.planes[1], ch, cw).copy()
+        v = _plane_array(frame.planes[2], ch, cw).copy()
+        return y, u, v
+
+    def __repr__(self) -> str:
+        return (
+            f"VideoFrame({self.width}x{self.height}, index={self.index}, "
+            f"pts={self.presentation_time:.3f}s/{self.clock_source})"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class AudioFrame:
+    """PCM of shape (samples, channels), ``int16`` or ``float32``.
+
+    ``presentation_time`` is the time of the first sample on the session's A/V clock; the next
+    frame starts exactly ``samples / sample_rate`` later.
+    """
+
+    data: npt.NDArray[Any]
+    sample_rate: int
+    presentation_time: float
+    clock_source: ClockSource
+    arrival_time: float
+    index: int
+
+    @property
+    def samples(self) -> int:
+        return int(self.data.shape[0])
+
+    @property
+    def channels(self) -> int:
+        return int(self.data.shape[1])
+
+    @property
+    def duration(self) -> float:
+        return self.samples / self.sample_rate
+
+    @property
+    def array(self) -> npt.NDArray[Any]:
+        return self.data
+
+
+class AudioRechunker:
+    """Resample decoded audio and cut it into fixed-size, gapless frames.
+
+    Feed decoded ``av.AudioFrame``s with their presentation time; get ``AudioFrame``s of exactly
+    ``frame_ms`` each. Time is counted in samples from the first input; when the input's own
+    timestamps run ahead of the count by more than ``tolerance`` (lost packets, DTX) the gap is
+    filled with silence (up to ``max_gap``, beyond which the count restarts); when they run
+    behind, the overlap is trimmed.
+    """
+
+    def __init__(
+        self,
+        *,
+        sample_rate: int = 48000,
+        channels: int = 1,
+        frame_ms: int = 20,
+        dtype: SampleFormat = "int16",
+        tolerance: float = 0.03,
+        max_gap: float = 1.0,
+    ) -> None:
+        if channels not in (1, 2):
+            raise ValueError("channels must be 1 or 2")
+        if dtype not in ("int16", "float32"):
+            raise ValueError("dtype must be 'int16' or 'float32'")
+        self.sample_rate = sample_rate
+        self.channels = channels
+        self.frame_samples = sample_rate * frame_ms // 1000
+        if self.frame_samples <= 0:
+            raise ValueError("frame_ms too small")
+        self.dtype = dtype
+        self._np_dtype = np.int16 if dtype == "int16" else np.float32
+        self._tolerance = tolerance
+        self._max_gap = max_gap
+        self._resampler = av.AudioResampler(
+            format="s16" if dtype == "int16" else "flt",
+            layout="mono" if channels == 1 else "stereo",
+            rate=sample_rate,
+        )
+        self._pending: list[npt.NDArray[Any]] = []
+        self._pending_samples = 0
+        self._start_time: float | None = None  # presentation time of sample 0
+        self._samples_out = 0  # samples emitted since _start_time
+        self._clock_source: ClockSource = "arrival"
+        self._arrival = 0.0
+        self._index = 0
+        self.gaps_filled = 0
+        self.samples_trimmed = 0
+
+    def _expected_time(self) -> float:
+        assert self._start_time is not None
+        return self._start_time + (self._samples_out + self._pending_samples) / self.sample_rate
+
+    def push(
+        self,
+        frame: av.AudioFrame,
+        presentation_time: float,
+        clock_source: ClockSource,
+        arrival_time: float,
+    ) -> list[AudioFrame]:
+        pcm = self._resample(frame)
+        self._clock_source = clock_source
+        self._arrival = arrival_time
+        if pcm.shape[0] == 0:
+            return []
+        if self._start_time is None:
+            self._start_time = presentation_time
+        else:
+            drift = presentation_time - self._expected_time()
+            if drift > self._max_gap or drift < -self._max_gap:
+                logger.info("audio: %.3f s discontinuity, restarting sample count", drift)
+                self._start_time = (
+                    presentation_time
+                    - (self._samples_out + self._pending_samples) / self.sample_rate
+                )
+            elif drift > self._tolerance:
+                n = round(drift * self.sample_rate)
+                self._append(np.zeros((n, self.channels), dtype=self._np_dtype))
+                self.gaps_filled += 1
+            elif drift < -self._tolerance:
+                n = min(pcm.shape[0], round(-drift * self.sample_rate))
+                pcm = pcm[n:]
+                self.samples_trimmed += n
+        self._append(pcm)
+        return self._drain()
+
+    def _resample(self, frame: av.AudioFrame) -> npt.NDArray[Any]:
+        frame.pts = None  # we count samples ourselves; avoid resampler pts bookkeeping
+        chunks = [self._to_array(f) for f in self._resampler.resample(frame)]
+        if not chunks:
+            return np.zeros((0, self.channels), dtype=self._np_dtype)
+        return chunks[0] if len(chunks) == 1 else np.concatenate(chunks)
+
+    def _to_array(self, frame: av.AudioFrame) -> npt.NDArray[Any]:
+        arr = cast(npt.NDArray[Any], frame.to_ndarray())  # packed: (1, samples * channels)
+        return arr.reshape(-1, self.channels).astype(self._np_dtype, copy=False)
+
+    def _append(self, pcm: npt.NDArray[Any]) -> None:
+        if pcm.shape[0]:
+            self._pending.append(pcm)
+            self._pending_samples += pcm.shape[0]
+
+    def _drain(self) -> list[AudioFrame]:
+        out: list[AudioFrame] = []
+        n = self.frame_samples
+        if self._pending_samples < n:
+            return out
+        buf = np.concatenate(self._pending) if len(self._pending) > 1 else self._pending[0]
+        pos = 0
+        assert self._start_time is not None
+        while self._pending_samples - pos >= n:
+            out.append(
+                AudioFrame(
+                    data=np.ascontiguousarray(buf[pos : pos + n]),
+                    sample_rate=self.sample_rate,
+                    presentation_time=self._start_time + self._samples_out / self.sample_rate,
+                    clock_source=self._clock_source,
+                    arrival_time=self._arrival,
+                    index=self._index,
+                )
+            )
+            self._index += 1
+            self._samples_out += n
+            pos += n
+        rest = buf[pos:]
+        self._pending = [rest] if rest.shape[0] else []
+        self._pending_samples = int(rest.shape[0])
+        return out

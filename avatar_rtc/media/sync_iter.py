@@ -1,0 +1,208 @@
+"""Blocking bridge for plain synchronous code (no asyncio in user code).
+
+:class:`BackgroundLoop` runs an asyncio event loop in a daemon thread; the whole WebRTC stack
+lives there. :func:`iter_video` / :func:`iter_audio` create a stream on that loop and return a
+:class:`FrameIterator`, a normal blocking iterator. Leaving a ``for`` loop with ``break`` (or
+``close()``, ``with``, garbage collection) closes the stream, which stops decoding when it was
+the last consumer of its track.
+
+    with BackgroundLoop() as bg:
+        pipeline = bg.run(open_connection())          # any coroutine
+        for frame in iter_video(pipeline, loop=bg, size=(320, 240)):
+            img = frame.array                         # numpy, HxWx3 uint8
+            ...
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import threading
+from collections.abc import Coroutine, Iterator
+from typing import Any, Generic, TypeVar
+
+from .decoder import FrameSource, TrackDecoder
+from .frames import AudioFrame, PixelFormat, SampleFormat, VideoFrame
+from .streams import AudioStream, Policy, VideoStream, _Stream
+
+__all__ = ["BackgroundLoop", "FrameIterator", "iter_audio", "iter_video"]
+
+R = TypeVar("R")
+F = TypeVar("F", VideoFrame, AudioFrame)
+
+
+class BackgroundLoop:
+    """An asyncio event loop running in a daemon thread; ``run(coro)`` blocks for the result."""
+
+    def __init__(self, *, name: str = "avatar-rtc-loop") -> None:
+        self.loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._main, name=name, daemon=True)
+        self._thread.start()
+        self._ready.wait()
+        self._closed = False
+
+    def _main(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.call_soon(self._ready.set)
+        self.loop.run_forever()
+        # cancel what is left, then close
+        pending = [t for t in asyncio.all_tasks(self.loop) if not t.done()]
+        for task in pending:
+            task.cancel()
+        if pending:
+            self.loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+        self.loop.run_until_complete(self.loop.shutdown_asyncgens())
+        self.loop.close()
+
+    def run(self, coro: Coroutine[Any, Any, R], timeout: float | None = None) -> R:
+        """Run ``coro`` on the background loop and wait for its result."""
+        if threading.current_thread() is self._thread:
+            raise RuntimeError("BackgroundLoop.run() called from its own loop thread")
+        return _run_on(self.loop, coro, timeout)
+
+    def close(self, timeout: float = 5.0) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(timeout)
+
+    def __enter__(self) -> BackgroundLoop:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _run_on(
+    loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, R], timeout: float | None
+) -> R:
+    future = asyncio.run_coroutine_threadsafe(coro, loop)
+    try:
+        return future.result(timeout)
+    except concurrent.futures.TimeoutError:
+        future.cancel()
+        raise TimeoutError(f"no result within {timeout} s") from None
+
+
+class FrameIterator(Generic[F]):
+    """Blocking iterator over a stream living on an event loop in another thread."""
+
+    def __init__(
+        self, stream: _Stream[F], loop: asyncio.AbstractEventLoop, timeout: float | None
+    ) -> None:
+        self._stream: _Stream[F] = stream
+        self._loop = loop
+        self._timeout = timeout
+        self._closed = False
+
+    @property
+    def stream(self) -> _Stream[F]:
+        return self._stream
+
+    def __iter__(self) -> Iterator[F]:
+        return self
+
+    def __next__(self) -> F:
+        if self._closed:
+            raise StopIteration
+        try:
+            return _run_on(self._loop, self._stream.__anext__(), self._timeout)
+        except StopAsyncIteration:
+            self._closed = True
+            raise StopIteration from None
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._stream.close)
+
+    def __enter__(self) -> FrameIterator[F]:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        # ``break`` out of a for loop drops the iterator: stop decoding for it.
+        with contextlib.suppress(Exception):  # interpreter shutdown
+            self.close()
+
+
+LoopLike = BackgroundLoop | asyncio.AbstractEventLoop
+
+
+def _loop_of(
+    source: FrameSource | TrackDecoder, loop: LoopLike | None
+) -> asyncio.AbstractEventLoop:
+    """The loop the source lives on: given, else the pipeline's own (running elsewhere)."""
+    if isinstance(loop, BackgroundLoop):
+        return loop.loop
+    if loop is not None:
+        return loop
+    inner = source.source if isinstance(source, TrackDecoder) else source
+    found = getattr(inner, "loop", None)
+    if not isinstance(found, asyncio.AbstractEventLoop) or not found.is_running():
+        raise ValueError("pass loop=: the event loop (thread) the source runs on")
+    try:
+        if asyncio.get_running_loop() is found:
+            raise RuntimeError("sync iterators cannot be used on the source's own loop")
+    except RuntimeError as exc:
+        if "sync iterators" in str(exc):
+            raise
+    return found
+
+
+def iter_video(
+    source: FrameSource | TrackDecoder,
+    *,
+    loop: LoopLike | None = None,
+    format: PixelFormat | None = "rgb24",
+    size: tuple[int, int] | None = None,
+    capacity: int | None = None,
+    policy: Policy = "latest",
+    timeout: float | None = None,
+) -> FrameIterator[VideoFrame]:
+    """Blocking iterator of :class:`VideoFrame` (``frame.array`` is the numpy image).
+
+    ``timeout`` (seconds) bounds the wait for each frame (``TimeoutError``).
+    """
+    bg = _loop_of(source, loop)
+
+    async def make() -> VideoStream:
+        return VideoStream(source, format=format, size=size, capacity=capacity, policy=policy)
+
+    return FrameIterator(_run_on(bg, make(), None), bg, timeout)
+
+
+def iter_audio(
+    source: FrameSource | TrackDecoder,
+    *,
+    loop: LoopLike | None = None,
+    sample_rate: int = 48000,
+    channels: int = 1,
+    frame_ms: int = 20,
+    dtype: SampleFormat = "int16",
+    capacity: int | None = None,
+    policy: Policy = "all",
+    timeout: float | None = None,
+) -> FrameIterator[AudioFrame]:
+    """Blocking iterator of :class:`AudioFrame` (``frame.data`` is (samples, channels))."""
+    bg = _loop_of(source, loop)
+
+    async def make() -> AudioStream:
+        return AudioStream(
+            source,
+            sample_rate=sample_rate,
+            channels=channels,
+            frame_ms=frame_ms,
+            dtype=dtype,
+            capacity=capacity,
+            policy=policy,
+        )
+
+    return FrameIterator(_run_on(bg, make(), None), bg, timeout)

@@ -1,0 +1,239 @@
+"""Copy path: received compressed frames into the container, never decoded or re-encoded.
+
+Runs in the recorder's writer thread only.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import av
+import av.container
+import av.stream
+
+from ..rtc.encoded_frame import EncodedFrame
+from .bitstream import annexb, h264_parameter_sets, opus_packet_samples, vp8_keyframe_size
+from .errors import RecordError
+from .options import ContainerSpec, RecordOptions, container_options
+from .stats import StatsBook
+from .templates import AUDIO_TIME_BASE, VIDEO_TIME_BASE, add_copy_stream
+from .timeline import StartGate, TickClock
+
+__all__ = ["CopyMuxer"]
+
+log = logging.getLogger(__name__)
+
+# A small valid Opus packet (CELT 20 ms, stereo, silence): the audio template when the first
+# keyframe comes before any audio, and the filler for holes in the audio.
+_OPUS_SILENCE = b"\xfc\xff\xfe"
+_GAP_TICKS = 48000 * 30 // 1000  # a hole longer than 30 ms is filled
+_MAX_FILL_PACKETS = 50 * 600  # at most 10 minutes of silence per hole
+_CODEC_NAMES = {"h264": "h264", "vp8": "vp8", "vp9": "vp9", "opus": "opus"}
+
+
+def _codec_name(frame: EncodedFrame) -> str:
+    name = _CODEC_NAMES.get(frame.codec.lower())
+    if name is None:
+        raise RecordError(f"copy mode cannot record {frame.kind} codec {frame.codec!r}")
+    return name
+
+
+class CopyMuxer:
+    """Writes :class:`EncodedFrame` s to one file, starting at the first video keyframe."""
+
+    def __init__(
+        self, path: Path, spec: ContainerSpec, options: RecordOptions, stats: StatsBook
+    ) -> None:
+        self._path = path
+        self._spec = spec
+        self._options = options
+        self._stats = stats
+        self._gate: StartGate[EncodedFrame] = StartGate(options.pre_start_audio_seconds, stats)
+        self._container: av.container.OutputContainer | None = None
+        self._video: av.stream.Stream | None = None
+        self._audio: av.stream.Stream | None = None
+        self._video_clock = TickClock(90000, stats)
+        self._audio_clock = TickClock(48000, stats)
+        self._audio_end: int | None = None  # end of the last audio packet, 48 kHz ticks
+        self._pending_video: av.Packet[Any] | None = None
+        self._pending_video_time = 0.0
+        self._last_video_interval = 3000  # 1/30 s until we have measured one
+        self._sps: list[bytes] = []
+        self._pps: list[bytes] = []
+        self._checked: set[str] = set()
+
+    # -- input ------------------------------------------------------------------------------
+    def write(self, frame: EncodedFrame) -> None:
+        if frame.kind == "video":
+            if self._options.video:
+                self._write_video(frame)
+        elif self._options.audio:
+            self._write_audio(frame)
+
+    def _check_codec(self, frame: EncodedFrame) -> str:
+        codec = _codec_name(frame)
+        if codec not in self._checked:
+            allowed = self._spec.video_codecs if frame.kind == "video" else self._spec.audio_codecs
+            if codec not in allowed:
+                raise RecordError(
+                    f"{self._spec.extension} cannot hold {frame.codec} without re-encoding: "
+                    f"record to .mkv, or use mode='encode'"
+                )
+            self._checked.add(codec)
+        return codec
+
+    def _write_video(self, frame: EncodedFrame) -> None:
+        codec = self._check_codec(frame)
+        data = frame.data
+        if codec == "h264":
+            sps, pps = h264_parameter_sets(data)
+            if sps:
+                self._sps = sps
+            if pps:
+                self._pps = pps
+        if self._container is None:
+            if not frame.keyframe or (codec == "h264" and not (self._sps and self._pps)):
+                self._stats.skip_before_start()
+                return
+            if codec == "h264" and not sps:
+                # Parameter sets came in an earlier frame: put them in front of the keyframe.
+                data = annexb(self._sps + self._pps) + data
+            self._open(frame, codec, data)
+        self._mux_video(frame, data)
+
+    def _write_audio(self, frame: EncodedFrame) -> None:
+        self._check_codec(frame)
+        if self._container is None:
+            if self._options.video:
+                self._gate.hold(frame, frame.presentation_time)
+                return
+            self._open(frame, None, b"")
+        if self._gate.is_before_start(frame.presentation_time):
+            self._stats.skip_before_start()
+            return
+        self._mux_audio(frame)
+
+    # -- file -------------------------------------------------------------------------------
+    def _open(self, first: EncodedFrame, video_codec: str | None, keyframe: bytes) -> None:
+        held = self._gate.open(first.presentation_time)
+        container = av.open(
+            str(self._path),
+            mode="w",
+            format=self._spec.format_name,
+            options=container_options(self._spec, self._options),
+        )
+        try:
+            if video_codec is not None:
+                extradata = None
+                width = height = 0
+                if video_codec == "h264":
+                    extradata = annexb(self._sps + self._pps)
+                elif video_codec == "vp8":
+                    width, height = vp8_keyframe_size(keyframe) or (0, 0)
+                self._video = add_copy_stream(
+                    container, video_codec, keyframe, extradata=extradata, width=width,
+                    height=height,
+                )
+            if self._options.audio:
+                sample = held[0][0].data if held else _OPUS_SILENCE
+                if first.kind == "audio":
+                    sample = first.data
+                self._audio = add_copy_stream(container, "opus", sample)
+            container.start_encoding()
+        except BaseException:
+            container.close()
+            raise
+        self._container = container
+        with self._stats.lock:
+            self._stats.started = True
+            self._stats.video.codec = video_codec
+            self._stats.audio.codec = "opus" if self._audio is not None else None
+        log.info(
+            "recording %s to %s (copy; video=%s audio=%s; origin %.3f s)",
+            self._spec.format_name, self._path, video_codec, self._audio is not None,
+            first.presentation_time,
+        )
+        for frame, _ in held:
+            self._mux_audio(frame)
+
+    def _origin(self) -> float:
+        origin = self._gate.origin
+        assert origin is not None
+        return origin
+
+    def _mux_video(self, frame: EncodedFrame, data: bytes) -> None:
+        assert self._container is not None and self._video is not None
+        ticks = self._video_clock.ticks(frame.presentation_time, self._origin())
+        packet = av.Packet(data)
+        packet.stream = self._video
+        packet.time_base = VIDEO_TIME_BASE
+        packet.pts = packet.dts = ticks  # WebRTC H264/VP8 has no B-frames: dts == pts
+        packet.is_keyframe = frame.keyframe
+        # Held back one frame so its duration is known (the gap to the next frame).
+        if self._pending_video is not None:
+            self._flush_pending_video(ticks)
+        self._pending_video = packet
+        self._pending_video_time = ticks / 90000
+
+    def _flush_pending_video(self, next_ticks: int | None) -> None:
+        packet = self._pending_video
+        if packet is None or self._container is None:
+            return
+        self._pending_video = None
+        assert packet.pts is not None
+        if next_ticks is not None:
+            self._last_video_interval = max(1, next_ticks - packet.pts)
+        packet.duration = duration = self._last_video_interval
+        size = packet.size
+        self._container.mux(packet)  # rescales the packet in place: use the saved values
+        start = self._pending_video_time
+        self._stats.add("video", start, start + duration / 90000, size)
+
+    def _mux_audio(self, frame: EncodedFrame) -> None:
+        assert self._container is not None and self._audio is not None
+        ticks = self._audio_clock.ticks(frame.presentation_time, self._origin())
+        if self._audio_end is not None and self._options.fill_audio_gaps:
+            self._fill_audio_gap(self._audio_end, ticks)
+        self._mux_audio_packet(frame.data, ticks)
+
+    def _fill_audio_gap(self, start: int, end: int) -> None:
+        # Lost packets or DTX leave holes; players that play audio back to back (ignoring
+        # timestamps) would then pull audio earlier than video. Silence packets keep it in place.
+        count = min((end - start) // 960, _MAX_FILL_PACKETS)
+        if (end - start) < _GAP_TICKS or count <= 0:
+            return
+        for k in range(count):
+            self._mux_audio_packet(_OPUS_SILENCE, start + k * 960, filler=True)
+        with self._stats.lock:
+            self._stats.audio_fill_packets += count
+
+    def _mux_audio_packet(self, data: bytes, ticks: int, filler: bool = False) -> None:
+        assert self._container is not None and self._audio is not None
+        samples = opus_packet_samples(data) or 960
+        packet = av.Packet(data)
+        packet.stream = self._audio
+        packet.time_base = AUDIO_TIME_BASE
+        packet.pts = packet.dts = ticks
+        packet.duration = samples
+        packet.is_keyframe = True
+        self._container.mux(packet)
+        # The next packet cannot start inside this one.
+        self._audio_clock.last = max(ticks, ticks + samples - 1)
+        self._audio_end = ticks + samples
+        start = ticks / 48000
+        self._stats.add("audio", start, start + samples / 48000, len(data), 0 if filler else 1)
+
+    def close(self) -> None:
+        """Write what is held back and the trailer."""
+        if self._container is None:
+            if self._options.video:
+                log.warning("no video keyframe was received: nothing recorded to %s", self._path)
+            return
+        container = self._container
+        try:
+            self._flush_pending_video(None)
+        finally:
+            self._container = None
+            container.close()

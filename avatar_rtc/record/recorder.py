@@ -1,0 +1,325 @@
+"""Recorder: the session's frames into a playable file, written off the event loop.
+
+The producer side (``write*``, usually called on the event loop or a decoder thread) only
+puts the frame in a bounded queue; one writer thread muxes or encodes and writes the file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from types import TracebackType
+from typing import Protocol
+
+import av
+
+from ..rtc.encoded_frame import EncodedFrame
+from .encoder import EncodeMuxer, resolve_codecs
+from .errors import RecordError
+from .muxer import CopyMuxer
+from .options import RecordMode, RecordOptions, container_for_path
+from .queue import ByteBoundedQueue
+from .stats import RecorderStats, StatsBook
+
+__all__ = ["FrameSource", "Recorder"]
+
+log = logging.getLogger(__name__)
+
+
+class FrameSource(Protocol):
+    """Anything frames can be subscribed to, such as ``rtc.receiver.ReceivePipeline``."""
+
+    def subscribe(self, callback: Callable[[EncodedFrame], None]) -> Callable[[], None]: ...
+
+
+_Item = (
+    tuple[str, EncodedFrame, float]
+    | tuple[str, av.VideoFrame, float]
+    | tuple[str, av.AudioFrame, float]
+    | None  # stop marker
+)
+
+
+def _planes_bytes(frame: av.VideoFrame | av.AudioFrame) -> int:
+    return sum(plane.buffer_size for plane in frame.planes)
+
+
+class Recorder:
+    """Records to ``path`` (``.mp4`` fragmented, ``.mkv`` or ``.webm``).
+
+    ``mode="copy"`` (default) writes the received compressed frames (:meth:`write`, or
+    :meth:`attach` to a receive pipeline) without decoding. ``mode="encode"`` re-encodes
+    decoded frames given to :meth:`write_video` / :meth:`write_audio` with ``options.encode``.
+
+    Writing starts at the first video keyframe (copy) / video frame (encode); earlier audio is
+    trimmed to it. :meth:`stop` (idempotent) writes the trailer; a killed process still leaves a
+    playable file up to the last fragment/cluster (about ``fragment_seconds``).
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        mode: RecordMode = "copy",
+        options: RecordOptions | None = None,
+    ) -> None:
+        if mode not in ("copy", "encode"):
+            raise RecordError(f"unknown record mode {mode!r} (use 'copy' or 'encode')")
+        self.path = Path(path)
+        self.mode: RecordMode = mode
+        self.options = options or RecordOptions()
+        self.spec = container_for_path(self.path)
+        if mode == "encode":
+            resolve_codecs(self.spec, self.options.encode)  # fail now, not in the thread
+        self._book = StatsBook()
+        self._queue: ByteBoundedQueue[_Item] = ByteBoundedQueue(
+            self.options.max_queue_bytes, self.options.max_queue_items
+        )
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._accepting = False
+        self._stopped = False
+        self._stop_lock = threading.Lock()
+        self._unsubscribe: list[Callable[[], None]] = []
+        self._error: BaseException | None = None
+        self._dropped = 0
+        self._dropped_bytes = 0
+        self._late = 0
+        self._overflowing = False
+        self._video_resync = False  # a video frame was dropped: wait for a keyframe
+        self._closed = threading.Event()
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def start(self) -> Recorder:
+        """Start the writer thread. The file is created when the first frame is written."""
+        with self._lock:
+            if self._thread is not None:
+                raise RecordError("recorder already started")
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._thread = threading.Thread(
+                target=self._run, name=f"recorder:{self.path.name}", daemon=True
+            )
+            self._accepting = True
+        self._thread.start()
+        return self
+
+    def attach(self, source: FrameSource) -> Callable[[], None]:
+        """Subscribe to ``source`` (copy mode); returns the unsubscribe (also done by stop)."""
+        if self.mode != "copy":
+            raise RecordError("attach() feeds encoded frames: use mode='copy'")
+        unsubscribe = source.subscribe(self._on_frame)
+        self._unsubscribe.append(unsubscribe)
+        return unsubscribe
+
+    def stop(self, timeout: float | None = None) -> RecorderStats:
+        """Stop taking frames, write everything queued, finalise the file; idempotent.
+
+        Blocks until the file is complete (or ``timeout``). Raises :class:`RecordError` once
+        if the writer failed; later calls just return the stats.
+        """
+        with self._stop_lock:
+            first = not self._stopped
+            self._stopped = True
+            if first:
+                for unsubscribe in self._unsubscribe:
+                    try:
+                        unsubscribe()
+                    except Exception:  # the source may already be closed
+                        log.debug("unsubscribe failed", exc_info=True)
+                self._unsubscribe.clear()
+                with self._lock:
+                    self._accepting = False
+                    thread = self._thread
+                if thread is None:
+                    self._closed.set()
+                else:
+                    self._queue.put_force(None)
+        if not self._closed.wait(timeout):
+            raise RecordError(f"recorder did not finish writing {self.path} in {timeout} s")
+        if first and self._error is not None:
+            raise RecordError(f"recording to {self.path} failed: {self._error}") from self._error
+        return self.stats()
+
+    async def astop(self) -> RecorderStats:
+        """:meth:`stop` in a worker thread, so the event loop keeps running while it finalises.
+
+        Bound the wait with ``asyncio.timeout`` if needed: the file is finished regardless.
+        """
+        return await asyncio.to_thread(self.stop)
+
+    def __enter__(self) -> Recorder:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    async def __aenter__(self) -> Recorder:
+        return self.start()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.astop()
+
+    # -- producer side (cheap: no I/O, no codec work) ------------------------------------------
+    def write(self, frame: EncodedFrame) -> bool:
+        """Queue a received compressed frame (copy mode). False when it was not queued."""
+        if self.mode != "copy":
+            raise RecordError("write() takes encoded frames: use write_video/write_audio")
+        is_video = frame.kind == "video"
+        return self._put(("enc", frame, 0.0), len(frame.data), is_video, frame.keyframe)
+
+    def write_video(self, frame: av.VideoFrame, pts_seconds: float) -> bool:
+        """Queue a decoded video frame shown at ``pts_seconds`` (shared clock; encode mode)."""
+        self._require_encode()
+        return self._put(("video", frame, pts_seconds), _planes_bytes(frame), True, True)
+
+    def write_audio(self, frame: av.AudioFrame, pts_seconds: float) -> bool:
+        """Queue decoded audio whose first sample plays at ``pts_seconds`` (encode mode)."""
+        self._require_encode()
+        return self._put(("audio", frame, pts_seconds), _planes_bytes(frame), False, True)
+
+    def _on_frame(self, frame: EncodedFrame) -> None:
+        self.write(frame)
+
+    def _require_encode(self) -> None:
+        if self.mode != "encode":
+            raise RecordError("write_video/write_audio take decoded frames: use mode='encode'")
+
+    def _put(self, item: _Item, size: int, is_video: bool, keyframe: bool) -> bool:
+        with self._lock:
+            if not self._accepting:
+                if self._thread is None:
+                    raise RecordError("Recorder.start() was not called")
+                self._late += 1
+                return False
+            if is_video and self._video_resync and not keyframe:
+                self._count_drop(size)
+                return False
+            if not self._queue.put(item, size):
+                self._count_drop(size)
+                if is_video and self.mode == "copy":
+                    self._video_resync = True
+                return False
+            if self._overflowing:
+                self._overflowing = False
+                log.warning("recorder %s: writer caught up (%d frames dropped so far)",
+                            self.path.name, self._dropped)
+            if is_video and keyframe:
+                self._video_resync = False
+            return True
+
+    def _count_drop(self, size: int) -> None:
+        self._dropped += 1
+        self._dropped_bytes += size
+        if not self._overflowing:
+            self._overflowing = True
+            items, nbytes, _, _ = self._queue.depth()
+            log.error(
+                "recorder %s: writer is behind (%d frames, %d bytes queued): dropping frames",
+                self.path.name, items, nbytes,
+            )
+
+    # -- writer thread -------------------------------------------------------------------------
+    def _run(self) -> None:
+        sink: CopyMuxer | EncodeMuxer | None = None
+        try:
+            if self.mode == "copy":
+                sink = CopyMuxer(self.path, self.spec, self.options, self._book)
+            else:
+                sink = EncodeMuxer(self.path, self.spec, self.options, self._book)
+        except BaseException as exc:
+            self._fail(exc)
+        while True:
+            item = self._queue.get()
+            if item is None:
+                break
+            if sink is None or self._error is not None:
+                with self._lock:
+                    self._dropped += 1
+                continue
+            try:
+                self._handle(sink, item)
+            except BaseException as exc:
+                self._fail(exc)
+        try:
+            if sink is not None:
+                sink.close()
+        except BaseException as exc:
+            self._fail(exc)
+        finally:
+            self._closed.set()
+
+    @staticmethod
+    def _handle(sink: CopyMuxer | EncodeMuxer, item: tuple[str, object, float]) -> None:
+        kind, frame, t = item
+        if isinstance(sink, CopyMuxer):
+            assert isinstance(frame, EncodedFrame)
+            sink.write(frame)
+        elif kind == "video":
+            assert isinstance(frame, av.VideoFrame)
+            sink.write_video(frame, t)
+        else:
+            assert isinstance(frame, av.AudioFrame)
+            sink.write_audio(frame, t)
+
+    def _fail(self, exc: BaseException) -> None:
+        if self._error is None:
+            self._error = exc
+            log.error("recorder %s failed: %s", self.path, exc, exc_info=exc)
+        else:
+            log.debug("recorder %s: further error %s", self.path, exc)
+
+    # -- observation ---------------------------------------------------------------------------
+    @property
+    def error(self) -> BaseException | None:
+        """The writer's first error, if any."""
+        return self._error
+
+    def stats(self) -> RecorderStats:
+        """A consistent snapshot of the counters (cheap; any thread)."""
+        items, nbytes, peak_items, peak_bytes = self._queue.depth()
+        with self._book.lock:
+            book = self._book
+            video, audio = book.video.snapshot(), book.audio.snapshot()
+            started = book.started
+            skipped, skipped_rate, fixups, fills = (
+                book.skipped_before_start, book.skipped_rate, book.timestamp_fixups,
+                book.audio_fill_packets,
+            )
+        with self._lock:
+            dropped, dropped_bytes, late = self._dropped, self._dropped_bytes, self._late
+        ends = [s.end for s in (video, audio) if s.end is not None]
+        starts = [s.start for s in (video, audio) if s.start is not None]
+        return RecorderStats(
+            path=str(self.path),
+            mode=self.mode,
+            started=started,
+            closed=self._closed.is_set(),
+            video=video,
+            audio=audio,
+            duration=max(ends) - min(starts) if ends and starts else 0.0,
+            queued=items,
+            queued_bytes=nbytes,
+            peak_queued=peak_items,
+            peak_queued_bytes=peak_bytes,
+            dropped=dropped,
+            dropped_bytes=dropped_bytes,
+            skipped_before_start=skipped,
+            skipped_rate=skipped_rate,
+            timestamp_fixups=fixups,
+            audio_fill_packets=fills,
+            late_writes=late,
+            error=None if self._error is None else str(self._error),
+        )

@@ -1,0 +1,360 @@
+"""MediaConnection: a recvonly aiortc peer connection brought up over WHEP.
+
+``connect()`` = build the pc (max-bundle, our ICE servers only) → recvonly video + audio
+→ ``on_receiver`` hooks → offer → gather (all TURN URLs, see ``multi_turn``) → refuse a
+candidate-less offer → POST (WHEP) → answer → wait for ICE + DTLS. ``connect_timeout``
+bounds the whole of it. Every exit path after the POST (error, timeout, cancellation,
+``close()``) DELETEs the WHEP resource.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import aiohttp
+from aiortc import (
+    RTCConfiguration,
+    RTCPeerConnection,
+    RTCRtpReceiver,
+    RTCRtpTransceiver,
+    RTCSessionDescription,
+)
+from aiortc.rtcconfiguration import RTCBundlePolicy, RTCIceTransportPolicy
+
+from ..errors import ConnectError, ConnectTimeoutError, NoCandidatesError
+from ..redact import Secret, install_log_redaction
+from . import multi_turn
+from .candidate_pair import SelectedPair
+from .ice_options import IceOptions
+from .ice_servers import IceServer
+from .whep import WhepClient
+
+__all__ = ["ConnectTimings", "ConnectionState", "MediaConnection", "add_rtcp_mux_only"]
+
+logger = logging.getLogger(__name__)
+
+# aioice/aiortc loggers exist now (imported above): make sure the secret filter covers them
+# (aioice.turn logs STUN USERNAME attributes at DEBUG).
+install_log_redaction()
+
+ConnectionState = Literal[
+    "new", "gathering", "signaling", "connecting", "connected", "failed", "closed"
+]
+MediaKindName = Literal["video", "audio"]
+ReceiverHook = Callable[[RTCRtpReceiver, MediaKindName], None]
+
+
+@dataclass
+class ConnectTimings:
+    """``time.monotonic()`` stamps of the connect steps (``None`` until reached)."""
+
+    started: float | None = None
+    offer_created: float | None = None
+    gathering_done: float | None = None
+    answer_received: float | None = None
+    ice_connected: float | None = None
+    dtls_connected: float | None = None
+
+    def durations(self) -> dict[str, float]:
+        """Seconds from ``started`` to each step reached."""
+        if self.started is None:
+            return {}
+        steps = ("offer_created", "gathering_done", "answer_received", "ice_connected",
+                 "dtls_connected")  # fmt: skip
+        return {
+            name: stamp - self.started
+            for name in steps
+            if (stamp := getattr(self, name)) is not None
+        }
+
+    @property
+    def time_to_connected(self) -> float | None:
+        if self.started is None or self.dtls_connected is None:
+            return None
+        return self.dtls_connected - self.started
+
+
+class MediaConnection:
+    """One receive-only WebRTC session with a WHEP endpoint (async context manager).
+
+    ``on_receiver(receiver, kind)`` is called for the video then the audio receiver before
+    the answer is applied, so a receive pipeline can take over RTP handling from the start.
+    ``on_state_change(state)`` is called on every :attr:`state` change.
+    """
+
+    def __init__(
+        self,
+        whep_url: str,
+        *,
+        bearer: str | Secret | None = None,
+        ice: IceOptions | None = None,
+        video_codecs: Sequence[str] = ("H264", "VP8"),
+        connect_timeout: float = 20.0,
+        http: aiohttp.ClientSession | None = None,
+        on_receiver: ReceiverHook | None = None,
+        on_state_change: Callable[[ConnectionState], None] | None = None,
+        http_timeout: float = 15.0,
+    ) -> None:
+        self.whep_url = whep_url
+        self.ice = ice if ice is not None else IceOptions()
+        self.video_codecs = tuple(video_codecs)
+        self.connect_timeout = connect_timeout
+        self.timings = ConnectTimings()
+        self.on_state_change = on_state_change
+        self._on_receiver = on_receiver
+        self._whep = WhepClient(whep_url, bearer=bearer, session=http, timeout=http_timeout)
+        self._pc: RTCPeerConnection | None = None
+        self._ice_connection: multi_turn.MultiTurnConnection | None = None
+        self._state: ConnectionState = "new"
+        self._stage = "new"
+        self._connected = asyncio.Event()
+        self._closing: asyncio.Task[None] | None = None
+
+    # --- public API -----------------------------------------------------------------
+
+    @property
+    def state(self) -> ConnectionState:
+        return self._state
+
+    @property
+    def pc(self) -> RTCPeerConnection | None:
+        """The underlying aiortc peer connection (``None`` before ``connect``)."""
+        return self._pc
+
+    @property
+    def whep(self) -> WhepClient:
+        return self._whep
+
+    @property
+    def link_ice_servers(self) -> tuple[IceServer, ...]:
+        """ICE servers the WHEP server announced (``Link`` headers); see ``whep`` module."""
+        return self._whep.ice_servers
+
+    @property
+    def gather_report(self) -> multi_turn.GatherReport | None:
+        return self._ice_connection.gather_report if self._ice_connection else None
+
+    def selected_pair(self) -> SelectedPair | None:
+        """The nominated candidate pair, once ICE completed."""
+        return self._ice_connection.selected_pair() if self._ice_connection else None
+
+    async def connect(self) -> None:
+        """Bring the connection up; raises ``ConnectError`` subclasses or ``WhepError``s."""
+        if self._state != "new":
+            raise ConnectError(f"connect() called in state {self._state!r}")
+        self.timings.started = time.monotonic()
+        try:
+            async with asyncio.timeout(self.connect_timeout) as deadline:
+                await self._connect()
+        except TimeoutError as exc:
+            await self._abort()
+            if deadline.expired():
+                raise ConnectTimeoutError(self._timeout_message()) from None
+            raise ConnectError(f"connect failed while {self._stage}: {exc}") from exc
+        except BaseException:
+            # Includes cancellation: the WHEP resource must not outlive us.
+            await self._abort()
+            raise
+
+    async def close(self) -> None:
+        """DELETE the WHEP resource (best-effort) and close the peer connection. Idempotent."""
+        if self._closing is None:
+            self._closing = asyncio.ensure_future(self._close())
+        await asyncio.shield(self._closing)
+
+    async def __aenter__(self) -> MediaConnection:
+        await self.connect()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    # --- connect steps --------------------------------------------------------------
+
+    async def _connect(self) -> None:
+        self._set_state("gathering")
+        self._stage = "gathering candidates"
+        pc = self._pc = self._build_pc()
+        offer = await pc.createOffer()
+        self.timings.offer_created = time.monotonic()
+        await pc.setLocalDescription(offer)
+        self.timings.gathering_done = time.monotonic()
+        local = pc.localDescription.sdp
+        if "\na=candidate:" not in local:
+            raise NoCandidatesError(self._no_candidates_message())
+
+        self._set_state("signaling")
+        self._stage = "waiting for the WHEP answer"
+        response = await self._whep.offer(add_rtcp_mux_only(local))
+        self.timings.answer_received = time.monotonic()
+        self._set_state("connecting")
+        self._stage = "connecting (ICE/DTLS)"
+        if response.counter_offer:
+            await self._answer_counter_offer(response.sdp)
+        else:
+            await pc.setRemoteDescription(RTCSessionDescription(response.sdp, "answer"))
+        await self._connected.wait()
+        assert self._pc is not None
+        if self._pc.connectionState != "connected":
+            raise ConnectError(f"ICE/DTLS {self._pc.connectionState}: {self._ice_details()}")
+        self._set_state("connected")
+        pair = self.selected_pair()
+        logger.info(
+            "media connected in %.0f ms via %s",
+            (self.timings.time_to_connected or 0.0) * 1000,
+            pair.describe() if pair else "?",
+        )
+
+    async def _answer_counter_offer(self, server_offer: str) -> None:
+        """406 + SDP: aiortc cannot roll back our offer, so a fresh pc answers it."""
+        logger.info("WHEP server sent a counter-offer; answering it on a new peer connection")
+        assert self._pc is not None
+        await self._pc.close()
+        pc = self._pc = self._build_pc()
+        self._connected.clear()
+        await pc.setRemoteDescription(RTCSessionDescription(server_offer, "offer"))
+        answer = await pc.createAnswer()
+        await pc.setLocalDescription(answer)
+        local = pc.localDescription.sdp
+        if "\na=candidate:" not in local:
+            raise NoCandidatesError(self._no_candidates_message())
+        await self._whep.patch_answer(add_rtcp_mux_only(local))
+
+    def _build_pc(self) -> RTCPeerConnection:
+        policy = (
+            RTCIceTransportPolicy.RELAY
+            if self.ice.policy == "relay"
+            else (RTCIceTransportPolicy.ALL)
+        )
+        # iceServers=[]: aiortc would add a public STUN server for None, and uses only the
+        # first TURN URL anyway; our MultiTurnConnection gets the real list below.
+        pc = RTCPeerConnection(
+            RTCConfiguration(
+                iceServers=[], iceTransportPolicy=policy, bundlePolicy=RTCBundlePolicy.MAX_BUNDLE
+            )
+        )
+        video = pc.addTransceiver("video", direction="recvonly")
+        audio = pc.addTransceiver("audio", direction="recvonly")
+        self._set_codec_preferences(video)
+        gatherer = video.receiver.transport.transport.iceGatherer
+        assert audio.receiver.transport is video.receiver.transport, "max-bundle expected"
+        self._ice_connection = multi_turn.install(
+            gatherer._connection,
+            servers=self.ice.servers(),
+            host_addresses=self.ice.host_addresses,
+            ssl_context=self.ice.ssl_context(),
+            relay_grace=self.ice.relay_grace,
+            gather_timeout=self.ice.gather_timeout,
+        )
+
+        @pc.on("iceconnectionstatechange")
+        def _on_ice() -> None:
+            if pc.iceConnectionState == "completed" and self.timings.ice_connected is None:
+                self.timings.ice_connected = time.monotonic()
+
+        @pc.on("connectionstatechange")
+        def _on_state() -> None:
+            if pc is not self._pc:
+                return
+            state = pc.connectionState
+            if state == "connected" and self.timings.dtls_connected is None:
+                self.timings.dtls_connected = time.monotonic()
+            if state in ("connected", "failed", "closed"):
+                self._connected.set()
+            if self._state == "connected" and state in ("failed", "closed"):
+                self._set_state("failed" if state == "failed" else "closed")
+
+        if self._on_receiver is not None:
+            self._on_receiver(video.receiver, "video")
+            self._on_receiver(audio.receiver, "audio")
+        return pc
+
+    def _set_codec_preferences(self, transceiver: RTCRtpTransceiver) -> None:
+        video_caps = RTCRtpReceiver.getCapabilities("video")
+        capabilities = video_caps.codecs if video_caps is not None else []
+        wanted = [name.lower() for name in self.video_codecs]
+        preferred = sorted(
+            (c for c in capabilities if c.mimeType.split("/")[1].lower() in wanted),
+            key=lambda c: wanted.index(c.mimeType.split("/")[1].lower()),
+        )
+        if not preferred:
+            raise ValueError(f"none of the video codecs {self.video_codecs} is supported")
+        # RTX follows the codecs it repairs (aiortc pairs them by apt).
+        rtx = [c for c in capabilities if c.mimeType.lower() == "video/rtx"]
+        transceiver.setCodecPreferences(preferred + rtx)
+
+    # --- teardown -------------------------------------------------------------------
+
+    async def _abort(self) -> None:
+        """Failure/cancellation cleanup; survives a second cancellation (shielded)."""
+        with contextlib.suppress(asyncio.CancelledError):
+            await self.close()
+        if self._state != "closed":
+            self._set_state("failed")
+
+    async def _close(self) -> None:
+        was = self._state
+        try:
+            await self._whep.delete()
+        except Exception:  # best-effort: never mask the caller's error
+            logger.warning("WHEP DELETE failed", exc_info=True)
+        if self._pc is not None:
+            with contextlib.suppress(Exception):
+                await self._pc.close()
+        await self._whep.aclose()
+        self._connected.set()
+        if was != "new" or self._pc is not None:
+            self._set_state("closed")
+        else:
+            self._state = "closed"
+
+    def _set_state(self, state: ConnectionState) -> None:
+        if state == self._state or self._state == "closed":
+            return
+        logger.debug("MediaConnection %s -> %s", self._state, state)
+        self._state = state
+        if self.on_state_change is not None:
+            try:
+                self.on_state_change(state)
+            except Exception:
+                logger.exception("on_state_change callback failed")
+
+    # --- messages -------------------------------------------------------------------
+
+    def _no_candidates_message(self) -> str:
+        report = self.gather_report
+        detail = report.summary() if report else "?"
+        if self.ice.policy == "relay":
+            hint = "relay policy needs a reachable TURN server with valid credentials"
+        else:
+            hint = "no usable interface/STUN/TURN"
+        return f"ICE gathering produced no candidate ({hint}): {detail}"
+
+    def _ice_details(self) -> str:
+        report = self.gather_report
+        return f"gathering: {report.summary()}" if report else "no gathering report"
+
+    def _timeout_message(self) -> str:
+        return (
+            f"media connection not established within {self.connect_timeout:.1f} s "
+            f"(while {self._stage}; {self._ice_details()})"
+        )
+
+
+def add_rtcp_mux_only(sdp: str) -> str:
+    """Add ``a=rtcp-mux-only`` after each ``a=rtcp-mux`` (WHEP requires it with max-bundle;
+    aiortc never writes it)."""
+    if "a=rtcp-mux-only" in sdp:
+        return sdp
+    out: list[str] = []
+    for line in sdp.split("\r\n"):
+        out.append(line)
+        if line == "a=rtcp-mux":
+            out.append("a=rtcp-mux-only")
+    return "\r\n".join(out)

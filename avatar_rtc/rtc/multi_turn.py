@@ -1,0 +1,381 @@
+"""Gather relay candidates from *every* TURN URL at once, like a browser.
+
+aiortc 1.16 keeps only the first TURN URL (``rtcicetransport.connection_kwargs``), so with
+the avatar service's four URLs a blocked ``turn:H:80?transport=udp`` means no candidate at
+all. :class:`MultiTurnConnection` is an ``aioice.Connection`` whose gathering
+
+- binds host candidates on the pinned ``host_addresses`` (policy ``all`` only),
+- queries every STUN server and allocates on every TURN URL **concurrently**,
+- returns when everything finished, or ``relay_grace`` after the first relay candidate
+  (so one dead transport costs at most the grace, not a full timeout), or at
+  ``gather_timeout`` — whichever comes first. Unfinished allocations are cancelled (aioice
+  closes their sockets).
+
+Why a grace and not "first candidate wins": on a healthy network all transports of one
+TURN server answer within a few round trips of each other, so 300 ms keeps the preferred
+UDP relay (and its siblings as ICE fallbacks) while a blocked transport is cut off quickly.
+aiortc/WHEP here do not trickle, so this is the only place to trade completeness for time.
+
+After ICE nominated a pair, the relay allocations that were not selected are released
+(REFRESH lifetime 0), so a session does not hold four allocations on the TURN server.
+
+It is installed per peer connection by :func:`install` (a ``__class__`` swap of the
+connection aiortc just created, before gathering) — no process-global patch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+import socket
+import ssl
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import aioice.ice
+from aioice import Candidate, Connection, TransportPolicy, turn
+from aioice.candidate import candidate_foundation, candidate_priority
+
+from .candidate_pair import RelayTransport, SelectedPair
+from .ice_servers import IceServer, parse_ice_url
+
+__all__ = ["GatherReport", "MultiTurnConnection", "TurnEndpoint", "install", "split_servers"]
+
+logger = logging.getLogger(__name__)
+
+# Local preference of relay candidates by how the TURN server is reached (UDP best, like
+# libwebrtc); the URL's position breaks ties so the service's order is kept.
+_TRANSPORT_RANK: dict[RelayTransport, int] = {"udp": 0, "tcp": 1, "tls": 2}
+
+
+@dataclass(frozen=True)
+class TurnEndpoint:
+    """One TURN URL, ready for aioice. Credentials are kept out of ``repr``."""
+
+    url: str
+    host: str
+    port: int
+    transport: RelayTransport
+    username: str | None = field(default=None, repr=False)
+    password: str | None = field(default=None, repr=False)
+
+    @classmethod
+    def from_server(cls, server: IceServer) -> TurnEndpoint:
+        parsed = parse_ice_url(server.url)
+        if parsed.transport is None:
+            raise ValueError(f"not a TURN URL: {server.url!r}")
+        return cls(
+            server.url,
+            parsed.host,
+            parsed.port,
+            parsed.transport,
+            server.username,
+            server.credential,
+        )
+
+
+def split_servers(
+    servers: Sequence[IceServer],
+) -> tuple[list[tuple[str, int]], list[TurnEndpoint]]:
+    """STUN addresses and TURN endpoints of ``servers`` (``stuns:`` is not supported: skipped)."""
+    stun: list[tuple[str, int]] = []
+    turns: list[TurnEndpoint] = []
+    for server in servers:
+        parsed = parse_ice_url(server.url)
+        if parsed.scheme == "stun":
+            stun.append((parsed.host, parsed.port))
+        elif parsed.scheme in ("turn", "turns"):
+            turns.append(TurnEndpoint.from_server(server))
+        else:
+            logger.warning("ignoring %s: stuns: is not supported by aioice", server.url)
+    return stun, turns
+
+
+@dataclass
+class GatherReport:
+    """What gathering did, per server URL: ``"ok"``, ``"cancelled"`` or the failure."""
+
+    outcomes: dict[str, str] = field(default_factory=dict)
+    duration: float = 0.0
+
+    def summary(self) -> str:
+        if not self.outcomes:
+            return "no STUN/TURN server configured"
+        return "; ".join(f"{url}: {outcome}" for url, outcome in self.outcomes.items())
+
+
+class MultiTurnConnection(Connection):
+    """``aioice.Connection`` with multi-server gathering; configure with :meth:`configure`."""
+
+    # Set by configure(); class-level defaults keep a bare instance usable.
+    _mt_stun: list[tuple[str, int]]
+    _mt_turn: list[TurnEndpoint]
+    _mt_hosts: list[str] | None
+    _mt_ssl: ssl.SSLContext | None
+    _mt_grace: float
+    _mt_timeout: float
+    _mt_relay_of: dict[int, TurnEndpoint]
+    _mt_release_task: asyncio.Task[None] | None
+    gather_report: GatherReport
+
+    def configure(
+        self,
+        *,
+        servers: Sequence[IceServer],
+        host_addresses: Sequence[str] | None,
+        ssl_context: ssl.SSLContext | None,
+        relay_grace: float,
+        gather_timeout: float,
+    ) -> None:
+        self._mt_stun, self._mt_turn = split_servers(servers)
+        self._mt_hosts = list(host_addresses) if host_addresses is not None else None
+        self._mt_ssl = ssl_context
+        self._mt_grace = relay_grace
+        self._mt_timeout = gather_timeout
+        self._mt_relay_of = {}
+        self._mt_release_task = None
+        self.gather_report = GatherReport()
+
+    # --- gathering ------------------------------------------------------------------
+
+    async def gather_candidates(self) -> None:
+        if self._local_candidates_start:
+            return
+        self._local_candidates_start = True
+        started = time.monotonic()
+        results = await asyncio.gather(
+            *(self._gather_component(c) for c in sorted(self._components))
+        )
+        for candidates in results:
+            self._local_candidates += candidates
+        self._local_candidates_end = True
+        self.gather_report.duration = time.monotonic() - started
+        logger.info(
+            "gathered %d candidate(s) in %.0f ms (%s)",
+            len(self._local_candidates),
+            self.gather_report.duration * 1000,
+            self.gather_report.summary(),
+        )
+
+    async def _gather_component(self, component: int) -> list[Candidate]:
+        relay_only = self._transport_policy == TransportPolicy.RELAY
+        candidates: list[Candidate] = []
+        host_protocols: list[aioice.ice.StunProtocol] = []
+        if not relay_only:
+            host_protocols = await self._bind_hosts(component)
+            candidates += [p.local_candidate for p in host_protocols]
+
+        # One task per server; the task's label goes into the gather report.
+        tasks: dict[asyncio.Task[Any], tuple[str, TurnEndpoint | None]] = {}
+        for protocol in host_protocols:
+            if ipaddress.ip_address(protocol.local_candidate.host).version != 4:
+                continue
+            for server in self._mt_stun:
+                srflx = aioice.ice.server_reflexive_candidate(protocol, server)
+                tasks[asyncio.create_task(srflx)] = (f"stun:{server[0]}:{server[1]}", None)
+        for turn_endpoint in self._mt_turn:
+            relay = self._allocate(component, turn_endpoint, hide_related=relay_only)
+            tasks[asyncio.create_task(relay)] = (turn_endpoint.url, turn_endpoint)
+
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._mt_timeout
+        grace_end: float | None = None
+        pending: set[asyncio.Task[Any]] = set(tasks)
+        try:
+            while pending:
+                end = deadline if grace_end is None else min(deadline, grace_end)
+                if end <= loop.time():
+                    break
+                done, pending = await asyncio.wait(
+                    pending, timeout=end - loop.time(), return_when=asyncio.FIRST_COMPLETED
+                )
+                for task in done:
+                    label, endpoint = tasks[task]
+                    exc = task.exception()
+                    if exc is not None:
+                        self.gather_report.outcomes[label] = _describe_failure(exc)
+                        logger.info("gathering from %s failed: %s", label, _describe_failure(exc))
+                        continue
+                    candidate, protocol = task.result()
+                    candidates.append(candidate)
+                    self.gather_report.outcomes[label] = "ok"
+                    if endpoint is not None:
+                        self._protocols.append(protocol)
+                        self._mt_relay_of[id(protocol)] = endpoint
+                        if grace_end is None:
+                            grace_end = loop.time() + self._mt_grace
+        finally:
+            # Also runs when gathering itself is cancelled: never leak a half-open allocation.
+            for task in pending:
+                task.cancel()
+                self.gather_report.outcomes[tasks[task][0]] = (
+                    "cancelled (another relay was ready)" if grace_end else "timed out"
+                )
+            if pending:
+                await asyncio.gather(*pending, return_exceptions=True)
+        return candidates
+
+    async def _bind_hosts(self, component: int) -> list[aioice.ice.StunProtocol]:
+        addresses = self._mt_hosts
+        if addresses is None:
+            addresses = aioice.ice.get_host_addresses(
+                use_ipv4=self._use_ipv4, use_ipv6=self._use_ipv6
+            )
+        loop = asyncio.get_running_loop()
+        protocols: list[aioice.ice.StunProtocol] = []
+        for address in addresses:
+            try:
+                transport, protocol = await loop.create_datagram_endpoint(
+                    lambda: aioice.ice.StunProtocol(self), local_addr=(address, 0)
+                )
+            except OSError as exc:
+                logger.info("could not bind host candidate on %s: %s", address, exc)
+                continue
+            sock = transport.get_extra_info("socket")
+            if sock is not None:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, turn.UDP_SOCKET_BUFFER_SIZE)
+            host, port = transport.get_extra_info("sockname")[:2]
+            protocol.local_candidate = Candidate(
+                foundation=candidate_foundation("host", "udp", host),
+                component=component,
+                transport="udp",
+                priority=candidate_priority(component, "host"),
+                host=host,
+                port=port,
+                type="host",
+            )
+            protocols.append(protocol)
+        self._protocols += protocols
+        return protocols
+
+    async def _allocate(
+        self, component: int, endpoint: TurnEndpoint, *, hide_related: bool
+    ) -> tuple[Candidate, aioice.ice.StunProtocol]:
+        """One TURN allocation (what ``aioice.ice.relayed_candidate`` does, plus TLS context,
+        a per-URL foundation and a per-transport priority)."""
+        tls = endpoint.transport == "tls"
+        _, protocol = await turn.create_turn_endpoint(
+            lambda: aioice.ice.StunProtocol(self),
+            server_addr=(endpoint.host, endpoint.port),
+            username=endpoint.username,
+            password=endpoint.password,
+            ssl=(self._mt_ssl or True) if tls else False,
+            transport="udp" if endpoint.transport == "udp" else "tcp",
+        )
+        relayed = protocol.transport.get_extra_info("sockname")
+        related = protocol.transport.get_extra_info("related_address")
+        if hide_related:  # RFC 9429 3.5.3: do not reveal host addresses under relay policy
+            related = ("0.0.0.0", 9) if ipaddress.ip_address(relayed[0]).version == 4 else ("::", 9)
+        index = self._mt_turn.index(endpoint)
+        local_pref = 65535 - 1024 * _TRANSPORT_RANK[endpoint.transport] - index
+        protocol.local_candidate = Candidate(
+            # Distinct per TURN URL (RFC 8445 5.1.1.3): the server and transport differ.
+            foundation=candidate_foundation("relay", f"udp/{endpoint.transport}", endpoint.url),
+            component=component,
+            transport="udp",
+            priority=candidate_priority(component, "relay", local_pref),
+            host=relayed[0],
+            port=relayed[1],
+            type="relay",
+            related_address=related[0],
+            related_port=related[1],
+        )
+        return protocol.local_candidate, protocol
+
+    # --- after nomination -----------------------------------------------------------
+
+    async def connect(self) -> None:
+        await super().connect()
+        nominated = {id(pair.protocol) for pair in self._nominated.values()}
+        unused = [
+            p
+            for p in self._protocols
+            if p.local_candidate.type == "relay" and id(p) not in nominated
+        ]
+        if unused:
+            for protocol in unused:
+                self._protocols.remove(protocol)
+            # In the background: releasing costs a round trip per allocation, and DTLS
+            # should start now. close() waits for it.
+            self._mt_release_task = asyncio.create_task(self._release(unused))
+
+    async def _release(self, protocols: list[aioice.ice.StunProtocol]) -> None:
+        for protocol in protocols:
+            endpoint = self._mt_relay_of.get(id(protocol))
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(protocol.close(), 5.0)
+            logger.debug("released unused relay of %s", endpoint.url if endpoint else "?")
+
+    async def close(self) -> None:
+        task = self._mt_release_task
+        if task is not None and not task.done():
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        await super().close()
+
+    def relay_urls(self) -> list[str]:
+        """TURN URLs whose allocation this connection still holds."""
+        return [
+            self._mt_relay_of[id(p)].url for p in self._protocols if id(p) in self._mt_relay_of
+        ]
+
+    def selected_pair(self, component: int = 1) -> SelectedPair | None:
+        """The nominated pair of ``component``, or ``None`` before ICE completed."""
+        pair = self._nominated.get(component)
+        if pair is None:
+            return None
+        local, remote = pair.local_candidate, pair.remote_candidate
+        endpoint = self._mt_relay_of.get(id(pair.protocol))
+        return SelectedPair(
+            local_type=local.type,
+            local_address=(local.host, local.port),
+            remote_type=remote.type,
+            remote_address=(remote.host, remote.port),
+            protocol=local.transport,
+            relay_url=endpoint.url if endpoint else None,
+            relay_transport=endpoint.transport if endpoint else None,
+        )
+
+
+def _describe_failure(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(exc, ssl.SSLError):
+        return f"TLS error: {text}"
+    return text
+
+
+def install(
+    gatherer_connection: Connection,
+    *,
+    servers: Sequence[IceServer],
+    host_addresses: Sequence[str] | None,
+    ssl_context: ssl.SSLContext | None,
+    relay_grace: float,
+    gather_timeout: float,
+) -> MultiTurnConnection:
+    """Turn the ``aioice.Connection`` aiortc created for one ICE gatherer into a
+    :class:`MultiTurnConnection` (must happen before gathering starts).
+
+    Swapping the class keeps every reference aiortc holds (gatherer, ICE transport,
+    bound ``recv``/``send``) valid, and affects this connection only.
+    """
+    if gatherer_connection._local_candidates_start:
+        raise RuntimeError("candidate gathering already started")
+    if type(gatherer_connection) is not Connection:
+        raise TypeError(f"unexpected ICE connection type {type(gatherer_connection)!r}")
+    gatherer_connection.__class__ = MultiTurnConnection
+    connection: MultiTurnConnection = gatherer_connection  # type: ignore[assignment]
+    connection.configure(
+        servers=servers,
+        host_addresses=host_addresses,
+        ssl_context=ssl_context,
+        relay_grace=relay_grace,
+        gather_timeout=gather_timeout,
+    )
+    return connection

@@ -1,0 +1,501 @@
+"""ReceivePipeline: our RTP receive path on top of an aiortc ``RTCRtpReceiver``.
+
+aiortc stays the transport (ICE, DTLS, SRTP, RTCP RR). From the moment SRTP is unprotected, the
+packets are ours: RTX unwrap -> depayload -> jitter buffer (video released on the marker bit;
+audio per packet) -> NACK with retries / PLI -> :class:`EncodedFrame` subscribers.
+
+How the receiver is taken over (``attach``): we replace three methods **on the instance**
+(not the class, so other receivers in the process are untouched):
+
+- ``receive(parameters)``: wrapped to learn the negotiated payload types and RTX SSRCs before
+  aiortc registers the receiver with the transport's RTP router, and to start our timer.
+  aiortc still starts its decoder thread there; it blocks on an empty queue forever (no CPU,
+  no memory) because nothing is ever put into it, and its track queue stays empty.
+- ``_handle_rtp_packet``: the DTLS transport looks this up on the instance for every routed
+  packet, so the override sees every packet and aiortc's jitter buffer/decoder never do.
+- ``_handle_rtcp_packet``: we read sender reports for the A/V clock, then call the original so
+  aiortc's LSR/DLSR bookkeeping (and so its receiver reports) keep working.
+
+aiortc's RR loop reads per-SSRC ``StreamStatistics`` from a name-mangled dict that its own
+packet handler fills; we fill the same dict (same class) so RRs stay correct. That is the
+only private-attribute coupling, checked at attach time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from aiortc import RTCRtpReceiver
+from aiortc.codecs import is_rtx
+from aiortc.rtcrtpparameters import RTCRtpCodecParameters, RTCRtpReceiveParameters
+from aiortc.rtcrtpreceiver import StreamStatistics
+from aiortc.rtp import RtcpByePacket, RtcpSrPacket, RtpPacket, unwrap_rtx
+
+from ..media.clock import AvClock
+from .encoded_frame import EncodedFrame, MediaKind
+from .jitter_buffer import AssembledFrame, VideoJitterBuffer
+from .nack import NackTracker
+
+__all__ = ["ReceivePipeline", "ReceiveStats"]
+
+logger = logging.getLogger(__name__)
+
+FrameCallback = Callable[[EncodedFrame], None]
+
+
+@dataclass(frozen=True, slots=True)
+class ReceiveStats:
+    kind: MediaKind
+    codec: str | None
+    packets: int
+    bytes: int
+    rtx_packets: int
+    late_packets: int
+    lost: int
+    frames: int
+    keyframes: int
+    frames_dropped: int
+    nacks_sent: int
+    nacked_packets: int
+    recovered_packets: int
+    plis_sent: int
+    sender_reports: int
+    clock_source: str | None
+
+
+class _Unwrapper:
+    """Extends a wrapping counter (16-bit seq, 32-bit timestamp) to a monotonic int."""
+
+    __slots__ = ("_half", "_last", "_mod")
+
+    def __init__(self, bits: int) -> None:
+        self._mod = 1 << bits
+        self._half = 1 << (bits - 1)
+        self._last: int | None = None
+
+    def __call__(self, value: int) -> int:
+        if self._last is None:
+            self._last = value
+            return value
+        diff = (value - self._last) % self._mod
+        if diff >= self._half:
+            diff -= self._mod
+        ext = self._last + diff
+        if ext > self._last:
+            self._last = ext
+        return ext
+
+
+class ReceivePipeline:
+    """Receive path for one track; see the module docstring.
+
+    Subscribers are called on the event-loop thread and must return quickly.
+    """
+
+    def __init__(
+        self,
+        kind: MediaKind,
+        *,
+        clock: AvClock | None = None,
+        max_wait: float = 0.15,
+        nack_interval: float = 0.02,
+        nack_retries: int = 10,
+        pli_interval: float = 0.3,
+        pli_retry: float = 0.5,
+        max_packets: int = 2048,
+    ) -> None:
+        if kind not in ("audio", "video"):
+            raise ValueError(f"unknown kind {kind!r}")
+        self.kind: MediaKind = kind
+        self.clock = clock if clock is not None else AvClock()
+        self._max_wait = max_wait
+        self._pli_interval = pli_interval
+        self._pli_retry = pli_retry
+        self._max_packets = max_packets
+        self._nack = NackTracker(retry_interval=nack_interval, max_retries=nack_retries)
+        self._receiver: Any = None
+        self._orig_rtcp: Callable[[Any], Any] | None = None
+        self._remote_streams: dict[int, StreamStatistics] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._timer: asyncio.Task[None] | None = None
+        self._subscribers: list[FrameCallback] = []
+        self._codecs: dict[int, RTCRtpCodecParameters] = {}
+        self._rtx_ssrc: dict[int, int] = {}
+        self._codec: RTCRtpCodecParameters | None = None
+        self._ssrc: int | None = None
+        self._seq = _Unwrapper(16)
+        self._ts = _Unwrapper(32)
+        self._jb: VideoJitterBuffer | None = None
+        self._last_audio_seq: int | None = None
+        self._last_pli = -1e9
+        self._pli_pending = False
+        self._closed = False
+        # counters
+        self._packets = 0
+        self._bytes = 0
+        self._rtx = 0
+        self._late = 0
+        self._frames = 0
+        self._keyframes = 0
+        self._dropped_extra = 0
+        self._nacks_sent = 0
+        self._nacked = 0
+        self._plis = 0
+        self._srs = 0
+
+    # -- public API ----------------------------------------------------------------------
+    @property
+    def codec(self) -> str | None:
+        """Negotiated codec name of the current stream (``"H264"``, ``"VP8"``, ``"opus"``)."""
+        return None if self._codec is None else self._codec.name
+
+    @property
+    def payload_types(self) -> dict[int, str]:
+        """Negotiated payload types -> mimeType (RTX included), once ``receive`` ran."""
+        return {pt: c.mimeType for pt, c in self._codecs.items()}
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop | None:
+        """The event loop the pipeline runs on (known once attached inside a running loop)."""
+        return self._loop
+
+    @property
+    def receiver(self) -> RTCRtpReceiver | None:
+        return self._receiver  # type: ignore[no-any-return]
+
+    def attach(self, receiver: RTCRtpReceiver) -> None:
+        """Take over ``receiver``'s RTP handling. Call before ``setRemoteDescription``."""
+        if self._receiver is not None:
+            raise RuntimeError("ReceivePipeline is already attached")
+        streams = getattr(receiver, "_RTCRtpReceiver__remote_streams", None)
+        if not isinstance(streams, dict):
+            raise RuntimeError("unsupported aiortc version: receiver statistics not found")
+        self._remote_streams = streams
+        self._receiver = receiver
+        with contextlib.suppress(RuntimeError):
+            self._loop = asyncio.get_running_loop()
+
+        r: Any = receiver
+        orig_receive = r.receive
+        orig_stop = r.stop
+        self._orig_rtcp = r._handle_rtcp_packet
+
+        async def receive(parameters: RTCRtpReceiveParameters) -> None:
+            self._learn(parameters)
+            await orig_receive(parameters)
+            self._start_timer()
+
+        async def stop() -> None:
+            self.close()
+            await orig_stop()
+
+        r.receive = receive
+        r.stop = stop
+        r._handle_rtp_packet = self._on_rtp
+        r._handle_rtcp_packet = self._on_rtcp
+
+    def subscribe(self, callback: FrameCallback) -> Callable[[], None]:
+        """Call ``callback(frame)`` for every released frame; returns the unsubscriber."""
+        self._subscribers.append(callback)
+
+        def unsubscribe() -> None:
+            with contextlib.suppress(ValueError):
+                self._subscribers.remove(callback)
+
+        return unsubscribe
+
+    def request_keyframe(self) -> None:
+        """Ask the sender for a keyframe (PLI), rate-limited. Safe from any thread."""
+        loop = self._loop
+        if loop is None or self._closed:
+            return
+        if _on_loop_thread(loop):
+            self._request_pli()
+        else:
+            with contextlib.suppress(RuntimeError):  # loop closed
+                loop.call_soon_threadsafe(self._request_pli)
+
+    def stats(self) -> ReceiveStats:
+        lost = sum(s.packets_lost for ssrc, s in self._remote_streams.items() if ssrc == self._ssrc)
+        dropped = self._dropped_extra + (self._jb.frames_dropped if self._jb else 0)
+        late = self._late + (self._jb.packets_late if self._jb else 0)
+        return ReceiveStats(
+            kind=self.kind,
+            codec=self.codec,
+            packets=self._packets,
+            bytes=self._bytes,
+            rtx_packets=self._rtx,
+            late_packets=late,
+            lost=lost,
+            frames=self._frames,
+            keyframes=self._keyframes,
+            frames_dropped=dropped,
+            nacks_sent=self._nacks_sent,
+            nacked_packets=self._nacked,
+            recovered_packets=self._nack.recovered,
+            plis_sent=self._plis,
+            sender_reports=self._srs,
+            clock_source=self.clock.source(self.kind),
+        )
+
+    def close(self) -> None:
+        """Stop timers and drop buffered packets (the receiver itself is aiortc's to stop)."""
+        self._closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._jb is not None:
+            self._jb = VideoJitterBuffer(self._jb.codec, max_packets=self._max_packets)
+        self._nack.reset()
+
+    # -- setup ---------------------------------------------------------------------------
+    def _learn(self, parameters: RTCRtpReceiveParameters) -> None:
+        for codec in parameters.codecs:
+            if codec.payloadType is not None:
+                self._codecs[codec.payloadType] = codec
+        for encoding in parameters.encodings:
+            if encoding.rtx is not None:
+                self._rtx_ssrc[encoding.rtx.ssrc] = encoding.ssrc
+        logger.debug(
+            "ReceivePipeline(%s): codecs %s",
+            self.kind,
+            {pt: c.mimeType for pt, c in self._codecs.items()},
+        )
+
+    def _start_timer(self) -> None:
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
+        if self._timer is None and not self._closed:
+            self._timer = self._loop.create_task(self._run_timer())
+
+    # -- RTCP ----------------------------------------------------------------------------
+    async def _on_rtcp(self, packet: Any) -> None:
+        if isinstance(packet, RtcpSrPacket) and packet.ssrc == self._ssrc:
+            self._srs += 1
+            info = packet.sender_info
+            self.clock.on_sender_report(
+                self.kind, packet.ssrc, info.ntp_timestamp, info.rtp_timestamp
+            )
+        elif isinstance(packet, RtcpSrPacket) and self._ssrc is None:
+            self.clock.on_sender_report(
+                self.kind,
+                packet.ssrc,
+                packet.sender_info.ntp_timestamp,
+                packet.sender_info.rtp_timestamp,
+            )
+        elif isinstance(packet, RtcpByePacket):
+            logger.info("ReceivePipeline(%s): RTCP BYE from the sender", self.kind)
+        assert self._orig_rtcp is not None
+        await self._orig_rtcp(packet)
+
+    async def _send_pli(self) -> None:
+        if self._ssrc is None or self._receiver is None:
+            return
+        self._plis += 1
+        self._last_pli = time.monotonic()
+        logger.debug("ReceivePipeline(%s): PLI", self.kind)
+        await self._receiver._send_rtcp_pli(self._ssrc)
+
+    def _request_pli(self) -> None:
+        if self.kind != "video" or self._closed:
+            return
+        if time.monotonic() - self._last_pli >= self._pli_interval and self._loop is not None:
+            self._last_pli = time.monotonic()
+            self._pli_pending = False
+            self._loop.create_task(self._send_pli())
+        else:
+            self._pli_pending = True  # the timer sends it when the interval has passed
+
+    # -- RTP -----------------------------------------------------------------------------
+    async def _on_rtp(self, packet: RtpPacket, arrival_time_ms: int = 0) -> None:
+        receiver = self._receiver
+        if not receiver._enabled or self._closed:
+            return
+        now = time.monotonic()
+        self._packets += 1
+        self._bytes += len(packet.payload)
+
+        codec = self._codecs.get(packet.payload_type)
+        if codec is None:
+            return
+        # RR statistics, as aiortc keeps them (per SSRC, RTX included).
+        stream = self._remote_streams.get(packet.ssrc)
+        if stream is None:
+            stream = self._remote_streams[packet.ssrc] = StreamStatistics(codec.clockRate)
+        stream.add(packet)
+
+        if is_rtx(codec):
+            unwrapped, media_codec = self._unwrap_rtx(packet, codec)
+            if media_codec is None:
+                return
+            packet, codec = unwrapped, media_codec
+            self._rtx += 1
+
+        if packet.ssrc != self._ssrc or codec is not self._codec:
+            self._reset_stream(packet.ssrc, codec)
+        seq = self._seq(packet.sequence_number)
+
+        if self.kind == "audio":
+            self._on_audio(packet, seq, codec, now)
+            return
+
+        first = self._jb is None
+        if self._jb is None:
+            self._jb = VideoJitterBuffer(
+                codec.name, max_packets=self._max_packets, max_wait=self._max_wait
+            )
+        jb = self._jb
+        if not jb.insert(seq, packet.timestamp, bool(packet.marker), packet.payload, now):
+            return
+        if first:
+            # aiortc waits for the sender's next periodic keyframe; ask for one at once
+            # unless this very packet starts one.
+            frames = jb.pop()
+            if not frames and jb.waiting_for_keyframe and jb.floor is None:
+                self._request_pli()
+        else:
+            frames = jb.pop()
+
+        if not self._nack.on_packet(seq, now):
+            self._request_pli()  # gap too large to NACK
+        lost = self._nack.due(now)
+        if lost:
+            await self._send_nack(lost)
+        for frame in frames:
+            self._emit_video(frame, codec, now)
+        if jb.take_pli_request():
+            self._request_pli()
+
+    def _unwrap_rtx(
+        self, packet: RtpPacket, codec: RTCRtpCodecParameters
+    ) -> tuple[RtpPacket, RTCRtpCodecParameters | None]:
+        original_ssrc = self._rtx_ssrc.get(packet.ssrc, self._ssrc)
+        apt = codec.parameters.get("apt")
+        if original_ssrc is None or len(packet.payload) < 2 or not isinstance(apt, int):
+            return packet, None
+        media_codec = self._codecs.get(apt)
+        if media_codec is None:
+            return packet, None
+        return unwrap_rtx(packet, payload_type=apt, ssrc=original_ssrc), media_codec
+
+    def _reset_stream(self, ssrc: int, codec: RTCRtpCodecParameters) -> None:
+        if self._ssrc is not None:
+            logger.info(
+                "ReceivePipeline(%s): new stream ssrc=%d codec=%s", self.kind, ssrc, codec.name
+            )
+            self.clock.reset(self.kind)
+        self._ssrc = ssrc
+        self._codec = codec
+        self._seq = _Unwrapper(16)
+        self._ts = _Unwrapper(32)
+        self._jb = None
+        self._nack.reset()
+        self._last_audio_seq = None
+
+    def _on_audio(
+        self, packet: RtpPacket, seq: int, codec: RTCRtpCodecParameters, now: float
+    ) -> None:
+        # Opus: one packet is one frame, released at once; late/duplicate packets are dropped
+        # (the decoded stream fills gaps with silence, see media.frames).
+        if self._last_audio_seq is not None and seq <= self._last_audio_seq:
+            self._late += 1
+            return
+        self._last_audio_seq = seq
+        if not packet.payload:
+            return
+        self._emit(packet.payload, packet.timestamp, True, codec, now)
+
+    def _emit_video(self, frame: AssembledFrame, codec: RTCRtpCodecParameters, now: float) -> None:
+        self._nack.forget_before(frame.last_seq + 1)
+        self._emit(frame.data, frame.rtp_timestamp, frame.keyframe, codec, now)
+
+    def _emit(
+        self, data: bytes, rtp32: int, key: bool, codec: RTCRtpCodecParameters, now: float
+    ) -> None:
+        assert self._ssrc is not None
+        rtp = self._ts(rtp32)
+        pts, source = self.clock.map(self.kind, self._ssrc, rtp, codec.clockRate, now)
+        frame = EncodedFrame(
+            kind=self.kind,
+            codec=codec.name,
+            data=data,
+            rtp_timestamp=rtp,
+            clock_rate=codec.clockRate,
+            keyframe=key,
+            presentation_time=pts,
+            clock_source=source,
+            arrival_time=now,
+            index=self._frames,
+        )
+        self._frames += 1
+        if key and self.kind == "video":
+            self._keyframes += 1
+        for cb in tuple(self._subscribers):
+            try:
+                cb(frame)
+            except Exception:
+                logger.exception("ReceivePipeline(%s): subscriber failed", self.kind)
+
+    async def _send_nack(self, lost: list[int]) -> None:
+        if self._ssrc is None:
+            return
+        self._nacks_sent += 1
+        self._nacked += len(lost)
+        await self._receiver._send_rtcp_nack(self._ssrc, [s & 0xFFFF for s in lost])
+
+    # -- timer ---------------------------------------------------------------------------
+    async def _run_timer(self) -> None:
+        """Re-NACK, expire stalled frames, and re-PLI while no keyframe comes."""
+        try:
+            while not self._closed:
+                jb = self._jb
+                busy = (
+                    self._nack.missing_count > 0
+                    or self._pli_pending
+                    or (jb is not None and len(jb) > 0)
+                )
+                await asyncio.sleep(0.01 if busy else 0.05)
+                if self.kind != "video" or self._closed:
+                    continue
+                await self._tick(time.monotonic())
+        except asyncio.CancelledError:
+            pass
+        except Exception:
+            logger.exception("ReceivePipeline(%s): timer failed", self.kind)
+
+    async def _tick(self, now: float) -> None:
+        jb = self._jb
+        if jb is not None:
+            if jb.expire(now):
+                self._request_pli()
+            if jb.floor is not None:
+                self._nack.forget_before(jb.floor)
+            codec = self._codec
+            if codec is not None:
+                for frame in jb.pop():
+                    self._emit_video(frame, codec, now)
+            if (
+                jb.waiting_for_keyframe
+                and self._ssrc is not None
+                and (now - self._last_pli >= self._pli_retry)
+            ):
+                self._pli_pending = True
+        lost = self._nack.due(now)
+        if lost:
+            await self._send_nack(lost)
+        if self._pli_pending and now - self._last_pli >= self._pli_interval:
+            self._pli_pending = False
+            await self._send_pli()
+
+
+def _on_loop_thread(loop: asyncio.AbstractEventLoop) -> bool:
+    try:
+        return asyncio.get_running_loop() is loop
+    except RuntimeError:
+        return False

@@ -1,0 +1,27 @@
+"""Assertions shared by the interop tests: decoded video and audio look like real media."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.interop.harness import Sender
+
+MIN_VIDEO_FRAMES = 30
+MIN_AUDIO_FRAMES = 50
+MIN_AUDIO_RMS = 300.0  # int16 scale; both senders play a 440 Hz tone at ~0.3 full scale
+
+
+def assert_received_media(summary: dict[str, Any], codec: str, sender: Sender) -> None:
+    context = f"summary={summary}\n--- sender log ---\n{sender.log_tail()}"
+    assert summary["error"] is None, context
+    assert summary["ok"], context
+    assert summary["negotiated"].get("video", "").upper() == codec, context
+    video, audio = summary["video"], summary["audio"]
+    assert video["frames"] >= MIN_VIDEO_FRAMES, context
+    # Chromium may adapt the canvas down (e.g. 480x360): check sanity, not an exact size.
+    assert 64 <= video["width"] <= 4096 and 64 <= video["height"] <= 4096, context
+    assert video["distinct_pixels"] and video["max_std"] > 1.0, context
+    assert audio["frames"] >= MIN_AUDIO_FRAMES, context
+    assert audio["sample_rate"] == 48000, context
+    assert audio["max_rms"] > MIN_AUDIO_RMS, context
+    assert summary["ttff_s"] is not None and summary["ttff_s"] > 0, context

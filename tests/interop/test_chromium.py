@@ -1,0 +1,27 @@
+"""Receive from headless Chromium (real libwebrtc) over WHEP, in a private network namespace."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from tests.interop import harness
+from tests.interop.checks import assert_received_media
+
+pytestmark = pytest.mark.interop
+
+
+@pytest.mark.parametrize("codec", ["H264", "VP8"])
+def test_chromium_sender_video_and_audio(
+    chromium_sender: harness.Sender,
+    interop_client: str,
+    codec: str,
+    record_property: Callable[[str, object], None],
+) -> None:
+    assert chromium_sender.alive(), chromium_sender.log_tail()
+    summary = harness.receive_check(chromium_sender, codec, client=interop_client)
+    record_property("ttff_s", summary["ttff_s"])
+    record_property("client", summary["client"])
+    print(f"chromium {codec} client={summary['client']} ttff={summary['ttff_s']}")
+    assert_received_media(summary, codec, chromium_sender)

@@ -1,0 +1,27 @@
+"""Receive from GStreamer webrtcbin (an independent WebRTC stack) over WHEP on loopback."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from tests.interop import harness
+from tests.interop.checks import assert_received_media
+
+pytestmark = pytest.mark.interop
+
+
+@pytest.mark.parametrize("codec", ["H264", "VP8"])
+def test_gstreamer_sender_video_and_audio(
+    gst_sender: harness.Sender,
+    interop_client: str,
+    codec: str,
+    record_property: Callable[[str, object], None],
+) -> None:
+    assert gst_sender.alive(), gst_sender.log_tail()
+    summary = harness.receive_check(gst_sender, codec, client=interop_client)
+    record_property("ttff_s", summary["ttff_s"])
+    record_property("client", summary["client"])
+    print(f"gstreamer {codec} client={summary['client']} ttff={summary['ttff_s']}")
+    assert_received_media(summary, codec, gst_sender)

@@ -1,0 +1,53 @@
+"""A recording process killed with SIGKILL leaves a readable file (fragmented MP4, MKV)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import av
+import pytest
+
+from tests.record.filecheck import ffprobe_streams, spans
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.slow
+def test_sigkill_leaves_a_playable_file(tmp_path: Path) -> None:
+    paths = [tmp_path / "killed.mp4", tmp_path / "killed.mkv"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    # Both containers at once: one 5 s wait for the two of them.
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "tests.record.crash_writer", str(path), "8"],
+            cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True,
+        )
+        for path in paths
+    ]
+    try:
+        for proc in procs:
+            assert proc.stdout is not None
+            assert proc.stdout.readline().strip() == "READY"
+        time.sleep(5.5)
+        for proc in procs:
+            assert proc.poll() is None, "writer exited before the kill"
+            os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait(10)
+    for path in paths:
+        kinds = sorted(str(s["codec_name"]) for s in ffprobe_streams(path))
+        assert kinds == ["h264", "opus"], path
+        span = spans(path)
+        assert span["video"].duration >= 4.0, (path, span)
+        assert span["audio"].duration >= 4.0, (path, span)
+        with av.open(str(path)) as container:
+            decoded = sum(1 for _ in container.decode(video=0))
+        assert decoded >= 100, (path, decoded)

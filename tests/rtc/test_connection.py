@@ -1,0 +1,213 @@
+"""MediaConnection with real aiortc media on loopback, and its teardown on every path."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from collections.abc import Iterator
+
+import pytest
+from aiohttp import web
+from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCSessionDescription
+from aiortc.mediastreams import AudioStreamTrack, VideoStreamTrack
+
+from avatar_rtc.errors import (
+    ConnectError,
+    ConnectTimeoutError,
+    NoCandidatesError,
+    WhepConflictError,
+)
+from avatar_rtc.rtc import multi_turn
+from avatar_rtc.rtc.connection import MediaConnection, add_rtcp_mux_only
+from avatar_rtc.rtc.ice_options import IceOptions
+
+from .scripted_whep import ScriptedWhep, created
+from .whep_sender import AiortcWhepSender
+
+LOOPBACK = IceOptions(host_addresses=("127.0.0.1",))
+
+
+class Receivers:
+    def __init__(self) -> None:
+        self.items: list[tuple[RTCRtpReceiver, str]] = []
+
+    def __call__(self, receiver: RTCRtpReceiver, kind: str) -> None:
+        self.items.append((receiver, kind))
+
+    def of(self, kind: str) -> RTCRtpReceiver:
+        return next(r for r, k in self.items if k == kind)
+
+
+async def test_connects_and_receives_video_and_audio() -> None:
+    receivers = Receivers()
+    states: list[str] = []
+    async with AiortcWhepSender() as sender:
+        connection = MediaConnection(
+            sender.url,
+            bearer="bearer-token-1",
+            ice=LOOPBACK,
+            on_receiver=receivers,
+            on_state_change=states.append,
+        )
+        async with connection:
+            assert connection.state == "connected"
+            assert [k for _, k in receivers.items] == ["video", "audio"]
+            video = await asyncio.wait_for(receivers.of("video").track.recv(), 5)
+            audio = await asyncio.wait_for(receivers.of("audio").track.recv(), 5)
+            assert video.width > 0 and audio.sample_rate == 48000
+            pair = connection.selected_pair()
+            assert pair is not None and pair.local_type == "host" and pair.relay_url is None
+            durations = connection.timings.durations()
+            assert list(durations) == [
+                "offer_created", "gathering_done", "answer_received", "ice_connected",
+                "dtls_connected",
+            ]  # fmt: skip
+            assert durations == dict(sorted(durations.items(), key=lambda kv: kv[1]))
+            assert sender.active == 1
+        assert connection.state == "closed"
+        assert sender.counters.deletes == 1 and sender.active == 0
+        offer = sender.counters.offers[0]
+    assert sender.counters.auth == ["Bearer bearer-token-1"]
+    assert states == ["gathering", "signaling", "connecting", "connected", "closed"]
+    # recvonly, bundled, rtcp-mux-only in every m-section, H264 before VP8, no public STUN.
+    sections = offer.split("m=")[1:]
+    assert [s.split(" ")[0] for s in sections] == ["video", "audio"]
+    for section in sections:
+        assert "a=recvonly" in section and "a=rtcp-mux-only" in section
+    assert "a=group:BUNDLE 0 1" in offer
+    video_section = sections[0]
+    assert video_section.index("H264/90000") < video_section.index("VP8/90000")
+    assert "a=candidate:" in offer and "typ srflx" not in offer
+
+
+async def test_vp8_preference() -> None:
+    async with AiortcWhepSender() as sender:
+        async with MediaConnection(sender.url, ice=LOOPBACK, video_codecs=("VP8",)):
+            pass
+        video = sender.counters.offers[0].split("m=")[1]
+    assert "VP8/90000" in video and "H264" not in video
+
+
+def test_add_rtcp_mux_only() -> None:
+    sdp = "v=0\r\nm=video 9 x 96\r\na=rtcp-mux\r\nm=audio 9 x 111\r\na=rtcp-mux\r\n"
+    munged = add_rtcp_mux_only(sdp)
+    assert munged.count("a=rtcp-mux\r\na=rtcp-mux-only\r\n") == 2
+    assert add_rtcp_mux_only(munged) == munged
+
+
+async def test_close_is_idempotent() -> None:
+    async with AiortcWhepSender() as sender:
+        connection = MediaConnection(sender.url, ice=LOOPBACK)
+        await connection.connect()
+        await asyncio.gather(connection.close(), connection.close())
+        await connection.close()
+        assert sender.counters.deletes == 1
+        with pytest.raises(ConnectError):
+            await connection.connect()
+
+
+async def test_relay_policy_without_turn_fails_before_posting() -> None:
+    async with ScriptedWhep(post=[created()]) as server:
+        connection = MediaConnection(server.url(), ice=IceOptions(policy="relay"))
+        started = time.monotonic()
+        with pytest.raises(NoCandidatesError, match="no candidate"):
+            await connection.connect()
+        assert time.monotonic() - started < 1.0
+        assert not server.seen and connection.state == "closed"
+
+
+async def test_whep_error_leaves_nothing_behind() -> None:
+    async with ScriptedWhep(post=[web.Response(status=409)]) as server:
+        connection = MediaConnection(server.url(), ice=LOOPBACK)
+        with pytest.raises(WhepConflictError):
+            await connection.connect()
+        assert connection.state == "closed" and not server.requests("DELETE")
+
+
+async def test_delete_sent_when_answer_is_unusable() -> None:
+    async with ScriptedWhep(post=[created("/whep/r/1")]) as server:  # answer: not a real SDP
+        connection = MediaConnection(server.url(), ice=LOOPBACK)
+        with pytest.raises(Exception):  # noqa: B017 - whatever aiortc raises for a bad answer
+            await connection.connect()
+        assert [s.path for s in server.requests("DELETE")] == ["/whep/r/1"]
+
+
+@pytest.fixture
+def silent_udp() -> Iterator[int]:
+    """A bound UDP port that never answers (ICE checks to it go unanswered, no ICMP)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield sock.getsockname()[1]
+
+
+def _unreachable_answerer(port: int) -> web.RequestHandler:  # type: ignore[type-arg]
+    """A POST handler answering with a real aiortc answer whose candidate is ``port``."""
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        pc = RTCPeerConnection()
+        await pc.setRemoteDescription(RTCSessionDescription(await request.text(), "offer"))
+        gatherer = pc.getTransceivers()[0].receiver.transport.transport.iceGatherer
+        multi_turn.install(
+            gatherer._connection, servers=[], host_addresses=["127.0.0.1"], ssl_context=None,
+            relay_grace=0.3, gather_timeout=2.0,
+        )  # fmt: skip
+        pc.addTrack(VideoStreamTrack())
+        pc.addTrack(AudioStreamTrack())
+        await pc.setLocalDescription(await pc.createAnswer())
+        sdp = pc.localDescription.sdp
+        await pc.close()
+        lines = []
+        for line in sdp.split("\r\n"):
+            if line.startswith("a=candidate:"):
+                fields = line.split(" ")
+                fields[5] = str(port)
+                line = " ".join(fields)
+            lines.append(line)
+        return web.Response(
+            status=201, text="\r\n".join(lines), content_type="application/sdp",
+            headers={"Location": "/whep/r/2"},
+        )  # fmt: skip
+
+    return handler
+
+
+async def test_connect_timeout_deletes(silent_udp: int) -> None:
+    async with ScriptedWhep(post=[_unreachable_answerer(silent_udp)]) as server:
+        connection = MediaConnection(server.url(), ice=LOOPBACK, connect_timeout=1.5)
+        started = time.monotonic()
+        with pytest.raises(ConnectTimeoutError, match=r"within 1\.5 s .*ICE/DTLS"):
+            await connection.connect()
+        assert time.monotonic() - started < 2.5
+        assert [s.path for s in server.requests("DELETE")] == ["/whep/r/2"]
+        assert connection.state == "closed"
+
+
+async def test_cancelled_connect_deletes(silent_udp: int) -> None:
+    async with ScriptedWhep(post=[_unreachable_answerer(silent_udp)]) as server:
+        connection = MediaConnection(server.url(), ice=LOOPBACK, connect_timeout=10)
+        task = asyncio.create_task(connection.connect())
+        while connection.state != "connecting":
+            await asyncio.sleep(0.01)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert [s.path for s in server.requests("DELETE")] == ["/whep/r/2"]
+        assert connection.state == "closed"
+
+
+async def test_cancelled_body_of_context_manager_deletes() -> None:
+    async with AiortcWhepSender() as sender:
+
+        async def run() -> None:
+            async with MediaConnection(sender.url, ice=LOOPBACK):
+                await asyncio.sleep(30)
+
+        task = asyncio.create_task(run())
+        while sender.active == 0:
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.2)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert sender.counters.deletes == 1 and sender.active == 0

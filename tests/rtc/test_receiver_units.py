@@ -1,0 +1,207 @@
+"""Unit tests of the receive pipeline's pieces: jitter buffer, NACK tracker, A/V clock."""
+
+from __future__ import annotations
+
+import struct
+
+import pytest
+
+from avatar_rtc.media.clock import AvClock
+from avatar_rtc.rtc.jitter_buffer import VideoJitterBuffer, parse_video_payload
+from avatar_rtc.rtc.nack import NackTracker
+
+SPS = b"\x67\x42\x00\x1f\xaa"
+PPS = b"\x68\xce\x3c\x80"
+IDR = b"\x65\x88\x84\x00"
+P = b"\x41\x9a\x00\x11"
+
+
+def stap(*nals: bytes) -> bytes:
+    return b"\x78" + b"".join(struct.pack("!H", len(n)) + n for n in nals)
+
+
+def fu(nal: bytes, start: bool, end: bool, chunk: bytes) -> bytes:
+    header = (0x80 if start else 0) | (0x40 if end else 0) | (nal[0] & 0x1F)
+    return bytes([(nal[0] & 0xE0) | 28, header]) + chunk
+
+
+def keyframe(seq: int, ts: int) -> list[tuple[int, int, bool, bytes]]:
+    """(seq, ts, marker, payload) of an H264 keyframe in three packets."""
+    return [
+        (seq, ts, False, stap(SPS, PPS)),
+        (seq + 1, ts, False, fu(IDR, True, False, b"\x01\x02")),
+        (seq + 2, ts, True, fu(IDR, False, True, b"\x03\x04")),
+    ]
+
+
+def pframe(seq: int, ts: int, n: int = 2) -> list[tuple[int, int, bool, bytes]]:
+    if n == 1:
+        return [(seq, ts, True, P)]
+    out = [(seq, ts, False, fu(P, True, False, b"\x10"))]
+    out += [(seq + i, ts, False, fu(P, False, False, b"\x11")) for i in range(1, n - 1)]
+    out.append((seq + n - 1, ts, True, fu(P, False, True, b"\x12")))
+    return out
+
+
+def feed(jb: VideoJitterBuffer, pkts: list[tuple[int, int, bool, bytes]], now: float = 0.0) -> list:
+    out = []
+    for seq, ts, marker, payload in pkts:
+        jb.insert(seq, ts, marker, payload, now)
+        out += jb.pop()
+    return out
+
+
+def test_h264_payload_parsing() -> None:
+    data, key_start, key = parse_video_payload("H264", stap(SPS, PPS))
+    assert key_start and key
+    assert data == b"\x00\x00\x00\x01" + SPS + b"\x00\x00\x00\x01" + PPS
+    _, key_start, key = parse_video_payload("H264", fu(IDR, True, False, b"x"))
+    assert key and not key_start
+    _, key_start, key = parse_video_payload("H264", P)
+    assert not key and not key_start
+
+
+def test_frame_released_on_marker_without_waiting_for_next() -> None:
+    jb = VideoJitterBuffer("H264")
+    frames = feed(jb, keyframe(100, 3000))
+    assert len(frames) == 1  # released by its marker packet, not by the next frame
+    f = frames[0]
+    assert f.keyframe and f.rtp_timestamp == 3000 and (f.first_seq, f.last_seq) == (100, 102)
+    assert f.data.startswith(b"\x00\x00\x00\x01" + SPS)
+    assert f.data.endswith(b"\x00\x00\x00\x01\x65\x01\x02\x03\x04")
+    assert len(feed(jb, pframe(103, 6000, 3))) == 1
+    assert len(jb) == 0
+
+
+def test_reordered_packets_complete_the_frame() -> None:
+    jb = VideoJitterBuffer("H264")
+    pkts = keyframe(10, 0) + pframe(13, 3000, 3)
+    order = [pkts[i] for i in (0, 2, 1, 3, 5, 4)]
+    frames = feed(jb, order)
+    assert [f.rtp_timestamp for f in frames] == [0, 3000]
+
+
+def test_waits_for_keyframe_at_start_and_skips_p_frames() -> None:
+    jb = VideoJitterBuffer("H264")
+    assert feed(jb, pframe(1, 0) + pframe(3, 3000)) == []
+    assert jb.waiting_for_keyframe
+    frames = feed(jb, keyframe(5, 6000) + pframe(8, 9000))
+    assert [f.keyframe for f in frames] == [True, False]
+    assert len(jb) == 0  # P-frames before the keyframe were dropped
+
+
+def test_loss_gives_up_after_max_wait_and_asks_for_keyframe() -> None:
+    jb = VideoJitterBuffer("H264", max_wait=0.15)
+    feed(jb, keyframe(0, 0))
+    lost = pframe(3, 3000, 3)
+    assert feed(jb, [lost[0], lost[2]], now=1.0) == []  # packet 4 missing
+    assert feed(jb, pframe(6, 6000), now=1.01) == []  # later frames wait behind the hole
+    assert not jb.expire(1.1)
+    assert jb.expire(1.2)  # gave up: wants a PLI
+    assert jb.waiting_for_keyframe and len(jb) == 0
+    assert feed(jb, pframe(8, 9000), now=1.3) == []  # undecodable: still waiting
+    frames = feed(jb, keyframe(10, 12000), now=1.4)
+    assert [f.keyframe for f in frames] == [True]
+    assert jb.frames_dropped >= 2
+
+
+def test_loss_recovered_by_retransmission_in_time() -> None:
+    jb = VideoJitterBuffer("H264")
+    feed(jb, keyframe(0, 0))
+    p = pframe(3, 3000, 3)
+    assert feed(jb, [p[0], p[2]] + pframe(6, 6000), now=1.0) == []
+    assert not jb.expire(1.05)
+    frames = feed(jb, [p[1]], now=1.06)
+    assert [f.rtp_timestamp for f in frames] == [3000, 6000]
+
+
+def test_resumes_at_a_later_keyframe_already_buffered() -> None:
+    jb = VideoJitterBuffer("H264", max_wait=0.1)
+    feed(jb, keyframe(0, 0))
+    p = pframe(3, 3000, 3)
+    feed(jb, [p[0], p[2]] + keyframe(6, 6000), now=1.0)
+    assert not jb.expire(1.2)  # no PLI needed: a complete keyframe follows
+    frames = jb.pop()
+    assert [f.rtp_timestamp for f in frames] == [6000]
+
+
+def test_sequence_wrap_and_bounded_size() -> None:
+    jb = VideoJitterBuffer("H264", max_packets=64)
+    frames = feed(jb, keyframe(65534, 0))  # extended seqs cross 65535 fine
+    assert len(frames) == 1
+    for i in range(100):  # never-completing frames: the buffer stays bounded
+        jb.insert(70000 + 2 * i, 1000 + i, False, P, 0.0)
+    assert len(jb) <= 64
+    assert jb.take_pli_request()
+
+
+def test_vp8_keyframe_detection() -> None:
+    # descriptor: S=1, PID=0; VP8 payload header byte with P=0 (keyframe)
+    data, key_start, key = parse_video_payload("VP8", b"\x10\x00\x9d\x01\x2a")
+    assert key_start and key and data == b"\x00\x9d\x01\x2a"
+    _, key_start, key = parse_video_payload("VP8", b"\x10\x01\x00")
+    assert not key_start and not key
+    _, key_start, key = parse_video_payload("VP8", b"\x00\x00")
+    assert not key_start
+
+
+def test_nack_retries_until_max_then_gives_up() -> None:
+    n = NackTracker(retry_interval=0.02, max_retries=3)
+    n.on_packet(1, 0.0)
+    n.on_packet(4, 0.0)
+    assert n.due(0.0) == [2, 3]
+    assert n.due(0.01) == []  # not yet due
+    assert n.due(0.021) == [2, 3]
+    n.on_packet(2, 0.03)  # recovered
+    assert n.rtt == pytest.approx(0.03)
+    assert n.due(0.1) == [3]
+    assert n.due(0.2) == []  # retries exhausted
+    assert n.missing_count == 0
+
+
+def test_nack_bounded_and_forget() -> None:
+    n = NackTracker(max_missing=10)
+    n.on_packet(0, 0.0)
+    n.on_packet(100, 0.0)
+    assert n.missing_count == 10
+    n.forget_before(95)
+    assert n.due(0.0) == [95, 96, 97, 98, 99]
+    assert not n.on_packet(10_000, 0.0)  # huge jump: not NACKable
+
+
+def test_clock_arrival_then_sr_is_continuous_and_monotonic() -> None:
+    clock = AvClock(slew_rate=0.1)
+    t_arr = 100.0
+    outs = []
+    # video at 30 fps, arrival-based first
+    for i in range(30):
+        pts, src = clock.map("video", 1, 1000 + i * 3000, 90000, t_arr + i / 30)
+        assert src == "arrival"
+        outs.append(pts)
+    assert outs[0] == 0.0 and outs[29] == pytest.approx(29 / 30)
+    # SR says rtp 1000 was at NTP 5000.0 s: switching must not jump
+    clock.on_sender_report("video", 1, int(5000.0 * 2**32), 1000)
+    prev = outs[-1]
+    for i in range(30, 120):
+        pts, src = clock.map("video", 1, 1000 + i * 3000, 90000, t_arr + i / 30)
+        assert src == "rtcp-sr"
+        assert pts > prev
+        assert pts - prev < 1 / 30 + 1e-6
+        prev = pts
+
+
+def test_clock_aligns_audio_and_video_through_sr() -> None:
+    clock = AvClock(slew_rate=0.1)
+    # audio arrives 80 ms "late" relative to video (jitter buffer / network), same sender time
+    for i in range(200):
+        t = i * 0.02
+        if i % 2 == 0:
+            clock.map("video", 1, 90 * int(t * 1000), 90000, 10.0 + t)
+        clock.map("audio", 2, 48 * int(t * 1000), 48000, 10.08 + t)
+        if i == 50:
+            ntp = int((7000.0 + t) * 2**32)
+            clock.on_sender_report("video", 1, ntp, 90 * int(t * 1000))
+            clock.on_sender_report("audio", 2, ntp, 48 * int(t * 1000))
+    v, _ = clock.map("video", 1, 90 * 4000, 90000, 14.0)
+    a, _ = clock.map("audio", 2, 48 * 4000, 48000, 14.08)
+    assert abs(v - a) < 0.002  # corrections slewed away: same sender time -> same pts

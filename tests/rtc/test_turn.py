@@ -1,0 +1,165 @@
+"""Relay-only connections through a real coturn: TURN/UDP, TURN/TCP, TURN/TLS, four URLs."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from pathlib import Path
+
+import pytest
+from aiortc import RTCRtpReceiver
+
+from avatar_rtc.errors import ConnectError, NoCandidatesError
+from avatar_rtc.rtc.connection import MediaConnection
+from avatar_rtc.rtc.ice_options import IceOptions
+from avatar_rtc.rtc.ice_servers import IceServer, TurnPorts
+from tests.turn_server import PASSWORD, USERNAME, TurnServer, turn_server
+
+from .whep_sender import AiortcWhepSender
+
+__all__ = ["turn_server"]  # the fixture, imported for pytest
+
+pytestmark = pytest.mark.interop
+
+
+def single_url(turn: TurnServer, transport: str) -> IceOptions:
+    url = {
+        "udp": f"turn:127.0.0.1:{turn.port}?transport=udp",
+        "tcp": f"turn:127.0.0.1:{turn.port}?transport=tcp",
+        "tls": f"turns:127.0.0.1:{turn.tls_port}?transport=tcp",
+    }[transport]
+    return IceOptions(
+        policy="relay",
+        extra_servers=(IceServer(url, USERNAME, PASSWORD),),
+        turn_ca_file=str(turn.ca_file),
+    )
+
+
+async def connect_and_receive(url: str, ice: IceOptions) -> MediaConnection:
+    video: list[RTCRtpReceiver] = []
+
+    def hook(receiver: RTCRtpReceiver, kind: str) -> None:
+        if kind == "video":
+            video.append(receiver)
+
+    connection = MediaConnection(url, ice=ice, connect_timeout=10, on_receiver=hook)
+    await connection.connect()
+    try:
+        frame = await asyncio.wait_for(video[0].track.recv(), 5)
+        assert frame.width > 0
+    except BaseException:
+        await connection.close()
+        raise
+    return connection
+
+
+@pytest.mark.parametrize("transport", ["udp", "tcp", "tls"])
+async def test_relay_only_over(turn_server: TurnServer, transport: str) -> None:
+    async with AiortcWhepSender() as sender:
+        connection = await connect_and_receive(sender.url, single_url(turn_server, transport))
+        try:
+            pair = connection.selected_pair()
+            assert pair is not None
+            assert (pair.local_type, pair.protocol, pair.relay_transport) == (
+                "relay", "udp", transport,
+            )  # fmt: skip
+            assert connection.timings.time_to_connected is not None
+        finally:
+            await connection.close()
+        assert "a=candidate:" in sender.counters.offers[0]
+        assert "typ host" not in sender.counters.offers[0]  # relay policy: relay only
+        assert sender.counters.deletes == 1
+
+
+async def test_four_urls_all_reachable(turn_server: TurnServer) -> None:
+    ice = IceOptions(
+        policy="relay",
+        turn=turn_server.turn_config,
+        turn_ports=turn_server.ports,
+        turn_ca_file=str(turn_server.ca_file),
+    )
+    async with AiortcWhepSender() as sender:
+        connection = await connect_and_receive(sender.url, ice)
+        try:
+            report = connection.gather_report
+            assert report is not None
+            assert len(report.outcomes) == 4
+            assert list(report.outcomes.values()).count("ok") >= 2
+            pair = connection.selected_pair()
+            assert pair is not None and pair.relay_url in report.outcomes
+            # Relays that were not selected are released right after ICE.
+            assert connection._ice_connection is not None
+            for _ in range(50):
+                if connection._ice_connection.relay_urls() == [pair.relay_url]:
+                    break
+                await asyncio.sleep(0.05)
+            assert connection._ice_connection.relay_urls() == [pair.relay_url]
+        finally:
+            await connection.close()
+
+
+async def test_wrong_credentials_fail_fast(turn_server: TurnServer) -> None:
+    url = f"turn:127.0.0.1:{turn_server.port}?transport=tcp"
+    ice = IceOptions(policy="relay", extra_servers=(IceServer(url, USERNAME, "wrong-pass"),))
+    async with AiortcWhepSender() as sender:
+        started = time.monotonic()
+        with pytest.raises(NoCandidatesError, match="401"):
+            await MediaConnection(sender.url, ice=ice).connect()
+        assert time.monotonic() - started < 3
+        assert sender.counters.posts == 0
+
+
+async def test_tls_certificate_is_verified_by_default(turn_server: TurnServer) -> None:
+    ice = single_url(turn_server, "tls")
+    untrusted = IceOptions(policy=ice.policy, extra_servers=ice.extra_servers)
+    async with AiortcWhepSender() as sender:
+        with pytest.raises(NoCandidatesError, match="CERTIFICATE_VERIFY_FAILED"):
+            await MediaConnection(sender.url, ice=untrusted).connect()
+
+
+async def test_dead_turn_server_fails_fast(tmp_path: Path) -> None:
+    # Nothing listens on these ports: TCP/TLS are refused at once, UDP goes unanswered
+    # until gather_timeout.
+    dead = TurnPorts(udp=(9, 19), tcp=9, tls=19)
+    turn = TurnServer.__new__(TurnServer)  # only for its turn_config
+    turn.host = "127.0.0.1"
+    ice = IceOptions(
+        policy="relay", turn=turn.turn_config, turn_ports=dead, gather_timeout=2.0
+    )
+    async with AiortcWhepSender() as sender:
+        connection = MediaConnection(sender.url, ice=ice, connect_timeout=5.0)
+        started = time.monotonic()
+        with pytest.raises(ConnectError) as info:
+            await connection.connect()
+        elapsed = time.monotonic() - started
+    assert isinstance(info.value, NoCandidatesError)
+    assert elapsed < 5.0 + 0.5
+    message = str(info.value)
+    assert "relay policy needs a reachable TURN server" in message
+    assert "connection refused" in message and "timed out" in message
+    assert sender.counters.posts == 0
+
+
+async def test_no_credentials_in_debug_logs(
+    turn_server: TurnServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    ice = IceOptions(
+        policy="relay",
+        turn=turn_server.turn_config,
+        turn_ports=turn_server.ports,
+        turn_ca_file=str(turn_server.ca_file),
+    )
+    with caplog.at_level(logging.DEBUG):
+        async with AiortcWhepSender() as sender:
+            connection = MediaConnection(sender.url, bearer="bearer-secret-42", ice=ice)
+            async with connection:
+                await asyncio.sleep(0.2)
+    # caplog.text is formatted at emit time, after the redaction filter.
+    text = caplog.text
+    assert "aioice.turn" in text and "'USERNAME': '***'" in text  # aioice DEBUG was captured
+    for secret in (PASSWORD, USERNAME, "bearer-secret-42"):
+        assert secret not in text
+    # The password never travels (only its HMAC key); not even in the raw record arguments.
+    assert PASSWORD not in "".join(repr(r.args) + str(r.msg) for r in caplog.records)
+    assert PASSWORD not in repr(ice) and PASSWORD not in repr(ice.servers())

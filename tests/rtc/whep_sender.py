@@ -1,0 +1,105 @@
+"""A minimal WHEP *sender* built on aiortc, for connection tests (loopback only).
+
+POST /whep answers with a sendonly aiortc peer connection sending aiortc's synthetic
+VideoStreamTrack + AudioStreamTrack; DELETE /whep/res/{id} closes it. Host candidates are
+pinned to 127.0.0.1 through the project's own ``multi_turn.install``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from aiohttp import web
+from aiortc import RTCPeerConnection, RTCSessionDescription
+from aiortc.mediastreams import AudioStreamTrack, VideoStreamTrack
+
+from avatar_rtc.rtc import multi_turn
+
+PostHook = Callable[[web.Request], Awaitable[web.StreamResponse | None]]
+
+
+@dataclass
+class SenderCounters:
+    posts: int = 0
+    deletes: int = 0
+    offers: list[str] = field(default_factory=list)
+    auth: list[str | None] = field(default_factory=list)
+
+
+class AiortcWhepSender:
+    """``async with AiortcWhepSender() as s: s.url`` — one pc per POST."""
+
+    def __init__(self, *, host: str = "127.0.0.1", before_post: PostHook | None = None) -> None:
+        self.host = host
+        self.counters = SenderCounters()
+        self.before_post = before_post
+        self._pcs: dict[str, RTCPeerConnection] = {}
+        self._ids = itertools.count(1)
+        self._runner: web.AppRunner | None = None
+        self.url = ""
+
+    async def __aenter__(self) -> AiortcWhepSender:
+        app = web.Application()
+        app.router.add_post("/whep", self._post)
+        app.router.add_delete("/whep/res/{rid}", self._delete)
+        self._runner = web.AppRunner(app)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.url = f"http://{self.host}:{port}/whep"
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await asyncio.gather(*(pc.close() for pc in self._pcs.values()))
+        self._pcs.clear()
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    @property
+    def active(self) -> int:
+        return len(self._pcs)
+
+    async def _post(self, request: web.Request) -> web.StreamResponse:
+        self.counters.posts += 1
+        self.counters.auth.append(request.headers.get("Authorization"))
+        if self.before_post is not None:
+            early = await self.before_post(request)
+            if early is not None:
+                return early
+        offer = await request.text()
+        self.counters.offers.append(offer)
+        pc = RTCPeerConnection()
+        await pc.setRemoteDescription(RTCSessionDescription(offer, "offer"))
+        # The transceivers (and their ICE gatherer) now exist: pin loopback before gathering.
+        gatherer = pc.getTransceivers()[0].receiver.transport.transport.iceGatherer
+        multi_turn.install(
+            gatherer._connection,
+            servers=[],
+            host_addresses=[self.host],
+            ssl_context=None,
+            relay_grace=0.3,
+            gather_timeout=5.0,
+        )
+        pc.addTrack(VideoStreamTrack())
+        pc.addTrack(AudioStreamTrack())
+        await pc.setLocalDescription(await pc.createAnswer())
+        rid = str(next(self._ids))
+        self._pcs[rid] = pc
+        return web.Response(
+            status=201,
+            text=pc.localDescription.sdp,
+            content_type="application/sdp",
+            headers={"Location": f"/whep/res/{rid}"},  # relative on purpose
+        )
+
+    async def _delete(self, request: web.Request) -> web.StreamResponse:
+        self.counters.deletes += 1
+        pc = self._pcs.pop(request.match_info["rid"], None)
+        if pc is None:
+            return web.Response(status=404)
+        await pc.close()
+        return web.Response(status=200)

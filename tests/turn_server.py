@@ -6,8 +6,9 @@
         turn.ca_file                              # self-signed cert to trust for turns:
 
 coturn listens on ``port`` (UDP+TCP), ``port + 1`` (an "aux server", UDP+TCP; coturn's
-"alt" port only serves RFC 5780 with two IPs) and ``tls_port`` (TLS). Fixed ports can be given (e.g. inside a private network namespace);
-otherwise free ones are picked. ``pytest`` fixture: :func:`turn_server`.
+"alt" port only serves RFC 5780 with two IPs) and ``tls_port`` (TLS). Fixed ports can be
+given (e.g. inside a private network namespace); otherwise free ones are picked.
+pytest fixture: :func:`turn_server`.
 """
 
 from __future__ import annotations

@@ -236,5 +236,9 @@ class Emulator:
         period = min(1.0, max(self.idle_timeout / 4, 0.05))
         while True:
             await asyncio.sleep(period)
-            if self._control is not None:
+            if self._control is None:
+                continue
+            try:
                 await self._control.expire_idle()
+            except Exception:  # keep sweeping: one bad media close must not stop expiry
+                logger.exception("emulator: idle sweep failed")

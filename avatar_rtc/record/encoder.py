@@ -143,6 +143,9 @@ class EncodeMuxer:
         ctx.bit_rate = enc.video_bitrate
         ctx.gop_size = max(1, round(enc.gop_seconds * float(rate)))
         ctx.thread_count = enc.threads
+        # No B-frames: dts == pts, so fragmented MP4 (no edit list) keeps A/V start aligned,
+        # and every frame reaches the file without reordering delay.
+        ctx.max_b_frames = 0
         if self._video_codec == "libx264":
             ctx.options = {"preset": enc.preset}
         else:

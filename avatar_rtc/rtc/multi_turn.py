@@ -319,9 +319,7 @@ class MultiTurnConnection(Connection):
 
     def relay_urls(self) -> list[str]:
         """TURN URLs whose allocation this connection still holds."""
-        return [
-            self._mt_relay_of[id(p)].url for p in self._protocols if id(p) in self._mt_relay_of
-        ]
+        return [self._mt_relay_of[id(p)].url for p in self._protocols if id(p) in self._mt_relay_of]
 
     def selected_pair(self, component: int = 1) -> SelectedPair | None:
         """The nominated pair of ``component``, or ``None`` before ICE completed."""

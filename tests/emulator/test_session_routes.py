@@ -243,13 +243,13 @@ async def test_bearer_token_checks(api: Api, emu: Emulator, auth_kind: str) -> N
 
 async def test_expired_token_is_401() -> None:
     async with (
-        Emulator(media_enabled=False, token_ttl=0.3) as emu,
+        Emulator(media_enabled=False, token_ttl=1.0) as emu,
         aiohttp.ClientSession() as http,
     ):
         api = Api(emu, http)
         session_id, token = await api.create()
         assert (await api.call(session_id, token, "keep-alive")).status == 200
-        await asyncio.sleep(0.45)
+        await asyncio.sleep(1.1)
         reply = await api.call(session_id, token, "keep-alive")
         assert (reply.status, reply.body) == (401, BAD_TOKEN)
 

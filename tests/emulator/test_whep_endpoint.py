@@ -82,8 +82,10 @@ async def test_vp8_and_frame_rate() -> None:
         assert {(s.width, s.height) for s in viewer.video} == {(512, 512)}
         assert viewer.last_rgb is not None
         _check_markers(viewer.last_rgb)
-        steps = {b.pts - a.pts for a, b in zip(viewer.video[:-1], viewer.video[1:], strict=True)}
-        assert steps == {3000}  # 30 fps on the 90 kHz clock
+        steps = [b.pts - a.pts for a, b in zip(viewer.video[:-1], viewer.video[1:], strict=True)]
+        # 30 fps on the 90 kHz clock (a loaded machine may make the emulator skip a frame).
+        assert all(step % 3000 == 0 and step > 0 for step in steps)
+        assert sorted(steps)[len(steps) // 2] == 3000
         await viewer.close()
 
 

@@ -71,7 +71,7 @@ def mark_times(path: Path) -> tuple[float | None, float | None]:
     with av.open(str(path)) as container:
         vstream = container.streams.video[0]
         for frame in container.decode(vstream):
-            luma = np.frombuffer(frame.planes[0], np.uint8)
+            luma = frame.reformat(format="gray").to_ndarray()
             if luma.mean() > 200 and frame.pts is not None:
                 video_t = float(frame.pts * frame.time_base)
                 break

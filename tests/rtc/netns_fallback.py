@@ -88,9 +88,13 @@ async def stock_aiortc(url: str, servers: list[IceServer]) -> dict[str, Any]:
     return {"gather_seconds": round(gathered, 3), "candidates": candidates}
 
 
-async def main(runs: int, stock: bool) -> dict[str, Any]:
+def setup_network() -> None:
+    """``lo`` up, UDP to the TURN ports dropped (silently, like a firewall)."""
     subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
     subprocess.run(["nft", "-f", "-"], input=NFT_RULES, text=True, check=True)
+
+
+async def main(runs: int, stock: bool) -> dict[str, Any]:
     result: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp:
         binary = shutil.which("turnserver")
@@ -126,5 +130,6 @@ if __name__ == "__main__":
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--stock", action="store_true")
     args = parser.parse_args()
+    setup_network()
     print(json.dumps(asyncio.run(main(args.runs, args.stock))))
     sys.stdout.flush()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 from aiohttp import web
@@ -26,13 +26,18 @@ class ScriptedWhep:
     When a script is empty: POST → 500, PATCH → 204, DELETE → 200.
     """
 
-    post: list[Reply] = field(default_factory=list)
-    patch: list[Reply] = field(default_factory=list)
-    delete: list[Reply] = field(default_factory=list)
+    post: Sequence[Reply] = field(default_factory=list)
+    patch: Sequence[Reply] = field(default_factory=list)
+    delete: Sequence[Reply] = field(default_factory=list)
     seen: list[Seen] = field(default_factory=list)
     base: str = ""
     post_delay: float = 0.0
     _runner: web.AppRunner | None = None
+
+    def __post_init__(self) -> None:
+        self._scripts: dict[str, list[Reply]] = {
+            "POST": list(self.post), "PATCH": list(self.patch), "DELETE": list(self.delete),
+        }  # fmt: skip
 
     async def __aenter__(self) -> ScriptedWhep:
         app = web.Application()
@@ -58,9 +63,7 @@ class ScriptedWhep:
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         body = await request.text()
         self.seen.append(Seen(request.method, request.path_qs, dict(request.headers), body))
-        script = {"POST": self.post, "PATCH": self.patch, "DELETE": self.delete}.get(
-            request.method, []
-        )
+        script = self._scripts.get(request.method, [])
         if request.method == "POST" and self.post_delay:
             await asyncio.sleep(self.post_delay)
         if not script:

@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 
 import pytest
 from aiohttp import web
 from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCSessionDescription
 from aiortc.mediastreams import AudioStreamTrack, VideoStreamTrack
+from av import AudioFrame, VideoFrame
 
 from avatar_rtc.errors import (
     ConnectError,
@@ -55,7 +56,8 @@ async def test_connects_and_receives_video_and_audio() -> None:
             assert [k for _, k in receivers.items] == ["video", "audio"]
             video = await asyncio.wait_for(receivers.of("video").track.recv(), 5)
             audio = await asyncio.wait_for(receivers.of("audio").track.recv(), 5)
-            assert video.width > 0 and audio.sample_rate == 48000
+            assert isinstance(video, VideoFrame) and video.width > 0
+            assert isinstance(audio, AudioFrame) and audio.sample_rate == 48000
             pair = connection.selected_pair()
             assert pair is not None and pair.local_type == "host" and pair.relay_url is None
             durations = connection.timings.durations()
@@ -65,7 +67,7 @@ async def test_connects_and_receives_video_and_audio() -> None:
             ]  # fmt: skip
             assert durations == dict(sorted(durations.items(), key=lambda kv: kv[1]))
             assert sender.active == 1
-        assert connection.state == "closed"
+        assert str(connection.state) == "closed"
         assert sender.counters.deletes == 1 and sender.active == 0
         offer = sender.counters.offers[0]
     assert sender.counters.auth == ["Bearer bearer-token-1"]
@@ -141,7 +143,7 @@ def silent_udp() -> Iterator[int]:
         yield sock.getsockname()[1]
 
 
-def _unreachable_answerer(port: int) -> web.RequestHandler:  # type: ignore[type-arg]
+def _unreachable_answerer(port: int) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     """A POST handler answering with a real aiortc answer whose candidate is ``port``."""
 
     async def handler(request: web.Request) -> web.StreamResponse:
@@ -186,9 +188,10 @@ async def test_connect_timeout_deletes(silent_udp: int) -> None:
 async def test_cancelled_connect_deletes(silent_udp: int) -> None:
     async with ScriptedWhep(post=[_unreachable_answerer(silent_udp)]) as server:
         connection = MediaConnection(server.url(), ice=LOOPBACK, connect_timeout=10)
+        connecting = asyncio.Event()
+        connection.on_state_change = lambda s: connecting.set() if s == "connecting" else None
         task = asyncio.create_task(connection.connect())
-        while connection.state != "connecting":
-            await asyncio.sleep(0.01)
+        await asyncio.wait_for(connecting.wait(), 5)
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
@@ -204,10 +207,45 @@ async def test_cancelled_body_of_context_manager_deletes() -> None:
                 await asyncio.sleep(30)
 
         task = asyncio.create_task(run())
-        while sender.active == 0:
-            await asyncio.sleep(0.01)
-        await asyncio.sleep(0.2)
+        await asyncio.sleep(1.0)  # connected well before that on loopback
+        assert sender.active == 1
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
         assert sender.counters.deletes == 1 and sender.active == 0
+
+
+async def test_receive_pipeline_attaches_through_on_receiver() -> None:
+    receiver_module = pytest.importorskip("avatar_rtc.rtc.receiver")
+    pipelines = {
+        "video": receiver_module.ReceivePipeline("video"),
+        "audio": receiver_module.ReceivePipeline("audio"),
+    }
+    got: dict[str, list[object]] = {"video": [], "audio": []}
+    for kind, pipeline in pipelines.items():
+        pipeline.subscribe(got[kind].append)
+
+    def hook(receiver: RTCRtpReceiver, kind: str) -> None:
+        pipelines[kind].attach(receiver)
+
+    async with (
+        AiortcWhepSender() as sender,
+        MediaConnection(sender.url, ice=LOOPBACK, on_receiver=hook),
+    ):
+        for _ in range(100):
+            if got["video"] and got["audio"]:
+                break
+            await asyncio.sleep(0.05)
+    assert got["video"] and got["audio"]
+
+
+async def test_counter_offer_is_answered_with_patch() -> None:
+    receivers = Receivers()
+    async with AiortcWhepSender(counter_offer=True) as sender:
+        connection = MediaConnection(sender.url, ice=LOOPBACK, on_receiver=receivers)
+        async with connection:
+            frame = await asyncio.wait_for(receivers.items[-2][0].track.recv(), 5)
+            assert isinstance(frame, VideoFrame) and frame.width > 0
+        assert sender.counters.patches == 1 and sender.counters.deletes == 1
+    # on_receiver ran for the first pc and again for the one answering the counter-offer.
+    assert [k for _, k in receivers.items] == ["video", "audio", "video", "audio"]

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from aiortc import RTCRtpReceiver
+from av import VideoFrame
 
 from avatar_rtc.errors import ConnectError, NoCandidatesError
 from avatar_rtc.rtc.connection import MediaConnection
@@ -47,7 +48,7 @@ async def connect_and_receive(url: str, ice: IceOptions) -> MediaConnection:
     await connection.connect()
     try:
         frame = await asyncio.wait_for(video[0].track.recv(), 5)
-        assert frame.width > 0
+        assert isinstance(frame, VideoFrame) and frame.width > 0
     except BaseException:
         await connection.close()
         raise
@@ -124,9 +125,7 @@ async def test_dead_turn_server_fails_fast(tmp_path: Path) -> None:
     dead = TurnPorts(udp=(9, 19), tcp=9, tls=19)
     turn = TurnServer.__new__(TurnServer)  # only for its turn_config
     turn.host = "127.0.0.1"
-    ice = IceOptions(
-        policy="relay", turn=turn.turn_config, turn_ports=dead, gather_timeout=2.0
-    )
+    ice = IceOptions(policy="relay", turn=turn.turn_config, turn_ports=dead, gather_timeout=2.0)
     async with AiortcWhepSender() as sender:
         connection = MediaConnection(sender.url, ice=ice, connect_timeout=5.0)
         started = time.monotonic()

@@ -41,9 +41,8 @@ async def test_201_returns_answer_and_location() -> None:
 
 async def test_relative_location_resolves_against_final_url() -> None:
     script = [redirect(307, "/elsewhere/v2/ep"), created("res/9")]
-    async with ScriptedWhep(post=script) as server:
-        async with WhepClient(server.url("/whep/ep")) as client:
-            response = await client.offer(OFFER)
+    async with ScriptedWhep(post=script) as server, WhepClient(server.url("/whep/ep")) as client:
+        response = await client.offer(OFFER)
     assert response.location == server.base + "/elsewhere/v2/res/9"
 
 
@@ -198,7 +197,7 @@ async def test_problem_details_are_surfaced() -> None:
     )
     async with ScriptedWhep(post=[reply]) as server:
         client = WhepClient(server.url())
-        with pytest.raises(WhepError, match="Service Unavailable.*no egress") as info:
+        with pytest.raises(WhepError, match=r"Service Unavailable.*no egress") as info:
             await client.offer(OFFER)
         await client.aclose()
     assert info.value.status == 502
@@ -228,9 +227,8 @@ async def test_link_headers_become_ice_servers() -> None:
 def test_link_parser_ignores_other_relations() -> None:
     assert parse_link_ice_servers('<turn:h>; rel="next"') == []
     assert parse_link_ice_servers("<https://x>; rel=ice-server") == []
-    assert [s.url for s in parse_link_ice_servers("<turns:h:443?transport=tcp>;rel=ice-server")] == [
-        "turns:h:443?transport=tcp"
-    ]
+    servers = parse_link_ice_servers("<turns:h:443?transport=tcp>;rel=ice-server")
+    assert [s.url for s in servers] == ["turns:h:443?transport=tcp"]
 
 
 def test_parse_retry_after() -> None:

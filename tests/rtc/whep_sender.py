@@ -13,8 +13,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from aiohttp import web
-from aiortc import RTCPeerConnection, RTCSessionDescription
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import AudioStreamTrack, VideoStreamTrack
+from aiortc.rtcconfiguration import RTCBundlePolicy
 
 from avatar_rtc.rtc import multi_turn
 
@@ -25,6 +26,7 @@ PostHook = Callable[[web.Request], Awaitable[web.StreamResponse | None]]
 class SenderCounters:
     posts: int = 0
     deletes: int = 0
+    patches: int = 0
     offers: list[str] = field(default_factory=list)
     auth: list[str | None] = field(default_factory=list)
 
@@ -32,8 +34,17 @@ class SenderCounters:
 class AiortcWhepSender:
     """``async with AiortcWhepSender() as s: s.url`` — one pc per POST."""
 
-    def __init__(self, *, host: str = "127.0.0.1", before_post: PostHook | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        before_post: PostHook | None = None,
+        counter_offer: bool = False,
+    ) -> None:
+        """``counter_offer=True``: answer every POST with 406 + our own offer (WHEP -03+),
+        and expect the client's answer in a PATCH."""
         self.host = host
+        self.counter_offer = counter_offer
         self.counters = SenderCounters()
         self.before_post = before_post
         self._pcs: dict[str, RTCPeerConnection] = {}
@@ -45,6 +56,7 @@ class AiortcWhepSender:
         app = web.Application()
         app.router.add_post("/whep", self._post)
         app.router.add_delete("/whep/res/{rid}", self._delete)
+        app.router.add_patch("/whep/res/{rid}", self._patch)
         self._runner = web.AppRunner(app)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, 0)
@@ -72,18 +84,12 @@ class AiortcWhepSender:
                 return early
         offer = await request.text()
         self.counters.offers.append(offer)
+        if self.counter_offer:
+            return await self._send_counter_offer()
         pc = RTCPeerConnection()
         await pc.setRemoteDescription(RTCSessionDescription(offer, "offer"))
         # The transceivers (and their ICE gatherer) now exist: pin loopback before gathering.
-        gatherer = pc.getTransceivers()[0].receiver.transport.transport.iceGatherer
-        multi_turn.install(
-            gatherer._connection,
-            servers=[],
-            host_addresses=[self.host],
-            ssl_context=None,
-            relay_grace=0.3,
-            gather_timeout=5.0,
-        )
+        self._pin_loopback(pc)
         pc.addTrack(VideoStreamTrack())
         pc.addTrack(AudioStreamTrack())
         await pc.setLocalDescription(await pc.createAnswer())
@@ -95,6 +101,43 @@ class AiortcWhepSender:
             content_type="application/sdp",
             headers={"Location": f"/whep/res/{rid}"},  # relative on purpose
         )
+
+    def _pin_loopback(self, pc: RTCPeerConnection) -> None:
+        gatherer = pc.getTransceivers()[0].receiver.transport.transport.iceGatherer
+        multi_turn.install(
+            gatherer._connection,
+            servers=[],
+            host_addresses=[self.host],
+            ssl_context=None,
+            relay_grace=0.3,
+            gather_timeout=5.0,
+        )
+
+    async def _send_counter_offer(self) -> web.StreamResponse:
+        pc = RTCPeerConnection(
+            RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
+        )
+        pc.addTransceiver(VideoStreamTrack(), direction="sendonly")
+        pc.addTransceiver(AudioStreamTrack(), direction="sendonly")
+        self._pin_loopback(pc)
+        await pc.setLocalDescription(await pc.createOffer())
+        rid = str(next(self._ids))
+        self._pcs[rid] = pc
+        return web.Response(
+            status=406,
+            text=pc.localDescription.sdp,
+            content_type="application/sdp",
+            headers={"Location": f"/whep/res/{rid}"},
+        )
+
+    async def _patch(self, request: web.Request) -> web.StreamResponse:
+        self.counters.patches += 1
+        pc = self._pcs.get(request.match_info["rid"])
+        if pc is None:
+            return web.Response(status=404)
+        answer = await request.text()
+        await pc.setRemoteDescription(RTCSessionDescription(answer, "answer"))
+        return web.Response(status=204)
 
     async def _delete(self, request: web.Request) -> web.StreamResponse:
         self.counters.deletes += 1

@@ -122,7 +122,10 @@ class EncodeMuxer:
             self._stats.audio.codec = self._audio.codec_context.name if self._audio else None
         log.info(
             "recording %s to %s (encode: %s %s)",
-            self._spec.format_name, self._path, self._video_codec, self._audio_codec,
+            self._spec.format_name,
+            self._path,
+            self._video_codec,
+            self._audio_codec,
         )
         for frame, t in held:
             self._encode_audio(frame, t)

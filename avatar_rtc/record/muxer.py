@@ -133,7 +133,11 @@ class CopyMuxer:
                 elif video_codec == "vp8":
                     width, height = vp8_keyframe_size(keyframe) or (0, 0)
                 self._video = add_copy_stream(
-                    container, video_codec, keyframe, extradata=extradata, width=width,
+                    container,
+                    video_codec,
+                    keyframe,
+                    extradata=extradata,
+                    width=width,
                     height=height,
                 )
             if self._options.audio:
@@ -152,7 +156,10 @@ class CopyMuxer:
             self._stats.audio.codec = "opus" if self._audio is not None else None
         log.info(
             "recording %s to %s (copy; video=%s audio=%s; origin %.3f s)",
-            self._spec.format_name, self._path, video_codec, self._audio is not None,
+            self._spec.format_name,
+            self._path,
+            video_codec,
+            self._audio is not None,
             first.presentation_time,
         )
         for frame, _ in held:

@@ -214,8 +214,11 @@ class Recorder:
                 return False
             if self._overflowing:
                 self._overflowing = False
-                log.warning("recorder %s: writer caught up (%d frames dropped so far)",
-                            self.path.name, self._dropped)
+                log.warning(
+                    "recorder %s: writer caught up (%d frames dropped so far)",
+                    self.path.name,
+                    self._dropped,
+                )
             if is_video and keyframe:
                 self._video_resync = False
             return True
@@ -228,7 +231,9 @@ class Recorder:
             items, nbytes, _, _ = self._queue.depth()
             log.error(
                 "recorder %s: writer is behind (%d frames, %d bytes queued): dropping frames",
-                self.path.name, items, nbytes,
+                self.path.name,
+                items,
+                nbytes,
             )
 
     # -- writer thread -------------------------------------------------------------------------
@@ -295,7 +300,9 @@ class Recorder:
             video, audio = book.video.snapshot(), book.audio.snapshot()
             started = book.started
             skipped, skipped_rate, fixups, fills = (
-                book.skipped_before_start, book.skipped_rate, book.timestamp_fixups,
+                book.skipped_before_start,
+                book.skipped_rate,
+                book.timestamp_fixups,
                 book.audio_fill_packets,
             )
         with self._lock:

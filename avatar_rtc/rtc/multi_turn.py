@@ -206,8 +206,9 @@ class MultiTurnConnection(Connection):
                     if endpoint is not None:
                         self._protocols.append(protocol)
                         self._mt_relay_of[id(protocol)] = endpoint
-                        if grace_end is None:
-                            grace_end = loop.time() + self._mt_grace
+                    # The grace starts with the first relay (or, without TURN, srflx).
+                    if grace_end is None and (endpoint is not None or not self._mt_turn):
+                        grace_end = loop.time() + self._mt_grace
         finally:
             # Also runs when gathering itself is cancelled: never leak a half-open allocation.
             for task in pending:
@@ -216,7 +217,12 @@ class MultiTurnConnection(Connection):
                     "cancelled (another relay was ready)" if grace_end else "timed out"
                 )
             if pending:
-                await asyncio.gather(*pending, return_exceptions=True)
+                results = await asyncio.gather(*pending, return_exceptions=True)
+                # Allocations that completed while we were being cancelled: release them.
+                for result in results:
+                    if isinstance(result, tuple) and result[1] is not None:
+                        with contextlib.suppress(Exception):
+                            await result[1].close()
         return candidates
 
     async def _bind_hosts(self, component: int) -> list[aioice.ice.StunProtocol]:

@@ -11,7 +11,9 @@ MIN_AUDIO_FRAMES = 50
 MIN_AUDIO_RMS = 300.0  # int16 scale; both senders play a 440 Hz tone at ~0.3 full scale
 
 
-def assert_received_media(summary: dict[str, Any], codec: str, sender: Sender) -> None:
+def assert_received_media(
+    summary: dict[str, Any], codec: str, sender: Sender, deleted_before: int
+) -> None:
     context = f"summary={summary}\n--- sender log ---\n{sender.log_tail()}"
     assert summary["error"] is None, context
     assert summary["ok"], context
@@ -25,3 +27,5 @@ def assert_received_media(summary: dict[str, Any], codec: str, sender: Sender) -
     assert audio["sample_rate"] == 48000, context
     assert audio["max_rms"] > MIN_AUDIO_RMS, context
     assert summary["ttff_s"] is not None and summary["ttff_s"] > 0, context
+    # WHEP: the client DELETEs its resource when it closes.
+    assert sender.deleted_sessions() == deleted_before + 1, context

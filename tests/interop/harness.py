@@ -99,6 +99,14 @@ class Sender:
             return ""
         return "\n".join(text.splitlines()[-lines:])
 
+    def deleted_sessions(self) -> int:
+        """How many WHEP sessions clients have DELETEd so far (the senders log each one)."""
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return 0
+        return sum(1 for line in text.splitlines() if line.endswith(" deleted"))
+
     def alive(self) -> bool:
         return self.proc.poll() is None
 

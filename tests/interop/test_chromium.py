@@ -20,8 +20,9 @@ def test_chromium_sender_video_and_audio(
     record_property: Callable[[str, object], None],
 ) -> None:
     assert chromium_sender.alive(), chromium_sender.log_tail()
+    deleted_before = chromium_sender.deleted_sessions()
     summary = harness.receive_check(chromium_sender, codec, client=interop_client)
     record_property("ttff_s", summary["ttff_s"])
     record_property("client", summary["client"])
     print(f"chromium {codec} client={summary['client']} ttff={summary['ttff_s']}")
-    assert_received_media(summary, codec, chromium_sender)
+    assert_received_media(summary, codec, chromium_sender, deleted_before)

@@ -20,8 +20,9 @@ def test_gstreamer_sender_video_and_audio(
     record_property: Callable[[str, object], None],
 ) -> None:
     assert gst_sender.alive(), gst_sender.log_tail()
+    deleted_before = gst_sender.deleted_sessions()
     summary = harness.receive_check(gst_sender, codec, client=interop_client)
     record_property("ttff_s", summary["ttff_s"])
     record_property("client", summary["client"])
     print(f"gstreamer {codec} client={summary['client']} ttff={summary['ttff_s']}")
-    assert_received_media(summary, codec, gst_sender)
+    assert_received_media(summary, codec, gst_sender, deleted_before)

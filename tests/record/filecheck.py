@@ -17,7 +17,10 @@ def ffprobe_streams(path: Path) -> list[dict[str, object]]:
     ffprobe = require_tool("ffprobe")
     out = subprocess.run(
         [ffprobe, "-v", "error", "-show_streams", "-of", "json", str(path)],
-        capture_output=True, text=True, check=True, timeout=30,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=30,
     )
     streams: list[dict[str, object]] = json.loads(out.stdout)["streams"]
     return streams
@@ -28,7 +31,9 @@ def decodes_cleanly(path: Path) -> str:
     ffmpeg = require_tool("ffmpeg")
     out = subprocess.run(
         [ffmpeg, "-nostdin", "-v", "error", "-i", str(path), "-f", "null", "-"],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     return out.stderr.strip() if out.returncode == 0 else f"rc={out.returncode} {out.stderr}"
 

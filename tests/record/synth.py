@@ -120,19 +120,42 @@ def encoded_frames(sc: Scenario, seed: int = 7) -> list[EncodedFrame]:
     frames: list[tuple[float, EncodedFrame]] = []
     for index, (t, data, key) in enumerate(video_frames(sc)):
         pt = CLOCK_BASE + t + (rng.uniform(-sc.jitter, sc.jitter) if sc.jitter else 0.0)
-        frames.append((pt + sc.video_lag, EncodedFrame(
-            kind="video", codec=sc.video_codec, data=data,
-            rtp_timestamp=round(t * 90000), clock_rate=90000, keyframe=key,
-            presentation_time=pt, clock_source="rtcp-sr", arrival_time=pt + sc.video_lag,
-            index=index,
-        )))
+        frames.append(
+            (
+                pt + sc.video_lag,
+                EncodedFrame(
+                    kind="video",
+                    codec=sc.video_codec,
+                    data=data,
+                    rtp_timestamp=round(t * 90000),
+                    clock_rate=90000,
+                    keyframe=key,
+                    presentation_time=pt,
+                    clock_source="rtcp-sr",
+                    arrival_time=pt + sc.video_lag,
+                    index=index,
+                ),
+            )
+        )
     for index, (t, data) in enumerate(audio_packets(sc)):
         pt = CLOCK_BASE + t
-        frames.append((pt, EncodedFrame(
-            kind="audio", codec="opus", data=data,
-            rtp_timestamp=round((t + sc.audio_lead) * 48000), clock_rate=48000, keyframe=True,
-            presentation_time=pt, clock_source="rtcp-sr", arrival_time=pt, index=index,
-        )))
+        frames.append(
+            (
+                pt,
+                EncodedFrame(
+                    kind="audio",
+                    codec="opus",
+                    data=data,
+                    rtp_timestamp=round((t + sc.audio_lead) * 48000),
+                    clock_rate=48000,
+                    keyframe=True,
+                    presentation_time=pt,
+                    clock_source="rtcp-sr",
+                    arrival_time=pt,
+                    index=index,
+                ),
+            )
+        )
     frames.sort(key=lambda item: item[0])
     return [frame for _, frame in frames]
 

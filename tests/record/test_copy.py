@@ -14,7 +14,7 @@ from pathlib import Path
 import av
 import pytest
 
-from avatar_rtc.record import RecordError, Recorder, RecordOptions
+from avatar_rtc.record import Recorder, RecordError, RecordOptions
 from avatar_rtc.record import recorder as recorder_module
 from avatar_rtc.record.bitstream import iter_annexb_nals
 from avatar_rtc.record.muxer import CopyMuxer
@@ -23,11 +23,12 @@ from tests.record.filecheck import decodes_cleanly, ffprobe_streams, mark_times,
 from tests.record.synth import SIZE, Scenario, encoded_frames
 
 MARK = 2.0
-PLAIN = {"H264": Scenario(video_codec="H264", mark=MARK), "VP8": Scenario(video_codec="VP8", mark=MARK)}
+PLAIN = {
+    "H264": Scenario(video_codec="H264", mark=MARK),
+    "VP8": Scenario(video_codec="VP8", mark=MARK),
+}
 # A 0.8 s video freeze, 0.5 s of lost audio, +-4 ms jitter on video times; the mark after both.
-GAPPY = Scenario(
-    duration=4.0, mark=3.2, video_gap=(1.2, 2.0), audio_gap=(2.2, 2.7), jitter=0.004
-)
+GAPPY = Scenario(duration=4.0, mark=3.2, video_gap=(1.2, 2.0), audio_gap=(2.2, 2.7), jitter=0.004)
 
 
 @cache
@@ -61,8 +62,12 @@ def assert_av_file(path: Path, video_codec: str, duration: float) -> None:
 
 @pytest.mark.parametrize(
     ("codec", "ext", "ffname"),
-    [("H264", "mp4", "h264"), ("H264", "mkv", "h264"), ("VP8", "webm", "vp8"),
-     ("VP8", "mkv", "vp8")],
+    [
+        ("H264", "mp4", "h264"),
+        ("H264", "mkv", "h264"),
+        ("VP8", "webm", "vp8"),
+        ("VP8", "mkv", "vp8"),
+    ],
 )
 def test_copy_is_playable_complete_and_aligned(
     tmp_path: Path, codec: str, ext: str, ffname: str
@@ -234,7 +239,9 @@ def test_overflow_is_counted_logged_and_resyncs_on_keyframe(
 
     monkeypatch.setattr(recorder_module, "CopyMuxer", SlowMuxer)
     frames = [f for f in frames_for(PLAIN["H264"]) if f.kind == "video"]
-    recorder = Recorder(tmp_path / "slow.mkv", options=RecordOptions(audio=False, max_queue_items=10))
+    recorder = Recorder(
+        tmp_path / "slow.mkv", options=RecordOptions(audio=False, max_queue_items=10)
+    )
     recorder.start()
     with caplog.at_level(logging.ERROR):
         accepted = [recorder.write(f) for f in frames[:30]]

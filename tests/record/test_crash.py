@@ -25,7 +25,10 @@ def test_sigkill_leaves_a_playable_file(tmp_path: Path) -> None:
     procs = [
         subprocess.Popen(
             [sys.executable, "-m", "tests.record.crash_writer", str(path), "8"],
-            cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True,
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            text=True,
         )
         for path in paths
     ]

@@ -8,7 +8,7 @@ from pathlib import Path
 import av
 import pytest
 
-from avatar_rtc.record import EncodeOptions, RecordError, Recorder, RecordOptions
+from avatar_rtc.record import EncodeOptions, Recorder, RecordError, RecordOptions
 from tests.record.filecheck import decodes_cleanly, ffprobe_streams, mark_times, spans
 from tests.record.synth import Scenario, decoded_frames
 
@@ -38,12 +38,21 @@ def record_encoded(path: Path, opts: EncodeOptions) -> None:
     [
         ("mp4", EncodeOptions(width=320, height=240, fps=15), "h264", "aac", (320, 240)),
         ("webm", EncodeOptions(), "vp8", "opus", (512, 512)),
-        ("mkv", EncodeOptions(video_codec="libx264", audio_codec="libopus", width=256,
-                              height=256), "h264", "opus", (256, 256)),
+        (
+            "mkv",
+            EncodeOptions(video_codec="libx264", audio_codec="libopus", width=256, height=256),
+            "h264",
+            "opus",
+            (256, 256),
+        ),
     ],
 )
 def test_encode_produces_requested_format_in_sync(
-    tmp_path: Path, ext: str, opts: EncodeOptions, vcodec: str, acodec: str,
+    tmp_path: Path,
+    ext: str,
+    opts: EncodeOptions,
+    vcodec: str,
+    acodec: str,
     size: tuple[int, int],
 ) -> None:
     path = tmp_path / f"enc.{ext}"
@@ -66,7 +75,10 @@ def test_encode_produces_requested_format_in_sync(
 
 def test_encode_rejects_codec_the_container_cannot_hold() -> None:
     with pytest.raises(RecordError, match="webm cannot hold video encoded with libx264"):
-        Recorder("x.webm", mode="encode",
-                 options=RecordOptions(encode=EncodeOptions(video_codec="libx264")))
+        Recorder(
+            "x.webm",
+            mode="encode",
+            options=RecordOptions(encode=EncodeOptions(video_codec="libx264")),
+        )
     with pytest.raises(RecordError, match="write_video"):
         Recorder("x.mkv", mode="encode").start().write(None)  # type: ignore[arg-type]

@@ -162,3 +162,20 @@ async def test_no_credentials_in_debug_logs(
     # The password never travels (only its HMAC key); not even in the raw record arguments.
     assert PASSWORD not in "".join(repr(r.args) + str(r.msg) for r in caplog.records)
     assert PASSWORD not in repr(ice) and PASSWORD not in repr(ice.servers())
+
+
+async def test_policy_all_gathers_host_and_relay(turn_server: TurnServer) -> None:
+    ice = IceOptions(
+        policy="all",
+        host_addresses=("127.0.0.1",),
+        extra_servers=(
+            IceServer(f"turn:127.0.0.1:{turn_server.port}?transport=udp", USERNAME, PASSWORD),
+        ),
+    )
+    async with AiortcWhepSender() as sender:
+        async with MediaConnection(sender.url, ice=ice) as connection:
+            pair = connection.selected_pair()
+            assert pair is not None and pair.local_type in ("host", "relay")
+        offer = sender.counters.offers[0]
+    assert "typ host" in offer and "typ relay" in offer
+    assert "raddr 0.0.0.0" not in offer  # related address hidden only under relay policy

@@ -267,7 +267,7 @@ async def test_delete_without_resource_is_a_no_op() -> None:
 
 
 async def test_http_timeout() -> None:
-    async with ScriptedWhep(post=[created()], post_delay=2.0) as server:
+    async with ScriptedWhep(post=[created()], post_delay=1.0) as server:
         client = WhepClient(server.url(), timeout=0.3)
         with pytest.raises(RequestTimeoutError):
             await client.offer(OFFER)

@@ -189,6 +189,7 @@ class Handler(BaseHTTPRequestHandler):
             self._reply(404, "no such session")
             return
         session.close()
+        log(f"session {session_id} deleted")
         self._reply(200)
 
     def do_GET(self) -> None:

@@ -149,6 +149,7 @@ class Relay:
             return web.Response(status=404)
         self.sessions.discard(session_id)
         await self.messages.put({"type": "close", "id": session_id})
+        log(f"session {session_id} deleted")
         return web.Response(status=200)
 
 

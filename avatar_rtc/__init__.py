@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from .errors import (
     ApiError,
     AuthenticationError,
@@ -25,25 +28,75 @@ from .errors import (
 )
 from .redact import Secret
 
+if TYPE_CHECKING:
+    from .api.client import ControlClient
+    from .media.frames import AudioFrame, VideoFrame
+    from .media.streams import AudioStream, VideoStream
+    from .record.recorder import Recorder
+    from .rtc.ice_options import IceOptions
+    from .session import AvatarSession, SessionEvent
+    from .session_stats import SessionState, SessionStats, SessionTimings
+    from .sync_session import SyncAvatarSession
+
 __version__ = "0.1.0"
+
+# The media stack (aiortc, PyAV) takes seconds to import: load it on first use, so that
+# `import avatar_rtc` (and the CLI's --help) stays fast.
+_LAZY: dict[str, str] = {
+    "AudioFrame": ".media.frames",
+    "AudioStream": ".media.streams",
+    "AvatarSession": ".session",
+    "ControlClient": ".api.client",
+    "IceOptions": ".rtc.ice_options",
+    "Recorder": ".record.recorder",
+    "SessionEvent": ".session",
+    "SessionState": ".session_stats",
+    "SessionStats": ".session_stats",
+    "SessionTimings": ".session_stats",
+    "SyncAvatarSession": ".sync_session",
+    "VideoFrame": ".media.frames",
+    "VideoStream": ".media.streams",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
 
 __all__ = [
     "ApiError",
+    "AudioFrame",
+    "AudioStream",
     "AuthenticationError",
     "AvatarRTCError",
+    "AvatarSession",
     "BadRequestError",
     "ConnectError",
     "ConnectTimeoutError",
+    "ControlClient",
+    "IceOptions",
     "NetworkError",
     "NoCandidatesError",
     "PermissionDeniedError",
     "RateLimitedError",
+    "Recorder",
     "RequestTimeoutError",
     "Secret",
     "ServerError",
     "SessionEndedError",
+    "SessionEvent",
     "SessionNotFoundError",
+    "SessionState",
+    "SessionStats",
+    "SessionTimings",
+    "SyncAvatarSession",
     "TransportError",
+    "VideoFrame",
+    "VideoStream",
     "WhepConflictError",
     "WhepError",
     "WhepNotFoundError",

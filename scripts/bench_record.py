@@ -1,7 +1,8 @@
 """CPU cost of recording: copy vs encode vs aiortc's MediaRecorder, on the same input.
 
 Input: N seconds of 512x512 25 fps H264 (baseline, GOP 25) + Opus 48 kHz stereo 20 ms, made
-with PyAV. ``copy`` gets the compressed frames; ``encode`` and ``MediaRecorder`` get the same
+with PyAV. ``copy`` gets the compressed frames; ``encode`` (our default libx264 preset
+"veryfast", and "medium" as MediaRecorder uses) and ``MediaRecorder`` get the same
 media decoded beforehand (decoding is measured once, separately: the media layer pays it
 whichever recorder consumes the frames). Frames are fed as fast as possible, not paced.
 
@@ -55,9 +56,10 @@ def run_copy(frames: list[EncodedFrame], path: Path) -> None:
     recorder.stop()
 
 
-def run_encode(decoded: Decoded, path: Path) -> None:
+def run_encode(decoded: Decoded, path: Path, preset: str = "veryfast") -> None:
     # Same codecs as MediaRecorder picks for .mp4 (libx264 + aac), our defaults otherwise.
-    opts = RecordOptions(encode=EncodeOptions(video_codec="libx264", audio_codec="aac"))
+    enc = EncodeOptions(video_codec="libx264", audio_codec="aac", preset=preset)
+    opts = RecordOptions(encode=enc)
     recorder = Recorder(path, mode="encode", options=opts).start()
     for kind, frame, t in decoded:
         if kind == "video":
@@ -76,9 +78,10 @@ def run_media_recorder(decoded: Decoded, path: Path) -> None:
     origin = next(t for kind, _, t in decoded if kind == "video")
 
     class ListTrack(MediaStreamTrack):
-        def __init__(self, kind: str) -> None:
+        def __init__(self, kind: str, done: asyncio.Event) -> None:
             super().__init__()
             self.kind = kind
+            self._done = done
             rate = 90000 if kind == "video" else 48000
             self._frames = []
             for k, frame, t in decoded:
@@ -91,6 +94,7 @@ def run_media_recorder(decoded: Decoded, path: Path) -> None:
         async def recv(self) -> av.VideoFrame | av.AudioFrame:  # type: ignore[override]
             if self._i >= len(self._frames):
                 self.stop()
+                self._done.set()
                 raise MediaStreamError
             frame = self._frames[self._i]
             self._i += 1
@@ -99,12 +103,12 @@ def run_media_recorder(decoded: Decoded, path: Path) -> None:
 
     async def main() -> None:
         recorder = MediaRecorder(str(path))
-        video, audio = ListTrack("video"), ListTrack("audio")
-        recorder.addTrack(video)
-        recorder.addTrack(audio)
+        video_done, audio_done = asyncio.Event(), asyncio.Event()
+        recorder.addTrack(ListTrack("video", video_done))
+        recorder.addTrack(ListTrack("audio", audio_done))
         await recorder.start()
-        while video.readyState == "live" or audio.readyState == "live":
-            await asyncio.sleep(0.001)
+        await video_done.wait()
+        await audio_done.wait()
         await recorder.stop()
 
     asyncio.run(main())
@@ -149,6 +153,9 @@ def main() -> None:
     results = {
         "copy": measure(lambda p: run_copy(frames, p), args.runs, ".mp4"),
         "encode": measure(lambda p: run_encode(decoded, p), args.runs, ".mp4"),
+        "encode_preset_medium": measure(
+            lambda p: run_encode(decoded, p, "medium"), args.runs, ".mp4"
+        ),
         "aiortc_MediaRecorder": measure(
             lambda p: run_media_recorder(decoded, p), args.runs, ".mp4"
         ),

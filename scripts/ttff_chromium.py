@@ -1,12 +1,14 @@
 """Time to first decoded video frame with headless Chromium (real libwebrtc) as the WHEP sender.
 
     python scripts/ttff_chromium.py [--runs 7] [--codec H264 VP8] [--client auto|aiortc|avatar_rtc]
-        [--sender chromium|gstreamer] [--json]
+        [--sender chromium|gstreamer] [--fresh-process] [--json]
 
-One sender for all runs; every run is a fresh receiving process and WHEP session (the sender
-page keeps running, as a live avatar stream would). Prints per-run figures and medians,
-including the client's phase split (gather, WHEP round trip, ICE/DTLS connected) when it
-reports one. Needs root (private network namespace) and /usr/bin/chromium.
+One sender for all runs (the sender page keeps running, as a live avatar stream would); every
+run is a new WHEP session. By default the sessions of one codec run one after the other in one
+receiving process and the first ("cold": lazy imports, first TLS context, codec init) is
+reported apart from the median; ``--fresh-process`` uses a new process per run instead.
+Prints medians including the client's phase split (offer, gathering, WHEP answer, ICE, DTLS)
+and first frame after connected. Needs root (private network namespace) and chromium.
 """
 
 from __future__ import annotations
@@ -28,7 +30,9 @@ def _median(values: list[float]) -> float | None:
     return statistics.median(values) if values else None
 
 
-def summarize(codec: str, runs: list[dict[str, Any]]) -> dict[str, Any]:
+def summarize(
+    codec: str, runs: list[dict[str, Any]], cold: dict[str, Any] | None
+) -> dict[str, Any]:
     ok = [r for r in runs if r["ttff_s"] is not None]
     phases: dict[str, float | None] = {}
     for key in sorted({k for r in ok for k in r["timings"]}):
@@ -43,6 +47,10 @@ def summarize(codec: str, runs: list[dict[str, Any]]) -> dict[str, Any]:
         "min_ttff_s": min((r["ttff_s"] for r in ok), default=None),
         "max_ttff_s": max((r["ttff_s"] for r in ok), default=None),
         "median_phases_s": phases,
+        "median_first_frame_after_connect_s": _median(
+            [r["first_frame_after_connect_s"] for r in ok if r["first_frame_after_connect_s"]]
+        ),
+        "cold_ttff_s": cold["ttff_s"] if cold else None,
         "errors": [r["error"] for r in runs if r["error"]],
     }
 
@@ -53,6 +61,7 @@ def main() -> None:
     parser.add_argument("--codec", nargs="+", choices=["H264", "VP8"], default=["H264", "VP8"])
     parser.add_argument("--client", choices=["auto", "aiortc", "avatar_rtc"], default="auto")
     parser.add_argument("--sender", choices=["chromium", "gstreamer"], default="chromium")
+    parser.add_argument("--fresh-process", action="store_true", help="a process per run")
     parser.add_argument("--json", action="store_true", help="print one JSON document only")
     args = parser.parse_args()
     if args.runs < 1:
@@ -61,11 +70,15 @@ def main() -> None:
     start = harness.chromium_sender if args.sender == "chromium" else harness.gstreamer_sender
     results = []
     with start() as sender:
-        # One unmeasured warm-up: the page's first session pays for encoder start-up.
-        harness.ttff_runs(sender, args.codec[0], 1, client=args.client)
         for codec in args.codec:
-            runs = harness.ttff_runs(sender, codec, args.runs, client=args.client)
-            results.append(summarize(codec, runs))
+            if args.fresh_process:
+                cold = None
+                runs = harness.ttff_runs(
+                    sender, codec, args.runs, client=args.client, fresh_process=True
+                )
+            else:
+                cold, *runs = harness.ttff_runs(sender, codec, args.runs + 1, client=args.client)
+            results.append(summarize(codec, runs, cold))
     if args.json:
         print(json.dumps({"sender": args.sender, "results": results}, indent=2))
         return
@@ -80,6 +93,10 @@ def main() -> None:
         if res["median_phases_s"]:
             split = ", ".join(f"{k} {_ms(v)}" for k, v in res["median_phases_s"].items())
             print(f"  median phases: {split}")
+        print(
+            f"  first frame after connected (median): "
+            f"{_ms(res['median_first_frame_after_connect_s'])}; cold run: {_ms(res['cold_ttff_s'])}"
+        )
         for error in res["errors"]:
             print(f"  error: {error}")
 

@@ -124,6 +124,8 @@ class TrackDecoder:
         self._cond = threading.Condition()
         self._sinks: list[Sink] = []
         self._sinks_lock = threading.Lock()
+        self._end_callbacks: dict[int, Callable[[], None]] = {}
+        self._remove_close: Callable[[], None] | None = None
         self._unsubscribe: Callable[[], None] | None = None
         self._thread: threading.Thread | None = None
         self._need_key = True
@@ -134,10 +136,15 @@ class TrackDecoder:
         self._decode_time = 0.0
 
     # -- sinks ---------------------------------------------------------------------------
-    def add_sink(self, sink: Sink) -> Callable[[], None]:
-        """Deliver decoded frames to ``sink`` (on the decoder thread); returns the remover."""
+    def add_sink(self, sink: Sink, on_end: Callable[[], None] | None = None) -> Callable[[], None]:
+        """Deliver decoded frames to ``sink`` (on the decoder thread); returns the remover.
+
+        ``on_end()`` is called (on the event loop) when the source closes.
+        """
         with self._sinks_lock:
             self._sinks.append(sink)
+            if on_end is not None:
+                self._end_callbacks[id(sink)] = on_end
             first = len(self._sinks) == 1
         if first:
             self._start()
@@ -146,11 +153,22 @@ class TrackDecoder:
             with self._sinks_lock:
                 with contextlib.suppress(ValueError):
                     self._sinks.remove(sink)
+                self._end_callbacks.pop(id(sink), None)
                 last = not self._sinks
             if last:
                 self._stop()
 
         return remove
+
+    def _source_closed(self) -> None:
+        with self._sinks_lock:
+            callbacks = list(self._end_callbacks.values())
+        for cb in callbacks:  # streams close themselves, which removes their sinks
+            try:
+                cb()
+            except Exception:
+                logger.exception("end-of-stream callback failed")
+        self._stop()
 
     @property
     def running(self) -> bool:
@@ -183,13 +201,19 @@ class TrackDecoder:
         )
         self._thread.start()
         self._unsubscribe = self.source.subscribe(self._on_encoded)
-        if self.kind == "video":
+        on_close = getattr(self.source, "on_close", None)
+        if callable(on_close):
+            self._remove_close = on_close(self._source_closed)
+        if self.kind == "video" and getattr(self.source, "frames_released", 1) > 0:
             self.source.request_keyframe()  # joining mid-stream: don't wait for the next one
 
     def _stop(self) -> None:
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None
+        if self._remove_close is not None:
+            self._remove_close()
+            self._remove_close = None
         thread, self._thread = self._thread, None
         if thread is None:
             return

@@ -165,6 +165,15 @@ class VideoFrame:
             self._cache = (fmt, size, arr)
             return arr
 
+    def is_converted(self) -> bool:
+        """True when ``to_ndarray()`` with the defaults is already cached."""
+        cached = self._cache
+        return (
+            cached is not None
+            and cached[0] == self.default_format
+            and cached[1] == self.default_size
+        )
+
     def yuv_planes(
         self,
     ) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.uint8], npt.NDArray[np.uint8]]:

@@ -87,7 +87,9 @@ class _Stream(Generic[T]):
         self._dropped = 0
         self._cb_dropped = 0
         self._last_warning = 0.0
-        self._remove_sink: Callable[[], None] | None = self._decoder.add_sink(self._on_decoded)
+        self._remove_sink: Callable[[], None] | None = self._decoder.add_sink(
+            self._on_decoded, on_end=self.close
+        )
 
     # -- public --------------------------------------------------------------------------
     def __aiter__(self) -> _Stream[T]:
@@ -277,6 +279,8 @@ class VideoStream(_Stream[VideoFrame]):
 
     async def _finish(self, item: VideoFrame) -> VideoFrame:
         if self.format is None:
+            return item
+        if item.is_converted():
             return item
         w, h = self.size or (item.width, item.height)
         if w * h > _SMALL_PIXELS:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import av
 import av.container
@@ -21,7 +22,7 @@ from .options import ContainerSpec, EncodeOptions, RecordOptions, container_opti
 from .stats import StatsBook
 from .timeline import StartGate, TickClock
 
-__all__ = ["EncodeMuxer", "resolve_codecs"]
+__all__ = ["EncodeMuxer", "VideoTranscoder", "add_video_encoder", "resolve_codecs"]
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,94 @@ def resolve_codecs(spec: ContainerSpec, opts: EncodeOptions) -> tuple[str, str]:
     if _ENCODER_CODEC[audio] not in spec.audio_codecs:
         raise RecordError(f"{spec.extension} cannot hold audio encoded with {audio}")
     return video, audio
+
+
+def add_video_encoder(
+    container: av.container.OutputContainer,
+    codec: str,
+    width: int,
+    height: int,
+    enc: EncodeOptions,
+) -> VideoStream:
+    """An opened video encoder stream in ``container``, fed frames with 90 kHz pts."""
+    rate = Fraction(enc.fps or 25).limit_denominator(1001)
+    stream = container.add_stream(codec, rate=rate)
+    assert isinstance(stream, VideoStream)
+    ctx = stream.codec_context
+    ctx.width = width
+    ctx.height = height
+    ctx.pix_fmt = "yuv420p"
+    # 90 kHz time base: frames keep their own presentation times (variable frame rate).
+    ctx.time_base = VIDEO_TIME_BASE
+    stream.time_base = VIDEO_TIME_BASE
+    ctx.bit_rate = enc.video_bitrate
+    ctx.gop_size = max(1, round(enc.gop_seconds * float(rate)))
+    ctx.thread_count = enc.threads
+    # No B-frames: dts == pts, so fragmented MP4 (no edit list) keeps A/V start aligned,
+    # and every frame reaches the file without reordering delay.
+    ctx.max_b_frames = 0
+    if codec == "libx264":
+        ctx.options = {"preset": enc.preset}
+    else:
+        ctx.options = {"deadline": "realtime", "cpu-used": "8"}
+    ctx.open()
+    return stream
+
+
+class VideoTranscoder:
+    """Copy-path fallback: compressed video the container cannot hold, decoded and re-encoded.
+
+    Used when e.g. H264 arrives for a ``.webm`` file: the video becomes VP8, audio is still
+    copied. Frames keep their presentation times (the decoder passes pts through).
+    """
+
+    def __init__(
+        self,
+        container: av.container.OutputContainer,
+        source_codec: str,
+        target_codec: str,
+        keyframe: bytes,
+        enc: EncodeOptions,
+    ) -> None:
+        # A throwaway decoder learns the picture size; the real one starts clean.
+        self._decoder = self._new_decoder(source_codec)
+        first = self._decode(keyframe)
+        self._decoder = self._new_decoder(source_codec)
+        if not first:
+            raise RecordError(f"cannot decode the first {source_codec} keyframe to transcode it")
+        frame = first[0]
+        self.stream = add_video_encoder(
+            container, target_codec, enc.width or frame.width, enc.height or frame.height, enc
+        )
+
+    @staticmethod
+    def _new_decoder(codec: str) -> av.VideoCodecContext:
+        decoder = av.CodecContext.create(codec, "r")
+        assert isinstance(decoder, av.VideoCodecContext)
+        # One thread: frame threading would delay every frame by the thread count.
+        decoder.thread_count = 1
+        return decoder
+
+    def _decode(self, data: bytes, pts: int | None = None) -> list[av.VideoFrame]:
+        packet = av.Packet(data)
+        packet.pts = packet.dts = pts
+        packet.time_base = VIDEO_TIME_BASE
+        frames = self._decoder.decode(packet)
+        return [f for f in frames if isinstance(f, av.VideoFrame)]
+
+    def transcode(self, data: bytes, ticks: int) -> list[av.Packet[Any]]:
+        """Encoded packets for one received frame (usually one, none while the encoder buffers)."""
+        ctx = self.stream.codec_context
+        out: list[av.Packet[Any]] = []
+        for frame in self._decode(data, ticks):
+            image = frame.reformat(width=ctx.width, height=ctx.height, format="yuv420p")
+            image.pts = frame.pts if frame.pts is not None else ticks
+            image.time_base = VIDEO_TIME_BASE
+            out.extend(self.stream.encode(image))
+        return out
+
+    def flush(self) -> list[av.Packet[Any]]:
+        return list(self.stream.encode(None))
 
 
 class EncodeMuxer:
@@ -133,28 +222,13 @@ class EncodeMuxer:
     def _add_video(
         self, container: av.container.OutputContainer, first: av.VideoFrame, enc: EncodeOptions
     ) -> VideoStream:
-        rate = Fraction(enc.fps or 25).limit_denominator(1001)
-        stream = container.add_stream(self._video_codec, rate=rate)
-        assert isinstance(stream, VideoStream)
-        ctx = stream.codec_context
-        ctx.width = enc.width or first.width
-        ctx.height = enc.height or first.height
-        ctx.pix_fmt = "yuv420p"
-        # 90 kHz time base: frames keep their own presentation times (variable frame rate).
-        ctx.time_base = VIDEO_TIME_BASE
-        stream.time_base = VIDEO_TIME_BASE
-        ctx.bit_rate = enc.video_bitrate
-        ctx.gop_size = max(1, round(enc.gop_seconds * float(rate)))
-        ctx.thread_count = enc.threads
-        # No B-frames: dts == pts, so fragmented MP4 (no edit list) keeps A/V start aligned,
-        # and every frame reaches the file without reordering delay.
-        ctx.max_b_frames = 0
-        if self._video_codec == "libx264":
-            ctx.options = {"preset": enc.preset}
-        else:
-            ctx.options = {"deadline": "realtime", "cpu-used": "8"}
-        ctx.open()
-        return stream
+        return add_video_encoder(
+            container,
+            self._video_codec,
+            enc.width or first.width,
+            enc.height or first.height,
+            enc,
+        )
 
     def _add_audio(
         self, container: av.container.OutputContainer, enc: EncodeOptions

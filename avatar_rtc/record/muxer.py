@@ -15,6 +15,7 @@ import av.stream
 
 from ..rtc.encoded_frame import EncodedFrame
 from .bitstream import annexb, h264_parameter_sets, opus_packet_samples, vp8_keyframe_size
+from .encoder import VideoTranscoder
 from .errors import RecordError
 from .options import ContainerSpec, RecordOptions, container_options
 from .stats import StatsBook
@@ -63,6 +64,11 @@ class CopyMuxer:
         self._sps: list[bytes] = []
         self._pps: list[bytes] = []
         self._checked: set[str] = set()
+        self._video_codec: str | None = None
+        self._transcode = False
+        self._transcoder: VideoTranscoder | None = None
+        self._last_transcoded: int | None = None
+        self._foreign: set[str] = set()
 
     # -- input ------------------------------------------------------------------------------
     def write(self, frame: EncodedFrame) -> None:
@@ -77,10 +83,20 @@ class CopyMuxer:
         if codec not in self._checked:
             allowed = self._spec.video_codecs if frame.kind == "video" else self._spec.audio_codecs
             if codec not in allowed:
-                raise RecordError(
-                    f"{self._spec.extension} cannot hold {frame.codec} without re-encoding: "
-                    f"record to .mkv, or use mode='encode'"
-                )
+                if frame.kind == "video" and self._options.incompatible_video == "transcode":
+                    log.warning(
+                        "%s cannot hold %s: re-encoding the video with %s (audio is copied); "
+                        "record to .mkv to keep the original",
+                        self._spec.extension,
+                        frame.codec,
+                        self._spec.video_encoder,
+                    )
+                    self._transcode = True
+                else:
+                    raise RecordError(
+                        f"{self._spec.extension} cannot hold {frame.codec} without re-encoding: "
+                        f"record to .mkv, or use mode='encode'"
+                    )
             self._checked.add(codec)
         return codec
 
@@ -100,7 +116,21 @@ class CopyMuxer:
             if codec == "h264" and not sps:
                 # Parameter sets came in an earlier frame: put them in front of the keyframe.
                 data = annexb(self._sps + self._pps) + data
-            self._open(frame, codec, data)
+            try:
+                self._open(frame, codec, data)
+            except av.FFmpegError as exc:
+                # A keyframe FFmpeg cannot parse (corrupt, truncated): wait for the next one.
+                log.warning("cannot start recording on this keyframe (%s); waiting", exc)
+                self._stats.skip_before_start()
+                return
+        elif codec != self._video_codec:
+            if codec not in self._foreign:
+                self._foreign.add(codec)
+                log.error(
+                    "video codec changed from %s to %s: skipping it", self._video_codec, codec
+                )
+            self._stats.skip_before_start()
+            return
         self._mux_video(frame, data)
 
     def _write_audio(self, frame: EncodedFrame) -> None:
@@ -117,7 +147,7 @@ class CopyMuxer:
 
     # -- file -------------------------------------------------------------------------------
     def _open(self, first: EncodedFrame, video_codec: str | None, keyframe: bytes) -> None:
-        held = self._gate.open(first.presentation_time)
+        early_audio = self._gate.peek(first.presentation_time)
         container = av.open(
             str(self._path),
             mode="w",
@@ -125,7 +155,16 @@ class CopyMuxer:
             options=container_options(self._spec, self._options),
         )
         try:
-            if video_codec is not None:
+            if video_codec is not None and self._transcode:
+                self._transcoder = VideoTranscoder(
+                    container,
+                    video_codec,
+                    self._spec.video_encoder,
+                    keyframe,
+                    self._options.encode,
+                )
+                self._video = self._transcoder.stream
+            elif video_codec is not None:
                 extradata = None
                 width = height = 0
                 if video_codec == "h264":
@@ -141,18 +180,24 @@ class CopyMuxer:
                     height=height,
                 )
             if self._options.audio:
-                sample = held[0][0].data if held else _OPUS_SILENCE
+                sample = early_audio[0].data if early_audio else _OPUS_SILENCE
                 if first.kind == "audio":
                     sample = first.data
                 self._audio = add_copy_stream(container, "opus", sample)
             container.start_encoding()
         except BaseException:
+            self._video = self._audio = self._transcoder = None
             container.close()
             raise
         self._container = container
+        self._video_codec = video_codec
+        held = self._gate.open(first.presentation_time)
         with self._stats.lock:
             self._stats.started = True
             self._stats.video.codec = video_codec
+            if self._transcoder is not None:
+                self._stats.video.codec = self._transcoder.stream.codec_context.name
+                self._stats.transcoded_video = True
             self._stats.audio.codec = "opus" if self._audio is not None else None
         log.info(
             "recording %s to %s (copy; video=%s audio=%s; origin %.3f s)",
@@ -173,6 +218,9 @@ class CopyMuxer:
     def _mux_video(self, frame: EncodedFrame, data: bytes) -> None:
         assert self._container is not None and self._video is not None
         ticks = self._video_clock.ticks(frame.presentation_time, self._origin())
+        if self._transcoder is not None:
+            self._mux_transcoded(self._transcoder.transcode(data, ticks), ticks)
+            return
         packet = av.Packet(data)
         packet.stream = self._video
         packet.time_base = VIDEO_TIME_BASE
@@ -183,6 +231,19 @@ class CopyMuxer:
             self._flush_pending_video(ticks)
         self._pending_video = packet
         self._pending_video_time = ticks / 90000
+
+    def _mux_transcoded(self, packets: list[av.Packet[Any]], ticks: int | None) -> None:
+        assert self._container is not None
+        nbytes = sum(packet.size for packet in packets)
+        self._container.mux(packets)
+        if ticks is not None:
+            if self._last_transcoded is not None:
+                self._last_video_interval = max(1, ticks - self._last_transcoded)
+            self._last_transcoded = ticks
+            start = ticks / 90000
+            self._stats.add("video", start, start + self._last_video_interval / 90000, nbytes)
+        else:
+            self._stats.add_bytes("video", nbytes)
 
     def _flush_pending_video(self, next_ticks: int | None) -> None:
         packet = self._pending_video
@@ -241,6 +302,8 @@ class CopyMuxer:
         container = self._container
         try:
             self._flush_pending_video(None)
+            if self._transcoder is not None:
+                self._mux_transcoded(self._transcoder.flush(), None)
         finally:
             self._container = None
             container.close()

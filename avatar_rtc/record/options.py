@@ -65,6 +65,10 @@ class RecordOptions:
     # Copy mode: write Opus silence packets into holes in the audio (loss, DTX) so players
     # that play audio back to back stay in sync with video.
     fill_audio_gaps: bool = True
+    # Copy mode, video the container cannot hold (H264 for .webm, VP8 for .mp4): "transcode"
+    # re-encodes just the video (to VP8 / H264, with ``encode`` settings; audio stays copied)
+    # and logs a warning; "error" fails the recording with a RecordError.
+    incompatible_video: Literal["transcode", "error"] = "transcode"
     encode: EncodeOptions = field(default_factory=EncodeOptions)
 
 
@@ -76,14 +80,23 @@ class ContainerSpec:
     format_name: str
     video_codecs: frozenset[str]  # lower-case FFmpeg codec names
     audio_codecs: frozenset[str]
+    video_encoder: str  # for video that has to be re-encoded to fit
 
 
 _SPECS = {
-    ".mp4": ContainerSpec(".mp4", "mp4", frozenset({"h264", "vp9"}), frozenset({"opus", "aac"})),
-    ".mkv": ContainerSpec(
-        ".mkv", "matroska", frozenset({"h264", "vp8", "vp9"}), frozenset({"opus", "aac"})
+    ".mp4": ContainerSpec(
+        ".mp4", "mp4", frozenset({"h264", "vp9"}), frozenset({"opus", "aac"}), "libx264"
     ),
-    ".webm": ContainerSpec(".webm", "webm", frozenset({"vp8", "vp9"}), frozenset({"opus"})),
+    ".mkv": ContainerSpec(
+        ".mkv",
+        "matroska",
+        frozenset({"h264", "vp8", "vp9"}),
+        frozenset({"opus", "aac"}),
+        "libx264",
+    ),
+    ".webm": ContainerSpec(
+        ".webm", "webm", frozenset({"vp8", "vp9"}), frozenset({"opus"}), "libvpx"
+    ),
 }
 
 

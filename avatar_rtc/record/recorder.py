@@ -7,9 +7,11 @@ puts the frame in a bounded queue; one writer thread muxes or encodes and writes
 from __future__ import annotations
 
 import asyncio
+import atexit
 import logging
 import os
 import threading
+import weakref
 from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
@@ -44,6 +46,20 @@ _Item = (
 )
 
 
+# Recorders started and not stopped: finalised at interpreter exit (the writer thread is a
+# daemon, so a forgotten stop() would otherwise cut the file at its last fragment).
+_LIVE: weakref.WeakSet[Recorder] = weakref.WeakSet()
+
+
+@atexit.register
+def _stop_live_recorders() -> None:
+    for recorder in list(_LIVE):
+        try:
+            recorder.stop(timeout=10.0)
+        except Exception:
+            log.exception("recorder %s: finalising at exit failed", recorder.path)
+
+
 def _planes_bytes(frame: av.VideoFrame | av.AudioFrame) -> int:
     return sum(plane.buffer_size for plane in frame.planes)
 
@@ -55,9 +71,18 @@ class Recorder:
     :meth:`attach` to a receive pipeline) without decoding. ``mode="encode"`` re-encodes
     decoded frames given to :meth:`write_video` / :meth:`write_audio` with ``options.encode``.
 
+    Copy mode keeps the original codecs when the container can hold them (mp4: H264; mkv: H264
+    or VP8; webm: VP8; Opus everywhere). Video it cannot hold (H264 for .webm, VP8 for .mp4) is
+    re-encoded (video only; audio still copied) or, with ``incompatible_video="error"``, fails.
+
     Writing starts at the first video keyframe (copy) / video frame (encode); earlier audio is
-    trimmed to it. :meth:`stop` (idempotent) writes the trailer; a killed process still leaves a
-    playable file up to the last fragment/cluster (about ``fragment_seconds``).
+    trimmed to it. File timestamps come from the frames' presentation times only, so freezes and
+    losses never move audio against video (copy mode fills audio holes with Opus silence).
+    :meth:`stop` (idempotent; also run at interpreter exit) writes the trailer; a process killed
+    outright still leaves a playable file up to its last fragment/cluster (~0.5 s before).
+
+    The write methods only queue (never block, never touch the disk): call them from the event
+    loop or any thread. Frames handed over belong to the recorder from then on.
     """
 
     def __init__(
@@ -104,6 +129,7 @@ class Recorder:
             )
             self._accepting = True
         self._thread.start()
+        _LIVE.add(self)
         return self
 
     def attach(self, source: FrameSource) -> Callable[[], None]:
@@ -137,6 +163,7 @@ class Recorder:
                     self._closed.set()
                 else:
                     self._queue.put_force(None)
+        _LIVE.discard(self)
         if not self._closed.wait(timeout):
             raise RecordError(f"recorder did not finish writing {self.path} in {timeout} s")
         if first and self._error is not None:
@@ -299,6 +326,7 @@ class Recorder:
             book = self._book
             video, audio = book.video.snapshot(), book.audio.snapshot()
             started = book.started
+            transcoded = book.transcoded_video
             skipped, skipped_rate, fixups, fills = (
                 book.skipped_before_start,
                 book.skipped_rate,
@@ -327,6 +355,7 @@ class Recorder:
             skipped_rate=skipped_rate,
             timestamp_fixups=fixups,
             audio_fill_packets=fills,
+            transcoded_video=transcoded,
             late_writes=late,
             error=None if self._error is None else str(self._error),
         )

@@ -53,6 +53,7 @@ class RecorderStats:
     skipped_rate: int  # encode mode: frames over the fps cap
     timestamp_fixups: int
     audio_fill_packets: int  # copy mode: Opus silence packets written into holes in the audio
+    transcoded_video: bool  # copy mode: the video had to be re-encoded to fit the container
     late_writes: int  # frames written after stop() began (ignored)
     error: str | None
 
@@ -83,6 +84,7 @@ class StatsBook:
         self.skipped_rate = 0
         self.timestamp_fixups = 0
         self.audio_fill_packets = 0
+        self.transcoded_video = False
 
     def stream(self, kind: str) -> _StreamBook:
         return self.video if kind == "video" else self.audio

@@ -39,6 +39,10 @@ class StartGate(Generic[A]):
             self._held.popleft()
             self._stats.skip_before_start()
 
+    def peek(self, origin: float) -> list[A]:
+        """What :meth:`open` would release, without opening."""
+        return [item for item, t in self._held if t >= origin - _START_TOLERANCE]
+
     def open(self, origin: float) -> list[tuple[A, float]]:
         """Fix the origin; return the held audio that belongs in the file."""
         self.origin = origin

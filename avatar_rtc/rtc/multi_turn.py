@@ -222,7 +222,7 @@ class MultiTurnConnection(Connection):
                 for result in results:
                     if isinstance(result, tuple) and result[1] is not None:
                         with contextlib.suppress(Exception):
-                            await result[1].close()
+                            await asyncio.wait_for(result[1].close(), 2.0)
         return candidates
 
     async def _bind_hosts(self, component: int) -> list[aioice.ice.StunProtocol]:

@@ -125,6 +125,7 @@ class ReceivePipeline:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._timer: asyncio.Task[None] | None = None
         self._subscribers: list[FrameCallback] = []
+        self._close_callbacks: list[Callable[[], None]] = []
         self._codecs: dict[int, RTCRtpCodecParameters] = {}
         self._rtx_ssrc: dict[int, int] = {}
         self._codec: RTCRtpCodecParameters | None = None
@@ -210,6 +211,24 @@ class ReceivePipeline:
 
         return unsubscribe
 
+    def on_close(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """Call ``callback()`` (on the loop) when the pipeline closes; returns the remover."""
+        self._close_callbacks.append(callback)
+
+        def remove() -> None:
+            with contextlib.suppress(ValueError):
+                self._close_callbacks.remove(callback)
+
+        return remove
+
+    @property
+    def frames_released(self) -> int:
+        return self._frames
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
     def request_keyframe(self) -> None:
         """Ask the sender for a keyframe (PLI), rate-limited. Safe from any thread."""
         loop = self._loop
@@ -223,8 +242,8 @@ class ReceivePipeline:
 
     def stats(self) -> ReceiveStats:
         lost = sum(s.packets_lost for ssrc, s in self._remote_streams.items() if ssrc == self._ssrc)
-        dropped = self._dropped_extra + (self._jb.frames_dropped if self._jb else 0)
-        late = self._late + (self._jb.packets_late if self._jb else 0)
+        dropped = self._dropped_extra + (self._jb.frames_dropped if self._jb is not None else 0)
+        late = self._late + (self._jb.packets_late if self._jb is not None else 0)
         return ReceiveStats(
             kind=self.kind,
             codec=self.codec,
@@ -246,7 +265,15 @@ class ReceivePipeline:
 
     def close(self) -> None:
         """Stop timers and drop buffered packets (the receiver itself is aiortc's to stop)."""
+        if self._closed:
+            return
         self._closed = True
+        for cb in tuple(self._close_callbacks):
+            try:
+                cb()
+            except Exception:
+                logger.exception("ReceivePipeline(%s): close callback failed", self.kind)
+        self._close_callbacks.clear()
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -351,6 +378,8 @@ class ReceivePipeline:
                 codec.name, max_packets=self._max_packets, max_wait=self._max_wait
             )
         jb = self._jb
+        if not self._nack.on_packet(seq, now):
+            self._request_pli()  # gap too large to NACK
         if not jb.insert(seq, packet.timestamp, bool(packet.marker), packet.payload, now):
             return
         if first:
@@ -362,8 +391,6 @@ class ReceivePipeline:
         else:
             frames = jb.pop()
 
-        if not self._nack.on_packet(seq, now):
-            self._request_pli()  # gap too large to NACK
         lost = self._nack.due(now)
         if lost:
             await self._send_nack(lost)

@@ -7,9 +7,10 @@ import re
 import aiohttp
 import numpy as np
 import pytest
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender
 
 from avatar_rtc.emulator.media import MARKERS, AvatarMedia, AvatarMediaOptions
-from tests.emulator.media.harness import connect_viewer, delete, whep_server
+from tests.emulator.media.harness import connect_viewer, delete, wait_until, whep_server
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -96,4 +97,43 @@ async def test_bad_offer_is_400() -> None:
             srv.url("s"), data="hello", headers={"Content-Type": "application/sdp"}
         ) as resp:
             assert resp.status == 400
+        # No codec in common: the viewer only takes VP8, the avatar sends H264.
+        pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        transceiver = pc.addTransceiver("video", direction="recvonly")
+        caps = RTCRtpSender.getCapabilities("video").codecs
+        transceiver.setCodecPreferences([c for c in caps if c.mimeType == "video/VP8"])
+        await pc.setLocalDescription(await pc.createOffer())
+        async with http.post(
+            srv.url("s"), data=pc.localDescription.sdp, headers={"Content-Type": "application/sdp"}
+        ) as resp:
+            assert resp.status == 400
+        await pc.close()
         assert media.viewers == {}
+
+
+async def test_viewer_slot_freed_without_delete() -> None:
+    media = AvatarMedia(AvatarMediaOptions(tts="builtin", viewer_connect_timeout=0.5))
+    async with whep_server({"s": media}) as srv:
+        # A viewer that goes away without DELETE (DTLS close): the slot frees itself.
+        viewer = await connect_viewer(srv.url("s"))
+        await viewer.wait_video(2)
+        await viewer.close()
+        await wait_until(lambda: not media.viewers, 3.0)
+
+        # A viewer that posts an offer and never connects: dropped after the connect timeout.
+        pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        pc.addTransceiver("video", direction="recvonly")
+        await pc.setLocalDescription(await pc.createOffer())
+        async with (
+            aiohttp.ClientSession() as http,
+            http.post(
+                srv.url("s"),
+                data=pc.localDescription.sdp,
+                headers={"Content-Type": "application/sdp"},
+            ) as resp,
+        ):
+            assert resp.status == 201
+        await pc.close()
+        assert media.viewers
+        await wait_until(lambda: not media.viewers, 3.0)
+        assert (await connect_viewer(srv.url("s"))).status == 201

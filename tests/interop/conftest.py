@@ -19,8 +19,8 @@ from tests.support import require, require_tool
 
 @pytest.fixture(scope="session")
 def interop_client() -> str:
-    """Receiving client: auto (the project's MediaConnection when present), aiortc, avatar_rtc."""
-    return os.environ.get("INTEROP_CLIENT", "auto")
+    """Receiving client: the project's (``avatar_rtc``, default) or plain ``aiortc``."""
+    return os.environ.get("INTEROP_CLIENT", "avatar_rtc")
 
 
 @pytest.fixture(scope="session")

@@ -215,7 +215,7 @@ def chromium_sender(chromium: str = "chromium") -> Iterator[Sender]:
         yield sender
 
 
-def receive_check(
+def receive_checks(
     sender: Sender,
     codec: str,
     *,
@@ -223,8 +223,10 @@ def receive_check(
     video_frames: int = 30,
     audio_frames: int = 50,
     timeout: float = CONNECT_TIMEOUT_S,
-) -> dict[str, Any]:
-    """Run ``receive_check`` (in the sender's namespace if it has one); its JSON summary."""
+    repeat: int = 1,
+) -> list[dict[str, Any]]:
+    """Run ``receive_check`` (in the sender's namespace if it has one) for ``repeat``
+    sequential sessions in one process; their JSON summaries."""
     cmd = [
         sys.executable,
         "-m",
@@ -240,34 +242,63 @@ def receive_check(
         str(audio_frames),
         "--timeout",
         str(timeout),
+        "--repeat",
+        str(repeat),
     ]
     if sender.netns_pid is not None:
         cmd = ["nsenter", f"--net=/proc/{sender.netns_pid}/ns/net", *cmd]
+    limit = (timeout + 15) * repeat + 15
     try:
-        result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout + 30)
+        result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=limit)
     except subprocess.TimeoutExpired as exc:
-        raise HarnessError(f"receive check hung (> {timeout + 30:.0f} s)") from exc
+        raise HarnessError(f"receive check hung (> {limit:.0f} s)") from exc
     lines = [line for line in result.stdout.splitlines() if line.startswith("{")]
-    if not lines:
+    if len(lines) != repeat:
         raise HarnessError(
-            f"receive check printed no summary (exit {result.returncode}):\n"
+            f"receive check printed {len(lines)} of {repeat} summaries "
+            f"(exit {result.returncode}):\n"
             f"{result.stderr[-3000:]}\n--- sender log ---\n{sender.log_tail()}"
         )
-    summary: dict[str, Any] = json.loads(lines[-1])
-    summary["stderr_tail"] = result.stderr[-2000:]
-    return summary
+    summaries: list[dict[str, Any]] = [json.loads(line) for line in lines]
+    for summary in summaries:
+        summary["stderr_tail"] = result.stderr[-2000:]
+    return summaries
+
+
+def receive_check(
+    sender: Sender,
+    codec: str,
+    *,
+    client: str = "auto",
+    video_frames: int = 30,
+    audio_frames: int = 50,
+    timeout: float = CONNECT_TIMEOUT_S,
+) -> dict[str, Any]:
+    """One session in a fresh receiving process; its JSON summary."""
+    return receive_checks(
+        sender,
+        codec,
+        client=client,
+        video_frames=video_frames,
+        audio_frames=audio_frames,
+        timeout=timeout,
+    )[0]
 
 
 def ttff_runs(
-    sender: Sender, codec: str, runs: int, *, client: str = "auto"
+    sender: Sender, codec: str, runs: int, *, client: str = "auto", fresh_process: bool = False
 ) -> list[dict[str, Any]]:
-    """``runs`` fresh WHEP sessions, each stopped at its first decoded video frame.
+    """``runs`` WHEP sessions, each stopped at its first decoded video frame.
 
-    Each summary has ``ttff_s`` (connect start -> first decoded video frame, measured inside the
-    receiving process, so interpreter start-up and imports are excluded) and ``timings`` (the
-    client's phase split, when it exposes one).
+    ``ttff_s`` is connect start -> first decoded video frame, measured inside the receiving
+    process (interpreter start-up and imports excluded); ``timings`` is the client's phase
+    split when it has one. By default the sessions run one after the other in one process
+    (what a long-running application sees); ``fresh_process`` starts a process per session, so
+    every run also pays first-use costs (lazy imports, TLS context, codec init).
     """
-    return [
-        receive_check(sender, codec, client=client, video_frames=1, audio_frames=1)
-        for _ in range(runs)
-    ]
+    if fresh_process:
+        return [
+            receive_check(sender, codec, client=client, video_frames=1, audio_frames=1)
+            for _ in range(runs)
+        ]
+    return receive_checks(sender, codec, client=client, video_frames=1, audio_frames=1, repeat=runs)

@@ -24,5 +24,9 @@ def test_chromium_sender_video_and_audio(
     summary = harness.receive_check(chromium_sender, codec, client=interop_client)
     record_property("ttff_s", summary["ttff_s"])
     record_property("client", summary["client"])
+    assert summary["client"].startswith(interop_client), summary
     print(f"chromium {codec} client={summary['client']} ttff={summary['ttff_s']}")
     assert_received_media(summary, codec, chromium_sender, deleted_before)
+    # The page draws a red (#e03020) square there: colours survived encode/decode/convert.
+    r, g, b = summary["video"]["probe_rgb"]
+    assert r > 150 and g < 110 and b < 110, summary["video"]

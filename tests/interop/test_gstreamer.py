@@ -24,5 +24,6 @@ def test_gstreamer_sender_video_and_audio(
     summary = harness.receive_check(gst_sender, codec, client=interop_client)
     record_property("ttff_s", summary["ttff_s"])
     record_property("client", summary["client"])
+    assert summary["client"].startswith(interop_client), summary
     print(f"gstreamer {codec} client={summary['client']} ttff={summary['ttff_s']}")
     assert_received_media(summary, codec, gst_sender, deleted_before)

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import fractions
 import math
+import re
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -109,7 +110,9 @@ class MediaStart:
 class PatternVideoTrack(MediaStreamTrack):
     kind = "video"
 
-    def __init__(self, start: MediaStart, flash_every: int = 30, pattern: Pattern | None = None) -> None:
+    def __init__(
+        self, start: MediaStart, flash_every: int = 30, pattern: Pattern | None = None
+    ) -> None:
         super().__init__()
         self._start = start
         self._n = 0
@@ -190,7 +193,9 @@ class Loopback:
 
 def _prefer(transceiver: Any, codec: str) -> None:
     caps = RTCRtpReceiver.getCapabilities(transceiver.kind)
-    prefs = [c for c in caps.codecs if c.mimeType.lower() in (codec.lower(), f"{transceiver.kind}/rtx")]
+    prefs = [
+        c for c in caps.codecs if c.mimeType.lower() in (codec.lower(), f"{transceiver.kind}/rtx")
+    ]
     transceiver.setCodecPreferences(prefs)
 
 
@@ -227,6 +232,10 @@ async def open_loopback(
         await tx.setLocalDescription(await tx.createAnswer())
         await rx.setRemoteDescription(tx.localDescription)
     lb = Loopback(tx, rx, video, audio, vtrack, atrack, clock, t0)
+    # payload types from the answer: known before any RTP flows (the pipeline learns them later)
+    for m in re.finditer(r"a=rtpmap:(\d+) ([\w-]+)/90000", tx.localDescription.sdp):
+        key = "rtx_pts" if m.group(2).lower() == "rtx" else "video_pts"
+        lb.extra.setdefault(key, set()).add(int(m.group(1)))
 
     transport = next(t for t in tx.getTransceivers() if t.kind == "video").sender.transport
     original = transport._send_rtp

@@ -49,6 +49,9 @@ def assert_av_file(path: Path, video_codec: str, duration: float) -> None:
     video = next(s for s in streams if s["codec_type"] == "video")
     audio = next(s for s in streams if s["codec_type"] == "audio")
     assert video["codec_name"] == video_codec
+    if video_codec == "h264":
+        # The muxer turned our Annex-B SPS/PPS into avcC and the frames into length-prefixed.
+        assert video["is_avc"] == "true" and video["nal_length_size"] == "4"
     assert (video["width"], video["height"]) == (SIZE, SIZE)
     assert audio["codec_name"] == "opus"
     assert audio["sample_rate"] == "48000"
@@ -142,8 +145,9 @@ def test_writing_starts_at_first_keyframe_and_trims_audio(tmp_path: Path) -> Non
     assert abs(video_t - (MARK - 1.0)) < 0.021 and abs(audio_t - video_t) < 0.040
 
 
-def test_h264_into_webm_is_a_clear_error(tmp_path: Path) -> None:
-    recorder = Recorder(tmp_path / "x.webm").start()
+def test_h264_into_webm_can_be_a_clear_error(tmp_path: Path) -> None:
+    opts = RecordOptions(incompatible_video="error")
+    recorder = Recorder(tmp_path / "x.webm", options=opts).start()
     for frame in frames_for(PLAIN["H264"])[:40]:
         recorder.write(frame)
     with pytest.raises(RecordError, match=r"\.webm cannot hold H264.*mkv.*encode"):
@@ -151,12 +155,28 @@ def test_h264_into_webm_is_a_clear_error(tmp_path: Path) -> None:
     assert recorder.stop().error is not None  # idempotent: reports, does not raise twice
 
 
-def test_vp8_into_mp4_is_a_clear_error(tmp_path: Path) -> None:
-    recorder = Recorder(tmp_path / "x.mp4").start()
+def test_vp8_into_mp4_can_be_a_clear_error(tmp_path: Path) -> None:
+    opts = RecordOptions(incompatible_video="error")
+    recorder = Recorder(tmp_path / "x.mp4", options=opts).start()
     for frame in frames_for(PLAIN["VP8"])[:40]:
         recorder.write(frame)
     with pytest.raises(RecordError, match="cannot hold VP8"):
         recorder.stop()
+
+
+def test_h264_into_webm_falls_back_to_reencoding_the_video_only(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "fallback.webm"
+    with caplog.at_level(logging.WARNING):
+        stats = record(path, frames_for(PLAIN["H264"]))
+    assert "re-encoding the video with libvpx" in caplog.text
+    assert stats.transcoded_video and stats.video.codec == "libvpx"
+    assert stats.audio.frames == 200 and stats.video.frames == 100
+    assert_av_file(path, "vp8", 4.0)
+    video_t, audio_t = mark_times(path)
+    assert video_t is not None and audio_t is not None
+    assert abs(video_t - MARK) < 0.021 and abs(audio_t - video_t) < 0.040
 
 
 def test_unknown_extension_and_misuse() -> None:

@@ -54,3 +54,23 @@ def test_sigkill_leaves_a_playable_file(tmp_path: Path) -> None:
         with av.open(str(path)) as container:
             decoded = sum(1 for _ in container.decode(video=0))
         assert decoded >= 100, (path, decoded)
+
+
+def test_forgotten_stop_is_finalised_at_exit(tmp_path: Path) -> None:
+    path = tmp_path / "forgotten.mkv"
+    script = (
+        "import sys\n"
+        "from avatar_rtc.record import Recorder\n"
+        "from tests.record.synth import Scenario, encoded_frames\n"
+        "r = Recorder(sys.argv[1]).start()\n"
+        "for f in encoded_frames(Scenario(duration=2.0)):\n"
+        "    r.write(f)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    subprocess.run(
+        [sys.executable, "-c", script, str(path)], cwd=ROOT, env=env, check=True, timeout=60
+    )
+    span = spans(path)
+    assert abs(span["video"].duration - 2.0) < 0.05 and abs(span["audio"].duration - 2.0) < 0.05
+    with av.open(str(path)) as container:  # the trailer (duration, cues) was written
+        assert container.duration is not None and abs(container.duration / 1e6 - 2.0) < 0.05

@@ -80,5 +80,8 @@ def test_encode_rejects_codec_the_container_cannot_hold() -> None:
             mode="encode",
             options=RecordOptions(encode=EncodeOptions(video_codec="libx264")),
         )
+    recorder = Recorder("x.mkv", mode="encode")
     with pytest.raises(RecordError, match="write_video"):
-        Recorder("x.mkv", mode="encode").start().write(None)  # type: ignore[arg-type]
+        recorder.write(None)  # type: ignore[arg-type]
+    with pytest.raises(RecordError, match="copy"):
+        recorder.attach(None)  # type: ignore[arg-type]

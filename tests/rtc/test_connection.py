@@ -249,3 +249,27 @@ async def test_counter_offer_is_answered_with_patch() -> None:
         assert sender.counters.patches == 1 and sender.counters.deletes == 1
     # on_receiver ran for the first pc and again for the one answering the counter-offer.
     assert [k for _, k in receivers.items] == ["video", "audio", "video", "audio"]
+
+
+async def test_remote_hangup_is_reported_and_close_still_deletes() -> None:
+    states: list[str] = []
+    ended = asyncio.Event()
+
+    def on_state(state: str) -> None:
+        states.append(state)
+        if state in ("closed", "failed"):
+            ended.set()
+
+    async with AiortcWhepSender() as sender:
+        connection = MediaConnection(sender.url, ice=LOOPBACK, on_state_change=on_state)
+        await connection.connect()
+        (pc,) = sender._pcs.values()
+        for _ in range(100):  # our DTLS (server role) completes before the sender's
+            if pc.connectionState == "connected":
+                break
+            await asyncio.sleep(0.02)
+        await pc.close()  # the server ends the stream (DTLS close_notify)
+        await asyncio.wait_for(ended.wait(), 5)
+        assert states[-1] in ("closed", "failed")
+        await connection.close()
+        assert sender.counters.deletes == 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import time
 from pathlib import Path
 
@@ -179,3 +180,37 @@ async def test_policy_all_gathers_host_and_relay(turn_server: TurnServer) -> Non
         offer = sender.counters.offers[0]
     assert "typ host" in offer and "typ relay" in offer
     assert "raddr 0.0.0.0" not in offer  # related address hidden only under relay policy
+
+
+async def test_silent_udp_urls_cost_only_the_grace(turn_server: TurnServer) -> None:
+    """UDP URLs that never answer (a bound socket that drops everything, like a firewall)
+    do not hold up gathering once the TCP/TLS relays are there."""
+    with (
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as silent1,
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as silent2,
+    ):
+        silent1.bind(("127.0.0.1", 0))
+        silent2.bind(("127.0.0.1", 0))
+        servers = [
+            IceServer(f"turn:127.0.0.1:{s.getsockname()[1]}?transport=udp", USERNAME, PASSWORD)
+            for s in (silent1, silent2)
+        ]
+        servers += [
+            IceServer(f"turn:127.0.0.1:{turn_server.port}?transport=tcp", USERNAME, PASSWORD),
+            IceServer(f"turns:127.0.0.1:{turn_server.tls_port}?transport=tcp", USERNAME, PASSWORD),
+        ]
+        ice = IceOptions(
+            policy="relay", extra_servers=tuple(servers), turn_ca_file=str(turn_server.ca_file)
+        )
+        async with AiortcWhepSender() as sender:
+            connection = await connect_and_receive(sender.url, ice)
+            try:
+                report = connection.gather_report
+                assert report is not None
+                outcomes = list(report.outcomes.values())
+                assert outcomes.count("cancelled (another relay was ready)") == 2, report
+                assert report.duration < ice.relay_grace + 0.5
+                pair = connection.selected_pair()
+                assert pair is not None and pair.relay_transport in ("tcp", "tls")
+            finally:
+                await connection.close()

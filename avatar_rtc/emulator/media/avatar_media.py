@@ -23,7 +23,6 @@ from aiortc import RTCConfiguration
 
 from avatar_rtc.emulator.media.audio_decode import SAMPLE_RATE, decode_audio
 from avatar_rtc.emulator.media.encoder import (
-    AUDIO_CLOCK,
     AUDIO_FRAME,
     AudioEncoder,
     EncodedPacket,
@@ -34,7 +33,7 @@ from avatar_rtc.emulator.media.envelope import Envelope, Samples, rms_dbfs
 from avatar_rtc.emulator.media.face import FaceRenderer
 from avatar_rtc.emulator.media.options import AvatarMediaOptions
 from avatar_rtc.emulator.media.speech import Segment, SpeechPlayer
-from avatar_rtc.emulator.media.timeline import MediaKind, SentFrame, Timeline, TimelineEvent
+from avatar_rtc.emulator.media.timeline import SentFrame, Timeline, TimelineEvent
 from avatar_rtc.emulator.media.tracks import PacketTrack
 from avatar_rtc.emulator.media.tts import Synthesizer, make_synthesizer
 from avatar_rtc.emulator.media.viewer import MediaClosedError, Viewer, ViewerLimitError
@@ -45,12 +44,16 @@ FRAME_SECONDS = AUDIO_FRAME / SAMPLE_RATE
 ONSET_DB = -40.0  # an audio frame above this level is the turn's audible onset
 MOUTH_OPEN = 0.15  # mouth opening that counts as "open" for the timeline
 MAX_PENDING_VIDEO = 3  # frames queued to the worker before new ones are skipped
+MIN_KEYFRAME_GAP = 0.1  # seconds between two forced keyframes
 MAX_LATE = 0.25  # seconds behind schedule before the clock skips instead of bursting
 
 
 @dataclass
 class MediaStats:
-    """Counters, written by the worker thread (plain ints/floats: fine under the GIL)."""
+    """Counters, written by the worker thread (plain ints/floats: fine under the GIL).
+
+    Encode times are CPU seconds of the worker thread (``time.thread_time``).
+    """
 
     video_frames: int = 0
     video_encode_seconds: float = 0.0
@@ -69,6 +72,9 @@ class MediaStats:
     @property
     def audio_ms_per_frame(self) -> float:
         return 1000.0 * self.audio_encode_seconds / self.audio_frames if self.audio_frames else 0.0
+
+
+_Encoded = tuple[list[EncodedPacket], list[EncodedPacket]]  # audio, video packets
 
 
 @dataclass(frozen=True)
@@ -228,7 +234,10 @@ class AvatarMedia:
         self._force_keyframe = True
 
     def drop_next_video_packets(self, n: int) -> None:
-        """Drop the next ``n`` outgoing video RTP packets (to every viewer) on purpose."""
+        """Drop the next ``n`` outgoing video RTP packets of the connected viewers, on purpose.
+
+        The sender keeps them in its history, so a NACK gets them retransmitted.
+        """
         for viewer in self._viewers.values():
             viewer.tap.drop_video += n
 
@@ -416,10 +425,11 @@ class AvatarMedia:
                 pts=n * AUDIO_FRAME,
                 await_send=bool(audio_tracks),
             )
-        if audio_tracks:
-            self._submit(self._encode_audio, pcm, n, kind="audio")
+        audio_pcm = pcm if audio_tracks else None
         self._audio_index += 1
 
+        # Video frames whose time falls in this 20 ms tick, encoded in the same worker job.
+        frames: list[tuple[float, int, bool]] = []
         fps = self.options.fps
         while self._video_index / fps < t + FRAME_SECONDS - 1e-9:
             k = self._video_index
@@ -439,37 +449,42 @@ class AvatarMedia:
             if self._pending_video >= MAX_PENDING_VIDEO:
                 self.stats.video_frames_skipped += 1  # worker behind: skip, don't queue up
                 continue
+            since_key = k / fps - self._last_keyframe_time
+            # Requests (PLI/FIR, new viewer) are served on the next frame, but at most one
+            # forced keyframe per MIN_KEYFRAME_GAP so a PLI storm cannot make every frame one.
             keyframe = (
-                self._force_keyframe
-                or k / fps - self._last_keyframe_time >= self.options.keyframe_interval
-            )
+                self._force_keyframe and since_key >= MIN_KEYFRAME_GAP
+            ) or since_key >= self.options.keyframe_interval
             if keyframe:
                 self._force_keyframe = False
                 self._last_keyframe_time = k / fps
-            self._pending_video += 1
-            self._submit(self._encode_video, opening, k, keyframe, kind="video")
-
-    def _submit(
-        self, fn: Callable[..., list[EncodedPacket]], *args: object, kind: MediaKind
-    ) -> None:
+            frames.append((opening, k, keyframe))
+        if audio_pcm is None and not frames:
+            return
         assert self._executor is not None
-        future = asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
-        future.add_done_callback(lambda f: self._deliver(f, kind))
+        if frames:
+            self._pending_video += 1
+        future = asyncio.get_running_loop().run_in_executor(
+            self._executor, self._encode_tick, audio_pcm, n, frames
+        )
+        future.add_done_callback(lambda f: self._deliver(f, bool(frames)))
 
-    def _deliver(self, future: asyncio.Future[list[EncodedPacket]], kind: MediaKind) -> None:
-        if kind == "video":
+    def _deliver(self, future: asyncio.Future[_Encoded], has_video: bool) -> None:
+        if has_video:
             self._pending_video -= 1
         if future.cancelled():
             return
         exc = future.exception()
         if exc is not None:
-            logger.error("%s encode failed", kind, exc_info=exc)
-            if kind == "video":
-                self.request_keyframe()
+            logger.error("encode failed", exc_info=exc)
+            self.request_keyframe()
             return
-        tracks = self._video_tracks if kind == "video" else self._audio_tracks
-        for packet in future.result():
-            for track in tracks:
+        audio, video = future.result()
+        for packet in audio:
+            for track in self._audio_tracks:
+                track.push(packet)
+        for packet in video:
+            for track in self._video_tracks:
                 track.push(packet)
 
     # ------------------------------------------------------------------ worker thread
@@ -489,25 +504,27 @@ class AvatarMedia:
             self._yuv = None
         return self._renderer, self._video_encoder
 
-    def _encode_video(self, opening: float, index: int, keyframe: bool) -> list[EncodedPacket]:
-        renderer, encoder = self._prepare_video()
-        start = time.perf_counter()
-        self._yuv = renderer.render(opening, out=self._yuv)
-        packets = encoder.encode(self._yuv, index, keyframe)
-        self.stats.video_encode_seconds += time.perf_counter() - start
-        self.stats.video_frames += 1
-        self.stats.keyframes += sum(1 for p in packets if p.is_keyframe)
-        self.stats.video_bytes += sum(p.size for p in packets)
-        return packets
-
-    def _encode_audio(self, pcm: Samples, index: int) -> list[EncodedPacket]:
-        start = time.perf_counter()
-        if self._audio_encoder is None:
-            self._audio_encoder = AudioEncoder(self.options.audio_bitrate)
-        packets = self._audio_encoder.encode(pcm, index)
-        self.stats.audio_encode_seconds += time.perf_counter() - start
-        self.stats.audio_frames += 1
-        return packets
-
-
-__all__ = ["AUDIO_CLOCK", "AvatarMedia", "MediaStats"]
+    def _encode_tick(
+        self, pcm: Samples | None, audio_index: int, frames: list[tuple[float, int, bool]]
+    ) -> _Encoded:
+        # CPU time of this thread (not wall time): what the encode costs, even on a busy box.
+        audio: list[EncodedPacket] = []
+        video: list[EncodedPacket] = []
+        if pcm is not None:
+            start = time.thread_time()
+            if self._audio_encoder is None:
+                self._audio_encoder = AudioEncoder(self.options.audio_bitrate)
+            audio = self._audio_encoder.encode(pcm, audio_index)
+            self.stats.audio_encode_seconds += time.thread_time() - start
+            self.stats.audio_frames += 1
+        for opening, index, keyframe in frames:
+            renderer, encoder = self._prepare_video()
+            start = time.thread_time()
+            self._yuv = renderer.render(opening, out=self._yuv)
+            packets = encoder.encode(self._yuv, index, keyframe)
+            self.stats.video_encode_seconds += time.thread_time() - start
+            self.stats.video_frames += 1
+            self.stats.keyframes += sum(1 for p in packets if p.is_keyframe)
+            self.stats.video_bytes += sum(p.size for p in packets)
+            video.extend(packets)
+        return audio, video

@@ -110,7 +110,8 @@ class AudioEncoder:
         ctx.format = "s16"
         ctx.bit_rate = bitrate
         ctx.time_base = AUDIO_TIME_BASE
-        ctx.options = {"application": "audio", "frame_duration": "20"}
+        # compression_level 5: about half the CPU of the default 10, same quality for speech.
+        ctx.options = {"application": "audio", "frame_duration": "20", "compression_level": "5"}
         ctx.open()
         self._ctx = ctx
         self._stereo = np.empty((1, AUDIO_FRAME * 2), dtype=np.int16)

@@ -74,7 +74,9 @@ class RtpTap:
         if stream.kind == "video" and self._should_drop():
             self.dropped_video += 1
             return False
-        if timestamp != stream.last_timestamp:
+        last = stream.last_timestamp
+        # A newer timestamp starts a frame; an older one is a retransmission (no RTX).
+        if last is None or 0 < (timestamp - last) & 0xFFFFFFFF < 0x80000000:
             stream.last_timestamp = timestamp
             try:
                 self._on_frame_sent(stream.kind, timestamp, ssrc)

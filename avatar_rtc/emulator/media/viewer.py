@@ -14,6 +14,7 @@ from aiortc import (
     RTCRtpSender,
     RTCRtpTransceiver,
     RTCSessionDescription,
+    sdp,
 )
 
 from avatar_rtc.emulator.media.encoder import AUDIO_CLOCK, VIDEO_CLOCK
@@ -89,28 +90,33 @@ class Viewer:
     async def negotiate(self, offer_sdp: str) -> str:
         """Apply the viewer's offer; returns the answer SDP with all candidates (non-trickle)."""
         pc = self.pc
+        try:
+            offered = {m.kind for m in sdp.SessionDescription.parse(offer_sdp).media}
+        except Exception as exc:  # aiortc's parser raises assorted errors on garbage
+            raise NegotiationError(f"cannot parse offer: {exc}") from exc
         # Our own sendonly transceivers with codec preferences must exist before the offer is
-        # applied: aiortc picks the codec while setting the remote description.
-        video_tr = pc.addTransceiver(self.video, direction="sendonly")
-        video_tr.setCodecPreferences(_codec_preferences("video", f"video/{self.video_codec}"))
-        audio_tr = pc.addTransceiver(self.audio, direction="sendonly")
-        audio_tr.setCodecPreferences(_codec_preferences("audio", "audio/opus"))
+        # applied: aiortc picks the codec while setting the remote description. Only for the
+        # kinds offered: aiortc cannot answer with a transceiver the offer did not mention.
+        transceivers: list[tuple[RTCRtpTransceiver, MediaKind]] = []
+        if "video" in offered:
+            video_tr = pc.addTransceiver(self.video, direction="sendonly")
+            video_tr.setCodecPreferences(_codec_preferences("video", f"video/{self.video_codec}"))
+            # PLI/FIR from the viewer: aiortc's sender calls its own _send_keyframe(); route it
+            # to the shared encoder instead (the sender never encodes here).
+            video_tr.sender._send_keyframe = self._keyframe_requested  # type: ignore[method-assign]
+            transceivers.append((video_tr, "video"))
+        if "audio" in offered:
+            audio_tr = pc.addTransceiver(self.audio, direction="sendonly")
+            audio_tr.setCodecPreferences(_codec_preferences("audio", "audio/opus"))
+            transceivers.append((audio_tr, "audio"))
+        if not transceivers:
+            raise NegotiationError("offer has no audio or video section")
         try:
             await pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
+            await pc.setLocalDescription(await pc.createAnswer())  # waits for ICE gathering
         except Exception as exc:  # aiortc raises ValueError/OperationError/... on bad offers
             raise NegotiationError(f"cannot apply offer: {exc}") from exc
-        if not any(t.mid is not None for t in (video_tr, audio_tr)):
-            raise NegotiationError("offer has no audio or video section")
-        # PLI/FIR from the viewer: aiortc's sender calls its own _send_keyframe(); route it to
-        # the shared encoder instead (the sender never encodes here).
-        video_tr.sender._send_keyframe = self._keyframe_requested  # type: ignore[method-assign]
-        answer = await pc.createAnswer()
-        await pc.setLocalDescription(answer)  # waits for ICE gathering
-        pairs: tuple[tuple[RTCRtpTransceiver, MediaKind], ...] = (
-            (video_tr, "video"),
-            (audio_tr, "audio"),
-        )
-        for tr, kind in pairs:
+        for tr, kind in transceivers:
             if tr.mid is not None:
                 self.tap.watch(tr.sender._ssrc, kind)
                 self.tap.install(tr.sender.transport)

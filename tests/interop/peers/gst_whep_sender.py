@@ -13,6 +13,7 @@ SDP offer builds one pipeline per session and answers 201 (answer SDP with candi
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import signal
 import sys
@@ -238,7 +239,12 @@ def main() -> None:
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     print(f"READY http://127.0.0.1:{server.server_address[1]}/whep", flush=True)
-    stop.wait()
+    # If the test run is killed outright, don't linger as an orphan with encoders running.
+    parent = os.getppid()
+    while not stop.wait(1.0):
+        if os.getppid() != parent:
+            log("parent process gone; exiting")
+            break
     server.shutdown()
     server.close_all()
 

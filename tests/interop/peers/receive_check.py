@@ -5,8 +5,10 @@ Runs as its own process so it can join a sender's private network namespace (``n
     python -m tests.interop.peers.receive_check URL --codec H264 [--client auto|aiortc|avatar_rtc]
 
 The summary has ``ok``, ``client``, ``codec``, ``ttff_s`` (connect start -> first decoded video
-frame), per-kind frame counts/sizes/levels and, when the client exposes them, phase ``timings``.
-Exit status 0 when the JSON was printed (even with ``ok: false``), 2 on usage errors.
+frame), ``first_frame_after_connect_s``, per-kind frame counts/sizes/levels and, when the client
+exposes them, phase ``timings`` and receive ``stats``. ``--repeat N`` runs N sessions one after
+the other and prints one line each. Exit status 0 when the JSON was printed (even with
+``ok: false``), 2 on usage errors.
 
 Two clients behind one interface (``Receiver``): plain aiortc (proves the harness on its own)
 and the project's ``avatar_rtc.rtc.connection.MediaConnection`` when it is importable.
@@ -38,6 +40,9 @@ class VideoStats:
     first_s: float | None = None  # seconds from connect start
     max_std: float = 0.0  # spread of decoded pixel values: 0 means a flat picture
     distinct_pixels: bool = False
+    # Mean RGB around PROBE_AT (relative x, y) of the last sampled frame: the Chromium page
+    # draws a red square there, so colour conversion errors (e.g. swapped R/B) show up.
+    probe_rgb: list[float] = field(default_factory=list)
 
 
 @dataclass
@@ -57,6 +62,7 @@ class Summary:
     url: str = ""
     ttff_s: float | None = None
     connect_s: float | None = None
+    first_frame_after_connect_s: float | None = None
     video: VideoStats = field(default_factory=VideoStats)
     audio: AudioStats = field(default_factory=AudioStats)
     timings: dict[str, float] = field(default_factory=dict)
@@ -198,29 +204,33 @@ class AiortcReceiver:
             await self._pc.close()
 
 
-def make_project_receiver(url: str, codec: str) -> Receiver | None:
-    """The project's MediaConnection, or None while it has not landed (see project_client.py)."""
-    try:
-        from tests.interop.peers.project_client import ProjectReceiver
-    except ImportError:
-        return None
+def make_project_receiver(url: str, codec: str) -> Receiver:
+    """The project's MediaConnection (see project_client.py); ImportError until it lands."""
+    from tests.interop.peers.project_client import ProjectReceiver
+
     return ProjectReceiver.create(url, codec)
 
 
 def make_receiver(client: str, url: str, codec: str) -> Receiver:
-    if client in ("auto", "avatar_rtc"):
-        receiver = make_project_receiver(url, codec)
-        if receiver is not None:
-            return receiver
-        if client == "avatar_rtc":
-            raise RuntimeError("avatar_rtc.rtc.connection.MediaConnection is not available")
+    if client == "avatar_rtc":
+        return make_project_receiver(url, codec)  # an ImportError is reported, not hidden
+    if client == "auto":
+        with contextlib.suppress(ImportError):
+            return make_project_receiver(url, codec)
     return AiortcReceiver(url, codec)
 
 
-def _video_level(frame: Any) -> tuple[float, bool]:
+PROBE_AT = (100 / 640, 100 / 480)  # centre of the page's red square, relative to the frame
+
+
+def _video_level(frame: Any) -> tuple[float, bool, list[float]]:
     # Both av.VideoFrame and avatar_rtc's VideoFrame have to_ndarray(format=...).
     rgb = frame.to_ndarray(format="rgb24")
-    return float(rgb.std()), bool((rgb != rgb.flat[0]).any())
+    h, w = rgb.shape[:2]
+    x, y = int(PROBE_AT[0] * w), int(PROBE_AT[1] * h)
+    patch = rgb[max(0, y - 3) : y + 4, max(0, x - 3) : x + 4].reshape(-1, 3)
+    probe = [round(float(v), 1) for v in patch.mean(axis=0)]
+    return float(rgb.std()), bool((rgb != rgb.flat[0]).any()), probe
 
 
 def _audio_info(frame: Any) -> tuple[int, int, float]:
@@ -257,7 +267,7 @@ async def run_check(
         video.width, video.height = frame.width, frame.height
         # Converting every frame costs CPU on a loaded machine; sample a few.
         if video.frames <= 3 or video.frames % 10 == 0:
-            std, distinct = _video_level(frame)
+            std, distinct, video.probe_rgb = _video_level(frame)
             video.max_std = max(video.max_std, std)
             video.distinct_pixels = video.distinct_pixels or distinct
 
@@ -284,6 +294,8 @@ async def run_check(
         summary.error = f"{type(exc).__name__}: {exc}"
     finally:
         summary.ttff_s = video.first_s
+        if video.first_s is not None and summary.connect_s is not None:
+            summary.first_frame_after_connect_s = video.first_s - summary.connect_s
         summary.timings = receiver.timings()
         summary.negotiated = receiver.negotiated()
         with contextlib.suppress(Exception):  # diagnostics only
@@ -295,7 +307,7 @@ async def run_check(
     )
 
 
-async def amain(args: argparse.Namespace) -> Summary:
+async def check_once(args: argparse.Namespace) -> Summary:
     summary = Summary(codec=args.codec, url=args.url)
     try:
         receiver = make_receiver(args.client, args.url, args.codec)
@@ -307,6 +319,13 @@ async def amain(args: argparse.Namespace) -> Summary:
     return summary
 
 
+async def amain(args: argparse.Namespace) -> None:
+    # --repeat: sequential sessions in one process (the first one pays the cold-start costs).
+    for _ in range(args.repeat):
+        summary = await check_once(args)
+        print(json.dumps(asdict(summary)), flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description="WHEP receive check (prints a JSON summary)")
     parser.add_argument("url")
@@ -315,9 +334,9 @@ def main() -> None:
     parser.add_argument("--video-frames", type=int, default=30)
     parser.add_argument("--audio-frames", type=int, default=50)
     parser.add_argument("--timeout", type=float, default=30.0)
+    parser.add_argument("--repeat", type=int, default=1, help="sessions, one JSON line each")
     args = parser.parse_args()
-    summary = asyncio.run(amain(args))
-    print(json.dumps(asdict(summary)), flush=True)
+    asyncio.run(amain(args))
     sys.exit(0)
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import ctypes
 import os
 import shutil
 import signal
@@ -35,6 +36,7 @@ HERE = Path(__file__).resolve().parent
 ANSWER_TIMEOUT_S = 20.0
 POLL_HOLD_S = 15.0
 PAGE_READY_TIMEOUT_S = 45.0
+PR_SET_PDEATHSIG = 1
 
 # Flags from docs/interop-recipes.md.
 CHROMIUM_FLAGS = [
@@ -162,7 +164,25 @@ def start_chromium(binary: str, url: str, profile: str) -> subprocess.Popen[byte
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL if not os.environ.get("CHROMIUM_LOG") else None,
         start_new_session=True,
+        preexec_fn=_die_with_parent,
     )
+
+
+def _die_with_parent() -> None:
+    # Runs in the child before exec: if the relay is SIGKILLed, the browser gets SIGKILL too
+    # (the browser's helpers exit when their IPC channel to it closes).
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+async def _watch_parent(stop: asyncio.Event) -> None:
+    """Set ``stop`` when our parent (the test run) disappears without stopping us."""
+    parent = os.getppid()
+    while not stop.is_set():
+        if os.getppid() != parent:
+            log("parent process gone; exiting")
+            stop.set()
+        await asyncio.sleep(1.0)
 
 
 def _wait_exit(proc: subprocess.Popen[bytes]) -> None:
@@ -183,7 +203,8 @@ def stop_chromium(proc: subprocess.Popen[bytes]) -> None:
 
 async def serve(args: argparse.Namespace) -> int:
     relay = Relay(args.codec)
-    runner = web.AppRunner(relay.app(), access_log=None)
+    # Short shutdown: a pending long-poll must not hold the exit for its full hold time.
+    runner = web.AppRunner(relay.app(), access_log=None, shutdown_timeout=1.0)
     await runner.setup()
     # Bind the socket ourselves so the port picked for --port 0 is known before serving.
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -198,6 +219,7 @@ async def serve(args: argparse.Namespace) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
 
+    watchdog = asyncio.ensure_future(_watch_parent(stop))
     profile = tempfile.mkdtemp(prefix="whep-chromium-")
     browser: subprocess.Popen[bytes] | None = None
     status = 0
@@ -225,6 +247,7 @@ async def serve(args: argparse.Namespace) -> int:
     finally:
         if browser is not None:
             await asyncio.to_thread(stop_chromium, browser)
+        watchdog.cancel()
         await runner.cleanup()
         shutil.rmtree(profile, ignore_errors=True)
     return status

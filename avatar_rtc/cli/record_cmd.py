@@ -1,0 +1,381 @@
+"""``avatar-rtc record OUT``: record the avatar to a file (MP4, MKV or WebM).
+
+Flow: connect -> start the recorder (the file starts at the first video keyframe) -> wait for
+the first frame -> say each ``--say`` text in order -> stop on ``--duration`` seconds of
+recorded media, on ``--until-idle``, or on SIGINT/SIGTERM -> finalise the file -> summary.
+
+Exit status: 0 done; 130 after Ctrl-C (SIGINT), 143 after SIGTERM, with the file finalised
+and the summary printed; 1 an error of the service/connection/recorder; 2 bad options;
+3 no media arrived.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ..errors import AvatarRTCError, ConfigurationError
+from ..record import EncodeOptions, RecorderStats, StreamStats
+from ..record.options import container_for_path
+from .common import (
+    EXIT_ERROR,
+    EXIT_NO_MEDIA,
+    EXIT_USAGE,
+    StopSignals,
+    Target,
+    add_target_options,
+    open_target,
+    positive_float,
+    print_error,
+    race_stop,
+    target_from_args,
+)
+from .progress import Progress, ProgressSample, format_duration, format_size
+
+if TYPE_CHECKING:
+    from ..record import Recorder
+    from ..session import AvatarSession
+
+__all__ = ["register", "run"]
+
+COMMAND = "record"
+DEFAULT_IDLE_CAP = 300.0  # --until-idle without --duration: never record forever by accident
+END_SLACK = 0.01  # stop this early: frames already in flight still reach the file
+POLL = 0.02  # how often the recorded duration is checked near the end (<< one video frame)
+STALL_GRACE = 5.0  # media stopped arriving: give up this long after the wall-clock duration
+CLOSE_TIMEOUT = 10.0  # bound on ending the session once the file is final
+
+EPILOG = """\
+Without --duration or --until-idle, recording runs until Ctrl-C. Ctrl-C (SIGINT) or SIGTERM
+stop the recording cleanly: the file is finalised and the summary printed, then the exit
+status is 130 (SIGINT) or 143 (SIGTERM). A second signal aborts at once (the file is still
+playable up to its last fragment). Other exit statuses: 1 error, 2 bad options, 3 no media.
+"""
+
+
+def register(subparsers: Any) -> None:
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        COMMAND,
+        help="record the avatar's audio and video to a file",
+        description="Record the avatar (default: the embedded emulator) to OUT "
+        "(.mp4 fragmented, .mkv or .webm).",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("out", metavar="OUT", help="output file: .mp4, .mkv or .webm")
+    parser.add_argument(
+        "--say",
+        action="append",
+        default=[],
+        metavar="TEXT",
+        help="text for the avatar to speak once the first frame arrived (repeatable, in order)",
+    )
+    parser.add_argument(
+        "--duration",
+        type=positive_float,
+        metavar="S",
+        help="stop after S seconds of recorded media (with --until-idle: the cap)",
+    )
+    parser.add_argument(
+        "--until-idle",
+        action="store_true",
+        help=f"stop once the avatar has finished speaking (cap: --duration, else "
+        f"{DEFAULT_IDLE_CAP:.0f} s)",
+    )
+    parser.add_argument(
+        "--mode",
+        choices=("copy", "encode"),
+        default="copy",
+        help="copy the received streams (no re-encoding, default) or decode and re-encode",
+    )
+    encode = parser.add_argument_group("encode mode")
+    encode.add_argument("--size", type=_size, metavar="WxH", help="scale the video")
+    encode.add_argument("--fps", type=positive_float, help="cap the frame rate")
+    encode.add_argument("--video-codec", choices=("libx264", "libvpx", "libvpx-vp9"))
+    encode.add_argument("--audio-codec", choices=("aac", "libopus"))
+    output = parser.add_argument_group("output")
+    output.add_argument("--no-progress", action="store_true", help="no progress on stderr")
+    output.add_argument("--json", action="store_true", help="print the summary as JSON")
+    add_target_options(parser)
+    parser.set_defaults(handler=run)
+
+
+def _size(value: str) -> tuple[int, int]:
+    try:
+        width, height = (int(v) for v in value.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected WxH, got {value!r}") from None
+    if width < 2 or height < 2 or width % 2 or height % 2:
+        raise argparse.ArgumentTypeError(f"width and height must be even and >= 2: {value!r}")
+    return width, height
+
+
+def encode_options(args: argparse.Namespace) -> EncodeOptions | None:
+    """EncodeOptions of the encode flags (None in copy mode); error when given in copy mode."""
+    given = [
+        name
+        for name in ("size", "fps", "video_codec", "audio_codec")
+        if getattr(args, name) is not None
+    ]
+    if args.mode == "copy":
+        if given:
+            flags = ", ".join("--" + name.replace("_", "-") for name in given)
+            raise ConfigurationError(f"{flags} only apply to --mode encode")
+        return None
+    width, height = args.size if args.size else (None, None)
+    return EncodeOptions(
+        width=width,
+        height=height,
+        fps=args.fps,
+        video_codec=args.video_codec,
+        audio_codec=args.audio_codec,
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        target = target_from_args(args)
+        container_for_path(args.out)
+        encode = encode_options(args)
+    except ConfigurationError as exc:
+        print_error(COMMAND, exc)
+        return EXIT_USAGE
+    try:
+        return asyncio.run(_main(args, target, encode))
+    except KeyboardInterrupt:  # no signal handlers (Windows)
+        return 130
+
+
+async def _main(args: argparse.Namespace, target: Target, encode: EncodeOptions | None) -> int:
+    stop = StopSignals().install()
+    try:
+        return await _record(args, target, encode, stop)
+    except asyncio.CancelledError:
+        if stop.received is None:
+            raise
+        task = asyncio.current_task()
+        if task is not None:
+            task.uncancel()
+        print(f"avatar-rtc {COMMAND}: interrupted", file=sys.stderr, flush=True)
+        return stop.exit_code or 130
+    except (AvatarRTCError, OSError, ValueError) as exc:
+        print_error(COMMAND, exc)
+        return EXIT_ERROR
+    finally:
+        stop.remove()
+
+
+@dataclass
+class _Outcome:
+    reason: str = "duration"  # duration | idle | cap | signal | stalled | error | no-media
+    error: BaseException | None = None
+
+
+async def _record(
+    args: argparse.Namespace, target: Target, encode: EncodeOptions | None, stop: StopSignals
+) -> int:
+    from ..session import AvatarSession
+
+    async with open_target(target) as session_kwargs:
+        session = AvatarSession(**session_kwargs)
+        await session.__aenter__()  # connect; a signal now cancels (nothing to save yet)
+        try:
+            options: dict[str, Any] = {} if encode is None else {"encode": encode}
+            recorder = session.record(args.out, mode=args.mode, **options)
+            # From here on a signal means "finish the file", not "abort".
+            stop.interruptible = False
+            progress = None if args.no_progress else Progress(sys.stderr)
+            started = time.monotonic()
+            ticker = asyncio.create_task(_show_progress(progress, recorder, started))
+            try:
+                outcome = await _drive(args, session, recorder, stop, target)
+            finally:
+                ticker.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await ticker
+            stats = await recorder.astop()
+            if progress is not None:
+                progress.update(_sample(stats, started), force=True)
+                progress.finish()
+            _print_summary(args, target, stats, outcome, time.monotonic() - started)
+        finally:
+            # The file is complete: ending the session must not hold the exit for long.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(CLOSE_TIMEOUT):
+                    await session.__aexit__(None, None, None)
+    if outcome.error is not None:
+        print_error(COMMAND, outcome.error)
+        return EXIT_ERROR
+    if stats.video.frames == 0 and stats.audio.frames == 0:
+        print(f"avatar-rtc {COMMAND}: no media was recorded", file=sys.stderr, flush=True)
+        return stop.exit_code or EXIT_NO_MEDIA
+    return stop.exit_code or 0
+
+
+async def _drive(
+    args: argparse.Namespace,
+    session: AvatarSession,
+    recorder: Recorder,
+    stop: StopSignals,
+    target: Target,
+) -> _Outcome:
+    """Wait for the first frame, speak, and wait for the end condition."""
+    try:
+        stopped, _ = await race_stop(stop, session.wait_first_frame(target.connect_timeout))
+    except (TimeoutError, AvatarRTCError) as exc:
+        return _Outcome("no-media", exc if not isinstance(exc, TimeoutError) else None)
+    if stopped:
+        return _Outcome("signal")
+
+    limit: float | None = args.duration
+    if args.until_idle and limit is None:
+        limit = DEFAULT_IDLE_CAP
+    speak = asyncio.create_task(_speak(session, args.say, args.until_idle))
+    recorded = asyncio.ensure_future(_recorded(recorder, limit)) if limit is not None else None
+    waits: list[asyncio.Future[Any]] = [speak, asyncio.ensure_future(stop.event.wait())]
+    if recorded is not None:
+        waits.append(recorded)
+    outcome = _Outcome()
+    try:
+        while True:
+            done, _ = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            if stop.event.is_set():
+                outcome.reason = "signal"
+                break
+            if speak in done:
+                if speak.exception() is not None:
+                    outcome = _Outcome("error", speak.exception())
+                    break
+                if args.until_idle:
+                    outcome.reason = "idle"
+                    break
+                waits.remove(speak)  # spoken; keep recording until the duration / a signal
+                continue
+            if recorded is not None and recorded in done:
+                stalled = recorded.result()
+                outcome.reason = "stalled" if stalled else "cap" if args.until_idle else "duration"
+                break
+    finally:
+        for waiter in waits:
+            waiter.cancel()
+        with contextlib.suppress(BaseException):
+            await asyncio.gather(*waits, return_exceptions=True)
+    return outcome
+
+
+async def _speak(session: AvatarSession, texts: list[str], until_idle: bool) -> None:
+    for text in texts:
+        await session.say(text)
+    if until_idle:
+        await session.wait_idle(None)
+
+
+async def _recorded(recorder: Recorder, seconds: float) -> bool:
+    """Return once the file holds ``seconds`` of every stream; True if it stalled instead.
+
+    The muxer holds the last video frame back (its duration is only known from the next
+    one), so the video in the file reaches one frame further than the stats say.
+    """
+    deadline = time.monotonic() + seconds + STALL_GRACE
+    while True:
+        stats = recorder.stats()
+        remaining = seconds - recorded_seconds(stats.video, stats.audio) - END_SLACK
+        if remaining <= 0:
+            return False
+        if time.monotonic() >= deadline:
+            return True
+        await asyncio.sleep(POLL if remaining < 0.5 else min(0.25, remaining / 2))
+
+
+def recorded_seconds(video: StreamStats, audio: StreamStats) -> float:
+    """How far every stream of the file reaches (the shortest one), in seconds."""
+    starts = [s.start for s in (video, audio) if s.start is not None]
+    if not starts:
+        return 0.0
+    ends: list[float] = []
+    if video.end is not None and video.start is not None:
+        # + the held-back frame, estimated by the mean frame interval so far
+        frame = (video.end - video.start) / video.frames if video.frames > 0 else 0.0
+        ends.append(video.end + frame)
+    if audio.end is not None:
+        ends.append(audio.end)
+    return min(ends) - min(starts)
+
+
+async def _show_progress(progress: Progress | None, recorder: Recorder, started: float) -> None:
+    if progress is None:
+        return
+    while True:
+        progress.update(_sample(recorder.stats(), started))
+        await asyncio.sleep(0.25 if progress.tty else 1.0)
+
+
+def _sample(stats: RecorderStats, started: float) -> ProgressSample:
+    now = time.monotonic()
+    return ProgressSample(
+        at=now,
+        elapsed=now - started,
+        media_seconds=stats.duration,
+        video_frames=stats.video.frames,
+        total_bytes=stats.video.bytes + stats.audio.bytes,
+        dropped=stats.dropped,
+    )
+
+
+def summary(stats: RecorderStats, outcome: _Outcome, wall: float) -> dict[str, Any]:
+    """The end-of-run summary as plain data (also what ``--json`` prints)."""
+    try:
+        size = os.path.getsize(stats.path)
+    except OSError:
+        size = 0
+    streams = {}
+    for kind, stream in (("video", stats.video), ("audio", stats.audio)):
+        if stream.frames:
+            streams[kind] = {
+                "codec": stream.codec,
+                "frames": stream.frames,
+                "duration": round(stream.duration, 3),
+                "bytes": stream.bytes,
+            }
+    return {
+        "file": stats.path,
+        "mode": stats.mode,
+        "duration": round(stats.duration, 3),
+        "streams": streams,
+        "size": size,
+        "dropped": stats.dropped,
+        "stopped_by": outcome.reason,
+        "wall_seconds": round(wall, 3),
+        "error": stats.error,
+    }
+
+
+def _print_summary(
+    args: argparse.Namespace, target: Target, stats: RecorderStats, outcome: _Outcome, wall: float
+) -> None:
+    data = summary(stats, outcome, wall)
+    if args.json:
+        print(json.dumps(data, indent=2), flush=True)
+        return
+    lines = [
+        f"recorded {data['file']} from the {target.describe()} ({data['mode']} mode, "
+        f"stopped by {data['stopped_by']})",
+        f"  duration {format_duration(stats.duration)} ({stats.duration:.3f} s), "
+        f"size {format_size(data['size'])}, dropped {data['dropped']}",
+    ]
+    for kind, info in data["streams"].items():
+        lines.append(
+            f"  {kind}: {info['codec']}, {info['frames']} frames, {info['duration']:.3f} s"
+        )
+    if not data["streams"]:
+        lines.append("  no streams: nothing was received")
+    if stats.error:
+        lines.append(f"  writer error: {stats.error}")
+    print("\n".join(lines), flush=True)

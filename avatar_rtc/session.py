@@ -1,0 +1,676 @@
+"""AvatarSession: the Control API, the WebRTC connection and the decoded media in one object.
+
+::
+
+    async with AvatarSession(avatar_id="...", ice=IceOptions(...)) as avatar:
+        await avatar.say("Hello!")
+        async for frame in avatar.video(size=(256, 256)):
+            model(frame.array)
+
+``start()`` (or ``async with``) creates the service session, inits the client, starts the
+keep-alive and connects WHEP; ``close()`` undoes all of it in reverse (streams, recorders,
+WHEP DELETE, ``end``) on every way out: normal exit, exception, task cancellation. With
+``whep_url=`` the session plays a bare WHEP endpoint and the Control API is not used.
+
+Events (``on(name, handler)``; handlers run on the event loop and get one
+:class:`SessionEvent`): ``state``, ``connected``, ``first_frame``, ``speaking_started``,
+``speaking_ended``, ``disconnected``, ``ended``, ``error``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Literal
+
+from aiortc import RTCRtpReceiver
+
+from .api.client import ControlClient
+from .api.models import TurnConfig
+from .api.session_scope import LiveSession
+from .errors import ApiError, AvatarRTCError, ConfigurationError
+from .media.clock import AvClock
+from .media.decoder import DecodedFrame, decoder_for
+from .media.frames import PixelFormat, SampleFormat, VideoFrame
+from .media.streams import AudioStream, Policy, VideoStream
+from .record.options import RecordMode, RecordOptions
+from .record.recorder import Recorder
+from .redact import Secret
+from .rtc.candidate_pair import SelectedPair
+from .rtc.connection import ConnectionState, MediaConnection
+from .rtc.encoded_frame import EncodedFrame
+from .rtc.ice_options import IceOptions
+from .rtc.receiver import ReceivePipeline
+from .session_stats import KeepAliveStats, SessionState, SessionStats, SessionTimings
+from .speech_detector import SpeechDetector, SpeechEvent
+
+__all__ = [
+    "ENV_AVATAR_ID",
+    "ENV_VOICE_ID",
+    "EVENTS",
+    "AvatarSession",
+    "EventName",
+    "SessionEvent",
+]
+
+logger = logging.getLogger(__name__)
+
+ENV_AVATAR_ID = "AVATAR_ID"
+ENV_VOICE_ID = "AVATAR_VOICE_ID"
+
+EventName = Literal[
+    "state",
+    "connected",
+    "first_frame",
+    "speaking_started",
+    "speaking_ended",
+    "disconnected",
+    "ended",
+    "error",
+]
+EVENTS: frozenset[str] = frozenset(EventName.__args__)  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True)
+class SessionEvent:
+    """What an event handler receives.
+
+    ``data``: the new :class:`SessionState` (``state``), the first :class:`VideoFrame`
+    (``first_frame``), a :class:`SpeechEvent` (``speaking_*``), the reason as a string
+    (``disconnected``), the exception (``error``); ``None`` otherwise.
+    """
+
+    name: EventName
+    session: AvatarSession
+    time: float  # time.monotonic()
+    data: Any = None
+
+
+EventHandler = Callable[[SessionEvent], object]
+
+
+class AvatarSession:
+    """One avatar session: see the module docstring.
+
+    - Service mode (default): ``api_url``/``ks`` (defaults ``$AVATAR_API_URL``/``$AVATAR_KS``)
+      or a ready ``client``; ``avatar_id`` defaults to ``$AVATAR_ID``, then to the first
+      visual of the catalog; ``voice_id`` to ``$AVATAR_VOICE_ID`` (else the service's default).
+    - Bare WHEP mode: ``whep_url`` (and ``bearer`` if the endpoint wants one); no Control API,
+      so no ``say``/``interrupt``.
+    - ``ice``: the service's TURN server is added to it (policy, host addresses and extra
+      servers stay the caller's); on loopback pass ``IceOptions(host_addresses=("127.0.0.1",))``.
+    - ``detect_speech``: decode the audio to raise ``speaking_started``/``speaking_ended``.
+    """
+
+    def __init__(
+        self,
+        *,
+        api_url: str | None = None,
+        ks: str | Secret | None = None,
+        avatar_id: str | None = None,
+        voice_id: str | None = None,
+        whep_url: str | None = None,
+        bearer: str | Secret | None = None,
+        ice: IceOptions | None = None,
+        video_codecs: Sequence[str] = ("H264", "VP8"),
+        connect_timeout: float = 20.0,
+        keep_alive_interval: float = 10.0,
+        client: ControlClient | None = None,
+        detect_speech: bool = True,
+    ) -> None:
+        if whep_url is not None and (client is not None or api_url is not None or ks is not None):
+            raise ConfigurationError("whep_url (bare WHEP mode) excludes api_url, ks and client")
+        self._api_url = api_url
+        self._ks = ks
+        self._avatar_id = avatar_id
+        self._voice_id = voice_id
+        self._whep_url = whep_url
+        self._bearer = bearer
+        self._ice = ice if ice is not None else IceOptions()
+        self._video_codecs = tuple(video_codecs)
+        self._connect_timeout = connect_timeout
+        self._keep_alive_interval = keep_alive_interval
+        self._client = client
+        self._detect_speech = detect_speech
+
+        self.clock = AvClock()
+        self.video_pipeline = ReceivePipeline("video", clock=self.clock)
+        self.audio_pipeline = ReceivePipeline("audio", clock=self.clock)
+        self.speech = SpeechDetector()
+
+        self._state = SessionState.NEW
+        self._handlers: dict[str, list[EventHandler]] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stack = contextlib.AsyncExitStack()
+        self._live: LiveSession | None = None
+        self._connection: MediaConnection | None = None
+        self._closing: asyncio.Task[None] | None = None
+        self._streams: list[VideoStream | AudioStream] = []
+        self._recorders: list[Recorder] = []
+        self._cleanups: list[Callable[[], None]] = []
+        self._errors: list[str] = []
+        # time.monotonic() stamps behind `timings`
+        self._t_start: float | None = None
+        self._session_seconds: float | None = None
+        self._t_keyframe: float | None = None
+        self._t_decoded: float | None = None
+        self._first_frame: asyncio.Future[VideoFrame] | None = None
+        self._got_first_frame = False  # decoder thread flag (the future lives on the loop)
+        self._unsub_keyframe: Callable[[], None] | None = None
+        self._remove_first_sink: Callable[[], None] | None = None
+        self._last_say: float | None = None
+        self._last_speech_start: float | None = None  # monotonic, when the event was handled
+        self._last_speech_end: float | None = None
+        self._speech_changed = asyncio.Event()
+
+    def __repr__(self) -> str:
+        return f"AvatarSession({self.session_id!r}, state={self._state.value})"
+
+    # --- properties ---------------------------------------------------------------------
+
+    @property
+    def state(self) -> SessionState:
+        return self._state
+
+    @property
+    def session_id(self) -> str | None:
+        return self._live.session_id if self._live is not None else None
+
+    @property
+    def whep_url(self) -> str | None:
+        if self._live is not None:
+            return self._live.client_config.whep_url
+        return self._whep_url
+
+    @property
+    def live(self) -> LiveSession | None:
+        """The Control API session (``None`` in bare WHEP mode or before ``start``)."""
+        return self._live
+
+    @property
+    def connection(self) -> MediaConnection | None:
+        return self._connection
+
+    @property
+    def selected_pair(self) -> SelectedPair | None:
+        return self._connection.selected_pair() if self._connection is not None else None
+
+    @property
+    def speaking(self) -> bool:
+        return self.speech.speaking
+
+    @property
+    def timings(self) -> SessionTimings:
+        conn = self._connection.timings if self._connection is not None else None
+        started = conn.started if conn else None
+        answered = conn.answer_received if conn else None
+        connected = conn.dtls_connected if conn else None
+        return SessionTimings(
+            session=self._session_seconds,
+            offer_answer=_span(started, answered),
+            ice_dtls=_span(answered, connected),
+            first_keyframe=_span(connected, self._t_keyframe),
+            first_frame=_span(self._t_keyframe, self._t_decoded),
+            total=_span(self._t_start, self._t_decoded),
+        )
+
+    # --- events -------------------------------------------------------------------------
+
+    def on(self, event: EventName, handler: EventHandler) -> Callable[[], None]:
+        """Call ``handler(SessionEvent)`` on every ``event``; returns the remover."""
+        if event not in EVENTS:
+            raise ValueError(f"unknown event {event!r}; one of {sorted(EVENTS)}")
+        handlers = self._handlers.setdefault(event, [])
+        handlers.append(handler)
+
+        def remove() -> None:
+            with contextlib.suppress(ValueError):
+                handlers.remove(handler)
+
+        return remove
+
+    def _emit(self, name: EventName, data: Any = None) -> None:
+        event = SessionEvent(name, self, time.monotonic(), data)
+        for handler in tuple(self._handlers.get(name, ())):
+            try:
+                result = handler(event)
+                if asyncio.iscoroutine(result) and self._loop is not None:
+                    self._loop.create_task(result)
+            except Exception:
+                logger.exception("%s event handler failed", name)
+
+    def _set_state(self, state: SessionState) -> None:
+        if state is self._state:
+            return
+        logger.debug("AvatarSession %s -> %s", self._state.value, state.value)
+        self._state = state
+        self._emit("state", state)
+
+    def _call_on_loop(self, fn: Callable[..., object], *args: Any) -> None:
+        """From a decoder thread: run ``fn`` on the session's loop (dropped once it closed)."""
+        loop = self._loop
+        if loop is not None:
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(fn, *args)
+
+    # --- lifecycle ----------------------------------------------------------------------
+
+    async def __aenter__(self) -> AvatarSession:
+        return await self.start()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def start(self) -> AvatarSession:
+        """Create the session and connect its media; on any failure everything is undone."""
+        if self._state is not SessionState.NEW:
+            raise RuntimeError(f"start() called in state {self._state.value!r}")
+        self._loop = asyncio.get_running_loop()
+        self._t_start = time.monotonic()
+        self._first_frame = self._loop.create_future()
+        self._set_state(SessionState.CONNECTING)
+        try:
+            await self._start()
+        except BaseException as exc:  # cancellation too: nothing may stay open
+            if not isinstance(exc, asyncio.CancelledError):
+                self._errors.append(f"start: {exc}")
+            await self._close_despite_cancel(failed=True)
+            raise
+        return self
+
+    async def _start(self) -> None:
+        self._watch_media()
+        whep_url, bearer, ice = self._whep_url, self._bearer, self._ice
+        if whep_url is None:
+            client = self._client
+            if client is None:
+                client = ControlClient(self._api_url, self._ks)
+                self._stack.push_async_callback(client.aclose)
+            avatar_id = self._avatar_id or await _default_avatar_id(client)
+            voice_id = self._voice_id or os.environ.get(ENV_VOICE_ID) or None
+            t0 = time.monotonic()
+            self._live = await self._stack.enter_async_context(
+                client.open_session(
+                    avatar_id,
+                    voice_id,
+                    keep_alive_interval=self._keep_alive_interval,
+                    on_gone=self._on_session_gone,
+                )
+            )
+            self._session_seconds = time.monotonic() - t0
+            whep_url = self._live.client_config.whep_url
+            ice = _with_turn(ice, self._live.client_config.turn)
+        connection = MediaConnection(
+            whep_url,
+            bearer=bearer,
+            ice=ice,
+            video_codecs=self._video_codecs,
+            connect_timeout=self._connect_timeout,
+            on_receiver=self._attach_receiver,
+            on_state_change=self._on_connection_state,
+        )
+        self._connection = connection
+        self._stack.push_async_callback(connection.close)
+        await connection.connect()
+        self._set_state(SessionState.CONNECTED)
+        self._emit("connected")
+
+    async def close(self) -> None:
+        """Close streams and recorders, DELETE the WHEP resource, end the session. Idempotent.
+
+        Completes even when the calling task is cancelled meanwhile (then re-raises).
+        """
+        await self._close_despite_cancel(failed=False)
+
+    async def _close_despite_cancel(self, *, failed: bool) -> None:
+        if self._closing is None:
+            self._closing = asyncio.ensure_future(self._close(failed))
+        task = self._closing
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            if not task.done():
+                await asyncio.wait([task])
+            raise
+
+    async def _close(self, failed: bool) -> None:
+        if self._state is SessionState.NEW:
+            self._state = SessionState.ENDED
+            return
+        self._set_state(SessionState.CLOSING)
+        for stream in tuple(self._streams):
+            stream.close()
+        for cleanup in (*self._cleanups, self._unsub_keyframe, self._remove_first_sink):
+            if cleanup is not None:
+                cleanup()
+        self._cleanups.clear()
+        for recorder in tuple(self._recorders):
+            try:
+                await recorder.astop()
+            except Exception as exc:
+                logger.error("recorder %s: %s", recorder.path, exc)
+                self._errors.append(f"recorder: {exc}")
+        try:
+            await self._stack.aclose()  # WHEP DELETE, then end, then our own HTTP client
+        except Exception as exc:
+            logger.warning("closing the session: %s", exc)
+            self._errors.append(f"close: {exc}")
+        self.video_pipeline.close()
+        self.audio_pipeline.close()
+        if self._first_frame is not None and not self._first_frame.done():
+            self._first_frame.set_exception(
+                AvatarRTCError("the session closed before the first video frame")
+            )
+            self._first_frame.exception()  # retrieved: no "never retrieved" warning
+        self._set_state(SessionState.FAILED if failed else SessionState.ENDED)
+        self._emit("ended")
+
+    # --- media wiring -------------------------------------------------------------------
+
+    def _attach_receiver(self, receiver: RTCRtpReceiver, kind: Literal["video", "audio"]) -> None:
+        pipeline = self.video_pipeline if kind == "video" else self.audio_pipeline
+        if pipeline.receiver is not None:
+            # A WHEP 406 counter-offer builds a second peer connection; our pipelines (and
+            # the streams on them) stay with the first one. Rare enough to only report.
+            logger.warning("a second %s receiver cannot be attached; its media is ignored", kind)
+            return
+        pipeline.attach(receiver)
+
+    def _watch_media(self) -> None:
+        """First keyframe (timing), first decoded frame, speech: installed before connecting."""
+        self._unsub_keyframe = self.video_pipeline.subscribe(self._on_encoded_video)
+        self._remove_first_sink = decoder_for(self.video_pipeline).add_sink(self._on_first_decoded)
+        if self._detect_speech:
+            self._cleanups.append(decoder_for(self.audio_pipeline).add_sink(self._on_audio))
+
+    def _on_encoded_video(self, frame: EncodedFrame) -> None:
+        if frame.keyframe and self._t_keyframe is None:
+            self._t_keyframe = frame.arrival_time
+            if self._unsub_keyframe is not None:
+                self._unsub_keyframe()
+                self._unsub_keyframe = None
+
+    def _on_first_decoded(self, decoded: DecodedFrame) -> None:
+        # Decoder thread. Only the first frame matters; the sink is removed on the loop.
+        if self._got_first_frame:
+            return
+        self._got_first_frame = True
+        enc = decoded.encoded
+        frame = VideoFrame(
+            decoded.frame,
+            rtp_timestamp=enc.rtp_timestamp,
+            presentation_time=enc.presentation_time,
+            clock_source=enc.clock_source,
+            arrival_time=enc.arrival_time,
+            index=enc.index,
+            keyframe=enc.keyframe,
+            decoded_time=decoded.decoded_time,
+        )
+        self._call_on_loop(self._first_frame_decoded, frame)
+
+    def _first_frame_decoded(self, frame: VideoFrame) -> None:
+        self._t_decoded = frame.decoded_time
+        if self._remove_first_sink is not None:
+            # The decoder keeps running only if a stream or recorder also uses it.
+            self._remove_first_sink()
+            self._remove_first_sink = None
+        if self._first_frame is not None and not self._first_frame.done():
+            self._first_frame.set_result(frame)
+        timings = self.timings
+        logger.info(
+            "first video frame %dx%d after %.0f ms",
+            frame.width,
+            frame.height,
+            (timings.total or 0.0) * 1000,
+        )
+        self._emit("first_frame", frame)
+
+    def _on_audio(self, decoded: DecodedFrame) -> None:
+        # Decoder thread: s16 packed stereo from the Opus decoder.
+        av_frame = decoded.frame
+        rate = int(av_frame.sample_rate) or 48000
+        event = self.speech.feed(
+            av_frame.to_ndarray(),
+            decoded.encoded.presentation_time,
+            int(av_frame.samples) / rate,
+        )
+        if event is not None:
+            self._call_on_loop(self._on_speech_event, event)
+
+    def _on_speech_event(self, event: SpeechEvent) -> None:
+        now = time.monotonic()
+        if event.kind == "started":
+            self._last_speech_start = now
+            self._emit("speaking_started", event)
+        else:
+            self._last_speech_end = now
+            self._emit("speaking_ended", event)
+        self._speech_changed.set()
+
+    def _on_connection_state(self, state: ConnectionState) -> None:
+        if state in ("failed", "closed") and self._state is SessionState.CONNECTED:
+            reason = f"media connection {state}"
+            logger.warning("avatar session %s: %s", self.session_id, reason)
+            self._errors.append(reason)
+            self._set_state(SessionState.DISCONNECTED)
+            self._emit("disconnected", reason)
+
+    def _on_session_gone(self, error: ApiError) -> None:
+        reason = f"the service session is gone (HTTP {error.status})"
+        self._errors.append(reason)
+        self._emit("error", error)
+        if self._state is SessionState.CONNECTED:
+            self._set_state(SessionState.DISCONNECTED)
+            self._emit("disconnected", reason)
+
+    # --- speech -------------------------------------------------------------------------
+
+    def _require_live(self, what: str) -> LiveSession:
+        if self._live is None:
+            if self._whep_url is not None:
+                raise ConfigurationError(f"{what} needs the Control API (bare WHEP session)")
+            raise RuntimeError(f"{what}: the session is not started")
+        return self._live
+
+    async def say(self, text: str) -> str:
+        """Make the avatar speak ``text``; returns the turn id (speech is asynchronous)."""
+        live = self._require_live("say()")
+        self._last_say = time.monotonic()
+        return await live.say_text(text)
+
+    async def say_audio(self, audio: str | Path | bytes, *, duration: float | None = None) -> str:
+        """Make the avatar speak an audio file (or its bytes); returns the turn id."""
+        live = self._require_live("say_audio()")
+        self._last_say = time.monotonic()
+        return await live.say_audio(audio, duration=duration)
+
+    async def interrupt(self) -> None:
+        """Stop the current speech (and anything queued)."""
+        await self._require_live("interrupt()").interrupt()
+
+    # timeout= (ASYNC109): part of the public contract, mirrored by the sync facade.
+    async def wait_first_frame(self, timeout: float | None = 20.0) -> VideoFrame:  # noqa: ASYNC109
+        """The first decoded video frame (``TimeoutError`` after ``timeout`` seconds)."""
+        if self._first_frame is None:
+            raise RuntimeError("wait_first_frame(): the session is not started")
+        async with asyncio.timeout(timeout):
+            return await asyncio.shield(self._first_frame)
+
+    def _idle(self, start_grace: float, quiet: float) -> bool:
+        if self.speech.speaking:
+            return False
+        now = time.monotonic()
+        if self._last_say is not None and (
+            self._last_speech_start is None or self._last_speech_start < self._last_say
+        ):
+            # Nothing heard since the last say(): the speech may still be synthesising.
+            return now - self._last_say >= start_grace
+        return self._last_speech_end is None or now - self._last_speech_end >= quiet
+
+    async def wait_idle(
+        self,
+        timeout: float | None = 60.0,  # noqa: ASYNC109
+        *,
+        start_grace: float = 5.0,
+        quiet: float = 0.5,
+    ) -> None:
+        """Wait until the avatar has nothing left to say (``TimeoutError`` after ``timeout``).
+
+        Idle: not speaking, and, if ``say*()`` was called, speech was heard after it and has
+        been quiet for ``quiet`` seconds (turns queued back to back play without such a
+        pause). Speech that does not start within ``start_grace`` seconds counts as none.
+        Judged from the received audio: needs ``detect_speech=True``.
+        """
+        if not self._detect_speech:
+            raise ConfigurationError("wait_idle() needs detect_speech=True")
+        async with asyncio.timeout(timeout):
+            while not self._idle(start_grace, quiet):
+                self._speech_changed.clear()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(0.05):
+                        await self._speech_changed.wait()
+
+    # --- media --------------------------------------------------------------------------
+
+    def video(
+        self,
+        *,
+        format: PixelFormat | None = "rgb24",
+        size: tuple[int, int] | None = None,
+        capacity: int = 2,
+        policy: Policy = "latest",
+    ) -> VideoStream:
+        """A stream of decoded frames (``frame.array``; ``format=None``: ``yuv_planes()``).
+
+        ``size`` is (width, height). Closed with the session. Call on the session's loop.
+        """
+        stream = VideoStream(
+            self.video_pipeline, format=format, size=size, capacity=capacity, policy=policy
+        )
+        self._streams.append(stream)
+        return stream
+
+    def audio(
+        self,
+        *,
+        sample_rate: int = 48000,
+        channels: int = 1,
+        frame_ms: int = 20,
+        dtype: SampleFormat = "int16",
+        capacity: int | None = None,
+        policy: Policy = "all",
+    ) -> AudioStream:
+        """A stream of PCM frames of ``frame_ms`` each, shape (samples, channels)."""
+        stream = AudioStream(
+            self.audio_pipeline,
+            sample_rate=sample_rate,
+            channels=channels,
+            frame_ms=frame_ms,
+            dtype=dtype,
+            capacity=capacity,
+            policy=policy,
+        )
+        self._streams.append(stream)
+        return stream
+
+    def record(
+        self, path: str | os.PathLike[str], *, mode: RecordMode = "copy", **options: Any
+    ) -> Recorder:
+        """Record to ``path`` (.mp4/.mkv/.webm); ``options`` are :class:`RecordOptions` fields.
+
+        Started and fed at once; stopped (file finalised) by ``close()`` or ``stop()``.
+        """
+        recorder = Recorder(path, mode, RecordOptions(**options))
+        recorder.start()
+        self._recorders.append(recorder)
+        if mode == "copy":
+            recorder.attach(self.video_pipeline)
+            recorder.attach(self.audio_pipeline)
+            return recorder
+
+        def video(decoded: DecodedFrame) -> None:
+            recorder.write_video(decoded.frame, decoded.encoded.presentation_time)
+
+        def audio(decoded: DecodedFrame) -> None:
+            recorder.write_audio(decoded.frame, decoded.encoded.presentation_time)
+
+        self._cleanups.append(decoder_for(self.video_pipeline).add_sink(video))
+        self._cleanups.append(decoder_for(self.audio_pipeline).add_sink(audio))
+        return recorder
+
+    # --- stats --------------------------------------------------------------------------
+
+    def stats(self) -> SessionStats:
+        live = self._live
+        keep_alive = None
+        if live is not None:
+            ka = live.keep_alive
+            keep_alive = KeepAliveStats(
+                ka.state, ka.sent, str(ka.last_error) if ka.last_error else None
+            )
+        video_decoder = decoder_for(self.video_pipeline)
+        audio_decoder = decoder_for(self.audio_pipeline)
+        return SessionStats(
+            state=self._state,
+            session_id=self.session_id,
+            connection_state=self._connection.state if self._connection else "new",
+            selected_pair=self.selected_pair,
+            timings=self.timings,
+            video=self.video_pipeline.stats(),
+            audio=self.audio_pipeline.stats(),
+            video_decoder=video_decoder.stats(),
+            audio_decoder=audio_decoder.stats(),
+            streams=tuple(s.stats() for s in self._streams),
+            recorders=tuple(r.stats() for r in self._recorders),
+            keep_alive=keep_alive,
+            speaking=self.speech.speaking,
+            utterances=self.speech.utterances,
+            audio_level_db=self.speech.level_db,
+            errors=tuple(self._errors),
+        )
+
+
+def _span(start: float | None, end: float | None) -> float | None:
+    if start is None or end is None:
+        return None
+    return max(0.0, end - start)
+
+
+def _with_turn(ice: IceOptions, turn: TurnConfig | None) -> IceOptions:
+    """The caller's ICE options plus the service's TURN server (the caller's own wins)."""
+    if turn is None or ice.turn is not None:
+        return ice
+    if turn.host.endswith(".invalid"):
+        # RFC 2606: never resolves (the emulator's placeholder); don't spend lookups on it.
+        logger.debug("ignoring TURN host %s", turn.host)
+        return ice
+    return dataclasses.replace(ice, turn=turn)
+
+
+async def _default_avatar_id(client: ControlClient) -> str:
+    from_env = os.environ.get(ENV_AVATAR_ID)
+    if from_env:
+        return from_env
+    try:
+        visuals = await client.list_catalog("Visual")
+    except AvatarRTCError as exc:
+        raise ConfigurationError(
+            f"no avatar_id given, ${ENV_AVATAR_ID} unset, and the catalog failed: {exc}"
+        ) from exc
+    if not visuals:
+        raise ConfigurationError(f"no avatar_id given, ${ENV_AVATAR_ID} unset, catalog empty")
+    logger.info("no avatar_id given: using the catalog's first visual %s", visuals[0].item_id)
+    return visuals[0].item_id

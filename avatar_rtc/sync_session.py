@@ -1,0 +1,276 @@
+"""SyncAvatarSession: :class:`~avatar_rtc.session.AvatarSession` for plain scripts and notebooks.
+
+The session (and the whole WebRTC stack) runs on an event loop in a daemon thread; every
+method blocks until its coroutine finished there::
+
+    with SyncAvatarSession(avatar_id="...") as avatar:
+        avatar.say("Hello")
+        for frame in avatar.iter_video(size=(256, 256)):
+            ...  # frame.array is a numpy image
+
+Event handlers (``on``) run on that loop thread: keep them short. A session that is never
+closed explicitly is closed when the object is garbage-collected or the interpreter exits,
+so the service session is ended in any case.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import weakref
+from collections.abc import Callable, Coroutine, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any, TypeVar
+
+from .api.client import ControlClient
+from .media.frames import AudioFrame, PixelFormat, SampleFormat, VideoFrame
+from .media.streams import AudioStream, Policy, VideoStream
+from .media.sync_iter import BackgroundLoop, FrameIterator
+from .record.options import RecordMode
+from .record.recorder import Recorder
+from .redact import Secret
+from .rtc.candidate_pair import SelectedPair
+from .rtc.ice_options import IceOptions
+from .session import AvatarSession, EventHandler, EventName
+from .session_stats import SessionState, SessionStats, SessionTimings
+
+__all__ = ["SyncAvatarSession"]
+
+R = TypeVar("R")
+
+_CLOSE_TIMEOUT = 30.0
+
+
+def _finalize(session: AvatarSession, bg: BackgroundLoop) -> None:
+    """Close the session and stop the loop thread (at close, garbage collection or exit)."""
+    try:
+        if session.state.value not in ("new", "ended", "failed"):
+            with contextlib.suppress(Exception):
+                bg.run(session.close(), timeout=_CLOSE_TIMEOUT)
+    finally:
+        bg.close()
+
+
+class SyncAvatarSession:
+    """Blocking facade of :class:`AvatarSession`; same arguments, same methods."""
+
+    def __init__(
+        self,
+        *,
+        api_url: str | None = None,
+        ks: str | Secret | None = None,
+        avatar_id: str | None = None,
+        voice_id: str | None = None,
+        whep_url: str | None = None,
+        bearer: str | Secret | None = None,
+        ice: IceOptions | None = None,
+        video_codecs: Sequence[str] = ("H264", "VP8"),
+        connect_timeout: float = 20.0,
+        keep_alive_interval: float = 10.0,
+        client: ControlClient | None = None,
+        detect_speech: bool = True,
+    ) -> None:
+        options: dict[str, Any] = {
+            "api_url": api_url,
+            "ks": ks,
+            "avatar_id": avatar_id,
+            "voice_id": voice_id,
+            "whep_url": whep_url,
+            "bearer": bearer,
+            "ice": ice,
+            "video_codecs": video_codecs,
+            "connect_timeout": connect_timeout,
+            "keep_alive_interval": keep_alive_interval,
+            "client": client,
+            "detect_speech": detect_speech,
+        }
+        self._bg = BackgroundLoop(name="avatar-rtc-session")
+        try:
+            # Created on the loop: asyncio objects inside bind to it.
+            self._session: AvatarSession = self._bg.run(_create(options))
+        except BaseException:
+            self._bg.close()
+            raise
+        self._finalizer = weakref.finalize(self, _finalize, self._session, self._bg)
+
+    # --- plumbing -----------------------------------------------------------------------
+
+    def _run(self, coro: Coroutine[Any, Any, R], timeout: float | None = None) -> R:
+        return self._bg.run(coro, timeout)
+
+    @property
+    def session(self) -> AvatarSession:
+        """The underlying async session (use it only on :attr:`loop`)."""
+        return self._session
+
+    @property
+    def loop(self) -> BackgroundLoop:
+        return self._bg
+
+    # --- lifecycle ----------------------------------------------------------------------
+
+    def start(self) -> SyncAvatarSession:
+        try:
+            self._run(self._session.start())
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def close(self) -> None:
+        """Close the session (streams, recorders, WHEP, end) and stop the loop thread."""
+        self._finalizer()
+
+    def __enter__(self) -> SyncAvatarSession:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # --- state --------------------------------------------------------------------------
+
+    @property
+    def state(self) -> SessionState:
+        return self._session.state
+
+    @property
+    def session_id(self) -> str | None:
+        return self._session.session_id
+
+    @property
+    def whep_url(self) -> str | None:
+        return self._session.whep_url
+
+    @property
+    def timings(self) -> SessionTimings:
+        return self._session.timings
+
+    @property
+    def selected_pair(self) -> SelectedPair | None:
+        return self._session.selected_pair
+
+    @property
+    def speaking(self) -> bool:
+        return self._session.speaking
+
+    def stats(self) -> SessionStats:
+        return self._run(_call(self._session.stats))
+
+    def on(self, event: EventName, handler: EventHandler) -> Callable[[], None]:
+        """``handler(SessionEvent)`` runs on the session's loop thread."""
+        return self._session.on(event, handler)
+
+    # --- speech -------------------------------------------------------------------------
+
+    def say(self, text: str) -> str:
+        return self._run(self._session.say(text))
+
+    def say_audio(self, audio: str | Path | bytes, *, duration: float | None = None) -> str:
+        return self._run(self._session.say_audio(audio, duration=duration))
+
+    def interrupt(self) -> None:
+        self._run(self._session.interrupt())
+
+    def wait_first_frame(self, timeout: float | None = 20.0) -> VideoFrame:
+        return self._run(self._session.wait_first_frame(timeout))
+
+    def wait_idle(
+        self, timeout: float | None = 60.0, *, start_grace: float = 5.0, quiet: float = 0.5
+    ) -> None:
+        self._run(self._session.wait_idle(timeout, start_grace=start_grace, quiet=quiet))
+
+    # --- media --------------------------------------------------------------------------
+
+    def video(
+        self,
+        *,
+        format: PixelFormat | None = "rgb24",
+        size: tuple[int, int] | None = None,
+        capacity: int = 2,
+        policy: Policy = "latest",
+    ) -> VideoStream:
+        """The async stream (lives on :attr:`loop`); plain code wants :meth:`iter_video`."""
+        return self._run(
+            _call(self._session.video, format=format, size=size, capacity=capacity, policy=policy)
+        )
+
+    def audio(
+        self,
+        *,
+        sample_rate: int = 48000,
+        channels: int = 1,
+        frame_ms: int = 20,
+        dtype: SampleFormat = "int16",
+        capacity: int | None = None,
+        policy: Policy = "all",
+    ) -> AudioStream:
+        return self._run(
+            _call(
+                self._session.audio,
+                sample_rate=sample_rate,
+                channels=channels,
+                frame_ms=frame_ms,
+                dtype=dtype,
+                capacity=capacity,
+                policy=policy,
+            )
+        )
+
+    def iter_video(
+        self,
+        *,
+        format: PixelFormat | None = "rgb24",
+        size: tuple[int, int] | None = None,
+        capacity: int = 2,
+        policy: Policy = "latest",
+        timeout: float | None = 10.0,
+    ) -> FrameIterator[VideoFrame]:
+        """Blocking iterator of video frames; ends when the session closes.
+
+        ``timeout`` bounds the wait for each frame (``TimeoutError``); leaving the loop
+        (``break``) stops the stream.
+        """
+        stream = self.video(format=format, size=size, capacity=capacity, policy=policy)
+        return FrameIterator(stream, self._bg.loop, timeout)
+
+    def iter_audio(
+        self,
+        *,
+        sample_rate: int = 48000,
+        channels: int = 1,
+        frame_ms: int = 20,
+        dtype: SampleFormat = "int16",
+        capacity: int | None = None,
+        policy: Policy = "all",
+        timeout: float | None = 10.0,
+    ) -> FrameIterator[AudioFrame]:
+        """Blocking iterator of fixed-size PCM frames; ends when the session closes."""
+        stream = self.audio(
+            sample_rate=sample_rate,
+            channels=channels,
+            frame_ms=frame_ms,
+            dtype=dtype,
+            capacity=capacity,
+            policy=policy,
+        )
+        return FrameIterator(stream, self._bg.loop, timeout)
+
+    def record(
+        self, path: str | os.PathLike[str], *, mode: RecordMode = "copy", **options: Any
+    ) -> Recorder:
+        return self._run(_call(self._session.record, path, mode=mode, **options))
+
+
+async def _create(options: dict[str, Any]) -> AvatarSession:
+    return AvatarSession(**options)
+
+
+async def _call(fn: Callable[..., R], *args: Any, **kwargs: Any) -> R:
+    """Run a plain function on the loop thread (streams bind to the running loop)."""
+    return fn(*args, **kwargs)

@@ -1,0 +1,236 @@
+"""``avatar-rtc probe`` and the shared target/ICE options (``cli/common.py``)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from avatar_rtc.cli.common import Target, target_from_args
+from avatar_rtc.cli.main import build_parser
+from avatar_rtc.emulator import DEFAULT_VISUAL_ID, DEFAULT_VOICE_ID
+from avatar_rtc.errors import ConfigurationError
+from avatar_rtc.redact import redact
+
+PHASES = {"session", "offer_answer", "ice_dtls", "first_keyframe", "first_frame"}
+
+
+def _target(*argv: str, env: dict[str, str] | None = None) -> Target:
+    args = build_parser().parse_args(["probe", *argv])
+    return target_from_args(args, environ=env or {})
+
+
+def _cli(*argv: str, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AVATAR_")}
+    return subprocess.run(
+        [sys.executable, "-m", "avatar_rtc.cli", *argv],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+    )
+
+
+# --- target selection -------------------------------------------------------------------------
+
+
+def test_default_target_is_the_embedded_emulator_on_loopback() -> None:
+    target = _target()
+    assert target.kind == "emulator"
+    assert (target.avatar_id, target.voice_id) == (DEFAULT_VISUAL_ID, DEFAULT_VOICE_ID)
+    assert target.ice.host_addresses == ("127.0.0.1",)
+    assert target.ice.policy == "all" and target.ice.extra_servers == ()
+    assert target.video_codecs == ("H264", "VP8")
+    assert target.ks is None and target.api_url is None
+
+
+def test_a_ks_selects_the_service() -> None:
+    target = _target(env={"AVATAR_KS": "ks-from-env-123"})
+    assert target.kind == "service"
+    assert target.ks is not None and target.ks.reveal() == "ks-from-env-123"
+    assert "ks-from-env-123" not in repr(target)
+    assert redact("token ks-from-env-123") == "token ***"  # registered for log redaction
+    assert target.ice.host_addresses is None  # every interface against a real service
+    assert target.avatar_id is None  # the session picks $AVATAR_ID / the catalog's first
+
+    target = _target("--api-url", "http://127.0.0.1:1/v1/avatar-session", "--avatar-id", "a1")
+    assert (target.kind, target.api_url, target.avatar_id) == (
+        "service", "http://127.0.0.1:1/v1/avatar-session", "a1",
+    )  # fmt: skip
+    env_url = {"AVATAR_API_URL": "http://h/v1/avatar-session"}
+    assert _target("--ks", "ks-cli-value", env=env_url).api_url == "http://h/v1/avatar-session"
+
+
+def test_whep_url_selects_a_bare_whep_source() -> None:
+    target = _target("--whep-url", "http://127.0.0.1:9/whep", "--bearer", "bearer-xyz-1")
+    assert target.kind == "whep" and target.whep_url == "http://127.0.0.1:9/whep"
+    assert target.bearer is not None and target.bearer.reveal() == "bearer-xyz-1"
+    assert "bearer-xyz-1" not in repr(target)
+    # a KS in the environment does not turn a WHEP probe into a service one
+    assert _target("--whep-url", "https://x/whep", env={"AVATAR_KS": "ks-abcd"}).kind == "whep"
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--whep-url", "http://h/w", "--ks", "ks-x1"],
+        ["--whep-url", "rtsp://h/w"],
+        ["--bearer", "bearer-only"],
+        ["--turn-credential", "cred"],
+        ["--turn", "stun:h:3478"],
+        ["--stun", "http://h"],
+    ],
+)
+def test_inconsistent_target_options(argv: list[str]) -> None:
+    with pytest.raises(ConfigurationError):
+        _target(*argv)
+
+
+def test_ice_options() -> None:
+    target = _target(
+        "--ice-policy", "relay",
+        "--stun", "stun:127.0.0.1:3478",
+        "--turn", "turn:127.0.0.1:3478?transport=udp",
+        "--turn", "turns:127.0.0.1:5349?transport=tcp",
+        "--turn-username", "turn-user-1", "--turn-credential", "turn-cred-1",
+        "--host-address", "127.0.0.1", "--host-address", "::1",
+        "--codec", "vp8", "--codec", "H264",
+        "--connect-timeout", "7", "--gather-timeout", "2",
+    )  # fmt: skip
+    ice = target.ice
+    assert ice.policy == "relay" and ice.host_addresses == ("127.0.0.1", "::1")
+    assert ice.gather_timeout == 2.0 and target.connect_timeout == 7.0
+    assert [s.url for s in ice.servers()] == [
+        "stun:127.0.0.1:3478",
+        "turn:127.0.0.1:3478?transport=udp",
+        "turns:127.0.0.1:5349?transport=tcp",
+    ]
+    assert ice.extra_servers[0].username is None
+    assert {(s.username, s.credential) for s in ice.extra_servers[1:]} == {
+        ("turn-user-1", "turn-cred-1")
+    }
+    assert "turn-cred-1" not in repr(target)
+    assert target.video_codecs == ("VP8", "H264")
+
+
+@pytest.mark.parametrize("argv", [["--codec", "AV1"], ["--ice-policy", "none"], ["--duration", "-1"]])
+def test_bad_values_are_usage_errors(argv: list[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        build_parser().parse_args(["probe", *argv])
+    assert exc.value.code == 2
+
+
+# --- real probes ------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_probe_the_embedded_emulator() -> None:
+    result = _cli("probe", "--duration", "3")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    video, audio = report["video"], report["audio"]
+    assert report["target"] == "emulator"
+    assert report["codecs"] == {"video": "H264", "audio": "opus"}
+    assert (video["width"], video["height"]) == (512, 512)
+    assert video["frames"] > 0 and 15 <= video["fps"] <= 35
+    assert audio["frames"] > 0
+    ttff = report["time_to_first_frame"]
+    assert set(ttff["phases"]) == PHASES
+    assert all(isinstance(v, float) and v >= 0 for v in ttff["phases"].values()), ttff
+    assert ttff["total"] >= sum(ttff["phases"].values()) - 0.05
+    pair = report["selected_pair"]
+    assert pair["local_type"] == "host" and pair["protocol"] == "udp"
+    assert pair["turn_transport"] is None
+    assert report["packets"]["video"]["packets"] > 0 and report["packets"]["video"]["lost"] >= 0
+
+
+@pytest.mark.slow
+def test_probe_a_dead_whep_endpoint_is_a_one_line_error() -> None:
+    result = _cli("probe", "--whep-url", "http://127.0.0.1:9/whep", "--connect-timeout", "5")
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("avatar-rtc probe: NetworkError:"), lines
+
+
+# --- secrets ----------------------------------------------------------------------------------
+
+KS = "ks-DISTINCTIVE-cli-test-4242"
+EMU_TURN = ("emu-turn-user-7777", "emu-turn-cred-8888")
+CLI_TURN = ("cli-turn-user-5555", "cli-turn-cred-6666")
+
+
+@pytest.fixture
+def emulator_with_secrets() -> Iterator[str]:
+    """``avatar-rtc emulator`` with a fixed KS and TURN credentials (unreachable TURN)."""
+    proc = subprocess.Popen(
+        [
+            sys.executable, "-m", "avatar_rtc.cli", "emulator", "--port", "0", "--ks", KS,
+            "--turn-url", "127.0.0.1", "--turn-username", EMU_TURN[0],
+            "--turn-credential", EMU_TURN[1],
+        ],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )  # fmt: skip
+    assert proc.stdout is not None
+    api_url = None
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and api_url is None:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        if m := re.match(r"AVATAR_API_URL=(\S+)", line):
+            api_url = m[1]
+    try:
+        if api_url is None:
+            proc.kill()
+            pytest.fail(f"emulator did not start: {proc.communicate()[1]}")
+        yield api_url
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.communicate(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.communicate()
+
+
+@pytest.mark.slow
+def test_no_secret_in_the_output_of_a_run(emulator_with_secrets: str) -> None:
+    result = _cli(
+        "-vv", "probe", "--duration", "1", "--compact",
+        "--api-url", emulator_with_secrets, "--ks", KS,
+        "--host-address", "127.0.0.1", "--gather-timeout", "1",
+        "--turn", "turn:127.0.0.1:9?transport=udp",
+        "--turn-username", CLI_TURN[0], "--turn-credential", CLI_TURN[1],
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads(result.stdout)["target"] == "service"
+    output = result.stdout + result.stderr
+    assert "DEBUG" in output  # -vv: the debug logs of every layer were shown and checked
+    for secret in (KS, *EMU_TURN, *CLI_TURN):
+        assert secret not in output, secret
+    assert not re.search(r"eyJ[\w-]+\.[\w-]+", output), "a JWT was printed"
+
+
+def test_error_lines_mask_secrets() -> None:
+    from avatar_rtc.cli.common import error_line
+
+    target = _target("--ks", "ks-in-an-error-99")
+    assert target.ks is not None
+    line = error_line("probe", RuntimeError(f"bad KS {target.ks.reveal()}\nsecond line"))
+    assert line == "avatar-rtc probe: RuntimeError: bad KS ***"
+
+
+def _unused(*_: Any) -> None:  # keeps typing imports honest for mypy users of this file
+    return None

@@ -1,0 +1,234 @@
+"""``avatar-rtc record``: option handling, progress formatting, and real recordings.
+
+The end-to-end tests run ``python -m avatar_rtc.cli record`` against the embedded emulator
+and check the file with ffprobe (skipped locally without it, required in CI).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from avatar_rtc.cli import record_cmd
+from avatar_rtc.cli.main import build_parser, main
+from avatar_rtc.cli.progress import (
+    Progress,
+    ProgressSample,
+    format_bitrate,
+    format_duration,
+    format_size,
+    progress_line,
+)
+from avatar_rtc.errors import ConfigurationError
+from avatar_rtc.record import StreamStats
+from tests.support import require_tool
+
+SAY = "Hello! I am your avatar."
+
+
+# --- helpers (also used by test_ctrl_c) -----------------------------------------------------
+
+
+def cli(*argv: str, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "avatar_rtc.cli", *argv],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=cli_env(),
+    )
+
+
+def cli_env() -> dict[str, str]:
+    # The default target is the embedded emulator: no KS/API URL may leak in from the shell.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AVATAR_")}
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def probe_streams(path: Path) -> dict[str, dict[str, Any]]:
+    """Per stream type: codec, size, packets and duration from the packets' timestamps
+    (Matroska has no per-stream duration field)."""
+    ffprobe = require_tool("ffprobe")
+    out = subprocess.run(
+        [
+            ffprobe, "-v", "error", "-of", "json", "-show_entries",
+            "stream=index,codec_type,codec_name,width,height"
+            ":packet=stream_index,pts_time,duration_time",
+            str(path),
+        ],
+        capture_output=True, text=True, timeout=30, check=True,
+    ).stdout  # fmt: skip
+    data = json.loads(out)
+    streams: dict[str, dict[str, Any]] = {}
+    for stream in data["streams"]:
+        packets = [p for p in data.get("packets", []) if p["stream_index"] == stream["index"]]
+        start = min(float(p["pts_time"]) for p in packets)
+        end = max(float(p["pts_time"]) + float(p.get("duration_time", 0)) for p in packets)
+        assert stream["codec_type"] not in streams, "one stream per type expected"
+        streams[stream["codec_type"]] = {
+            "codec": stream["codec_name"],
+            "width": stream.get("width"),
+            "height": stream.get("height"),
+            "packets": len(packets),
+            "duration": end - start,
+        }
+    return streams
+
+
+# --- options ------------------------------------------------------------------------------
+
+
+def test_parser_defaults() -> None:
+    args = build_parser().parse_args(["record", "out.mp4"])
+    assert (args.out, args.mode, args.duration, args.until_idle, args.say) == (
+        "out.mp4", "copy", None, False, [],
+    )  # fmt: skip
+    assert args.handler is record_cmd.run
+
+
+def test_say_is_repeatable_in_order() -> None:
+    args = build_parser().parse_args(["record", "o.mkv", "--say", "one", "--say", "two"])
+    assert args.say == ["one", "two"]
+
+
+def test_encode_options() -> None:
+    parse = build_parser().parse_args
+    args = parse(["record", "o.mp4", "--mode", "encode", "--size", "320x240", "--fps", "15",
+                  "--video-codec", "libx264", "--audio-codec", "aac"])  # fmt: skip
+    options = record_cmd.encode_options(args)
+    assert options is not None
+    assert (options.width, options.height, options.fps) == (320, 240, 15.0)
+    assert (options.video_codec, options.audio_codec) == ("libx264", "aac")
+    assert record_cmd.encode_options(parse(["record", "o.mp4"])) is None
+    with pytest.raises(ConfigurationError, match="--size"):
+        record_cmd.encode_options(parse(["record", "o.mp4", "--size", "320x240"]))
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["--size", "321x240"], ["--size", "big"], ["--duration", "0"], ["--mode", "transcode"]],
+)
+def test_bad_option_values_exit_2(argv: list[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        build_parser().parse_args(["record", "o.mp4", *argv])
+    assert exc.value.code == 2
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["o.avi"], "unknown extension"),
+        (["o.mp4", "--fps", "10"], "--mode encode"),
+        (["o.mp4", "--whep-url", "ftp://x"], "http"),
+        (["o.mp4", "--bearer", "tok-en"], "--whep-url"),
+        (["o.mp4", "--turn-username", "u"], "--turn URL"),
+        (["o.mp4", "--stun", "turn:h:3478"], "stun"),
+    ],
+)
+def test_inconsistent_options_exit_2(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str], monkeypatch: Any
+) -> None:
+    monkeypatch.delenv("AVATAR_KS", raising=False)
+    monkeypatch.delenv("AVATAR_API_URL", raising=False)
+    assert main(["record", *argv]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("avatar-rtc record: ") and message in err
+    assert err.count("\n") == 1
+
+
+# --- progress -------------------------------------------------------------------------------
+
+
+def _sample(at: float, frames: int, nbytes: int, dropped: int = 0) -> ProgressSample:
+    return ProgressSample(at, at, at - 0.1, frames, nbytes, dropped)
+
+
+def test_formatting() -> None:
+    assert format_duration(4.25) == "00:04.2"
+    assert format_duration(75.0) == "01:15.0"
+    assert format_duration(3725) == "1:02:05"
+    assert format_bitrate(250_000) == "250 kbit/s"
+    assert format_bitrate(1_500_000) == "1.50 Mbit/s"
+    assert format_size(512) == "512 B"
+    assert format_size(3 * 1024 * 1024) == "3.0 MiB"
+    line = progress_line(_sample(1.0, 25, 0), _sample(3.0, 75, 250_000, dropped=2))
+    assert line == "rec 00:03.0  media 00:02.9  25.0 fps  1.00 Mbit/s  dropped 2"
+
+
+def test_progress_on_a_terminal_rewrites_one_line() -> None:
+    out = io.StringIO()
+    progress = Progress(out, tty=True, interval=0.5)
+    assert not progress.update(_sample(0.0, 0, 0))  # the first sample starts the clock
+    assert not progress.update(_sample(0.2, 5, 100))  # too soon
+    assert progress.update(_sample(1.0, 25, 1000))
+    assert progress.update(_sample(2.0, 50, 2000))
+    progress.finish()
+    text = out.getvalue()
+    assert text.count("\r") == 2 and text.endswith("\n") and text.count("\n") == 1
+
+
+def test_progress_in_a_log_prints_full_lines_every_interval() -> None:
+    out = io.StringIO()
+    progress = Progress(out, tty=False)
+    assert progress.interval == 5.0
+    for t in range(0, 12):
+        progress.update(_sample(float(t), 25 * t, 1000 * t))
+    progress.update(_sample(12.0, 300, 12000), force=True)
+    progress.finish()
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 3 and "\r" not in out.getvalue()
+    assert "25.0 fps" in lines[-1]  # the forced line: the whole run's average
+
+
+def test_recorded_seconds_counts_the_held_back_video_frame() -> None:
+    video = StreamStats("h264", frames=100, bytes=1, start=0.0, end=4.0)  # 40 ms frames
+    assert record_cmd.recorded_seconds(video, StreamStats()) == pytest.approx(4.04)
+    audio = StreamStats("opus", frames=150, bytes=1, start=0.0, end=3.0)
+    assert record_cmd.recorded_seconds(video, audio) == pytest.approx(3.0)
+    assert record_cmd.recorded_seconds(StreamStats(), StreamStats()) == 0.0
+
+
+# --- real recordings --------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("extension", ["mp4", "mkv"])
+def test_record_with_say_and_duration(tmp_path: Path, extension: str) -> None:
+    require_tool("ffprobe")
+    out = tmp_path / f"avatar.{extension}"
+    result = cli("record", str(out), "--say", SAY, "--duration", "6")
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    assert f"recorded {out}" in result.stdout and "stopped by duration" in result.stdout
+    assert "rec 00:" in result.stderr  # progress (a log: full lines)
+
+    streams = probe_streams(out)
+    assert set(streams) == {"video", "audio"}
+    video, audio = streams["video"], streams["audio"]
+    assert (video["codec"], video["width"], video["height"]) == ("h264", 512, 512)
+    assert audio["codec"] == "opus"
+    assert video["duration"] == pytest.approx(6.0, abs=0.1), streams
+    assert audio["duration"] == pytest.approx(6.0, abs=0.1), streams
+    assert abs(video["duration"] - audio["duration"]) <= 0.1, streams
+
+
+@pytest.mark.slow
+def test_record_json_summary(tmp_path: Path) -> None:
+    out = tmp_path / "short.mkv"
+    result = cli("record", str(out), "--duration", "1.5", "--json", "--no-progress")
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    summary = json.loads(result.stdout)
+    assert summary["file"] == str(out) and summary["stopped_by"] == "duration"
+    assert summary["streams"]["video"]["codec"] == "h264"
+    assert summary["streams"]["audio"]["codec"] == "opus"
+    assert summary["duration"] == pytest.approx(1.5, abs=0.1)
+    assert summary["size"] == out.stat().st_size > 0 and summary["dropped"] == 0

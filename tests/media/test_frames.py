@@ -1,0 +1,118 @@
+"""VideoFrame conversion and AudioRechunker, on synthetic frames (no network)."""
+
+from __future__ import annotations
+
+import gc
+import math
+
+import av
+import numpy as np
+import pytest
+
+from avatar_rtc.media.frames import AudioRechunker, VideoFrame
+from tests.media.loopback import BLUE, GREEN, RED, WHITE, Pattern
+
+
+def make_frame(w: int = 320, h: int = 240) -> tuple[VideoFrame, Pattern]:
+    pattern = Pattern(w, h, noise=False)
+    img = pattern.draw(1234, flash=True)
+    av_frame = av.VideoFrame.from_ndarray(img, format="rgb24").reformat(format="yuv420p")
+    return (
+        VideoFrame(
+            av_frame,
+            rtp_timestamp=90000,
+            presentation_time=1.0,
+            clock_source="arrival",
+            arrival_time=5.0,
+            index=7,
+        ),
+        pattern,
+    )
+
+
+def near(px: np.ndarray, colour: tuple[int, ...], tol: int = 30) -> bool:
+    return bool(np.all(np.abs(px.astype(int) - np.array(colour)) <= tol))
+
+
+def test_formats_shapes_and_colours() -> None:
+    f, pattern = make_frame()
+    assert (f.width, f.height) == (320, 240)
+    rgb = f.to_ndarray("rgb24")
+    assert rgb.shape == (240, 320, 3) and rgb.dtype == np.uint8
+    assert near(rgb[10, 10], RED) and near(rgb[10, -10], GREEN)
+    assert near(rgb[-10, 10], BLUE) and near(rgb[-10, -10], WHITE)
+    assert near(rgb[120, 60], (128, 128, 128))
+    assert pattern.read_counter(rgb) == 1234 and pattern.is_flash(rgb)
+    bgr = f.to_ndarray("bgr24")
+    assert near(bgr[10, 10], RED[::-1]) and near(bgr[-10, 10], BLUE[::-1])
+    rgba = f.to_ndarray("rgba")
+    assert rgba.shape == (240, 320, 4) and near(rgba[10, -10], (*GREEN, 255))
+    gray = f.to_ndarray("gray")
+    assert gray.shape == (240, 320) and gray.dtype == np.uint8
+    assert gray[-10, -10] > 230 and abs(int(gray[120, 60]) - 128) < 20
+    small = f.to_ndarray("rgb24", size=(160, 120))
+    assert small.shape == (120, 160, 3)
+    assert near(small[5, 5], RED) and near(small[-5, -5], WHITE)
+    assert f.to_ndarray("rgb24", size=(160, 120)) is small  # cached
+    with pytest.raises(ValueError):
+        f.to_ndarray("yuv444p")  # type: ignore[arg-type]
+
+
+def test_yuv_planes_without_conversion() -> None:
+    f, _ = make_frame()
+    y, u, v = f.yuv_planes()
+    assert y.shape == (240, 320) and u.shape == (120, 160) and v.shape == (120, 160)
+    assert y[-10, -10] > 230  # white square
+    assert v[5, 5] > 200  # red: high Cr
+
+
+def test_pooled_buffers_are_never_overwritten_while_referenced() -> None:
+    f1, _ = make_frame()
+    a = f1.to_ndarray("rgb24")
+    keep = a.copy()
+    for _ in range(10):
+        f, _ = make_frame()
+        f.to_ndarray("gray")
+        b = f.to_ndarray("rgb24")
+        assert b is not a
+        del f, b
+    assert np.array_equal(a, keep)
+    del f1, a
+    gc.collect()
+
+
+def sine(n: int, start: int, rate: int = 48000, hz: float = 440.0) -> av.AudioFrame:
+    t = (np.arange(start, start + n) / rate).astype(np.float64)
+    pcm = (0.3 * np.sin(2 * math.pi * hz * t) * 32767).astype(np.int16)
+    stereo = np.repeat(pcm, 2).reshape(1, -1)
+    frame = av.AudioFrame.from_ndarray(stereo, format="s16", layout="stereo")
+    frame.sample_rate = rate
+    return frame
+
+
+@pytest.mark.parametrize("dtype", ["int16", "float32"])
+def test_rechunker_16k_mono_is_gapless(dtype: str) -> None:
+    r = AudioRechunker(sample_rate=16000, channels=1, frame_ms=20, dtype=dtype)  # type: ignore[arg-type]
+    out = []
+    for k in range(100):  # 2 s of 20 ms Opus-like frames
+        out += r.push(sine(960, 960 * k), 10.0 + k * 0.02, "rtcp-sr", 0.0)
+    assert all(f.data.shape == (320, 1) for f in out)
+    assert out[0].data.dtype == np.dtype(dtype)
+    assert len(out) >= 98  # resampler delay may hold back a few samples
+    for a, b in zip(out, out[1:]):
+        assert b.presentation_time - a.presentation_time == pytest.approx(0.02, abs=1e-9)
+    assert out[0].presentation_time == pytest.approx(10.0)
+    assert r.gaps_filled == 0
+
+
+def test_rechunker_fills_lost_packets_with_silence() -> None:
+    r = AudioRechunker(sample_rate=48000, channels=2, frame_ms=10)
+    out = []
+    for k in [0, 1, 2, 5, 6, 7]:  # packets 3 and 4 lost (40 ms)
+        out += r.push(sine(960, 960 * k), k * 0.02, "arrival", 0.0)
+    assert r.gaps_filled == 1
+    samples = sum(f.samples for f in out)
+    assert samples == 8 * 960 - (8 * 960) % 480  # lost time became silence: no time squeeze
+    assert out[-1].presentation_time == pytest.approx((len(out) - 1) * 0.01)
+    silent = [f for f in out if not np.any(f.data)]
+    assert len(silent) >= 3

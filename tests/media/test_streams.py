@@ -1,0 +1,211 @@
+"""VideoStream / AudioStream end to end: aiortc sender -> our pipeline -> numpy, on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import time
+
+import numpy as np
+import pytest
+
+from avatar_rtc.media import AudioFrame, AudioStream, VideoFrame, VideoStream, decoder_for
+from tests.media.loopback import BLUE, GREEN, RED, WHITE, Loopback, loopback, rss_bytes
+
+
+def near(px: np.ndarray, colour: tuple[int, ...], tol: int = 40) -> bool:
+    return bool(np.all(np.abs(px.astype(int) - np.array(colour)) <= tol))
+
+
+async def next_frame(stream: VideoStream | AudioStream, timeout: float = 5.0) -> object:
+    return await asyncio.wait_for(stream.__anext__(), timeout)
+
+
+@pytest.mark.parametrize("codec", ["video/H264", "video/VP8"])
+async def test_video_formats_sizes_and_colours(codec: str) -> None:
+    async with loopback(codec=codec, noise=False) as lb:
+        pattern = lb.video_track.pattern
+        async with VideoStream(lb.video, format="rgb24") as rgb_stream:
+            f = await next_frame(rgb_stream)
+            assert isinstance(f, VideoFrame)
+            rgb = f.array
+            assert rgb.shape == (240, 320, 3) and rgb.dtype == np.uint8
+            assert near(rgb[10, 10], RED) and near(rgb[10, -10], GREEN)
+            assert near(rgb[-10, 10], BLUE) and near(rgb[-10, -10], WHITE)
+            assert near(rgb[120, 60], (128, 128, 128))
+            n = pattern.read_counter(rgb)
+            assert 0 <= n < 100
+            bgr = f.to_ndarray("bgr24")
+            assert near(bgr[10, 10], RED[::-1])
+            rgba = f.to_ndarray("rgba", size=(64, 48))
+            assert rgba.shape == (48, 64, 4) and near(rgba[2, 2], (*RED, 255))
+            gray = f.to_ndarray("gray")
+            assert gray.shape == (240, 320) and gray[-10, -10] > 220
+            y, u, v = f.yuv_planes()
+            assert y.shape == (240, 320) and u.shape == v.shape == (120, 160)
+            assert f.clock_source in ("arrival", "rtcp-sr") and f.presentation_time >= 0
+        async with VideoStream(lb.video, format="bgr24", size=(160, 120)) as small:
+            g = await next_frame(small)
+            assert isinstance(g, VideoFrame)
+            assert g.array.shape == (120, 160, 3) and near(g.array[3, 3], RED[::-1])
+        async with VideoStream(lb.video, format="gray") as gs:
+            h = await next_frame(gs)
+            assert isinstance(h, VideoFrame) and h.array.shape == (240, 320)
+
+
+async def test_audio_16k_mono_sample_count() -> None:
+    async with (
+        loopback() as lb,
+        AudioStream(
+            lb.audio, sample_rate=16000, channels=1, frame_ms=20, dtype="float32"
+        ) as stream,
+    ):
+        frames: list[AudioFrame] = []
+        while len(frames) < 100:  # 2 s
+            f = await next_frame(stream)
+            assert isinstance(f, AudioFrame)
+            frames.append(f)
+        assert all(f.data.shape == (320, 1) and f.data.dtype == np.float32 for f in frames)
+        assert all(f.sample_rate == 16000 for f in frames)
+        total = sum(f.samples for f in frames)
+        span = frames[-1].presentation_time + frames[-1].duration - frames[0].presentation_time
+        assert total == round(span * 16000)  # gapless: samples match the time they cover
+        assert float(np.abs(np.concatenate([f.data for f in frames])).max()) > 0.3  # beeps
+
+
+async def test_av_sync_within_20ms() -> None:
+    """The sender flashes video and starts a beep at the same media time each second."""
+    async with loopback(noise=False) as lb:
+        pattern = lb.video_track.pattern
+        flashes: list[float] = []
+        onsets: list[float] = []
+        vs = VideoStream(lb.video, format="rgb24", policy="all")
+        aus = AudioStream(lb.audio, sample_rate=16000, channels=1, policy="all")
+
+        async def video() -> None:
+            async for f in vs:
+                if f.clock_source == "rtcp-sr" and pattern.is_flash(f.array):
+                    flashes.append(f.presentation_time)
+
+        async def audio() -> None:
+            prev = 0.0
+            async for f in aus:
+                x = np.abs(f.data[:, 0].astype(np.float32)) / 32768
+                if f.clock_source != "rtcp-sr":
+                    prev = float(x[-40:].max())
+                    continue
+                loud = np.nonzero(x > 0.1)[0]
+                if loud.size and prev < 0.02 and x[: loud[0]].max(initial=0) < 0.02:
+                    onsets.append(f.presentation_time + loud[0] / 16000)
+                prev = float(x[-40:].max())
+
+        tasks = [asyncio.ensure_future(video()), asyncio.ensure_future(audio())]
+        await asyncio.sleep(6.5)
+        vs.close()
+        aus.close()
+        await asyncio.gather(*tasks)
+        # skip the first seconds: the SR mapping's correction is slewed in (AvClock)
+        late = [t for t in flashes if t > flashes[0] + 2.5] if flashes else []
+        assert len(late) >= 2, (flashes, onsets)
+        for t in late:
+            nearest = min(onsets, key=lambda o: abs(o - t))
+            print(f"flash {t:.4f} beep {nearest:.4f} diff {1000 * (nearest - t):+.1f} ms")
+            assert abs(nearest - t) < 0.020, (t, nearest, flashes, onsets)
+
+
+async def test_latest_policy_slow_consumer_gets_newest_and_memory_stays_flat() -> None:
+    async with loopback(size=(640, 480)) as lb:
+        pattern = lb.video_track.pattern
+        stream = VideoStream(lb.video, format="rgb24")  # policy latest, capacity 2
+        for _ in range(10):
+            await next_frame(stream)
+        gc.collect()
+        rss0 = rss_bytes()
+        await asyncio.sleep(5.0)  # consumer "busy"; ~150 frames arrive
+        rss1 = rss_bytes()
+        f = await next_frame(stream)
+        assert isinstance(f, VideoFrame)
+        newest = max(lb.video_track.sent_at, key=lambda k: lb.video_track.sent_at[k])
+        assert newest - pattern.read_counter(f.array) <= 4
+        st = stream.stats()
+        assert st.dropped >= 100 and st.queued <= 2
+        # 640x480 rgb is 0.9 MB and yuv 0.45 MB: an unbounded queue would add ~70+ MB
+        assert rss1 - rss0 < 12 * 2**20, (rss1 - rss0) / 2**20
+        stream.close()
+
+
+async def test_decoder_runs_only_while_a_stream_consumes() -> None:
+    async with loopback() as lb:
+        dec = decoder_for(lb.video)
+        assert not dec.running
+        s1 = VideoStream(lb.video)
+        s2 = VideoStream(lb.video, format="gray")
+        await next_frame(s1)
+        await next_frame(s2)
+        assert dec.running
+        s1.close()
+        assert dec.running
+        s2.close()
+        assert not dec.running
+        decoded = dec.stats().decoded
+        await asyncio.sleep(0.5)
+        assert dec.stats().decoded == decoded
+        s3 = VideoStream(lb.video)  # restart: starts at a (PLI-requested) keyframe quickly
+        t0 = time.monotonic()
+        await next_frame(s3, timeout=2.0)
+        assert time.monotonic() - t0 < 1.0
+        s3.close()
+
+
+async def test_on_frame_callbacks() -> None:
+    async with loopback() as lb:
+        got: list[VideoFrame] = []
+        stream = VideoStream(lb.video, format="rgb24", size=(80, 60))
+        remove = stream.on_frame(got.append)
+        await asyncio.sleep(1.0)
+        remove()
+        stream.close()
+        assert len(got) >= 20
+        assert got[-1].array.shape == (60, 80, 3)
+        assert [f.index for f in got] == sorted(f.index for f in got)
+
+
+@pytest.mark.slow
+async def test_all_policy_loses_nothing_over_10s() -> None:
+    async with loopback() as lb:
+        pattern = lb.video_track.pattern
+        stream = VideoStream(lb.video, format="rgb24", policy="all")
+        numbers: list[int] = []
+        t_end = time.monotonic() + 10.0
+        async for f in stream:
+            numbers.append(pattern.read_counter(f.array))
+            if time.monotonic() > t_end:
+                break
+        stream.close()
+        assert len(numbers) >= 280
+        assert numbers == list(range(numbers[0], numbers[0] + len(numbers)))
+        assert stream.stats().dropped == 0
+        assert lb.video.stats().frames_dropped == 0
+
+
+async def _memory_flat(lb: Loopback, seconds: float) -> tuple[float, float]:
+    """RSS growth (MB) between the first and the last third of the run, no consumer."""
+    video = VideoStream(lb.video)  # never read: 'latest' keeps 2
+    audio = AudioStream(lb.audio)  # never read: 'all' caps at 10 s, then drops (warns)
+    await asyncio.sleep(seconds / 3)
+    gc.collect()
+    rss0 = rss_bytes()
+    await asyncio.sleep(2 * seconds / 3)
+    gc.collect()
+    rss1 = rss_bytes()
+    video.close()
+    audio.close()
+    return (rss1 - rss0) / 2**20, video.stats().dropped
+
+
+@pytest.mark.slow
+async def test_no_consumer_for_30s_keeps_memory_flat() -> None:
+    async with loopback(size=(640, 480)) as lb:
+        growth_mb, dropped = await _memory_flat(lb, 30.0)
+        assert dropped > 500
+        assert growth_mb < 8.0, growth_mb

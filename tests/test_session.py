@@ -1,0 +1,349 @@
+"""AvatarSession against the in-process emulator on 127.0.0.1.
+
+One emulator and one shared session per module (connecting costs ~0.2 s, the speech tests
+several seconds); the exit-path tests open sessions of their own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import numpy as np
+import pytest
+import pytest_asyncio
+
+from avatar_rtc.api import ControlClient
+from avatar_rtc.emulator import Emulator
+from avatar_rtc.emulator.media import MARKERS, AvatarMedia, markers_for, mouth_opening
+from avatar_rtc.errors import ConfigurationError, ServerError
+from avatar_rtc.rtc.ice_options import IceOptions
+from avatar_rtc.session import AvatarSession, SessionEvent
+from avatar_rtc.session_stats import SessionState
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+LOOPBACK = IceOptions(host_addresses=("127.0.0.1",))
+RGB = {m.name: m.rgb for m in MARKERS}
+
+
+@pytest_asyncio.fixture(loop_scope="module", scope="module")
+async def emu() -> AsyncIterator[Emulator]:
+    async with Emulator() as emulator:
+        yield emulator
+
+
+class Events:
+    def __init__(self) -> None:
+        self.log: list[SessionEvent] = []
+
+    def __call__(self, event: SessionEvent) -> None:
+        self.log.append(event)
+
+    def names(self) -> list[str]:
+        return [e.name for e in self.log]
+
+    def of(self, name: str) -> list[SessionEvent]:
+        return [e for e in self.log if e.name == name]
+
+
+@pytest_asyncio.fixture(loop_scope="module", scope="module")
+async def shared(emu: Emulator) -> AsyncIterator[tuple[AvatarSession, Events]]:
+    session = AvatarSession(api_url=emu.api_url, ks=emu.ks, ice=LOOPBACK)
+    events = Events()
+    for name in ("state", "connected", "first_frame", "speaking_started", "speaking_ended"):
+        session.on(name, events)  # type: ignore[arg-type]
+    async with session:
+        yield session, events
+
+
+async def wait_for(pred: Callable[[], bool], within: float = 10.0) -> None:
+    deadline = time.monotonic() + within
+    while not pred():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.02)
+
+
+def marker_rgb(
+    img: np.ndarray[Any, Any], name: str, w: int = 512, h: int = 512
+) -> np.ndarray[Any, Any]:
+    marker = next(m for m in markers_for(w, h) if m.name == name)
+    rows, cols = marker.region(inset=8)
+    return img[rows, cols].reshape(-1, img.shape[-1]).mean(axis=0)  # type: ignore[no-any-return]
+
+
+# --- connect, first frame, events --------------------------------------------------------
+
+
+async def test_first_frame_markers_events_and_timings(
+    shared: tuple[AvatarSession, Events],
+) -> None:
+    session, events = shared
+    first = await session.wait_first_frame(10)
+    img = first.to_ndarray()
+    assert img.shape == (512, 512, 3) and img.dtype == np.uint8
+    for name, rgb in RGB.items():
+        assert np.abs(marker_rgb(img, name) - rgb).max() < 12, name
+
+    assert session.state is SessionState.CONNECTED
+    assert session.session_id and session.whep_url and session.whep_url.endswith(session.session_id)
+    states = [e.data for e in events.of("state")]
+    assert states[:2] == [SessionState.CONNECTING, SessionState.CONNECTED]
+    assert events.names().count("connected") == 1
+    assert [e.data for e in events.of("first_frame")] == [first]
+
+    t = session.timings
+    phases = (t.session, t.offer_answer, t.ice_dtls, t.first_keyframe, t.first_frame)
+    assert all(p is not None and p >= 0 for p in phases), t
+    assert t.total is not None and t.total >= sum(p for p in phases if p is not None) - 0.01
+    pair = session.selected_pair
+    assert pair is not None and pair.local_address[0] == "127.0.0.1"
+    assert pair.local_type == "host"
+
+
+async def test_formats_sizes_and_yuv_planes(shared: tuple[AvatarSession, Events]) -> None:
+    session, _ = shared
+    streams = {
+        "bgr24": session.video(format="bgr24"),
+        "rgba": session.video(format="rgba"),
+        "gray": session.video(format="gray"),
+        "yuv": session.video(format=None),
+        "small": session.video(size=(256, 128)),
+    }
+    try:
+        frames = {k: await asyncio.wait_for(s.recv(), 5) for k, s in streams.items()}
+    finally:
+        for s in streams.values():
+            s.close()
+
+    bgr = frames["bgr24"].array
+    assert bgr.shape == (512, 512, 3) and bgr.dtype == np.uint8
+    assert np.abs(marker_rgb(bgr, "red") - (0, 0, 255)).max() < 12
+    assert np.abs(marker_rgb(bgr, "blue") - (255, 0, 0)).max() < 12
+
+    rgba = frames["rgba"].array
+    assert rgba.shape == (512, 512, 4) and rgba.dtype == np.uint8
+    assert np.abs(marker_rgb(rgba, "green") - (0, 255, 0, 255)).max() < 12
+
+    gray = frames["gray"].array
+    assert gray.shape == (512, 512) and gray.dtype == np.uint8
+    white = next(m for m in MARKERS if m.name == "white").region(inset=8)
+    red = next(m for m in MARKERS if m.name == "red").region(inset=8)
+    assert gray[white].mean() > 240 and 60 < gray[red].mean() < 95  # BT.601 luma of red: 76
+    assert abs(float(gray[250:260, 5:15].mean()) - 128) < 10  # background
+
+    y, u, v = frames["yuv"].yuv_planes()
+    assert y.shape == (512, 512) and u.shape == v.shape == (256, 256)
+    assert all(p.dtype == np.uint8 for p in (y, u, v))
+    assert 70 < y[red].mean() < 95 and v[10:20, 10:20].mean() > 220  # red: high V
+
+    small = frames["small"].array
+    assert small.shape == (128, 256, 3) and small.dtype == np.uint8
+    # the 64x64 markers scaled with the picture to 32x16
+    assert np.abs(small[4:12, 4:28].reshape(-1, 3).mean(axis=0) - (255, 0, 0)).max() < 20
+    assert np.abs(small[4:12, -28:-4].reshape(-1, 3).mean(axis=0) - (0, 255, 0)).max() < 20
+    assert np.abs(small[-12:-4, -28:-4].reshape(-1, 3).mean(axis=0) - 255).max() < 20
+
+
+async def test_audio_16k_mono_sample_counts(shared: tuple[AvatarSession, Events]) -> None:
+    session, _ = shared
+    stream = session.audio(sample_rate=16000, channels=1, frame_ms=20)
+    try:
+        frames = [await asyncio.wait_for(stream.recv(), 5) for _ in range(5)]  # warm up
+        t0 = time.monotonic()
+        frames = [await asyncio.wait_for(stream.recv(), 5) for _ in range(50)]
+        elapsed = time.monotonic() - t0
+    finally:
+        stream.close()
+    assert all(f.data.shape == (320, 1) and f.data.dtype == np.int16 for f in frames)
+    assert all(f.sample_rate == 16000 for f in frames)
+    assert sum(f.samples for f in frames) == 16000  # one second of audio
+    steps = np.diff([f.presentation_time for f in frames])
+    assert np.allclose(steps, 0.02, atol=1e-6)  # gapless, contiguous
+    assert 0.5 < elapsed < 2.0  # paced by the sender in real time
+
+
+async def test_slow_consumer_drops_under_latest(shared: tuple[AvatarSession, Events]) -> None:
+    session, _ = shared
+    stream = session.video(policy="latest", capacity=2)
+    try:
+        await asyncio.wait_for(stream.recv(), 5)
+        await asyncio.sleep(1.0)  # 25 fps arrive, nobody reads
+        stats = session.stats()
+        mine = [s for s in stats.streams if s.kind == "video" and s.queued == 2]
+        assert mine and mine[-1].dropped >= 10
+        assert stats.stream_drops >= mine[-1].dropped
+        latest = await asyncio.wait_for(stream.recv(), 5)
+        assert time.monotonic() - latest.arrival_time < 0.5  # a recent frame, no backlog
+    finally:
+        stream.close()
+    assert stats.video.packets > 0 and stats.video.frames > 0 and stats.video.keyframes >= 1
+    assert stats.audio.packets > 0 and stats.audio.codec == "opus"
+    assert stats.video.codec == "H264" and stats.video_decoder is not None
+    assert stats.keep_alive is not None and stats.connection_state == "connected"
+
+
+async def test_say_speaking_events_and_mouth(shared: tuple[AvatarSession, Events]) -> None:
+    session, events = shared
+    stream = session.video(size=(256, 256), policy="all", capacity=300)
+    openings: list[tuple[float, float]] = []
+
+    async def watch() -> None:
+        async for frame in stream:
+            openings.append((time.monotonic(), mouth_opening(frame.array)))
+
+    watcher = asyncio.create_task(watch())
+    try:
+        await asyncio.sleep(0.3)
+        closed_before = max(o for _, o in openings)
+        started = len(events.of("speaking_started"))
+        turn = await session.say("Hello there. This is a test.")
+        assert turn
+        await wait_for(lambda: len(events.of("speaking_started")) > started, 10)
+        assert session.speaking
+        await session.wait_idle(20)
+        assert not session.speaking
+        assert len(events.of("speaking_ended")) == len(events.of("speaking_started"))
+    finally:
+        stream.close()
+        await watcher
+    start_t = events.of("speaking_started")[-1].time
+    end_t = events.of("speaking_ended")[-1].time
+    assert end_t - start_t > 0.5
+    during = [o for t, o in openings if start_t <= t <= end_t]
+    assert closed_before < 0.1 and max(during) > 0.5  # the mouth opened while speaking
+    assert session.stats().utterances >= 1
+
+
+async def test_interrupt_ends_speech(shared: tuple[AvatarSession, Events]) -> None:
+    session, events = shared
+    ended = len(events.of("speaking_ended"))
+    text = "This is a long sentence that keeps going and going for many seconds " * 3
+    await session.say(text)
+    await wait_for(lambda: session.speaking, 10)
+    await asyncio.sleep(0.3)
+    t0 = time.monotonic()
+    await session.interrupt()
+    await wait_for(lambda: len(events.of("speaking_ended")) > ended, 5)
+    assert time.monotonic() - t0 < 2.0  # well before the text's natural end (> 10 s)
+    assert not session.speaking
+
+
+# --- exit paths ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def deletes(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    """WHEP DELETEs seen by the emulator: one entry per viewer disconnected while the media
+    was still live (``end`` closing the media disconnects viewers too, with closed=True)."""
+    seen: list[bool] = []
+    original = AvatarMedia.disconnect_viewer
+
+    async def spy(self: AvatarMedia, resource_id: str) -> bool:
+        if not self.closed:
+            seen.append(True)
+        return await original(self, resource_id)
+
+    monkeypatch.setattr(AvatarMedia, "disconnect_viewer", spy)
+    return seen
+
+
+def new_session(emu: Emulator, events: Events | None = None) -> AvatarSession:
+    session = AvatarSession(api_url=emu.api_url, ks=emu.ks, ice=LOOPBACK, detect_speech=False)
+    if events is not None:
+        for name in ("state", "ended", "disconnected"):
+            session.on(name, events)  # type: ignore[arg-type]
+    return session
+
+
+async def test_normal_exit_deletes_and_ends(emu: Emulator, deletes: list[bool]) -> None:
+    ended = emu.counters.sessions_ended
+    events = Events()
+    async with new_session(emu, events) as session:
+        await session.wait_first_frame(10)
+        recorder_video = session.video()
+    assert deletes == [True]
+    assert emu.counters.sessions_ended == ended + 1
+    assert session.state is SessionState.ENDED and recorder_video.closed
+    assert events.names()[-2:] == ["state", "ended"] and "disconnected" not in events.names()
+    await session.close()  # idempotent
+    assert emu.counters.sessions_ended == ended + 1
+
+
+async def test_exception_exit_deletes_and_ends(emu: Emulator, deletes: list[bool]) -> None:
+    ended = emu.counters.sessions_ended
+    with pytest.raises(RuntimeError, match="boom"):
+        async with new_session(emu) as session:
+            await session.wait_first_frame(10)
+            raise RuntimeError("boom")
+    assert deletes == [True] and emu.counters.sessions_ended == ended + 1
+    assert session.state is SessionState.ENDED
+
+
+async def test_cancellation_exit_deletes_and_ends(emu: Emulator, deletes: list[bool]) -> None:
+    ended = emu.counters.sessions_ended
+    ready = asyncio.Event()
+    session = new_session(emu)
+
+    async def user() -> None:
+        async with session:
+            await session.wait_first_frame(10)
+            ready.set()
+            await asyncio.sleep(60)
+
+    task = asyncio.create_task(user())
+    await asyncio.wait_for(ready.wait(), 10)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert deletes == [True] and emu.counters.sessions_ended == ended + 1
+    assert session.state is SessionState.ENDED
+
+
+async def test_cancellation_while_connecting_ends_the_session(emu: Emulator) -> None:
+    created, ended = emu.counters.sessions_created, emu.counters.sessions_ended
+    session = new_session(emu)
+    task = asyncio.create_task(session.start())
+    await wait_for(lambda: emu.counters.sessions_created > created, 5)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert emu.counters.sessions_ended == ended + 1
+    assert session.state is SessionState.FAILED
+
+
+async def test_failed_start_cleans_up(emu: Emulator) -> None:
+    ended = emu.counters.sessions_ended
+    emu.faults.fail_next("init-client", 500)
+    session = new_session(emu)
+    with pytest.raises(ServerError):
+        await session.start()
+    assert session.state is SessionState.FAILED
+    assert emu.counters.sessions_ended == ended + 1
+    assert session.stats().errors
+
+
+# --- bare WHEP --------------------------------------------------------------------------
+
+
+async def test_bare_whep_mode(emu: Emulator, deletes: list[bool]) -> None:
+    async with ControlClient(emu.api_url, emu.ks) as client, client.open_session("emu") as live:
+        session = AvatarSession(whep_url=live.client_config.whep_url, ice=LOOPBACK)
+        async with session:
+            frame = await session.wait_first_frame(10)
+            assert frame.to_ndarray().shape == (512, 512, 3)
+            assert session.session_id is None and session.timings.session is None
+            assert session.whep_url == live.client_config.whep_url
+            with pytest.raises(ConfigurationError):
+                await session.say("hello")
+            ended = emu.counters.sessions_ended
+        assert deletes == [True]
+        assert emu.counters.sessions_ended == ended  # the service session is not ours to end
+        assert session.state is SessionState.ENDED
+
+
+async def test_bare_whep_excludes_control_options() -> None:
+    with pytest.raises(ConfigurationError):
+        AvatarSession(whep_url="http://127.0.0.1:1/whep", ks="x")

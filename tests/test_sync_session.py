@@ -1,0 +1,101 @@
+"""SyncAvatarSession: the blocking facade, from plain code with no asyncio in it."""
+
+from __future__ import annotations
+
+import gc
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+
+from avatar_rtc import IceOptions, SessionState, SyncAvatarSession
+from avatar_rtc.emulator import Emulator
+
+ROOT = Path(__file__).resolve().parents[1]
+LOOPBACK = IceOptions(host_addresses=("127.0.0.1",))
+
+SCRIPT = textwrap.dedent(
+    """
+    import json
+    from avatar_rtc import IceOptions, SyncAvatarSession
+    from avatar_rtc.emulator import Emulator
+
+    out = {}
+    with Emulator().in_thread() as emu:
+        with SyncAvatarSession(
+            api_url=emu.api_url, ks=emu.ks, ice=IceOptions(host_addresses=("127.0.0.1",))
+        ) as avatar:
+            events = []
+            avatar.on("speaking_started", lambda e: events.append(e.name))
+            avatar.on("speaking_ended", lambda e: events.append(e.name))
+            first = avatar.wait_first_frame(10)
+            out["first"] = list(first.to_ndarray().shape)
+            shapes = []
+            for frame in avatar.iter_video(format="gray", size=(64, 48)):
+                shapes.append(list(frame.array.shape))
+                if len(shapes) == 10:
+                    break
+            out["video"] = shapes
+            avatar.say("Hello from a script.")
+            samples = 0
+            for audio in avatar.iter_audio(sample_rate=16000, frame_ms=10):
+                samples += audio.samples
+                if samples >= 8000:
+                    break
+            out["samples"] = samples
+            avatar.wait_idle(20)
+            out["events"] = events
+            out["state"] = avatar.state.value
+            out["total"] = avatar.timings.total
+        out["after"] = avatar.state.value
+        out["ended"] = emu.counters.sessions_ended
+    print(json.dumps(out))
+    """
+)
+
+
+def test_plain_script_in_a_subprocess(tmp_path: Path) -> None:
+    script = tmp_path / "plain.py"
+    script.write_text(SCRIPT)
+    result = subprocess.run(
+        [sys.executable, str(script)],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    assert out["first"] == [512, 512, 3]
+    assert out["video"] == [[48, 64]] * 10
+    assert out["samples"] == 8000
+    assert out["events"][:2] == ["speaking_started", "speaking_ended"]
+    assert out["state"] == "connected" and out["after"] == "ended"
+    assert out["ended"] == 1 and out["total"] > 0
+
+
+def test_close_without_with_and_on_garbage_collection() -> None:
+    with Emulator().in_thread() as emu:
+        avatar = SyncAvatarSession(api_url=emu.api_url, ks=emu.ks, ice=LOOPBACK)
+        avatar.start()
+        frames = avatar.iter_video(timeout=5)
+        frame = next(frames)
+        assert frame.array.shape == (512, 512, 3) and frame.array.dtype == np.uint8
+        avatar.close()
+        assert avatar.state is SessionState.ENDED
+        assert list(frames) == []  # the iterator ends with the session
+        assert emu.counters.sessions_ended == 1
+        avatar.close()  # idempotent
+
+        # A session that is dropped without close() is still ended.
+        dropped = SyncAvatarSession(api_url=emu.api_url, ks=emu.ks, ice=LOOPBACK)
+        dropped.start()
+        dropped.wait_first_frame(10)
+        del dropped
+        gc.collect()
+        assert emu.counters.sessions_ended == 2

@@ -15,13 +15,15 @@ so the service session is ended in any case.
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import contextlib
 import os
 import weakref
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar, cast
 
 from .api.client import ControlClient
 from .media.frames import AudioFrame, PixelFormat, SampleFormat, VideoFrame
@@ -35,11 +37,49 @@ from .rtc.ice_options import IceOptions
 from .session import AvatarSession, EventHandler, EventName
 from .session_stats import SessionState, SessionStats, SessionTimings
 
-__all__ = ["SyncAvatarSession"]
+__all__ = ["SessionFrames", "SyncAvatarSession"]
 
 R = TypeVar("R")
+F = TypeVar("F", bound=VideoFrame | AudioFrame)
 
 _CLOSE_TIMEOUT = 30.0
+
+
+class SessionFrames(Generic[F]):
+    """Blocking iterator of a session's frames; simply ends once the session is closed."""
+
+    def __init__(self, inner: FrameIterator[Any], loop: asyncio.AbstractEventLoop) -> None:
+        self._inner = inner
+        self._loop = loop
+
+    @property
+    def stream(self) -> VideoStream | AudioStream:
+        return self._inner.stream  # type: ignore[return-value]
+
+    def __iter__(self) -> Iterator[F]:
+        return self
+
+    def __next__(self) -> F:
+        if self._loop.is_closed():
+            self.close()
+            raise StopIteration
+        try:
+            return cast(F, next(self._inner))
+        except (RuntimeError, concurrent.futures.CancelledError):
+            # The loop stopped under us: the session was closed meanwhile.
+            if self._loop.is_closed() or not self._loop.is_running():
+                self.close()
+                raise StopIteration from None
+            raise
+
+    def close(self) -> None:
+        self._inner.close()
+
+    def __enter__(self) -> SessionFrames[F]:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def _finalize(session: AvatarSession, bg: BackgroundLoop) -> None:
@@ -230,14 +270,16 @@ class SyncAvatarSession:
         capacity: int = 2,
         policy: Policy = "latest",
         timeout: float | None = 10.0,
-    ) -> FrameIterator[VideoFrame]:
+    ) -> SessionFrames[VideoFrame]:
         """Blocking iterator of video frames; ends when the session closes.
 
         ``timeout`` bounds the wait for each frame (``TimeoutError``); leaving the loop
         (``break``) stops the stream.
         """
         stream = self.video(format=format, size=size, capacity=capacity, policy=policy)
-        return FrameIterator(stream, self._bg.loop, timeout)
+        return SessionFrames[VideoFrame](
+            FrameIterator(stream, self._bg.loop, timeout), self._bg.loop
+        )
 
     def iter_audio(
         self,
@@ -249,7 +291,7 @@ class SyncAvatarSession:
         capacity: int | None = None,
         policy: Policy = "all",
         timeout: float | None = 10.0,
-    ) -> FrameIterator[AudioFrame]:
+    ) -> SessionFrames[AudioFrame]:
         """Blocking iterator of fixed-size PCM frames; ends when the session closes."""
         stream = self.audio(
             sample_rate=sample_rate,
@@ -259,7 +301,9 @@ class SyncAvatarSession:
             capacity=capacity,
             policy=policy,
         )
-        return FrameIterator(stream, self._bg.loop, timeout)
+        return SessionFrames[AudioFrame](
+            FrameIterator(stream, self._bg.loop, timeout), self._bg.loop
+        )
 
     def record(
         self, path: str | os.PathLike[str], *, mode: RecordMode = "copy", **options: Any

@@ -10,7 +10,6 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
@@ -121,7 +120,9 @@ def test_ice_options() -> None:
     assert target.video_codecs == ("VP8", "H264")
 
 
-@pytest.mark.parametrize("argv", [["--codec", "AV1"], ["--ice-policy", "none"], ["--duration", "-1"]])
+@pytest.mark.parametrize(
+    "argv", [["--codec", "AV1"], ["--ice-policy", "none"], ["--duration", "-1"]]
+)
 def test_bad_values_are_usage_errors(argv: list[str]) -> None:
     with pytest.raises(SystemExit) as exc:
         build_parser().parse_args(["probe", *argv])
@@ -230,7 +231,3 @@ def test_error_lines_mask_secrets() -> None:
     assert target.ks is not None
     line = error_line("probe", RuntimeError(f"bad KS {target.ks.reveal()}\nsecond line"))
     assert line == "avatar-rtc probe: RuntimeError: bad KS ***"
-
-
-def _unused(*_: Any) -> None:  # keeps typing imports honest for mypy users of this file
-    return None

@@ -241,10 +241,10 @@ async def open_loopback(
     original = transport._send_rtp
 
     async def send_rtp(data: bytes) -> None:
-        if lb.drop is not None and len(data) > 12 and not (192 <= data[1] <= 223):
-            if lb.drop(data[1] & 0x7F, (data[2] << 8) | data[3]):
-                lb.dropped += 1
-                return
+        is_rtp = len(data) > 12 and not (192 <= data[1] <= 223)
+        if lb.drop is not None and is_rtp and lb.drop(data[1] & 0x7F, (data[2] << 8) | data[3]):
+            lb.dropped += 1
+            return
         await original(data)
 
     transport._send_rtp = send_rtp

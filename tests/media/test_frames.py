@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import itertools
 import math
 
 import av
@@ -99,7 +100,7 @@ def test_rechunker_16k_mono_is_gapless(dtype: str) -> None:
     assert all(f.data.shape == (320, 1) for f in out)
     assert out[0].data.dtype == np.dtype(dtype)
     assert len(out) >= 98  # resampler delay may hold back a few samples
-    for a, b in zip(out, out[1:]):
+    for a, b in itertools.pairwise(out):
         assert b.presentation_time - a.presentation_time == pytest.approx(0.02, abs=1e-9)
     assert out[0].presentation_time == pytest.approx(10.0)
     assert r.gaps_filled == 0

@@ -17,8 +17,8 @@ def near(px: np.ndarray, colour: tuple[int, ...], tol: int = 40) -> bool:
     return bool(np.all(np.abs(px.astype(int) - np.array(colour)) <= tol))
 
 
-async def next_frame(stream: VideoStream | AudioStream, timeout: float = 5.0) -> object:
-    return await asyncio.wait_for(stream.__anext__(), timeout)
+async def next_frame(stream: VideoStream | AudioStream, limit: float = 5.0) -> object:
+    return await asyncio.wait_for(stream.__anext__(), limit)
 
 
 @pytest.mark.parametrize("codec", ["video/H264", "video/VP8"])
@@ -152,7 +152,7 @@ async def test_decoder_runs_only_while_a_stream_consumes() -> None:
         assert dec.stats().decoded == decoded
         s3 = VideoStream(lb.video)  # restart: starts at a (PLI-requested) keyframe quickly
         t0 = time.monotonic()
-        await next_frame(s3, timeout=2.0)
+        await next_frame(s3, limit=2.0)
         assert time.monotonic() - t0 < 1.0
         s3.close()
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
+from collections.abc import Callable
 
 import pytest
 
@@ -17,8 +19,8 @@ def video_pts(lb: Loopback) -> tuple[set[int], set[int]]:
     return set(lb.extra["video_pts"]), set(lb.extra.get("rtx_pts", set()))
 
 
-async def wait_for(pred, timeout: float = 5.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
+async def wait_for(pred: Callable[[], bool], limit: float = 5.0) -> None:
+    deadline = time.monotonic() + limit
     while not pred():
         if time.monotonic() > deadline:
             raise AssertionError("condition not met in time")
@@ -39,10 +41,9 @@ async def test_encoded_frames_and_aiortc_path_stays_idle(codec: str) -> None:
         if frames[0].codec == "H264":
             assert frames[0].data.startswith(b"\x00\x00\x00\x01")
         assert [f.index for f in frames] == list(range(len(frames)))
-        assert all(
-            abs(b.rtp_timestamp - a.rtp_timestamp - 3000) <= 1 for a, b in zip(frames, frames[1:])
-        )
-        assert all(b.presentation_time > a.presentation_time for a, b in zip(frames, frames[1:]))
+        steps = [b.rtp_timestamp - a.rtp_timestamp for a, b in itertools.pairwise(frames)]
+        assert all(abs(step - 3000) <= 1 for step in steps)
+        assert all(b.presentation_time > a.presentation_time for a, b in itertools.pairwise(frames))
         assert audio and audio[0].codec == "opus" and audio[0].clock_rate == 48000
         # aiortc's own decoder queue and track queue never see a frame
         r = lb.video_receiver
@@ -72,7 +73,7 @@ async def test_pli_at_start_when_first_packet_is_not_a_keyframe() -> None:
         lb.drop = lambda pt, seq: pt in media and time.monotonic() < stop_dropping
         frames: list[EncodedFrame] = []
         lb.video.subscribe(frames.append)
-        await wait_for(lambda: bool(frames), timeout=3.0)
+        await wait_for(lambda: bool(frames), limit=3.0)
         first_at = time.monotonic()
         assert frames[0].keyframe
         assert lb.video.stats().plis_sent >= 1
@@ -102,7 +103,7 @@ async def test_single_loss_recovered_by_nack() -> None:
         assert st.nacks_sent >= 1 and st.recovered_packets >= 3 and st.rtx_packets >= 3
         assert st.frames_dropped == 0 and st.plis_sent == 0
         idx = [f.rtp_timestamp for f in frames]
-        assert all(b - a == 3000 for a, b in zip(idx, idx[1:]))  # no frame lost
+        assert all(b - a == 3000 for a, b in itertools.pairwise(idx))  # no frame lost
 
 
 async def test_burst_loss_resumes_quickly_through_pli() -> None:

@@ -109,7 +109,7 @@ def test_loss_recovered_by_retransmission_in_time() -> None:
     jb = VideoJitterBuffer("H264")
     feed(jb, keyframe(0, 0))
     p = pframe(3, 3000, 3)
-    assert feed(jb, [p[0], p[2]] + pframe(6, 6000), now=1.0) == []
+    assert feed(jb, [p[0], p[2], *pframe(6, 6000)], now=1.0) == []
     assert not jb.expire(1.05)
     frames = feed(jb, [p[1]], now=1.06)
     assert [f.rtp_timestamp for f in frames] == [3000, 6000]
@@ -119,7 +119,7 @@ def test_resumes_at_a_later_keyframe_already_buffered() -> None:
     jb = VideoJitterBuffer("H264", max_wait=0.1)
     feed(jb, keyframe(0, 0))
     p = pframe(3, 3000, 3)
-    feed(jb, [p[0], p[2]] + keyframe(6, 6000), now=1.0)
+    feed(jb, [p[0], p[2], *keyframe(6, 6000)], now=1.0)
     assert not jb.expire(1.2)  # no PLI needed: a complete keyframe follows
     frames = jb.pop()
     assert [f.rtp_timestamp for f in frames] == [6000]

@@ -52,7 +52,7 @@ async def _running(dec: object) -> bool:
     import gc
 
     gc.collect()
-    return bool(getattr(dec, "running"))
+    return bool(dec.running)
 
 
 if __name__ == "__main__":

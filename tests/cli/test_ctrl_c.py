@@ -1,0 +1,85 @@
+"""Stopping ``avatar-rtc record`` with a signal: the file is finalised, the summary printed.
+
+Documented exit statuses: 130 after SIGINT (Ctrl-C), 143 after SIGTERM.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.cli.test_record_cmd import cli_env, probe_streams
+from tests.support import require_tool
+
+pytestmark = pytest.mark.slow
+
+
+def _start(*argv: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "avatar_rtc.cli", *argv],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=cli_env(),
+    )
+
+
+def _wait_for_file(proc: subprocess.Popen[str], path: Path, timeout: float = 30.0) -> float:
+    """``time.monotonic()`` when the recorder wrote its first bytes (the first keyframe)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.exists() and path.stat().st_size > 0:
+            return time.monotonic()
+        if proc.poll() is not None:
+            break
+        time.sleep(0.02)
+    proc.kill()
+    out, err = proc.communicate()
+    pytest.fail(f"recording did not start: {out}\n{err}")
+
+
+@pytest.mark.parametrize(
+    ("sig", "extension", "seconds", "status"),
+    [(signal.SIGINT, "mp4", 4.0, 130), (signal.SIGTERM, "mkv", 2.5, 143)],
+)
+def test_signal_mid_record_finalises_the_file(
+    tmp_path: Path, sig: signal.Signals, extension: str, seconds: float, status: int
+) -> None:
+    require_tool("ffprobe")
+    out = tmp_path / f"interrupted.{extension}"
+    proc = _start("record", str(out), "--say", "Hello! I am your avatar.")
+    started = _wait_for_file(proc, out)
+    time.sleep(seconds)
+    recorded = time.monotonic() - started
+    proc.send_signal(sig)
+    stdout, stderr = proc.communicate(timeout=30)
+
+    assert proc.returncode == status, stderr
+    assert "Traceback" not in stderr
+    assert f"recorded {out}" in stdout and "stopped by signal" in stdout
+    streams = probe_streams(out)  # readable to its end: the trailer/last cluster is there
+    assert set(streams) == {"video", "audio"}
+    for info in streams.values():
+        assert info["duration"] >= recorded - 1.0, (recorded, streams)
+        assert info["duration"] <= recorded + 1.0, (recorded, streams)
+
+
+def test_sigint_while_connecting_exits_130_without_traceback(tmp_path: Path) -> None:
+    out = tmp_path / "never.mp4"
+    proc = _start("-v", "record", str(out), "--duration", "30")
+    assert proc.stderr is not None
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        line = proc.stderr.readline()
+        if not line or "emulator listening" in line:
+            break  # the emulator is up: the client is connecting now
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    assert "interrupted" in stderr or "stopped by signal" in stdout

@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from .media.streams import AudioStream, VideoStream
     from .record.recorder import Recorder
     from .rtc.ice_options import IceOptions
-    from .session import AvatarSession, SessionEvent
+    from .session import AvatarSession, SessionClosedError, SessionEvent
     from .session_stats import SessionState, SessionStats, SessionTimings
     from .sync_session import SyncAvatarSession
 
@@ -49,6 +49,7 @@ _LAZY: dict[str, str] = {
     "ControlClient": ".api.client",
     "IceOptions": ".rtc.ice_options",
     "Recorder": ".record.recorder",
+    "SessionClosedError": ".session",
     "SessionEvent": ".session",
     "SessionState": ".session_stats",
     "SessionStats": ".session_stats",
@@ -87,6 +88,7 @@ __all__ = [
     "RequestTimeoutError",
     "Secret",
     "ServerError",
+    "SessionClosedError",
     "SessionEndedError",
     "SessionEvent",
     "SessionNotFoundError",

@@ -58,6 +58,7 @@ __all__ = [
     "EVENTS",
     "AvatarSession",
     "EventName",
+    "SessionClosedError",
     "SessionEvent",
 ]
 
@@ -77,6 +78,13 @@ EventName = Literal[
     "error",
 ]
 EVENTS: frozenset[str] = frozenset(EventName.__args__)  # type: ignore[attr-defined]
+
+
+_CLOSED = frozenset({SessionState.CLOSING, SessionState.ENDED, SessionState.FAILED})
+
+
+class SessionClosedError(AvatarRTCError):
+    """The session was closed (or closed itself) before the operation could complete."""
 
 
 @dataclass(frozen=True)
@@ -153,6 +161,7 @@ class AvatarSession:
         self._live: LiveSession | None = None
         self._connection: MediaConnection | None = None
         self._closing: asyncio.Task[None] | None = None
+        self._starting: asyncio.Task[None] | None = None
         self._streams: list[VideoStream | AudioStream] = []
         self._recorders: list[Recorder] = []
         self._cleanups: list[Callable[[], None]] = []
@@ -275,20 +284,31 @@ class AvatarSession:
         await self.close()
 
     async def start(self) -> AvatarSession:
-        """Create the session and connect its media; on any failure everything is undone."""
+        """Create the session and connect its media; on any failure everything is undone.
+
+        ``close()`` from another task while this runs aborts it (``SessionClosedError``).
+        """
         if self._state is not SessionState.NEW:
             raise RuntimeError(f"start() called in state {self._state.value!r}")
-        self._loop = asyncio.get_running_loop()
+        loop = self._loop = asyncio.get_running_loop()
         self._t_start = time.monotonic()
-        self._first_frame = self._loop.create_future()
+        self._first_frame = loop.create_future()
         self._set_state(SessionState.CONNECTING)
+        # Its own task, so that close() can abort a start without cancelling our caller.
+        starting = self._starting = loop.create_task(self._start(), name="avatar-session-start")
         try:
-            await self._start()
+            await starting  # a cancelled caller cancels `starting` too
         except BaseException as exc:  # cancellation too: nothing may stay open
+            caller_cancelled = _cancelling()
             if not isinstance(exc, asyncio.CancelledError):
                 self._errors.append(f"start: {exc}")
+                self._emit("error", exc)
             await self._close_despite_cancel(failed=True)
+            if isinstance(exc, asyncio.CancelledError) and not caller_cancelled:
+                raise SessionClosedError("the session was closed while starting") from None
             raise
+        finally:
+            self._starting = None
         return self
 
     async def _start(self) -> None:
@@ -333,6 +353,10 @@ class AvatarSession:
 
         Completes even when the calling task is cancelled meanwhile (then re-raises).
         """
+        starting = self._starting
+        if starting is not None and not starting.done():
+            starting.cancel()  # start() then closes (failed) and raises SessionClosedError
+            await asyncio.wait([starting])
         await self._close_despite_cancel(failed=False)
 
     async def _close_despite_cancel(self, *, failed: bool) -> None:
@@ -372,7 +396,7 @@ class AvatarSession:
         self.audio_pipeline.close()
         if self._first_frame is not None and not self._first_frame.done():
             self._first_frame.set_exception(
-                AvatarRTCError("the session closed before the first video frame")
+                SessionClosedError("the session closed before the first video frame")
             )
             self._first_frame.exception()  # retrieved: no "never retrieved" warning
         self._set_state(SessionState.FAILED if failed else SessionState.ENDED)
@@ -479,6 +503,8 @@ class AvatarSession:
     # --- speech -------------------------------------------------------------------------
 
     def _require_live(self, what: str) -> LiveSession:
+        if self._state in _CLOSED:
+            raise SessionClosedError(f"{what}: the session is {self._state.value}")
         if self._live is None:
             if self._whep_url is not None:
                 raise ConfigurationError(f"{what} needs the Control API (bare WHEP session)")
@@ -538,6 +564,8 @@ class AvatarSession:
             raise ConfigurationError("wait_idle() needs detect_speech=True")
         async with asyncio.timeout(timeout):
             while not self._idle(start_grace, quiet):
+                if self._state in _CLOSED:
+                    raise SessionClosedError(f"wait_idle(): the session is {self._state.value}")
                 self._speech_changed.clear()
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(0.05):
@@ -641,6 +669,12 @@ class AvatarSession:
             audio_level_db=self.speech.level_db,
             errors=tuple(self._errors),
         )
+
+
+def _cancelling() -> bool:
+    """Is the current task being cancelled (as opposed to something it awaited)?"""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
 
 
 def _span(start: float | None, end: float | None) -> float | None:

@@ -87,6 +87,7 @@ async def run_receiver(mode: str, w: int, h: int, seconds: float, codec: str) ->
     assert proc.stdin is not None and proc.stdout is not None
     await proc.stdout.readline()  # sender process is up (imports done): start the clock now
     got: list[tuple[int, float]] = []  # (frame number, monotonic time as numpy)
+    internal: list[float] = []  # ours only: frame complete (last packet) -> numpy, ms
     first_numpy: float | None = None
     streams: list[Any] = []
     tasks: list[asyncio.Task[None]] = []
@@ -132,6 +133,7 @@ async def run_receiver(mode: str, w: int, h: int, seconds: float, codec: str) ->
         async def consume_video() -> None:
             async for f in vs:
                 on_numpy(f.array)
+                internal.append(1000 * (time.monotonic() - f.arrival_time))
 
         async def consume_audio() -> None:
             async for _ in aus:
@@ -153,8 +155,10 @@ async def run_receiver(mode: str, w: int, h: int, seconds: float, codec: str) ->
 
     tasks += [asyncio.ensure_future(consume_video()), asyncio.ensure_future(consume_audio())]
     await asyncio.sleep(2.0)  # warm-up (first keyframe, SR)
+    threads_start = _thread_cpu() if os.environ.get("BENCH_THREADS") else {}
     cpu0, wall0 = time.process_time(), time.monotonic()
     await asyncio.sleep(seconds)
+    threads0 = _thread_cpu() if os.environ.get("BENCH_THREADS") else {}
     cpu = (time.process_time() - cpu0) / (time.monotonic() - wall0)
 
     proc.stdin.write(b"stop\n")
@@ -174,10 +178,38 @@ async def run_receiver(mode: str, w: int, h: int, seconds: float, codec: str) ->
         "mode": mode,
         "latency_ms_median": statistics.median(lat) if lat else None,
         "latency_ms_p90": lat[int(0.9 * (len(lat) - 1))] if lat else None,
+        "complete_to_numpy_ms_median": statistics.median(internal[30:]) if internal else None,
         "first_numpy_ms": 1000 * (first_numpy - t_offer) if first_numpy else None,
         "cpu_percent": 100 * cpu,
         "frames": len(got),
+        **(
+            {"threads_cpu_percent": {
+                k: round(100 * (v - threads_start.get(k, 0.0)) / seconds, 1)
+                for k, v in threads0.items()
+            }}
+            if threads0
+            else {}
+        ),
     }
+
+
+def _thread_cpu() -> dict[str, float]:
+    """CPU seconds per Python thread name (others summed as "other"), from /proc."""
+    import threading
+
+    names = {t.native_id: t.name for t in threading.enumerate()}
+    out: dict[str, float] = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{tid}/stat") as f:
+                stat = f.read()
+            name = names.get(int(tid), "other")
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        out[name] = out.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+    return out
 
 
 def one_run(mode: str, args: argparse.Namespace, w: int, h: int) -> dict[str, Any]:

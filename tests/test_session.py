@@ -20,7 +20,7 @@ from avatar_rtc.emulator import Emulator
 from avatar_rtc.emulator.media import MARKERS, AvatarMedia, markers_for, mouth_opening
 from avatar_rtc.errors import ConfigurationError, ServerError
 from avatar_rtc.rtc.ice_options import IceOptions
-from avatar_rtc.session import AvatarSession, SessionEvent
+from avatar_rtc.session import AvatarSession, SessionClosedError, SessionEvent
 from avatar_rtc.session_stats import SessionState
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -312,6 +312,41 @@ async def test_cancellation_while_connecting_ends_the_session(emu: Emulator) -> 
         await task
     assert emu.counters.sessions_ended == ended + 1
     assert session.state is SessionState.FAILED
+
+
+async def test_close_from_another_task_aborts_start(emu: Emulator) -> None:
+    created, ended = emu.counters.sessions_created, emu.counters.sessions_ended
+    session = new_session(emu)
+    task = asyncio.create_task(session.start())
+    await wait_for(lambda: emu.counters.sessions_created > created, 5)
+    await session.close()
+    with pytest.raises(SessionClosedError):
+        await task
+    assert emu.counters.sessions_ended == ended + 1
+    assert session.state in (SessionState.ENDED, SessionState.FAILED)
+    with pytest.raises(SessionClosedError):
+        await session.wait_first_frame(1)
+    with pytest.raises(SessionClosedError):
+        await session.say("too late")
+
+
+async def test_session_ended_elsewhere_is_reported(emu: Emulator) -> None:
+    events = Events()
+    session = AvatarSession(
+        api_url=emu.api_url, ks=emu.ks, ice=LOOPBACK, detect_speech=False, keep_alive_interval=0.2
+    )
+    for name in ("disconnected", "error", "ended"):
+        session.on(name, events)  # type: ignore[arg-type]
+    async with session:
+        await session.wait_first_frame(10)
+        live = session.live
+        assert live is not None
+        await live.client.end(live.handle)  # e.g. another process ended it
+        await wait_for(lambda: "error" in events.names(), 5)
+        assert session.state is SessionState.DISCONNECTED
+        assert events.names()[0] == "disconnected"
+        assert any("gone" in e for e in session.stats().errors)
+    assert events.names()[-1] == "ended" and session.state is SessionState.ENDED
 
 
 async def test_failed_start_cleans_up(emu: Emulator) -> None:

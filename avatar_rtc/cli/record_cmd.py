@@ -2,7 +2,8 @@
 
 Flow: connect -> start the recorder (the file starts at the first video keyframe) -> wait for
 the first frame -> say each ``--say`` text in order -> stop on ``--duration`` seconds of
-recorded media, on ``--until-idle``, or on SIGINT/SIGTERM -> finalise the file -> summary.
+recorded media, on ``--until-idle`` (implied by ``--say`` without ``--duration``), or on
+SIGINT/SIGTERM -> finalise the file -> summary.
 
 Exit status: 0 done; 130 after Ctrl-C (SIGINT), 143 after SIGTERM, with the file finalised
 and the summary printed; 1 an error of the service/connection/recorder; 2 bad options;
@@ -53,10 +54,13 @@ STALL_GRACE = 5.0  # media stopped arriving: give up this long after the wall-cl
 CLOSE_TIMEOUT = 10.0  # bound on ending the session once the file is final
 
 EPILOG = """\
-Without --duration or --until-idle, recording runs until Ctrl-C. Ctrl-C (SIGINT) or SIGTERM
-stop the recording cleanly: the file is finalised and the summary printed, then the exit
-status is 130 (SIGINT) or 143 (SIGTERM). A second signal aborts at once (the file is still
-playable up to its last fragment). Other exit statuses: 1 error, 2 bad options, 3 no media.
+With --say and without --duration, recording stops once the avatar has spoken (as with
+--until-idle). Without --say, --duration or --until-idle, recording runs until Ctrl-C.
+
+Ctrl-C (SIGINT) or SIGTERM stop the recording cleanly: the file is finalised and the summary
+printed, then the exit status is 130 (SIGINT) or 143 (SIGTERM). A second signal aborts at once
+(the file is still playable up to its last fragment). Other exit statuses: 0 done, 1 error,
+2 bad options, 3 no media.
 """
 
 
@@ -234,10 +238,12 @@ async def _drive(
     if stopped:
         return _Outcome("signal")
 
+    # --say without --duration: stop when it has been said (else it would run until Ctrl-C).
+    until_idle = bool(args.until_idle or (args.say and args.duration is None))
     limit: float | None = args.duration
-    if args.until_idle and limit is None:
+    if until_idle and limit is None:
         limit = DEFAULT_IDLE_CAP
-    speak = asyncio.create_task(_speak(session, args.say, args.until_idle))
+    speak = asyncio.create_task(_speak(session, args.say, until_idle))
     recorded = asyncio.ensure_future(_recorded(recorder, limit)) if limit is not None else None
     waits: list[asyncio.Future[Any]] = [speak, asyncio.ensure_future(stop.event.wait())]
     if recorded is not None:
@@ -253,14 +259,14 @@ async def _drive(
                 if speak.exception() is not None:
                     outcome = _Outcome("error", speak.exception())
                     break
-                if args.until_idle:
+                if until_idle:
                     outcome.reason = "idle"
                     break
                 waits.remove(speak)  # spoken; keep recording until the duration / a signal
                 continue
             if recorded is not None and recorded in done:
                 stalled = recorded.result()
-                outcome.reason = "stalled" if stalled else "cap" if args.until_idle else "duration"
+                outcome.reason = "stalled" if stalled else "cap" if until_idle else "duration"
                 break
     finally:
         for waiter in waits:

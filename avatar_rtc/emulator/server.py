@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import ipaddress
 import logging
 import threading
 from collections.abc import Callable, Iterator
@@ -172,6 +174,9 @@ class Emulator:
         from .media import AvatarMedia, AvatarMediaOptions
 
         options = self._media_options or AvatarMediaOptions()
+        if options.host_addresses is None and _is_loopback(self.host):
+            # An emulator on loopback offers loopback candidates (aioice skips 127.0.0.1).
+            options = dataclasses.replace(options, host_addresses=(self.host,))
         return lambda: AvatarMedia(options)
 
     def _add_whep_routes(self, app: web.Application) -> None:
@@ -242,3 +247,10 @@ class Emulator:
                 await self._control.expire_idle()
             except Exception:  # keep sweeping: one bad media close must not stop expiry
                 logger.exception("emulator: idle sweep failed")
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"  # a name, not an address: loopback only by convention

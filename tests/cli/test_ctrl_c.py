@@ -52,7 +52,7 @@ def test_signal_mid_record_finalises_the_file(
 ) -> None:
     require_tool("ffprobe")
     out = tmp_path / f"interrupted.{extension}"
-    proc = _start("record", str(out), "--say", "Hello! I am your avatar.")
+    proc = _start("record", str(out), "--say", "Hello! I am your avatar.", "--duration", "60")
     started = _wait_for_file(proc, out)
     time.sleep(seconds)
     recorded = time.monotonic() - started

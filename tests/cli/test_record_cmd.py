@@ -232,3 +232,14 @@ def test_record_json_summary(tmp_path: Path) -> None:
     assert summary["streams"]["audio"]["codec"] == "opus"
     assert summary["duration"] == pytest.approx(1.5, abs=0.1)
     assert summary["size"] == out.stat().st_size > 0 and summary["dropped"] == 0
+
+
+@pytest.mark.slow
+def test_say_without_duration_stops_when_the_avatar_is_idle(tmp_path: Path) -> None:
+    out = tmp_path / "idle.mkv"
+    result = cli("record", str(out), "--say", "Hi there.", "--say", "Bye.", "--json")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["stopped_by"] == "idle", summary
+    # two short sentences: more than a second of media, far less than the 300 s cap
+    assert 1.0 < summary["duration"] < 20.0, summary

@@ -271,6 +271,7 @@ class AvatarMedia:
             on_closed=self._viewer_closed,
             configuration=configuration,
             connect_timeout=self.options.viewer_connect_timeout,
+            host_addresses=self.options.host_addresses,
         )
         viewer.tap.video_loss = self.options.video_packet_loss
         if self._renderer is None and self._executor is not None:

@@ -18,6 +18,8 @@ class AvatarMediaOptions:
     ``video_packet_loss`` drops that fraction of outgoing video RTP packets at random (seeded;
     NACK retransmissions can still repair them); ``AvatarMedia.drop_next_video_packets(n)``
     drops an exact number. ``max_viewers`` beyond which WHEP answers 409 (the service: 1).
+    ``host_addresses`` pins the addresses of the emulator's ICE host candidates (aioice leaves
+    127.0.0.1 out by default; an emulator bound to loopback pins it, see ``Emulator``).
     """
 
     width: int = 512
@@ -33,6 +35,7 @@ class AvatarMediaOptions:
     video_packet_loss: float = 0.0
     max_viewers: int = 1
     viewer_connect_timeout: float = 30.0
+    host_addresses: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         if not 1 <= self.fps <= 60:

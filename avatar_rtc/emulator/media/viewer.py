@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from aiortc import (
     RTCConfiguration,
@@ -22,6 +22,7 @@ from avatar_rtc.emulator.media.options import VideoCodec
 from avatar_rtc.emulator.media.rtp_tap import RtpTap
 from avatar_rtc.emulator.media.timeline import MediaKind
 from avatar_rtc.emulator.media.tracks import PacketTrack
+from avatar_rtc.rtc import multi_turn
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +67,7 @@ class Viewer:
         on_closed: Callable[[Viewer], None],
         configuration: RTCConfiguration | None = None,
         connect_timeout: float = 30.0,
+        host_addresses: Sequence[str] | None = None,
     ) -> None:
         self.resource_id = resource_id
         self.video = video
@@ -79,6 +81,7 @@ class Viewer:
         # No STUN/TURN on the emulator side: host candidates are all a local client needs.
         self.pc = RTCPeerConnection(configuration or RTCConfiguration(iceServers=[]))
         self._connect_timeout = connect_timeout
+        self._host_addresses = host_addresses
         self._watchdog: asyncio.Task[None] | None = None
         self._closed = False
         self.pli_count = 0
@@ -113,6 +116,8 @@ class Viewer:
             raise NegotiationError("offer has no audio or video section")
         try:
             await pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
+            if self._host_addresses is not None:
+                self._pin_host_addresses([tr for tr, _ in transceivers])
             await pc.setLocalDescription(await pc.createAnswer())  # waits for ICE gathering
         except Exception as exc:  # aiortc raises ValueError/OperationError/... on bad offers
             raise NegotiationError(f"cannot apply offer: {exc}") from exc
@@ -124,6 +129,22 @@ class Viewer:
         self._watchdog = asyncio.ensure_future(self._watch_connect())
         self.answer_sdp = str(pc.localDescription.sdp)
         return self.answer_sdp
+
+    def _pin_host_addresses(self, transceivers: list[RTCRtpTransceiver]) -> None:
+        # Gathering starts in setLocalDescription; swap each ICE connection before that.
+        pinned: set[int] = set()
+        for tr in transceivers:
+            connection = tr.sender.transport.transport.iceGatherer._connection
+            if id(connection) not in pinned:
+                pinned.add(id(connection))
+                multi_turn.install(
+                    connection,
+                    servers=[],
+                    host_addresses=self._host_addresses,
+                    ssl_context=None,
+                    relay_grace=0.0,
+                    gather_timeout=5.0,
+                )
 
     def _keyframe_requested(self) -> None:
         self.pli_count += 1

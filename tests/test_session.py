@@ -7,6 +7,7 @@ several seconds); the exit-path tests open sessions of their own.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -382,3 +383,30 @@ async def test_bare_whep_mode(emu: Emulator, deletes: list[bool]) -> None:
 async def test_bare_whep_excludes_control_options() -> None:
     with pytest.raises(ConfigurationError):
         AvatarSession(whep_url="http://127.0.0.1:1/whep", ks="x")
+
+
+# --- recording, logging ---------------------------------------------------------------------
+
+
+async def test_record_copy_and_encode_stop_on_close(
+    emu: Emulator, tmp_path: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="avatar_rtc")
+    session = new_session(emu)
+    async with session:
+        copy = session.record(tmp_path / "copy.mp4")
+        encode = session.record(tmp_path / "encode.mkv", mode="encode", fragment_seconds=0.5)
+        await session.wait_first_frame(10)
+        await wait_for(
+            lambda: encode.stats().video.frames >= 10 and copy.stats().video.frames >= 10
+        )
+        token = session.live.handle.token.reveal() if session.live else ""
+        stats = session.stats()
+    assert len(stats.recorders) == 2
+    for recorder in (copy, encode):
+        final = recorder.stats()
+        assert final.closed and final.error is None and final.video.frames >= 10
+        assert final.audio.frames > 0 and recorder.path.stat().st_size > 10_000
+    # Secrets never reach the logs (KS of the emulator, session JWT).
+    assert token and token not in caplog.text and emu.ks not in caplog.text
+    assert "first video frame" in caplog.text

@@ -55,6 +55,10 @@ class IceOptions:
         servers = ice_servers_from_turn(self.turn, self.turn_ports) if self.turn else []
         return [*servers, *self.extra_servers]
 
+    def uses_tls(self) -> bool:
+        """Whether any server is a ``turns:`` URL (the only ones needing :meth:`ssl_context`)."""
+        return any(server.url.lower().startswith("turns:") for server in self.servers())
+
     def ssl_context(self) -> ssl.SSLContext:
         """The TLS context for ``turns:`` URLs."""
         context = ssl.create_default_context(cafile=self.turn_ca_file)

@@ -163,6 +163,7 @@ class AvatarSession:
         self._closing: asyncio.Task[None] | None = None
         self._starting: asyncio.Task[None] | None = None
         self._streams: list[VideoStream | AudioStream] = []
+        self._closed_stream_drops = 0
         self._recorders: list[Recorder] = []
         self._cleanups: list[Callable[[], None]] = []
         self._errors: list[str] = []
@@ -233,7 +234,7 @@ class AvatarSession:
 
     # --- events -------------------------------------------------------------------------
 
-    def on(self, event: EventName, handler: EventHandler) -> Callable[[], None]:
+    def on(self, event: EventName | str, handler: EventHandler) -> Callable[[], None]:
         """Call ``handler(SessionEvent)`` on every ``event``; returns the remover."""
         if event not in EVENTS:
             raise ValueError(f"unknown event {event!r}; one of {sorted(EVENTS)}")
@@ -578,17 +579,19 @@ class AvatarSession:
         *,
         format: PixelFormat | None = "rgb24",
         size: tuple[int, int] | None = None,
-        capacity: int = 2,
+        capacity: int | None = None,
         policy: Policy = "latest",
     ) -> VideoStream:
         """A stream of decoded frames (``frame.array``; ``format=None``: ``yuv_planes()``).
 
-        ``size`` is (width, height). Closed with the session. Call on the session's loop.
+        ``size`` is (width, height). ``capacity`` defaults to 2 frames under ``latest``
+        (the newest picture, for models) and 300 under ``all`` (lossless while you keep
+        up). Closed with the session. Call on the session's event loop.
         """
         stream = VideoStream(
             self.video_pipeline, format=format, size=size, capacity=capacity, policy=policy
         )
-        self._streams.append(stream)
+        self._track(stream)
         return stream
 
     def audio(
@@ -611,8 +614,16 @@ class AvatarSession:
             capacity=capacity,
             policy=policy,
         )
-        self._streams.append(stream)
+        self._track(stream)
         return stream
+
+    def _track(self, stream: VideoStream | AudioStream) -> None:
+        # Forget closed streams (a long session may open many), keeping their drop counts.
+        for old in [s for s in self._streams if s.closed]:
+            stats = old.stats()
+            self._closed_stream_drops += stats.dropped + stats.callbacks_dropped
+            self._streams.remove(old)
+        self._streams.append(stream)
 
     def record(
         self, path: str | os.PathLike[str], *, mode: RecordMode = "copy", **options: Any
@@ -662,6 +673,7 @@ class AvatarSession:
             video_decoder=video_decoder.stats(),
             audio_decoder=audio_decoder.stats(),
             streams=tuple(s.stats() for s in self._streams),
+            closed_stream_drops=self._closed_stream_drops,
             recorders=tuple(r.stats() for r in self._recorders),
             keep_alive=keep_alive,
             speaking=self.speech.speaking,

@@ -82,8 +82,10 @@ class SessionStats:
     utterances: int
     audio_level_db: float
     errors: tuple[str, ...] = field(default_factory=tuple)
+    closed_stream_drops: int = 0  # drops of streams closed (and forgotten) earlier
 
     @property
     def stream_drops(self) -> int:
         """Frames dropped by all streams (slow consumers under ``latest``, overflow)."""
-        return sum(s.dropped + s.callbacks_dropped for s in self.streams)
+        open_drops = sum(s.dropped + s.callbacks_dropped for s in self.streams)
+        return open_drops + self.closed_stream_drops

@@ -202,7 +202,7 @@ class SyncAvatarSession:
     def stats(self) -> SessionStats:
         return self._run(_call(self._session.stats))
 
-    def on(self, event: EventName, handler: EventHandler) -> Callable[[], None]:
+    def on(self, event: EventName | str, handler: EventHandler) -> Callable[[], None]:
         """``handler(SessionEvent)`` runs on the session's loop thread."""
         return self._session.on(event, handler)
 
@@ -232,7 +232,7 @@ class SyncAvatarSession:
         *,
         format: PixelFormat | None = "rgb24",
         size: tuple[int, int] | None = None,
-        capacity: int = 2,
+        capacity: int | None = None,
         policy: Policy = "latest",
     ) -> VideoStream:
         """The async stream (lives on :attr:`loop`); plain code wants :meth:`iter_video`."""
@@ -267,7 +267,7 @@ class SyncAvatarSession:
         *,
         format: PixelFormat | None = "rgb24",
         size: tuple[int, int] | None = None,
-        capacity: int = 2,
+        capacity: int | None = None,
         policy: Policy = "latest",
         timeout: float | None = 10.0,
     ) -> SessionFrames[VideoFrame]:

@@ -7,8 +7,10 @@ several seconds); the exit-path tests open sessions of their own.
 from __future__ import annotations
 
 import asyncio
+import io
 import logging
 import time
+import wave
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -23,6 +25,7 @@ from avatar_rtc.errors import ConfigurationError, ServerError
 from avatar_rtc.rtc.ice_options import IceOptions
 from avatar_rtc.session import AvatarSession, SessionClosedError, SessionEvent
 from avatar_rtc.session_stats import SessionState
+from avatar_rtc.speech_detector import SpeechDetector, rms_dbfs
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -55,7 +58,7 @@ async def shared(emu: Emulator) -> AsyncIterator[tuple[AvatarSession, Events]]:
     session = AvatarSession(api_url=emu.api_url, ks=emu.ks, ice=LOOPBACK)
     events = Events()
     for name in ("state", "connected", "first_frame", "speaking_started", "speaking_ended"):
-        session.on(name, events)  # type: ignore[arg-type]
+        session.on(name, events)
     async with session:
         yield session, events
 
@@ -218,6 +221,29 @@ async def test_say_speaking_events_and_mouth(shared: tuple[AvatarSession, Events
     assert session.stats().utterances >= 1
 
 
+def tone_wav(seconds: float, rate: int = 16000, hz: float = 300.0) -> bytes:
+    t = np.arange(int(seconds * rate)) / rate
+    pcm = (0.4 * 32767 * np.sin(2 * np.pi * hz * t)).astype("<i2")
+    buf = io.BytesIO()
+    with wave.open(buf, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(pcm.tobytes())
+    return buf.getvalue()
+
+
+async def test_say_audio_speech_duration(shared: tuple[AvatarSession, Events]) -> None:
+    session, events = shared
+    await session.wait_idle(20)
+    started = len(events.of("speaking_started"))
+    assert await session.say_audio(tone_wav(1.2))
+    await wait_for(lambda: len(events.of("speaking_ended")) > started, 10)
+    start = events.of("speaking_started")[-1].data
+    end = events.of("speaking_ended")[-1].data
+    assert abs((end.time - start.time) - 1.2) < 0.15  # media time of the audible part
+
+
 async def test_interrupt_ends_speech(shared: tuple[AvatarSession, Events]) -> None:
     session, events = shared
     ended = len(events.of("speaking_ended"))
@@ -255,7 +281,7 @@ def new_session(emu: Emulator, events: Events | None = None) -> AvatarSession:
     session = AvatarSession(api_url=emu.api_url, ks=emu.ks, ice=LOOPBACK, detect_speech=False)
     if events is not None:
         for name in ("state", "ended", "disconnected"):
-            session.on(name, events)  # type: ignore[arg-type]
+            session.on(name, events)
     return session
 
 
@@ -337,7 +363,7 @@ async def test_session_ended_elsewhere_is_reported(emu: Emulator) -> None:
         api_url=emu.api_url, ks=emu.ks, ice=LOOPBACK, detect_speech=False, keep_alive_interval=0.2
     )
     for name in ("disconnected", "error", "ended"):
-        session.on(name, events)  # type: ignore[arg-type]
+        session.on(name, events)
     async with session:
         await session.wait_first_frame(10)
         live = session.live
@@ -410,3 +436,33 @@ async def test_record_copy_and_encode_stop_on_close(
     # Secrets never reach the logs (KS of the emulator, session JWT).
     assert token and token not in caplog.text and emu.ks not in caplog.text
     assert "first video frame" in caplog.text
+
+
+# --- speech detector (unit) -----------------------------------------------------------------
+
+
+def chunk(db: float, n: int = 960) -> np.ndarray[Any, Any]:
+    """n samples of a square wave at ``db`` dBFS (RMS), int16."""
+    amp = 32768 * 10 ** (db / 20)
+    return np.where(np.arange(n) % 2 == 0, amp, -amp).astype(np.int16)
+
+
+async def test_speech_detector_hysteresis_and_hang() -> None:
+    det = SpeechDetector(start_db=-40, stop_db=-50, min_speech=0.04, hang=0.4)
+    t = 0.0
+
+    def feed(db: float) -> str | None:
+        nonlocal t
+        event = det.feed(chunk(db), t, 0.02)
+        t += 0.02
+        return event.kind if event else None
+
+    assert feed(-120) is None and feed(-30) is None  # one loud 20 ms chunk: not yet speech
+    assert feed(-30) == "started" and det.speaking
+    assert det.utterances == 1
+    assert [feed(-45) for _ in range(30)] == [None] * 30  # between the thresholds: still on
+    assert [feed(-120) for _ in range(19)] == [None] * 19  # a pause shorter than the hang
+    assert feed(-30) is None and det.speaking
+    events = [feed(-120) for _ in range(20)]
+    assert events.count("ended") == 1 and not det.speaking
+    assert abs(rms_dbfs(chunk(-30)) + 30) < 0.1 and rms_dbfs(np.zeros(10, np.int16)) == -120

@@ -1,4 +1,4 @@
-"""The library stays mypy --strict and ruff clean (run as part of the test suite, so CI runs them)."""
+"""The library stays mypy --strict and ruff clean (part of the suite, so CI runs them)."""
 
 from __future__ import annotations
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import json
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -99,3 +100,48 @@ def test_close_without_with_and_on_garbage_collection() -> None:
         del dropped
         gc.collect()
         assert emu.counters.sessions_ended == 2
+
+
+CTRL_C_SCRIPT = textwrap.dedent(
+    """
+    import sys
+    from avatar_rtc import IceOptions, SyncAvatarSession
+    from avatar_rtc.emulator import Emulator
+
+    with Emulator().in_thread() as emu:
+        try:
+            with SyncAvatarSession(
+                api_url=emu.api_url, ks=emu.ks, ice=IceOptions(host_addresses=("127.0.0.1",))
+            ) as avatar:
+                avatar.wait_first_frame(10)
+                print("READY", flush=True)
+                for frame in avatar.iter_video(timeout=None):
+                    pass
+        except KeyboardInterrupt:
+            print("interrupted", avatar.state.value, emu.counters.sessions_ended, flush=True)
+    """
+)
+
+
+def test_ctrl_c_in_a_plain_script_ends_the_session(tmp_path: Path) -> None:
+    script = tmp_path / "ctrl_c.py"
+    script.write_text(CTRL_C_SCRIPT)
+    proc = subprocess.Popen(
+        [sys.executable, str(script)],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "READY"
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, err
+    assert out.strip() == "interrupted ended 1"

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import json
 import os
 import sys
@@ -22,9 +23,10 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ..errors import AvatarRTCError, ConfigurationError
-from ..record import EncodeOptions, RecorderStats, StreamStats
-from ..record.options import container_for_path
+from ..errors import AvatarRTCError, ConfigurationError, ConnectError
+from ..record import EncodeOptions, RecordError, RecorderStats, StreamStats
+from ..record.options import ContainerSpec, container_for_path
+from ..redact import redact
 from .common import (
     EXIT_ERROR,
     EXIT_NO_MEDIA,
@@ -121,6 +123,18 @@ def _size(value: str) -> tuple[int, int]:
     return width, height
 
 
+def copyable_target(target: Target, spec: ContainerSpec) -> Target:
+    """Offer only the video codecs the container takes as they are (copy mode: .webm is
+    VP8 only, .mp4 H264 only); the embedded emulator then sends the first of them."""
+    usable = tuple(c for c in target.video_codecs if c.lower() in spec.video_codecs)
+    if not usable:
+        raise ConfigurationError(
+            f"a {spec.extension} file cannot hold {'/'.join(target.video_codecs)} without "
+            "re-encoding: use --mode encode, another --codec or another extension"
+        )
+    return dataclasses.replace(target, video_codecs=usable)
+
+
 def encode_options(args: argparse.Namespace) -> EncodeOptions | None:
     """EncodeOptions of the encode flags (None in copy mode); error when given in copy mode."""
     given = [
@@ -146,8 +160,11 @@ def encode_options(args: argparse.Namespace) -> EncodeOptions | None:
 def run(args: argparse.Namespace) -> int:
     try:
         target = target_from_args(args)
-        container_for_path(args.out)
         encode = encode_options(args)
+        if args.mode == "copy":
+            target = copyable_target(target, container_for_path(args.out))
+        else:
+            container_for_path(args.out)
     except ConfigurationError as exc:
         print_error(COMMAND, exc)
         return EXIT_USAGE
@@ -178,7 +195,8 @@ async def _main(args: argparse.Namespace, target: Target, encode: EncodeOptions 
 
 @dataclass
 class _Outcome:
-    reason: str = "duration"  # duration | idle | cap | signal | stalled | error | no-media
+    # duration | idle | cap | signal | stalled | disconnected | error | no-media
+    reason: str = "duration"
     error: BaseException | None = None
 
 
@@ -204,7 +222,11 @@ async def _record(
                 ticker.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await ticker
-            stats = await recorder.astop()
+            try:
+                stats = await recorder.astop()
+            except RecordError as exc:  # the writer failed: still show what the file holds
+                stats = recorder.stats()
+                outcome = _Outcome("error", exc)
             if progress is not None:
                 progress.update(_sample(stats, started), force=True)
                 progress.finish()
@@ -245,7 +267,9 @@ async def _drive(
         limit = DEFAULT_IDLE_CAP
     speak = asyncio.create_task(_speak(session, args.say, until_idle))
     recorded = asyncio.ensure_future(_recorded(recorder, limit)) if limit is not None else None
-    waits: list[asyncio.Future[Any]] = [speak, asyncio.ensure_future(stop.event.wait())]
+    lost: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+    forget = session.on("disconnected", lambda event: _set_once(lost, str(event.data)))
+    waits: list[asyncio.Future[Any]] = [speak, lost, asyncio.ensure_future(stop.event.wait())]
     if recorded is not None:
         waits.append(recorded)
     outcome = _Outcome()
@@ -254,6 +278,9 @@ async def _drive(
             done, _ = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
             if stop.event.is_set():
                 outcome.reason = "signal"
+                break
+            if lost in done:
+                outcome = _Outcome("disconnected", ConnectError(f"disconnected: {lost.result()}"))
                 break
             if speak in done:
                 if speak.exception() is not None:
@@ -265,15 +292,23 @@ async def _drive(
                 waits.remove(speak)  # spoken; keep recording until the duration / a signal
                 continue
             if recorded is not None and recorded in done:
-                stalled = recorded.result()
-                outcome.reason = "stalled" if stalled else "cap" if until_idle else "duration"
+                if recorded.result():
+                    outcome = _Outcome("stalled", ConnectError("media stopped arriving"))
+                else:
+                    outcome.reason = "cap" if until_idle else "duration"
                 break
     finally:
+        forget()
         for waiter in waits:
             waiter.cancel()
         with contextlib.suppress(BaseException):
             await asyncio.gather(*waits, return_exceptions=True)
     return outcome
+
+
+def _set_once(future: asyncio.Future[str], value: str) -> None:
+    if not future.done():
+        future.set_result(value)
 
 
 async def _speak(session: AvatarSession, texts: list[str], until_idle: bool) -> None:
@@ -368,7 +403,7 @@ def _print_summary(
 ) -> None:
     data = summary(stats, outcome, wall)
     if args.json:
-        print(json.dumps(data, indent=2), flush=True)
+        print(redact(json.dumps(data, indent=2)), flush=True)
         return
     lines = [
         f"recorded {data['file']} from the {target.describe()} ({data['mode']} mode, "
@@ -384,4 +419,4 @@ def _print_summary(
         lines.append("  no streams: nothing was received")
     if stats.error:
         lines.append(f"  writer error: {stats.error}")
-    print("\n".join(lines), flush=True)
+    print(redact("\n".join(lines)), flush=True)

@@ -2,12 +2,17 @@
 
 Every RTP timestamp is mapped to *presentation seconds* on one session-wide time line:
 
-- **arrival** (until the track has an RTCP sender report): the track is anchored on the
-  arrival time of its first frame (``time.monotonic()`` minus the session origin) and advances
-  with its RTP clock from there. Cross-track alignment is only as good as network jitter.
+- **arrival** (until the track has an RTCP sender report): the track advances with its RTP
+  clock from an anchor on the arrival time line (``time.monotonic()`` minus the session origin):
+  the *fastest* transit seen so far (a late first frame does not delay the track for good).
+  Cross-track alignment is only as good as the senders' pacing and the network jitter.
 - **rtcp-sr**: ``SR.ntp + (rtp - SR.rtp) / clock_rate - ntp_origin``. ``ntp_origin`` is
   chosen once per session (at the first SR of any track), so both tracks share the sender's
   wall clock and are aligned as the sender meant them to be.
+
+SR noise: some senders (aiortc) stamp an SR with the time their last packet was *sent*, a few
+ms after its capture. The mapping uses, of the last ``sr_window`` SRs of a track, the one with
+the earliest NTP time for its RTP time (a windowed minimum, so slow clock drift still passes).
 
 Continuity: whenever a track's mapping changes (arrival -> SR, or a newer SR that disagrees
 by a few ms), the difference is turned into a per-track *correction* so that the output does not
@@ -24,7 +29,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 __all__ = ["AvClock", "ClockSource"]
@@ -48,6 +53,8 @@ class _Track:
     last_rtp: int | None = None
     last_out: float | None = None
     pending_sr: tuple[float, int] | None = None  # (ntp seconds, 32-bit rtp timestamp)
+    srs: list[tuple[float, int]] = field(default_factory=list)  # recent (ntp s, unwrapped rtp)
+    sr_used: tuple[float, int] | None = None
 
     def raw(self, rtp: int) -> float:
         return self.anchor_time + (rtp - self.anchor_rtp) / self.clock_rate
@@ -56,11 +63,14 @@ class _Track:
 class AvClock:
     """Maps ``(kind, rtp_timestamp)`` to presentation seconds; see the module docstring."""
 
-    def __init__(self, *, slew_rate: float = 0.1, max_correction: float = 1.0) -> None:
+    def __init__(
+        self, *, slew_rate: float = 0.1, max_correction: float = 1.0, sr_window: int = 8
+    ) -> None:
         if not 0.0 < slew_rate < 1.0:
             raise ValueError("slew_rate must be in (0, 1) to keep timestamps monotonic")
         self._slew_rate = slew_rate
         self._max_correction = max_correction
+        self._sr_window = sr_window
         self._origin: float | None = None  # monotonic time of the first frame of the session
         self._ntp_origin: float | None = None  # NTP seconds that map to presentation 0
         self._tracks: dict[str, _Track] = {}
@@ -121,6 +131,14 @@ class AvClock:
 
         if track.pending_sr is not None:
             self._apply_sr(kind, track, rtp_timestamp)
+        elif track.source == "arrival":
+            # Anchor on the fastest transit seen: a first frame that arrived late (encoder
+            # start-up, a big keyframe) must not delay the whole track. Slewed like any change.
+            transit = arrival_time - self._origin - (rtp_timestamp - track.anchor_rtp) / clock_rate
+            if transit < track.anchor_time - 0.002:
+                before = track.raw(rtp_timestamp) + track.correction
+                track.anchor_time = transit
+                track.correction = before - track.raw(rtp_timestamp)
 
         out = track.raw(rtp_timestamp) + track.correction
         if track.last_out is not None and out < track.last_out:
@@ -137,7 +155,14 @@ class AvClock:
         diff = (sr_rtp32 - rtp) & 0xFFFFFFFF
         if diff >= 1 << 31:
             diff -= 1 << 32
-        sr_rtp = rtp + diff
+        track.srs.append((ntp_s, rtp + diff))
+        del track.srs[: -self._sr_window]
+        # Of the recent SRs use the one with the earliest NTP for its RTP time: senders that
+        # stamp SRs with their *send* time (aiortc) add a few ms of noise, always late.
+        ntp_s, sr_rtp = min(track.srs, key=lambda sr: sr[0] - sr[1] / track.clock_rate)
+        if track.source == "rtcp-sr" and track.sr_used == (ntp_s, sr_rtp):
+            return
+        track.sr_used = (ntp_s, sr_rtp)
         before = track.raw(rtp) + track.correction
         if self._ntp_origin is None:
             # First SR of the session: choose the origin so that this track does not move.

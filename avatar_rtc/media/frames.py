@@ -7,7 +7,8 @@ releases the GIL) and copies into a pooled buffer: a fresh large array per frame
 references it (``sys.getrefcount``), so arrays handed out are never overwritten under the user.
 
 ``AudioFrame`` is PCM already converted to the caller's rate/layout/format by
-:class:`AudioRechunker` (``av.AudioResampler`` + sample counting: consecutive frames are
+:class:`AudioRechunker` (``av.AudioResampler``, or plain numpy when only the channel count or
+sample type changes, + sample counting: consecutive frames are
 contiguous, gaps in the received stream are filled with silence, overlaps trimmed).
 """
 
@@ -231,10 +232,11 @@ class AudioRechunker:
     """Resample decoded audio and cut it into fixed-size, gapless frames.
 
     Feed decoded ``av.AudioFrame``s with their presentation time; get ``AudioFrame``s of exactly
-    ``frame_ms`` each. Time is counted in samples from the first input; when the input's own
-    timestamps run ahead of the count by more than ``tolerance`` (lost packets, DTX) the gap is
-    filled with silence (up to ``max_gap``, beyond which the count restarts); when they run
-    behind, the overlap is trimmed.
+    ``frame_ms`` each. Samples are counted: when an input's timestamp runs ahead of the count by
+    more than ``tolerance`` (lost packets, DTX) the gap is filled with silence (up to
+    ``max_gap``; beyond that the timeline just restarts); when it runs behind, the overlap is
+    trimmed. Within the tolerance nothing is inserted or cut; each output frame's timestamp is
+    that of its first sample on the A/V clock.
     """
 
     def __init__(
@@ -265,19 +267,17 @@ class AudioRechunker:
             layout="mono" if channels == 1 else "stereo",
             rate=sample_rate,
         )
+        self._resampler_used = False  # once used, keep it (it holds delayed samples)
         self._pending: list[npt.NDArray[Any]] = []
         self._pending_samples = 0
-        self._start_time: float | None = None  # presentation time of sample 0
-        self._samples_out = 0  # samples emitted since _start_time
+        self._next_time: float | None = None  # expected time of the next input sample
+        self._pending_start = 0.0  # presentation time of the first pending sample
+        self._last_time: float | None = None
         self._clock_source: ClockSource = "arrival"
         self._arrival = 0.0
         self._index = 0
         self.gaps_filled = 0
         self.samples_trimmed = 0
-
-    def _expected_time(self) -> float:
-        assert self._start_time is not None
-        return self._start_time + (self._samples_out + self._pending_samples) / self.sample_rate
 
     def push(
         self,
@@ -291,16 +291,11 @@ class AudioRechunker:
         self._arrival = arrival_time
         if pcm.shape[0] == 0:
             return []
-        if self._start_time is None:
-            self._start_time = presentation_time
-        else:
-            drift = presentation_time - self._expected_time()
+        first_time = presentation_time
+        if self._next_time is not None:
+            drift = presentation_time - self._next_time
             if drift > self._max_gap or drift < -self._max_gap:
-                logger.info("audio: %.3f s discontinuity, restarting sample count", drift)
-                self._start_time = (
-                    presentation_time
-                    - (self._samples_out + self._pending_samples) / self.sample_rate
-                )
+                logger.info("audio: %.3f s discontinuity in the input timestamps", drift)
             elif drift > self._tolerance:
                 n = round(drift * self.sample_rate)
                 self._append(np.zeros((n, self.channels), dtype=self._np_dtype))
@@ -308,16 +303,41 @@ class AudioRechunker:
             elif drift < -self._tolerance:
                 n = min(pcm.shape[0], round(-drift * self.sample_rate))
                 pcm = pcm[n:]
+                first_time += n / self.sample_rate
                 self.samples_trimmed += n
+        # Samples stay contiguous; timestamps follow the A/V clock (re-anchored on every
+        # input frame, so they track AvClock's slewed corrections instead of drifting off).
+        self._pending_start = first_time - self._pending_samples / self.sample_rate
         self._append(pcm)
+        self._next_time = first_time + pcm.shape[0] / self.sample_rate
         return self._drain()
 
     def _resample(self, frame: av.AudioFrame) -> npt.NDArray[Any]:
+        if (
+            self._resampler_used is False
+            and frame.sample_rate == self.sample_rate
+            and frame.format.name == "s16"
+            and len(frame.layout.channels) in (1, 2)
+        ):
+            return self._direct(frame)  # same rate: numpy is cheaper than swresample
+        self._resampler_used = True
         frame.pts = None  # we count samples ourselves; avoid resampler pts bookkeeping
         chunks = [self._to_array(f) for f in self._resampler.resample(frame)]
         if not chunks:
             return np.zeros((0, self.channels), dtype=self._np_dtype)
         return chunks[0] if len(chunks) == 1 else np.concatenate(chunks)
+
+    def _direct(self, frame: av.AudioFrame) -> npt.NDArray[Any]:
+        src_ch = len(frame.layout.channels)
+        pcm = cast(npt.NDArray[np.int16], frame.to_ndarray()).reshape(-1, src_ch)
+        if src_ch == 2 and self.channels == 1:
+            mixed = (pcm[:, 0].astype(np.int32) + pcm[:, 1]) >> 1
+            pcm = mixed.astype(np.int16).reshape(-1, 1)
+        elif src_ch == 1 and self.channels == 2:
+            pcm = np.repeat(pcm, 2, axis=1)
+        if self.dtype == "float32":
+            return pcm.astype(np.float32) / np.float32(32768.0)
+        return pcm
 
     def _to_array(self, frame: av.AudioFrame) -> npt.NDArray[Any]:
         arr = cast(npt.NDArray[Any], frame.to_ndarray())  # packed: (1, samples * channels)
@@ -335,22 +355,25 @@ class AudioRechunker:
             return out
         buf = np.concatenate(self._pending) if len(self._pending) > 1 else self._pending[0]
         pos = 0
-        assert self._start_time is not None
         while self._pending_samples - pos >= n:
+            t = self._pending_start + pos / self.sample_rate
+            if self._last_time is not None and t <= self._last_time:
+                t = self._last_time + 1e-6  # never backwards
+            self._last_time = t
             out.append(
                 AudioFrame(
                     data=np.ascontiguousarray(buf[pos : pos + n]),
                     sample_rate=self.sample_rate,
-                    presentation_time=self._start_time + self._samples_out / self.sample_rate,
+                    presentation_time=t,
                     clock_source=self._clock_source,
                     arrival_time=self._arrival,
                     index=self._index,
                 )
             )
             self._index += 1
-            self._samples_out += n
             pos += n
         rest = buf[pos:]
         self._pending = [rest] if rest.shape[0] else []
         self._pending_samples = int(rest.shape[0])
+        self._pending_start += pos / self.sample_rate
         return out

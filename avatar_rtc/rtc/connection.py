@@ -248,7 +248,7 @@ class MediaConnection:
             gatherer._connection,
             servers=self.ice.servers(),
             host_addresses=self.ice.host_addresses,
-            # Loading the CA store costs 35-90 ms on the event loop: only when a turns: URL needs it.
+            # Loading the CA store costs 35-90 ms on the event loop: only for turns: URLs.
             ssl_context=self.ice.ssl_context() if self.ice.uses_tls() else None,
             relay_grace=self.ice.relay_grace,
             gather_timeout=self.ice.gather_timeout,

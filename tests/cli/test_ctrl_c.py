@@ -83,3 +83,39 @@ def test_sigint_while_connecting_exits_130_without_traceback(tmp_path: Path) -> 
     assert proc.returncode == 130, stderr
     assert "Traceback" not in stderr
     assert "interrupted" in stderr or "stopped by signal" in stdout
+
+
+def test_source_killed_mid_record_still_finalises_the_file(tmp_path: Path) -> None:
+    """The sender vanishes (SIGKILL): the recording stops as stalled, exit 1, file readable."""
+    require_tool("ffprobe")
+    emulator = _start("emulator", "--port", "0")
+    try:
+        assert emulator.stdout is not None
+        found: dict[str, str] = {}
+        while "AVATAR_KS" not in found:
+            line = emulator.stdout.readline()
+            assert line, emulator.stderr.read() if emulator.stderr else "emulator exited"
+            key, _, value = line.strip().partition("=")
+            if key in ("AVATAR_API_URL", "AVATAR_KS"):
+                found[key] = value
+        out = tmp_path / "killed.mp4"
+        proc = _start(
+            "record", str(out), "--duration", "2", "--no-progress",
+            "--api-url", found["AVATAR_API_URL"], "--ks", found["AVATAR_KS"],
+            "--host-address", "127.0.0.1",
+        )  # fmt: skip
+        _wait_for_file(proc, out)
+        time.sleep(0.8)
+        emulator.kill()
+        stdout, stderr = proc.communicate(timeout=30)
+    finally:
+        if emulator.poll() is None:
+            emulator.kill()
+        emulator.communicate()
+    assert proc.returncode == 1, stderr
+    assert "Traceback" not in stderr
+    assert "stopped by stalled" in stdout or "stopped by disconnected" in stdout, stdout
+    assert stderr.strip().splitlines()[-1].startswith("avatar-rtc record: ConnectError:")
+    streams = probe_streams(out)
+    assert set(streams) == {"video", "audio"}
+    assert all(0.5 < info["duration"] < 2.1 for info in streams.values()), streams

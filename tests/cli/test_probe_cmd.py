@@ -224,6 +224,18 @@ def test_no_secret_in_the_output_of_a_run(emulator_with_secrets: str) -> None:
     assert not re.search(r"eyJ[\w-]+\.[\w-]+", output), "a JWT was printed"
 
 
+@pytest.mark.slow
+def test_a_rejected_ks_is_a_one_line_error_without_the_ks(emulator_with_secrets: str) -> None:
+    wrong = "ks-WRONG-value-31337"
+    argv = ("--api-url", emulator_with_secrets, "--ks", wrong, "--avatar-id", "a1")
+    result = _cli("probe", *argv)
+    assert result.returncode == 1
+    assert result.stdout == "" and "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("avatar-rtc probe: AuthenticationError:")
+    assert wrong not in result.stderr and KS not in result.stderr
+
+
 def test_error_lines_mask_secrets() -> None:
     from avatar_rtc.cli.common import error_line
 

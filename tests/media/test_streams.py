@@ -10,7 +10,16 @@ import numpy as np
 import pytest
 
 from avatar_rtc.media import AudioFrame, AudioStream, VideoFrame, VideoStream, decoder_for
-from tests.media.loopback import BLUE, GREEN, RED, WHITE, Loopback, loopback, rss_bytes
+from tests.media.loopback import (
+    BLUE,
+    GREEN,
+    RED,
+    WHITE,
+    Loopback,
+    loopback,
+    open_loopback,
+    rss_bytes,
+)
 
 
 def near(px: np.ndarray, colour: tuple[int, ...], tol: int = 40) -> bool:
@@ -105,6 +114,7 @@ async def test_av_sync_within_20ms() -> None:
         aus.close()
         await asyncio.gather(*tasks)
         # skip the first seconds: the SR mapping's correction is slewed in (AvClock)
+        print({k: (t.source, t.correction) for k, t in lb.clock._tracks.items()})
         late = [t for t in flashes if t > flashes[0] + 2.5] if flashes else []
         assert len(late) >= 2, (flashes, onsets)
         for t in late:
@@ -209,3 +219,16 @@ async def test_no_consumer_for_30s_keeps_memory_flat() -> None:
         growth_mb, dropped = await _memory_flat(lb, 30.0)
         assert dropped > 500
         assert growth_mb < 8.0, growth_mb
+
+
+async def test_streams_end_when_the_connection_closes() -> None:
+    lb = await open_loopback()
+    video = VideoStream(lb.video)
+    audio = AudioStream(lb.audio)
+    await next_frame(video)
+    await next_frame(audio)
+    await lb.close()  # receiver.stop() closes the pipelines, which end their streams
+    assert video.closed and audio.closed
+    with pytest.raises(StopAsyncIteration):
+        await next_frame(video)
+    assert not decoder_for(lb.video).running and not decoder_for(lb.audio).running

@@ -205,3 +205,16 @@ def test_clock_aligns_audio_and_video_through_sr() -> None:
     v, _ = clock.map("video", 1, 90 * 4000, 90000, 14.0)
     a, _ = clock.map("audio", 2, 48 * 4000, 48000, 14.08)
     assert abs(v - a) < 0.002  # corrections slewed away: same sender time -> same pts
+
+
+def test_clock_arrival_anchor_follows_fastest_transit() -> None:
+    clock = AvClock(slew_rate=0.1)
+    # the first video frame arrives 300 ms late (encoder start-up); later ones on time
+    clock.map("video", 1, 0, 90000, 10.3)
+    prev = 0.0
+    for i in range(1, 150):
+        pts, _ = clock.map("video", 1, i * 3000, 90000, 10.0 + i / 30)
+        assert pts > prev
+        prev = pts
+    # after 5 s the 300 ms start-up delay has been slewed out: pts follow the fast transit
+    assert prev == pytest.approx(149 / 30 - 0.3, abs=0.005)

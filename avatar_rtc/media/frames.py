@@ -271,6 +271,8 @@ class AudioRechunker:
         self._pending: list[npt.NDArray[Any]] = []
         self._pending_samples = 0
         self._next_time: float | None = None  # expected time of the next input sample
+        self._res_in = 0.0  # seconds fed to the resampler
+        self._res_out = 0  # samples it returned
         self._pending_start = 0.0  # presentation time of the first pending sample
         self._last_time: float | None = None
         self._clock_source: ClockSource = "arrival"
@@ -286,14 +288,20 @@ class AudioRechunker:
         clock_source: ClockSource,
         arrival_time: float,
     ) -> list[AudioFrame]:
+        in_duration = frame.samples / frame.sample_rate
         pcm = self._resample(frame)
         self._clock_source = clock_source
         self._arrival = arrival_time
+        next_input = self._next_time
+        self._next_time = presentation_time + in_duration
         if pcm.shape[0] == 0:
             return []
-        first_time = presentation_time
-        if self._next_time is not None:
-            drift = presentation_time - self._next_time
+        # The resampler holds back its last ``delay`` samples: the output ends that much
+        # before the end of this input frame.
+        delay = self._res_in * self.sample_rate - self._res_out
+        first_time = presentation_time + in_duration - (delay + pcm.shape[0]) / self.sample_rate
+        if next_input is not None:
+            drift = presentation_time - next_input
             if drift > self._max_gap or drift < -self._max_gap:
                 logger.info("audio: %.3f s discontinuity in the input timestamps", drift)
             elif drift > self._tolerance:
@@ -309,7 +317,6 @@ class AudioRechunker:
         # input frame, so they track AvClock's slewed corrections instead of drifting off).
         self._pending_start = first_time - self._pending_samples / self.sample_rate
         self._append(pcm)
-        self._next_time = first_time + pcm.shape[0] / self.sample_rate
         return self._drain()
 
     def _resample(self, frame: av.AudioFrame) -> npt.NDArray[Any]:
@@ -321,8 +328,10 @@ class AudioRechunker:
         ):
             return self._direct(frame)  # same rate: numpy is cheaper than swresample
         self._resampler_used = True
+        self._res_in += frame.samples / frame.sample_rate
         frame.pts = None  # we count samples ourselves; avoid resampler pts bookkeeping
         chunks = [self._to_array(f) for f in self._resampler.resample(frame)]
+        self._res_out += sum(c.shape[0] for c in chunks)
         if not chunks:
             return np.zeros((0, self.channels), dtype=self._np_dtype)
         return chunks[0] if len(chunks) == 1 else np.concatenate(chunks)

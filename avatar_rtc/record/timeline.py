@@ -45,8 +45,10 @@ class StartGate(Generic[A]):
 
     def open(self, origin: float) -> list[tuple[A, float]]:
         """Fix the origin; return the held audio that belongs in the file."""
-        self.origin = origin
         keep = [(item, t) for item, t in self._held if t >= origin - _START_TOLERANCE]
+        # Audio a hair before the keyframe moves the origin back rather than being clamped
+        # to 0, which would shift every later audio packet by that hair.
+        self.origin = min([origin, *(t for _, t in keep)])
         self._stats.skip_before_start(len(self._held) - len(keep))
         self._held.clear()
         return keep

@@ -63,22 +63,24 @@ async def test_video_formats_sizes_and_colours(codec: str) -> None:
 
 
 async def test_audio_16k_mono_sample_count() -> None:
-    async with (
-        loopback() as lb,
-        AudioStream(
-            lb.audio, sample_rate=16000, channels=1, frame_ms=20, dtype="float32"
-        ) as stream,
-    ):
+    async with loopback() as lb:
+        stream = AudioStream(lb.audio, sample_rate=16000, channels=1, frame_ms=20, dtype="float32")
         frames: list[AudioFrame] = []
         while len(frames) < 100:  # 2 s
             f = await next_frame(stream)
             assert isinstance(f, AudioFrame)
             frames.append(f)
+        stream.close()
+        decoded = decoder_for(lb.audio).stats().decoded  # 20 ms Opus packets
         assert all(f.data.shape == (320, 1) and f.data.dtype == np.float32 for f in frames)
         assert all(f.sample_rate == 16000 for f in frames)
-        total = sum(f.samples for f in frames)
-        span = frames[-1].presentation_time + frames[-1].duration - frames[0].presentation_time
-        assert total == round(span * 16000)  # gapless: samples match the time they cover
+        # every decoded 20 ms became exactly 320 samples (minus the resampler's few held back)
+        produced = stream.stats().received * 320
+        assert 0 <= decoded * 320 - produced <= 3 * 320
+        # timestamps: first sample of each frame; they follow the A/V clock, which may slew
+        # by up to 10 % while switching to RTCP SR timing
+        span = frames[-1].presentation_time - frames[0].presentation_time
+        assert abs(span - 99 * 0.02) < 0.1 * 99 * 0.02
         assert float(np.abs(np.concatenate([f.data for f in frames])).max()) > 0.3  # beeps
 
 
@@ -114,7 +116,6 @@ async def test_av_sync_within_20ms() -> None:
         aus.close()
         await asyncio.gather(*tasks)
         # skip the first seconds: the SR mapping's correction is slewed in (AvClock)
-        print({k: (t.source, t.correction) for k, t in lb.clock._tracks.items()})
         late = [t for t in flashes if t > flashes[0] + 2.5] if flashes else []
         assert len(late) >= 2, (flashes, onsets)
         for t in late:

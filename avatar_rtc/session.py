@@ -638,6 +638,8 @@ class AvatarSession:
         if mode == "copy":
             recorder.attach(self.video_pipeline)
             recorder.attach(self.audio_pipeline)
+            # The file starts at a keyframe: ask for one now rather than wait for the next.
+            self.video_pipeline.request_keyframe()
             return recorder
 
         def video(decoded: DecodedFrame) -> None:

@@ -12,6 +12,8 @@ Queue policies (enforced on the decoder thread, so a busy event loop cannot make
 - ``all`` (audio default; recording): lossless while the consumer keeps up. Live RTP cannot be
   back-pressured, so beyond ``capacity`` (video default 300 frames ~10 s at 30 fps; audio 500
   frames = 10 s of 20 ms) the oldest frame is dropped with a (rate-limited) warning and counted.
+  Queued video frames are decoded yuv420p (1.4 MB each at 720p, 3.1 MB at 1080p): a full
+  300-frame queue holds ~0.4 / ~0.9 GB, so lower ``capacity`` for large frames.
 
 Video conversion to numpy runs off the event loop: on the decoder thread when a consumer is
 already waiting (lowest latency), else when the frame is taken, in a worker thread for frames

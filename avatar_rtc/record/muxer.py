@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 # A small valid Opus packet (CELT 20 ms, stereo, silence): the audio template when the first
 # keyframe comes before any audio, and the filler for holes in the audio.
 _OPUS_SILENCE = b"\xfc\xff\xfe"
+_OPUS_FRAME_TICKS = 960  # 20 ms at 48 kHz, what WebRTC senders packetize
 _GAP_TICKS = 48000 * 30 // 1000  # a hole longer than 30 ms is filled
 _MAX_FILL_PACKETS = 50 * 600  # at most 10 minutes of silence per hole
 _CODEC_NAMES = {"h264": "h264", "vp8": "vp8", "vp9": "vp9", "opus": "opus"}
@@ -261,7 +262,16 @@ class CopyMuxer:
 
     def _mux_audio(self, frame: EncodedFrame) -> None:
         assert self._container is not None and self._audio is not None
-        ticks = self._audio_clock.ticks(frame.presentation_time, self._origin())
+        ticks = round((frame.presentation_time - self._origin()) * 48000)
+        overlap = 0 if self._audio_end is None else self._audio_end - ticks
+        if overlap > _OPUS_FRAME_TICKS // 2:
+            with self._stats.lock:
+                self._stats.audio_overlap_drops += 1
+            return
+        if overlap > 0 and self._audio_end is not None:
+            ticks = self._audio_end  # clock jitter or slew of under 10 ms: keep audio contiguous
+        else:
+            ticks = self._audio_clock.ticks(frame.presentation_time, self._origin())
         if self._audio_end is not None and self._options.fill_audio_gaps:
             self._fill_audio_gap(self._audio_end, ticks)
         self._mux_audio_packet(frame.data, ticks)
@@ -269,11 +279,11 @@ class CopyMuxer:
     def _fill_audio_gap(self, start: int, end: int) -> None:
         # Lost packets or DTX leave holes; players that play audio back to back (ignoring
         # timestamps) would then pull audio earlier than video. Silence packets keep it in place.
-        count = min((end - start) // 960, _MAX_FILL_PACKETS)
+        count = min((end - start) // _OPUS_FRAME_TICKS, _MAX_FILL_PACKETS)
         if (end - start) < _GAP_TICKS or count <= 0:
             return
         for k in range(count):
-            self._mux_audio_packet(_OPUS_SILENCE, start + k * 960, filler=True)
+            self._mux_audio_packet(_OPUS_SILENCE, start + k * _OPUS_FRAME_TICKS, filler=True)
         with self._stats.lock:
             self._stats.audio_fill_packets += count
 

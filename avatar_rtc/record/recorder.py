@@ -327,11 +327,12 @@ class Recorder:
             video, audio = book.video.snapshot(), book.audio.snapshot()
             started = book.started
             transcoded = book.transcoded_video
-            skipped, skipped_rate, fixups, fills = (
+            skipped, skipped_rate, fixups, fills, overlaps = (
                 book.skipped_before_start,
                 book.skipped_rate,
                 book.timestamp_fixups,
                 book.audio_fill_packets,
+                book.audio_overlap_drops,
             )
         with self._lock:
             dropped, dropped_bytes, late = self._dropped, self._dropped_bytes, self._late
@@ -354,6 +355,7 @@ class Recorder:
             skipped_before_start=skipped,
             skipped_rate=skipped_rate,
             timestamp_fixups=fixups,
+            audio_overlap_drops=overlaps,
             audio_fill_packets=fills,
             transcoded_video=transcoded,
             late_writes=late,

@@ -34,6 +34,9 @@ class RecorderStats:
       Never silent: each overflow episode is also logged as an error.
     - ``skipped_before_start``: video before the first keyframe and audio trimmed to it.
     - ``timestamp_fixups``: frames whose time did not increase and were nudged by one tick.
+    - ``audio_overlap_drops``: copy mode: Opus packets whose clock time fell more than half a
+      packet inside audio already written (the A/V clock slewing audio earlier); writing them
+      would push all later audio late, so they are dropped: audio stays within 10 ms of video.
     """
 
     path: str
@@ -52,6 +55,7 @@ class RecorderStats:
     skipped_before_start: int
     skipped_rate: int  # encode mode: frames over the fps cap
     timestamp_fixups: int
+    audio_overlap_drops: int
     audio_fill_packets: int  # copy mode: Opus silence packets written into holes in the audio
     transcoded_video: bool  # copy mode: the video had to be re-encoded to fit the container
     late_writes: int  # frames written after stop() began (ignored)
@@ -84,6 +88,7 @@ class StatsBook:
         self.skipped_rate = 0
         self.timestamp_fixups = 0
         self.audio_fill_packets = 0
+        self.audio_overlap_drops = 0
         self.transcoded_video = False
 
     def stream(self, kind: str) -> _StreamBook:

@@ -52,6 +52,7 @@ class _Packet:
     data: bytes
     key: bool
     arrival: float
+    padding: bool = False
 
 
 def _h264_nal_types(payload: bytes) -> list[int]:
@@ -139,6 +140,12 @@ class VideoJitterBuffer:
         if (self._floor is not None and seq < self._floor) or seq in self._packets:
             self.packets_late += 1
             return False
+        if not payload:
+            # Padding-only packet (bandwidth probing): it takes a sequence number, carries no
+            # media, and must not look like a hole.
+            self._packets[seq] = _Packet(timestamp, False, b"", False, arrival, padding=True)
+            self._highest = seq if self._highest is None else max(self._highest, seq)
+            return True
         try:
             data, key_start, key = parse_video_payload(self.codec, payload)
         except ValueError as exc:
@@ -209,6 +216,10 @@ class VideoJitterBuffer:
         assert self._next is not None
         if self._cur is None:
             first = self._packets.get(self._next)
+            while first is not None and first.padding:  # padding between frames: skip it
+                del self._packets[self._next]
+                self._set_next(self._next + 1)
+                first = self._packets.get(self._next)
             if first is None:
                 self._note_hole(self._next)
                 return None
@@ -221,6 +232,9 @@ class VideoJitterBuffer:
             if pkt is None:
                 self._note_hole(self._cur)
                 return None
+            if pkt.padding:
+                self._cur += 1
+                continue
             if pkt.timestamp != self._cur_ts:
                 # The sender did not set the marker bit: the frame ended before this packet.
                 return self._release(self._cur - 1, self._packets[self._cur - 1].arrival)

@@ -391,11 +391,11 @@ class ReceivePipeline:
         else:
             frames = jb.pop()
 
+        for frame in frames:  # deliver first: the NACK send below awaits
+            self._emit_video(frame, codec, now)
         lost = self._nack.due(now)
         if lost:
             await self._send_nack(lost)
-        for frame in frames:
-            self._emit_video(frame, codec, now)
         if jb.take_pli_request():
             self._request_pli()
 

@@ -218,3 +218,10 @@ def test_clock_arrival_anchor_follows_fastest_transit() -> None:
         prev = pts
     # after 5 s the 300 ms start-up delay has been slewed out: pts follow the fast transit
     assert prev == pytest.approx(149 / 30 - 0.3, abs=0.005)
+
+
+def test_padding_packets_are_not_holes() -> None:
+    jb = VideoJitterBuffer("H264")
+    frames = feed(jb, [*keyframe(0, 0), (3, 0, False, b""), (4, 0, False, b""), *pframe(5, 3000)])
+    assert [f.rtp_timestamp for f in frames] == [0, 3000]
+    assert len(jb) == 0

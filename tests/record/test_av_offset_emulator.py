@@ -1,0 +1,85 @@
+"""A/V offset in a file recorded from the emulator: mouth movement vs. speech onset.
+
+The emulator schedules both on one media clock and logs them (``audio_onset``,
+``mouth_open``). Read back from the file with the same detectors, the offset between the
+two must match what the emulator scheduled to within 40 ms.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from avatar_rtc import AvatarSession, IceOptions
+from avatar_rtc.emulator import Emulator
+from avatar_rtc.emulator.media import AvatarMedia
+from avatar_rtc.emulator.media.avatar_media import MOUTH_OPEN, ONSET_DB
+from avatar_rtc.emulator.media.face import mouth_opening
+from tests.record.filecheck import ffprobe_streams
+
+pytestmark = pytest.mark.slow
+
+
+def _first_mouth_open(path: Path, after: float) -> float:
+    with av.open(str(path)) as container:
+        for frame in container.decode(video=0):
+            t = float(frame.time)
+            if t >= after and mouth_opening(frame.to_ndarray(format="rgb24")) >= MOUTH_OPEN:
+                return t
+    raise AssertionError("the mouth never opened in the recorded video")
+
+
+def _first_audio_onset(path: Path, after: float) -> float:
+    with av.open(str(path)) as container:
+        for frame in container.decode(audio=0):
+            t = float(frame.time)
+            pcm = frame.to_ndarray().astype(np.float64)  # planar float in [-1, 1]
+            level = 20 * np.log10(max(float(np.sqrt(np.mean(pcm**2))), 1e-9))
+            if t >= after and level > ONSET_DB:
+                return t
+    raise AssertionError("no speech onset in the recorded audio")
+
+
+@pytest.mark.parametrize("extension", ["mkv", "mp4"])
+async def test_mouth_vs_speech_onset_in_the_file_within_40ms(
+    tmp_path: Path, extension: str
+) -> None:
+    out = tmp_path / f"av.{extension}"
+    async with Emulator() as emulator:
+        session = AvatarSession(
+            api_url=emulator.api_url,
+            ks=emulator.ks,
+            ice=IceOptions(host_addresses=("127.0.0.1",)),
+        )
+        async with session:
+            await session.wait_first_frame(timeout=20)
+            recorder = session.record(out)
+            await asyncio.sleep(1.0)  # some idle face first: the onset is not at the file start
+            turn_id = await session.say("Hello there. This sentence checks lip sync.")
+            await session.wait_idle(timeout=20)
+            await asyncio.sleep(0.3)
+            assert session.session_id is not None
+            media = emulator.session(session.session_id).media
+            assert isinstance(media, AvatarMedia)
+            onset = media.events(turn_id, "audio_onset")
+            mouth = media.events(turn_id, "mouth_open")
+        stats = recorder.stats()
+
+    assert onset and mouth, "the emulator did not log the turn's onset and mouth opening"
+    scheduled = mouth[0].media_time - onset[0].media_time
+    kinds = sorted(str(s["codec_type"]) for s in ffprobe_streams(out))
+    assert kinds == ["audio", "video"]
+
+    # The file starts ~1 s before the turn; skip its first half second of idle face.
+    audio_onset = _first_audio_onset(out, after=0.5)
+    mouth_open = _first_mouth_open(out, after=0.5)
+    measured = mouth_open - audio_onset
+    print(f"scheduled {scheduled * 1000:.1f} ms, measured {measured * 1000:.1f} ms")
+    assert abs(measured - scheduled) <= 0.040, (
+        f"mouth-vs-onset offset in the file {measured * 1000:.1f} ms, "
+        f"scheduled {scheduled * 1000:.1f} ms (recorder stats: {stats})"
+    )

@@ -1,4 +1,4 @@
-"""Options shared by ``probe`` and ``record``: what to connect to, how (ICE), and stopping.
+"""Shared by the commands, mostly ``probe``/``record``: what to connect to, how (ICE), stopping.
 
 Target selection (first match wins):
 
@@ -19,11 +19,11 @@ import contextlib
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, TextIO
 
-from ..errors import ConfigurationError
+from ..errors import AvatarRTCError, ConfigurationError
 from ..redact import Secret, redact
 from ..rtc.ice_options import IceOptions
 from ..rtc.ice_servers import IceServer, parse_ice_url
@@ -38,6 +38,8 @@ __all__ = [
     "add_target_options",
     "error_line",
     "open_target",
+    "parse_size",
+    "run_command",
     "target_from_args",
 ]
 
@@ -175,6 +177,15 @@ def _positive_float(value: str) -> float:
 
 
 positive_float = _positive_float
+
+
+def parse_size(value: str) -> tuple[int, int]:
+    """``WxH`` -> ``(width, height)`` (an argparse ``type``)."""
+    try:
+        width, height = (int(v) for v in value.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected WxH, got {value!r}") from None
+    return width, height
 
 
 def target_from_args(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> Target:
@@ -368,3 +379,35 @@ async def race_stop(stop: StopSignals, awaitable: Any) -> tuple[bool, Any]:
     if task in done:
         return False, task.result()
     return True, None
+
+
+def run_command(command: str, body: Callable[[StopSignals], Awaitable[int]]) -> int:
+    """Run ``body(stop)`` on a new event loop under :class:`StopSignals`; the exit status.
+
+    A signal that cancels it prints ``avatar-rtc COMMAND: interrupted`` and gives 128 + the
+    signal number; an error of the service/connection/OS is one line on stderr and
+    ``EXIT_ERROR``; Ctrl-C without signal handlers (Windows) gives 130.
+    """
+    try:
+        return asyncio.run(_run_stoppable(command, body))
+    except KeyboardInterrupt:  # no signal handlers (Windows)
+        return 130
+
+
+async def _run_stoppable(command: str, body: Callable[[StopSignals], Awaitable[int]]) -> int:
+    stop = StopSignals().install()
+    try:
+        return await body(stop)
+    except asyncio.CancelledError:
+        if stop.received is None:
+            raise
+        task = asyncio.current_task()
+        if task is not None:
+            task.uncancel()
+        print(f"avatar-rtc {command}: interrupted", file=sys.stderr, flush=True)
+        return stop.exit_code or 130
+    except (AvatarRTCError, OSError, ValueError) as exc:
+        print_error(command, exc)
+        return EXIT_ERROR
+    finally:
+        stop.remove()

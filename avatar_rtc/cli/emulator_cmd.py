@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..api.models import TurnConfig
 from ..redact import Secret
+from .common import parse_size
 
 if TYPE_CHECKING:
     from ..emulator import Emulator
@@ -64,17 +65,9 @@ def register(subparsers: Any) -> None:
     media.add_argument("--no-media", action="store_true", help="Control API only, no WHEP/avatar")
     media.add_argument("--video-codec", choices=("H264", "VP8"), default="H264")
     media.add_argument("--fps", type=int, default=25)
-    media.add_argument("--size", type=_size, default=(512, 512), metavar="WxH")
+    media.add_argument("--size", type=parse_size, default=(512, 512), metavar="WxH")
     media.add_argument("--tts", choices=("auto", "espeak-ng", "builtin"), default="auto")
     parser.set_defaults(handler=run)
-
-
-def _size(value: str) -> tuple[int, int]:
-    try:
-        width, height = (int(v) for v in value.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected WxH, got {value!r}") from None
-    return width, height
 
 
 def run(args: argparse.Namespace) -> int:

@@ -13,7 +13,6 @@ Exit status: 0 media arrived; 3 no video frame arrived (the report is still prin
 from __future__ import annotations
 
 import argparse
-import asyncio
 import dataclasses
 import enum
 import json
@@ -22,10 +21,9 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ..errors import AvatarRTCError, ConfigurationError
+from ..errors import ConfigurationError
 from ..redact import redact
 from .common import (
-    EXIT_ERROR,
     EXIT_NO_MEDIA,
     EXIT_USAGE,
     StopSignals,
@@ -35,6 +33,7 @@ from .common import (
     positive_float,
     print_error,
     race_stop,
+    run_command,
     target_from_args,
 )
 
@@ -85,29 +84,7 @@ def run(args: argparse.Namespace) -> int:
     except ConfigurationError as exc:
         print_error(COMMAND, exc)
         return EXIT_USAGE
-    try:
-        return asyncio.run(_main(args, target))
-    except KeyboardInterrupt:  # no signal handlers (Windows)
-        return 130
-
-
-async def _main(args: argparse.Namespace, target: Target) -> int:
-    stop = StopSignals().install()
-    try:
-        return await _probe(args, target, stop)
-    except asyncio.CancelledError:
-        if stop.received is None:
-            raise
-        task = asyncio.current_task()
-        if task is not None:
-            task.uncancel()
-        print(f"avatar-rtc {COMMAND}: interrupted", file=sys.stderr, flush=True)
-        return stop.exit_code or 130
-    except (AvatarRTCError, OSError, ValueError) as exc:
-        print_error(COMMAND, exc)
-        return EXIT_ERROR
-    finally:
-        stop.remove()
+    return run_command(COMMAND, lambda stop: _probe(args, target, stop))
 
 
 @dataclass

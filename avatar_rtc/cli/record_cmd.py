@@ -35,9 +35,11 @@ from .common import (
     Target,
     add_target_options,
     open_target,
+    parse_size,
     positive_float,
     print_error,
     race_stop,
+    run_command,
     target_from_args,
 )
 from .progress import Progress, ProgressSample, format_duration, format_size
@@ -114,10 +116,7 @@ def register(subparsers: Any) -> None:
 
 
 def _size(value: str) -> tuple[int, int]:
-    try:
-        width, height = (int(v) for v in value.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected WxH, got {value!r}") from None
+    width, height = parse_size(value)
     if width < 2 or height < 2 or width % 2 or height % 2:
         raise argparse.ArgumentTypeError(f"width and height must be even and >= 2: {value!r}")
     return width, height
@@ -168,29 +167,7 @@ def run(args: argparse.Namespace) -> int:
     except ConfigurationError as exc:
         print_error(COMMAND, exc)
         return EXIT_USAGE
-    try:
-        return asyncio.run(_main(args, target, encode))
-    except KeyboardInterrupt:  # no signal handlers (Windows)
-        return 130
-
-
-async def _main(args: argparse.Namespace, target: Target, encode: EncodeOptions | None) -> int:
-    stop = StopSignals().install()
-    try:
-        return await _record(args, target, encode, stop)
-    except asyncio.CancelledError:
-        if stop.received is None:
-            raise
-        task = asyncio.current_task()
-        if task is not None:
-            task.uncancel()
-        print(f"avatar-rtc {COMMAND}: interrupted", file=sys.stderr, flush=True)
-        return stop.exit_code or 130
-    except (AvatarRTCError, OSError, ValueError) as exc:
-        print_error(COMMAND, exc)
-        return EXIT_ERROR
-    finally:
-        stop.remove()
+    return run_command(COMMAND, lambda stop: _record(args, target, encode, stop))
 
 
 @dataclass

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,6 +54,16 @@ class Api:
             auth=f"Bearer {token}",
             json_body={} if body is None else body,
         )
+
+
+@contextlib.asynccontextmanager
+async def control_api(**options: Any) -> AsyncIterator[Api]:
+    """An :class:`Api` on its own media-less emulator built with ``options`` (``api.emu``)."""
+    async with (
+        Emulator(media_enabled=False, **options) as emulator,
+        aiohttp.ClientSession() as http,
+    ):
+        yield Api(emulator, http)
 
 
 def jwt_segment(token: str, index: int) -> dict[str, Any]:

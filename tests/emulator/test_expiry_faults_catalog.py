@@ -5,22 +5,18 @@ from __future__ import annotations
 import asyncio
 import time
 
-import aiohttp
 import pytest
 
 from avatar_rtc.emulator import DEFAULT_VISUAL_ID, DEFAULT_VOICE_ID, Emulator
 
-from .helpers import Api
+from .helpers import Api, control_api
 
 # --- idle expiry ---------------------------------------------------------------------
 
 
 async def test_idle_session_expires_and_keep_alive_prevents_it() -> None:
-    async with (
-        Emulator(media_enabled=False, idle_timeout=0.5) as emu,
-        aiohttp.ClientSession() as http,
-    ):
-        api = Api(emu, http)
+    async with control_api(idle_timeout=0.5) as api:
+        emu = api.emu
         idle_id, idle_token = await api.create()
         kept_id, kept_token = await api.create()
         for _ in range(6):
@@ -37,11 +33,7 @@ async def test_idle_session_expires_and_keep_alive_prevents_it() -> None:
 
 
 async def test_other_calls_do_not_refresh_idle_timer() -> None:
-    async with (
-        Emulator(media_enabled=False, idle_timeout=0.6) as emu,
-        aiohttp.ClientSession() as http,
-    ):
-        api = Api(emu, http)
+    async with control_api(idle_timeout=0.6) as api:
         session_id, token = await api.create()
         await asyncio.sleep(0.35)
         assert (await api.call(session_id, token, "interrupt")).status == 200

@@ -11,7 +11,7 @@ from avatar_rtc.api.models import TurnConfig
 from avatar_rtc.emulator import Emulator
 from avatar_rtc.redact import Secret
 
-from .helpers import Api
+from .helpers import Api, control_api
 
 NOT_FOUND = {"success": False, "error": "Session not found"}
 ENDED = {"success": False, "error": "Session ended"}
@@ -69,8 +69,7 @@ async def test_init_client_without_body(api: Api, emu: Emulator) -> None:
 
 async def test_init_client_configured_turn() -> None:
     turn = TurnConfig("turn:127.0.0.1:3478", Secret("user1"), Secret("pass1"))
-    async with Emulator(media_enabled=False, turn=turn) as emu, aiohttp.ClientSession() as http:
-        api = Api(emu, http)
+    async with control_api(turn=turn) as api:
         session_id, token = await api.create()
         reply = await api.call(session_id, token, "init-client")
         assert reply.body["turn"] == {
@@ -107,11 +106,7 @@ async def test_say_text_requires_text(api: Api, body: dict[str, object]) -> None
 
 
 async def test_say_text_without_voice_can_emulate_the_live_503() -> None:
-    async with (
-        Emulator(media_enabled=False, say_text_requires_voice=True) as emu,
-        aiohttp.ClientSession() as http,
-    ):
-        api = Api(emu, http)
+    async with control_api(say_text_requires_voice=True) as api:
         session_id, token = await api.create(voice=False)
         assert (await api.call(session_id, token, "say-text", {"text": "x"})).status == 503
         session_id, token = await api.create(voice=True)
@@ -191,11 +186,7 @@ async def test_end_then_everything_is_gone(api: Api, emu: Emulator) -> None:
 
 
 async def test_end_on_ended_session_can_answer_410() -> None:
-    async with (
-        Emulator(media_enabled=False, ended_end_status=410) as emu,
-        aiohttp.ClientSession() as http,
-    ):
-        api = Api(emu, http)
+    async with control_api(ended_end_status=410) as api:
         session_id, token = await api.create()
         await api.call(session_id, token, "end")
         reply = await api.call(session_id, token, "end")
@@ -242,11 +233,7 @@ async def test_bearer_token_checks(api: Api, emu: Emulator, auth_kind: str) -> N
 
 
 async def test_expired_token_is_401() -> None:
-    async with (
-        Emulator(media_enabled=False, token_ttl=1.0) as emu,
-        aiohttp.ClientSession() as http,
-    ):
-        api = Api(emu, http)
+    async with control_api(token_ttl=1.0) as api:
         session_id, token = await api.create()
         assert (await api.call(session_id, token, "keep-alive")).status == 200
         await asyncio.sleep(1.1)

@@ -93,10 +93,14 @@ class AiortcWhepSender:
         pc.addTrack(VideoStreamTrack())
         pc.addTrack(AudioStreamTrack())
         await pc.setLocalDescription(await pc.createAnswer())
+        return self._new_resource(pc, 201)
+
+    def _new_resource(self, pc: RTCPeerConnection, status: int) -> web.Response:
+        """Keep ``pc`` as a new WHEP resource; answer with its local SDP and Location."""
         rid = str(next(self._ids))
         self._pcs[rid] = pc
         return web.Response(
-            status=201,
+            status=status,
             text=pc.localDescription.sdp,
             content_type="application/sdp",
             headers={"Location": f"/whep/res/{rid}"},  # relative on purpose
@@ -121,14 +125,7 @@ class AiortcWhepSender:
         pc.addTransceiver(AudioStreamTrack(), direction="sendonly")
         self._pin_loopback(pc)
         await pc.setLocalDescription(await pc.createOffer())
-        rid = str(next(self._ids))
-        self._pcs[rid] = pc
-        return web.Response(
-            status=406,
-            text=pc.localDescription.sdp,
-            content_type="application/sdp",
-            headers={"Location": f"/whep/res/{rid}"},
-        )
+        return self._new_resource(pc, 406)
 
     async def _patch(self, request: web.Request) -> web.StreamResponse:
         self.counters.patches += 1

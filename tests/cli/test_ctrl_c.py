@@ -119,3 +119,22 @@ def test_source_killed_mid_record_still_finalises_the_file(tmp_path: Path) -> No
     streams = probe_streams(out)
     assert set(streams) == {"video", "audio"}
     assert all(0.5 < info["duration"] < 2.1 for info in streams.values()), streams
+
+
+@pytest.mark.parametrize("extension", ["mp4", "mkv"])
+def test_sigkill_after_5s_leaves_a_playable_file(tmp_path: Path, extension: str) -> None:
+    """No chance to finalise: fragmented MP4 / Matroska must still hold >= 4 s of A/V."""
+    require_tool("ffprobe")
+    out = tmp_path / f"killed.{extension}"
+    proc = _start("record", str(out), "--say", "Hello! I am your avatar.", "--duration", "60")
+    _wait_for_file(proc, out)
+    time.sleep(5.0)
+    proc.kill()
+    proc.communicate(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+
+    streams = probe_streams(out)
+    assert set(streams) == {"video", "audio"}
+    assert streams["video"]["codec"] == "h264" and streams["audio"]["codec"] == "opus"
+    for info in streams.values():
+        assert info["duration"] >= 4.0, streams

@@ -153,6 +153,15 @@ def test_probe_the_embedded_emulator() -> None:
     assert report["packets"]["video"]["packets"] > 0 and report["packets"]["video"]["lost"] >= 0
 
 
+def test_probe_the_embedded_emulator_in_vp8() -> None:
+    result = _cli("probe", "--duration", "2", "--codec", "VP8")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["codecs"] == {"video": "VP8", "audio": "opus"}
+    assert (report["video"]["width"], report["video"]["height"]) == (512, 512)
+    assert report["video"]["frames"] > 0 and report["audio"]["frames"] > 0
+
+
 @pytest.mark.slow
 def test_probe_a_dead_whep_endpoint_is_a_one_line_error() -> None:
     result = _cli("probe", "--whep-url", "http://127.0.0.1:9/whep", "--connect-timeout", "5")

@@ -17,6 +17,10 @@ process CPU time / wall over the steady part). Several runs alternate the modes;
 reported with ours/aiortc ratios. Prints a table and a JSON line.
 
     python scripts/bench_receive.py --runs 3 --seconds 8 --size 1280x720
+
+Environment: BENCH_NO_AUDIO=1 consumes video only (note: aiortc decodes audio anyway, ours
+only when an AudioStream exists); BENCH_THREADS=1 adds CPU per thread (``--one`` runs);
+BENCH_DEBUG=1 logs avatar_rtc at DEBUG (``--one`` runs).
 """
 
 from __future__ import annotations
@@ -98,6 +102,7 @@ async def run_receiver(mode: str, w: int, h: int, seconds: float, codec: str) ->
         vt = pc.addTransceiver("video", direction="recvonly")
         at = pc.addTransceiver("audio", direction="recvonly")
         caps = RTCRtpReceiver.getCapabilities("video")
+        assert caps is not None
         vt.setCodecPreferences(
             [c for c in caps.codecs if c.mimeType.lower() in (codec.lower(), "video/rtx")]
         )
@@ -127,8 +132,12 @@ async def run_receiver(mode: str, w: int, h: int, seconds: float, codec: str) ->
 
     if mode == "ours":
         vs = VideoStream(video, format="rgb24")
-        aus = AudioStream(audio, sample_rate=48000, channels=2)
-        streams += [vs, aus]
+        aus = (
+            None
+            if os.environ.get("BENCH_NO_AUDIO")
+            else AudioStream(audio, sample_rate=48000, channels=2)
+        )
+        streams += [vs, aus] if aus else [vs]
 
         async def consume_video() -> None:
             async for f in vs:
@@ -136,6 +145,7 @@ async def run_receiver(mode: str, w: int, h: int, seconds: float, codec: str) ->
                 internal.append(1000 * (time.monotonic() - f.arrival_time))
 
         async def consume_audio() -> None:
+            assert aus is not None
             async for _ in aus:
                 pass
 
@@ -144,16 +154,18 @@ async def run_receiver(mode: str, w: int, h: int, seconds: float, codec: str) ->
         async def consume_video() -> None:
             track = vt.receiver.track
             while True:
-                frame = await track.recv()
+                frame: Any = await track.recv()
                 on_numpy(frame.to_ndarray(format="rgb24"))
 
         async def consume_audio() -> None:
             track = at.receiver.track
             while True:
-                frame = await track.recv()
-                frame.to_ndarray()
+                chunk: Any = await track.recv()
+                chunk.to_ndarray()
 
-    tasks += [asyncio.ensure_future(consume_video()), asyncio.ensure_future(consume_audio())]
+    tasks += [asyncio.ensure_future(consume_video())]
+    if not os.environ.get("BENCH_NO_AUDIO"):
+        tasks.append(asyncio.ensure_future(consume_audio()))
     await asyncio.sleep(2.0)  # warm-up (first keyframe, SR)
     threads_start = _thread_cpu() if os.environ.get("BENCH_THREADS") else {}
     cpu0, wall0 = time.process_time(), time.monotonic()
@@ -183,10 +195,12 @@ async def run_receiver(mode: str, w: int, h: int, seconds: float, codec: str) ->
         "cpu_percent": 100 * cpu,
         "frames": len(got),
         **(
-            {"threads_cpu_percent": {
-                k: round(100 * (v - threads_start.get(k, 0.0)) / seconds, 1)
-                for k, v in threads0.items()
-            }}
+            {
+                "threads_cpu_percent": {
+                    k: round(100 * (v - threads_start.get(k, 0.0)) / seconds, 1)
+                    for k, v in threads0.items()
+                }
+            }
             if threads0
             else {}
         ),
@@ -267,7 +281,13 @@ def main() -> int:
             results[mode].append(r)
             print(f"run {i + 1} {mode:6s} {r}", file=sys.stderr, flush=True)
 
-    keys = ["latency_ms_median", "latency_ms_p90", "first_numpy_ms", "cpu_percent"]
+    keys = [
+        "latency_ms_median",
+        "latency_ms_p90",
+        "complete_to_numpy_ms_median",
+        "first_numpy_ms",
+        "cpu_percent",
+    ]
     summary: dict[str, Any] = {
         "size": args.size,
         "codec": args.codec,
@@ -276,15 +296,27 @@ def main() -> int:
         "cpus": os.cpu_count(),
     }
     for mode, rs in results.items():
-        summary[mode] = {k: statistics.median([r[k] for r in rs if r[k] is not None]) for k in keys}
+        summary[mode] = {}
+        for k in keys:
+            values = [r[k] for r in rs if r.get(k) is not None]
+            summary[mode][k] = statistics.median(values) if values else None
     summary["ratio_ours_over_aiortc"] = {
-        k: summary["ours"][k] / summary["aiortc"][k] if summary["aiortc"][k] else None for k in keys
+        k: summary["ours"][k] / summary["aiortc"][k]
+        if summary["ours"][k] is not None and summary["aiortc"][k]
+        else None
+        for k in keys
     }
+
+    def cell(value: float | None, digits: int = 1) -> str:
+        return "-" if value is None else f"{value:.{digits}f}"
+
     print(f"\n{args.size} {args.codec} 30 fps, {args.runs} runs x {args.seconds:.0f} s, medians")
     print(f"{'figure':28s} {'ours':>10s} {'aiortc':>10s} {'ours/aiortc':>12s}")
     for k in keys:
-        ratio = summary["ratio_ours_over_aiortc"][k]
-        print(f"{k:28s} {summary['ours'][k]:10.1f} {summary['aiortc'][k]:10.1f} {ratio:12.2f}")
+        print(
+            f"{k:28s} {cell(summary['ours'][k]):>10s} {cell(summary['aiortc'][k]):>10s} "
+            f"{cell(summary['ratio_ours_over_aiortc'][k], 2):>12s}"
+        )
     print(json.dumps(summary))
     return 0
 

@@ -10,6 +10,13 @@ Every RTP timestamp is mapped to *presentation seconds* on one session-wide time
   chosen once per session (at the first SR of any track), so both tracks share the sender's
   wall clock and are aligned as the sender meant them to be.
 
+Master track (``master="audio"``): audio timestamps stay sample-exact (consecutive frames
+exactly ``samples / rate`` apart), video adapts. Audio is anchored on its first frame's arrival
+and no transit adjustments; video switches to SR timing only after audio did (or after
+``master_wait`` s without an audio SR), so the session origin is set by audio and audio never
+needs a correction; later audio SRs within ``master_tolerance`` of the current mapping are
+ignored. Without an audio track, video works alone.
+
 SR noise: some senders (aiortc) stamp an SR with the time their last packet was *sent*, a few
 ms after its capture. The mapping uses, of the last ``sr_window`` SRs of a track, the one with
 the earliest NTP time for its RTP time (a windowed minimum, so slow clock drift still passes).
@@ -64,10 +71,20 @@ class AvClock:
     """Maps ``(kind, rtp_timestamp)`` to presentation seconds; see the module docstring."""
 
     def __init__(
-        self, *, slew_rate: float = 0.1, max_correction: float = 1.0, sr_window: int = 8
+        self,
+        *,
+        slew_rate: float = 0.1,
+        max_correction: float = 1.0,
+        sr_window: int = 8,
+        master: str | None = "audio",
+        master_wait: float = 3.0,
+        master_tolerance: float = 0.005,
     ) -> None:
         if not 0.0 < slew_rate < 1.0:
             raise ValueError("slew_rate must be in (0, 1) to keep timestamps monotonic")
+        self._master = master
+        self._master_wait = master_wait
+        self._master_tolerance = master_tolerance
         self._slew_rate = slew_rate
         self._max_correction = max_correction
         self._sr_window = sr_window
@@ -129,9 +146,9 @@ class AvClock:
             else:
                 track.correction -= step if track.correction > 0 else -step
 
-        if track.pending_sr is not None:
+        if track.pending_sr is not None and self._may_apply_sr(kind, arrival_time):
             self._apply_sr(kind, track, rtp_timestamp)
-        elif track.source == "arrival":
+        elif track.source == "arrival" and kind != self._master:
             # Anchor on the fastest transit seen: a first frame that arrived late (encoder
             # start-up, a big keyframe) must not delay the whole track. Slewed like any change.
             transit = arrival_time - self._origin - (rtp_timestamp - track.anchor_rtp) / clock_rate
@@ -146,6 +163,16 @@ class AvClock:
         track.last_rtp = rtp_timestamp
         track.last_out = out
         return out, track.source
+
+    def _may_apply_sr(self, kind: str, arrival_time: float) -> bool:
+        """Other tracks switch to SR timing only after the master (audio) did, so that the
+        session origin is set by the master and its timestamps never need a correction."""
+        if self._master is None or kind == self._master or self._ntp_origin is not None:
+            return True
+        master = self._tracks.get(self._master)
+        if master is None or self._origin is None:
+            return True  # no master track (yet): don't wait for it
+        return arrival_time - self._origin > self._master_wait
 
     def _apply_sr(self, kind: str, track: _Track, rtp: int) -> None:
         assert track.pending_sr is not None
@@ -167,10 +194,19 @@ class AvClock:
         if self._ntp_origin is None:
             # First SR of the session: choose the origin so that this track does not move.
             self._ntp_origin = ntp_s + (rtp - sr_rtp) / track.clock_rate - before
+        old_anchor = (track.anchor_rtp, track.anchor_time)
         track.anchor_rtp = sr_rtp
         track.anchor_time = ntp_s - self._ntp_origin
         after = track.raw(rtp)
         correction = before - after
+        if (
+            kind == self._master
+            and track.source == "rtcp-sr"
+            and abs(correction) < self._master_tolerance
+        ):
+            # The master keeps sample-exact timestamps: ignore SR jitter of a few ms.
+            track.anchor_rtp, track.anchor_time = old_anchor
+            return
         if abs(correction) > self._max_correction:
             logger.warning(
                 "AvClock(%s): sender report moves the clock by %.3f s; jumping", kind, -correction

@@ -17,8 +17,9 @@ How the receiver is taken over (``attach``): we replace three methods **on the i
   aiortc's LSR/DLSR bookkeeping (and so its receiver reports) keep working.
 
 aiortc's RR loop reads per-SSRC ``StreamStatistics`` from a name-mangled dict that its own
-packet handler fills; we fill the same dict (same class) so RRs stay correct. That is the
-only private-attribute coupling, checked at attach time.
+packet handler fills; we fill the same dict (same class) so RRs stay correct, and we keep its
+REMB feedback (same estimator class; the RTCP SSRC is read from the receiver). Those are the
+private-attribute couplings; the first is checked at attach time.
 """
 
 from __future__ import annotations
@@ -33,9 +34,18 @@ from typing import Any
 
 from aiortc import RTCRtpReceiver
 from aiortc.codecs import is_rtx
+from aiortc.rate import RemoteBitrateEstimator
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters, RTCRtpReceiveParameters
 from aiortc.rtcrtpreceiver import StreamStatistics
-from aiortc.rtp import RtcpByePacket, RtcpSrPacket, RtpPacket, unwrap_rtx
+from aiortc.rtp import (
+    RTCP_PSFB_APP,
+    RtcpByePacket,
+    RtcpPsfbPacket,
+    RtcpSrPacket,
+    RtpPacket,
+    pack_remb_fci,
+    unwrap_rtx,
+)
 
 from ..media.clock import AvClock
 from .encoded_frame import EncodedFrame, MediaKind
@@ -109,6 +119,7 @@ class ReceivePipeline:
         pli_interval: float = 0.3,
         pli_retry: float = 0.5,
         max_packets: int = 2048,
+        remb: bool = True,
     ) -> None:
         if kind not in ("audio", "video"):
             raise ValueError(f"unknown kind {kind!r}")
@@ -119,6 +130,9 @@ class ReceivePipeline:
         self._pli_retry = pli_retry
         self._max_packets = max_packets
         self._nack = NackTracker(retry_interval=nack_interval, max_retries=nack_retries)
+        # Keep aiortc's REMB feedback (from abs-send-time): senders that negotiated goog-remb
+        # would otherwise never learn they may raise their bitrate.
+        self._remb = RemoteBitrateEstimator() if remb and kind == "video" else None
         self._receiver: Any = None
         self._orig_rtcp: Callable[[Any], Any] | None = None
         self._remote_streams: dict[int, StreamStatistics] = {}
@@ -144,7 +158,7 @@ class ReceivePipeline:
         self._late = 0
         self._frames = 0
         self._keyframes = 0
-        self._dropped_extra = 0
+        self._dropped_extra = 0  # frames dropped by jitter buffers of earlier streams
         self._nacks_sent = 0
         self._nacked = 0
         self._plis = 0
@@ -277,8 +291,10 @@ class ReceivePipeline:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        if self._jb is not None:
-            self._jb = VideoJitterBuffer(self._jb.codec, max_packets=self._max_packets)
+        if self._jb is not None:  # free buffered packets, keep the counters
+            self._dropped_extra += self._jb.frames_dropped
+            self._late += self._jb.packets_late
+            self._jb = None
         self._nack.reset()
 
     # -- setup ---------------------------------------------------------------------------
@@ -298,7 +314,8 @@ class ReceivePipeline:
     def _start_timer(self) -> None:
         if self._loop is None:
             self._loop = asyncio.get_running_loop()
-        if self._timer is None and not self._closed:
+        # Audio needs no timer: no NACK (not negotiated for Opus), no PLI, nothing held back.
+        if self._timer is None and not self._closed and self.kind == "video":
             self._timer = self._loop.create_task(self._run_timer())
 
     # -- RTCP ----------------------------------------------------------------------------
@@ -351,6 +368,20 @@ class ReceivePipeline:
         codec = self._codecs.get(packet.payload_type)
         if codec is None:
             return
+        if self._remb is not None and packet.extensions.abs_send_time is not None:
+            remb = self._remb.add(
+                abs_send_time=packet.extensions.abs_send_time,
+                arrival_time_ms=arrival_time_ms,
+                payload_size=len(packet.payload) + packet.padding_size,
+                ssrc=packet.ssrc,
+            )
+            rtcp_ssrc = getattr(receiver, "_RTCRtpReceiver__rtcp_ssrc", None)
+            if remb is not None and rtcp_ssrc is not None:
+                await receiver._send_rtcp(
+                    RtcpPsfbPacket(
+                        fmt=RTCP_PSFB_APP, ssrc=rtcp_ssrc, media_ssrc=0, fci=pack_remb_fci(*remb)
+                    )
+                )
         # RR statistics, as aiortc keeps them (per SSRC, RTX included).
         stream = self._remote_streams.get(packet.ssrc)
         if stream is None:
@@ -419,6 +450,9 @@ class ReceivePipeline:
             self.clock.reset(self.kind)
         self._ssrc = ssrc
         self._codec = codec
+        if self._jb is not None:  # keep the counters of the previous stream
+            self._dropped_extra += self._jb.frames_dropped
+            self._late += self._jb.packets_late
         self._seq = _Unwrapper(16)
         self._ts = _Unwrapper(32)
         self._jb = None
@@ -488,8 +522,8 @@ class ReceivePipeline:
                     or (jb is not None and len(jb) > 0)
                 )
                 await asyncio.sleep(0.01 if busy else 0.05)
-                if self.kind != "video" or self._closed:
-                    continue
+                if self._closed:
+                    break
                 await self._tick(time.monotonic())
         except asyncio.CancelledError:
             pass

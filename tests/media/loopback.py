@@ -193,6 +193,7 @@ class Loopback:
 
 def _prefer(transceiver: Any, codec: str) -> None:
     caps = RTCRtpReceiver.getCapabilities(transceiver.kind)
+    assert caps is not None
     prefs = [
         c for c in caps.codecs if c.mimeType.lower() in (codec.lower(), f"{transceiver.kind}/rtx")
     ]
@@ -247,7 +248,7 @@ async def open_loopback(
             return
         await original(data)
 
-    transport._send_rtp = send_rtp
+    transport._send_rtp = send_rtp  # type: ignore[method-assign]
     return lb
 
 

@@ -77,10 +77,10 @@ async def test_audio_16k_mono_sample_count() -> None:
         # every decoded 20 ms became exactly 320 samples (minus the resampler's few held back)
         produced = stream.stats().received * 320
         assert 0 <= decoded * 320 - produced <= 3 * 320
-        # timestamps: first sample of each frame; they follow the A/V clock, which may slew
-        # by up to 10 % while switching to RTCP SR timing
-        span = frames[-1].presentation_time - frames[0].presentation_time
-        assert abs(span - 99 * 0.02) < 0.1 * 99 * 0.02
+        # timestamps of the first sample: audio is the A/V clock's master, so they stay
+        # sample-exact (video adapts to audio when switching to RTCP SR timing)
+        steps = np.diff([f.presentation_time for f in frames])
+        assert np.allclose(steps, 0.02, atol=1e-6)
         assert float(np.abs(np.concatenate([f.data for f in frames])).max()) > 0.3  # beeps
 
 
@@ -141,6 +141,7 @@ async def test_latest_policy_slow_consumer_gets_newest_and_memory_stays_flat() -
         st = stream.stats()
         assert st.dropped >= 100 and st.queued <= 2
         # 640x480 rgb is 0.9 MB and yuv 0.45 MB: an unbounded queue would add ~70+ MB
+        print(f"RSS growth while the consumer slept: {(rss1 - rss0) / 2**20:.1f} MB")
         assert rss1 - rss0 < 12 * 2**20, (rss1 - rss0) / 2**20
         stream.close()
 
@@ -199,27 +200,33 @@ async def test_all_policy_loses_nothing_over_10s() -> None:
         assert lb.video.stats().frames_dropped == 0
 
 
-async def _memory_flat(lb: Loopback, seconds: float) -> tuple[float, float]:
-    """RSS growth (MB) between the first and the last third of the run, no consumer."""
+async def _memory_flat(lb: Loopback, seconds: float) -> tuple[float, float, int, int]:
+    """RSS (MB) slope and growth over the last two thirds of a run without any consumer."""
     video = VideoStream(lb.video)  # never read: 'latest' keeps 2
     audio = AudioStream(lb.audio)  # never read: 'all' caps at 10 s, then drops (warns)
     await asyncio.sleep(seconds / 3)
-    gc.collect()
-    rss0 = rss_bytes()
-    await asyncio.sleep(2 * seconds / 3)
-    gc.collect()
-    rss1 = rss_bytes()
+    samples: list[tuple[float, float]] = []
+    t_end = time.monotonic() + 2 * seconds / 3
+    while time.monotonic() < t_end:
+        gc.collect()
+        samples.append((time.monotonic(), rss_bytes() / 2**20))
+        await asyncio.sleep(1.0)
     video.close()
     audio.close()
-    return (rss1 - rss0) / 2**20, video.stats().dropped
+    t, mb = np.array(samples).T
+    slope = float(np.polyfit(t - t[0], mb, 1)[0])
+    return slope, float(mb[-1] - mb[0]), video.stats().dropped, audio.stats().dropped
 
 
 @pytest.mark.slow
 async def test_no_consumer_for_30s_keeps_memory_flat() -> None:
     async with loopback(size=(640, 480)) as lb:
-        growth_mb, dropped = await _memory_flat(lb, 30.0)
-        assert dropped > 500
-        assert growth_mb < 8.0, growth_mb
+        slope, growth, video_dropped, audio_dropped = await _memory_flat(lb, 30.0)
+        print(f"RSS slope {slope:.3f} MB/s, growth {growth:.1f} MB over 20 s")
+        assert video_dropped > 500 and audio_dropped > 100  # bounded queues did drop
+        # an unbounded 640x480 queue grows ~14 MB/s; allow allocator noise from other tests
+        assert slope < 0.3, (slope, growth)
+        assert growth < 16.0, (slope, growth)
 
 
 async def test_streams_end_when_the_connection_closes() -> None:

@@ -6,8 +6,10 @@ import asyncio
 import itertools
 import time
 from collections.abc import Callable
+from typing import Any
 
 import pytest
+from aiortc.rtp import RTCP_PSFB_APP, RtcpPsfbPacket
 
 from avatar_rtc.media import VideoStream
 from avatar_rtc.rtc.encoded_frame import EncodedFrame
@@ -55,6 +57,15 @@ async def test_encoded_frames_and_aiortc_path_stays_idle(codec: str) -> None:
 
 async def test_receiver_reports_still_reach_the_sender() -> None:
     async with loopback() as lb:
+        receiver: Any = lb.video_receiver
+        original = receiver._send_rtcp
+        sent: list[object] = []
+
+        async def spy(packet: object) -> None:
+            sent.append(packet)
+            await original(packet)
+
+        receiver._send_rtcp = spy  # REMB goes through here (RR/NACK/PLI too)
         await asyncio.sleep(3.0)
         assert lb.video.stats().sender_reports >= 1
         tx_video = next(t for t in lb.sender.getTransceivers() if t.kind == "video")
@@ -62,6 +73,11 @@ async def test_receiver_reports_still_reach_the_sender() -> None:
         remote = [s for s in stats.values() if s.type == "remote-inbound-rtp"]
         assert remote, "no RTCP RR reached the sender"
         assert remote[0].roundTripTime is not None  # LSR/DLSR kept by aiortc's handler
+        # aiortc's REMB feedback is kept (its estimator sends rarely: allow a few seconds)
+        await wait_for(
+            lambda: any(isinstance(p, RtcpPsfbPacket) and p.fmt == RTCP_PSFB_APP for p in sent),
+            limit=8.0,
+        )
 
 
 async def test_pli_at_start_when_first_packet_is_not_a_keyframe() -> None:

@@ -1,0 +1,121 @@
+"""TrackDecoder policies with a fake source (no network): bounded input, keyframe resync."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from collections.abc import Callable
+from fractions import Fraction
+
+import av
+import numpy as np
+
+from avatar_rtc.media.decoder import DecodedFrame, TrackDecoder
+from avatar_rtc.rtc.encoded_frame import EncodedFrame, MediaKind
+
+
+class FakeSource:
+    kind: MediaKind = "video"
+
+    def __init__(self) -> None:
+        self.callbacks: list[Callable[[EncodedFrame], None]] = []
+        self.keyframe_requests = 0
+        self.frames_released = 1  # "mid-stream"
+
+    def subscribe(self, callback: Callable[[EncodedFrame], None]) -> Callable[[], None]:
+        self.callbacks.append(callback)
+        return lambda: self.callbacks.remove(callback)
+
+    def request_keyframe(self) -> None:
+        self.keyframe_requests += 1
+
+    def push(self, frame: EncodedFrame) -> None:
+        for cb in list(self.callbacks):
+            cb(frame)
+
+
+def h264_frames(n: int, gop: int) -> list[EncodedFrame]:
+    ctx = av.CodecContext.create("libx264", "w")
+    ctx.width, ctx.height, ctx.pix_fmt = 64, 48, "yuv420p"
+    ctx.time_base = Fraction(1, 30)
+    ctx.gop_size = gop
+    ctx.options = {"tune": "zerolatency", "bframes": "0"}
+    out: list[EncodedFrame] = []
+    for i in range(n + 5):
+        img = np.full((48, 64, 3), (i * 7) % 255, np.uint8)
+        frame = av.VideoFrame.from_ndarray(img, format="rgb24").reformat(format="yuv420p")
+        frame.pts = i
+        for pkt in ctx.encode(frame):
+            out.append(
+                EncodedFrame(
+                    kind="video",
+                    codec="H264",
+                    data=bytes(pkt),
+                    rtp_timestamp=3000 * len(out),
+                    clock_rate=90000,
+                    keyframe=bool(pkt.is_keyframe),
+                    presentation_time=len(out) / 30,
+                    clock_source="arrival",
+                    arrival_time=time.monotonic(),
+                    index=len(out),
+                )
+            )
+    return out[:n]
+
+
+def test_decoder_behind_drops_to_next_keyframe_and_asks_for_one() -> None:
+    frames = h264_frames(60, gop=20)
+    assert len([f for f in frames if f.keyframe]) >= 3  # x264 may add scene-cut keyframes
+    source = FakeSource()
+    dec = TrackDecoder(source, video_queue=4)
+    got: list[DecodedFrame] = []
+
+    def slow_sink(frame: DecodedFrame) -> None:
+        got.append(frame)
+        time.sleep(0.02)  # a consumer much slower than the input
+
+    remove = dec.add_sink(slow_sink)
+    assert dec.running and source.keyframe_requests == 1  # joined mid-stream: asks at once
+    for f in frames:
+        source.push(f)  # a burst: far more than the 4-frame input queue
+        time.sleep(0.005)
+    idle_since = time.monotonic()
+    seen = 0
+    while time.monotonic() - idle_since < 0.3:  # wait until the decoder is idle
+        if len(got) != seen:
+            seen, idle_since = len(got), time.monotonic()
+        time.sleep(0.02)
+    remove()
+    st = dec.stats()
+    assert st.dropped_behind > 0 and st.decode_errors == 0
+    assert source.keyframe_requests >= 2
+    # after every drop decoding resumed on a keyframe: indices are keyframe-led runs
+    indices = [g.encoded.index for g in got]
+    assert indices[0] == 0
+    for a, b in itertools.pairwise(indices):
+        assert b == a + 1 or frames[b].keyframe
+    assert not dec.running
+    assert not source.callbacks  # unsubscribed when the last sink left
+
+
+def test_decoder_starts_at_a_keyframe() -> None:
+    frames = h264_frames(30, gop=10)
+    source = FakeSource()
+    dec = TrackDecoder(source)
+    got: list[int] = []
+    ready = threading.Event()
+
+    def sink(frame: DecodedFrame) -> None:
+        got.append(frame.encoded.index)
+        if frame.encoded.index == 29:
+            ready.set()
+
+    remove = dec.add_sink(sink)
+    for f in frames[3:]:  # joins mid-GOP: frames 3..9 cannot be decoded
+        source.push(f)
+        time.sleep(0.01)
+    assert ready.wait(5.0)
+    remove()
+    assert got == list(range(10, 30))
+    assert dec.stats().skipped_to_keyframe == 7

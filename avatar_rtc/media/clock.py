@@ -12,14 +12,16 @@ Every RTP timestamp is mapped to *presentation seconds* on one session-wide time
 
 Master track (``master="audio"``): audio timestamps stay sample-exact (consecutive frames
 exactly ``samples / rate`` apart), video adapts. Audio is anchored on its first frame's arrival
-and no transit adjustments; video switches to SR timing only after audio did (or after
+and never moved; when a later audio frame shows a faster transit (the first one was late by
+``lag``), video is anchored ``lag`` later instead, so the two stay aligned; video switches to SR timing only after audio did (or after
 ``master_wait`` s without an audio SR), so the session origin is set by audio and audio never
 needs a correction; later audio SRs within ``master_tolerance`` of the current mapping are
 ignored. Without an audio track, video works alone.
 
 SR noise: some senders (aiortc) stamp an SR with the time their last packet was *sent*, a few
-ms after its capture. The mapping uses, of the last ``sr_window`` SRs of a track, the one with
-the earliest NTP time for its RTP time (a windowed minimum, so slow clock drift still passes).
+ms (under load, tens of ms) after its capture. The mapping uses, of the last ``sr_window`` SRs
+of a track, the one with the earliest NTP time for its RTP time (a windowed minimum, so slow
+clock drift still passes), and a track switches to SR timing only once it has ``min_srs``.
 
 Continuity: whenever a track's mapping changes (arrival -> SR, or a newer SR that disagrees
 by a few ms), the difference is turned into a per-track *correction* so that the output does not
@@ -57,6 +59,7 @@ class _Track:
     anchor_rtp: int
     anchor_time: float
     correction: float = 0.0
+    min_transit: float | None = None  # fastest transit seen (arrival timing), origin-relative
     last_rtp: int | None = None
     last_out: float | None = None
     pending_sr: tuple[float, int] | None = None  # (ntp seconds, 32-bit rtp timestamp)
@@ -79,12 +82,16 @@ class AvClock:
         master: str | None = "audio",
         master_wait: float = 3.0,
         master_tolerance: float = 0.005,
+        min_srs: int = 2,
     ) -> None:
         if not 0.0 < slew_rate < 1.0:
             raise ValueError("slew_rate must be in (0, 1) to keep timestamps monotonic")
         self._master = master
         self._master_wait = master_wait
         self._master_tolerance = master_tolerance
+        self._min_srs = min_srs
+        # How late the master's fixed arrival anchor is against its fastest transit.
+        self._lag = 0.0
         self._slew_rate = slew_rate
         self._max_correction = max_correction
         self._sr_window = sr_window
@@ -148,14 +155,21 @@ class AvClock:
 
         if track.pending_sr is not None and self._may_apply_sr(kind, arrival_time):
             self._apply_sr(kind, track, rtp_timestamp)
-        elif track.source == "arrival" and kind != self._master:
+        elif track.source == "arrival":
             # Anchor on the fastest transit seen: a first frame that arrived late (encoder
-            # start-up, a big keyframe) must not delay the whole track. Slewed like any change.
+            # start-up, a big keyframe, a burst) must not delay the whole track.
             transit = arrival_time - self._origin - (rtp_timestamp - track.anchor_rtp) / clock_rate
-            if transit < track.anchor_time - 0.002:
-                before = track.raw(rtp_timestamp) + track.correction
-                track.anchor_time = transit
-                track.correction = before - track.raw(rtp_timestamp)
+            if track.min_transit is None or transit < track.min_transit:
+                track.min_transit = transit
+            if kind == self._master:
+                # Kept once the master switches to SR timing, until video does too.
+                self._lag = max(0.0, track.anchor_time - track.min_transit)
+            else:
+                target = track.min_transit + self._lag
+                if abs(target - track.anchor_time) > 0.002:
+                    before = track.raw(rtp_timestamp) + track.correction
+                    track.anchor_time = target
+                    track.correction = before - track.raw(rtp_timestamp)  # slewed away
 
         out = track.raw(rtp_timestamp) + track.correction
         if track.last_out is not None and out < track.last_out:
@@ -184,6 +198,10 @@ class AvClock:
             diff -= 1 << 32
         track.srs.append((ntp_s, rtp + diff))
         del track.srs[: -self._sr_window]
+        if track.source == "arrival" and len(track.srs) < self._min_srs:
+            # One SR alone may be stamped late (send-time stamping under load): wait for a
+            # second one so the windowed minimum below can filter it.
+            return
         # Of the recent SRs use the one with the earliest NTP for its RTP time: senders that
         # stamp SRs with their *send* time (aiortc) add a few ms of noise, always late.
         ntp_s, sr_rtp = min(track.srs, key=lambda sr: sr[0] - sr[1] / track.clock_rate)

@@ -1,8 +1,9 @@
 """A/V offset in a file recorded from the emulator: mouth movement vs. speech onset.
 
-The emulator schedules both on one media clock and logs them (``audio_onset``,
-``mouth_open``). Read back from the file with the same detectors, the offset between the
-two must match what the emulator scheduled to within 40 ms.
+The emulator schedules both on one media clock and logs them (``turn_start``: the first
+sample of the speech; ``mouth_open``: the first frame with the mouth open). Read back from the
+file (speech starts where the idle digital silence ends; the mouth with the emulator's own
+detector), the offset between the two must match what the emulator scheduled within 40 ms.
 """
 
 from __future__ import annotations
@@ -17,11 +18,13 @@ import pytest
 from avatar_rtc import AvatarSession, IceOptions
 from avatar_rtc.emulator import Emulator
 from avatar_rtc.emulator.media import AvatarMedia
-from avatar_rtc.emulator.media.avatar_media import MOUTH_OPEN, ONSET_DB
+from avatar_rtc.emulator.media.avatar_media import MOUTH_OPEN
 from avatar_rtc.emulator.media.face import mouth_opening
 from tests.record.filecheck import ffprobe_streams
 
 pytestmark = pytest.mark.slow
+
+SILENCE_DB = -60.0  # the idle avatar sends digital silence; speech starts well above this
 
 
 def _first_mouth_open(path: Path, after: float) -> float:
@@ -33,13 +36,13 @@ def _first_mouth_open(path: Path, after: float) -> float:
     raise AssertionError("the mouth never opened in the recorded video")
 
 
-def _first_audio_onset(path: Path, after: float) -> float:
+def _speech_start(path: Path, after: float) -> float:
     with av.open(str(path)) as container:
         for frame in container.decode(audio=0):
             t = float(frame.time)
             pcm = frame.to_ndarray().astype(np.float64)  # planar float in [-1, 1]
             level = 20 * np.log10(max(float(np.sqrt(np.mean(pcm**2))), 1e-9))
-            if t >= after and level > ONSET_DB:
+            if t >= after and level > SILENCE_DB:
                 return t
     raise AssertionError("no speech onset in the recorded audio")
 
@@ -65,17 +68,17 @@ async def test_mouth_vs_speech_onset_in_the_file_within_40ms(
             assert session.session_id is not None
             media = emulator.session(session.session_id).media
             assert isinstance(media, AvatarMedia)
-            onset = media.events(turn_id, "audio_onset")
+            onset = media.events(turn_id, "turn_start")
             mouth = media.events(turn_id, "mouth_open")
         stats = recorder.stats()
 
-    assert onset and mouth, "the emulator did not log the turn's onset and mouth opening"
+    assert onset and mouth, "the emulator did not log the turn's start and mouth opening"
     scheduled = mouth[0].media_time - onset[0].media_time
     kinds = sorted(str(s["codec_type"]) for s in ffprobe_streams(out))
     assert kinds == ["audio", "video"]
 
     # The file starts ~1 s before the turn; skip its first half second of idle face.
-    audio_onset = _first_audio_onset(out, after=0.5)
+    audio_onset = _speech_start(out, after=0.5)
     mouth_open = _first_mouth_open(out, after=0.5)
     measured = mouth_open - audio_onset
     print(f"scheduled {scheduled * 1000:.1f} ms, measured {measured * 1000:.1f} ms")

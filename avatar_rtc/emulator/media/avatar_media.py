@@ -112,6 +112,7 @@ class AvatarMedia:
         self._closing: set[asyncio.Future[bool]] = set()
         self._wake = asyncio.Event()
         self._audio_index = 0
+        self._clock_base = 0.0  # monotonic time of media time 0 (set by the clock task)
         self._video_index = 0
         self._force_keyframe = True
         self._last_keyframe_time = float("-inf")
@@ -272,6 +273,7 @@ class AvatarMedia:
             configuration=configuration,
             connect_timeout=self.options.viewer_connect_timeout,
             host_addresses=self.options.host_addresses,
+            capture_time=self._capture_time,
         )
         viewer.tap.video_loss = self.options.video_packet_loss
         if self._renderer is None and self._executor is not None:
@@ -373,22 +375,26 @@ class AvatarMedia:
             or self._player.speaking
         )
 
+    def _capture_time(self, media_time: float) -> float:
+        """``time.monotonic()`` at which ``media_time`` is (was) produced."""
+        return self._clock_base + media_time
+
     async def _run_clock(self) -> None:
-        loop = asyncio.get_running_loop()
-        base = loop.time()
+        loop = asyncio.get_running_loop()  # its time() is time.monotonic()
+        self._clock_base = loop.time()
         while True:
             if not self._active():
                 self._wake.clear()
                 await self._wake.wait()
                 # Continue the media clock where it stopped; wall time while asleep is skipped.
-                base = loop.time() - self._audio_index * FRAME_SECONDS
+                self._clock_base = loop.time() - self._audio_index * FRAME_SECONDS
                 continue
-            delay = base + self._audio_index * FRAME_SECONDS - loop.time()
+            delay = self._clock_base + self._audio_index * FRAME_SECONDS - loop.time()
             if delay > 0:
                 await asyncio.sleep(delay)
             elif delay < -MAX_LATE:
                 logger.debug("media clock %.0f ms late; skipping ahead", -delay * 1000)
-                base = loop.time() - self._audio_index * FRAME_SECONDS
+                self._clock_base = loop.time() - self._audio_index * FRAME_SECONDS
             try:
                 self._tick()
             except Exception:

@@ -6,6 +6,11 @@ instance attribute on the transport intercepts exactly the outgoing plain RTP of
 bundled on it. Used for: the RTP timestamp + send time of each frame (timeline, latency), and
 deliberate video packet loss for client tests. Retransmissions stay possible: the sender stores
 a packet in its history before sending it.
+
+It also re-stamps RTCP sender reports: aiortc pairs the *send* time of the last packet with its
+RTP timestamp, late by the encode and queueing delay (tens of ms under load); a real sender
+(libwebrtc) pairs "now" with the RTP time of "now" on the capture clock, which is what clients
+use to align audio and video.
 """
 
 from __future__ import annotations
@@ -13,9 +18,12 @@ from __future__ import annotations
 import logging
 import random
 import struct
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
+
+from aiortc.clock import current_ntp_time
 
 from avatar_rtc.emulator.media.timeline import MediaKind
 
@@ -23,6 +31,8 @@ logger = logging.getLogger(__name__)
 
 SendRtp = Callable[[bytes], Awaitable[None]]
 FrameSent = Callable[[MediaKind, int, int], None]  # kind, rtp timestamp, ssrc
+# kind, RTP timestamp of the last frame sent, monotonic now -> RTP timestamp of "now" (or None)
+SenderClock = Callable[[MediaKind, int, float], int | None]
 
 
 @dataclass
@@ -32,9 +42,10 @@ class _Stream:
 
 
 class RtpTap:
-    def __init__(self, on_frame_sent: FrameSent) -> None:
+    def __init__(self, on_frame_sent: FrameSent, sender_clock: SenderClock | None = None) -> None:
         self._streams: dict[int, _Stream] = {}
         self._on_frame_sent = on_frame_sent
+        self._sender_clock = sender_clock
         self._originals: list[tuple[Any, SendRtp]] = []
         self.drop_video = 0  # drop this many of the next video RTP packets
         self.video_loss = 0.0  # and/or this fraction at random (seeded)
@@ -52,7 +63,7 @@ class RtpTap:
 
         async def send_rtp(data: bytes) -> None:
             if self._inspect(data):
-                await original(data)
+                await original(self._restamp_sender_report(data))
 
         transport._send_rtp = send_rtp
         self._originals.append((transport, original))
@@ -83,6 +94,19 @@ class RtpTap:
             except Exception:  # a broken hook must not stop media
                 logger.exception("frame-sent hook failed")
         return True
+
+    def _restamp_sender_report(self, data: bytes) -> bytes:
+        # An SR leads its compound packet: V=2, PT=200; sender info at bytes 8..28.
+        if self._sender_clock is None or len(data) < 28 or data[0] >> 6 != 2 or data[1] != 200:
+            return data
+        stream = self._streams.get(struct.unpack_from("!I", data, 4)[0])
+        if stream is None or stream.last_timestamp is None:
+            return data
+        ntp_now, now = current_ntp_time(), time.monotonic()
+        rtp_now = self._sender_clock(stream.kind, stream.last_timestamp, now)
+        if rtp_now is None:
+            return data
+        return data[:8] + struct.pack("!QI", ntp_now, rtp_now & 0xFFFFFFFF) + data[20:]
 
     def _should_drop(self) -> bool:
         if self.drop_video > 0:

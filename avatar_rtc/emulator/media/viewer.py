@@ -68,13 +68,14 @@ class Viewer:
         configuration: RTCConfiguration | None = None,
         connect_timeout: float = 30.0,
         host_addresses: Sequence[str] | None = None,
+        capture_time: Callable[[float], float] | None = None,
     ) -> None:
         self.resource_id = resource_id
         self.video = video
         self.audio = audio
         self.video_codec = video_codec
         self.answer_sdp: str | None = None
-        self.tap = RtpTap(self._frame_sent)
+        self.tap = RtpTap(self._frame_sent, self._rtp_now)
         self._on_keyframe_request = on_keyframe_request
         self._on_frame_sent = on_frame_sent
         self._on_closed = on_closed
@@ -82,6 +83,7 @@ class Viewer:
         self.pc = RTCPeerConnection(configuration or RTCConfiguration(iceServers=[]))
         self._connect_timeout = connect_timeout
         self._host_addresses = host_addresses
+        self._capture_time = capture_time
         self._watchdog: asyncio.Task[None] | None = None
         self._closed = False
         self.pli_count = 0
@@ -155,6 +157,15 @@ class Viewer:
         if track.last_pts is not None:
             clock = VIDEO_CLOCK if kind == "video" else AUDIO_CLOCK
             self._on_frame_sent(kind, track.last_pts, rtp_timestamp, clock)
+
+    def _rtp_now(self, kind: MediaKind, last_rtp: int, now: float) -> int | None:
+        """The RTP timestamp of ``now`` (monotonic) on the media clock, for sender reports."""
+        track = self.video if kind == "video" else self.audio
+        if self._capture_time is None or track.last_pts is None:
+            return None
+        rate = VIDEO_CLOCK if kind == "video" else AUDIO_CLOCK
+        captured = self._capture_time(track.last_pts / rate)
+        return last_rtp + round((now - captured) * rate)
 
     def _state_changed(self) -> None:
         state = self.pc.connectionState

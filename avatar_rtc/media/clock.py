@@ -13,8 +13,8 @@ Every RTP timestamp is mapped to *presentation seconds* on one session-wide time
 Master track (``master="audio"``): audio timestamps stay sample-exact (consecutive frames
 exactly ``samples / rate`` apart), video adapts. Audio is anchored on its first frame's arrival
 and never moved; when a later audio frame shows a faster transit (the first one was late by
-``lag``), video is anchored ``lag`` later instead, so the two stay aligned; video switches to SR timing only after audio did (or after
-``master_wait`` s without an audio SR), so the session origin is set by audio and audio never
+``lag``), video is anchored ``lag`` later instead, so the two stay aligned. Video switches
+to SR timing only after audio did (or after ``master_wait`` s without an audio SR), so the session origin is set by audio and audio never
 needs a correction; later audio SRs within ``master_tolerance`` of the current mapping are
 ignored. Without an audio track, video works alone.
 

@@ -14,8 +14,8 @@ Master track (``master="audio"``): audio timestamps stay sample-exact (consecuti
 exactly ``samples / rate`` apart), video adapts. Audio is anchored on its first frame's arrival
 and never moved; when a later audio frame shows a faster transit (the first one was late by
 ``lag``), video is anchored ``lag`` later instead, so the two stay aligned. Video switches
-to SR timing only after audio did (or after ``master_wait`` s without an audio SR), so the session origin is set by audio and audio never
-needs a correction; later audio SRs within ``master_tolerance`` of the current mapping are
+to SR timing only after audio did (or after ``master_wait`` s without an audio SR), so the
+session origin is set by audio and audio never needs a correction; later audio SRs within ``master_tolerance`` of the current mapping are
 ignored. Without an audio track, video works alone.
 
 SR noise: some senders (aiortc) stamp an SR with the time their last packet was *sent*, a few

@@ -15,8 +15,9 @@ exactly ``samples / rate`` apart), video adapts. Audio is anchored on its first 
 and never moved; when a later audio frame shows a faster transit (the first one was late by
 ``lag``), video is anchored ``lag`` later instead, so the two stay aligned. Video switches
 to SR timing only after audio did (or after ``master_wait`` s without an audio SR), so the
-session origin is set by audio and audio never needs a correction; later audio SRs within ``master_tolerance`` of the current mapping are
-ignored. Without an audio track, video works alone.
+session origin is set by audio and audio never needs a correction; later audio SRs within
+``master_tolerance`` of the current mapping are ignored. Without an audio track, video works
+alone.
 
 SR noise: some senders (aiortc) stamp an SR with the time their last packet was *sent*, a few
 ms (under load, tens of ms) after its capture. The mapping uses, of the last ``sr_window`` SRs

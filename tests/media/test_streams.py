@@ -95,16 +95,13 @@ async def test_av_sync_within_20ms() -> None:
 
         async def video() -> None:
             async for f in vs:
-                if f.clock_source == "rtcp-sr" and pattern.is_flash(f.array):
+                if pattern.is_flash(f.array):
                     flashes.append(f.presentation_time)
 
         async def audio() -> None:
             prev = 0.0
             async for f in aus:
                 x = np.abs(f.data[:, 0].astype(np.float32)) / 32768
-                if f.clock_source != "rtcp-sr":
-                    prev = float(x[-40:].max())
-                    continue
                 loud = np.nonzero(x > 0.1)[0]
                 if loud.size and prev < 0.02 and x[: loud[0]].max(initial=0) < 0.02:
                     onsets.append(f.presentation_time + loud[0] / 16000)
@@ -115,10 +112,9 @@ async def test_av_sync_within_20ms() -> None:
         vs.close()
         aus.close()
         await asyncio.gather(*tasks)
-        # skip the first seconds: the SR mapping's correction is slewed in (AvClock)
-        late = [t for t in flashes if t > flashes[0] + 2.5] if flashes else []
-        assert len(late) >= 2, (flashes, onsets)
-        for t in late:
+        # Every flash, from arrival timing at the start through the switch to SR timing.
+        assert len(flashes) >= 5 and len(onsets) >= 5, (flashes, onsets)
+        for t in flashes:
             nearest = min(onsets, key=lambda o: abs(o - t))
             print(f"flash {t:.4f} beep {nearest:.4f} diff {1000 * (nearest - t):+.1f} ms")
             assert abs(nearest - t) < 0.020, (t, nearest, flashes, onsets)
@@ -201,12 +197,13 @@ async def test_all_policy_loses_nothing_over_10s() -> None:
 
 
 async def _memory_flat(lb: Loopback, seconds: float) -> tuple[float, float, int, int]:
-    """RSS (MB) slope and growth over the last two thirds of a run without any consumer."""
+    """RSS (MB) slope and growth after a warm-up, in a run without any consumer."""
     video = VideoStream(lb.video)  # never read: 'latest' keeps 2
     audio = AudioStream(lb.audio)  # never read: 'all' caps at 10 s, then drops (warns)
-    await asyncio.sleep(seconds / 3)
+    warm_up = 12.0  # the audio queue fills for its first 10 s: measure once it is capped
+    await asyncio.sleep(warm_up)
     samples: list[tuple[float, float]] = []
-    t_end = time.monotonic() + 2 * seconds / 3
+    t_end = time.monotonic() + seconds - warm_up
     while time.monotonic() < t_end:
         gc.collect()
         samples.append((time.monotonic(), rss_bytes() / 2**20))
@@ -222,10 +219,11 @@ async def _memory_flat(lb: Loopback, seconds: float) -> tuple[float, float, int,
 async def test_no_consumer_for_30s_keeps_memory_flat() -> None:
     async with loopback(size=(640, 480)) as lb:
         slope, growth, video_dropped, audio_dropped = await _memory_flat(lb, 30.0)
-        print(f"RSS slope {slope:.3f} MB/s, growth {growth:.1f} MB over 20 s")
+        print(f"RSS slope {slope:.3f} MB/s, growth {growth:.1f} MB over the last 18 s")
         assert video_dropped > 500 and audio_dropped > 100  # bounded queues did drop
-        # an unbounded 640x480 queue grows ~14 MB/s; allow allocator noise from other tests
-        assert slope < 0.3, (slope, growth)
+        # An unbounded 640x480 queue grows ~14 MB/s. Measured here after the warm-up: 0.02 to
+        # 0.24 MB/s of allocator noise (sender and receiver share this process).
+        assert slope < 0.5, (slope, growth)
         assert growth < 16.0, (slope, growth)
 
 

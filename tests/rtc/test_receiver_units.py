@@ -170,7 +170,7 @@ def test_nack_bounded_and_forget() -> None:
 
 
 def test_clock_arrival_then_sr_is_continuous_and_monotonic() -> None:
-    clock = AvClock(slew_rate=0.1)
+    clock = AvClock(slew_rate=0.1, min_srs=1)
     t_arr = 100.0
     outs = []
     # video at 30 fps, arrival-based first
@@ -191,7 +191,7 @@ def test_clock_arrival_then_sr_is_continuous_and_monotonic() -> None:
 
 
 def test_clock_aligns_audio_and_video_through_sr() -> None:
-    clock = AvClock(slew_rate=0.1)
+    clock = AvClock(slew_rate=0.1, min_srs=1)
     # audio arrives 80 ms "late" relative to video (jitter buffer / network), same sender time
     for i in range(200):
         t = i * 0.02
@@ -205,6 +205,30 @@ def test_clock_aligns_audio_and_video_through_sr() -> None:
     v, _ = clock.map("video", 1, 90 * 4000, 90000, 14.0)
     a, _ = clock.map("audio", 2, 48 * 4000, 48000, 14.08)
     assert abs(v - a) < 0.002  # corrections slewed away: same sender time -> same pts
+
+
+def test_clock_waits_for_two_sender_reports_by_default() -> None:
+    clock = AvClock()
+    for i in range(60):
+        if i in (10, 40):
+            clock.on_sender_report("video", 1, int((5000.0 + i / 30) * 2**32), i * 3000)
+        _, src = clock.map("video", 1, i * 3000, 90000, 100.0 + i / 30)
+        assert src == ("arrival" if i < 40 else "rtcp-sr"), i
+
+
+def test_clock_video_follows_the_audio_masters_arrival_lag() -> None:
+    clock = AvClock()
+    # Audio's first packet is 40 ms late, later ones on time; video always on time.
+    clock.map("audio", 2, 0, 48000, 10.04)
+    for i in range(1, 100):
+        clock.map("audio", 2, i * 960, 48000, 10.0 + i * 0.02)
+    a, _ = clock.map("audio", 2, 100 * 960, 48000, 12.0)
+    for i in range(0, 120, 2):
+        v, _ = clock.map("video", 1, i * 1800, 90000, 10.0 + i * 0.02)
+    v, _ = clock.map("video", 1, 120 * 1800, 90000, 12.4)
+    a, _ = clock.map("audio", 2, 120 * 960, 48000, 12.4)
+    # Same sender time -> same presentation time: video took audio's 40 ms lag.
+    assert v == pytest.approx(a, abs=0.003)
 
 
 def test_clock_arrival_anchor_follows_fastest_transit() -> None:

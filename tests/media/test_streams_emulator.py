@@ -1,0 +1,95 @@
+"""Stream policies against the emulator's stream: `latest` for models, `all` for recording,
+and copy-mode recording that never decodes video."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from avatar_rtc import AvatarSession, IceOptions
+from avatar_rtc.emulator import Emulator
+from avatar_rtc.emulator.media import AvatarMedia
+from avatar_rtc.media.decoder import decoder_for
+from tests.media.loopback import rss_bytes
+
+FRAME_BYTES = 512 * 512 * 3  # one decoded RGB frame of the emulator's picture
+
+
+@pytest.fixture
+async def avatar() -> AsyncIterator[tuple[AvatarSession, AvatarMedia]]:
+    async with Emulator() as emulator:
+        session = AvatarSession(
+            api_url=emulator.api_url,
+            ks=emulator.ks,
+            ice=IceOptions(host_addresses=("127.0.0.1",)),
+        )
+        async with session:
+            await session.wait_first_frame(timeout=20)
+            assert session.session_id is not None
+            media = emulator.session(session.session_id).media
+            assert isinstance(media, AvatarMedia)
+            yield session, media
+
+
+def _newest_sent_video(media: AvatarMedia) -> int:
+    return max(f.rtp_timestamp for f in media.sent_frames if f.kind == "video")
+
+
+@pytest.mark.slow
+async def test_latest_after_a_5s_sleep_gives_the_newest_frame(
+    avatar: tuple[AvatarSession, AvatarMedia],
+) -> None:
+    session, media = avatar
+    stream = session.video(policy="latest")
+    await asyncio.wait_for(stream.__anext__(), 10)
+    gc.collect()
+    before = rss_bytes()
+    await asyncio.sleep(5.0)  # the consumer is busy; ~125 frames arrive meanwhile
+    grown = rss_bytes() - before
+    frame = await asyncio.wait_for(stream.__anext__(), 10)
+    newest = _newest_sent_video(media)
+    frames_behind = ((newest - frame.rtp_timestamp) & 0xFFFFFFFF) / (90000 / 25)
+    assert frames_behind <= 3, frames_behind
+    assert stream.stats().dropped >= 100
+    assert grown < 4 * FRAME_BYTES, f"RSS grew {grown / 2**20:.1f} MB while the consumer slept"
+
+
+@pytest.mark.slow
+async def test_all_loses_no_frame_over_10s_with_a_consumer_that_keeps_up(
+    avatar: tuple[AvatarSession, AvatarMedia],
+) -> None:
+    session, _ = avatar
+    stream = session.video(policy="all", size=(128, 128))
+    indices: list[int] = []
+
+    async def consume() -> None:
+        async for frame in stream:
+            frame.to_ndarray()
+            indices.append(frame.index)
+
+    task = asyncio.ensure_future(consume())
+    await asyncio.sleep(10.0)
+    stream.close()
+    await task
+    assert len(indices) >= 200, len(indices)  # 25 fps
+    assert indices == list(range(indices[0], indices[0] + len(indices))), "a frame was lost"
+    assert stream.stats().dropped == 0
+    assert session.video_pipeline.stats().frames_dropped == 0
+
+
+async def test_copy_recording_does_not_decode_video(
+    avatar: tuple[AvatarSession, AvatarMedia], tmp_path: Path
+) -> None:
+    session, _ = avatar
+    decoder = decoder_for(session.video_pipeline)
+    await asyncio.sleep(0.2)  # the first-frame hook has let go of the decoder
+    decoded = decoder.stats().decoded
+    recorder = session.record(tmp_path / "copy.mkv")
+    await asyncio.sleep(2.0)
+    assert recorder.stats().video.frames >= 40
+    assert not decoder.running
+    assert decoder.stats().decoded == decoded

@@ -19,10 +19,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from avatar_rtc import AvatarSession, IceOptions  # noqa: E402
-from avatar_rtc.emulator import DEFAULT_VISUAL_ID, Emulator  # noqa: E402
-from avatar_rtc.emulator.media import AvatarMediaOptions  # noqa: E402
-from avatar_rtc.emulator.media.options import VideoCodec  # noqa: E402
+from avatar_rtc import AvatarSession, IceOptions
+from avatar_rtc.emulator import DEFAULT_VISUAL_ID, Emulator
+from avatar_rtc.emulator.media import AvatarMediaOptions
+from avatar_rtc.emulator.media.options import VideoCodec
 
 PHASES = ("session", "offer_answer", "ice_dtls", "first_keyframe", "first_frame", "total")
 

@@ -433,18 +433,7 @@ class AvatarSession:
         if self._got_first_frame:
             return
         self._got_first_frame = True
-        enc = decoded.encoded
-        frame = VideoFrame(
-            decoded.frame,
-            rtp_timestamp=enc.rtp_timestamp,
-            presentation_time=enc.presentation_time,
-            clock_source=enc.clock_source,
-            arrival_time=enc.arrival_time,
-            index=enc.index,
-            keyframe=enc.keyframe,
-            decoded_time=decoded.decoded_time,
-        )
-        self._call_on_loop(self._first_frame_decoded, frame)
+        self._call_on_loop(self._first_frame_decoded, VideoFrame.from_decoded(decoded))
 
     def _first_frame_decoded(self, frame: VideoFrame) -> None:
         self._t_decoded = frame.decoded_time

@@ -18,13 +18,16 @@ import logging
 import sys
 import threading
 from dataclasses import dataclass
-from typing import Any, Literal, cast
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import av
 import numpy as np
 import numpy.typing as npt
 
 from .clock import ClockSource
+
+if TYPE_CHECKING:
+    from .decoder import DecodedFrame
 
 __all__ = [
     "AudioFrame",
@@ -124,6 +127,29 @@ class VideoFrame:
         self.default_size = default_size
         self._cache: tuple[str, tuple[int, int] | None, npt.NDArray[np.uint8]] | None = None
         self._lock = threading.Lock()
+
+    @classmethod
+    def from_decoded(
+        cls,
+        decoded: DecodedFrame,
+        *,
+        default_format: PixelFormat = "rgb24",
+        default_size: tuple[int, int] | None = None,
+    ) -> VideoFrame:
+        """A frame of the decoder's output, stamped with its encoded frame's timestamps."""
+        enc = decoded.encoded
+        return cls(
+            decoded.frame,
+            rtp_timestamp=enc.rtp_timestamp,
+            presentation_time=enc.presentation_time,
+            clock_source=enc.clock_source,
+            arrival_time=enc.arrival_time,
+            index=enc.index,
+            keyframe=enc.keyframe,
+            decoded_time=decoded.decoded_time,
+            default_format=default_format,
+            default_size=default_size,
+        )
 
     @property
     def width(self) -> int:

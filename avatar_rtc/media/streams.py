@@ -262,18 +262,8 @@ class VideoStream(_Stream[VideoFrame]):
         super().__init__(source, capacity=capacity, policy=policy, loop=loop)
 
     def _make(self, decoded: DecodedFrame, prepare: bool) -> list[VideoFrame]:
-        enc = decoded.encoded
-        frame = VideoFrame(
-            decoded.frame,
-            rtp_timestamp=enc.rtp_timestamp,
-            presentation_time=enc.presentation_time,
-            clock_source=enc.clock_source,
-            arrival_time=enc.arrival_time,
-            index=enc.index,
-            keyframe=enc.keyframe,
-            decoded_time=decoded.decoded_time,
-            default_format=self.format or "rgb24",
-            default_size=self.size,
+        frame = VideoFrame.from_decoded(
+            decoded, default_format=self.format or "rgb24", default_size=self.size
         )
         if prepare and self.format is not None:
             frame.to_ndarray()  # a consumer is waiting: convert here, off the loop

@@ -406,12 +406,8 @@ class AvatarSession:
     # --- media wiring -------------------------------------------------------------------
 
     def _attach_receiver(self, receiver: RTCRtpReceiver, kind: Literal["video", "audio"]) -> None:
+        # Called again for a WHEP 406 counter-offer's new peer connection: attach moves over.
         pipeline = self.video_pipeline if kind == "video" else self.audio_pipeline
-        if pipeline.receiver is not None:
-            # A WHEP 406 counter-offer builds a second peer connection; our pipelines (and
-            # the streams on them) stay with the first one. Rare enough to only report.
-            logger.warning("a second %s receiver cannot be attached; its media is ignored", kind)
-            return
         pipeline.attach(receiver)
 
     def _watch_media(self) -> None:

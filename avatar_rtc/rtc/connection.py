@@ -215,8 +215,11 @@ class MediaConnection:
         """406 + SDP: aiortc cannot roll back our offer, so a fresh pc answers it."""
         logger.info("WHEP server sent a counter-offer; answering it on a new peer connection")
         assert self._pc is not None
-        await self._pc.close()
+        first = self._pc
+        # The new pc first: on_receiver moves whatever is attached to its receivers before the
+        # first pc's receivers are stopped.
         pc = self._pc = self._build_pc()
+        await first.close()
         self._connected.clear()
         await pc.setRemoteDescription(RTCSessionDescription(server_offer, "offer"))
         answer = await pc.createAnswer()

@@ -185,9 +185,16 @@ class ReceivePipeline:
         return self._receiver  # type: ignore[no-any-return]
 
     def attach(self, receiver: RTCRtpReceiver) -> None:
-        """Take over ``receiver``'s RTP handling. Call before ``setRemoteDescription``."""
+        """Take over ``receiver``'s RTP handling. Call before ``setRemoteDescription``.
+
+        Attaching to another receiver moves the pipeline there (a WHEP 406 counter-offer is
+        answered on a new peer connection): the old receiver gets aiortc's own handlers back,
+        so closing its peer connection no longer closes the pipeline or its streams.
+        """
+        if receiver is self._receiver:
+            return
         if self._receiver is not None:
-            raise RuntimeError("ReceivePipeline is already attached")
+            self._detach()
         streams = getattr(receiver, "_RTCRtpReceiver__remote_streams", None)
         if not isinstance(streams, dict):
             raise RuntimeError("unsupported aiortc version: receiver statistics not found")
@@ -214,6 +221,17 @@ class ReceivePipeline:
         r.stop = stop
         r._handle_rtp_packet = self._on_rtp
         r._handle_rtcp_packet = self._on_rtcp
+
+    def _detach(self) -> None:
+        old: Any = self._receiver
+        for name in ("receive", "stop", "_handle_rtp_packet", "_handle_rtcp_packet"):
+            old.__dict__.pop(name, None)  # back to aiortc's class methods
+        self._receiver = None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._codecs.clear()
+        logger.info("ReceivePipeline(%s): moved to a new receiver", self.kind)
 
     def subscribe(self, callback: FrameCallback) -> Callable[[], None]:
         """Call ``callback(frame)`` for every released frame; returns the unsubscriber."""

@@ -21,7 +21,9 @@ from avatar_rtc.errors import (
 )
 from avatar_rtc.rtc import multi_turn
 from avatar_rtc.rtc.connection import MediaConnection, add_rtcp_mux_only
+from avatar_rtc.rtc.encoded_frame import EncodedFrame
 from avatar_rtc.rtc.ice_options import IceOptions
+from avatar_rtc.rtc.receiver import ReceivePipeline
 
 from .scripted_whep import ScriptedWhep, created
 from .whep_sender import AiortcWhepSender
@@ -216,11 +218,7 @@ async def test_cancelled_body_of_context_manager_deletes() -> None:
 
 
 async def test_receive_pipeline_attaches_through_on_receiver() -> None:
-    receiver_module = pytest.importorskip("avatar_rtc.rtc.receiver")
-    pipelines = {
-        "video": receiver_module.ReceivePipeline("video"),
-        "audio": receiver_module.ReceivePipeline("audio"),
-    }
+    pipelines = {"video": ReceivePipeline("video"), "audio": ReceivePipeline("audio")}
     got: dict[str, list[object]] = {"video": [], "audio": []}
     for kind, pipeline in pipelines.items():
         pipeline.subscribe(got[kind].append)
@@ -273,3 +271,25 @@ async def test_remote_hangup_is_reported_and_close_still_deletes() -> None:
         assert states[-1] in ("closed", "failed")
         await connection.close()
         assert sender.counters.deletes == 1
+
+
+async def test_counter_offer_moves_the_receive_pipelines_to_the_new_connection() -> None:
+    pipelines = {"video": ReceivePipeline("video"), "audio": ReceivePipeline("audio")}
+    got: dict[str, list[EncodedFrame]] = {"video": [], "audio": []}
+    for kind, pipeline in pipelines.items():
+        pipeline.subscribe(got[kind].append)
+
+    def hook(receiver: RTCRtpReceiver, kind: str) -> None:
+        pipelines[kind].attach(receiver)
+
+    async with (
+        AiortcWhepSender(counter_offer=True) as sender,
+        MediaConnection(sender.url, ice=LOOPBACK, on_receiver=hook),
+    ):
+        for _ in range(100):
+            if got["video"] and got["audio"]:
+                break
+            await asyncio.sleep(0.05)
+        assert sender.counters.patches == 1
+        assert not pipelines["video"].closed and not pipelines["audio"].closed
+    assert got["video"] and got["audio"]

@@ -70,7 +70,12 @@ class RedactingFilter(logging.Filter):
     """A logging filter that masks registered secrets in a record's message."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
+        try:
+            message = record.getMessage()
+        except Exception:
+            # A bad format/args pair: let the handler report it as logging does, rather
+            # than raise out of a filter into the code that logged.
+            return True
         cleaned = redact(message)
         if cleaned != message:
             record.msg = cleaned

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import logging
 import os
 import time
@@ -156,6 +157,8 @@ class AvatarSession:
 
         self._state = SessionState.NEW
         self._handlers: dict[str, list[EventHandler]] = {}
+        # Tasks of coroutine handlers: the loop keeps only weak references to tasks.
+        self._handler_tasks: set[asyncio.Task[object]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stack = contextlib.AsyncExitStack()
         self._live: LiveSession | None = None
@@ -253,9 +256,16 @@ class AvatarSession:
             try:
                 result = handler(event)
                 if asyncio.iscoroutine(result) and self._loop is not None:
-                    self._loop.create_task(result)
+                    task = self._loop.create_task(result)
+                    self._handler_tasks.add(task)
+                    task.add_done_callback(functools.partial(self._handler_done, name))
             except Exception:
                 logger.exception("%s event handler failed", name)
+
+    def _handler_done(self, name: str, task: asyncio.Task[object]) -> None:
+        self._handler_tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("%s event handler failed", name, exc_info=task.exception())
 
     def _set_state(self, state: SessionState) -> None:
         if state is self._state:
@@ -522,7 +532,12 @@ class AvatarSession:
             return await asyncio.shield(self._first_frame)
 
     def _idle(self, start_grace: float, quiet: float) -> bool:
-        if self.speech.speaking:
+        # The detector flips `speaking` on the decoder thread before its event reaches the
+        # loop: until `_on_speech_event` ran, an utterance that just ended has no end stamp.
+        heard_speaking = self._last_speech_start is not None and (
+            self._last_speech_end is None or self._last_speech_end < self._last_speech_start
+        )
+        if self.speech.speaking or heard_speaking:
             return False
         now = time.monotonic()
         if self._last_say is not None and (
@@ -553,6 +568,7 @@ class AvatarSession:
                 if self._state in _CLOSED:
                     raise SessionClosedError(f"wait_idle(): the session is {self._state.value}")
                 self._speech_changed.clear()
+                # Also polled: idleness changes with time alone (start_grace, quiet).
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(0.05):
                         await self._speech_changed.wait()

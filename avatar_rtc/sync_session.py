@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import contextlib
+import logging
 import os
 import weakref
 from collections.abc import Callable, Coroutine, Iterator, Sequence
@@ -41,6 +41,8 @@ __all__ = ["SessionFrames", "SyncAvatarSession"]
 
 R = TypeVar("R")
 F = TypeVar("F", bound=VideoFrame | AudioFrame)
+
+logger = logging.getLogger(__name__)
 
 _CLOSE_TIMEOUT = 30.0
 
@@ -85,9 +87,13 @@ class SessionFrames(Generic[F]):
 def _finalize(session: AvatarSession, bg: BackgroundLoop) -> None:
     """Close the session and stop the loop thread (at close, garbage collection or exit)."""
     try:
-        if session.state.value not in ("new", "ended", "failed"):
-            with contextlib.suppress(Exception):
+        if session.state not in (SessionState.NEW, SessionState.ENDED, SessionState.FAILED):
+            try:
                 bg.run(session.close(), timeout=_CLOSE_TIMEOUT)
+            except Exception as exc:
+                # At exit or garbage collection nobody can catch it: the service session
+                # may outlive us, so say so rather than stay silent.
+                logger.warning("closing %r failed: %s", session, exc)
     finally:
         bg.close()
 

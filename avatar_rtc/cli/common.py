@@ -204,12 +204,10 @@ def target_from_args(args: argparse.Namespace, environ: Mapping[str, str] | None
             raise ConfigurationError("--whep-url must be an http:// or https:// URL")
     elif ks is not None or api_url is not None:
         kind = "service"
-        if bearer is not None:
-            raise ConfigurationError("--bearer only applies to --whep-url")
     else:
         kind = "emulator"
-        if bearer is not None:
-            raise ConfigurationError("--bearer only applies to --whep-url")
+    if kind != "whep" and bearer is not None:
+        raise ConfigurationError("--bearer only applies to --whep-url")
 
     if kind != "emulator":
         avatar_id, voice_id = args.avatar_id, args.voice_id

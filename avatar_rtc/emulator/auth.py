@@ -9,7 +9,6 @@ import enum
 import hmac
 import secrets
 import time
-import uuid
 from typing import Any
 
 from . import jwt
@@ -75,7 +74,7 @@ class TokenAuthority:
             "iss": _ISSUER,
             "sub": session_id,
             "sid": session_id,
-            "jti": token_id or uuid.uuid4().hex,
+            "jti": token_id,  # ControlApi checks it against EmulatedSession.token_id
             "iat": int(now),
             "exp": exp,
         }

@@ -13,10 +13,7 @@ import asyncio
 import json
 import logging
 import math
-import random
 import secrets
-import string
-import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -24,6 +21,7 @@ from typing import Any
 
 from aiohttp import BodyPartReader, web
 
+from ..api.client import new_turn_id
 from ..api.models import TurnConfig
 from . import catalog
 from .auth import KsAuthority, KsVerdict, TokenAuthority
@@ -65,12 +63,6 @@ def error_response(status: int, error: str, retry_after: float | None = None) ->
 
 def _ok(**fields: Any) -> web.Response:
     return web.json_response({"success": True, **fields})
-
-
-def _new_turn_id() -> str:
-    # Same shape as the docs' JS example: turn-<Date.now()>-<9 base36 chars>.
-    suffix = "".join(random.choices(string.ascii_lowercase + string.digits, k=9))
-    return f"turn-{int(time.time() * 1000)}-{suffix}"
 
 
 async def _json_body(request: web.Request) -> dict[str, Any] | None:
@@ -295,7 +287,7 @@ class ControlApi:
         # The docs' cURL example sends only {"text"}: default the other two.
         turn_id = body.get("turnId")
         if turn_id is None:
-            turn_id = _new_turn_id()
+            turn_id = new_turn_id()  # the docs' JS shape, as the client makes them
         if not isinstance(turn_id, str) or not turn_id:
             raise _Reject(400, "turnId must be a non-empty string")
         is_final = body.get("isFinal", True)

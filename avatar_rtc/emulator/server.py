@@ -20,7 +20,7 @@ from aiohttp import web
 from ..api.models import TurnConfig
 from ..redact import register_secret
 from .auth import KsAuthority, TokenAuthority
-from .control import API_PREFIX, ControlApi, ControlConfig
+from .control import API_PREFIX, WHEP_PREFIX, ControlApi, ControlConfig
 from .counters import EmulatorCounters
 from .faults import FaultInjector
 from .state import EmulatedSession, MediaLike, SessionRegistry
@@ -110,7 +110,7 @@ class Emulator:
         return f"{self.base_url}{API_PREFIX}"
 
     def whep_url(self, session_id: str) -> str:
-        return f"{self.base_url}/v1/whep/{session_id}"
+        return f"{self.base_url}{WHEP_PREFIX}/{session_id}"
 
     def session(self, session_id: str) -> EmulatedSession:
         """The emulated session (live, ended or expired); KeyError when unknown."""

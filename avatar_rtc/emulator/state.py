@@ -90,7 +90,8 @@ class EmulatedSession:
     interrupts: int = 0
     keep_alives: int = 0
     media: MediaLike | None = None
-    turn: dict[str, str] | None = None
+    # The TURN object handed out, credential in clear: kept out of repr (test failure output).
+    turn: dict[str, str] | None = field(default=None, repr=False)
 
     @property
     def voice_id(self) -> str | None:

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from aiohttp import web
 from aiortc import RTCConfiguration
 
+from avatar_rtc.emulator.control import WHEP_PREFIX
 from avatar_rtc.emulator.media import AvatarMedia
 from avatar_rtc.emulator.media.viewer import ViewerError
 
@@ -23,7 +24,6 @@ logger = logging.getLogger(__name__)
 
 MediaLookup = Callable[[str], AvatarMedia | None]
 SDP = "application/sdp"
-WHEP_PREFIX = "/v1/whep"
 MAX_OFFER_BYTES = 64 * 1024
 
 

@@ -25,7 +25,6 @@ import contextlib
 import logging
 import threading
 import time
-import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
@@ -73,17 +72,22 @@ class DecoderStats:
 
 Sink = Callable[[DecodedFrame], None]
 
-_DECODERS: weakref.WeakKeyDictionary[Any, TrackDecoder] = weakref.WeakKeyDictionary()
+_DECODER_ATTR = "_avatar_rtc_decoder"
 _DECODERS_LOCK = threading.Lock()
 
 
 def decoder_for(source: FrameSource, **options: Any) -> TrackDecoder:
-    """The shared decoder of ``source`` (created on first use; options apply then)."""
+    """The shared decoder of ``source`` (created on first use; options apply then).
+
+    Kept as an attribute of the source: source and decoder then form a plain reference
+    cycle that the garbage collector frees with the session. (A registry keyed weakly on
+    the source would never free it, since the decoder holds the source.)
+    """
     with _DECODERS_LOCK:
-        dec = _DECODERS.get(source)
+        dec: TrackDecoder | None = getattr(source, _DECODER_ATTR, None)
         if dec is None:
             dec = TrackDecoder(source, **options)
-            _DECODERS[source] = dec
+            setattr(source, _DECODER_ATTR, dec)
         return dec
 
 

@@ -55,7 +55,13 @@ class _BufferPool:
 
     def get(self, shape: tuple[int, ...]) -> npt.NDArray[np.uint8]:
         with self._lock:
-            pool = self._pools.setdefault(shape, [])
+            pool = self._pools.get(shape)
+            if pool is None:
+                if len(self._pools) >= 8:
+                    # Many sizes in use (resizes): drop the pools of the old ones rather than
+                    # hoard their buffers (arrays handed out stay valid).
+                    self._pools.clear()
+                pool = self._pools[shape] = []
             for i in range(len(pool)):
                 # references: the list slot + getrefcount's argument
                 if sys.getrefcount(pool[i]) <= 2:
@@ -63,8 +69,6 @@ class _BufferPool:
             arr = np.empty(shape, dtype=np.uint8)
             if len(pool) < _POOL_PER_SHAPE:
                 pool.append(arr)
-            elif len(self._pools) > 8:
-                self._pools.clear()  # many sizes in use (resizes): don't hoard memory
             return arr
 
 

@@ -82,7 +82,8 @@ class _Stream(Generic[T]):
         self._queue: collections.deque[T] = collections.deque()
         self._waiter: asyncio.Future[None] | None = None
         self._callbacks: list[Callable[[T], Any]] = []
-        self._cb_pending = 0
+        self._cb_pending = 0  # written by the decoder thread and the loop: under _lock
+        self._cb_tasks: set[asyncio.Task[Any]] = set()  # the loop keeps only weak refs
         self._closed = False
         self._received = 0
         self._delivered = 0
@@ -187,14 +188,19 @@ class _Stream(Generic[T]):
         self._received += len(items)
         if direct:
             for item in items:
-                if self._cb_pending >= self.capacity:
+                with self._lock:
+                    busy = self._cb_pending >= self.capacity
+                    if not busy:
+                        self._cb_pending += 1
+                if busy:
                     self._cb_dropped += 1  # event loop too busy for the callbacks
                     continue
-                self._cb_pending += 1
                 self._call_soon(self._run_callbacks, item)
             return
         dropped = 0
         with self._lock:
+            if self._closed:  # closed while converting: close() already emptied the queue
+                return
             for item in items:
                 if len(self._queue) >= self.capacity:
                     self._queue.popleft()
@@ -227,7 +233,8 @@ class _Stream(Generic[T]):
             waiter.set_result(None)
 
     def _run_callbacks(self, item: T) -> None:
-        self._cb_pending -= 1
+        with self._lock:
+            self._cb_pending -= 1
         if self._closed:
             return
         self._delivered += 1
@@ -235,9 +242,16 @@ class _Stream(Generic[T]):
             try:
                 result = cb(item)
                 if asyncio.iscoroutine(result):
-                    self._loop.create_task(result)
+                    task = self._loop.create_task(result)
+                    self._cb_tasks.add(task)
+                    task.add_done_callback(self._callback_done)
             except Exception:
                 logger.exception("%s frame callback failed", self._kind)
+
+    def _callback_done(self, task: asyncio.Task[Any]) -> None:
+        self._cb_tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("%s frame callback failed", self._kind, exc_info=task.exception())
 
 
 class VideoStream(_Stream[VideoFrame]):

@@ -149,11 +149,11 @@ def _loop_of(
     if not isinstance(found, asyncio.AbstractEventLoop) or not found.is_running():
         raise ValueError("pass loop=: the event loop (thread) the source runs on")
     try:
-        if asyncio.get_running_loop() is found:
-            raise RuntimeError("sync iterators cannot be used on the source's own loop")
-    except RuntimeError as exc:
-        if "sync iterators" in str(exc):
-            raise
+        running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+    except RuntimeError:
+        running = None
+    if running is found:  # blocking there would deadlock the loop
+        raise RuntimeError("sync iterators cannot be used on the source's own loop")
     return found
 
 

@@ -22,7 +22,6 @@ __all__ = [
 
 H264_SPS = 7
 H264_PPS = 8
-H264_IDR = 5
 
 
 def iter_annexb_nals(data: bytes) -> Iterator[bytes]:

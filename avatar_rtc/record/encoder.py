@@ -20,13 +20,13 @@ from av.video.stream import VideoStream
 from .errors import RecordError
 from .options import ContainerSpec, EncodeOptions, RecordOptions, container_options
 from .stats import StatsBook
+from .templates import VIDEO_TIME_BASE
 from .timeline import StartGate, TickClock
 
 __all__ = ["EncodeMuxer", "VideoTranscoder", "add_video_encoder", "resolve_codecs"]
 
 log = logging.getLogger(__name__)
 
-VIDEO_TIME_BASE = Fraction(1, 90000)
 AUDIO_RATE = 48000
 # A jump of the audio clock larger than this is a gap (filled with silence), not jitter.
 _AUDIO_GAP_SECONDS = 0.03

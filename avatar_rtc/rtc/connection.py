@@ -309,8 +309,10 @@ class MediaConnection:
         except Exception:  # best-effort: never mask the caller's error
             logger.warning("WHEP DELETE failed", exc_info=True)
         if self._pc is not None:
-            with contextlib.suppress(Exception):
+            try:
                 await self._pc.close()
+            except Exception:  # best-effort, like the DELETE above
+                logger.debug("closing the peer connection failed", exc_info=True)
         await self._whep.aclose()
         self._connected.set()
         if was != "new" or self._pc is not None:

@@ -142,16 +142,16 @@ class VideoJitterBuffer:
             return False
         if not payload:
             # Padding-only packet (bandwidth probing): it takes a sequence number, carries no
-            # media, and must not look like a hole.
+            # media, and must not look like a hole. It counts towards ``max_packets`` too.
             self._packets[seq] = _Packet(timestamp, False, b"", False, arrival, padding=True)
-            self._highest = seq if self._highest is None else max(self._highest, seq)
-            return True
-        try:
-            data, key_start, key = parse_video_payload(self.codec, payload)
-        except ValueError as exc:
-            logger.debug("jitter buffer: bad %s payload: %s", self.codec, exc)
-            return False
-        self._packets[seq] = _Packet(timestamp, marker, data, key, arrival)
+            key_start = False
+        else:
+            try:
+                data, key_start, key = parse_video_payload(self.codec, payload)
+            except ValueError as exc:
+                logger.debug("jitter buffer: bad %s payload: %s", self.codec, exc)
+                return False
+            self._packets[seq] = _Packet(timestamp, marker, data, key, arrival)
         if key_start:
             self._key_starts.add(seq)
         if self._highest is None or seq > self._highest:
@@ -184,12 +184,10 @@ class VideoJitterBuffer:
         if self._hole is None or now - self._hole_since < self._max_wait:
             return False
         hole = self._hole
-        later_keys = sorted(s for s in self._key_starts if s > hole)
-        if later_keys:
-            logger.debug(
-                "jitter buffer: packet %d lost, resuming at keyframe %d", hole, later_keys[0]
-            )
-            self._give_up(later_keys[0])
+        next_key = min((s for s in self._key_starts if s > hole), default=None)
+        if next_key is not None:
+            logger.debug("jitter buffer: packet %d lost, resuming at keyframe %d", hole, next_key)
+            self._give_up(next_key)
             return False
         logger.debug("jitter buffer: packet %d lost, waiting for a keyframe", hole)
         self._give_up((self._highest or hole) + 1)

@@ -111,7 +111,7 @@ class GatherReport:
 class MultiTurnConnection(Connection):
     """``aioice.Connection`` with multi-server gathering; configure with :meth:`configure`."""
 
-    # Set by configure(); class-level defaults keep a bare instance usable.
+    # No class-level defaults: install() calls configure() right after the class swap.
     _mt_stun: list[tuple[str, int]]
     _mt_turn: list[TurnEndpoint]
     _mt_hosts: list[str] | None

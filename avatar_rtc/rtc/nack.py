@@ -15,7 +15,6 @@ __all__ = ["NackTracker"]
 
 @dataclass(slots=True)
 class _Missing:
-    since: float
     first_nack: float | None = None
     last_nack: float | None = None
     retries: int = 0
@@ -43,11 +42,6 @@ class NackTracker:
     def missing_count(self) -> int:
         return len(self._missing)
 
-    def oldest_missing_since(self) -> float | None:
-        if not self._missing:
-            return None
-        return min(m.since for m in self._missing.values())
-
     def on_packet(self, seq: int, now: float) -> bool:
         """Record a received packet; returns False when the gap is too big to NACK."""
         if self._highest is None:
@@ -60,7 +54,7 @@ class NackTracker:
                 self._highest = seq
                 return False
             for s in range(max(self._highest + 1, seq - self._max_missing), seq):
-                self._missing[s] = _Missing(since=now)
+                self._missing[s] = _Missing()
             self._highest = seq
             if len(self._missing) > self._max_missing:
                 for s in sorted(self._missing)[: len(self._missing) - self._max_missing]:

@@ -138,6 +138,7 @@ class ReceivePipeline:
         self._remote_streams: dict[int, StreamStatistics] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._timer: asyncio.Task[None] | None = None
+        self._pli_tasks: set[asyncio.Task[None]] = set()  # the loop keeps only weak refs
         self._subscribers: list[FrameCallback] = []
         self._close_callbacks: list[Callable[[], None]] = []
         self._codecs: dict[int, RTCRtpCodecParameters] = {}
@@ -273,7 +274,8 @@ class ReceivePipeline:
                 loop.call_soon_threadsafe(self._request_pli)
 
     def stats(self) -> ReceiveStats:
-        lost = sum(s.packets_lost for ssrc, s in self._remote_streams.items() if ssrc == self._ssrc)
+        stream = self._remote_streams.get(self._ssrc) if self._ssrc is not None else None
+        lost = stream.packets_lost if stream is not None else 0
         dropped = self._dropped_extra + (self._jb.frames_dropped if self._jb is not None else 0)
         late = self._late + (self._jb.packets_late if self._jb is not None else 0)
         return ReceiveStats(
@@ -338,18 +340,13 @@ class ReceivePipeline:
 
     # -- RTCP ----------------------------------------------------------------------------
     async def _on_rtcp(self, packet: Any) -> None:
-        if isinstance(packet, RtcpSrPacket) and packet.ssrc == self._ssrc:
-            self._srs += 1
+        if isinstance(packet, RtcpSrPacket) and self._ssrc in (None, packet.ssrc):
+            # Before the first RTP packet the SSRC is unknown: the clock keeps the SR for later.
+            if packet.ssrc == self._ssrc:
+                self._srs += 1
             info = packet.sender_info
             self.clock.on_sender_report(
                 self.kind, packet.ssrc, info.ntp_timestamp, info.rtp_timestamp
-            )
-        elif isinstance(packet, RtcpSrPacket) and self._ssrc is None:
-            self.clock.on_sender_report(
-                self.kind,
-                packet.ssrc,
-                packet.sender_info.ntp_timestamp,
-                packet.sender_info.rtp_timestamp,
             )
         elif isinstance(packet, RtcpByePacket):
             logger.info("ReceivePipeline(%s): RTCP BYE from the sender", self.kind)
@@ -370,7 +367,9 @@ class ReceivePipeline:
         if time.monotonic() - self._last_pli >= self._pli_interval and self._loop is not None:
             self._last_pli = time.monotonic()
             self._pli_pending = False
-            self._loop.create_task(self._send_pli())
+            task = self._loop.create_task(self._send_pli())
+            self._pli_tasks.add(task)
+            task.add_done_callback(self._pli_tasks.discard)
         else:
             self._pli_pending = True  # the timer sends it when the interval has passed
 
@@ -431,14 +430,11 @@ class ReceivePipeline:
             self._request_pli()  # gap too large to NACK
         if not jb.insert(seq, packet.timestamp, bool(packet.marker), packet.payload, now):
             return
-        if first:
+        frames = jb.pop()
+        if first and not frames and jb.waiting_for_keyframe and jb.floor is None:
             # aiortc waits for the sender's next periodic keyframe; ask for one at once
             # unless this very packet starts one.
-            frames = jb.pop()
-            if not frames and jb.waiting_for_keyframe and jb.floor is None:
-                self._request_pli()
-        else:
-            frames = jb.pop()
+            self._request_pli()
 
         for frame in frames:  # deliver first: the NACK send below awaits
             self._emit_video(frame, codec, now)

@@ -151,6 +151,7 @@ class WhepClient:
 
     @property
     def deleted(self) -> bool:
+        """True once a DELETE got an HTTP answer, whatever its status (see ``delete()``)."""
         return self._deleted
 
     async def aclose(self) -> None:

@@ -119,3 +119,19 @@ def test_decoder_starts_at_a_keyframe() -> None:
     remove()
     assert got == list(range(10, 30))
     assert dec.stats().skipped_to_keyframe == 7
+
+
+def test_a_pipeline_and_its_shared_decoder_are_freed_together() -> None:
+    import gc
+    import weakref
+
+    from avatar_rtc.media.decoder import decoder_for
+    from avatar_rtc.rtc.receiver import ReceivePipeline
+
+    pipeline = ReceivePipeline("video")
+    decoder = decoder_for(pipeline)
+    assert decoder_for(pipeline) is decoder  # one shared decoder per source
+    ref = weakref.ref(pipeline)
+    del pipeline, decoder
+    gc.collect()
+    assert ref() is None, "the decoder kept its pipeline (and the aiortc receiver) alive"

@@ -119,7 +119,6 @@ class AvatarMedia:
         self._pending_video = 0
         self._awaiting_onset: set[str] = set()
         self._awaiting_mouth: set[str] = set()
-        self._drop_next_video = 0
         # Created lazily in the worker thread (first frame with a viewer).
         self._renderer: FaceRenderer | None = None
         self._video_encoder: VideoEncoder | None = None

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 VideoCodec = Literal["H264", "VP8"]
+TtsMode = Literal["auto", "espeak-ng", "builtin"]
 
 
 @dataclass(frozen=True)
@@ -29,7 +30,7 @@ class AvatarMediaOptions:
     video_bitrate: int = 1_000_000
     keyframe_interval: float = 2.0
     audio_bitrate: int = 48_000
-    tts: Literal["auto", "espeak-ng", "builtin"] = "auto"
+    tts: TtsMode = "auto"
     espeak_voice: str = "en"
     encoder_threads: int = 1
     video_packet_loss: float = 0.0

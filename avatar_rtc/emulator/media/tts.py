@@ -13,16 +13,15 @@ import math
 import re
 import shutil
 import zlib
-from typing import Literal, Protocol
+from typing import Protocol
 
 import numpy as np
 
 from avatar_rtc.emulator.media.audio_decode import SAMPLE_RATE, decode_audio
 from avatar_rtc.emulator.media.envelope import Samples
+from avatar_rtc.emulator.media.options import TtsMode
 
 logger = logging.getLogger(__name__)
-
-TtsMode = Literal["auto", "espeak-ng", "builtin"]
 
 # (F1, F2) in Hz of the vowel a syllable's letter stands for.
 _FORMANTS: dict[str, tuple[float, float]] = {

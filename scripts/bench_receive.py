@@ -139,17 +139,12 @@ async def run_emulator_sender(w: int, h: int, codec: str) -> None:
 
 
 # ----------------------------------------------------------------------------- receiver
-async def run_receiver(mode: str, w: int, h: int, seconds: float, codec: str) -> dict[str, Any]:
-    from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpReceiver, RTCSessionDescription
-
-    from tests.media.loopback import Pattern
-    from tests.support import loopback_ice
-
-    pattern = Pattern(w, h)
-    proc = await asyncio.create_subprocess_exec(
+async def _spawn_sender(flag: str, w: int, h: int, codec: str) -> asyncio.subprocess.Process:
+    """The sender in its own process, so the receiver's CPU time is the receiver's alone."""
+    return await asyncio.create_subprocess_exec(
         sys.executable,
         __file__,
-        "--sender",
+        flag,
         "--size",
         f"{w}x{h}",
         "--codec",
@@ -158,6 +153,16 @@ async def run_receiver(mode: str, w: int, h: int, seconds: float, codec: str) ->
         stdout=subprocess.PIPE,
         cwd=str(ROOT),
     )
+
+
+async def run_receiver(mode: str, w: int, h: int, seconds: float, codec: str) -> dict[str, Any]:
+    from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpReceiver, RTCSessionDescription
+
+    from tests.media.loopback import Pattern
+    from tests.support import loopback_ice
+
+    pattern = Pattern(w, h)
+    proc = await _spawn_sender("--sender", w, h, codec)
     assert proc.stdin is not None and proc.stdout is not None
     await proc.stdout.readline()  # sender process is up (imports done): start the clock now
     got: list[tuple[int, float]] = []  # (frame number, monotonic time as numpy)
@@ -301,18 +306,7 @@ async def run_receiver_emulator(
 
     from tests.support import loopback_ice
 
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        __file__,
-        "--emulator-sender",
-        "--size",
-        f"{w}x{h}",
-        "--codec",
-        codec,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        cwd=str(ROOT),
-    )
+    proc = await _spawn_sender("--emulator-sender", w, h, codec)
     assert proc.stdin is not None and proc.stdout is not None
     # The emulator is up and the session's media started (init-client): start the clock now.
     whep_url = json.loads(await proc.stdout.readline())["whep_url"]

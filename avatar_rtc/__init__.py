@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import logging
 from typing import TYPE_CHECKING, Any
 
 from .errors import (
@@ -10,16 +11,21 @@ from .errors import (
     AuthenticationError,
     AvatarRTCError,
     BadRequestError,
+    CodecNegotiationError,
+    ConfigurationError,
     ConnectError,
     ConnectTimeoutError,
+    HttpStatusError,
     NetworkError,
     NoCandidatesError,
+    NoMediaError,
     PermissionDeniedError,
     RateLimitedError,
     RequestTimeoutError,
     ServerError,
     SessionEndedError,
     SessionNotFoundError,
+    ThresholdError,
     TransportError,
     WhepConflictError,
     WhepError,
@@ -39,6 +45,10 @@ if TYPE_CHECKING:
     from .sync_session import SyncAvatarSession
 
 __version__ = "0.1.0"
+
+# A library leaves logging to the application: without a handler of its own, our warnings
+# would reach Python's last-resort handler (stderr) in programs that never configured logging.
+logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 # The media stack (aiortc, PyAV) takes seconds to import: load it on first use, so that
 # `import avatar_rtc` (and the CLI's --help) stays fast.
@@ -77,12 +87,16 @@ __all__ = [
     "AvatarRTCError",
     "AvatarSession",
     "BadRequestError",
+    "CodecNegotiationError",
+    "ConfigurationError",
     "ConnectError",
     "ConnectTimeoutError",
     "ControlClient",
+    "HttpStatusError",
     "IceOptions",
     "NetworkError",
     "NoCandidatesError",
+    "NoMediaError",
     "PermissionDeniedError",
     "RateLimitedError",
     "Recorder",
@@ -97,6 +111,7 @@ __all__ = [
     "SessionStats",
     "SessionTimings",
     "SyncAvatarSession",
+    "ThresholdError",
     "TransportError",
     "VideoFrame",
     "VideoStream",

@@ -3,26 +3,50 @@
 Every error the library raises on purpose derives from :class:`AvatarRTCError`.
 HTTP-level failures carry the status and the server's ``error`` string (or body);
 no exception message ever contains a KS, a JWT or a TURN credential.
+
+Each class has an ``exit_code`` (the ``avatar-rtc`` command exits with the code of the error
+that ended it; subclasses inherit it):
+
+====  ==============================  =====================================================
+code  class                           meaning
+====  ==============================  =====================================================
+1     :class:`AvatarRTCError`         anything else (service 4xx/5xx, recording failure...)
+2     :class:`ConfigurationError`     usage: a missing or invalid option / setting
+3     :class:`NoMediaError`           connected, but no media arrived (or it stopped)
+4     :class:`ThresholdError`         a measured value is beyond the limit it was given
+5     :class:`AuthenticationError`    the KS or the session token was refused (401/403)
+6     :class:`TransportError`         no HTTP answer: network failure or request timeout
+7     :class:`ConnectError`,          the media connection could not be established
+      :class:`WhepError`              (ICE/DTLS, WHEP signalling, codecs)
+====  ==============================  =====================================================
+
+(0 is success; 130/143 an interrupt by SIGINT/SIGTERM.)
 """
 
 from __future__ import annotations
+
+from typing import ClassVar
 
 __all__ = [
     "ApiError",
     "AuthenticationError",
     "AvatarRTCError",
     "BadRequestError",
+    "CodecNegotiationError",
     "ConfigurationError",
     "ConnectError",
     "ConnectTimeoutError",
+    "HttpStatusError",
     "NetworkError",
     "NoCandidatesError",
+    "NoMediaError",
     "PermissionDeniedError",
     "RateLimitedError",
     "RequestTimeoutError",
     "ServerError",
     "SessionEndedError",
     "SessionNotFoundError",
+    "ThresholdError",
     "TransportError",
     "WhepConflictError",
     "WhepError",
@@ -35,9 +59,19 @@ __all__ = [
 class AvatarRTCError(Exception):
     """Base class of every error raised by avatar-rtc."""
 
+    exit_code: ClassVar[int] = 1
+
 
 class ConfigurationError(AvatarRTCError, ValueError):
     """A required setting is missing or invalid (e.g. no KS given and ``AVATAR_KS`` unset)."""
+
+    exit_code = 2
+
+
+class ThresholdError(AvatarRTCError):
+    """A measured value is beyond the limit the caller set (a QA check failed)."""
+
+    exit_code = 4
 
 
 # --- transport (no HTTP status) -------------------------------------------------
@@ -45,6 +79,8 @@ class ConfigurationError(AvatarRTCError, ValueError):
 
 class TransportError(AvatarRTCError):
     """The request did not get an HTTP answer."""
+
+    exit_code = 6
 
 
 class RequestTimeoutError(TransportError):
@@ -55,10 +91,22 @@ class NetworkError(TransportError):
     """The connection failed (refused, reset, DNS, TLS)."""
 
 
+class HttpStatusError(AvatarRTCError):
+    """A server answered with an error status (base of :class:`ApiError` and :class:`WhepError`).
+
+    ``status`` is the HTTP status, ``retry_after`` the seconds of its ``Retry-After`` header.
+    """
+
+    def __init__(self, message: str, *, status: int, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.retry_after = retry_after
+
+
 # --- Control API ----------------------------------------------------------------
 
 
-class ApiError(AvatarRTCError):
+class ApiError(HttpStatusError):
     """The Control API answered with an error status.
 
     ``status`` is the HTTP status, ``error`` the ``error`` string of the JSON body
@@ -74,11 +122,9 @@ class ApiError(AvatarRTCError):
         endpoint: str | None = None,
         retry_after: float | None = None,
     ) -> None:
-        super().__init__(message)
-        self.status = status
+        super().__init__(message, status=status, retry_after=retry_after)
         self.error = error
         self.endpoint = endpoint
-        self.retry_after = retry_after
 
 
 class BadRequestError(ApiError):
@@ -86,10 +132,12 @@ class BadRequestError(ApiError):
 
 
 class AuthenticationError(ApiError):
-    """401: invalid KS, or invalid/expired session token."""
+    """401: invalid KS, or invalid/expired session token (and 403, its subclass)."""
+
+    exit_code = 5
 
 
-class PermissionDeniedError(ApiError):
+class PermissionDeniedError(AuthenticationError):
     """403: the KS is valid but not authorized (e.g. not an admin KS)."""
 
 
@@ -129,15 +177,18 @@ def api_error_for_status(status: int) -> type[ApiError]:
 # --- WHEP -----------------------------------------------------------------------
 
 
-class WhepError(AvatarRTCError):
+class WhepError(HttpStatusError):
     """The WHEP endpoint answered with an unexpected status.
 
     ``body`` is an excerpt of the response body (JSON and problem-details bodies included).
     """
 
-    def __init__(self, message: str, *, status: int, body: str = "") -> None:
-        super().__init__(message)
-        self.status = status
+    exit_code = 7
+
+    def __init__(
+        self, message: str, *, status: int, body: str = "", retry_after: float | None = None
+    ) -> None:
+        super().__init__(message, status=status, retry_after=retry_after)
         self.body = body
 
 
@@ -159,6 +210,14 @@ class WhepUnsupportedMediaTypeError(WhepError):
 class ConnectError(AvatarRTCError):
     """The media connection could not be established."""
 
+    exit_code = 7
+
+
+class NoMediaError(ConnectError):
+    """Connected, but no media arrived, or it stopped arriving, within the allowed time."""
+
+    exit_code = 3
+
 
 class NoCandidatesError(ConnectError):
     """ICE gathering produced no usable candidate (e.g. wrong TURN credentials under relay)."""
@@ -166,3 +225,26 @@ class NoCandidatesError(ConnectError):
 
 class ConnectTimeoutError(ConnectError):
     """ICE/DTLS did not complete within the connect timeout."""
+
+
+class CodecNegotiationError(ConnectError):
+    """The server cannot send any of the video codecs that were offered.
+
+    Raised when the WHEP server refused an offer narrowed to fewer codecs than we can receive
+    (``status``: its HTTP status), or answered with the video section rejected (port 0) or with
+    codecs that were not offered (``status`` None). ``offered``: the codecs of our offer;
+    ``answered``: the video codecs of the server's answer (empty when it sent none).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        offered: tuple[str, ...],
+        answered: tuple[str, ...] = (),
+        status: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.offered = offered
+        self.answered = answered
+        self.status = status

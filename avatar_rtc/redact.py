@@ -5,6 +5,13 @@ are masked and the raw value is only available through :meth:`Secret.reveal`, wh
 code calls at the single place the value goes on the wire. Every secret created is
 also registered, so :class:`RedactingFilter` can scrub it from third-party log records
 (aiohttp, aioice, aiortc) as defence in depth.
+
+Library users need no call: the filter is installed as soon as the media stack is loaded
+(importing ``avatar_rtc.rtc.connection``, which every session does, after aiortc and aioice),
+and the CLI installs it too. It matters there: aioice logs each TURN request at DEBUG with its
+USERNAME attribute, the TURN credential's user name (tests/test_logging_defaults.py). A program
+that imports other libraries whose log records may carry one of our secrets can call
+:func:`install_log_redaction` again afterwards (it only adds what is missing).
 """
 
 from __future__ import annotations

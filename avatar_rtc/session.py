@@ -38,7 +38,6 @@ from .api.client import ControlClient
 from .api.models import TurnConfig
 from .api.session_scope import LiveSession
 from .errors import ApiError, AvatarRTCError, ConfigurationError
-from .media.clock import AvClock
 from .media.decoder import DecodedFrame, decoder_for
 from .media.frames import PixelFormat, SampleFormat, VideoFrame
 from .media.streams import AudioStream, Policy, VideoStream
@@ -46,6 +45,8 @@ from .record.options import RecordMode, RecordOptions
 from .record.recorder import Recorder
 from .redact import Secret
 from .rtc.candidate_pair import SelectedPair
+from .rtc.clock import AvClock
+from .rtc.codec_negotiation import RECEIVABLE_VIDEO_CODECS
 from .rtc.connection import ConnectionState, MediaConnection
 from .rtc.encoded_frame import EncodedFrame
 from .rtc.ice_options import IceOptions
@@ -117,6 +118,9 @@ class AvatarSession:
     - ``ice``: the service's TURN server is added to it (policy, host addresses and extra
       servers stay the caller's); on loopback pass ``IceOptions(host_addresses=("127.0.0.1",))``.
     - ``detect_speech``: decode the audio to raise ``speaking_started``/``speaking_ended``.
+    - ``video_codecs``: what the offer lists, in order of preference; default every codec we
+      can receive, whatever a recording's container (``record`` re-encodes what it cannot
+      hold). A list the server cannot send raises :class:`CodecNegotiationError`.
     """
 
     def __init__(
@@ -129,7 +133,7 @@ class AvatarSession:
         whep_url: str | None = None,
         bearer: str | Secret | None = None,
         ice: IceOptions | None = None,
-        video_codecs: Sequence[str] = ("H264", "VP8"),
+        video_codecs: Sequence[str] = RECEIVABLE_VIDEO_CODECS,
         connect_timeout: float = 20.0,
         keep_alive_interval: float = 10.0,
         client: ControlClient | None = None,
@@ -351,6 +355,7 @@ class AvatarSession:
             video_codecs=self._video_codecs,
             connect_timeout=self._connect_timeout,
             on_receiver=self._attach_receiver,
+            on_remote_description=self.video_pipeline.use_remote_description,
             on_state_change=self._on_connection_state,
         )
         self._connection = connection
@@ -631,7 +636,9 @@ class AvatarSession:
     ) -> Recorder:
         """Record to ``path`` (.mp4/.mkv/.webm); ``options`` are :class:`RecordOptions` fields.
 
-        Started and fed at once; stopped (file finalised) by ``close()`` or ``stop()``.
+        Started and fed at once; stopped (file finalised) by ``close()`` or ``stop()``. Copy
+        mode keeps the codec that arrived when the container holds it (mp4: H264; mkv: H264 or
+        VP8; webm: VP8) and re-encodes the video otherwise; ``stats().video_route`` says which.
         """
         recorder = Recorder(path, mode, RecordOptions(**options))
         recorder.start()
@@ -716,9 +723,10 @@ async def _default_avatar_id(client: ControlClient) -> str:
     try:
         visuals = await client.list_catalog("Visual")
     except AvatarRTCError as exc:
-        raise ConfigurationError(
-            f"no avatar_id given, ${ENV_AVATAR_ID} unset, and the catalog failed: {exc}"
-        ) from exc
+        # Keep the cause's type (a refused KS stays an AuthenticationError, an unreachable
+        # API a NetworkError): only add why the catalog was asked.
+        exc.add_note(f"(no avatar_id given and ${ENV_AVATAR_ID} unset: the catalog was asked)")
+        raise
     if not visuals:
         raise ConfigurationError(f"no avatar_id given, ${ENV_AVATAR_ID} unset, catalog empty")
     logger.info("no avatar_id given: using the catalog's first visual %s", visuals[0].item_id)

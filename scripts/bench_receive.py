@@ -182,7 +182,8 @@ async def run_receiver(mode: str, w: int, h: int, seconds: float, codec: str) ->
             [c for c in caps.codecs if c.mimeType.lower() in (codec.lower(), "video/rtx")]
         )
         if mode == "ours":
-            from avatar_rtc.media import AudioStream, AvClock, VideoStream
+            from avatar_rtc.media import AudioStream, VideoStream
+            from avatar_rtc.rtc.clock import AvClock
             from avatar_rtc.rtc.receiver import ReceivePipeline
 
             clock = AvClock()
@@ -326,7 +327,8 @@ async def run_receiver_emulator(
         got.append((rtp_timestamp & 0xFFFFFFFF, now))
 
     if mode == "ours":
-        from avatar_rtc.media import AudioStream, AvClock, VideoStream
+        from avatar_rtc.media import AudioStream, VideoStream
+        from avatar_rtc.rtc.clock import AvClock
         from avatar_rtc.rtc.connection import MediaConnection
         from avatar_rtc.rtc.ice_options import IceOptions
         from avatar_rtc.rtc.receiver import ReceivePipeline

@@ -20,7 +20,7 @@ want=("${APT_RUNTIME[@]}")
 extras=""
 if [[ "${1:-}" == "--dev" ]]; then
   want+=("${APT_DEV[@]}")
-  extras="[dev]"
+  extras="[dev,qa]"
 fi
 
 missing=()
@@ -38,3 +38,15 @@ if ((${#missing[@]})); then
 fi
 
 "$PY" -m pip install -q --disable-pip-version-check -e ".${extras}"
+
+if [[ "${1:-}" == "--dev" ]]; then
+  # PyTorch for examples/torch_tensors.py, the CPU build only: taken from pip's local wheels
+  # (find-links), never from the index, whose Linux wheels are CUDA builds of several GB.
+  TORCH_CPU=2.13.0
+  if "$PY" -m pip install -q --disable-pip-version-check --no-index --no-deps "torch==$TORCH_CPU"
+  then
+    "$PY" -m pip install -q --disable-pip-version-check "torch==$TORCH_CPU"  # its dependencies
+  else
+    echo "setup: no local CPU build of torch $TORCH_CPU for $("$PY" -V): not installed" >&2
+  fi
+fi

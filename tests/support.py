@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import shutil
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -44,3 +46,13 @@ def loopback_ice() -> Iterator[None]:
         yield
     finally:
         aioice.ice.get_host_addresses = original
+
+
+async def wait_until(predicate: Callable[[], object], within: float) -> None:
+    """Poll ``predicate`` every 20 ms; TimeoutError after ``within`` seconds (a hang guard:
+    wait on what a test needs rather than sleeping a guessed time)."""
+    deadline = time.monotonic() + within
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError("condition not met in time")
+        await asyncio.sleep(0.02)

@@ -1,19 +1,13 @@
 """Step 1 of the data path: the avatar service's Control API."""
 
+from ..http.retry import RetryPolicy, call_with_retry, is_retryable, parse_retry_after
 from .audio_duration import audio_duration
-from .client import (
-    DEFAULT_BASE_URL,
-    ENV_API_URL,
-    ENV_KS,
-    CatalogType,
-    ControlClient,
-    guess_audio_type,
-    new_turn_id,
-)
+from .client import ControlClient
+from .control_calls import DEFAULT_BASE_URL, ENV_API_URL, ENV_KS, CatalogType, ControlCalls
 from .keepalive import DEFAULT_KEEP_ALIVE_INTERVAL, KeepAlive, KeepAliveState
 from .models import CatalogItem, ClientConfig, SessionHandle, TurnConfig
-from .retry import RetryPolicy, call_with_retry, is_retryable, parse_retry_after
 from .session_scope import LiveSession, open_session
+from .speech_input import guess_audio_type, new_turn_id
 from .text_chunks import DEFAULT_MAX_CHUNK_CHARS, chunk_text
 
 __all__ = [
@@ -25,6 +19,7 @@ __all__ = [
     "CatalogItem",
     "CatalogType",
     "ClientConfig",
+    "ControlCalls",
     "ControlClient",
     "KeepAlive",
     "KeepAliveState",

@@ -12,13 +12,10 @@ import enum
 import logging
 from collections.abc import Callable
 from types import TracebackType
-from typing import TYPE_CHECKING
 
 from ..errors import ApiError, AvatarRTCError, SessionEndedError, SessionNotFoundError
+from .control_calls import ControlCalls
 from .models import SessionHandle
-
-if TYPE_CHECKING:
-    from .client import ControlClient
 
 __all__ = ["DEFAULT_KEEP_ALIVE_INTERVAL", "KeepAlive", "KeepAliveState"]
 
@@ -43,7 +40,7 @@ class KeepAlive:
 
     def __init__(
         self,
-        client: ControlClient,
+        client: ControlCalls,
         handle: SessionHandle,
         *,
         interval: float = DEFAULT_KEEP_ALIVE_INTERVAL,

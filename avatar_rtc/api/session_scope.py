@@ -18,15 +18,13 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..errors import ApiError, AvatarRTCError
+from .control_calls import ControlCalls
 from .keepalive import DEFAULT_KEEP_ALIVE_INTERVAL, KeepAlive, KeepAliveState
 from .models import ClientConfig, SessionHandle
 from .text_chunks import DEFAULT_MAX_CHUNK_CHARS
-
-if TYPE_CHECKING:
-    from .client import ControlClient
 
 __all__ = ["LiveSession", "open_session"]
 
@@ -38,7 +36,7 @@ class LiveSession:
 
     def __init__(
         self,
-        client: ControlClient,
+        client: ControlCalls,
         handle: SessionHandle,
         client_config: ClientConfig,
         keep_alive: KeepAlive,
@@ -101,7 +99,7 @@ class LiveSession:
 
 @contextlib.asynccontextmanager
 async def open_session(
-    client: ControlClient,
+    client: ControlCalls,
     avatar_id: str,
     voice_id: str | None = None,
     *,
@@ -129,7 +127,7 @@ async def open_session(
 
 
 async def _create(
-    client: ControlClient, avatar_id: str, voice_id: str | None, voice_extra: dict[str, Any]
+    client: ControlCalls, avatar_id: str, voice_id: str | None, voice_extra: dict[str, Any]
 ) -> SessionHandle:
     task = asyncio.ensure_future(client.create(avatar_id, voice_id, **voice_extra))
     try:
@@ -140,7 +138,7 @@ async def _create(
         raise
 
 
-async def _end_created(client: ControlClient, create: asyncio.Future[SessionHandle]) -> None:
+async def _end_created(client: ControlCalls, create: asyncio.Future[SessionHandle]) -> None:
     await asyncio.wait([create])
     if not create.cancelled() and create.exception() is None:
         handle = create.result()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import signal
 import sys
 from typing import TYPE_CHECKING, Any
@@ -17,6 +18,8 @@ if TYPE_CHECKING:
     from ..emulator import Emulator
 
 __all__ = ["register", "run"]
+
+ENV_TURN_SECRET = "AVATAR_EMULATOR_TURN_SECRET"
 
 
 def register(subparsers: Any) -> None:
@@ -46,6 +49,19 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--turn-url", help="TURN host/URL handed out by init-client")
     parser.add_argument("--turn-username", default="kaltura")
     parser.add_argument("--turn-credential", default="avatar")
+    parser.add_argument(
+        "--turn-secret",
+        metavar="SECRET",
+        help="TURN REST shared secret (coturn --static-auth-secret): init-client hands out "
+        "fresh per-session credentials for --turn-url, as the service does (env "
+        f"{ENV_TURN_SECRET}; never printed)",
+    )
+    parser.add_argument(
+        "--whep-url-override",
+        metavar="URL",
+        help="WHEP URL init-client hands out instead of the emulator's own "
+        "('{session_id}' is replaced): another sender, or a proxy in front of ours",
+    )
     parser.add_argument(
         "--ks", help="admin KS to accept instead of a random one (not printed back)"
     )
@@ -90,6 +106,9 @@ def _build(args: argparse.Namespace) -> Emulator:
     from ..emulator import Emulator
 
     turn = None
+    turn_secret = args.turn_secret or os.environ.get(ENV_TURN_SECRET) or None
+    if turn_secret and not args.turn_url:
+        raise ValueError("--turn-secret needs --turn-url")
     if args.turn_url:
         turn = TurnConfig(args.turn_url, Secret(args.turn_username), Secret(args.turn_credential))
     media_options = None
@@ -111,6 +130,8 @@ def _build(args: argparse.Namespace) -> Emulator:
         say_text_requires_voice=args.say_text_requires_voice,
         ended_end_status=args.ended_end_status,
         ks=args.ks,
+        turn_secret=turn_secret,
+        whep_url_template=args.whep_url_override,
     )
 
 

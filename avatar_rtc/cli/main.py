@@ -15,11 +15,11 @@ from types import ModuleType
 
 from .. import __version__
 from ..redact import install_log_redaction
-from . import emulator_cmd, probe_cmd, record_cmd
+from . import emulator_cmd, probe_cmd, qa_cmd, record_cmd
 
 __all__ = ["SUBCOMMANDS", "build_parser", "main"]
 
-SUBCOMMANDS: tuple[ModuleType, ...] = (emulator_cmd, probe_cmd, record_cmd)
+SUBCOMMANDS: tuple[ModuleType, ...] = (emulator_cmd, probe_cmd, qa_cmd, record_cmd)
 
 Handler = Callable[[argparse.Namespace], int]
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import dataclasses
 import json
 import os
 import sys
@@ -24,8 +23,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..errors import AvatarRTCError, ConfigurationError, ConnectError
-from ..record import EncodeOptions, RecordError, RecorderStats, StreamStats
-from ..record.options import ContainerSpec, container_for_path
+from ..record import EncodeOptions, RecordError, RecorderStats, StreamRoute, StreamStats
+from ..record.options import container_for_path
 from ..redact import redact
 from .common import (
     EXIT_ERROR,
@@ -101,7 +100,8 @@ def register(subparsers: Any) -> None:
         "--mode",
         choices=("copy", "encode"),
         default="copy",
-        help="copy the received streams (no re-encoding, default) or decode and re-encode",
+        help="copy the received streams (default; video the container cannot hold, e.g. H264 "
+        "in .webm, is re-encoded) or decode and re-encode everything",
     )
     encode = parser.add_argument_group("encode mode")
     encode.add_argument("--size", type=_size, metavar="WxH", help="scale the video")
@@ -120,18 +120,6 @@ def _size(value: str) -> tuple[int, int]:
     if width < 2 or height < 2 or width % 2 or height % 2:
         raise argparse.ArgumentTypeError(f"width and height must be even and >= 2: {value!r}")
     return width, height
-
-
-def copyable_target(target: Target, spec: ContainerSpec) -> Target:
-    """Offer only the video codecs the container takes as they are (copy mode: .webm is
-    VP8 only, .mp4 H264 only); the embedded emulator then sends the first of them."""
-    usable = tuple(c for c in target.video_codecs if c.lower() in spec.video_codecs)
-    if not usable:
-        raise ConfigurationError(
-            f"a {spec.extension} file cannot hold {'/'.join(target.video_codecs)} without "
-            "re-encoding: use --mode encode, another --codec or another extension"
-        )
-    return dataclasses.replace(target, video_codecs=usable)
 
 
 def encode_options(args: argparse.Namespace) -> EncodeOptions | None:
@@ -160,10 +148,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         target = target_from_args(args)
         encode = encode_options(args)
-        if args.mode == "copy":
-            target = copyable_target(target, container_for_path(args.out))
-        else:
-            container_for_path(args.out)
+        # Only the extension is checked: the offer never depends on it (every codec we can
+        # receive unless --codec says otherwise); video the container cannot hold is re-encoded.
+        container_for_path(args.out)
     except ConfigurationError as exc:
         print_error(COMMAND, exc)
         return EXIT_USAGE
@@ -354,10 +341,12 @@ def summary(stats: RecorderStats, outcome: _Outcome, wall: float) -> dict[str, A
     except OSError:
         size = 0
     streams = {}
-    for kind, stream in (("video", stats.video), ("audio", stats.audio)):
+    routes = (("video", stats.video, stats.video_route), ("audio", stats.audio, stats.audio_route))
+    for kind, stream, route in routes:
         if stream.frames:
             streams[kind] = {
-                "codec": stream.codec,
+                "codec": route.output if route else stream.codec,
+                **_route_fields(route),
                 "frames": stream.frames,
                 "duration": round(stream.duration, 3),
                 "bytes": stream.bytes,
@@ -375,6 +364,22 @@ def summary(stats: RecorderStats, outcome: _Outcome, wall: float) -> dict[str, A
     }
 
 
+def _route_fields(route: StreamRoute | None) -> dict[str, Any]:
+    """How a stream reached the file: copy / transcode (copy mode) / encode, from which codec."""
+    if route is None:
+        return {}
+    return {"action": route.action, "source_codec": route.source, "encoder": route.encoder}
+
+
+def _route_text(info: dict[str, Any]) -> str:
+    action = info.get("action")
+    if action == "transcode":
+        return f"{info['source_codec']} -> {info['codec']} (transcode, {info['encoder']})"
+    if action == "encode":
+        return f"{info['codec']} (encode, {info['encoder']})"
+    return f"{info['codec']} ({action})" if action else str(info["codec"])
+
+
 def _print_summary(
     args: argparse.Namespace, target: Target, stats: RecorderStats, outcome: _Outcome, wall: float
 ) -> None:
@@ -390,7 +395,7 @@ def _print_summary(
     ]
     for kind, info in data["streams"].items():
         lines.append(
-            f"  {kind}: {info['codec']}, {info['frames']} frames, {info['duration']:.3f} s"
+            f"  {kind}: {_route_text(info)}, {info['frames']} frames, {info['duration']:.3f} s"
         )
     if not data["streams"]:
         lines.append("  no streams: nothing was received")

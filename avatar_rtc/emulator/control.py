@@ -10,7 +10,6 @@ expired session answers ``ended_end_status``: 404 as the live service does (the 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import math
 import secrets
@@ -21,14 +20,16 @@ from typing import Any
 
 from aiohttp import BodyPartReader, web
 
-from ..api.client import new_turn_id
 from ..api.models import TurnConfig
+from ..api.speech_input import new_turn_id
+from ..http.transport import json_object
 from . import catalog
 from .auth import KsAuthority, KsVerdict, TokenAuthority
 from .counters import EmulatorCounters
 from .faults import FaultInjector
 from .state import EmulatedSession, MediaLike, SayAudioCall, SayTextCall, SessionRegistry
 from .state import SessionState as S
+from .turn_rest import rest_credentials
 
 __all__ = ["PLACEHOLDER_TURN_HOST", "ControlApi", "ControlConfig"]
 
@@ -67,20 +68,19 @@ def _ok(**fields: Any) -> web.Response:
 
 async def _json_body(request: web.Request) -> dict[str, Any] | None:
     """The JSON object body, ``{}`` when empty, None when not a JSON object."""
-    raw = await request.read()
-    if not raw.strip():
-        return {}
-    try:
-        value = json.loads(raw)
-    except ValueError:
-        return None
-    return value if isinstance(value, dict) else None
+    return json_object(await request.read())
 
 
 @dataclass
 class ControlConfig:
     base_url: str
     turn: TurnConfig | None = None
+    # With a secret, each session gets fresh TURN REST credentials for ``turn.url`` (as the
+    # service does) instead of ``turn.username``/``turn.credential``.
+    turn_secret: str | None = None
+    # A WHEP URL to hand out instead of our own (``{session_id}`` is replaced): another
+    # sender, or a proxy in front of ours.
+    whep_url_template: str | None = None
     ended_end_status: int = 404
     # The live say-text answered 503 for sessions created without a voice (IA-SDK);
     # off by default, switch on to test a client's fallback to say-audio.
@@ -208,6 +208,8 @@ class ControlApi:
         self._init_locks.clear()
 
     def whep_url(self, session_id: str) -> str:
+        if self.config.whep_url_template is not None:
+            return self.config.whep_url_template.replace("{session_id}", session_id)
         return f"{self.config.base_url}{WHEP_PREFIX}/{session_id}"
 
     # --- handlers ---------------------------------------------------------------
@@ -247,7 +249,7 @@ class ControlApi:
             await self._close_media(session)
             raise _Reject(410, "Session ended")
         if session.turn is None:
-            session.turn = self._turn_for_session()
+            session.turn = self._turn_for_session(session.session_id)
         session.init_client_calls += 1
         session.state = S.READY
         return _ok(whepUrl=self.whep_url(session.session_id), turn=dict(session.turn))
@@ -262,8 +264,11 @@ class ControlApi:
             raise
         return media
 
-    def _turn_for_session(self) -> dict[str, str]:
+    def _turn_for_session(self, session_id: str) -> dict[str, str]:
         turn = self.config.turn
+        if turn is not None and self.config.turn_secret is not None:
+            username, credential = rest_credentials(self.config.turn_secret, session_id)
+            return {"url": turn.url, "username": username, "credential": credential}
         if turn is not None:
             return {
                 "url": turn.url,

@@ -43,6 +43,9 @@ class Emulator:
     no WHEP routes then).
     ``ended_end_status`` is what ``end`` answers for an ended session: 404 like the live
     service, or 410 like the docs. ``ks`` fixes the admin KS (default: random per instance).
+    ``turn_secret`` (with ``turn``): init-client hands out fresh TURN REST credentials per
+    session, like the service's (coturn ``--use-auth-secret``). ``whep_url_template``:
+    init-client hands out this WHEP URL (``{session_id}`` replaced) instead of ours.
     """
 
     def __init__(
@@ -59,11 +62,15 @@ class Emulator:
         ended_end_status: int = 404,
         say_text_requires_voice: bool = False,
         ks: str | None = None,
+        turn_secret: str | None = None,
+        whep_url_template: str | None = None,
     ) -> None:
         if ended_end_status not in (404, 410):
             raise ValueError("ended_end_status must be 404 or 410")
         if idle_timeout <= 0 or token_ttl <= 0:
             raise ValueError("idle_timeout and token_ttl must be > 0")
+        if turn_secret is not None and turn is None:
+            raise ValueError("turn_secret needs a turn server (its url)")
         self.host = host
         self._requested_port = port
         self.port = 0
@@ -77,6 +84,10 @@ class Emulator:
         self._tokens = TokenAuthority(token_ttl)
         self._registry = SessionRegistry(idle_timeout)
         self._turn = turn
+        self._turn_secret = turn_secret
+        if turn_secret:
+            register_secret(turn_secret)
+        self._whep_url_template = whep_url_template
         self._ended_end_status = ended_end_status
         self._say_text_requires_voice = say_text_requires_voice
         self._media_options = media_options
@@ -133,6 +144,8 @@ class Emulator:
         config = ControlConfig(
             base_url="",
             turn=self._turn,
+            turn_secret=self._turn_secret,
+            whep_url_template=self._whep_url_template,
             ended_end_status=self._ended_end_status,
             say_text_requires_voice=self._say_text_requires_voice,
         )

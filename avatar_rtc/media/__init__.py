@@ -1,7 +1,7 @@
-"""Step 3 of the data path: decoded frames, streams and the shared A/V clock."""
+"""Step 3 of the data path: decoded frames and the streams that deliver them."""
 
-from .clock import AvClock, ClockSource
-from .decoder import DecodedFrame, DecoderStats, FrameSource, TrackDecoder, decoder_for
+from ..rtc.encoded_frame import FrameSource
+from .decoder import DecodedFrame, DecoderStats, TrackDecoder, decoder_for
 from .frames import AudioFrame, AudioRechunker, PixelFormat, SampleFormat, VideoFrame
 from .streams import AudioStream, Policy, StreamStats, VideoStream
 from .sync_iter import BackgroundLoop, FrameIterator, iter_audio, iter_video
@@ -10,9 +10,7 @@ __all__ = [
     "AudioFrame",
     "AudioRechunker",
     "AudioStream",
-    "AvClock",
     "BackgroundLoop",
-    "ClockSource",
     "DecodedFrame",
     "DecoderStats",
     "FrameIterator",

@@ -10,10 +10,11 @@ Input queue (filled on the event loop, drained by the thread) is bounded:
 - **audio**: at most ``audio_queue`` packets (default 50, ~1 s); when full the oldest is dropped
   (Opus packets decode independently enough; the gap becomes silence downstream).
 
-Decoders: FFmpeg ``h264``, ``vp8`` (FFmpeg's native decoder, faster than the ``libvpx`` aiortc
-uses) and ``libopus``, with explicit threading: video ``thread_type="SLICE"`` and
-``thread_count`` (default 1): frame threading would add (threads - 1) frames of latency and
-automatic thread counts have caused CPU blow-ups. Decode errors request a keyframe and skip to it.
+Decoders come from :func:`.codecs.create_decoder` (video: slice threading on ``thread_count``
+threads, default 1). Decode errors request a keyframe and skip to it.
+
+One decoder per source (:func:`decoder_for`): the registry is weak on the source and the decoder
+holds its source weakly too, so dropping the pipeline frees both.
 
 Sinks run on the decoder thread and must be quick (streams only enqueue or convert).
 """
@@ -25,29 +26,20 @@ import contextlib
 import logging
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Any, Protocol
+from typing import Any
 
 import av
 
-from ..rtc.encoded_frame import EncodedFrame, MediaKind
+from ..rtc.encoded_frame import EncodedFrame, FrameSource, MediaKind
+from .codecs import create_decoder
 
-__all__ = ["DecodedFrame", "DecoderStats", "FrameSource", "TrackDecoder", "decoder_for"]
+__all__ = ["DecodedFrame", "DecoderStats", "TrackDecoder", "decoder_for"]
 
 logger = logging.getLogger(__name__)
-
-
-class FrameSource(Protocol):
-    """What a decoder needs from a receive pipeline (``rtc.receiver.ReceivePipeline``)."""
-
-    @property
-    def kind(self) -> MediaKind: ...
-
-    def subscribe(self, callback: Callable[[EncodedFrame], None]) -> Callable[[], None]: ...
-
-    def request_keyframe(self) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,43 +64,19 @@ class DecoderStats:
 
 Sink = Callable[[DecodedFrame], None]
 
-_DECODER_ATTR = "_avatar_rtc_decoder"
+# The shared decoder of each source. Weak on the source; a decoder refers to its source
+# weakly as well, or the entry would keep its own key alive.
+_DECODERS: weakref.WeakKeyDictionary[FrameSource, TrackDecoder] = weakref.WeakKeyDictionary()
 _DECODERS_LOCK = threading.Lock()
 
 
 def decoder_for(source: FrameSource, **options: Any) -> TrackDecoder:
-    """The shared decoder of ``source`` (created on first use; options apply then).
-
-    Kept as an attribute of the source: source and decoder then form a plain reference
-    cycle that the garbage collector frees with the session. (A registry keyed weakly on
-    the source would never free it, since the decoder holds the source.)
-    """
+    """The shared decoder of ``source`` (created on first use; options apply then)."""
     with _DECODERS_LOCK:
-        dec: TrackDecoder | None = getattr(source, _DECODER_ATTR, None)
+        dec = _DECODERS.get(source)
         if dec is None:
-            dec = TrackDecoder(source, **options)
-            setattr(source, _DECODER_ATTR, dec)
+            dec = _DECODERS[source] = TrackDecoder(source, **options)
         return dec
-
-
-def _create_codec(codec: str, thread_count: int) -> Any:
-    name = codec.lower()
-    ctx: Any
-    if name == "opus":
-        ctx = av.CodecContext.create("libopus", "r")
-        ctx.format = "s16"
-        ctx.layout = "stereo"
-        ctx.sample_rate = 48000
-        return ctx
-    if name == "h264":
-        ctx = av.CodecContext.create("h264", "r")
-    elif name == "vp8":
-        ctx = av.CodecContext.create("vp8", "r")
-    else:
-        raise ValueError(f"no decoder for codec {codec!r}")
-    ctx.thread_type = "SLICE"
-    ctx.thread_count = thread_count
-    return ctx
 
 
 class TrackDecoder:
@@ -120,7 +88,7 @@ class TrackDecoder:
         video_queue: int = 8,
         audio_queue: int = 50,
     ) -> None:
-        self.source = source
+        self._source = weakref.ref(source)
         self.kind: MediaKind = source.kind
         self._thread_count = thread_count
         self._capacity = video_queue if self.kind == "video" else audio_queue
@@ -175,6 +143,11 @@ class TrackDecoder:
         self._stop()
 
     @property
+    def source(self) -> FrameSource | None:
+        """The source decoded (``None`` once it was freed)."""
+        return self._source()
+
+    @property
     def running(self) -> bool:
         return self._thread is not None
 
@@ -190,8 +163,14 @@ class TrackDecoder:
         )
 
     # -- lifecycle -----------------------------------------------------------------------
+    def _request_keyframe(self) -> None:
+        source = self._source()
+        if source is not None:
+            source.request_keyframe()
+
     def _start(self) -> None:
-        if self._thread is not None:
+        source = self._source()
+        if self._thread is not None or source is None:
             return
         self._need_key = self.kind == "video"
         # A fresh queue per thread: a stopping thread must not eat its successor's input.
@@ -204,12 +183,12 @@ class TrackDecoder:
             daemon=True,
         )
         self._thread.start()
-        self._unsubscribe = self.source.subscribe(self._on_encoded)
-        on_close = getattr(self.source, "on_close", None)
+        self._unsubscribe = source.subscribe(self._on_encoded)
+        on_close = getattr(source, "on_close", None)
         if callable(on_close):
             self._remove_close = on_close(self._source_closed)
-        if self.kind == "video" and getattr(self.source, "frames_released", 1) > 0:
-            self.source.request_keyframe()  # joining mid-stream: don't wait for the next one
+        if self.kind == "video" and getattr(source, "frames_released", 1) > 0:
+            source.request_keyframe()  # joining mid-stream: don't wait for the next one
 
     def _stop(self) -> None:
         if self._unsubscribe is not None:
@@ -237,7 +216,7 @@ class TrackDecoder:
                     self._queue.clear()
                     self._need_key = True
                     logger.warning("video decoder behind: dropping to the next keyframe")
-                    self.source.request_keyframe()
+                    self._request_keyframe()
             elif len(self._queue) >= self._capacity:
                 self._queue.popleft()
                 self._dropped += 1
@@ -266,7 +245,7 @@ class TrackDecoder:
                 break
             if item.codec != codec_name:
                 try:
-                    ctx = _create_codec(item.codec, self._thread_count)
+                    ctx = create_decoder(item.codec, self._thread_count)
                 except (ValueError, av.FFmpegError):
                     logger.exception("cannot create a %s decoder", item.codec)
                     continue
@@ -286,7 +265,7 @@ class TrackDecoder:
                 if self.kind == "video":
                     with cond:
                         self._need_key = True
-                    self.source.request_keyframe()
+                    self._request_keyframe()
                 meta.pop(pts - 1, None)
                 continue
             self._decode_time += time.perf_counter() - t0

@@ -24,7 +24,7 @@ import av
 import numpy as np
 import numpy.typing as npt
 
-from .clock import ClockSource
+from ..rtc.clock import ClockSource
 
 if TYPE_CHECKING:
     from .decoder import DecodedFrame

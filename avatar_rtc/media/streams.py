@@ -32,7 +32,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Generic, Literal, TypeVar
 
-from .decoder import DecodedFrame, FrameSource, TrackDecoder, decoder_for
+from ..rtc.encoded_frame import FrameSource
+from .decoder import DecodedFrame, TrackDecoder, decoder_for
 from .frames import AudioFrame, AudioRechunker, PixelFormat, SampleFormat, VideoFrame
 
 __all__ = ["AudioStream", "Policy", "StreamStats", "VideoStream"]

@@ -7,8 +7,8 @@ lives there. :func:`iter_video` / :func:`iter_audio` create a stream on that loo
 the last consumer of its track.
 
     with BackgroundLoop() as bg:
-        pipeline = bg.run(open_connection())          # any coroutine
-        for frame in iter_video(pipeline, loop=bg, size=(320, 240)):
+        session = bg.run(AvatarSession(...).start())  # any coroutine, run on that loop
+        for frame in iter_video(session.video_pipeline, loop=bg, size=(320, 240)):
             img = frame.array                         # numpy, HxWx3 uint8
             ...
 """
@@ -22,7 +22,8 @@ import threading
 from collections.abc import Coroutine, Iterator
 from typing import Any, Generic, TypeVar
 
-from .decoder import FrameSource, TrackDecoder
+from ..rtc.encoded_frame import FrameSource
+from .decoder import TrackDecoder
 from .frames import AudioFrame, PixelFormat, SampleFormat, VideoFrame
 from .streams import AudioStream, Policy, VideoStream, _Stream
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from .errors import RecordError
 from .options import EncodeOptions, RecordMode, RecordOptions
 from .recorder import FrameSource, Recorder
-from .stats import RecorderStats, StreamStats
+from .stats import RecorderStats, StreamAction, StreamRoute, StreamStats
 
 __all__ = [
     "EncodeOptions",
@@ -19,5 +19,7 @@ __all__ = [
     "RecordOptions",
     "Recorder",
     "RecorderStats",
+    "StreamAction",
+    "StreamRoute",
     "StreamStats",
 ]

@@ -18,7 +18,7 @@ from .bitstream import annexb, h264_parameter_sets, opus_packet_samples, vp8_key
 from .encoder import VideoTranscoder
 from .errors import RecordError
 from .options import ContainerSpec, RecordOptions, container_options
-from .stats import StatsBook
+from .stats import StatsBook, StreamRoute
 from .templates import AUDIO_TIME_BASE, VIDEO_TIME_BASE, add_copy_stream
 from .timeline import StartGate, TickClock
 
@@ -40,6 +40,14 @@ def _codec_name(frame: EncodedFrame) -> str:
     if name is None:
         raise RecordError(f"copy mode cannot record {frame.kind} codec {frame.codec!r}")
     return name
+
+
+def _describe(route: StreamRoute | None) -> str:
+    if route is None:
+        return "none"
+    if route.action == "copy":
+        return f"{route.output} copy"
+    return f"{route.source} transcoded to {route.output} with {route.encoder}"
 
 
 class CopyMuxer:
@@ -193,23 +201,35 @@ class CopyMuxer:
         self._container = container
         self._video_codec = video_codec
         held = self._gate.open(first.presentation_time)
+        video_route = self._video_route(video_codec)
         with self._stats.lock:
             self._stats.started = True
             self._stats.video.codec = video_codec
             if self._transcoder is not None:
                 self._stats.video.codec = self._transcoder.stream.codec_context.name
                 self._stats.transcoded_video = True
+            self._stats.video_route = video_route
             self._stats.audio.codec = "opus" if self._audio is not None else None
+            if self._audio is not None:
+                self._stats.audio_route = StreamRoute("copy", "opus", "opus")
         log.info(
-            "recording %s to %s (copy; video=%s audio=%s; origin %.3f s)",
+            "recording %s to %s (video %s, audio %s; origin %.3f s)",
             self._spec.format_name,
             self._path,
-            video_codec,
-            self._audio is not None,
+            _describe(video_route),
+            "opus copy" if self._audio is not None else "none",
             first.presentation_time,
         )
         for frame, _ in held:
             self._mux_audio(frame)
+
+    def _video_route(self, received: str | None) -> StreamRoute | None:
+        if received is None:
+            return None
+        if self._transcoder is None:
+            return StreamRoute("copy", received, received)
+        ctx = self._transcoder.stream.codec_context
+        return StreamRoute("transcode", received, ctx.codec.canonical_name, ctx.name)
 
     def _origin(self) -> float:
         origin = self._gate.origin

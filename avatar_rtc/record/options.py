@@ -35,6 +35,7 @@ class EncodeOptions:
     preset: str = "veryfast"  # libx264 only
     gop_seconds: float = 2.0
     # Explicit thread count: FFmpeg's "auto" has caused CPU blow-ups with many sessions.
+    # libvpx (VP8) always gets one: its threads spin-wait (see ``add_video_encoder``).
     threads: int = 2
 
 

@@ -15,11 +15,10 @@ import weakref
 from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
-from typing import Protocol
 
 import av
 
-from ..rtc.encoded_frame import EncodedFrame
+from ..rtc.encoded_frame import EncodedFrame, FrameSource
 from .encoder import EncodeMuxer, resolve_codecs
 from .errors import RecordError
 from .muxer import CopyMuxer
@@ -30,12 +29,6 @@ from .stats import RecorderStats, StatsBook
 __all__ = ["FrameSource", "Recorder"]
 
 log = logging.getLogger(__name__)
-
-
-class FrameSource(Protocol):
-    """Anything frames can be subscribed to, such as ``rtc.receiver.ReceivePipeline``."""
-
-    def subscribe(self, callback: Callable[[EncodedFrame], None]) -> Callable[[], None]: ...
 
 
 _Item = (
@@ -74,6 +67,7 @@ class Recorder:
     Copy mode keeps the original codecs when the container can hold them (mp4: H264; mkv: H264
     or VP8; webm: VP8; Opus everywhere). Video it cannot hold (H264 for .webm, VP8 for .mp4) is
     re-encoded (video only; audio still copied) or, with ``incompatible_video="error"``, fails.
+    ``stats().video_route`` / ``audio_route`` say which happened (copy / transcode / encode).
 
     Writing starts at the first video keyframe (copy) / video frame (encode); earlier audio is
     trimmed to it. File timestamps come from the frames' presentation times only, so freezes and
@@ -327,6 +321,7 @@ class Recorder:
             video, audio = book.video.snapshot(), book.audio.snapshot()
             started = book.started
             transcoded = book.transcoded_video
+            video_route, audio_route = book.video_route, book.audio_route
             skipped, skipped_rate, fixups, fills, overlaps = (
                 book.skipped_before_start,
                 book.skipped_rate,
@@ -360,4 +355,6 @@ class Recorder:
             transcoded_video=transcoded,
             late_writes=late,
             error=None if self._error is None else str(self._error),
+            video_route=video_route,
+            audio_route=audio_route,
         )

@@ -4,8 +4,28 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
+from typing import Literal
 
-__all__ = ["RecorderStats", "StatsBook", "StreamStats"]
+__all__ = ["RecorderStats", "StatsBook", "StreamAction", "StreamRoute", "StreamStats"]
+
+StreamAction = Literal["copy", "transcode", "encode"]
+
+
+@dataclass(frozen=True, slots=True)
+class StreamRoute:
+    """How one stream reached the file.
+
+    ``copy``: written as received. ``transcode`` (copy mode): the received codec does not fit
+    the container, so it was decoded and re-encoded. ``encode`` (``mode="encode"``): decoded
+    frames encoded as asked; the recorder never sees the received codec then (``source`` None).
+    Codec names are FFmpeg's (``h264``, ``vp8``, ``opus``); ``encoder`` is the FFmpeg encoder
+    used (``libvpx``), None for copy.
+    """
+
+    action: StreamAction
+    source: str | None
+    output: str
+    encoder: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +80,8 @@ class RecorderStats:
     transcoded_video: bool  # copy mode: the video had to be re-encoded to fit the container
     late_writes: int  # frames written after stop() began (ignored)
     error: str | None
+    video_route: StreamRoute | None = None  # known once the file is open
+    audio_route: StreamRoute | None = None
 
 
 class _StreamBook:
@@ -90,6 +112,8 @@ class StatsBook:
         self.audio_fill_packets = 0
         self.audio_overlap_drops = 0
         self.transcoded_video = False
+        self.video_route: StreamRoute | None = None
+        self.audio_route: StreamRoute | None = None
 
     def stream(self, kind: str) -> _StreamBook:
         return self.video if kind == "video" else self.audio

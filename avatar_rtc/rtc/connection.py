@@ -2,9 +2,10 @@
 
 ``connect()`` = build the pc (max-bundle, our ICE servers only) → recvonly video + audio
 → ``on_receiver`` hooks → offer → gather (all TURN URLs, see ``multi_turn``) → refuse a
-candidate-less offer → POST (WHEP) → answer → wait for ICE + DTLS. ``connect_timeout``
-bounds the whole of it. Every exit path after the POST (error, timeout, cancellation,
-``close()``) DELETEs the WHEP resource.
+candidate-less offer → POST (WHEP) → answer, with every candidate of its BUNDLE group
+(``sdp_candidates``) → trickle by PATCH when the server takes it → wait for ICE + DTLS.
+``connect_timeout`` bounds the whole of it. Every exit path after the POST (error, timeout,
+cancellation, ``close()``) DELETEs the WHEP resource.
 """
 
 from __future__ import annotations
@@ -26,10 +27,12 @@ from aiortc import (
     RTCSessionDescription,
 )
 from aiortc.rtcconfiguration import RTCBundlePolicy, RTCIceTransportPolicy
+from aiortc.sdp import candidate_from_sdp
 
-from ..errors import ConnectError, ConnectTimeoutError, NoCandidatesError
+from ..errors import ConnectError, ConnectTimeoutError, NoCandidatesError, WhepError
 from ..redact import Secret, install_log_redaction
-from . import multi_turn
+from . import aiortc_seam as seam
+from . import codec_negotiation, multi_turn, sdp_candidates
 from .candidate_pair import SelectedPair
 from .ice_options import IceOptions
 from .ice_servers import IceServer
@@ -86,6 +89,7 @@ class MediaConnection:
     ``on_receiver(receiver, kind)`` is called for the video then the audio receiver before
     the answer is applied, so a receive pipeline can take over RTP handling from the start.
     ``on_state_change(state)`` is called on every :attr:`state` change.
+    ``on_remote_description(sdp)`` gets the server's SDP once applied (answer or counter-offer).
     """
 
     def __init__(
@@ -99,6 +103,7 @@ class MediaConnection:
         http: aiohttp.ClientSession | None = None,
         on_receiver: ReceiverHook | None = None,
         on_state_change: Callable[[ConnectionState], None] | None = None,
+        on_remote_description: Callable[[str], None] | None = None,
         http_timeout: float = 15.0,
     ) -> None:
         self.whep_url = whep_url
@@ -108,6 +113,7 @@ class MediaConnection:
         self.timings = ConnectTimings()
         self.on_state_change = on_state_change
         self._on_receiver = on_receiver
+        self._on_remote_description = on_remote_description
         self._whep = WhepClient(whep_url, bearer=bearer, session=http, timeout=http_timeout)
         self._pc: RTCPeerConnection | None = None
         self._ice_connection: multi_turn.MultiTurnConnection | None = None
@@ -115,6 +121,7 @@ class MediaConnection:
         self._stage = "new"
         self._connected = asyncio.Event()
         self._closing: asyncio.Task[None] | None = None
+        self._trickle_task: asyncio.Future[None] | None = None
 
     # --- public API -----------------------------------------------------------------
 
@@ -191,14 +198,18 @@ class MediaConnection:
 
         self._set_state("signaling")
         self._stage = "waiting for the WHEP answer"
-        response = await self._whep.offer(add_rtcp_mux_only(local))
+        try:
+            response = await self._whep.offer(add_rtcp_mux_only(local))
+        except WhepError as exc:
+            codec_negotiation.raise_if_refused(self.video_codecs, exc)
+            raise
         self.timings.answer_received = time.monotonic()
         self._set_state("connecting")
         self._stage = "connecting (ICE/DTLS)"
         if response.counter_offer:
             await self._answer_counter_offer(response.sdp)
         else:
-            await pc.setRemoteDescription(RTCSessionDescription(response.sdp, "answer"))
+            await self._apply_answer(response.sdp)
         await self._connected.wait()
         assert self._pc is not None
         if self._pc.connectionState != "connected":
@@ -211,6 +222,67 @@ class MediaConnection:
             pair.describe() if pair else "?",
         )
 
+    async def _apply_answer(self, answer: str) -> None:
+        """Apply the WHEP answer with every candidate of its BUNDLE group (see
+        ``sdp_candidates``), then trickle when the server takes it."""
+        assert self._pc is not None
+        found = sdp_candidates.normalize_answer(answer)
+        logger.info(
+            "WHEP answer: %d candidate(s), %d UDP, in m= section(s) %s%s%s",
+            len(found.candidates),
+            len(found.udp),
+            ",".join(found.bundled_mids) or "-",
+            ", end-of-candidates" if found.end_of_candidates else "",
+            ", ice-lite" if found.ice_lite else "",
+        )
+        codec_negotiation.check_answer(self.video_codecs, found.sdp)
+        try:
+            await self._pc.setRemoteDescription(RTCSessionDescription(found.sdp, "answer"))
+        except Exception as exc:
+            codec_negotiation.raise_if_rejected(self.video_codecs, found.sdp, exc)
+            raise
+        self._remote_applied(found.sdp)
+        self._open_permissions(found.unpairable)
+        if self._whep.accepts_trickle:
+            self._trickle_task = asyncio.ensure_future(self._trickle())
+
+    async def _trickle(self) -> None:
+        """Send our candidates by WHEP PATCH; add the server's, if its response has any."""
+        pc = self._pc
+        assert pc is not None
+        fragment = sdp_candidates.local_sdpfrag(pc.localDescription.sdp)
+        if fragment is None:
+            return
+        try:
+            reply = await self._whep.trickle(fragment)
+        except (WhepError, ConnectError) as exc:
+            logger.info("trickling candidates failed: %s", exc)
+            return
+        if reply is None or pc is not self._pc:
+            return
+        remote = sdp_candidates.parse_sdpfrag(reply)
+        values = remote.all_candidates()
+        unpairable = sdp_candidates.unpairable_addresses(values)
+        mid = next((t.mid for t in pc.getTransceivers() if t.mid is not None), None)
+        logger.info("WHEP server trickled %d candidate(s)", len(values))
+        for value in values:
+            candidate = candidate_from_sdp(value)
+            candidate.sdpMid = mid
+            with contextlib.suppress(ValueError):  # after end-of-candidates: nothing to add
+                await pc.addIceCandidate(candidate)
+        self._open_permissions(unpairable)
+        if remote.end_of_candidates and len(unpairable) < len(values):
+            with contextlib.suppress(ValueError):
+                await pc.addIceCandidate(None)
+
+    def _remote_applied(self, sdp: str) -> None:
+        if self._on_remote_description is not None:
+            self._on_remote_description(sdp)
+
+    def _open_permissions(self, addresses: Sequence[tuple[str, int]]) -> None:
+        if addresses and self._ice_connection is not None:
+            self._ice_connection.open_permissions(addresses)
+
     async def _answer_counter_offer(self, server_offer: str) -> None:
         """406 + SDP: aiortc cannot roll back our offer, so a fresh pc answers it."""
         logger.info("WHEP server sent a counter-offer; answering it on a new peer connection")
@@ -222,6 +294,7 @@ class MediaConnection:
         await first.close()
         self._connected.clear()
         await pc.setRemoteDescription(RTCSessionDescription(server_offer, "offer"))
+        self._remote_applied(server_offer)
         answer = await pc.createAnswer()
         await pc.setLocalDescription(answer)
         local = pc.localDescription.sdp
@@ -245,10 +318,9 @@ class MediaConnection:
         video = pc.addTransceiver("video", direction="recvonly")
         audio = pc.addTransceiver("audio", direction="recvonly")
         self._set_codec_preferences(video)
-        gatherer = video.receiver.transport.transport.iceGatherer
         assert audio.receiver.transport is video.receiver.transport, "max-bundle expected"
         self._ice_connection = multi_turn.install(
-            gatherer._connection,
+            seam.ice_connection(video),
             servers=self.ice.servers(),
             host_addresses=self.ice.host_addresses,
             # Loading the CA store costs 35-90 ms on the event loop: only for turns: URLs.
@@ -304,6 +376,10 @@ class MediaConnection:
 
     async def _close(self) -> None:
         was = self._state
+        if self._trickle_task is not None and not self._trickle_task.done():
+            self._trickle_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._trickle_task
         try:
             await self._whep.delete()
         except Exception:  # best-effort: never mask the caller's error

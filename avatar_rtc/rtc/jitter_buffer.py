@@ -3,14 +3,29 @@
 aiortc's buffer ignores the RTP marker bit and releases frame N only when the first packet of
 frame N+1 arrives (+1 frame interval of latency), and stalls ~2 s on one lost packet. Here:
 
-- A frame is complete when its packets are contiguous from the frame start to the packet
-  carrying the marker bit (or, for senders that never set it, up to the first packet of the next
-  timestamp). Frames are released strictly in sequence order, at once.
-- The head frame waits for a missing packet (the pipeline NACKs it) for at most ``max_wait``
-  seconds; then the buffer gives up: it drops what it cannot decode, resumes at the next complete
-  keyframe it already holds, or else waits for one and asks the pipeline for a PLI.
+- A frame is all packets of one RTP timestamp. It starts where the codec says so (VP8 first
+  partition start, H264 access unit delimiter), after a packet with the marker bit, a padding
+  packet or a packet of another timestamp, or at the buffer floor (see below). It is complete
+  when its packets are contiguous from that start to the packet carrying the marker bit (or,
+  for senders that never set it, up to the first packet of the next timestamp). Frames are
+  released strictly in sequence order, at once.
+- A frame is a keyframe when one of its packets carries key data (H264: an IDR NAL unit, alone,
+  in a STAP-A or as a starting FU-A; VP8: the start of a key frame's first partition). So
+  SEI/AUD/SPS/PPS may come in any order before the IDR, or not at all (out-of-band parameter
+  sets, see ``h264.with_parameter_sets``).
 - After a loss (and at start) frames are released only from a keyframe on: P-frames that
-  reference a lost picture would decode into garbage.
+  reference a lost picture would decode into garbage. The buffer indexes packets with key data
+  and walks back from the earliest one to its frame start.
+- The floor: everything below it was released or given up. The frame at the floor starts there
+  after a release; after giving up it starts there only if the packet before it is known to
+  have ended a frame (or a lost packet is known to have belonged to the frame before), else
+  it is the tail of a broken frame and is skipped. At stream start (no floor yet) the lowest
+  packet received counts as a start; a reordered earlier packet that arrives before the first
+  frame is released moves that start back. (Only an H264 stream whose very first packet is
+  lost cannot tell; a decoder error on that keyframe then asks the sender for another.)
+- The head frame waits for a missing packet (the pipeline NACKs it) for at most ``max_wait``
+  seconds; then the buffer gives up: it drops what it cannot decode, resumes at the next
+  keyframe it already holds, or else waits for one and asks the pipeline for a PLI.
 - Bounded: at most ``max_packets`` packets are held; overflow drops the oldest and asks for a PLI.
 
 Sequence numbers are extended (unwrapped) ints; RTP timestamps stay 32-bit here.
@@ -20,19 +35,16 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from aiortc.codecs.h264 import H264PayloadDescriptor
 from aiortc.codecs.vpx import VpxPayloadDescriptor
 
-__all__ = ["AssembledFrame", "VideoJitterBuffer", "parse_video_payload"]
+from .h264 import carries_idr, starts_access_unit
+
+__all__ = ["AssembledFrame", "ParsedPayload", "VideoJitterBuffer", "parse_video_payload"]
 
 logger = logging.getLogger(__name__)
-
-_NAL_IDR = 5
-_NAL_SPS = 7
-_NAL_AUD = 9
-_STAP_A = 24
-_FU_A = 28
 
 
 @dataclass(slots=True)
@@ -51,46 +63,36 @@ class _Packet:
     marker: bool
     data: bytes
     key: bool
+    starts_frame: bool
     arrival: float
     padding: bool = False
 
-
-def _h264_nal_types(payload: bytes) -> list[int]:
-    """NAL unit types carried by one H264 RTP payload (only starting FU-A fragments count)."""
-    t = payload[0] & 0x1F
-    if 1 <= t <= 23:
-        return [t]
-    if t == _FU_A:
-        return [payload[1] & 0x1F] if len(payload) > 1 and payload[1] & 0x80 else []
-    if t == _STAP_A:
-        types = []
-        pos = 1
-        while pos + 2 < len(payload):
-            size = (payload[pos] << 8) | payload[pos + 1]
-            types.append(payload[pos + 2] & 0x1F)
-            pos += 2 + size
-        return types
-    return []
+    def ends_frame_before(self, timestamp: int) -> bool:
+        """True when the next packet, of RTP ``timestamp``, cannot belong to this frame."""
+        return self.padding or self.marker or self.timestamp != timestamp
 
 
-def parse_video_payload(codec: str, payload: bytes) -> tuple[bytes, bool, bool]:
-    """Depayload one RTP payload (aiortc's parsers) -> (data, starts_keyframe, has_key_data).
+class ParsedPayload(NamedTuple):
+    data: bytes  # depayloaded (H264: Annex-B)
+    key: bool  # key data: the whole frame is a keyframe
+    starts_frame: bool  # the codec says a frame begins with this packet
 
-    ``starts_keyframe`` is reliable on its own (VP8 S=1/PID=0 with P=0; H264 leading SPS/AUD
-    followed by an IDR or SPS). Raises ValueError on malformed payloads.
+
+def parse_video_payload(codec: str, payload: bytes) -> ParsedPayload:
+    """Depayload one RTP payload with aiortc's parsers. Raises ValueError when malformed.
+
+    Key data: an H264 IDR NAL unit (or its first FU-A fragment), or the VP8 first partition
+    start (S=1, PID=0) of a key frame (P=0). A frame surely starts at a VP8 first partition
+    start and at an H264 access unit delimiter; elsewhere the packet before tells.
     """
     if codec == "VP8":
         desc, data = VpxPayloadDescriptor.parse(payload)
         start = bool(desc.partition_start) and desc.partition_id == 0
-        key = start and len(data) > 0 and (data[0] & 0x01) == 0
-        return data, key, key
+        return ParsedPayload(data, start and len(data) > 0 and (data[0] & 0x01) == 0, start)
     if codec == "H264":
         _desc, data = H264PayloadDescriptor.parse(payload)
-        types = _h264_nal_types(payload)
-        key = _NAL_IDR in types or _NAL_SPS in types
-        key_start = bool(types) and types[0] in (_NAL_SPS, _NAL_AUD) and key
-        return data, key_start, key
-    return payload, True, True
+        return ParsedPayload(data, carries_idr(payload), starts_access_unit(payload))
+    return ParsedPayload(payload, True, True)
 
 
 class VideoJitterBuffer:
@@ -99,12 +101,21 @@ class VideoJitterBuffer:
         self._max_packets = max_packets
         self._max_wait = max_wait
         self._packets: dict[int, _Packet] = {}
-        self._key_starts: set[int] = set()
+        self._key_packets: set[int] = set()  # seqs of packets that carry key data
         self._highest: int | None = None
-        # Release state: the next frame starts at ``_next`` (None: unknown, wait for a keyframe).
+        self._lowest: int | None = None  # lowest seq received while there is no floor yet
+        # Release state: the next frame starts at ``_next`` (None: unknown, find a keyframe).
         self._next: int | None = None
+        self._next_tentative = False  # ``_next`` is the stream-start guess (no floor yet)
         self._floor: int | None = None  # everything below was released or given up
+        # Whether the frame at the floor starts there; if not, the broken frame's timestamp
+        # (None: unknown, then whatever frame straddles the floor is broken).
+        self._floor_starts = True
+        self._floor_tail_ts: int | None = None
         self._waiting_key = True
+        # Walk back from the earliest key packet to its frame start (resumed, not restarted).
+        self._walk_key: int | None = None
+        self._walk_pos = 0
         # Scan cursor inside the head frame (avoids rescanning it for every packet).
         self._cur: int | None = None
         self._cur_ts = 0
@@ -119,7 +130,8 @@ class VideoJitterBuffer:
     # -- state ---------------------------------------------------------------------------
     @property
     def floor(self) -> int | None:
-        return self._floor
+        """Lowest sequence number still wanted; None until the buffer knows where to start."""
+        return self._floor if self._floor is not None else self._next
 
     @property
     def waiting_for_keyframe(self) -> bool:
@@ -143,19 +155,26 @@ class VideoJitterBuffer:
         if not payload:
             # Padding-only packet (bandwidth probing): it takes a sequence number, carries no
             # media, and must not look like a hole. It counts towards ``max_packets`` too.
-            self._packets[seq] = _Packet(timestamp, False, b"", False, arrival, padding=True)
-            key_start = False
+            self._packets[seq] = _Packet(timestamp, False, b"", False, False, arrival, True)
         else:
             try:
-                data, key_start, key = parse_video_payload(self.codec, payload)
+                data, key, starts = parse_video_payload(self.codec, payload)
             except ValueError as exc:
                 logger.debug("jitter buffer: bad %s payload: %s", self.codec, exc)
                 return False
-            self._packets[seq] = _Packet(timestamp, marker, data, key, arrival)
-        if key_start:
-            self._key_starts.add(seq)
+            self._packets[seq] = _Packet(timestamp, marker, data, key, starts, arrival)
+            if key:
+                self._key_packets.add(seq)
         if self._highest is None or seq > self._highest:
             self._highest = seq
+        if self._floor is None and (self._lowest is None or seq < self._lowest):
+            self._lowest = seq
+            if self._next_tentative and self._next is not None and seq < self._next:
+                # Reordered at stream start: the first frame may begin earlier, look again.
+                self._next = None
+                self._cur = None
+                self._hole = None
+                self._next_tentative = False
         if len(self._packets) > self._max_packets:
             logger.warning("jitter buffer overflow (%d packets): resyncing", len(self._packets))
             self._give_up(self._highest - self._max_packets // 2)
@@ -167,8 +186,11 @@ class VideoJitterBuffer:
         """Every frame that became releasable, in order."""
         out: list[AssembledFrame] = []
         while self._packets:
-            if self._next is None and not self._jump_to_keyframe():
-                break
+            if self._next is None:
+                start = self._keyframe_start()
+                if start is None:
+                    break
+                self._jump(start)
             frame = self._scan()
             if frame is None:
                 break
@@ -184,28 +206,70 @@ class VideoJitterBuffer:
         if self._hole is None or now - self._hole_since < self._max_wait:
             return False
         hole = self._hole
-        next_key = min((s for s in self._key_starts if s > hole), default=None)
-        if next_key is not None:
-            logger.debug("jitter buffer: packet %d lost, resuming at keyframe %d", hole, next_key)
-            self._give_up(next_key)
+        self._give_up(hole + 1)
+        self._keyframe_start()  # forgets key packets of the frame the hole broke
+        if self._key_packets:
+            logger.debug("jitter buffer: packet %d lost, resuming at a later keyframe", hole)
             return False
         logger.debug("jitter buffer: packet %d lost, waiting for a keyframe", hole)
-        self._give_up((self._highest or hole) + 1)
+        assert self._highest is not None  # a hole is only noted below the highest packet
+        self._give_up(self._highest + 1)
         return True
 
     # -- internals -----------------------------------------------------------------------
-    def _jump_to_keyframe(self) -> bool:
-        if not self._key_starts:
-            return False
-        start = min(self._key_starts)
+    def _keyframe_start(self) -> int | None:
+        """Start of the earliest keyframe held; None while it is unknown (or there is none).
+
+        Walks back from the earliest key packet over packets of its timestamp to a packet
+        that starts a frame. A missing packet on the way is a hole (NACKed; ``expire`` gives
+        up on it); reaching the floor where a broken frame straddles it discards that key.
+        """
+        while self._key_packets:
+            key = min(self._key_packets)
+            if key != self._walk_key:
+                self._walk_key, self._walk_pos = key, key
+            ts = self._packets[key].timestamp
+            seq = self._walk_pos
+            while seq != self._floor and not self._packets[seq].starts_frame:
+                prev = self._packets.get(seq - 1)
+                if prev is None or prev.ends_frame_before(ts):
+                    break
+                seq -= 1
+            self._walk_pos = seq
+            if self._packets[seq].starts_frame or self._packets.get(seq - 1) is not None:
+                return seq  # the codec or the packet before says a frame starts here
+            if seq == self._floor:
+                tail = self._floor_tail_ts
+                if self._floor_starts or (tail is not None and ts != tail):
+                    return seq
+                self._key_packets.discard(key)  # tail of a frame given up on: not decodable
+                continue
+            if self._floor is None and seq == self._lowest:
+                return seq  # stream start: nothing earlier received (yet)
+            self._note_hole(seq - 1)  # that packet may be this frame's first
+            return None
+        self._hole = None
+        return None
+
+    def _jump(self, start: int) -> None:
+        self._waiting_key = True
+        if self._floor is None and start == self._lowest:
+            # Tentative until the frame is released: a reordered earlier packet may still come.
+            self._next = start
+            self._next_tentative = True
+            self._cur = None
+            self._hole = None
+            return
         self._drop_below(start)
         self._set_next(start)
-        self._waiting_key = True
-        return True
 
     def _set_next(self, seq: int) -> None:
+        """The next frame starts at ``seq`` (a known frame start)."""
         self._next = seq
-        self._floor = seq if self._floor is None else max(self._floor, seq)
+        self._next_tentative = False
+        if self._floor is None or seq >= self._floor:
+            self._floor = seq
+            self._floor_starts = True
         self._cur = None
         self._hole = None
 
@@ -268,7 +332,7 @@ class VideoJitterBuffer:
         )
         for s in range(first, last + 1):
             del self._packets[s]
-            self._key_starts.discard(s)
+            self._key_packets.discard(s)
         self._cur_parts = []
         self._set_next(last + 1)
         return frame
@@ -279,12 +343,26 @@ class VideoJitterBuffer:
             self.frames_dropped += len({self._packets[s].timestamp for s in dropped})
         for s in dropped:
             del self._packets[s]
-        self._key_starts = {s for s in self._key_starts if s >= seq}
+        self._key_packets = {s for s in self._key_packets if s >= seq}
         self._floor = seq if self._floor is None else max(self._floor, seq)
+        self._walk_key = None  # a walk in progress may have stepped below the new floor
 
     def _give_up(self, resume_at: int) -> None:
+        """Drop everything below ``resume_at`` and wait for a keyframe from there on."""
+        # Does a frame start at ``resume_at``? Only if the packet before it ended one; a
+        # missing packet may have been that frame's first (SPS/PPS, first slice). But one
+        # missing packet after an unfinished frame belonged to that frame.
+        prev = self._packets.get(resume_at - 1)
+        if prev is None:
+            before = self._packets.get(resume_at - 2)
+            if before is not None and not (before.padding or before.marker):
+                prev = before
         self._drop_below(resume_at)
+        if self._floor == resume_at:
+            self._floor_starts = prev is not None and (prev.padding or prev.marker)
+            self._floor_tail_ts = None if prev is None else prev.timestamp
         self._next = None
+        self._next_tentative = False
         self._cur = None
         self._hole = None
         self._waiting_key = True

@@ -14,13 +14,15 @@ all. :class:`MultiTurnConnection` is an ``aioice.Connection`` whose gathering
 Why a grace and not "first candidate wins": on a healthy network all transports of one
 TURN server answer within a few round trips of each other, so 300 ms keeps the preferred
 UDP relay (and its siblings as ICE fallbacks) while a blocked transport is cut off quickly.
-aiortc/WHEP here do not trickle, so this is the only place to trade completeness for time.
+Gathering ends before the offer is sent (a WHEP trickle PATCH only repeats those candidates),
+so this is the only place to trade completeness for time.
 
 After ICE nominated a pair, the relay allocations that were not selected are released
 (REFRESH lifetime 0), so a session does not hold four allocations on the TURN server.
 
-It is installed per peer connection by :func:`install` (a ``__class__`` swap of the
-connection aiortc just created, before gathering) — no process-global patch.
+It is installed per peer connection by :func:`install` (a class swap of the connection aiortc
+just created, before gathering) — no process-global patch. aioice's private state is reached
+only through ``aiortc_seam``.
 """
 
 from __future__ import annotations
@@ -37,9 +39,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import aioice.ice
-from aioice import Candidate, Connection, TransportPolicy, turn
+from aioice import Candidate, Connection, stun, turn
 from aioice.candidate import candidate_foundation, candidate_priority
 
+from . import aiortc_seam as seam
 from .candidate_pair import RelayTransport, SelectedPair
 from .ice_servers import IceServer, parse_ice_url
 
@@ -143,26 +146,22 @@ class MultiTurnConnection(Connection):
     # --- gathering ------------------------------------------------------------------
 
     async def gather_candidates(self) -> None:
-        if self._local_candidates_start:
+        if not seam.start_gathering(self):
             return
-        self._local_candidates_start = True
         started = time.monotonic()
-        results = await asyncio.gather(
-            *(self._gather_component(c) for c in sorted(self._components))
-        )
-        for candidates in results:
-            self._local_candidates += candidates
-        self._local_candidates_end = True
+        results = await asyncio.gather(*(self._gather_component(c) for c in seam.components(self)))
+        gathered = [candidate for candidates in results for candidate in candidates]
+        seam.finish_gathering(self, gathered)
         self.gather_report.duration = time.monotonic() - started
         logger.info(
             "gathered %d candidate(s) in %.0f ms (%s)",
-            len(self._local_candidates),
+            len(gathered),
             self.gather_report.duration * 1000,
             self.gather_report.summary(),
         )
 
     async def _gather_component(self, component: int) -> list[Candidate]:
-        relay_only = self._transport_policy == TransportPolicy.RELAY
+        relay_only = seam.relay_only(self)
         candidates: list[Candidate] = []
         host_protocols: list[aioice.ice.StunProtocol] = []
         if not relay_only:
@@ -204,7 +203,7 @@ class MultiTurnConnection(Connection):
                     candidates.append(candidate)
                     self.gather_report.outcomes[label] = "ok"
                     if endpoint is not None:
-                        self._protocols.append(protocol)
+                        seam.add_protocol(self, protocol)
                         self._mt_relay_of[id(protocol)] = endpoint
                     # The grace starts with the first relay (or, without TURN, srflx).
                     if grace_end is None and (endpoint is not None or not self._mt_turn):
@@ -228,9 +227,8 @@ class MultiTurnConnection(Connection):
     async def _bind_hosts(self, component: int) -> list[aioice.ice.StunProtocol]:
         addresses = self._mt_hosts
         if addresses is None:
-            addresses = aioice.ice.get_host_addresses(
-                use_ipv4=self._use_ipv4, use_ipv6=self._use_ipv6
-            )
+            use_ipv4, use_ipv6 = seam.use_ip_versions(self)
+            addresses = aioice.ice.get_host_addresses(use_ipv4=use_ipv4, use_ipv6=use_ipv6)
         loop = asyncio.get_running_loop()
         protocols: list[aioice.ice.StunProtocol] = []
         for address in addresses:
@@ -255,7 +253,7 @@ class MultiTurnConnection(Connection):
                 type="host",
             )
             protocols.append(protocol)
-        self._protocols += protocols
+            seam.add_protocol(self, protocol)
         return protocols
 
     async def _allocate(
@@ -292,19 +290,37 @@ class MultiTurnConnection(Connection):
         )
         return protocol.local_candidate, protocol
 
+    # --- remote candidates we cannot pair with ----------------------------------------
+
+    def open_permissions(self, addresses: Sequence[tuple[str, int]]) -> None:
+        """Let checks in through our relays from hosts we cannot pair with (TCP candidates).
+
+        A TURN server drops what a peer sends to a relay unless the client installed a
+        permission for that peer's address. A binding indication (a harmless keepalive) to each
+        address installs one (with a channel); the peer's own checks then arrive and become
+        peer-reflexive candidates that ICE can pair and nominate.
+        """
+        indication = bytes(
+            stun.Message(message_method=stun.Method.BINDING, message_class=stun.Class.INDICATION)
+        )
+        for protocol in seam.protocols(self):
+            if protocol.local_candidate.type != "relay":
+                continue
+            for address in addresses:
+                protocol.transport.sendto(indication, address)
+        if addresses:
+            logger.info("opened relay permissions for %d unpairable candidate(s)", len(addresses))
+
     # --- after nomination -----------------------------------------------------------
 
     async def connect(self) -> None:
         await super().connect()
-        nominated = {id(pair.protocol) for pair in self._nominated.values()}
-        unused = [
-            p
-            for p in self._protocols
-            if p.local_candidate.type == "relay" and id(p) not in nominated
-        ]
+        nominated = {id(pair.protocol) for pair in seam.nominated_pairs(self).values()}
+        own = seam.protocols(self)
+        unused = [p for p in own if p.local_candidate.type == "relay" and id(p) not in nominated]
         if unused:
             for protocol in unused:
-                self._protocols.remove(protocol)
+                own.remove(protocol)
             # In the background: releasing costs a round trip per allocation, and DTLS
             # should start now. close() waits for it.
             self._mt_release_task = asyncio.create_task(self._release(unused))
@@ -325,11 +341,13 @@ class MultiTurnConnection(Connection):
 
     def relay_urls(self) -> list[str]:
         """TURN URLs whose allocation this connection still holds."""
-        return [self._mt_relay_of[id(p)].url for p in self._protocols if id(p) in self._mt_relay_of]
+        return [
+            self._mt_relay_of[id(p)].url for p in seam.protocols(self) if id(p) in self._mt_relay_of
+        ]
 
     def selected_pair(self, component: int = 1) -> SelectedPair | None:
         """The nominated pair of ``component``, or ``None`` before ICE completed."""
-        pair = self._nominated.get(component)
+        pair = seam.nominated_pairs(self).get(component)
         if pair is None:
             return None
         local, remote = pair.local_candidate, pair.remote_candidate
@@ -369,11 +387,9 @@ def install(
     Swapping the class keeps every reference aiortc holds (gatherer, ICE transport,
     bound ``recv``/``send``) valid, and affects this connection only.
     """
-    if gatherer_connection._local_candidates_start:
+    if seam.gathering_started(gatherer_connection):
         raise RuntimeError("candidate gathering already started")
-    if type(gatherer_connection) is not Connection:
-        raise TypeError(f"unexpected ICE connection type {type(gatherer_connection)!r}")
-    gatherer_connection.__class__ = MultiTurnConnection
+    seam.swap_connection_class(gatherer_connection, MultiTurnConnection)
     connection: MultiTurnConnection = gatherer_connection  # type: ignore[assignment]
     connection.configure(
         servers=servers,

@@ -18,8 +18,8 @@ How the receiver is taken over (``attach``): we replace three methods **on the i
 
 aiortc's RR loop reads per-SSRC ``StreamStatistics`` from a name-mangled dict that its own
 packet handler fills; we fill the same dict (same class) so RRs stay correct, and we keep its
-REMB feedback (same estimator class; the RTCP SSRC is read from the receiver). Those are the
-private-attribute couplings; the first is checked at attach time.
+REMB feedback (same estimator class; the RTCP SSRC is read from the receiver). Every one of those
+private names is reached through ``aiortc_seam``, which checks them.
 """
 
 from __future__ import annotations
@@ -47,7 +47,9 @@ from aiortc.rtp import (
     unwrap_rtx,
 )
 
-from ..media.clock import AvClock
+from . import aiortc_seam as seam
+from . import h264
+from .clock import AvClock
 from .encoded_frame import EncodedFrame, MediaKind
 from .jitter_buffer import AssembledFrame, VideoJitterBuffer
 from .nack import NackTracker
@@ -133,7 +135,7 @@ class ReceivePipeline:
         # Keep aiortc's REMB feedback (from abs-send-time): senders that negotiated goog-remb
         # would otherwise never learn they may raise their bitrate.
         self._remb = RemoteBitrateEstimator() if remb and kind == "video" else None
-        self._receiver: Any = None
+        self._receiver: RTCRtpReceiver | None = None
         self._orig_rtcp: Callable[[Any], Any] | None = None
         self._remote_streams: dict[int, StreamStatistics] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -142,6 +144,7 @@ class ReceivePipeline:
         self._subscribers: list[FrameCallback] = []
         self._close_callbacks: list[Callable[[], None]] = []
         self._codecs: dict[int, RTCRtpCodecParameters] = {}
+        self._parameter_sets: dict[int, str] = {}  # payload type -> sprop-parameter-sets
         self._rtx_ssrc: dict[int, int] = {}
         self._codec: RTCRtpCodecParameters | None = None
         self._ssrc: int | None = None
@@ -183,7 +186,7 @@ class ReceivePipeline:
 
     @property
     def receiver(self) -> RTCRtpReceiver | None:
-        return self._receiver  # type: ignore[no-any-return]
+        return self._receiver
 
     def attach(self, receiver: RTCRtpReceiver) -> None:
         """Take over ``receiver``'s RTP handling. Call before ``setRemoteDescription``.
@@ -196,18 +199,10 @@ class ReceivePipeline:
             return
         if self._receiver is not None:
             self._detach()
-        streams = getattr(receiver, "_RTCRtpReceiver__remote_streams", None)
-        if not isinstance(streams, dict):
-            raise RuntimeError("unsupported aiortc version: receiver statistics not found")
-        self._remote_streams = streams
+        self._remote_streams = seam.receiver_statistics(receiver)
         self._receiver = receiver
         with contextlib.suppress(RuntimeError):
             self._loop = asyncio.get_running_loop()
-
-        r: Any = receiver
-        orig_receive = r.receive
-        orig_stop = r.stop
-        self._orig_rtcp = r._handle_rtcp_packet
 
         async def receive(parameters: RTCRtpReceiveParameters) -> None:
             self._learn(parameters)
@@ -218,21 +213,24 @@ class ReceivePipeline:
             self.close()
             await orig_stop()
 
-        r.receive = receive
-        r.stop = stop
-        r._handle_rtp_packet = self._on_rtp
-        r._handle_rtcp_packet = self._on_rtcp
+        orig_receive, orig_stop, self._orig_rtcp = seam.take_over_receiver(
+            receiver, on_receive=receive, on_stop=stop, on_rtp=self._on_rtp, on_rtcp=self._on_rtcp
+        )
 
     def _detach(self) -> None:
-        old: Any = self._receiver
-        for name in ("receive", "stop", "_handle_rtp_packet", "_handle_rtcp_packet"):
-            old.__dict__.pop(name, None)  # back to aiortc's class methods
+        if self._receiver is not None:
+            seam.release_receiver(self._receiver)
         self._receiver = None
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
         self._codecs.clear()
         logger.info("ReceivePipeline(%s): moved to a new receiver", self.kind)
+
+    def use_remote_description(self, sdp: str) -> None:
+        """Keep what aiortc drops of the remote SDP: H264 ``sprop-parameter-sets`` (its
+        negotiated codecs are copies of our own, without the remote fmtp)."""
+        self._parameter_sets = h264.sprop_by_payload_type(sdp)
 
     def subscribe(self, callback: FrameCallback) -> Callable[[], None]:
         """Call ``callback(frame)`` for every released frame; returns the unsubscriber."""
@@ -359,7 +357,7 @@ class ReceivePipeline:
         self._plis += 1
         self._last_pli = time.monotonic()
         logger.debug("ReceivePipeline(%s): PLI", self.kind)
-        await self._receiver._send_rtcp_pli(self._ssrc)
+        await seam.send_pli(self._receiver, self._ssrc)
 
     def _request_pli(self) -> None:
         if self.kind != "video" or self._closed:
@@ -376,7 +374,7 @@ class ReceivePipeline:
     # -- RTP -----------------------------------------------------------------------------
     async def _on_rtp(self, packet: RtpPacket, arrival_time_ms: int = 0) -> None:
         receiver = self._receiver
-        if not receiver._enabled or self._closed:
+        if receiver is None or not seam.receiver_enabled(receiver) or self._closed:
             return
         now = time.monotonic()
         self._packets += 1
@@ -392,12 +390,13 @@ class ReceivePipeline:
                 payload_size=len(packet.payload) + packet.padding_size,
                 ssrc=packet.ssrc,
             )
-            rtcp_ssrc = getattr(receiver, "_RTCRtpReceiver__rtcp_ssrc", None)
+            rtcp_ssrc = seam.receiver_rtcp_ssrc(receiver)
             if remb is not None and rtcp_ssrc is not None:
-                await receiver._send_rtcp(
+                await seam.send_rtcp(
+                    receiver,
                     RtcpPsfbPacket(
                         fmt=RTCP_PSFB_APP, ssrc=rtcp_ssrc, media_ssrc=0, fci=pack_remb_fci(*remb)
-                    )
+                    ),
                 )
         # RR statistics, as aiortc keeps them (per SSRC, RTX included).
         stream = self._remote_streams.get(packet.ssrc)
@@ -488,7 +487,15 @@ class ReceivePipeline:
 
     def _emit_video(self, frame: AssembledFrame, codec: RTCRtpCodecParameters, now: float) -> None:
         self._nack.forget_before(frame.last_seq + 1)
-        self._emit(frame.data, frame.rtp_timestamp, frame.keyframe, codec, now)
+        data = frame.data
+        sprop = self._parameter_sets.get(codec.payloadType or -1) or codec.parameters.get(
+            "sprop-parameter-sets"
+        )
+        if frame.keyframe and codec.name == "H264" and isinstance(sprop, str):
+            # SPS/PPS given only in the SDP: without them neither the decoder nor a copy-mode
+            # recording can start at this keyframe.
+            data = h264.with_parameter_sets(data, sprop)
+        self._emit(data, frame.rtp_timestamp, frame.keyframe, codec, now)
 
     def _emit(
         self, data: bytes, rtp32: int, key: bool, codec: RTCRtpCodecParameters, now: float
@@ -518,11 +525,11 @@ class ReceivePipeline:
                 logger.exception("ReceivePipeline(%s): subscriber failed", self.kind)
 
     async def _send_nack(self, lost: list[int]) -> None:
-        if self._ssrc is None:
+        if self._ssrc is None or self._receiver is None:
             return
         self._nacks_sent += 1
         self._nacked += len(lost)
-        await self._receiver._send_rtcp_nack(self._ssrc, [s & 0xFFFF for s in lost])
+        await seam.send_nack(self._receiver, self._ssrc, [s & 0xFFFF for s in lost])
 
     # -- timer ---------------------------------------------------------------------------
     async def _run_timer(self) -> None:

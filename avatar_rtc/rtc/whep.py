@@ -1,30 +1,33 @@
-"""WHEP signalling (draft-ietf-wish-whep): POST the offer, PATCH a counter-answer, DELETE.
+"""WHEP signalling (RFC 9725): POST the offer, PATCH a counter-answer or trickled
+candidates, DELETE.
 
-Works against any WHEP server; it takes and returns SDP text, no WebRTC inside.
+Works against any WHEP server; it takes and returns SDP text, no WebRTC inside. Requests go
+through the shared :mod:`avatar_rtc.http` layer (session, timeout, redirect hook, retries);
+this module holds only WHEP's rules: which redirects to follow, which statuses to retry.
 
 ICE servers announced in ``Link: <turn:...>; rel="ice-server"`` headers are parsed and
 returned (:attr:`WhepResponse.ice_servers`, :attr:`WhepClient.ice_servers`). aiortc gathers
-all candidates *before* the POST and cannot restart ICE, so they cannot serve the attempt
-that announced them: a caller passes them as ``IceOptions.extra_servers`` of the next
-attempt (reconnect).
+all candidates *before* the POST, so they cannot serve the attempt that announced them; a
+caller may pass them as ``IceOptions.extra_servers`` of a later connection.
+
+Trickle ICE (:meth:`WhepClient.trickle`): when the 201 says ``Accept-Patch:
+application/trickle-ice-sdpfrag``, our candidates can be PATCHed (``If-Match`` the ETag) and
+the server's may come back in the response. A server that refuses (404/405/501) costs nothing.
 """
 
 from __future__ import annotations
 
 import asyncio
-import email.utils
-import json
+import functools
 import logging
-import random
 import re
-import time
 from dataclasses import dataclass, field
-from typing import Any
 from urllib.parse import urljoin
 
 import aiohttp
 
 from ..errors import (
+    AvatarRTCError,
     NetworkError,
     RequestTimeoutError,
     WhepConflictError,
@@ -32,14 +35,18 @@ from ..errors import (
     WhepNotFoundError,
     WhepUnsupportedMediaTypeError,
 )
+from ..http.retry import Retry, RetryPolicy, call_with_retry
+from ..http.transport import HttpResponse, HttpTransport, json_object
 from ..redact import Secret, redact
 from .ice_servers import IceServer
 
-__all__ = ["WhepClient", "WhepResponse", "parse_link_ice_servers", "parse_retry_after"]
+__all__ = ["WhepClient", "WhepResponse", "parse_link_ice_servers"]
 
 logger = logging.getLogger(__name__)
 
 SDP = "application/sdp"
+SDPFRAG = "application/trickle-ice-sdpfrag"
+_TRICKLE_REFUSED = frozenset({404, 405, 501})
 _RETRYABLE = frozenset({409, 429, 503})
 _BODY_EXCERPT = 300
 
@@ -59,6 +66,33 @@ class WhepResponse:
     ice_servers: tuple[IceServer, ...] = field(default=())
 
 
+class WhepRedirects:
+    """WHEP's redirect rule: 307/308 are followed (at most ``max_redirects`` hops), 301/302/303
+    are errors (they would turn the POST into a GET)."""
+
+    def __init__(self, max_redirects: int) -> None:
+        self.max_redirects = max_redirects
+
+    def next_url(self, method: str, response: HttpResponse, hops: int) -> str | None:
+        status = response.status
+        if status in (301, 302, 303):
+            raise WhepError(
+                f"WHEP {method}: server redirected with {status}; WHEP allows only 307/308",
+                status=status,
+                body=_excerpt(response),
+            )
+        if status not in (307, 308):
+            return None
+        if hops >= self.max_redirects:
+            raise WhepError(
+                f"WHEP {method}: more than {self.max_redirects} redirects", status=status
+            )
+        target = response.headers.get("Location")
+        if not target:
+            raise WhepError(f"WHEP {method}: {status} without Location", status=status)
+        return urljoin(response.url, target)
+
+
 class WhepClient:
     """One WHEP resource: ``offer`` → (``patch_answer``) → ``delete``.
 
@@ -66,8 +100,9 @@ class WhepClient:
     - ``timeout``: per HTTP request. 307/308 are followed (``max_redirects`` hops) keeping
       method, body and token; 301/302/303 are errors (WHEP forbids them).
     - 409/429/503 are retried after ``Retry-After`` (409 only when the header is present:
-      without it, it means "already has a viewer"), at most ``max_attempts`` POSTs and
-      within ``retry_deadline`` seconds; a single wait is capped at ``max_retry_wait``.
+      without it, it means "already has a viewer"), else after a jittered backoff, at most
+      ``max_attempts`` POSTs and within ``retry_deadline`` seconds; a single wait is capped at
+      ``max_retry_wait``.
     """
 
     def __init__(
@@ -84,15 +119,19 @@ class WhepClient:
     ) -> None:
         self.url = url
         self._bearer = bearer if isinstance(bearer, Secret) or bearer is None else Secret(bearer)
-        self._session = session
-        self._own_session = session is None
-        self._timeout = aiohttp.ClientTimeout(total=timeout)
-        self._max_redirects = max_redirects
-        self._max_attempts = max(1, max_attempts)
-        self._retry_deadline = retry_deadline
+        self._http = HttpTransport(session, timeout=timeout)
+        self._redirects = WhepRedirects(max_redirects)
+        self._retry = RetryPolicy(
+            max_attempts=max(1, max_attempts),
+            initial_delay=0.5,
+            max_delay=4.0,
+            max_retry_after=max_retry_wait,
+            deadline=retry_deadline,
+        )
         self._max_retry_wait = max_retry_wait
         self.location: str | None = None
         self.etag: str | None = None
+        self.accepts_trickle = False
         self.ice_servers: tuple[IceServer, ...] = ()
         self._deleted = False
         self._delete_task: asyncio.Task[bool] | None = None
@@ -101,41 +140,44 @@ class WhepClient:
 
     async def offer(self, sdp: str) -> WhepResponse:
         """POST the offer; returns the answer (201) or the server's counter-offer (406)."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self._retry_deadline
-        attempt = 0
-        while True:
-            attempt += 1
-            status, headers, body, final_url = await self._request("POST", self.url, sdp)
-            if status in (201, 406):
-                content_type = headers.get("Content-Type", "").split(";")[0].strip().lower()
-                if status == 201 or content_type == SDP:
-                    return self._accept(status, headers, body, final_url)
-            if status in _RETRYABLE and attempt < self._max_attempts:
-                wait = parse_retry_after(headers.get("Retry-After"))
-                if wait is None and status != 409:
-                    wait = min(0.5 * 2 ** (attempt - 1), 4.0) * random.uniform(0.85, 1.15)
-                if wait is not None:
-                    wait = min(max(wait, 0.0), self._max_retry_wait)
-                    if loop.time() + wait < deadline:
-                        logger.info(
-                            "WHEP POST answered %d; retrying in %.1f s (attempt %d/%d)",
-                            status,
-                            wait,
-                            attempt + 1,
-                            self._max_attempts,
-                        )
-                        await asyncio.sleep(wait)
-                        continue
-            raise _error_for(status, "POST", body, headers)
+        return await call_with_retry(
+            functools.partial(self._post_offer, sdp),
+            self._retry,
+            name="WHEP POST",
+            advise=self._advice,
+        )
 
     async def patch_answer(self, sdp: str) -> None:
         """Send our answer to a 406 counter-offer (``PATCH <Location>``, ``application/sdp``)."""
         if self.location is None:
             raise WhepError("no WHEP resource to PATCH (no Location)", status=0)
-        status, headers, body, _ = await self._request("PATCH", self.location, sdp)
-        if status not in (200, 201, 204):
-            raise _error_for(status, "PATCH", body, headers)
+        response = await self._request("PATCH", self.location, sdp)
+        if response.status not in (200, 201, 204):
+            raise _error_for(response, "PATCH")
+
+    async def trickle(self, fragment: str) -> str | None:
+        """PATCH trickled candidates (an sdpfrag); returns the server's sdpfrag, if it sent one.
+
+        Refusals (404/405/501) and an ETag mismatch (412) are normal for servers that do not
+        trickle: logged, never raised. Other failures raise like every request.
+        """
+        if self.location is None:
+            raise WhepError("no WHEP resource to PATCH (no Location)", status=0)
+        extra = {"If-Match": self.etag} if self.etag else {}
+        response = await self._request(
+            "PATCH", self.location, fragment, content_type=SDPFRAG, extra_headers=extra
+        )
+        status = response.status
+        if status in _TRICKLE_REFUSED or status == 412:
+            logger.info("WHEP server does not take trickled candidates (HTTP %d)", status)
+            return None
+        if status not in (200, 204):
+            raise _error_for(response, "PATCH")
+        if response.headers.get("ETag"):
+            self.etag = response.headers["ETag"]
+        if status == 200 and response.content_type == SDPFRAG and response.body:
+            return response.text()
+        return None
 
     async def delete(self) -> bool:
         """DELETE the resource once (later and concurrent calls share the first).
@@ -156,9 +198,7 @@ class WhepClient:
 
     async def aclose(self) -> None:
         """Close the HTTP session if this client created it (does not DELETE)."""
-        if self._own_session and self._session is not None:
-            await self._session.close()
-            self._session = None
+        await self._http.aclose()
 
     async def __aenter__(self) -> WhepClient:
         return self
@@ -169,151 +209,124 @@ class WhepClient:
 
     # --- internals ------------------------------------------------------------------
 
+    async def _post_offer(self, sdp: str) -> WhepResponse:
+        response = await self._request("POST", self.url, sdp)
+        if response.status == 201 or (response.status == 406 and response.content_type == SDP):
+            return self._accept(response)
+        raise _error_for(response, "POST")
+
+    def _advice(self, error: AvatarRTCError) -> Retry | None:
+        """409/429/503 are retried; 409 only with a ``Retry-After`` (else: a viewer already)."""
+        if not isinstance(error, WhepError) or error.status not in _RETRYABLE:
+            return None
+        wait = error.retry_after
+        if wait is None:
+            return None if error.status == 409 else Retry()
+        return Retry(min(wait, self._max_retry_wait))
+
     async def _delete_once(self) -> bool:
         assert self.location is not None
         location = self.location
         try:
-            status, headers, body, _ = await self._request("DELETE", location, None)
+            response = await self._request("DELETE", location, None)
         except (NetworkError, RequestTimeoutError) as exc:
             logger.warning("WHEP DELETE %s failed: %s", location, exc)
             return False
         self._deleted = True
+        status = response.status
         if 200 <= status < 300 or status in (404, 410):
             logger.info("WHEP DELETE %s -> %d", location, status)
             return True
-        logger.warning("WHEP DELETE %s -> %d %s", location, status, _excerpt(body, headers))
+        logger.warning("WHEP DELETE %s -> %d %s", location, status, _excerpt(response))
         return False
 
-    def _accept(self, status: int, headers: Any, body: bytes, final_url: str) -> WhepResponse:
+    def _accept(self, response: HttpResponse) -> WhepResponse:
+        headers = response.headers
         location = headers.get("Location")
         if location:
-            self.location = urljoin(final_url, location)
+            self.location = urljoin(response.url, location)
         else:
-            logger.warning("WHEP %d without Location: the resource cannot be deleted", status)
+            logger.warning(
+                "WHEP %d without Location: the resource cannot be deleted", response.status
+            )
         self.etag = headers.get("ETag")
+        self.accepts_trickle = any(
+            part.split(";")[0].strip().lower() == SDPFRAG
+            for value in headers.getall("Accept-Patch", [])
+            for part in value.split(",")
+        )
         self.ice_servers = tuple(
             server
             for value in headers.getall("Link", [])
             for server in parse_link_ice_servers(value)
         )
         return WhepResponse(
-            sdp=body.decode("utf-8", "replace"),
+            sdp=response.body.decode("utf-8", "replace"),
             location=self.location,
             etag=self.etag,
-            counter_offer=status == 406,
+            counter_offer=response.status == 406,
             ice_servers=self.ice_servers,
         )
 
-    def _headers(self, body: str | None) -> dict[str, str]:
+    def _headers(self, body: str | None, content_type: str) -> dict[str, str]:
         headers: dict[str, str] = {}
         if body is not None:
-            headers["Content-Type"] = SDP
-            headers["Accept"] = SDP
+            headers["Content-Type"] = content_type
+            headers["Accept"] = content_type
         if self._bearer:  # never an empty Authorization header
             headers["Authorization"] = f"Bearer {self._bearer.reveal()}"
         return headers
 
-    def _http(self) -> aiohttp.ClientSession:
-        if self._session is None:
-            self._session = aiohttp.ClientSession()
-            self._own_session = True
-        return self._session
-
     async def _request(
-        self, method: str, url: str, body: str | None
-    ) -> tuple[int, Any, bytes, str]:
-        """One request following 307/308 by hand: (status, headers, body, final URL)."""
-        headers = self._headers(body)
-        data = body.encode("utf-8") if body is not None else None
-        for _hop in range(self._max_redirects + 1):
-            started = time.monotonic()
-            try:
-                async with self._http().request(
-                    method,
-                    url,
-                    data=data,
-                    headers=headers,
-                    allow_redirects=False,
-                    timeout=self._timeout,
-                ) as response:
-                    content = await response.read()
-                    status, response_headers = response.status, response.headers
-            except TimeoutError as exc:
-                raise RequestTimeoutError(f"WHEP {method} {url} timed out") from exc
-            except aiohttp.ClientError as exc:
-                raise NetworkError(f"WHEP {method} {url} failed: {redact(str(exc))}") from exc
-            logger.debug(
-                "WHEP %s %s -> %d (%.0f ms)",
-                method,
-                url,
-                status,
-                (time.monotonic() - started) * 1000,
-            )
-            if status in (307, 308):
-                target = response_headers.get("Location")
-                if not target:
-                    raise WhepError(f"WHEP {method}: {status} without Location", status=status)
-                url = urljoin(url, target)
-                continue
-            if status in (301, 302, 303):
-                raise WhepError(
-                    f"WHEP {method}: server redirected with {status}; WHEP allows only 307/308",
-                    status=status,
-                    body=_excerpt(content, response_headers),
-                )
-            return status, response_headers, content, url
-        raise WhepError(f"WHEP {method}: more than {self._max_redirects} redirects", status=status)
+        self,
+        method: str,
+        url: str,
+        body: str | None,
+        *,
+        content_type: str = SDP,
+        extra_headers: dict[str, str] | None = None,
+    ) -> HttpResponse:
+        """One request, following 307/308 (same method, body and token); any final status."""
+        return await self._http.request(
+            method,
+            url,
+            label=f"WHEP {method}",
+            headers={**self._headers(body, content_type), **(extra_headers or {})},
+            data=body.encode("utf-8") if body is not None else None,
+            redirects=self._redirects,
+        )
 
 
-def _error_for(status: int, method: str, body: bytes, headers: Any) -> WhepError:
-    excerpt = _excerpt(body, headers)
+def _error_for(response: HttpResponse, method: str) -> WhepError:
+    status = response.status
+    excerpt = _excerpt(response)
     message = f"WHEP {method} failed with HTTP {status}"
     if excerpt:
         message += f": {excerpt}"
-    if status == 404:
-        return WhepNotFoundError(message, status=status, body=excerpt)
-    if status == 409:
-        return WhepConflictError(message, status=status, body=excerpt)
-    if status == 415:
-        return WhepUnsupportedMediaTypeError(message, status=status, body=excerpt)
-    return WhepError(message, status=status, body=excerpt)
+    error_type = {
+        404: WhepNotFoundError,
+        409: WhepConflictError,
+        415: WhepUnsupportedMediaTypeError,
+    }.get(status, WhepError)
+    return error_type(message, status=status, body=excerpt, retry_after=response.retry_after)
 
 
-def _excerpt(body: bytes, headers: Any) -> str:
+def _excerpt(response: HttpResponse) -> str:
     """A short, redacted description of an error body; JSON / problem+json summarized."""
-    text = body.decode("utf-8", "replace").strip()
-    content_type = headers.get("Content-Type", "").lower()
-    if "json" in content_type or text.startswith("{"):
-        try:
-            data = json.loads(text)
-        except ValueError:
-            data = None
-        if isinstance(data, dict):
-            parts = [
-                f"{key}={data[key]}"
-                for key in ("title", "detail", "error", "message", "code", "type")
-                if isinstance(data.get(key), str | int) and data.get(key) != ""
-            ]
-            if parts:
-                text = ", ".join(parts)
+    text = response.body.decode("utf-8", "replace").strip()
+    data = json_object(text) if "json" in response.content_type or text.startswith("{") else None
+    if data:
+        parts = [
+            f"{key}={data[key]}"
+            for key in ("title", "detail", "error", "message", "code", "type")
+            if isinstance(data.get(key), str | int) and data.get(key) != ""
+        ]
+        if parts:
+            text = ", ".join(parts)
     text = " ".join(text.split())
     if len(text) > _BODY_EXCERPT:
         text = text[:_BODY_EXCERPT] + "..."
     return redact(text)
-
-
-def parse_retry_after(value: str | None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` value (delta-seconds or HTTP-date)."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
 
 
 _LINK_RE = re.compile(r"<([^>]*)>((?:\s*;\s*[^;,]+(?:=(?:\"[^\"]*\"|[^;,]*))?)*)")

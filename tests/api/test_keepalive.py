@@ -9,6 +9,7 @@ import pytest
 from avatar_rtc.api import ControlClient, KeepAlive, KeepAliveState
 from avatar_rtc.emulator import Emulator
 from avatar_rtc.errors import ApiError, SessionEndedError, SessionNotFoundError
+from tests.support import wait_until
 
 from .conftest import AVATAR_ID, FAST_RETRY
 
@@ -17,7 +18,7 @@ async def test_sends_keep_alive_every_interval(emu: Emulator, client: ControlCli
     handle = await client.create(AVATAR_ID)
     async with KeepAlive(client, handle, interval=0.05) as keep_alive:
         assert keep_alive.state is KeepAliveState.RUNNING
-        await asyncio.sleep(0.3)
+        await wait_until(lambda: keep_alive.sent >= 3, within=10.0)  # ~0.15 s; hang guard
     # Compared by value: mypy still believes the state narrowed to RUNNING above.
     assert keep_alive.state.value == "stopped"
     assert 2 <= keep_alive.sent == emu.session(handle.session_id).keep_alives
@@ -92,11 +93,11 @@ async def test_a_failing_on_gone_callback_does_not_break_the_task(
 
 async def test_stop_during_a_slow_request_is_clean(emu: Emulator, client: ControlClient) -> None:
     handle = await client.create(AVATAR_ID)
-    emu.faults.set_latency("keep-alive", 1.0)
+    emu.faults.set_latency("keep-alive", 4.0)  # the emulator's teardown waits it out
     keep_alive = KeepAlive(client, handle, interval=0.01)
     keep_alive.start()
-    await asyncio.sleep(0.1)  # the first keep-alive is in flight
-    await asyncio.wait_for(keep_alive.stop(), 0.5)
+    await wait_until(lambda: emu.counters.calls["keep-alive"] >= 1, within=10.0)  # in flight
+    await asyncio.wait_for(keep_alive.stop(), 2.0)  # not the 4 s the request takes
     assert keep_alive.state is KeepAliveState.STOPPED
 
 

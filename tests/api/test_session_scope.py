@@ -10,6 +10,7 @@ import pytest
 from avatar_rtc.api import ControlClient, KeepAliveState, LiveSession
 from avatar_rtc.emulator import Emulator
 from avatar_rtc.errors import ApiError, ServerError
+from tests.support import wait_until
 
 from .conftest import AVATAR_ID, VOICE_ID
 
@@ -25,7 +26,7 @@ async def test_normal_exit_ends_the_session(
         await live.say_text("Hello there.")
         await live.say_audio(wav_file)
         await live.interrupt()
-        await asyncio.sleep(0.2)
+        await wait_until(lambda: emu.session(live.session_id).keep_alives >= 2, within=10.0)
     session = emu.session(live.session_id)
     assert session.voice_id == VOICE_ID
     assert (len(session.say_text_calls), len(session.say_audio_calls), session.interrupts) == (
@@ -82,14 +83,14 @@ async def test_cancellation_during_end_still_ends(emu: Emulator, client: Control
 async def test_cancellation_during_create_ends_what_it_opened(
     emu: Emulator, client: ControlClient
 ) -> None:
-    emu.faults.set_latency("create", 0.3)
+    emu.faults.set_latency("create", 1.0)
 
     async def use_session() -> None:
         async with client.open_session(AVATAR_ID):
             pytest.fail("the body must not run")
 
     task = asyncio.create_task(use_session())
-    await asyncio.sleep(0.1)
+    await wait_until(lambda: emu.counters.calls["create"] >= 1, within=10.0)  # being served
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task

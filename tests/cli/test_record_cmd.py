@@ -126,8 +126,6 @@ def test_bad_option_values_exit_2(argv: list[str]) -> None:
     ("argv", "message"),
     [
         (["o.avi"], "unknown extension"),
-        (["o.webm", "--codec", "H264"], "--mode encode"),
-        (["o.mp4", "--codec", "VP8"], "--mode encode"),
         (["o.mp4", "--fps", "10"], "--mode encode"),
         (["o.mp4", "--whep-url", "ftp://x"], "http"),
         (["o.mp4", "--bearer", "tok-en"], "--whep-url"),
@@ -144,16 +142,6 @@ def test_inconsistent_options_exit_2(
     err = capsys.readouterr().err
     assert err.startswith("avatar-rtc record: ") and message in err
     assert err.count("\n") == 1
-
-
-def test_copy_mode_offers_what_the_container_takes() -> None:
-    from avatar_rtc.cli.common import target_from_args
-    from avatar_rtc.record.options import container_for_path
-
-    target = target_from_args(build_parser().parse_args(["record", "o.webm"]), environ={})
-    assert target.video_codecs == ("H264", "VP8")
-    assert record_cmd.copyable_target(target, container_for_path("o.webm")).video_codecs == ("VP8",)
-    assert record_cmd.copyable_target(target, container_for_path("o.mkv")) == target
 
 
 # --- progress -------------------------------------------------------------------------------

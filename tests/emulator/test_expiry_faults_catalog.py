@@ -15,15 +15,18 @@ from .helpers import Api, control_api
 
 
 async def test_idle_session_expires_and_keep_alive_prevents_it() -> None:
-    async with control_api(idle_timeout=0.5) as api:
+    async with control_api(idle_timeout=1.0) as api:
         emu = api.emu
+        created = time.monotonic()  # just before: the session is created after this
         idle_id, idle_token = await api.create()
         kept_id, kept_token = await api.create()
-        for _ in range(6):
-            await asyncio.sleep(0.15)
+        # The sweeper expires it without any call to it; keep-alives every 0.1 s (a tenth of the
+        # timeout, room for a busy machine) keep the other one.
+        while emu.session(idle_id).state != "expired":
+            assert time.monotonic() - created < 10.0, "the idle session never expired"
+            await asyncio.sleep(0.1)
             assert (await api.call(kept_id, kept_token, "keep-alive")).status == 200
-        # The sweeper expires it without any call to it.
-        assert emu.session(idle_id).state == "expired"
+        assert time.monotonic() - created >= 1.0
         assert emu.counters.sessions_expired == 1
         reply = await api.call(idle_id, idle_token, "say-text", {"text": "hi"})
         assert (reply.status, reply.body) == (410, {"success": False, "error": "Session ended"})
@@ -34,11 +37,15 @@ async def test_idle_session_expires_and_keep_alive_prevents_it() -> None:
 
 async def test_other_calls_do_not_refresh_idle_timer() -> None:
     async with control_api(idle_timeout=0.6) as api:
+        created = time.monotonic()  # just before: the session is created after this
         session_id, token = await api.create()
-        await asyncio.sleep(0.35)
         assert (await api.call(session_id, token, "interrupt")).status == 200
-        await asyncio.sleep(0.35)
+        # Interrupts every 0.1 s: were they refreshing the timer, it would never expire.
+        while (await api.call(session_id, token, "interrupt")).status == 200:
+            assert time.monotonic() - created < 10.0, "interrupts kept the session alive"
+            await asyncio.sleep(0.1)
         assert (await api.call(session_id, token, "interrupt")).status == 410
+        assert time.monotonic() - created >= 0.6
 
 
 # --- faults --------------------------------------------------------------------------
@@ -80,21 +87,23 @@ async def test_faults_apply_to_their_endpoint_only(api: Api, emu: Emulator) -> N
 
 async def test_latency_per_endpoint_and_global(api: Api, emu: Emulator) -> None:
     session_id, token = await api.create()
-    emu.faults.set_latency("interrupt", 0.3)
+    # Latencies long enough that a call without one (milliseconds, more on a busy machine)
+    # stays far below: "without" is checked against half of them.
+    emu.faults.set_latency("interrupt", 2.0)
     start = time.monotonic()
     await api.call(session_id, token, "interrupt")
-    assert time.monotonic() - start >= 0.28
+    assert time.monotonic() - start >= 1.98
     start = time.monotonic()
     await api.call(session_id, token, "keep-alive")
-    assert time.monotonic() - start < 0.25
-    emu.faults.set_latency(None, 0.2)
+    assert time.monotonic() - start < 1.0
+    emu.faults.set_latency(None, 1.0)
     start = time.monotonic()
     await api.call(session_id, token, "keep-alive")
-    assert time.monotonic() - start >= 0.18
+    assert time.monotonic() - start >= 0.98
     emu.faults.clear()
     start = time.monotonic()
     await api.call(session_id, token, "interrupt")
-    assert time.monotonic() - start < 0.2
+    assert time.monotonic() - start < 0.5
 
 
 def test_fault_arguments_are_checked() -> None:

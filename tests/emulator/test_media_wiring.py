@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
 
 from avatar_rtc.emulator import Emulator
+from tests.support import wait_until
 
 from .helpers import Api, FakeMedia
 
@@ -55,8 +55,8 @@ async def test_media_closed_on_expiry(fake_api: Api) -> None:
     api = fake_api
     session_id, token = await api.create()
     await api.call(session_id, token, "init-client")
-    await asyncio.sleep(0.7)
-    assert FakeMedia.instances[0].events[-1] == ("close",)
+    # Idle timeout 0.4 s, then the sweeper; the wait only guards a hang.
+    await wait_until(lambda: FakeMedia.instances[0].events[-1] == ("close",), within=10.0)
     assert api.emu.counters.sessions_expired == 1
 
 

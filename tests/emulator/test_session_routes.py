@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
+import hmac
+import time
 
 import aiohttp
 import pytest
@@ -77,6 +81,22 @@ async def test_init_client_configured_turn() -> None:
             "username": "user1",
             "credential": "pass1",
         }
+
+
+async def test_init_client_turn_rest_credentials_and_whep_url_override() -> None:
+    turn = TurnConfig("127.0.0.1", Secret("unused"), Secret("unused"))
+    template = "http://127.0.0.1:9/proxy/{session_id}?x=1"
+    async with control_api(turn=turn, turn_secret="s3cret", whep_url_template=template) as api:
+        before = time.time()
+        session_id, token = await api.create()
+        reply = await api.call(session_id, token, "init-client")
+    assert reply.body["whepUrl"] == f"http://127.0.0.1:9/proxy/{session_id}?x=1"
+    issued = reply.body["turn"]
+    expiry, name = issued["username"].split(":", 1)
+    assert name == session_id and int(expiry) >= before + 3600  # a fresh pair per session
+    digest = hmac.new(b"s3cret", issued["username"].encode(), hashlib.sha1).digest()
+    assert issued["credential"] == base64.b64encode(digest).decode()
+    assert issued["url"] == "127.0.0.1"
 
 
 # --- say-text ----------------------------------------------------------------------

@@ -10,7 +10,8 @@ import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender
 
 from avatar_rtc.emulator.media import MARKERS, AvatarMedia, AvatarMediaOptions
-from tests.emulator.media.harness import connect_viewer, delete, wait_until, whep_server
+from tests.emulator.media.harness import connect_viewer, delete, whep_server
+from tests.support import wait_until
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -112,13 +113,14 @@ async def test_bad_offer_is_400() -> None:
 
 
 async def test_viewer_slot_freed_without_delete() -> None:
-    media = AvatarMedia(AvatarMediaOptions(tts="builtin", viewer_connect_timeout=0.5))
+    # Long enough that the never-connecting viewer below is still there when checked.
+    media = AvatarMedia(AvatarMediaOptions(tts="builtin", viewer_connect_timeout=2.0))
     async with whep_server({"s": media}) as srv:
         # A viewer that goes away without DELETE (DTLS close): the slot frees itself.
         viewer = await connect_viewer(srv.url("s"))
         await viewer.wait_video(2)
         await viewer.close()
-        await wait_until(lambda: not media.viewers, 3.0)
+        await wait_until(lambda: not media.viewers, 10.0)  # hang guard
 
         # A viewer that posts an offer and never connects: dropped after the connect timeout.
         pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
@@ -135,5 +137,5 @@ async def test_viewer_slot_freed_without_delete() -> None:
             assert resp.status == 201
         await pc.close()
         assert media.viewers
-        await wait_until(lambda: not media.viewers, 3.0)
+        await wait_until(lambda: not media.viewers, 10.0)  # the 2 s connect timeout; hang guard
         assert (await connect_viewer(srv.url("s"))).status == 201

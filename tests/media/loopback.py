@@ -24,7 +24,9 @@ import numpy as np
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpReceiver
 from aiortc.mediastreams import MediaStreamTrack
 
-from avatar_rtc.media.clock import AvClock
+from avatar_rtc.rtc import aiortc_seam as seam
+from avatar_rtc.rtc.aiortc_seam import SendRtp
+from avatar_rtc.rtc.clock import AvClock
 from avatar_rtc.rtc.receiver import ReceivePipeline
 from tests.support import loopback_ice
 
@@ -239,16 +241,18 @@ async def open_loopback(
         lb.extra.setdefault(key, set()).add(int(m.group(1)))
 
     transport = next(t for t in tx.getTransceivers() if t.kind == "video").sender.transport
-    original = transport._send_rtp
 
-    async def send_rtp(data: bytes) -> None:
-        is_rtp = len(data) > 12 and not (192 <= data[1] <= 223)
-        if lb.drop is not None and is_rtp and lb.drop(data[1] & 0x7F, (data[2] << 8) | data[3]):
-            lb.dropped += 1
-            return
-        await original(data)
+    def wrap(original: SendRtp) -> SendRtp:
+        async def send_rtp(data: bytes) -> None:
+            is_rtp = len(data) > 12 and not (192 <= data[1] <= 223)
+            if lb.drop is not None and is_rtp and lb.drop(data[1] & 0x7F, (data[2] << 8) | data[3]):
+                lb.dropped += 1
+                return
+            await original(data)
 
-    transport._send_rtp = send_rtp  # type: ignore[method-assign]
+        return send_rtp
+
+    seam.wrap_send_rtp(transport, wrap)
     return lb
 
 

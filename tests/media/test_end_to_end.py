@@ -9,7 +9,8 @@ import numpy as np
 from avatar_rtc.api.client import ControlClient
 from avatar_rtc.emulator import Emulator
 from avatar_rtc.emulator.catalog import DEFAULT_VISUAL_ID
-from avatar_rtc.media import AudioFrame, AudioStream, AvClock, VideoFrame, VideoStream
+from avatar_rtc.media import AudioFrame, AudioStream, VideoFrame, VideoStream
+from avatar_rtc.rtc.clock import AvClock
 from avatar_rtc.rtc.connection import MediaConnection
 from avatar_rtc.rtc.ice_options import IceOptions
 from avatar_rtc.rtc.receiver import ReceivePipeline

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
+import os
 import subprocess
 import sys
 import time
@@ -14,6 +15,8 @@ import numpy as np
 import pytest
 
 from avatar_rtc.media import AudioFrame, AudioStream, VideoFrame, VideoStream, decoder_for
+from avatar_rtc.rtc.encoded_frame import EncodedFrame
+from tests.media.av_sync import arrival_allowance
 from tests.media.loopback import (
     BLUE,
     GREEN,
@@ -23,8 +26,13 @@ from tests.media.loopback import (
     open_loopback,
     rss_bytes,
 )
+from tests.support import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
+# glibc's dynamic mmap threshold keeps freed frame buffers (0.45 MB) in the heap: RSS then shows
+# the allocator's high-water marks, which rise in steps for 20+ s (later on a busy machine)
+# instead of live memory. A fixed threshold maps and unmaps them.
+PROBE_ENV = {**os.environ, "MALLOC_MMAP_THRESHOLD_": str(128 * 1024)}
 
 
 def near(px: np.ndarray, colour: tuple[int, ...], tol: int = 40) -> bool:
@@ -90,18 +98,25 @@ async def test_audio_16k_mono_sample_count() -> None:
 
 
 async def test_av_sync_within_20ms() -> None:
-    """The sender flashes video and starts a beep at the same media time each second."""
+    """The sender flashes video and starts a beep at the same media time each second.
+
+    Every flash, from arrival timing at the start through the switch to SR timing: within 20 ms
+    plus what this run's arrivals keep even a correct clock from knowing (tests.media.av_sync).
+    """
     async with loopback(noise=False) as lb:
         pattern = lb.video_track.pattern
-        flashes: list[float] = []
+        flashes: list[VideoFrame] = []
         onsets: list[float] = []
+        encoded: list[EncodedFrame] = []
+        lb.video.subscribe(encoded.append)
+        lb.audio.subscribe(encoded.append)
         vs = VideoStream(lb.video, format="rgb24", policy="all")
         aus = AudioStream(lb.audio, sample_rate=16000, channels=1, policy="all")
 
         async def video() -> None:
             async for f in vs:
                 if pattern.is_flash(f.array):
-                    flashes.append(f.presentation_time)
+                    flashes.append(f)
 
         async def audio() -> None:
             prev = 0.0
@@ -117,28 +132,38 @@ async def test_av_sync_within_20ms() -> None:
         vs.close()
         aus.close()
         await asyncio.gather(*tasks)
-        # Every flash, from arrival timing at the start through the switch to SR timing.
         assert len(flashes) >= 5 and len(onsets) >= 5, (flashes, onsets)
-        for t in flashes:
+        allowance = arrival_allowance(encoded)
+        assert sum(not allowance[f.rtp_timestamp] for f in flashes) >= 3  # on 20 ms alone
+        for f in flashes:
+            t, extra = f.presentation_time, allowance[f.rtp_timestamp]
             nearest = min(onsets, key=lambda o: abs(o - t))
-            print(f"flash {t:.4f} beep {nearest:.4f} diff {1000 * (nearest - t):+.1f} ms")
-            assert abs(nearest - t) < 0.020, (t, nearest, flashes, onsets)
+            print(
+                f"flash {t:.4f} beep {nearest:.4f} diff {1000 * (nearest - t):+.1f} ms "
+                f"(allowed {1000 * (0.020 + extra):.1f})"
+            )
+            assert abs(nearest - t) < 0.020 + extra, (t, nearest, extra, onsets)
 
 
 async def test_latest_policy_slow_consumer_gets_newest_and_memory_stays_flat() -> None:
     async with loopback(size=(640, 480)) as lb:
-        pattern = lb.video_track.pattern
         stream = VideoStream(lb.video, format="rgb24")  # policy latest, capacity 2
         for _ in range(10):
             await next_frame(stream)
+        # Every decoded frame, seen after the stream's own sink (added first) got it.
+        decoded: list[int] = []
+        remove = decoder_for(lb.video).add_sink(lambda d: decoded.append(d.encoded.index))
         gc.collect()
         rss0 = rss_bytes()
         await asyncio.sleep(5.0)  # consumer "busy"; ~150 frames arrive
         rss1 = rss_bytes()
+        newest = decoded[-1]
         f = await next_frame(stream)
+        remove()
         assert isinstance(f, VideoFrame)
-        newest = max(lb.video_track.sent_at, key=lambda k: lb.video_track.sent_at[k])
-        assert newest - pattern.read_counter(f.array) <= 4
+        # The older of the two newest decoded frames (how far the sender is ahead of the
+        # decoder depends on how busy the machine is, not on the policy).
+        assert f.index >= newest - 1, (f.index, newest)
         st = stream.stats()
         assert st.dropped >= 100 and st.queued <= 2
         # 640x480 rgb is 0.9 MB and yuv 0.45 MB: an unbounded queue would add ~70+ MB
@@ -162,11 +187,14 @@ async def test_decoder_runs_only_while_a_stream_consumes() -> None:
         assert not dec.running
         decoded = dec.stats().decoded
         await asyncio.sleep(0.5)
-        assert dec.stats().decoded == decoded
+        # The stopped thread may still finish the frame it had in hand; a running decoder
+        # would have added ~15.
+        assert dec.stats().decoded <= decoded + 1
         s3 = VideoStream(lb.video)  # restart: starts at a (PLI-requested) keyframe quickly
         t0 = time.monotonic()
-        await next_frame(s3, limit=2.0)
-        assert time.monotonic() - t0 < 1.0
+        await next_frame(s3, limit=10.0)
+        # Without the PLI it would wait for libx264's next periodic keyframe (250 frames, ~8 s).
+        assert time.monotonic() - t0 < 3.0
         s3.close()
 
 
@@ -175,7 +203,7 @@ async def test_on_frame_callbacks() -> None:
         got: list[VideoFrame] = []
         stream = VideoStream(lb.video, format="rgb24", size=(80, 60))
         remove = stream.on_frame(got.append)
-        await asyncio.sleep(1.0)
+        await wait_until(lambda: len(got) >= 20, within=30.0)  # hang guard
         remove()
         stream.close()
         assert len(got) >= 20
@@ -189,13 +217,11 @@ async def test_all_policy_loses_nothing_over_10s() -> None:
         pattern = lb.video_track.pattern
         stream = VideoStream(lb.video, format="rgb24", policy="all")
         numbers: list[int] = []
-        t_end = time.monotonic() + 10.0
-        async for f in stream:
+        async for f in stream:  # 10 s of video at 30 fps (pytest's timeout guards a hang)
             numbers.append(pattern.read_counter(f.array))
-            if time.monotonic() > t_end:
+            if len(numbers) == 300:
                 break
         stream.close()
-        assert len(numbers) >= 280
         assert numbers == list(range(numbers[0], numbers[0] + len(numbers)))
         assert stream.stats().dropped == 0
         assert lb.video.stats().frames_dropped == 0
@@ -207,6 +233,7 @@ def test_no_consumer_for_30s_keeps_memory_flat() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "tests.media.memory_probe", "30"],
         cwd=ROOT,
+        env=PROBE_ENV,
         capture_output=True,
         text=True,
         timeout=120,
@@ -214,10 +241,16 @@ def test_no_consumer_for_30s_keeps_memory_flat() -> None:
     assert result.returncode == 0, result.stderr[-2000:]
     report = json.loads(result.stdout.strip().splitlines()[-1])
     slope, growth = report["slope_mb_s"], report["growth_mb"]
-    print(f"RSS slope {slope:.3f} MB/s, growth {growth:.1f} MB over the last 18 s")
+    print(
+        f"RSS slope {slope:.3f} MB/s, growth {growth:.1f} MB, "
+        f"{report['objects_per_s']:+.1f} objects/s over the last 18 s"
+    )
     assert report["video_dropped"] > 500 and report["audio_dropped"] > 100  # bounded: dropped
-    # An unbounded 640x480 queue grows ~14 MB/s. Measured after the warm-up: 0.02 to 0.24
-    # MB/s of allocator noise (sender and receiver share the probe's process).
+    # Anything kept per frame (a decoded or encoded frame, a packet, a callback) adds at least
+    # 30 objects/s (the frame rate); measured: within +-3/s, idle or busy.
+    assert abs(report["objects_per_s"]) < 10, report
+    # An unbounded 640x480 queue grows ~14 MB/s. Measured after the warm-up, with RSS following
+    # live memory (PROBE_ENV): -0.06 to 0.11 MB/s, idle or with a core kept busy.
     assert slope < 0.5, report
     assert growth < 16.0, report
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import itertools
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from avatar_rtc.emulator import Emulator
 from avatar_rtc.emulator.media import AvatarMedia
 from avatar_rtc.media.decoder import decoder_for
 from tests.media.loopback import rss_bytes
+from tests.support import wait_until
 
 FRAME_BYTES = 512 * 512 * 3  # one decoded RGB frame of the emulator's picture
 
@@ -35,25 +37,26 @@ async def avatar() -> AsyncIterator[tuple[AvatarSession, AvatarMedia]]:
             yield session, media
 
 
-def _newest_sent_video(media: AvatarMedia) -> int:
-    return max(f.rtp_timestamp for f in media.sent_frames if f.kind == "video")
-
-
 @pytest.mark.slow
 async def test_latest_after_a_5s_sleep_gives_the_newest_frame(
     avatar: tuple[AvatarSession, AvatarMedia],
 ) -> None:
-    session, media = avatar
+    session, _ = avatar
     stream = session.video(policy="latest")
     await asyncio.wait_for(stream.__anext__(), 10)
+    # Every decoded frame, seen after the stream's own sink (added first) got it.
+    decoded: list[int] = []
+    remove = decoder_for(session.video_pipeline).add_sink(lambda d: decoded.append(d.encoded.index))
     gc.collect()
     before = rss_bytes()
     await asyncio.sleep(5.0)  # the consumer is busy; ~125 frames arrive meanwhile
     grown = rss_bytes() - before
+    newest = decoded[-1]
     frame = await asyncio.wait_for(stream.__anext__(), 10)
-    newest = _newest_sent_video(media)
-    frames_behind = ((newest - frame.rtp_timestamp) & 0xFFFFFFFF) / (90000 / 25)
-    assert frames_behind <= 3, frames_behind
+    remove()
+    # The older of the two newest decoded frames: how far the sender is ahead depends on how
+    # busy the machine is, not on the policy.
+    assert frame.index >= newest - 1, (frame.index, newest)
     assert stream.stats().dropped >= 100
     assert grown < 4 * FRAME_BYTES, f"RSS grew {grown / 2**20:.1f} MB while the consumer slept"
 
@@ -76,7 +79,10 @@ async def test_all_loses_no_frame_over_10s_with_a_consumer_that_keeps_up(
     stream.close()
     await task
     assert len(indices) >= 200, len(indices)  # 25 fps
-    assert indices == list(range(indices[0], indices[0] + len(indices))), "a frame was lost"
+    gaps = [(a, b) for a, b in itertools.pairwise(indices) if b != a + 1]
+    assert not gaps, (
+        f"frames lost between indices {gaps}: {decoder_for(session.video_pipeline).stats()}"
+    )
     assert stream.stats().dropped == 0
     assert session.video_pipeline.stats().frames_dropped == 0
 
@@ -86,10 +92,11 @@ async def test_copy_recording_does_not_decode_video(
 ) -> None:
     session, _ = avatar
     decoder = decoder_for(session.video_pipeline)
-    await asyncio.sleep(0.2)  # the first-frame hook has let go of the decoder
+    assert not decoder.running  # the first-frame hook has let go of the decoder
     decoded = decoder.stats().decoded
     recorder = session.record(tmp_path / "copy.mkv")
-    await asyncio.sleep(2.0)
-    assert recorder.stats().video.frames >= 40
+    await wait_until(lambda: recorder.stats().video.frames >= 40, within=30.0)  # hang guard
     assert not decoder.running
-    assert decoder.stats().decoded == decoded
+    # The stopped decoder thread may still finish the one frame it had in hand; decoding for
+    # the recording would add ~50.
+    assert decoder.stats().decoded <= decoded + 1

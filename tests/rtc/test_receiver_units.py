@@ -6,7 +6,7 @@ import struct
 
 import pytest
 
-from avatar_rtc.media.clock import AvClock
+from avatar_rtc.rtc.clock import AvClock
 from avatar_rtc.rtc.jitter_buffer import VideoJitterBuffer, parse_video_payload
 from avatar_rtc.rtc.nack import NackTracker
 
@@ -52,13 +52,15 @@ def feed(jb: VideoJitterBuffer, pkts: list[tuple[int, int, bool, bytes]], now: f
 
 
 def test_h264_payload_parsing() -> None:
-    data, key_start, key = parse_video_payload("H264", stap(SPS, PPS))
-    assert key_start and key
-    assert data == b"\x00\x00\x00\x01" + SPS + b"\x00\x00\x00\x01" + PPS
-    _, key_start, key = parse_video_payload("H264", fu(IDR, True, False, b"x"))
-    assert key and not key_start
-    _, key_start, key = parse_video_payload("H264", P)
-    assert not key and not key_start
+    # key data = an IDR NAL unit; parameter sets alone do not make a keyframe
+    parsed = parse_video_payload("H264", stap(SPS, PPS))
+    assert not parsed.key and not parsed.starts_frame
+    assert parsed.data == b"\x00\x00\x00\x01" + SPS + b"\x00\x00\x00\x01" + PPS
+    assert parse_video_payload("H264", stap(SPS, PPS, IDR)).key
+    assert parse_video_payload("H264", fu(IDR, True, False, b"x")).key
+    assert not parse_video_payload("H264", fu(IDR, False, True, b"x")).key
+    assert not parse_video_payload("H264", P).key
+    assert parse_video_payload("H264", stap(b"\x09\xf0", SPS)).starts_frame  # AUD first
 
 
 def test_frame_released_on_marker_without_waiting_for_next() -> None:
@@ -137,12 +139,11 @@ def test_sequence_wrap_and_bounded_size() -> None:
 
 def test_vp8_keyframe_detection() -> None:
     # descriptor: S=1, PID=0; VP8 payload header byte with P=0 (keyframe)
-    data, key_start, key = parse_video_payload("VP8", b"\x10\x00\x9d\x01\x2a")
-    assert key_start and key and data == b"\x00\x9d\x01\x2a"
-    _, key_start, key = parse_video_payload("VP8", b"\x10\x01\x00")
-    assert not key_start and not key
-    _, key_start, key = parse_video_payload("VP8", b"\x00\x00")
-    assert not key_start
+    parsed = parse_video_payload("VP8", b"\x10\x00\x9d\x01\x2a")
+    assert parsed.key and parsed.starts_frame and parsed.data == b"\x00\x9d\x01\x2a"
+    parsed = parse_video_payload("VP8", b"\x10\x01\x00")  # P=1: an inter frame's start
+    assert not parsed.key and parsed.starts_frame
+    assert not parse_video_payload("VP8", b"\x00\x00").starts_frame
 
 
 def test_nack_retries_until_max_then_gives_up() -> None:

@@ -209,7 +209,9 @@ async def test_silent_udp_urls_cost_only_the_grace(turn_server: TurnServer) -> N
                 assert report is not None
                 outcomes = list(report.outcomes.values())
                 assert outcomes.count("cancelled (another relay was ready)") == 2, report
-                assert report.duration < ice.relay_grace + 0.5
+                # The grace after the first relay, not gather_timeout (5 s): the TCP/TLS
+                # allocations themselves take ~0.1 s, more on a busy machine.
+                assert report.duration < ice.relay_grace + 2.0
                 pair = connection.selected_pair()
                 assert pair is not None and pair.relay_transport in ("tcp", "tls")
             finally:

@@ -17,7 +17,11 @@ from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import AudioStreamTrack, VideoStreamTrack
 from aiortc.rtcconfiguration import RTCBundlePolicy
 
+from avatar_rtc.rtc import aiortc_seam as seam
 from avatar_rtc.rtc import multi_turn
+from avatar_rtc.rtc.sdp_candidates import SDPFRAG_TYPE, build_sdpfrag
+
+from .answer_shapes import Shape, candidate_lines, without_candidates
 
 PostHook = Callable[[web.Request], Awaitable[web.StreamResponse | None]]
 
@@ -40,11 +44,20 @@ class AiortcWhepSender:
         host: str = "127.0.0.1",
         before_post: PostHook | None = None,
         counter_offer: bool = False,
+        answer_shape: Shape | None = None,
+        trickle: bool = False,
     ) -> None:
         """``counter_offer=True``: answer every POST with 406 + our own offer (WHEP -03+),
-        and expect the client's answer in a PATCH."""
+        and expect the client's answer in a PATCH.
+
+        ``answer_shape`` rewrites the answer's candidates (see ``answer_shapes``).
+        ``trickle=True``: the answer carries no candidate; they are returned (sdpfrag) in
+        the 200 of the client's trickle PATCH, which must match the ETag (If-Match)."""
         self.host = host
         self.counter_offer = counter_offer
+        self.answer_shape = answer_shape
+        self.trickle = trickle
+        self.trickled: list[str] = []  # sdpfrag bodies the client PATCHed
         self.counters = SenderCounters()
         self.before_post = before_post
         self._pcs: dict[str, RTCPeerConnection] = {}
@@ -93,23 +106,32 @@ class AiortcWhepSender:
         pc.addTrack(VideoStreamTrack())
         pc.addTrack(AudioStreamTrack())
         await pc.setLocalDescription(await pc.createAnswer())
-        return self._new_resource(pc, 201)
+        answer = pc.localDescription.sdp
+        if self.answer_shape is not None:
+            answer = self.answer_shape(answer)
+        if self.trickle:
+            answer = without_candidates(answer)
+        return self._new_resource(pc, 201, answer)
 
-    def _new_resource(self, pc: RTCPeerConnection, status: int) -> web.Response:
-        """Keep ``pc`` as a new WHEP resource; answer with its local SDP and Location."""
+    def _new_resource(
+        self, pc: RTCPeerConnection, status: int, sdp: str | None = None
+    ) -> web.Response:
+        """Keep ``pc`` as a new WHEP resource; answer with its SDP and Location."""
         rid = str(next(self._ids))
         self._pcs[rid] = pc
+        headers = {"Location": f"/whep/res/{rid}"}  # relative on purpose
+        if self.trickle:
+            headers.update({"Accept-Patch": SDPFRAG_TYPE, "ETag": f'"{rid}-1"'})
         return web.Response(
             status=status,
-            text=pc.localDescription.sdp,
+            text=sdp if sdp is not None else pc.localDescription.sdp,
             content_type="application/sdp",
-            headers={"Location": f"/whep/res/{rid}"},  # relative on purpose
+            headers=headers,
         )
 
     def _pin_loopback(self, pc: RTCPeerConnection) -> None:
-        gatherer = pc.getTransceivers()[0].receiver.transport.transport.iceGatherer
         multi_turn.install(
-            gatherer._connection,
+            seam.ice_connection(pc.getTransceivers()[0]),
             servers=[],
             host_addresses=[self.host],
             ssl_context=None,
@@ -132,9 +154,28 @@ class AiortcWhepSender:
         pc = self._pcs.get(request.match_info["rid"])
         if pc is None:
             return web.Response(status=404)
+        if request.content_type == SDPFRAG_TYPE:
+            return await self._trickled(request, pc)
         answer = await request.text()
         await pc.setRemoteDescription(RTCSessionDescription(answer, "answer"))
         return web.Response(status=204)
+
+    async def _trickled(self, request: web.Request, pc: RTCPeerConnection) -> web.Response:
+        if not self.trickle:
+            return web.Response(status=405)
+        if request.headers.get("If-Match") != f'"{request.match_info["rid"]}-1"':
+            return web.Response(status=412)
+        self.trickled.append(await request.text())
+        first = pc.getTransceivers()[0]
+        ours = [line[len("a=candidate:") :] for line in candidate_lines(pc.localDescription.sdp)]
+        ufrag, pwd = (
+            pc.localDescription.sdp.split("a=ice-ufrag:")[1].split()[0],
+            (pc.localDescription.sdp.split("a=ice-pwd:")[1].split()[0]),
+        )
+        body = build_sdpfrag(
+            ice_ufrag=ufrag, ice_pwd=pwd, mid=first.mid or "0", candidates=ours, end=True
+        )
+        return web.Response(status=200, text=body, content_type=SDPFRAG_TYPE)
 
     async def _delete(self, request: web.Request) -> web.StreamResponse:
         self.counters.deletes += 1

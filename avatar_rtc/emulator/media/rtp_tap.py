@@ -1,11 +1,10 @@
-"""RtpTap: sits on a DTLS transport's ``_send_rtp`` to see (and optionally drop) outgoing RTP.
+"""RtpTap: sits on a DTLS transport's plain-RTP send to see (and optionally drop) outgoing RTP.
 
-aiortc's RTCRtpSender sends every packet (and NACK retransmission, and RTCP) through
-``self.transport._send_rtp(bytes)`` before SRTP protection, looked up on each call, so an
-instance attribute on the transport intercepts exactly the outgoing plain RTP of every sender
-bundled on it. Used for: the RTP timestamp + send time of each frame (timeline, latency), and
-deliberate video packet loss for client tests. Retransmissions stay possible: the sender stores
-a packet in its history before sending it.
+aiortc's RTCRtpSender sends every packet (and NACK retransmission, and RTCP) through its DTLS
+transport before SRTP protection (``aiortc_seam.wrap_send_rtp``), so the tap sees exactly the
+outgoing plain RTP of every sender bundled on it. Used for: the RTP timestamp + send time of
+each frame (timeline, latency), and deliberate video packet loss for client tests.
+Retransmissions stay possible: the sender stores a packet in its history before sending it.
 
 It also re-stamps RTCP sender reports: aiortc pairs the *send* time of the last packet with its
 RTP timestamp, late by the encode and queueing delay (tens of ms under load); a real sender
@@ -19,17 +18,18 @@ import logging
 import random
 import struct
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from aiortc.clock import current_ntp_time
 
 from avatar_rtc.emulator.media.timeline import MediaKind
+from avatar_rtc.rtc import aiortc_seam as seam
+from avatar_rtc.rtc.aiortc_seam import SendRtp
 
 logger = logging.getLogger(__name__)
 
-SendRtp = Callable[[bytes], Awaitable[None]]
 FrameSent = Callable[[MediaKind, int, int], None]  # kind, rtp timestamp, ssrc
 # kind, RTP timestamp of the last frame sent, monotonic now -> RTP timestamp of "now" (or None)
 SenderClock = Callable[[MediaKind, int, float], int | None]
@@ -46,7 +46,7 @@ class RtpTap:
         self._streams: dict[int, _Stream] = {}
         self._on_frame_sent = on_frame_sent
         self._sender_clock = sender_clock
-        self._originals: list[tuple[Any, SendRtp]] = []
+        self._transports: list[Any] = []
         self.drop_video = 0  # drop this many of the next video RTP packets
         self.video_loss = 0.0  # and/or this fraction at random (seeded)
         self.dropped_video = 0
@@ -56,22 +56,24 @@ class RtpTap:
         self._streams[ssrc] = _Stream(kind)
 
     def install(self, transport: Any) -> None:
-        """Wrap ``transport._send_rtp`` (idempotent per transport)."""
-        if any(t is transport for t, _ in self._originals):
+        """Tap ``transport``'s outgoing RTP (idempotent per transport)."""
+        if any(t is transport for t in self._transports):
             return
-        original: SendRtp = transport._send_rtp
 
-        async def send_rtp(data: bytes) -> None:
-            if self._inspect(data):
-                await original(self._restamp_sender_report(data))
+        def wrap(original: SendRtp) -> SendRtp:
+            async def send_rtp(data: bytes) -> None:
+                if self._inspect(data):
+                    await original(self._restamp_sender_report(data))
 
-        transport._send_rtp = send_rtp
-        self._originals.append((transport, original))
+            return send_rtp
+
+        seam.wrap_send_rtp(transport, wrap)
+        self._transports.append(transport)
 
     def uninstall(self) -> None:
-        for transport, _ in self._originals:
-            transport.__dict__.pop("_send_rtp", None)
-        self._originals.clear()
+        for transport in self._transports:
+            seam.restore_send_rtp(transport)
+        self._transports.clear()
 
     def _inspect(self, data: bytes) -> bool:
         """True to send the packet."""

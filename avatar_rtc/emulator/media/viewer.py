@@ -22,6 +22,7 @@ from avatar_rtc.emulator.media.options import VideoCodec
 from avatar_rtc.emulator.media.rtp_tap import RtpTap
 from avatar_rtc.emulator.media.timeline import MediaKind
 from avatar_rtc.emulator.media.tracks import PacketTrack
+from avatar_rtc.rtc import aiortc_seam as seam
 from avatar_rtc.rtc import multi_turn
 
 logger = logging.getLogger(__name__)
@@ -96,9 +97,11 @@ class Viewer:
         """Apply the viewer's offer; returns the answer SDP with all candidates (non-trickle)."""
         pc = self.pc
         try:
-            offered = {m.kind for m in sdp.SessionDescription.parse(offer_sdp).media}
+            media = sdp.SessionDescription.parse(offer_sdp).media
         except Exception as exc:  # aiortc's parser raises assorted errors on garbage
             raise NegotiationError(f"cannot parse offer: {exc}") from exc
+        offered = {m.kind for m in media}
+        self._check_video_codec(media)
         # Our own sendonly transceivers with codec preferences must exist before the offer is
         # applied: aiortc picks the codec while setting the remote description. Only for the
         # kinds offered: aiortc cannot answer with a transceiver the offer did not mention.
@@ -106,9 +109,8 @@ class Viewer:
         if "video" in offered:
             video_tr = pc.addTransceiver(self.video, direction="sendonly")
             video_tr.setCodecPreferences(_codec_preferences("video", f"video/{self.video_codec}"))
-            # PLI/FIR from the viewer: aiortc's sender calls its own _send_keyframe(); route it
-            # to the shared encoder instead (the sender never encodes here).
-            video_tr.sender._send_keyframe = self._keyframe_requested  # type: ignore[method-assign]
+            # PLI/FIR from the viewer go to the shared encoder (the sender never encodes here).
+            seam.on_keyframe_request(video_tr.sender, self._keyframe_requested)
             transceivers.append((video_tr, "video"))
         if "audio" in offered:
             audio_tr = pc.addTransceiver(self.audio, direction="sendonly")
@@ -125,18 +127,31 @@ class Viewer:
             raise NegotiationError(f"cannot apply offer: {exc}") from exc
         for tr, kind in transceivers:
             if tr.mid is not None:
-                self.tap.watch(tr.sender._ssrc, kind)
+                self.tap.watch(seam.sender_ssrc(tr.sender), kind)
                 self.tap.install(tr.sender.transport)
         pc.on("connectionstatechange", self._state_changed)
         self._watchdog = asyncio.ensure_future(self._watch_connect())
         self.answer_sdp = str(pc.localDescription.sdp)
         return self.answer_sdp
 
+    def _check_video_codec(self, media: list[sdp.MediaDescription]) -> None:
+        # Like the service, the avatar sends one codec only: name both sides when it is missing.
+        for section in media:
+            if section.kind != "video":
+                continue
+            names = [c.mimeType.split("/")[1].upper() for c in section.rtp.codecs]
+            if self.video_codec not in names:
+                listed = "/".join(dict.fromkeys(n for n in names if n != "RTX")) or "none"
+                raise NegotiationError(
+                    f"no common video codec: the offer has {listed}, "
+                    f"this avatar sends {self.video_codec} only"
+                )
+
     def _pin_host_addresses(self, transceivers: list[RTCRtpTransceiver]) -> None:
         # Gathering starts in setLocalDescription; swap each ICE connection before that.
         pinned: set[int] = set()
         for tr in transceivers:
-            connection = tr.sender.transport.transport.iceGatherer._connection
+            connection = seam.ice_connection(tr)
             if id(connection) not in pinned:
                 pinned.add(id(connection))
                 multi_turn.install(

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import math
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 import aiohttp
@@ -18,7 +18,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from avatar_rtc.emulator.media import AvatarMedia, mouth_opening
 from avatar_rtc.emulator.whep import add_whep_routes
-from tests.support import loopback_ice
+from tests.support import loopback_ice, wait_until
 
 
 @dataclass
@@ -65,6 +65,7 @@ class AudioSample:
     sample_rate: int
     channels: int
     rms_db: float
+    pts: int = 0  # the RTP timestamp, as for video
 
 
 @dataclass
@@ -95,15 +96,6 @@ class Viewer:
         for task in self.tasks:
             task.cancel()
         await self.pc.close()
-
-
-async def wait_until(predicate: Callable[[], object], within: float) -> None:
-    """Poll ``predicate`` every 20 ms; TimeoutError after ``within`` seconds."""
-    deadline = time.monotonic() + within
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise TimeoutError("condition not met in time")
-        await asyncio.sleep(0.02)
 
 
 async def _read_video(track: MediaStreamTrack, viewer: Viewer) -> None:
@@ -138,6 +130,7 @@ async def _read_audio(track: MediaStreamTrack, viewer: Viewer) -> None:
                     frame.sample_rate,
                     len(frame.layout.channels),
                     20 * math.log10(rms) if rms > 1e-6 else -120.0,
+                    int(frame.pts or 0),
                 )
             )
 

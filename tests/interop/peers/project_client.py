@@ -62,6 +62,7 @@ class ProjectReceiver:
             video_codecs=(codec,),
             connect_timeout=30.0,
             on_receiver=lambda receiver, kind: self.pipelines[kind].attach(receiver),
+            on_remote_description=self.pipelines["video"].use_remote_description,
         )
         self.tracks: dict[str, Any] = {}
         self.name = "avatar_rtc"

@@ -164,11 +164,11 @@ def start_chromium(binary: str, url: str, profile: str) -> subprocess.Popen[byte
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL if not os.environ.get("CHROMIUM_LOG") else None,
         start_new_session=True,
-        preexec_fn=_die_with_parent,
+        preexec_fn=die_with_parent,
     )
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     # Runs in the child before exec: if the relay is SIGKILLed, the browser gets SIGKILL too
     # (the browser's helpers exit when their IPC channel to it closes).
     libc = ctypes.CDLL(None, use_errno=True)

@@ -1,8 +1,11 @@
-"""Retries with exponential backoff, full jitter and ``Retry-After``.
+"""When to try a request again: backoff with full jitter, the server's ``Retry-After``, a deadline.
 
-Only idempotent Control API calls (keep-alive, end, catalog list) go through
-:func:`call_with_retry`: create, init-client, say-text and say-audio each open a
-resource or a speaking turn on the service, so repeating them is not safe.
+:func:`call_with_retry` repeats an operation while ``advise(error)`` says the failure is worth
+another try. The default advice (:func:`default_advice`) retries transport failures, 429 and
+5xx, waiting what the server's ``Retry-After`` asks for; a protocol with other rules (WHEP
+retries 409 only with a ``Retry-After``) passes its own. Only requests that are safe to repeat
+should go through it: the Control API's create, init-client and say-* open something on the
+service each time.
 """
 
 from __future__ import annotations
@@ -11,15 +14,24 @@ import asyncio
 import logging
 import math
 import random
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import TypeVar
 
-from ..errors import ApiError, AvatarRTCError, TransportError
+from ..errors import AvatarRTCError, HttpStatusError, TransportError
 
-__all__ = ["RetryPolicy", "call_with_retry", "is_retryable", "parse_retry_after"]
+__all__ = [
+    "Advice",
+    "Retry",
+    "RetryPolicy",
+    "call_with_retry",
+    "default_advice",
+    "is_retryable",
+    "parse_retry_after",
+]
 
 _log = logging.getLogger(__name__)
 
@@ -33,7 +45,8 @@ class RetryPolicy:
     ``max_attempts`` counts the first call. The backoff before retry *n* (1-based) is
     drawn uniformly from ``[0, min(max_delay, initial_delay * multiplier ** (n - 1))]``
     ("full jitter") unless ``jitter`` is off. A server ``Retry-After`` replaces the
-    backoff; one longer than ``max_retry_after`` ends the retries.
+    backoff; one longer than ``max_retry_after`` ends the retries. With a ``deadline``
+    (seconds from the first attempt), a wait that would end past it ends them too.
     """
 
     max_attempts: int = 4
@@ -42,6 +55,7 @@ class RetryPolicy:
     max_delay: float = 8.0
     jitter: bool = True
     max_retry_after: float = 60.0
+    deadline: float | None = None
 
     def __post_init__(self) -> None:
         if self.max_attempts < 1:
@@ -68,15 +82,36 @@ class RetryPolicy:
         return self.backoff(retry_number, rng)
 
 
+@dataclass(frozen=True, slots=True)
+class Retry:
+    """Advice that a failed attempt may be repeated; ``after``: the server's wait, if given."""
+
+    after: float | None = None
+
+
+Advice = Callable[[AvatarRTCError], Retry | None]
+"""Whether a failure is worth another try (``None``: it is not)."""
+
+
 def is_retryable(error: AvatarRTCError) -> bool:
     """Transport failures, 429 and 5xx are worth another try; other 4xx are not."""
     if isinstance(error, TransportError):
         return True
-    return isinstance(error, ApiError) and (error.status == 429 or error.status >= 500)
+    return isinstance(error, HttpStatusError) and (error.status == 429 or error.status >= 500)
+
+
+def default_advice(error: AvatarRTCError) -> Retry | None:
+    """Retry what :func:`is_retryable` accepts, after the server's ``Retry-After`` if any."""
+    if not is_retryable(error):
+        return None
+    return Retry(error.retry_after if isinstance(error, HttpStatusError) else None)
 
 
 def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
-    """Seconds from a ``Retry-After`` header (delay-seconds or HTTP-date); ``None`` if unusable."""
+    """Seconds from a ``Retry-After`` value: delta-seconds (``"1.5"`` accepted) or HTTP-date.
+
+    A date in the past and a negative delay mean "now" (0); ``None`` when unusable.
+    """
     if value is None or not value.strip():
         return None
     seconds: float | None
@@ -104,19 +139,30 @@ async def call_with_retry(
     policy: RetryPolicy,
     *,
     name: str = "request",
+    advise: Advice = default_advice,
 ) -> T:
-    """Await ``operation()`` until it succeeds, retrying retryable errors per ``policy``."""
+    """Await ``operation()`` until it succeeds, retrying what ``advise`` allows per ``policy``.
+
+    The last error is raised when the attempts, the ``Retry-After`` limit or the deadline
+    run out.
+    """
+    started = time.monotonic()
     retry_number = 0
     while True:
         try:
             return await operation()
         except AvatarRTCError as error:
-            if not is_retryable(error):
+            advice = advise(error)
+            if advice is None:
                 raise
             retry_number += 1
-            retry_after = error.retry_after if isinstance(error, ApiError) else None
-            delay = policy.delay_before_retry(retry_number, retry_after)
+            delay = policy.delay_before_retry(retry_number, advice.after)
             if delay is None:
+                raise
+            if (
+                policy.deadline is not None
+                and time.monotonic() - started + delay >= policy.deadline
+            ):
                 raise
             _log.info("%s failed (%s); retry %d in %.2f s", name, error, retry_number, delay)
             await asyncio.sleep(delay)

@@ -1,0 +1,91 @@
+"""MediaQa: every analyser of one audio + video pair, fed frame by frame, and its report.
+
+A file (:mod:`.file`) and a live session feed it the same way: grey video frames (see
+:func:`analysis_size`) and float audio chunks, each with its presentation time in seconds.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .audio import AudioAnalyser, AudioResult
+from .dropouts import confirm_by_mouth
+from .hops import Samples
+from .lipsync import LipSyncAnalyser, LipSyncResult
+from .report import QaReport, evaluate
+from .thresholds import Thresholds
+from .video import GrayImage, VideoAnalyser
+
+__all__ = ["ANALYSIS_SIDE", "MediaQa", "analysis_size"]
+
+ANALYSIS_SIDE = 320  # pixels: the longer side of the grey frames the analysers look at
+
+
+def analysis_size(width: int, height: int, side: int = ANALYSIS_SIDE) -> tuple[int, int]:
+    """(width, height) to shrink a frame to: longer side ``side`` at most, even, same aspect."""
+    scale = min(1.0, side / max(width, height))
+    return max(round(width * scale / 2) * 2, 2), max(round(height * scale / 2) * 2, 2)
+
+
+class MediaQa:
+    """Feed video frames and audio chunks (the audio format is fixed by the first chunk)."""
+
+    def __init__(self, thresholds: Thresholds | None = None, *, lipsync: bool = True) -> None:
+        self.thresholds = thresholds or Thresholds()
+        self.video = VideoAnalyser()
+        self.audio: AudioAnalyser | None = None
+        self._lipsync = LipSyncAnalyser(bands=self.thresholds.lipsync) if lipsync else None
+        self._video_seen = False
+
+    def feed_video(self, gray: GrayImage, t: float, size: tuple[int, int] | None = None) -> None:
+        """A grey frame shown at ``t``; ``size``: the frame's (width, height) before shrinking."""
+        self._video_seen = True
+        self.video.feed(gray, t, size)
+        if self._lipsync is not None:
+            self._lipsync.feed_video(gray, t)
+
+    def feed_audio(self, samples: Samples, t: float, rate: int) -> None:
+        if self.audio is None:
+            self.audio = AudioAnalyser(rate, samples.shape[0])
+        self.audio.feed(samples, t)
+        if self._lipsync is not None:
+            self._lipsync.feed_audio(samples, t, rate)
+
+    def report(self, media: dict[str, Any] | None = None) -> QaReport:
+        """The report so far; ``media``: what to say about the source (name, codecs...)."""
+        video = self.video.result() if self._video_seen else None
+        audio = self.audio.result() if self.audio is not None else None
+        lipsync = None
+        if self._lipsync is not None and video is not None:
+            lipsync = self._lipsync.result()
+            if audio is not None:
+                _confirm_dropouts(audio, lipsync)
+        starts = [
+            r.first_time for r in (video, audio) if r is not None and r.first_time is not None
+        ]
+        report = QaReport(
+            origin=min(starts) if starts else 0.0,
+            video=video,
+            audio=audio,
+            lipsync=lipsync,
+            thresholds=self.thresholds,
+            media=dict(media or {}),
+        )
+        report.checks = evaluate(report)
+        return report
+
+
+def _confirm_dropouts(audio: AudioResult, lipsync: LipSyncResult) -> None:
+    """Keep the dropouts the mouth confirms (when it can tell), read at the sound's time."""
+    known = lipsync.offset_ms is not None and lipsync.verdict != "unknown"
+    kept = confirm_by_mouth(
+        audio.dropouts,
+        audio.speech,
+        lipsync.mouth_times,
+        lipsync.mouth_openness,
+        lipsync.motion_times,
+        lipsync.motion,
+        offset=(lipsync.offset_ms or 0.0) / 1000.0 if known else 0.0,
+    )
+    if kept is not None:
+        audio.dropouts, audio.dropout_check = kept, "mouth"

@@ -1,0 +1,113 @@
+"""QA of a recorded file: any container PyAV/FFmpeg reads (MP4, MKV, WebM; H264 or VP8 + Opus).
+
+Cost: every video frame is decoded (a freeze can hide anywhere) but converted only once, by
+one ``sws_scale`` call, to a small grey picture (:func:`~.analysis.analysis_size`); the decoder
+uses frame threads. Audio is decoded to planar float at its own rate (more than two channels
+are downmixed to stereo).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import av
+
+from ..errors import AvatarRTCError
+from .analysis import MediaQa, analysis_size
+from .report import QaReport
+from .thresholds import Thresholds
+from .video import GrayImage
+
+__all__ = ["NoMediaInFileError", "analyse_file"]
+
+logger = logging.getLogger(__name__)
+
+
+class NoMediaInFileError(AvatarRTCError):
+    """The file is not media, or has neither a video nor an audio frame."""
+
+    exit_code = 3
+
+
+def analyse_file(
+    path: str | Path, thresholds: Thresholds | None = None, *, lipsync: bool = True
+) -> QaReport:
+    """Analyse the first video and the first audio stream of ``path``.
+
+    Raises :class:`FileNotFoundError` if there is no such file and :class:`NoMediaInFileError`
+    if nothing in it decodes.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no such file: {path}")
+    try:
+        container = av.open(str(path))
+    except av.error.FFmpegError as exc:
+        raise NoMediaInFileError(f"{path}: not a media file ({exc})") from exc
+    qa = MediaQa(thresholds, lipsync=lipsync)
+    with container:
+        media = _describe(path, container)
+        streams = [*container.streams.video[:1], *container.streams.audio[:1]]
+        if not streams:
+            raise NoMediaInFileError(f"{path}: no audio or video stream")
+        try:
+            _decode(container, streams, qa)
+        except av.error.FFmpegError as exc:
+            # A truncated or damaged file: report what decoded before the damage.
+            logger.warning("%s: decoding stopped: %s", path, exc)
+    report = qa.report(media)
+    if report.video is None and report.audio is None:
+        raise NoMediaInFileError(f"{path}: no frame decoded")
+    return report
+
+
+def _describe(path: Path, container: Any) -> dict[str, Any]:
+    video = container.streams.video[0].codec_context.name if container.streams.video else None
+    audio = container.streams.audio[0].codec_context.name if container.streams.audio else None
+    return {
+        "source": str(path),
+        "container": container.format.name,
+        "video_codec": video,
+        "audio_codec": audio,
+    }
+
+
+def _decode(container: Any, streams: list[Any], qa: MediaQa) -> None:
+    size: tuple[int, int] | None = None
+    resampler: Any = None
+    clock = _VideoClock()
+    for stream in streams:
+        if stream.type == "video":
+            stream.thread_type = "AUTO"
+            clock.step = 1.0 / float(stream.average_rate or 25)
+    for packet in container.demux(*streams):
+        for frame in packet.decode():
+            if isinstance(frame, av.VideoFrame):
+                if size is None:
+                    size = analysis_size(frame.width, frame.height)
+                gray: GrayImage = frame.reformat(
+                    width=size[0], height=size[1], format="gray", interpolation="AREA"
+                ).to_ndarray()  # type: ignore[assignment]  # gray is uint8
+                qa.feed_video(gray, clock.time_of(frame.time), (frame.width, frame.height))
+            elif isinstance(frame, av.AudioFrame):
+                if resampler is None:
+                    layout = "stereo" if frame.layout.nb_channels > 2 else frame.layout.name
+                    resampler = av.AudioResampler(format="fltp", layout=layout, rate=frame.rate)
+                for out in resampler.resample(frame):
+                    qa.feed_audio(out.to_ndarray(), float(out.time or 0.0), out.rate)
+
+
+class _VideoClock:
+    """A frame's time; one frame interval after the previous when it has no timestamp."""
+
+    def __init__(self) -> None:
+        self.step = 0.04
+        self._last: float | None = None
+
+    def time_of(self, time: float | None) -> float:
+        if time is None:
+            time = 0.0 if self._last is None else self._last + self.step
+        self._last = float(time)
+        return self._last

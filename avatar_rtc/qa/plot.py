@@ -1,0 +1,145 @@
+"""The report as a PNG timeline: frame rate, audio level, mouth opening, and what went wrong.
+
+Three rows sharing the time axis (seconds from the first frame): new frames per second (and
+decoded frames per second) with freezes, black runs and pauses marked; the audio level with
+speech segments, silences and dropouts; the mouth opening. A headline gives the verdicts.
+matplotlib (the ``qa`` extra) with the non-interactive Agg backend: no display needed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from .report import QaReport
+from .spans import Span
+
+__all__ = ["headline", "plot_report"]
+
+FREEZE_COLOUR = "tab:red"
+BLACK_COLOUR = "black"
+PAUSE_COLOUR = "tab:purple"
+SPEECH_COLOUR = "tab:green"
+SILENCE_COLOUR = "0.85"
+DROPOUT_COLOUR = "tab:red"
+
+
+def headline(report: QaReport) -> str:
+    d = report.to_dict()
+    parts = [f"QA {report.verdict.upper()}"]
+    video, audio, sync = d["video"], d["audio"], d["lipsync"]
+    if video is not None:
+        parts.append(
+            f"{video['fps'] or 0:.1f} fps, freezes {len(video['freezes'])}, "
+            f"black {len(video['black'])}"
+        )
+    if audio is not None:
+        lufs = audio["integrated_lufs"]
+        parts.append(
+            (f"{lufs:.1f} LUFS" if lufs is not None else "silent")
+            + f", dropouts {len(audio['dropouts'])}"
+        )
+    if sync["offset_ms"] is not None:
+        parts.append(
+            f"lip sync {sync['offset_ms']:+.0f} ms ({sync['verdict']}, "
+            f"conf {sync['confidence']:.2f})"
+        )
+    else:
+        parts.append("lip sync unknown")
+    return "  |  ".join(parts)
+
+
+def plot_report(report: QaReport, path: str | Path) -> None:
+    """Write the timeline of ``report`` to ``path`` (PNG)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    fig, axes = plt.subplots(3, 1, figsize=(12, 7), sharex=True, constrained_layout=True)
+    try:
+        fig.suptitle(headline(report), fontsize=11, fontweight="bold")
+        _video_row(axes[0], report)
+        _audio_row(axes[1], report)
+        _mouth_row(axes[2], report)
+        axes[2].set_xlabel("seconds from the first frame")
+        end = max(report.duration, 1.0)
+        axes[2].set_xlim(0.0, end)
+        fig.savefig(str(path), dpi=100)
+    finally:
+        plt.close(fig)
+
+
+def _mark(ax: Any, spans: list[Span], origin: float, colour: str, label: str) -> None:
+    for i, span in enumerate(spans):
+        ax.axvspan(
+            span.start - origin,
+            span.end - origin,
+            color=colour,
+            alpha=0.35,
+            label=label if i == 0 else None,
+            lw=0,
+        )
+
+
+def _per_second(
+    times: list[float], origin: float, end: float
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """(bin centres, events per second) in 1 s bins; the last bin as long as what is left."""
+    edges = np.append(np.arange(0.0, end, 1.0), end)
+    counts, _ = np.histogram(np.asarray(times) - origin, bins=edges)
+    widths = np.maximum(np.diff(edges), 1e-9)
+    return (edges[:-1] + edges[1:]) / 2.0, counts / widths
+
+
+def _video_row(ax: Any, report: QaReport) -> None:
+    ax.set_ylabel("frames / s")
+    v = report.video
+    if v is None:
+        ax.text(0.5, 0.5, "no video", transform=ax.transAxes, ha="center")
+        return
+    end = max(report.duration, 1.0)
+    x, new = _per_second(v.new_frame_times, report.origin, end)
+    ax.step(x, new, where="mid", label="new frames / s", color="tab:blue")
+    if v.fps:
+        ax.axhline(v.fps, color="0.4", ls=":", lw=1, label=f"decoded {v.fps:.1f} fps")
+    _mark(ax, list(v.freezes), report.origin, FREEZE_COLOUR, "freeze")
+    _mark(ax, v.black, report.origin, BLACK_COLOUR, "black")
+    _mark(ax, v.pauses, report.origin, PAUSE_COLOUR, "pause")
+    ax.set_ylim(0.0, max(float(new.max(initial=0.0)), v.fps or 0.0, 1.0) * 1.25)
+    ax.legend(loc="lower right", fontsize=8, ncols=5)
+
+
+def _audio_row(ax: Any, report: QaReport) -> None:
+    ax.set_ylabel("level dBFS")
+    a = report.audio
+    if a is None or a.first_time is None:
+        ax.text(0.5, 0.5, "no audio", transform=ax.transAxes, ha="center")
+        return
+    levels = np.maximum(a.levels_db, -80.0)
+    times = a.first_time - report.origin + (np.arange(len(levels)) + 0.5) * a.hop
+    ax.plot(times, levels, color="tab:orange", lw=0.7, label="level (10 ms)")
+    _mark(ax, a.silences, report.origin, SILENCE_COLOUR, "silence")
+    _mark(ax, a.speech, report.origin, SPEECH_COLOUR, "speech")
+    _mark(ax, a.dropouts, report.origin, DROPOUT_COLOUR, "dropout")
+    ax.set_ylim(-80.0, 0.0)
+    ax.legend(loc="lower right", fontsize=8, ncols=4)
+
+
+def _mouth_row(ax: Any, report: QaReport) -> None:
+    ax.set_ylabel("mouth opening")
+    s = report.lipsync
+    if s is None or len(s.mouth_times) == 0:
+        ax.text(0.5, 0.5, "mouth not measured", transform=ax.transAxes, ha="center")
+        return
+    opening = s.mouth_openness
+    low, high = np.percentile(opening, [2, 98])
+    scaled = np.clip((opening - low) / (high - low), 0.0, 1.0) if high > low else opening * 0
+    ax.plot(s.mouth_times - report.origin, scaled, color="tab:brown", lw=0.8, label="opening")
+    if report.audio is not None:
+        _mark(ax, report.audio.speech, report.origin, SPEECH_COLOUR, "speech")
+    ax.set_ylim(-0.05, 1.05)
+    ax.legend(loc="lower right", fontsize=8, ncols=2)

@@ -1,0 +1,105 @@
+"""The limits a report is judged against: defaults from the standards, overridable by TOML.
+
+Defaults: no freeze, no pause, no black run after the first frame, no audio dropout, lip sync
+not outside the BT.1359 acceptability band (``warn`` passes, ``fail`` breaches, ``unknown``
+is reported but breaches nothing); live sessions: time to first frame <= 3 s, say -> first
+audible speech <= 2.5 s. Loudness and frame-rate limits are off unless given.
+
+A TOML file sets any of them, by section::
+
+    [video]
+    max_freezes = 0
+    max_pauses = 0
+    max_black = 0
+    min_fps = 20.0
+
+    [audio]
+    max_dropouts = 0
+    min_integrated_lufs = -30.0
+    max_integrated_lufs = -10.0
+    max_true_peak_dbtp = -1.0
+
+    [lipsync]   # ms, positive: the sound comes first
+    pass_lead_ms = 45.0
+    pass_lag_ms = 125.0
+    warn_lead_ms = 90.0
+    warn_lag_ms = 185.0
+    min_confidence = 0.4
+
+    [live]
+    max_ttff_s = 3.0
+    max_say_to_speech_s = 2.5
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigurationError
+from .lipsync import SyncBands
+
+__all__ = ["Thresholds", "load_thresholds", "thresholds_from_mapping"]
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    max_freezes: int = 0
+    max_pauses: int = 0
+    max_black: int = 0
+    min_fps: float | None = None
+    max_dropouts: int = 0
+    min_integrated_lufs: float | None = None
+    max_integrated_lufs: float | None = None
+    max_true_peak_dbtp: float | None = None
+    lipsync: SyncBands = field(default_factory=SyncBands)
+    max_ttff_s: float | None = 3.0
+    max_say_to_speech_s: float | None = 2.5
+
+
+_SECTIONS: dict[str, tuple[str, ...]] = {
+    "video": ("max_freezes", "max_pauses", "max_black", "min_fps"),
+    "audio": ("max_dropouts", "min_integrated_lufs", "max_integrated_lufs", "max_true_peak_dbtp"),
+    "live": ("max_ttff_s", "max_say_to_speech_s"),
+    "lipsync": tuple(f.name for f in dataclasses.fields(SyncBands)),
+}
+_COUNTS = {"max_freezes", "max_pauses", "max_black", "max_dropouts"}
+
+
+def load_thresholds(path: str | Path) -> Thresholds:
+    """Defaults overridden by the TOML file at ``path`` (:class:`ConfigurationError` if bad)."""
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except OSError as exc:
+        raise ConfigurationError(f"cannot read thresholds {path}: {exc.strerror}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigurationError(f"thresholds {path}: {exc}") from exc
+    return thresholds_from_mapping(data)
+
+
+def thresholds_from_mapping(data: dict[str, Any]) -> Thresholds:
+    top: dict[str, Any] = {}
+    bands: dict[str, Any] = {}
+    for section, values in data.items():
+        keys = _SECTIONS.get(section)
+        if keys is None or not isinstance(values, dict):
+            raise ConfigurationError(f"thresholds: unknown section [{section}]")
+        for key, value in values.items():
+            if key not in keys:
+                raise ConfigurationError(f"thresholds: unknown key {key!r} in [{section}]")
+            (bands if section == "lipsync" else top)[key] = _number(section, key, value)
+    return Thresholds(**top, lipsync=SyncBands(**bands))
+
+
+def _number(section: str, key: str, value: Any) -> int | float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ConfigurationError(f"thresholds: [{section}] {key} must be a number")
+    if key in _COUNTS:
+        if not isinstance(value, int) or value < 0:
+            raise ConfigurationError(f"thresholds: [{section}] {key} must be a count >= 0")
+        return value
+    return float(value)

@@ -1,0 +1,226 @@
+"""Video QA fed frame by frame: frame rates, freezes, pauses and black runs.
+
+- **fps**: decoded frames per second; **harmonic fps**: ``sum(d) / sum(d^2)`` over the
+  intervals ``d`` between *new* frames (long intervals weigh more, as a viewer perceives them).
+- **Freeze** (W3C webrtc-stats): an interval between new frames ``>= max(3 x mean, mean +
+  150 ms)``, ``mean`` over the last 30 intervals, once 5 new frames were seen. A frame that is
+  (nearly) identical to the last new one is not new, so frames that never came (``missing``) and
+  frames that came but repeat the picture (``repeated``) are both caught. The freeze starts
+  when the next frame was due (last new frame + mean interval) and lasts until the picture
+  changes again. A picture that stays black is a black run, not a freeze.
+- **Pause**: more than 5 s without any decoded frame (not also counted as a freeze).
+- **Black** (ffmpeg ``blackdetect``): a frame is black when at least 98 % of its pixels are at
+  most 10 % of full scale; runs of at least 0.1 s, from the first black frame to the first
+  frame that is not.
+
+"Nearly identical": in every block of a 16 x 16 grid, the frame differs from the last new frame
+by less than ``change_threshold`` grey levels on average (mean absolute difference). A block
+average keeps the codec's noise small but not a moving mouth or a blink; comparing with the last
+*new* frame (not the previous one) lets a slow drift add up until it counts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+import numpy.typing as npt
+
+from .spans import Span
+
+__all__ = ["Freeze", "GrayImage", "VideoAnalyser", "VideoResult", "frame_change"]
+
+logger = logging.getLogger(__name__)
+
+GrayImage = npt.NDArray[np.uint8]
+FreezeKind = Literal["missing", "repeated"]
+
+GRID = 16  # blocks per side
+CHANGE_THRESHOLD = 2.0  # grey levels (of 255) a block must change by for a frame to be new
+FREEZE_WINDOW = 30  # intervals in the running mean
+FREEZE_MIN_FRAMES = 5
+FREEZE_FACTOR = 3.0
+FREEZE_MARGIN = 0.150  # seconds
+PAUSE_AFTER = 5.0  # seconds
+PIXEL_BLACK = 0.10  # of full scale
+PICTURE_BLACK = 0.98  # fraction of pixels
+MIN_BLACK = 0.1  # seconds
+
+
+@dataclass(frozen=True, slots=True)
+class Freeze(Span):
+    kind: FreezeKind = "missing"
+
+    def shifted(self, origin: float) -> Freeze:
+        return Freeze(self.start - origin, self.duration, self.kind)
+
+    def to_dict(self) -> dict[str, float | str]:  # type: ignore[override]
+        return {**Span.to_dict(self), "kind": self.kind}
+
+
+@dataclass
+class VideoResult:
+    """What :meth:`VideoAnalyser.result` found; times on the feeder's clock."""
+
+    frames: int = 0
+    new_frames: int = 0
+    first_time: float | None = None
+    last_time: float | None = None
+    width: int = 0
+    height: int = 0
+    freezes: list[Freeze] = field(default_factory=list)
+    pauses: list[Span] = field(default_factory=list)
+    black: list[Span] = field(default_factory=list)
+    new_frame_times: list[float] = field(default_factory=list)
+    sum_new_intervals: float = 0.0
+    sum_new_intervals_sq: float = 0.0
+
+    @property
+    def fps(self) -> float | None:
+        if self.first_time is None or self.last_time is None or self.frames < 2:
+            return None
+        span = self.last_time - self.first_time
+        return (self.frames - 1) / span if span > 0 else None
+
+    @property
+    def harmonic_fps(self) -> float | None:
+        if self.sum_new_intervals_sq <= 0:
+            return None
+        return self.sum_new_intervals / self.sum_new_intervals_sq
+
+
+def frame_change(gray: GrayImage, reference: GrayImage) -> float:
+    """The largest mean absolute difference, in grey levels, of a ``GRID x GRID`` block."""
+    h, w = gray.shape
+    bh, bw = max(h // GRID, 1), max(w // GRID, 1)
+    rows, cols = min(GRID, h), min(GRID, w)
+    diff = np.abs(
+        gray[: rows * bh, : cols * bw].astype(np.int16) - reference[: rows * bh, : cols * bw]
+    )
+    return float(diff.reshape(rows, bh, cols, bw).mean(axis=(1, 3)).max())
+
+
+class VideoAnalyser:
+    """Feed every decoded frame (grey, any size; the same size throughout is best)."""
+
+    def __init__(
+        self,
+        *,
+        change_threshold: float = CHANGE_THRESHOLD,
+        pause_after: float = PAUSE_AFTER,
+        pixel_black: float = PIXEL_BLACK,
+        picture_black: float = PICTURE_BLACK,
+        min_black: float = MIN_BLACK,
+    ) -> None:
+        self.change_threshold = change_threshold
+        self.pause_after = pause_after
+        self._black_level = pixel_black * 255.0
+        self.picture_black = picture_black
+        self.min_black = min_black
+        self._result = VideoResult()
+        self._reference: GrayImage | None = None  # the last new frame
+        self._reference_black = False
+        self._last_new: float | None = None
+        self._intervals: deque[float] = deque(maxlen=FREEZE_WINDOW)
+        self._repeats = 0  # frames since the last new one that repeated it
+        self._paused = False  # a pause happened since the last new frame
+        self._black_since: float | None = None
+
+    def feed(self, gray: GrayImage, t: float, size: tuple[int, int] | None = None) -> None:
+        """One decoded frame shown at ``t`` seconds; ``size``: its (width, height) before it was
+        shrunk to ``gray``, for the report."""
+        r = self._result
+        if r.last_time is not None:
+            gap = t - r.last_time
+            if gap > self.pause_after:
+                r.pauses.append(Span(r.last_time, gap))
+                self._paused = True
+        else:
+            r.first_time = t
+            r.width, r.height = size or (gray.shape[1], gray.shape[0])
+        r.frames += 1
+        r.last_time = t
+        black = self._track_black(gray, t)
+        ref = self._reference
+        if (
+            ref is not None
+            and ref.shape == gray.shape
+            and frame_change(gray, ref) < self.change_threshold
+        ):
+            self._repeats += 1
+            return
+        self._reference = gray
+        self._new_frame(t)
+        self._reference_black = black
+
+    def _new_frame(self, t: float) -> None:
+        r = self._result
+        r.new_frames += 1
+        r.new_frame_times.append(t)
+        if self._last_new is not None:
+            interval = t - self._last_new
+            self._check_freeze(self._last_new, interval)
+            r.sum_new_intervals += interval
+            r.sum_new_intervals_sq += interval * interval
+            self._intervals.append(interval)
+        self._last_new = t
+        self._repeats = 0
+        self._paused = False
+
+    def _check_freeze(self, last_new: float, interval: float) -> None:
+        # A black picture that stays black is a black run; a pause is not also a freeze.
+        if self._reference_black or self._paused:
+            return
+        # The rule needs a history: FREEZE_MIN_FRAMES new frames before this one.
+        if self._result.new_frames <= FREEZE_MIN_FRAMES or not self._intervals:
+            return
+        mean = sum(self._intervals) / len(self._intervals)
+        if interval < max(FREEZE_FACTOR * mean, mean + FREEZE_MARGIN):
+            return
+        kind: FreezeKind = "repeated" if self._repeats else "missing"
+        freeze = Freeze(last_new + mean, interval - mean, kind)
+        logger.debug("freeze (%s) at %.3f s for %.3f s", kind, freeze.start, freeze.duration)
+        self._result.freezes.append(freeze)
+
+    def _track_black(self, gray: GrayImage, t: float) -> bool:
+        black = bool(np.count_nonzero(gray <= self._black_level) >= self.picture_black * gray.size)
+        if black:
+            if self._black_since is None:
+                self._black_since = t
+        elif self._black_since is not None:
+            self._close_black(t)
+        return black
+
+    def _close_black(self, end: float) -> None:
+        assert self._black_since is not None
+        if end - self._black_since >= self.min_black:
+            self._result.black.append(Span(self._black_since, end - self._black_since))
+        self._black_since = None
+
+    def result(self) -> VideoResult:
+        """The figures so far. A black run or a frozen picture still going at the last frame
+        counts up to it (plus one mean interval for black: the last frame's own duration)."""
+        r = self._result
+        mean = sum(self._intervals) / len(self._intervals) if self._intervals else 0.0
+        black = list(r.black)
+        if self._black_since is not None and r.last_time is not None:
+            end = r.last_time + mean
+            if end - self._black_since >= self.min_black:
+                black.append(Span(self._black_since, end - self._black_since))
+        freezes = list(r.freezes)
+        if self._repeats and self._last_new is not None and r.last_time is not None:
+            before = len(r.freezes)
+            self._check_freeze(self._last_new, r.last_time - self._last_new)
+            freezes = list(r.freezes)
+            del r.freezes[before:]  # provisional: the picture may still change
+        return dataclasses.replace(
+            r,
+            freezes=freezes,
+            pauses=list(r.pauses),
+            black=black,
+            new_frame_times=list(r.new_frame_times),
+        )

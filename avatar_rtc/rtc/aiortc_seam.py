@@ -1,0 +1,271 @@
+"""The one module that touches private names of aiortc and aioice.
+
+aiortc 1.16 and aioice 0.13 offer no public hook for what this client needs:
+
+- the ICE connection of a transport, to gather from every TURN URL (``multi_turn``) and to
+  report the selected pair;
+- the gathering and pairing state that an ``aioice.Connection`` subclass must keep in step;
+- an RTP receiver's packet handlers, statistics and RTCP feedback, so our receive pipeline
+  replaces aiortc's jitter buffer and decoder (``receiver``);
+- a sender's SSRC and its DTLS transport's plain-RTP send, for the emulator's RTP tap.
+
+Every private name used is listed in :data:`PRIVATE_NAMES`; :func:`missing_private_names`
+checks them against the installed versions on real objects, and a test runs it, so an upgrade
+that renames one fails loudly instead of silently dropping, say, REMB feedback.
+Tested versions: :data:`TESTED_VERSIONS`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
+
+import aioice
+from aioice import Candidate, Connection
+from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCRtpSender, RTCRtpTransceiver
+from aiortc.rtcrtpreceiver import StreamStatistics
+
+__all__ = [
+    "PRIVATE_NAMES",
+    "TESTED_VERSIONS",
+    "RtpHandler",
+    "add_protocol",
+    "components",
+    "finish_gathering",
+    "gathering_started",
+    "ice_connection",
+    "missing_private_names",
+    "nominated_pairs",
+    "on_keyframe_request",
+    "protocols",
+    "receiver_enabled",
+    "receiver_rtcp_ssrc",
+    "receiver_statistics",
+    "relay_only",
+    "release_receiver",
+    "restore_send_rtp",
+    "send_nack",
+    "send_pli",
+    "send_rtcp",
+    "sender_ssrc",
+    "start_gathering",
+    "swap_connection_class",
+    "take_over_receiver",
+    "use_ip_versions",
+    "wrap_send_rtp",
+]
+
+TESTED_VERSIONS = {"aiortc": ("1.16.0",), "aioice": ("0.13.0",)}
+
+# (owner, attribute): owner is a class name, or "<x> instance" for attributes set in __init__.
+PRIVATE_NAMES: tuple[tuple[str, str], ...] = (
+    ("RTCIceGatherer instance", "_connection"),
+    ("aioice.Connection instance", "_local_candidates_start"),
+    ("aioice.Connection instance", "_local_candidates_end"),
+    ("aioice.Connection instance", "_local_candidates"),
+    ("aioice.Connection instance", "_components"),
+    ("aioice.Connection instance", "_protocols"),
+    ("aioice.Connection instance", "_nominated"),
+    ("aioice.Connection instance", "_transport_policy"),
+    ("aioice.Connection instance", "_use_ipv4"),
+    ("aioice.Connection instance", "_use_ipv6"),
+    ("RTCRtpReceiver", "_handle_rtp_packet"),
+    ("RTCRtpReceiver", "_handle_rtcp_packet"),
+    ("RTCRtpReceiver", "_send_rtcp"),
+    ("RTCRtpReceiver", "_send_rtcp_pli"),
+    ("RTCRtpReceiver", "_send_rtcp_nack"),
+    ("RTCRtpReceiver instance", "_enabled"),
+    ("RTCRtpReceiver instance", "_RTCRtpReceiver__remote_streams"),
+    ("RTCRtpReceiver instance", "_RTCRtpReceiver__rtcp_ssrc"),
+    ("RTCRtpSender instance", "_ssrc"),
+    ("RTCRtpSender", "_send_keyframe"),
+    ("RTCDtlsTransport", "_send_rtp"),
+)
+
+# --- aioice: the ICE connection behind a transceiver ---------------------------------------
+
+
+def ice_connection(transceiver: RTCRtpTransceiver) -> Connection:
+    """The ``aioice.Connection`` of ``transceiver``'s transport (shared when bundled)."""
+    connection: Connection = transceiver.receiver.transport.transport.iceGatherer._connection
+    return connection
+
+
+def swap_connection_class(connection: Connection, cls: type[Connection]) -> None:
+    """Make ``connection`` an instance of the ``Connection`` subclass ``cls``, in place.
+
+    aiortc creates the connection itself; swapping the class keeps every reference it holds
+    valid and affects this one connection only (no process-global patch).
+    """
+    if type(connection) is not Connection:
+        raise TypeError(f"unexpected ICE connection type {type(connection)!r}")
+    if not issubclass(cls, Connection):
+        raise TypeError(f"{cls!r} is not an aioice.Connection")
+    connection.__class__ = cls
+
+
+def gathering_started(connection: Connection) -> bool:
+    return bool(connection._local_candidates_start)
+
+
+def start_gathering(connection: Connection) -> bool:
+    """Mark gathering as started; False when it already was (then do nothing)."""
+    if connection._local_candidates_start:
+        return False
+    connection._local_candidates_start = True
+    return True
+
+
+def finish_gathering(connection: Connection, candidates: Iterable[Candidate]) -> None:
+    """Publish the gathered local candidates and mark gathering as complete."""
+    connection._local_candidates += list(candidates)
+    connection._local_candidates_end = True
+
+
+def components(connection: Connection) -> list[int]:
+    return sorted(connection._components)
+
+
+def relay_only(connection: Connection) -> bool:
+    return bool(connection._transport_policy == aioice.TransportPolicy.RELAY)
+
+
+def use_ip_versions(connection: Connection) -> tuple[bool, bool]:
+    """(IPv4, IPv6) as configured on the connection."""
+    return bool(connection._use_ipv4), bool(connection._use_ipv6)
+
+
+def protocols(connection: Connection) -> list[Any]:
+    """The connection's own list of local ``StunProtocol``s (mutable: aioice reads it)."""
+    found: list[Any] = connection._protocols
+    return found
+
+
+def add_protocol(connection: Connection, protocol: Any) -> None:
+    connection._protocols.append(protocol)
+
+
+def nominated_pairs(connection: Connection) -> dict[int, Any]:
+    """Component -> nominated ``CandidatePair`` (empty before ICE completes)."""
+    found: dict[int, Any] = connection._nominated
+    return found
+
+
+# --- aiortc: taking over an RTP receiver ----------------------------------------------------
+
+RtpHandler = Callable[..., Awaitable[None]]
+_RECEIVER_OVERRIDES = ("receive", "stop", "_handle_rtp_packet", "_handle_rtcp_packet")
+
+
+def take_over_receiver(
+    receiver: RTCRtpReceiver,
+    *,
+    on_receive: Callable[[Any], Awaitable[None]],
+    on_stop: Callable[[], Awaitable[None]],
+    on_rtp: RtpHandler,
+    on_rtcp: RtpHandler,
+) -> tuple[Callable[[Any], Awaitable[None]], Callable[[], Awaitable[None]], RtpHandler]:
+    """Route ``receiver``'s packets to our handlers, on this instance only.
+
+    aiortc's DTLS transport looks ``_handle_rtp_packet``/``_handle_rtcp_packet`` up on the
+    receiver for every routed packet, so instance attributes see every packet and aiortc's own
+    jitter buffer and decoder never do. Returns aiortc's ``receive``, ``stop`` and RTCP
+    handler, for the caller to chain to.
+    """
+    receiver_statistics(receiver)  # fail before changing anything
+    r: Any = receiver
+    originals = (r.receive, r.stop, r._handle_rtcp_packet)
+    r.receive = on_receive
+    r.stop = on_stop
+    r._handle_rtp_packet = on_rtp
+    r._handle_rtcp_packet = on_rtcp
+    return originals
+
+
+def release_receiver(receiver: RTCRtpReceiver) -> None:
+    """Give ``receiver`` aiortc's own handlers back (undoes :func:`take_over_receiver`)."""
+    for name in _RECEIVER_OVERRIDES:
+        receiver.__dict__.pop(name, None)
+
+
+def receiver_statistics(receiver: RTCRtpReceiver) -> dict[int, StreamStatistics]:
+    """The per-SSRC statistics dict aiortc's receiver reports are built from (we fill it)."""
+    streams = getattr(receiver, "_RTCRtpReceiver__remote_streams", None)
+    if not isinstance(streams, dict):
+        raise RuntimeError("unsupported aiortc version: receiver statistics not found")
+    return streams
+
+
+def receiver_rtcp_ssrc(receiver: RTCRtpReceiver) -> int | None:
+    ssrc: int | None = getattr(receiver, "_RTCRtpReceiver__rtcp_ssrc", None)
+    return ssrc
+
+
+def receiver_enabled(receiver: RTCRtpReceiver) -> bool:
+    return bool(receiver._enabled)
+
+
+async def send_rtcp(receiver: RTCRtpReceiver, packet: Any) -> None:
+    await receiver._send_rtcp(packet)
+
+
+async def send_pli(receiver: RTCRtpReceiver, media_ssrc: int) -> None:
+    await receiver._send_rtcp_pli(media_ssrc)
+
+
+async def send_nack(receiver: RTCRtpReceiver, media_ssrc: int, lost: list[int]) -> None:
+    await receiver._send_rtcp_nack(media_ssrc, lost)
+
+
+# --- aiortc: the sending side (emulator) ----------------------------------------------------
+
+SendRtp = Callable[[bytes], Awaitable[None]]
+
+
+def sender_ssrc(sender: RTCRtpSender) -> int:
+    ssrc: int = sender._ssrc
+    return ssrc
+
+
+def on_keyframe_request(sender: RTCRtpSender, callback: Callable[[], None]) -> None:
+    """Call ``callback()`` instead of the sender's own encoder when a PLI/FIR arrives."""
+    sender._send_keyframe = callback  # type: ignore[method-assign]
+
+
+def wrap_send_rtp(transport: Any, wrap: Callable[[SendRtp], SendRtp]) -> None:
+    """Intercept the plain (pre-SRTP) RTP/RTCP a DTLS transport sends, on this instance.
+
+    aiortc's senders look ``transport._send_rtp`` up on every packet.
+    """
+    transport._send_rtp = wrap(transport._send_rtp)
+
+
+def restore_send_rtp(transport: Any) -> None:
+    transport.__dict__.pop("_send_rtp", None)
+
+
+# --- the check ----------------------------------------------------------------------------
+
+
+async def missing_private_names() -> list[str]:
+    """Every entry of :data:`PRIVATE_NAMES` the installed aiortc/aioice lack (on real objects)."""
+    from aiortc.rtcdtlstransport import RTCDtlsTransport
+
+    pc = RTCPeerConnection()
+    try:
+        transceiver = pc.addTransceiver("video", direction="sendrecv")
+        gatherer = transceiver.receiver.transport.transport.iceGatherer
+        owners: dict[str, object] = {
+            "RTCIceGatherer instance": gatherer,
+            "aioice.Connection instance": getattr(gatherer, "_connection", None),
+            "RTCRtpReceiver": RTCRtpReceiver,
+            "RTCRtpReceiver instance": transceiver.receiver,
+            "RTCRtpSender instance": transceiver.sender,
+            "RTCRtpSender": RTCRtpSender,
+            "RTCDtlsTransport": RTCDtlsTransport,
+        }
+        return [
+            f"{owner}.{name}" for owner, name in PRIVATE_NAMES if not hasattr(owners[owner], name)
+        ]
+    finally:
+        await pc.close()

@@ -1,0 +1,132 @@
+"""Video codec negotiation failures, turned into one typed error that names the codecs.
+
+A WHEP server that cannot send any of the offered video codecs shows it in one of three ways:
+it refuses the POST (the live service: 502 to a VP8-only offer; the emulator: 400), it answers
+with the video section rejected (port 0) or with codecs we never offered, or aiortc refuses the
+answer in ``setRemoteDescription``. Each becomes :class:`CodecNegotiationError`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from aiortc.exceptions import OperationError
+
+from ..errors import CodecNegotiationError, WhepError
+
+__all__ = [
+    "RECEIVABLE_VIDEO_CODECS",
+    "VideoAnswer",
+    "check_answer",
+    "raise_if_refused",
+    "raise_if_rejected",
+    "video_answer",
+]
+
+# What the receive pipeline depacketizes and decodes, in our order of preference.
+RECEIVABLE_VIDEO_CODECS = ("H264", "VP8")
+# Payload formats that repair or protect a codec rather than being one.
+_HELPERS = frozenset({"RTX", "RED", "ULPFEC", "FLEXFEC-03"})
+# Refusals that say "not who/where/when" (auth, no such session, busy, rate limit) are no
+# codec problem; these may be one.
+_CLIENT_REFUSALS = frozenset({400, 406, 422, 488})
+
+
+@dataclass(frozen=True, slots=True)
+class VideoAnswer:
+    """The video section of an answer: its port (0 = rejected) and codec names (upper case)."""
+
+    port: int
+    codecs: tuple[str, ...]
+
+
+def video_answer(sdp: str) -> VideoAnswer | None:
+    """The first video section of ``sdp``; None when there is none."""
+    port: int | None = None
+    names: dict[str, str] = {}
+    formats: list[str] = []
+    for line in sdp.splitlines():
+        if line.startswith("m="):
+            if port is not None:
+                break  # the video section ended
+            fields = line[2:].split()
+            if fields and fields[0] == "video" and len(fields) >= 3:
+                port = int(fields[1]) if fields[1].isdigit() else 0
+                formats = fields[3:]
+        elif port is not None and line.startswith("a=rtpmap:"):
+            payload, _, encoding = line[len("a=rtpmap:") :].partition(" ")
+            names[payload] = encoding.split("/")[0].upper()
+    if port is None:
+        return None
+    codecs = [names.get(pt, pt) for pt in formats]
+    return VideoAnswer(port, tuple(dict.fromkeys(c for c in codecs if c not in _HELPERS)))
+
+
+def _names(codecs: Sequence[str]) -> str:
+    return "/".join(codecs) if codecs else "none"
+
+
+def _offered(offered: Sequence[str]) -> tuple[str, ...]:
+    return tuple(c.upper() for c in offered)
+
+
+def check_answer(offered: Sequence[str], answer_sdp: str) -> None:
+    """Raise :class:`CodecNegotiationError` unless the answer sends an offered video codec."""
+    ours = _offered(offered)
+    video = video_answer(answer_sdp)
+    if video is None or video.port == 0:
+        answered = video.codecs if video is not None else ()
+        raise CodecNegotiationError(
+            f"the WHEP server rejected the video of an offer of {_names(ours)} "
+            f"({'no video section' if video is None else 'port 0'}): it sends none of "
+            f"these codecs{_hint(ours)}",
+            offered=ours,
+            answered=answered,
+        )
+    if not set(video.codecs) & set(ours):
+        raise CodecNegotiationError(
+            f"the WHEP server answered video {_names(video.codecs)} to an offer of "
+            f"{_names(ours)}{_hint(ours)}",
+            offered=ours,
+            answered=video.codecs,
+        )
+
+
+def raise_if_refused(offered: Sequence[str], exc: WhepError) -> None:
+    """Raise :class:`CodecNegotiationError` (from ``exc``) when a refused WHEP POST was
+    probably about codecs: the offer was narrowed to fewer codecs than we can receive and
+    the status is a plain refusal (400/406/422/488) or a server error (5xx)."""
+    ours = _offered(offered)
+    narrowed = set(ours) < set(RECEIVABLE_VIDEO_CODECS)
+    if not narrowed or not (exc.status in _CLIENT_REFUSALS or exc.status >= 500):
+        return
+    said = f": {exc.body}" if exc.body else ""
+    raise CodecNegotiationError(
+        f"the WHEP server refused an offer of video {_names(ours)} only "
+        f"(HTTP {exc.status}{said}); it may not send {_names(ours)}{_hint(ours)}",
+        offered=ours,
+        status=exc.status,
+    ) from exc
+
+
+def raise_if_rejected(offered: Sequence[str], answer_sdp: str, exc: Exception) -> None:
+    """Raise :class:`CodecNegotiationError` (from ``exc``) when aiortc refused the answer for
+    its video codecs (same names but parameters it cannot take, e.g. an H264 profile)."""
+    if not isinstance(exc, OperationError) or "video" not in str(exc):
+        return  # aiortc: "Failed to set remote video description send parameters"
+    ours = _offered(offered)
+    video = video_answer(answer_sdp)
+    answered = video.codecs if video is not None else ()
+    raise CodecNegotiationError(
+        f"cannot receive the video the WHEP server answered ({_names(answered)}, offered "
+        f"{_names(ours)}): {exc}",
+        offered=ours,
+        answered=answered,
+    ) from exc
+
+
+def _hint(offered: tuple[str, ...]) -> str:
+    if set(offered) >= set(RECEIVABLE_VIDEO_CODECS):
+        return ""
+    return f"; offer {_names(RECEIVABLE_VIDEO_CODECS)} (the default: no --codec / video_codecs)"

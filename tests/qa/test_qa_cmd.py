@@ -1,0 +1,75 @@
+"""``avatar-rtc qa FILE``: JSON on stdout, --json/--plot files, exit status per outcome."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from avatar_rtc.cli.main import main
+
+from .conftest import MakeMedia
+from .media import Faults
+
+pytestmark = pytest.mark.slow
+
+
+def test_clean_file_exit_0_with_json_and_plot(
+    make_media: MakeMedia, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = make_media("drawn_0.mkv", face="drawn", faults=Faults(0.0))
+    out_json, out_png = tmp_path / "r.json", tmp_path / "r.png"
+    assert main(["qa", str(path), "--json", str(out_json), "--plot", str(out_png)]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed == json.loads(out_json.read_text())
+    assert printed["verdict"] == "pass" and printed["schema_version"] == 1
+    assert out_png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_breached_threshold_exit_4(
+    make_media: MakeMedia, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = make_media("drawn_black.mkv", face="drawn", faults=Faults(black=(6.0, 0.5)))
+    assert main(["qa", str(path), "--compact"]) == 4
+    out = capsys.readouterr().out
+    assert out.count("\n") == 1 and json.loads(out)["verdict"] == "fail"
+
+
+def test_thresholds_file_can_allow_it(
+    make_media: MakeMedia, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = make_media("drawn_black.mkv", face="drawn", faults=Faults(black=(6.0, 0.5)))
+    toml = tmp_path / "t.toml"
+    toml.write_text("[video]\nmax_black = 1\n")
+    assert main(["qa", str(path), "--thresholds", str(toml)]) == 0
+
+
+def test_no_media_exit_3_usage_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    notes = tmp_path / "notes.txt"
+    notes.write_text("hello\n")
+    assert main(["qa", str(notes)]) == 3
+    assert main(["qa", str(tmp_path / "absent.mkv")]) == 2
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[video]\nmax_freezs = 1\n")
+    assert main(["qa", str(notes), "--thresholds", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert "NoMediaInFileError" in err and "FileNotFoundError" in err and "max_freezs" in err
+    with pytest.raises(SystemExit) as exc:
+        main(["qa"])
+    assert exc.value.code == 2
+
+
+def test_the_cli_does_not_load_the_qa_stack_until_qa_runs() -> None:
+    # --version / --help and the other commands stay fast: no SciPy/OpenCV at start.
+    code = (
+        "import sys, avatar_rtc.cli.main; "
+        "print(sorted(m for m in ('avatar_rtc.qa', 'cv2', 'scipy', 'matplotlib') "
+        "if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert out.stdout.strip() == "[]"

@@ -1,0 +1,144 @@
+"""VideoAnalyser on synthetic grey frames: freezes of both kinds, pauses, black runs, rates."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from avatar_rtc.qa.video import VideoAnalyser, VideoResult
+
+FPS = 25
+SIZE = 64
+# Faults are cut on the 40 ms frame grid: a measured length is within half a frame of the truth.
+HALF_FRAME = 0.5 / FPS + 1e-6
+
+
+def picture(index: int, noise: int = 0, seed: int = 0) -> np.ndarray:
+    """A mid-grey frame with a bright bar that moves 4 px a frame; optional +-noise levels."""
+    frame = np.full((SIZE, SIZE), 120, dtype=np.uint8)
+    x = (index * 4) % (SIZE - 8)
+    frame[20:44, x : x + 8] = 230
+    if noise:
+        rng = np.random.default_rng(seed)
+        jitter = rng.integers(-noise, noise + 1, frame.shape)
+        frame = np.clip(frame.astype(int) + jitter, 0, 255).astype(np.uint8)
+    return frame
+
+
+def run(
+    seconds: float = 10.0,
+    *,
+    skip: tuple[float, float] | None = None,
+    repeat: tuple[float, float] | None = None,
+    black: tuple[float, float] | None = None,
+) -> VideoResult:
+    analyser = VideoAnalyser()
+    held = None
+    for i in range(round(seconds * FPS)):
+        t = i / FPS
+        if skip and skip[0] <= t < skip[1] - 1e-9:
+            continue
+        if repeat and repeat[0] <= t < repeat[1] - 1e-9:
+            assert held is not None
+            # The same picture again, with the small noise a codec adds: still not new.
+            analyser.feed(picture(held, noise=1, seed=i), 1000.0 + t)
+            continue
+        frame = picture(i)
+        if black and black[0] <= t < black[1] - 1e-9:
+            frame = np.zeros_like(frame)
+        analyser.feed(frame, 1000.0 + t)
+        held = i
+    return analyser.result()
+
+
+def test_clean_video_has_nothing_to_report() -> None:
+    r = run()
+    assert r.frames == r.new_frames == 250
+    assert r.fps == pytest.approx(25.0)
+    assert r.harmonic_fps == pytest.approx(25.0)
+    assert (r.freezes, r.pauses, r.black) == ([], [], [])
+    assert (r.width, r.height) == (SIZE, SIZE)
+
+
+@pytest.mark.parametrize("kind", ["missing", "repeated"])
+def test_a_700ms_freeze_is_found_once_with_its_start_and_length(kind: str) -> None:
+    gap = (4.0, 4.7)
+    r = run(skip=gap) if kind == "missing" else run(repeat=gap)
+    assert len(r.freezes) == 1
+    freeze = r.freezes[0]
+    assert freeze.kind == kind
+    assert freeze.start - 1000.0 == pytest.approx(4.0, abs=0.005)
+    assert freeze.duration == pytest.approx(0.7, abs=HALF_FRAME)
+    assert r.harmonic_fps is not None and r.harmonic_fps < 20.0  # a freeze weighs heavily
+    if kind == "repeated":
+        assert r.frames == 250 and r.new_frames == 250 - 18  # 4.00 .. 4.68 s
+
+
+def test_one_missing_frame_is_no_freeze() -> None:
+    # 80 ms between frames < max(3 x 40, 40 + 150) ms.
+    assert run(skip=(4.0, 4.04)).freezes == []
+
+
+def test_just_below_and_above_the_w3c_threshold() -> None:
+    # Mean 40 ms: the threshold is 190 ms. A 160 ms gap (interval 200 ms) is a freeze, a
+    # 120 ms gap (interval 160 ms) is not.
+    assert run(skip=(4.0, 4.12)).freezes == []
+    assert len(run(skip=(4.0, 4.16)).freezes) == 1
+
+
+def test_no_freeze_before_five_frames() -> None:
+    assert run(skip=(0.08, 1.0)).freezes == []
+    assert len(run(skip=(0.20, 1.0)).freezes) == 1
+
+
+def test_more_than_5s_without_a_frame_is_a_pause_not_a_freeze() -> None:
+    r = run(seconds=15.0, skip=(4.0, 9.5))
+    assert r.freezes == []
+    assert len(r.pauses) == 1
+    assert r.pauses[0].start - 1000.0 == pytest.approx(3.96, abs=0.005)
+    assert r.pauses[0].duration == pytest.approx(5.56, abs=0.005)  # 3.96 -> 9.52 s
+
+
+def test_a_500ms_black_run_is_found_and_is_not_a_freeze() -> None:
+    r = run(black=(6.0, 6.5))
+    assert len(r.black) == 1
+    assert r.black[0].start - 1000.0 == pytest.approx(6.0, abs=0.005)
+    assert r.black[0].duration == pytest.approx(0.5, abs=HALF_FRAME)
+    assert r.freezes == []
+
+
+def test_black_shorter_than_100ms_is_not_reported() -> None:
+    assert run(black=(6.0, 6.08)).black == []
+
+
+def test_a_frame_97_percent_black_is_not_black() -> None:
+    analyser = VideoAnalyser()
+    for i in range(25):
+        frame = np.zeros((100, 100), dtype=np.uint8)
+        frame[:3, :] = 200  # 3 % bright
+        frame[50, i] = 200  # and changing
+        analyser.feed(frame, i / FPS)
+    assert analyser.result().black == []
+
+
+def test_black_still_going_at_the_end_is_reported() -> None:
+    r = run(seconds=5.0, black=(4.0, 5.0))
+    assert len(r.black) == 1
+    assert r.black[0].duration == pytest.approx(1.0, abs=0.005)
+
+
+def test_a_picture_frozen_until_the_end_is_reported() -> None:
+    r = run(seconds=5.0, repeat=(4.0, 5.0))
+    assert [f.kind for f in r.freezes] == ["repeated"]
+    assert r.freezes[0].start - 1000.0 == pytest.approx(4.0, abs=0.005)
+
+
+def test_a_slow_drift_adds_up_to_a_new_frame() -> None:
+    # Each frame brighter by 1 level (below the threshold): compared with the last *new*
+    # frame, every second or third frame is new, so a slow fade is no freeze.
+    analyser = VideoAnalyser()
+    for i in range(100):
+        analyser.feed(np.full((SIZE, SIZE), 50 + i, dtype=np.uint8), i / FPS)
+    r = analyser.result()
+    assert r.freezes == []
+    assert 30 <= r.new_frames <= 50

@@ -36,8 +36,11 @@ from .redact import Secret
 
 if TYPE_CHECKING:
     from .api.client import ControlClient
+    from .media.formats import AudioFormat, VideoFormat
     from .media.frames import AudioFrame, VideoFrame
     from .media.streams import AudioStream, VideoStream
+    from .options import SessionOptions
+    from .record.options import EncodeOptions, RecordOptions
     from .record.recorder import Recorder
     from .rtc.ice_options import IceOptions
     from .session import AvatarSession, SessionClosedError, SessionEvent
@@ -53,18 +56,23 @@ logging.getLogger(__name__).addHandler(logging.NullHandler())
 # The media stack (aiortc, PyAV) takes seconds to import: load it on first use, so that
 # `import avatar_rtc` (and the CLI's --help) stays fast.
 _LAZY: dict[str, str] = {
+    "AudioFormat": ".media.formats",
     "AudioFrame": ".media.frames",
     "AudioStream": ".media.streams",
     "AvatarSession": ".session",
     "ControlClient": ".api.client",
+    "EncodeOptions": ".record.options",
     "IceOptions": ".rtc.ice_options",
+    "RecordOptions": ".record.options",
     "Recorder": ".record.recorder",
     "SessionClosedError": ".session",
     "SessionEvent": ".session",
+    "SessionOptions": ".options",
     "SessionState": ".session_stats",
     "SessionStats": ".session_stats",
     "SessionTimings": ".session_stats",
     "SyncAvatarSession": ".sync_session",
+    "VideoFormat": ".media.formats",
     "VideoFrame": ".media.frames",
     "VideoStream": ".media.streams",
 }
@@ -81,6 +89,7 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "ApiError",
+    "AudioFormat",
     "AudioFrame",
     "AudioStream",
     "AuthenticationError",
@@ -92,6 +101,7 @@ __all__ = [
     "ConnectError",
     "ConnectTimeoutError",
     "ControlClient",
+    "EncodeOptions",
     "HttpStatusError",
     "IceOptions",
     "NetworkError",
@@ -99,6 +109,7 @@ __all__ = [
     "NoMediaError",
     "PermissionDeniedError",
     "RateLimitedError",
+    "RecordOptions",
     "Recorder",
     "RequestTimeoutError",
     "Secret",
@@ -107,12 +118,14 @@ __all__ = [
     "SessionEndedError",
     "SessionEvent",
     "SessionNotFoundError",
+    "SessionOptions",
     "SessionState",
     "SessionStats",
     "SessionTimings",
     "SyncAvatarSession",
     "ThresholdError",
     "TransportError",
+    "VideoFormat",
     "VideoFrame",
     "VideoStream",
     "WhepConflictError",

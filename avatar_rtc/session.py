@@ -2,15 +2,18 @@
 
 ::
 
-    async with AvatarSession(avatar_id="...", ice=IceOptions(...)) as avatar:
+    options = SessionOptions(avatar_id="...", ice=IceOptions(...))
+    async with AvatarSession(options) as avatar:
         await avatar.say("Hello!")
-        async for frame in avatar.video(size=(256, 256)):
-            model(frame.array)
+        async with avatar.video(VideoFormat(size=(256, 256))) as stream:
+            async for frame in stream:
+                model(frame.array)
 
 ``start()`` (or ``async with``) creates the service session, inits the client, starts the
 keep-alive and connects WHEP; ``close()`` undoes all of it in reverse (streams, recorders,
-WHEP DELETE, ``end``) on every way out: normal exit, exception, task cancellation. With
-``whep_url=`` the session plays a bare WHEP endpoint and the Control API is not used.
+WHEP DELETE, ``end``) on every way out: normal exit, exception, task cancellation. What to
+connect to and how is a :class:`~avatar_rtc.options.SessionOptions`; with its ``whep_url`` the
+session plays a bare WHEP endpoint and the Control API is not used.
 
 Events (``on(name, handler)``; handlers run on the event loop and get one
 :class:`SessionEvent`): ``state``, ``connected``, ``first_frame``, ``speaking_started``,
@@ -26,7 +29,7 @@ import functools
 import logging
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -39,14 +42,14 @@ from .api.models import TurnConfig
 from .api.session_scope import LiveSession
 from .errors import ApiError, AvatarRTCError, ConfigurationError
 from .media.decoder import DecodedFrame, decoder_for
-from .media.frames import PixelFormat, SampleFormat, VideoFrame
+from .media.formats import AudioFormat, VideoFormat
+from .media.frames import VideoFrame
 from .media.streams import AudioStream, Policy, VideoStream
-from .record.options import RecordMode, RecordOptions
+from .options import SessionOptions
+from .record.options import RecordOptions
 from .record.recorder import Recorder
-from .redact import Secret
 from .rtc.candidate_pair import SelectedPair
 from .rtc.clock import AvClock
-from .rtc.codec_negotiation import RECEIVABLE_VIDEO_CODECS
 from .rtc.connection import ConnectionState, MediaConnection
 from .rtc.encoded_frame import EncodedFrame
 from .rtc.ice_options import IceOptions
@@ -110,49 +113,18 @@ EventHandler = Callable[[SessionEvent], object]
 class AvatarSession:
     """One avatar session: see the module docstring.
 
-    - Service mode (default): ``api_url``/``ks`` (defaults ``$AVATAR_API_URL``/``$AVATAR_KS``)
-      or a ready ``client``; ``avatar_id`` defaults to ``$AVATAR_ID``, then to the first
-      visual of the catalog; ``voice_id`` to ``$AVATAR_VOICE_ID`` (else the service's default).
-    - Bare WHEP mode: ``whep_url`` (and ``bearer`` if the endpoint wants one); no Control API,
-      so no ``say``/``interrupt``.
-    - ``ice``: the service's TURN server is added to it (policy, host addresses and extra
-      servers stay the caller's); on loopback pass ``IceOptions(host_addresses=("127.0.0.1",))``.
-    - ``detect_speech``: decode the audio to raise ``speaking_started``/``speaking_ended``.
-    - ``video_codecs``: what the offer lists, in order of preference; default every codec we
-      can receive, whatever a recording's container (``record`` re-encodes what it cannot
-      hold). A list the server cannot send raises :class:`CodecNegotiationError`.
+    ``options``: what to connect to and how (:class:`SessionOptions`; default: the service,
+    from the environment). ``client``: a ready :class:`ControlClient` to use instead of one
+    built from ``options.api_url``/``options.ks`` (service mode only).
     """
 
     def __init__(
-        self,
-        *,
-        api_url: str | None = None,
-        ks: str | Secret | None = None,
-        avatar_id: str | None = None,
-        voice_id: str | None = None,
-        whep_url: str | None = None,
-        bearer: str | Secret | None = None,
-        ice: IceOptions | None = None,
-        video_codecs: Sequence[str] = RECEIVABLE_VIDEO_CODECS,
-        connect_timeout: float = 20.0,
-        keep_alive_interval: float = 10.0,
-        client: ControlClient | None = None,
-        detect_speech: bool = True,
+        self, options: SessionOptions | None = None, *, client: ControlClient | None = None
     ) -> None:
-        if whep_url is not None and (client is not None or api_url is not None or ks is not None):
-            raise ConfigurationError("whep_url (bare WHEP mode) excludes api_url, ks and client")
-        self._api_url = api_url
-        self._ks = ks
-        self._avatar_id = avatar_id
-        self._voice_id = voice_id
-        self._whep_url = whep_url
-        self._bearer = bearer
-        self._ice = ice if ice is not None else IceOptions()
-        self._video_codecs = tuple(video_codecs)
-        self._connect_timeout = connect_timeout
-        self._keep_alive_interval = keep_alive_interval
+        self._options = options if options is not None else SessionOptions()
+        if self._options.whep_url is not None and client is not None:
+            raise ConfigurationError("whep_url (bare WHEP mode) excludes client")
         self._client = client
-        self._detect_speech = detect_speech
 
         self.clock = AvClock()
         self.video_pipeline = ReceivePipeline("video", clock=self.clock)
@@ -194,6 +166,11 @@ class AvatarSession:
     # --- properties ---------------------------------------------------------------------
 
     @property
+    def options(self) -> SessionOptions:
+        """What the session connects to and how (as given; frozen)."""
+        return self._options
+
+    @property
     def state(self) -> SessionState:
         return self._state
 
@@ -205,7 +182,7 @@ class AvatarSession:
     def whep_url(self) -> str | None:
         if self._live is not None:
             return self._live.client_config.whep_url
-        return self._whep_url
+        return self._options.whep_url
 
     @property
     def live(self) -> LiveSession | None:
@@ -328,20 +305,21 @@ class AvatarSession:
 
     async def _start(self) -> None:
         self._watch_media()
-        whep_url, bearer, ice = self._whep_url, self._bearer, self._ice
+        options = self._options
+        whep_url, ice = options.whep_url, options.ice
         if whep_url is None:
             client = self._client
             if client is None:
-                client = ControlClient(self._api_url, self._ks)
+                client = ControlClient(options.api_url, options.ks)
                 self._stack.push_async_callback(client.aclose)
-            avatar_id = self._avatar_id or await _default_avatar_id(client)
-            voice_id = self._voice_id or os.environ.get(ENV_VOICE_ID) or None
+            avatar_id = options.avatar_id or await _default_avatar_id(client)
+            voice_id = options.voice_id or os.environ.get(ENV_VOICE_ID) or None
             t0 = time.monotonic()
             self._live = await self._stack.enter_async_context(
                 client.open_session(
                     avatar_id,
                     voice_id,
-                    keep_alive_interval=self._keep_alive_interval,
+                    keep_alive_interval=options.keep_alive_interval,
                     on_gone=self._on_session_gone,
                 )
             )
@@ -350,10 +328,10 @@ class AvatarSession:
             ice = _with_turn(ice, self._live.client_config.turn)
         connection = MediaConnection(
             whep_url,
-            bearer=bearer,
+            bearer=options.bearer,
             ice=ice,
-            video_codecs=self._video_codecs,
-            connect_timeout=self._connect_timeout,
+            video_codecs=options.video_codecs,
+            connect_timeout=options.connect_timeout,
             on_receiver=self._attach_receiver,
             on_remote_description=self.video_pipeline.use_remote_description,
             on_state_change=self._on_connection_state,
@@ -429,7 +407,7 @@ class AvatarSession:
         """First keyframe (timing), first decoded frame, speech: installed before connecting."""
         self._unsub_keyframe = self.video_pipeline.subscribe(self._on_encoded_video)
         self._remove_first_sink = decoder_for(self.video_pipeline).add_sink(self._on_first_decoded)
-        if self._detect_speech:
+        if self._options.detect_speech:
             self._cleanups.append(decoder_for(self.audio_pipeline).add_sink(self._on_audio))
 
     def _on_encoded_video(self, frame: EncodedFrame) -> None:
@@ -507,7 +485,7 @@ class AvatarSession:
         if self._state in _CLOSED:
             raise SessionClosedError(f"{what}: the session is {self._state.value}")
         if self._live is None:
-            if self._whep_url is not None:
+            if self._options.whep_url is not None:
                 raise ConfigurationError(f"{what} needs the Control API (bare WHEP session)")
             raise RuntimeError(f"{what}: the session is not started")
         return self._live
@@ -566,8 +544,8 @@ class AvatarSession:
         pause). Speech that does not start within ``start_grace`` seconds counts as none.
         Judged from the received audio: needs ``detect_speech=True``.
         """
-        if not self._detect_speech:
-            raise ConfigurationError("wait_idle() needs detect_speech=True")
+        if not self._options.detect_speech:
+            raise ConfigurationError("wait_idle() needs SessionOptions(detect_speech=True)")
         async with asyncio.timeout(timeout):
             while not self._idle(start_grace, quiet):
                 if self._state in _CLOSED:
@@ -582,44 +560,31 @@ class AvatarSession:
 
     def video(
         self,
+        format: VideoFormat | None = None,
         *,
-        format: PixelFormat | None = "rgb24",
-        size: tuple[int, int] | None = None,
         capacity: int | None = None,
-        policy: Policy = "latest",
+        policy: Policy | None = None,
     ) -> VideoStream:
-        """A stream of decoded frames (``frame.array``; ``format=None``: ``yuv_planes()``).
+        """A stream of decoded frames (``frame.array`` in ``format``; see :class:`VideoFormat`).
 
-        ``size`` is (width, height). ``capacity`` defaults to 2 frames under ``latest``
-        (the newest picture, for models) and 300 under ``all`` (lossless while you keep
-        up). Closed with the session. Call on the session's event loop.
+        ``policy`` ``latest`` (default: the newest picture, for models; 2 frames) or ``all``
+        (lossless while you keep up; 300 frames); ``capacity`` overrides the frame count.
+        Closed with the session, or by ``async with avatar.video() as stream``. Call on the
+        session's event loop.
         """
-        stream = VideoStream(
-            self.video_pipeline, format=format, size=size, capacity=capacity, policy=policy
-        )
+        stream = VideoStream(self.video_pipeline, format, capacity=capacity, policy=policy)
         self._track(stream)
         return stream
 
     def audio(
         self,
+        format: AudioFormat | None = None,
         *,
-        sample_rate: int = 48000,
-        channels: int = 1,
-        frame_ms: int = 20,
-        dtype: SampleFormat = "int16",
         capacity: int | None = None,
-        policy: Policy = "all",
+        policy: Policy | None = None,
     ) -> AudioStream:
-        """A stream of PCM frames of ``frame_ms`` each, shape (samples, channels)."""
-        stream = AudioStream(
-            self.audio_pipeline,
-            sample_rate=sample_rate,
-            channels=channels,
-            frame_ms=frame_ms,
-            dtype=dtype,
-            capacity=capacity,
-            policy=policy,
-        )
+        """A stream of PCM frames in ``format`` (see :class:`AudioFormat`), policy ``all``."""
+        stream = AudioStream(self.audio_pipeline, format, capacity=capacity, policy=policy)
         self._track(stream)
         return stream
 
@@ -632,18 +597,18 @@ class AvatarSession:
         self._streams.append(stream)
 
     def record(
-        self, path: str | os.PathLike[str], *, mode: RecordMode = "copy", **options: Any
+        self, path: str | os.PathLike[str], options: RecordOptions | None = None
     ) -> Recorder:
-        """Record to ``path`` (.mp4/.mkv/.webm); ``options`` are :class:`RecordOptions` fields.
+        """Record to ``path`` (.mp4/.mkv/.webm) with ``options`` (mode, queue, encoding).
 
         Started and fed at once; stopped (file finalised) by ``close()`` or ``stop()``. Copy
         mode keeps the codec that arrived when the container holds it (mp4: H264; mkv: H264 or
         VP8; webm: VP8) and re-encodes the video otherwise; ``stats().video_route`` says which.
         """
-        recorder = Recorder(path, mode, RecordOptions(**options))
+        recorder = Recorder(path, options)
         recorder.start()
         self._recorders.append(recorder)
-        if mode == "copy":
+        if recorder.mode == "copy":
             recorder.attach(self.video_pipeline)
             recorder.attach(self.audio_pipeline)
             # The file starts at a keyframe: ask for one now rather than wait for the next.

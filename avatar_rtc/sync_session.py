@@ -3,10 +3,10 @@
 The session (and the whole WebRTC stack) runs on an event loop in a daemon thread; every
 method blocks until its coroutine finished there::
 
-    with SyncAvatarSession(avatar_id="...") as avatar:
+    with SyncAvatarSession(SessionOptions(avatar_id="...")) as avatar:
         avatar.say("Hello")
-        for frame in avatar.iter_video(size=(256, 256)):
-            ...  # frame.array is a numpy image
+        for frame in avatar.iter_video(VideoFormat(size=(256, 256))):
+            ...  # frame.array is a numpy image; `break` closes the stream
 
 Event handlers (``on``) run on that loop thread: keep them short. A session that is never
 closed explicitly is closed when the object is garbage-collected or the interpreter exits,
@@ -20,20 +20,20 @@ import concurrent.futures
 import logging
 import os
 import weakref
-from collections.abc import Callable, Coroutine, Iterator, Sequence
+from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Generic, TypeVar, cast
 
 from .api.client import ControlClient
-from .media.frames import AudioFrame, PixelFormat, SampleFormat, VideoFrame
+from .media.formats import AudioFormat, VideoFormat
+from .media.frames import AudioFrame, VideoFrame
 from .media.streams import AudioStream, Policy, VideoStream
 from .media.sync_iter import BackgroundLoop, FrameIterator
-from .record.options import RecordMode
+from .options import SessionOptions
+from .record.options import RecordOptions
 from .record.recorder import Recorder
-from .redact import Secret
 from .rtc.candidate_pair import SelectedPair
-from .rtc.ice_options import IceOptions
 from .session import AvatarSession, EventHandler, EventName
 from .session_stats import SessionState, SessionStats, SessionTimings
 
@@ -99,42 +99,16 @@ def _finalize(session: AvatarSession, bg: BackgroundLoop) -> None:
 
 
 class SyncAvatarSession:
-    """Blocking facade of :class:`AvatarSession`; same arguments, same methods."""
+    """Blocking facade of :class:`AvatarSession`; same arguments (the same
+    :class:`SessionOptions`), same methods."""
 
     def __init__(
-        self,
-        *,
-        api_url: str | None = None,
-        ks: str | Secret | None = None,
-        avatar_id: str | None = None,
-        voice_id: str | None = None,
-        whep_url: str | None = None,
-        bearer: str | Secret | None = None,
-        ice: IceOptions | None = None,
-        video_codecs: Sequence[str] = ("H264", "VP8"),
-        connect_timeout: float = 20.0,
-        keep_alive_interval: float = 10.0,
-        client: ControlClient | None = None,
-        detect_speech: bool = True,
+        self, options: SessionOptions | None = None, *, client: ControlClient | None = None
     ) -> None:
-        options: dict[str, Any] = {
-            "api_url": api_url,
-            "ks": ks,
-            "avatar_id": avatar_id,
-            "voice_id": voice_id,
-            "whep_url": whep_url,
-            "bearer": bearer,
-            "ice": ice,
-            "video_codecs": video_codecs,
-            "connect_timeout": connect_timeout,
-            "keep_alive_interval": keep_alive_interval,
-            "client": client,
-            "detect_speech": detect_speech,
-        }
         self._bg = BackgroundLoop(name="avatar-rtc-session")
         try:
             # Created on the loop: asyncio objects inside bind to it.
-            self._session: AvatarSession = self._bg.run(_create(options))
+            self._session: AvatarSession = self._bg.run(_create(options, client))
         except BaseException:
             self._bg.close()
             raise
@@ -149,6 +123,10 @@ class SyncAvatarSession:
     def session(self) -> AvatarSession:
         """The underlying async session (use it only on :attr:`loop`)."""
         return self._session
+
+    @property
+    def options(self) -> SessionOptions:
+        return self._session.options
 
     @property
     def loop(self) -> BackgroundLoop:
@@ -235,46 +213,29 @@ class SyncAvatarSession:
 
     def video(
         self,
+        format: VideoFormat | None = None,
         *,
-        format: PixelFormat | None = "rgb24",
-        size: tuple[int, int] | None = None,
         capacity: int | None = None,
-        policy: Policy = "latest",
+        policy: Policy | None = None,
     ) -> VideoStream:
         """The async stream (lives on :attr:`loop`); plain code wants :meth:`iter_video`."""
-        return self._run(
-            _call(self._session.video, format=format, size=size, capacity=capacity, policy=policy)
-        )
+        return self._run(_call(self._session.video, format, capacity=capacity, policy=policy))
 
     def audio(
         self,
+        format: AudioFormat | None = None,
         *,
-        sample_rate: int = 48000,
-        channels: int = 1,
-        frame_ms: int = 20,
-        dtype: SampleFormat = "int16",
         capacity: int | None = None,
-        policy: Policy = "all",
+        policy: Policy | None = None,
     ) -> AudioStream:
-        return self._run(
-            _call(
-                self._session.audio,
-                sample_rate=sample_rate,
-                channels=channels,
-                frame_ms=frame_ms,
-                dtype=dtype,
-                capacity=capacity,
-                policy=policy,
-            )
-        )
+        return self._run(_call(self._session.audio, format, capacity=capacity, policy=policy))
 
     def iter_video(
         self,
+        format: VideoFormat | None = None,
         *,
-        format: PixelFormat | None = "rgb24",
-        size: tuple[int, int] | None = None,
         capacity: int | None = None,
-        policy: Policy = "latest",
+        policy: Policy | None = None,
         timeout: float | None = 10.0,
     ) -> SessionFrames[VideoFrame]:
         """Blocking iterator of video frames; ends when the session closes.
@@ -282,43 +243,32 @@ class SyncAvatarSession:
         ``timeout`` bounds the wait for each frame (``TimeoutError``); leaving the loop
         (``break``) stops the stream.
         """
-        stream = self.video(format=format, size=size, capacity=capacity, policy=policy)
-        return SessionFrames[VideoFrame](
-            FrameIterator(stream, self._bg.loop, timeout), self._bg.loop
-        )
+        return self._frames(self.video(format, capacity=capacity, policy=policy), timeout)
 
     def iter_audio(
         self,
+        format: AudioFormat | None = None,
         *,
-        sample_rate: int = 48000,
-        channels: int = 1,
-        frame_ms: int = 20,
-        dtype: SampleFormat = "int16",
         capacity: int | None = None,
-        policy: Policy = "all",
+        policy: Policy | None = None,
         timeout: float | None = 10.0,
     ) -> SessionFrames[AudioFrame]:
         """Blocking iterator of fixed-size PCM frames; ends when the session closes."""
-        stream = self.audio(
-            sample_rate=sample_rate,
-            channels=channels,
-            frame_ms=frame_ms,
-            dtype=dtype,
-            capacity=capacity,
-            policy=policy,
-        )
-        return SessionFrames[AudioFrame](
-            FrameIterator(stream, self._bg.loop, timeout), self._bg.loop
-        )
+        return self._frames(self.audio(format, capacity=capacity, policy=policy), timeout)
+
+    def _frames(
+        self, stream: VideoStream | AudioStream, timeout: float | None
+    ) -> SessionFrames[Any]:
+        return SessionFrames(FrameIterator(stream, self._bg.loop, timeout), self._bg.loop)
 
     def record(
-        self, path: str | os.PathLike[str], *, mode: RecordMode = "copy", **options: Any
+        self, path: str | os.PathLike[str], options: RecordOptions | None = None
     ) -> Recorder:
-        return self._run(_call(self._session.record, path, mode=mode, **options))
+        return self._run(_call(self._session.record, path, options))
 
 
-async def _create(options: dict[str, Any]) -> AvatarSession:
-    return AvatarSession(**options)
+async def _create(options: SessionOptions | None, client: ControlClient | None) -> AvatarSession:
+    return AvatarSession(options, client=client)
 
 
 async def _call(fn: Callable[..., R], *args: Any, **kwargs: Any) -> R:

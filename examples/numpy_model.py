@@ -15,12 +15,11 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from avatar_rtc import AvatarSession, IceOptions
+from avatar_rtc import AvatarSession, IceOptions, Secret, SessionOptions, VideoFormat
 
 SIZE = (224, 224)  # what a typical vision model takes
 
@@ -40,32 +39,32 @@ class MouthModel:
 
 
 @contextlib.asynccontextmanager
-async def target(service: bool) -> AsyncIterator[dict[str, Any]]:
+async def target(service: bool) -> AsyncIterator[SessionOptions]:
     """AvatarSession arguments: the real service (env) or an emulator started here."""
     if service:
-        yield {}
+        yield SessionOptions()
         return
     from avatar_rtc.emulator import Emulator
 
     async with Emulator() as emulator:
         # The emulator is on 127.0.0.1, which ICE skips unless asked for it.
-        yield {
-            "api_url": emulator.api_url,
-            "ks": emulator.ks,
-            "ice": IceOptions(host_addresses=("127.0.0.1",)),
-        }
+        yield SessionOptions(
+            api_url=emulator.api_url,
+            ks=Secret(emulator.ks),
+            ice=IceOptions(host_addresses=("127.0.0.1",)),
+        )
 
 
 async def main(args: argparse.Namespace) -> None:
     model = MouthModel(SIZE)
-    async with target(args.service) as options, AvatarSession(**options) as avatar:
+    async with target(args.service) as options, AvatarSession(options) as avatar:
         avatar.on(
             "speaking_started", lambda e: print(f"  [speaking started at {e.data.time:.2f} s]")
         )
         avatar.on("speaking_ended", lambda e: print(f"  [speaking ended at {e.data.time:.2f} s]"))
         first = await avatar.wait_first_frame()
         print(f"first frame {first.width}x{first.height} after {avatar.timings.total:.3f} s")
-        video = avatar.video(size=SIZE, capacity=1, policy="latest")
+        video = avatar.video(VideoFormat(size=SIZE), capacity=1, policy="latest")
         await avatar.say(args.say)
 
         period = 1.0 / args.rate

@@ -17,12 +17,11 @@ import contextlib
 import sys
 import time
 from collections.abc import AsyncIterator
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from avatar_rtc import AvatarSession, IceOptions
+from avatar_rtc import AvatarSession, IceOptions, Secret, SessionOptions, VideoFormat
 
 try:
     import cv2
@@ -42,25 +41,25 @@ def mouth_box(width: int, height: int) -> tuple[int, int, int, int]:
 
 
 @contextlib.asynccontextmanager
-async def target(service: bool) -> AsyncIterator[dict[str, Any]]:
+async def target(service: bool) -> AsyncIterator[SessionOptions]:
     if service:
-        yield {}
+        yield SessionOptions()
         return
     from avatar_rtc.emulator import Emulator
 
     async with Emulator() as emulator:
-        yield {
-            "api_url": emulator.api_url,
-            "ks": emulator.ks,
-            "ice": IceOptions(host_addresses=("127.0.0.1",)),  # loopback
-        }
+        yield SessionOptions(
+            api_url=emulator.api_url,
+            ks=Secret(emulator.ks),
+            ice=IceOptions(host_addresses=("127.0.0.1",)),  # loopback
+        )
 
 
 async def main(args: argparse.Namespace) -> None:
-    async with target(args.service) as options, AvatarSession(**options) as avatar:
+    async with target(args.service) as options, AvatarSession(options) as avatar:
         first = await avatar.wait_first_frame()
         x, y, w, h = mouth_box(first.width, first.height)
-        video = avatar.video(format="bgr24", policy="all", capacity=50)
+        video = avatar.video(VideoFormat("bgr24"), policy="all", capacity=50)
         await avatar.say(args.say)
 
         motion: dict[bool, list[float]] = {True: [], False: []}  # by "avatar speaking"

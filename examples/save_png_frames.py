@@ -16,13 +16,12 @@ import contextlib
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import av
 import numpy as np
 import numpy.typing as npt
 
-from avatar_rtc import AvatarSession, IceOptions
+from avatar_rtc import AvatarSession, IceOptions, Secret, SessionOptions, VideoFormat
 
 
 def write_png(rgb: npt.NDArray[np.uint8], path: Path) -> None:
@@ -34,26 +33,26 @@ def write_png(rgb: npt.NDArray[np.uint8], path: Path) -> None:
 
 
 @contextlib.asynccontextmanager
-async def target(service: bool) -> AsyncIterator[dict[str, Any]]:
+async def target(service: bool) -> AsyncIterator[SessionOptions]:
     if service:
-        yield {}
+        yield SessionOptions()
         return
     from avatar_rtc.emulator import Emulator
 
     async with Emulator() as emulator:
-        yield {
-            "api_url": emulator.api_url,
-            "ks": emulator.ks,
-            "ice": IceOptions(host_addresses=("127.0.0.1",)),  # loopback
-        }
+        yield SessionOptions(
+            api_url=emulator.api_url,
+            ks=Secret(emulator.ks),
+            ice=IceOptions(host_addresses=("127.0.0.1",)),  # loopback
+        )
 
 
 async def main(args: argparse.Namespace) -> None:
     out = Path(args.out)
     saved: list[Path] = []
-    async with target(args.service) as options, AvatarSession(**options) as avatar:
+    async with target(args.service) as options, AvatarSession(options) as avatar:
         await avatar.wait_first_frame()
-        video = avatar.video(format="rgb24", policy="all", capacity=100)
+        video = avatar.video(VideoFormat("rgb24"), policy="all", capacity=100)
         await avatar.say(args.say)
         deadline = time.monotonic() + args.duration
         count = 0

@@ -11,30 +11,36 @@ from __future__ import annotations
 import argparse
 import contextlib
 from collections.abc import Iterator
-from typing import Any
 
 import numpy as np
 
-from avatar_rtc import IceOptions, SyncAvatarSession
+from avatar_rtc import (
+    AudioFormat,
+    IceOptions,
+    Secret,
+    SessionOptions,
+    SyncAvatarSession,
+    VideoFormat,
+)
 
 
 @contextlib.contextmanager
-def target(service: bool) -> Iterator[dict[str, Any]]:
+def target(service: bool) -> Iterator[SessionOptions]:
     if service:
-        yield {}
+        yield SessionOptions()
         return
     from avatar_rtc.emulator import Emulator
 
     with Emulator().in_thread() as emulator:
-        yield {
-            "api_url": emulator.api_url,
-            "ks": emulator.ks,
-            "ice": IceOptions(host_addresses=("127.0.0.1",)),  # loopback
-        }
+        yield SessionOptions(
+            api_url=emulator.api_url,
+            ks=Secret(emulator.ks),
+            ice=IceOptions(host_addresses=("127.0.0.1",)),  # loopback
+        )
 
 
 def main(args: argparse.Namespace) -> None:
-    with target(args.service) as options, SyncAvatarSession(**options) as avatar:
+    with target(args.service) as options, SyncAvatarSession(options) as avatar:
         first = avatar.wait_first_frame()
         print(f"connected: session {avatar.session_id}, first frame {first.width}x{first.height}")
         print(
@@ -43,7 +49,7 @@ def main(args: argparse.Namespace) -> None:
         )
 
         # 25 frames, resized for a model; `break`/the end of the loop stops the stream.
-        for n, frame in enumerate(avatar.iter_video(size=(160, 160))):
+        for n, frame in enumerate(avatar.iter_video(VideoFormat(size=(160, 160)))):
             if n == 0:
                 print(f"video frame: {frame.array.shape} {frame.array.dtype}")
             if n >= 24:
@@ -52,7 +58,7 @@ def main(args: argparse.Namespace) -> None:
         avatar.say(args.say)
         # One second of 16 kHz mono speech, 20 ms per frame.
         chunks = []
-        for audio in avatar.iter_audio(sample_rate=16000, channels=1, frame_ms=20):
+        for audio in avatar.iter_audio(AudioFormat(sample_rate=16000, channels=1, frame_ms=20)):
             chunks.append(audio.data)
             if len(chunks) == 50:
                 break

@@ -18,9 +18,17 @@ import contextlib
 import sys
 import time
 from collections.abc import AsyncIterator
-from typing import Any
 
-from avatar_rtc import AudioStream, AvatarSession, IceOptions, VideoStream
+from avatar_rtc import (
+    AudioFormat,
+    AudioStream,
+    AvatarSession,
+    IceOptions,
+    Secret,
+    SessionOptions,
+    VideoFormat,
+    VideoStream,
+)
 
 try:
     import torch
@@ -57,18 +65,18 @@ def span(values: list[float], digits: int) -> str:
 
 
 @contextlib.asynccontextmanager
-async def target(service: bool) -> AsyncIterator[dict[str, Any]]:
+async def target(service: bool) -> AsyncIterator[SessionOptions]:
     if service:
-        yield {}
+        yield SessionOptions()
         return
     from avatar_rtc.emulator import Emulator
 
     async with Emulator() as emulator:
-        yield {
-            "api_url": emulator.api_url,
-            "ks": emulator.ks,
-            "ice": IceOptions(host_addresses=("127.0.0.1",)),  # loopback
-        }
+        yield SessionOptions(
+            api_url=emulator.api_url,
+            ks=Secret(emulator.ks),
+            ice=IceOptions(host_addresses=("127.0.0.1",)),  # loopback
+        )
 
 
 async def video_batches(video: VideoStream, model: MouthModel, deadline: float) -> list[float]:
@@ -108,10 +116,10 @@ async def audio_chunks(audio: AudioStream, deadline: float) -> list[float]:
 async def main(args: argparse.Namespace) -> None:
     torch.set_num_threads(1)  # small tensors: one thread, and the cores stay for decoding
     model = MouthModel(SIZE).eval()
-    async with target(args.service) as options, AvatarSession(**options) as avatar:
+    async with target(args.service) as options, AvatarSession(options) as avatar:
         await avatar.wait_first_frame()
-        video = avatar.video(format="rgb24", size=SIZE, policy="all", capacity=50)
-        audio = avatar.audio(sample_rate=SAMPLE_RATE, channels=1, dtype="float32")
+        video = avatar.video(VideoFormat("rgb24", size=SIZE), policy="all", capacity=50)
+        audio = avatar.audio(AudioFormat(sample_rate=SAMPLE_RATE, channels=1, dtype="float32"))
         await avatar.say(args.say)
         deadline = time.monotonic() + args.duration
         scores, levels = await asyncio.gather(

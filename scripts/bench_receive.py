@@ -182,7 +182,7 @@ async def run_receiver(mode: str, w: int, h: int, seconds: float, codec: str) ->
             [c for c in caps.codecs if c.mimeType.lower() in (codec.lower(), "video/rtx")]
         )
         if mode == "ours":
-            from avatar_rtc.media import AudioStream, VideoStream
+            from avatar_rtc.media import AudioFormat, AudioStream, VideoFormat, VideoStream
             from avatar_rtc.rtc.clock import AvClock
             from avatar_rtc.rtc.receiver import ReceivePipeline
 
@@ -207,11 +207,11 @@ async def run_receiver(mode: str, w: int, h: int, seconds: float, codec: str) ->
         got.append((pattern.read_counter(arr), now))
 
     if mode == "ours":
-        vs = VideoStream(video, format="rgb24")
+        vs = VideoStream(video, VideoFormat("rgb24"))
         aus = (
             None
             if os.environ.get("BENCH_NO_AUDIO")
-            else AudioStream(audio, sample_rate=48000, channels=2)
+            else AudioStream(audio, AudioFormat(sample_rate=48000, channels=2))
         )
         streams += [vs, aus] if aus else [vs]
 
@@ -327,7 +327,7 @@ async def run_receiver_emulator(
         got.append((rtp_timestamp & 0xFFFFFFFF, now))
 
     if mode == "ours":
-        from avatar_rtc.media import AudioStream, VideoStream
+        from avatar_rtc.media import AudioFormat, AudioStream, VideoFormat, VideoStream
         from avatar_rtc.rtc.clock import AvClock
         from avatar_rtc.rtc.connection import MediaConnection
         from avatar_rtc.rtc.ice_options import IceOptions
@@ -339,8 +339,9 @@ async def run_receiver_emulator(
             "audio": ReceivePipeline("audio", clock=clock),
         }
         # Streams and consumers exist before the offer, as in the aiortc mode.
-        vs = VideoStream(pipelines["video"], format="rgb24")
-        aus = None if no_audio else AudioStream(pipelines["audio"], sample_rate=48000, channels=2)
+        vs = VideoStream(pipelines["video"], VideoFormat("rgb24"))
+        stereo = AudioFormat(sample_rate=48000, channels=2)
+        aus = None if no_audio else AudioStream(pipelines["audio"], stereo)
         streams += [vs, aus] if aus else [vs]
 
         async def consume_video() -> None:

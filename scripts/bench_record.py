@@ -59,8 +59,7 @@ def run_copy(frames: list[EncodedFrame], path: Path) -> None:
 def run_encode(decoded: Decoded, path: Path, preset: str = "veryfast") -> None:
     # Same codecs as MediaRecorder picks for .mp4 (libx264 + aac), our defaults otherwise.
     enc = EncodeOptions(video_codec="libx264", audio_codec="aac", preset=preset)
-    opts = RecordOptions(encode=enc)
-    recorder = Recorder(path, mode="encode", options=opts).start()
+    recorder = Recorder(path, RecordOptions(mode="encode", encode=enc)).start()
     for kind, frame, t in decoded:
         if kind == "video":
             assert isinstance(frame, av.VideoFrame)

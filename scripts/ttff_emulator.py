@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from avatar_rtc import AvatarSession, IceOptions
+from avatar_rtc import AvatarSession, IceOptions, Secret, SessionOptions
 from avatar_rtc.emulator import DEFAULT_VISUAL_ID, Emulator
 from avatar_rtc.emulator.media import AvatarMediaOptions
 from avatar_rtc.emulator.media.options import VideoCodec
@@ -30,14 +30,15 @@ PHASES = ("session", "offer_answer", "ice_dtls", "first_keyframe", "first_frame"
 async def measure(runs: int, codec: VideoCodec) -> list[dict[str, float | None]]:
     results: list[dict[str, float | None]] = []
     async with Emulator(media_options=AvatarMediaOptions(video_codec=codec)) as emulator:
+        options = SessionOptions(
+            api_url=emulator.api_url,
+            ks=Secret(emulator.ks),
+            avatar_id=DEFAULT_VISUAL_ID,
+            ice=IceOptions(host_addresses=("127.0.0.1",)),
+            video_codecs=(codec,),
+        )
         for _ in range(runs + 1):
-            session = AvatarSession(
-                api_url=emulator.api_url,
-                ks=emulator.ks,
-                avatar_id=DEFAULT_VISUAL_ID,
-                ice=IceOptions(host_addresses=("127.0.0.1",)),
-                video_codecs=(codec,),
-            )
+            session = AvatarSession(options)
             async with session:
                 await session.wait_first_frame(timeout=20)
                 results.append(session.timings.as_dict())

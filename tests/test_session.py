@@ -7,6 +7,7 @@ several seconds); the exit-path tests open sessions of their own.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import io
 import logging
 import time
@@ -23,6 +24,10 @@ from avatar_rtc.emulator import Emulator
 from avatar_rtc.emulator.media import MARKERS, AvatarMedia, markers_for, mouth_opening
 from avatar_rtc.errors import ConfigurationError, ServerError
 from avatar_rtc.media.decoder import decoder_for
+from avatar_rtc.media.formats import AudioFormat, VideoFormat
+from avatar_rtc.options import SessionOptions
+from avatar_rtc.record.options import RecordOptions
+from avatar_rtc.redact import Secret
 from avatar_rtc.rtc.ice_options import IceOptions
 from avatar_rtc.session import AvatarSession, SessionClosedError, SessionEvent
 from avatar_rtc.session_stats import SessionState
@@ -56,7 +61,7 @@ class Events:
 
 @pytest_asyncio.fixture(loop_scope="module", scope="module")
 async def shared(emu: Emulator) -> AsyncIterator[tuple[AvatarSession, Events]]:
-    session = AvatarSession(api_url=emu.api_url, ks=emu.ks, ice=LOOPBACK)
+    session = AvatarSession(SessionOptions(api_url=emu.api_url, ks=emu.ks, ice=LOOPBACK))
     events = Events()
     for name in ("state", "connected", "first_frame", "speaking_started", "speaking_ended"):
         session.on(name, events)
@@ -111,11 +116,11 @@ async def test_first_frame_markers_events_and_timings(
 async def test_formats_sizes_and_yuv_planes(shared: tuple[AvatarSession, Events]) -> None:
     session, _ = shared
     streams = {
-        "bgr24": session.video(format="bgr24"),
-        "rgba": session.video(format="rgba"),
-        "gray": session.video(format="gray"),
-        "yuv": session.video(format=None),
-        "small": session.video(size=(256, 128)),
+        "bgr24": session.video(VideoFormat("bgr24")),
+        "rgba": session.video(VideoFormat("rgba")),
+        "gray": session.video(VideoFormat("gray")),
+        "yuv": session.video(VideoFormat(pixel_format=None)),
+        "small": session.video(VideoFormat(size=(256, 128))),
     }
     try:
         frames = {k: await asyncio.wait_for(s.recv(), 5) for k, s in streams.items()}
@@ -154,7 +159,7 @@ async def test_formats_sizes_and_yuv_planes(shared: tuple[AvatarSession, Events]
 
 async def test_audio_16k_mono_sample_counts(shared: tuple[AvatarSession, Events]) -> None:
     session, _ = shared
-    stream = session.audio(sample_rate=16000, channels=1, frame_ms=20)
+    stream = session.audio(AudioFormat(sample_rate=16000, channels=1, frame_ms=20))
     try:
         frames = [await asyncio.wait_for(stream.recv(), 5) for _ in range(5)]  # warm up
         while stream.stats().queued:  # a backlog (a busy machine) would come out in a burst
@@ -200,7 +205,7 @@ async def test_slow_consumer_drops_under_latest(shared: tuple[AvatarSession, Eve
 
 async def test_say_speaking_events_and_mouth(shared: tuple[AvatarSession, Events]) -> None:
     session, events = shared
-    stream = session.video(size=(256, 256), policy="all", capacity=300)
+    stream = session.video(VideoFormat(size=(256, 256)), policy="all", capacity=300)
     openings: list[tuple[float, float]] = []  # (presentation time, mouth opening)
 
     async def watch() -> None:
@@ -289,7 +294,9 @@ def deletes(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
 
 
 def new_session(emu: Emulator, events: Events | None = None) -> AvatarSession:
-    session = AvatarSession(api_url=emu.api_url, ks=emu.ks, ice=LOOPBACK, detect_speech=False)
+    session = AvatarSession(
+        SessionOptions(api_url=emu.api_url, ks=emu.ks, ice=LOOPBACK, detect_speech=False)
+    )
     if events is not None:
         for name in ("state", "ended", "disconnected"):
             session.on(name, events)
@@ -370,9 +377,8 @@ async def test_close_from_another_task_aborts_start(emu: Emulator) -> None:
 
 async def test_session_ended_elsewhere_is_reported(emu: Emulator) -> None:
     events = Events()
-    session = AvatarSession(
-        api_url=emu.api_url, ks=emu.ks, ice=LOOPBACK, detect_speech=False, keep_alive_interval=0.2
-    )
+    options = SessionOptions(api_url=emu.api_url, ks=emu.ks, ice=LOOPBACK, detect_speech=False)
+    session = AvatarSession(dataclasses.replace(options, keep_alive_interval=0.2))
     for name in ("disconnected", "error", "ended"):
         session.on(name, events)
     async with session:
@@ -403,7 +409,7 @@ async def test_failed_start_cleans_up(emu: Emulator) -> None:
 
 async def test_bare_whep_mode(emu: Emulator, deletes: list[bool]) -> None:
     async with ControlClient(emu.api_url, emu.ks) as client, client.open_session("emu") as live:
-        session = AvatarSession(whep_url=live.client_config.whep_url, ice=LOOPBACK)
+        session = AvatarSession(SessionOptions(whep_url=live.client_config.whep_url, ice=LOOPBACK))
         async with session:
             frame = await session.wait_first_frame(10)
             assert frame.to_ndarray().shape == (512, 512, 3)
@@ -418,8 +424,12 @@ async def test_bare_whep_mode(emu: Emulator, deletes: list[bool]) -> None:
 
 
 async def test_bare_whep_excludes_control_options() -> None:
-    with pytest.raises(ConfigurationError):
-        AvatarSession(whep_url="http://127.0.0.1:1/whep", ks="x")
+    with pytest.raises(ConfigurationError, match="excludes api_url and ks"):
+        SessionOptions(whep_url="http://127.0.0.1:1/whep", ks=Secret("ks-x"))
+    bare = SessionOptions(whep_url="http://127.0.0.1:1/whep")
+    async with ControlClient("http://127.0.0.1:1", "ks-x") as client:
+        with pytest.raises(ConfigurationError, match="excludes client"):
+            AvatarSession(bare, client=client)
 
 
 # --- recording, logging ---------------------------------------------------------------------
@@ -432,7 +442,9 @@ async def test_record_copy_and_encode_stop_on_close(
     session = new_session(emu)
     async with session:
         copy = session.record(tmp_path / "copy.mp4")
-        encode = session.record(tmp_path / "encode.mkv", mode="encode", fragment_seconds=0.5)
+        encode = session.record(
+            tmp_path / "encode.mkv", RecordOptions(mode="encode", fragment_seconds=0.5)
+        )
         await session.wait_first_frame(10)
         await wait_for(
             lambda: encode.stats().video.frames >= 10 and copy.stats().video.frames >= 10

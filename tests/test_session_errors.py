@@ -9,6 +9,8 @@ import pytest
 from avatar_rtc.api import ControlClient, RetryPolicy
 from avatar_rtc.emulator import Emulator
 from avatar_rtc.errors import AuthenticationError, ConfigurationError, NetworkError
+from avatar_rtc.options import SessionOptions
+from avatar_rtc.redact import Secret
 from avatar_rtc.session import ENV_AVATAR_ID, AvatarSession
 
 
@@ -19,7 +21,7 @@ def no_avatar_id(monkeypatch: pytest.MonkeyPatch) -> None:
 
 async def test_wrong_ks_without_avatar_id_is_an_authentication_error() -> None:
     async with Emulator(media_enabled=False) as emu:
-        session = AvatarSession(api_url=emu.api_url, ks="not-the-right-ks")
+        session = AvatarSession(SessionOptions(api_url=emu.api_url, ks=Secret("not-the-right-ks")))
         with pytest.raises(AuthenticationError) as info:
             await session.start()
         await session.close()

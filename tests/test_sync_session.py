@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import json
 import os
@@ -13,7 +14,14 @@ from pathlib import Path
 
 import numpy as np
 
-from avatar_rtc import IceOptions, SessionState, SyncAvatarSession
+from avatar_rtc import (
+    AvatarSession,
+    IceOptions,
+    SessionOptions,
+    SessionState,
+    SyncAvatarSession,
+    VideoFormat,
+)
 from avatar_rtc.emulator import Emulator
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -22,28 +30,29 @@ LOOPBACK = IceOptions(host_addresses=("127.0.0.1",))
 SCRIPT = textwrap.dedent(
     """
     import json
-    from avatar_rtc import IceOptions, SyncAvatarSession
+    from avatar_rtc import AudioFormat, IceOptions, SessionOptions, SyncAvatarSession, VideoFormat
     from avatar_rtc.emulator import Emulator
 
     out = {}
     with Emulator().in_thread() as emu:
-        with SyncAvatarSession(
+        options = SessionOptions(
             api_url=emu.api_url, ks=emu.ks, ice=IceOptions(host_addresses=("127.0.0.1",))
-        ) as avatar:
+        )
+        with SyncAvatarSession(options) as avatar:
             events = []
             avatar.on("speaking_started", lambda e: events.append(e.name))
             avatar.on("speaking_ended", lambda e: events.append(e.name))
             first = avatar.wait_first_frame(10)
             out["first"] = list(first.to_ndarray().shape)
             shapes = []
-            for frame in avatar.iter_video(format="gray", size=(64, 48)):
+            for frame in avatar.iter_video(VideoFormat("gray", size=(64, 48))):
                 shapes.append(list(frame.array.shape))
                 if len(shapes) == 10:
                     break
             out["video"] = shapes
             avatar.say("Hello from a script.")
             samples = 0
-            for audio in avatar.iter_audio(sample_rate=16000, frame_ms=10):
+            for audio in avatar.iter_audio(AudioFormat(sample_rate=16000, frame_ms=10)):
                 samples += audio.samples
                 if samples >= 8000:
                     break
@@ -82,7 +91,8 @@ def test_plain_script_in_a_subprocess(tmp_path: Path) -> None:
 
 def test_close_without_with_and_on_garbage_collection() -> None:
     with Emulator().in_thread() as emu:
-        avatar = SyncAvatarSession(api_url=emu.api_url, ks=emu.ks, ice=LOOPBACK)
+        options = SessionOptions(api_url=emu.api_url, ks=emu.ks, ice=LOOPBACK)
+        avatar = SyncAvatarSession(options)
         avatar.start()
         frames = avatar.iter_video(timeout=5)
         frame = next(frames)
@@ -94,7 +104,7 @@ def test_close_without_with_and_on_garbage_collection() -> None:
         avatar.close()  # idempotent
 
         # A session that is dropped without close() is still ended.
-        dropped = SyncAvatarSession(api_url=emu.api_url, ks=emu.ks, ice=LOOPBACK)
+        dropped = SyncAvatarSession(options)
         dropped.start()
         dropped.wait_first_frame(10)
         del dropped
@@ -102,17 +112,35 @@ def test_close_without_with_and_on_garbage_collection() -> None:
         assert emu.counters.sessions_ended == 2
 
 
+def test_the_sync_and_async_sessions_take_the_same_options() -> None:
+    with Emulator().in_thread() as emu:
+        options = SessionOptions(api_url=emu.api_url, ks=emu.ks, ice=LOOPBACK, detect_speech=False)
+        small = VideoFormat(size=(64, 48))
+        with SyncAvatarSession(options) as avatar:
+            assert avatar.options is options
+            sync_shape = next(iter(avatar.iter_video(small))).array.shape
+
+        async def run_async() -> tuple[int, ...]:
+            async with AvatarSession(options) as session, session.video(small) as stream:
+                assert session.options is options
+                return (await stream.recv()).array.shape
+
+        assert asyncio.run(run_async()) == sync_shape == (48, 64, 3)
+        assert emu.counters.sessions_created == emu.counters.sessions_ended == 2
+
+
 CTRL_C_SCRIPT = textwrap.dedent(
     """
     import sys
-    from avatar_rtc import IceOptions, SyncAvatarSession
+    from avatar_rtc import IceOptions, SessionOptions, SyncAvatarSession
     from avatar_rtc.emulator import Emulator
 
     with Emulator().in_thread() as emu:
+        options = SessionOptions(
+            api_url=emu.api_url, ks=emu.ks, ice=IceOptions(host_addresses=("127.0.0.1",))
+        )
         try:
-            with SyncAvatarSession(
-                api_url=emu.api_url, ks=emu.ks, ice=IceOptions(host_addresses=("127.0.0.1",))
-            ) as avatar:
+            with SyncAvatarSession(options) as avatar:
                 avatar.wait_first_frame(10)
                 print("READY", flush=True)
                 for frame in avatar.iter_video(timeout=None):

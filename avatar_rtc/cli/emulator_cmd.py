@@ -10,9 +10,9 @@ import signal
 import sys
 from typing import TYPE_CHECKING, Any
 
-from ..api.models import TurnConfig
+from ..errors import AvatarRTCError, ConfigurationError
 from ..redact import Secret
-from .common import parse_size
+from .arguments import add_command, parse_size
 
 if TYPE_CHECKING:
     from ..emulator import Emulator
@@ -23,10 +23,12 @@ ENV_TURN_SECRET = "AVATAR_EMULATOR_TURN_SECRET"
 
 
 def register(subparsers: Any) -> None:
-    parser: argparse.ArgumentParser = subparsers.add_parser(
+    parser = add_command(
+        subparsers,
         "emulator",
         help="run an emulator of the avatar service (Control API + WHEP + synthetic avatar)",
-        description="Run an emulator of the Kaltura Avatar real-time service on this machine.",
+        description="Run an emulator of the Kaltura Avatar real-time service on this machine\n"
+        "until Ctrl-C or SIGTERM (both exit 0).",
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default %(default)s)")
     parser.add_argument(
@@ -46,9 +48,21 @@ def register(subparsers: Any) -> None:
         metavar="S",
         help="lifetime of the session JWTs (default %(default)s)",
     )
-    parser.add_argument("--turn-url", help="TURN host/URL handed out by init-client")
-    parser.add_argument("--turn-username", default="kaltura")
-    parser.add_argument("--turn-credential", default="avatar")
+    parser.add_argument(
+        "--turn-url", metavar="URL", help="TURN host/URL handed out by init-client (default: none)"
+    )
+    parser.add_argument(
+        "--turn-username",
+        default="kaltura",
+        metavar="U",
+        help="username init-client hands out with --turn-url (default %(default)s)",
+    )
+    parser.add_argument(
+        "--turn-credential",
+        default="avatar",
+        metavar="C",
+        help="credential init-client hands out with --turn-url (default %(default)s)",
+    )
     parser.add_argument(
         "--turn-secret",
         metavar="SECRET",
@@ -63,14 +77,17 @@ def register(subparsers: Any) -> None:
         "('{session_id}' is replaced): another sender, or a proxy in front of ours",
     )
     parser.add_argument(
-        "--ks", help="admin KS to accept instead of a random one (not printed back)"
+        "--ks",
+        metavar="KS",
+        help="admin KS to accept (default: a random one, printed); a given one is never printed",
     )
     parser.add_argument(
         "--ended-end-status",
         type=int,
         choices=(404, 410),
         default=404,
-        help="status of end on an ended session: 404 (live service) or 410 (docs)",
+        help="status of end on an ended session: 404 (live service) or 410 (docs) "
+        "(default %(default)s)",
     )
     parser.add_argument(
         "--say-text-requires-voice",
@@ -79,10 +96,27 @@ def register(subparsers: Any) -> None:
     )
     media = parser.add_argument_group("synthetic avatar")
     media.add_argument("--no-media", action="store_true", help="Control API only, no WHEP/avatar")
-    media.add_argument("--video-codec", choices=("H264", "VP8"), default="H264")
-    media.add_argument("--fps", type=int, default=25)
-    media.add_argument("--size", type=parse_size, default=(512, 512), metavar="WxH")
-    media.add_argument("--tts", choices=("auto", "espeak-ng", "builtin"), default="auto")
+    media.add_argument(
+        "--video-codec",
+        choices=("H264", "VP8"),
+        default="H264",
+        help="codec the avatar is sent in (default %(default)s)",
+    )
+    media.add_argument("--fps", type=int, default=25, help="frame rate (default %(default)s)")
+    media.add_argument(
+        "--size",
+        type=parse_size,
+        default="512x512",
+        metavar="WxH",
+        help="frame size (default %(default)s)",
+    )
+    media.add_argument(
+        "--tts",
+        choices=("auto", "espeak-ng", "builtin"),
+        default="auto",
+        help="speech synthesis of say-text: espeak-ng if installed (auto), else a built-in "
+        "vowel-tone synthesizer (default %(default)s)",
+    )
     parser.set_defaults(handler=run)
 
 
@@ -91,18 +125,21 @@ def run(args: argparse.Namespace) -> int:
         emulator = _build(args)
     except ValueError as exc:  # options out of range (media size, fps, timeouts)
         print(f"avatar-rtc emulator: {exc}", file=sys.stderr)
-        return 2
+        return ConfigurationError.exit_code
     try:
         asyncio.run(_serve(emulator, given_ks=bool(args.ks)))
+    except BrokenPipeError:
+        raise  # stdout closed: main() exits quietly
     except OSError as exc:
         print(
             f"avatar-rtc emulator: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr
         )
-        return 1
+        return AvatarRTCError.exit_code
     return 0
 
 
 def _build(args: argparse.Namespace) -> Emulator:
+    from ..api.models import TurnConfig
     from ..emulator import Emulator
 
     turn = None

@@ -1,8 +1,13 @@
 """``avatar-rtc``: one argparse subcommand per module.
 
-Each subcommand module exposes ``register(subparsers)`` which adds its parser and sets
-``handler`` (``args -> int``) as a default. Adding a subcommand: import it and add it to
-:data:`SUBCOMMANDS`.
+Each subcommand module exposes ``register(subparsers)`` which adds its parser (through
+:func:`~.arguments.add_command`) and sets ``handler`` (``args -> int``) as a default. Adding a
+subcommand: add its module to :func:`_subcommands`.
+
+Start-up stays fast (``--help``, ``--version``): this module and the subcommand modules import
+only the standard library and light parts of the package; each handler imports the media stack
+when it runs. A Ctrl-C or a closed stdout at any point after this module loaded is an exit
+status, never a traceback.
 """
 
 from __future__ import annotations
@@ -14,47 +19,65 @@ from collections.abc import Callable, Sequence
 from types import ModuleType
 
 from .. import __version__
-from ..redact import install_log_redaction
-from . import emulator_cmd, probe_cmd, qa_cmd, record_cmd
+from .arguments import VERBOSE_HELP, HelpFormatter, verbosity
+from .exit_status import EXIT_SIGINT, exit_status_help, stdout_gone
 
-__all__ = ["SUBCOMMANDS", "build_parser", "main"]
-
-SUBCOMMANDS: tuple[ModuleType, ...] = (emulator_cmd, probe_cmd, qa_cmd, record_cmd)
+__all__ = ["build_parser", "main"]
 
 Handler = Callable[[argparse.Namespace], int]
+
+
+def _subcommands() -> tuple[ModuleType, ...]:
+    # Imported when the parser is built, inside main()'s Ctrl-C handling.
+    from . import emulator_cmd, probe_cmd, qa_cmd, record_cmd
+
+    return (emulator_cmd, probe_cmd, qa_cmd, record_cmd)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="avatar-rtc",
         description="Headless WebRTC media client for the Kaltura Avatar real-time API.",
+        epilog=f"{exit_status_help()}\n\n'avatar-rtc COMMAND --help' shows a command's options.",
+        formatter_class=HelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument(
-        "-v", "--verbose", action="count", default=0, help="more logging (-v info, -vv debug)"
+        "-v", "--verbose", action="count", default=0, help=f"{VERBOSE_HELP}; also after COMMAND"
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module in SUBCOMMANDS:
+    for module in _subcommands():
         module.register(subparsers)
     return parser
 
 
 def _configure_logging(verbosity: int) -> None:
+    from ..redact import install_log_redaction
+
     level = logging.WARNING if verbosity <= 0 else logging.INFO if verbosity == 1 else logging.DEBUG
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     install_log_redaction()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the CLI; the process exit status."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    _configure_logging(args.verbose)
-    handler: Handler = args.handler
+    """Run the CLI; the process exit status (see ``avatar-rtc --help``)."""
+    command = "avatar-rtc"
     try:
-        return handler(args)
-    except KeyboardInterrupt:
-        return 130
+        try:
+            parser = build_parser()
+            args = parser.parse_args(argv)
+            command = f"avatar-rtc {args.command}"
+            _configure_logging(verbosity(args))
+            handler: Handler = args.handler
+            return handler(args)
+        finally:
+            # A closed pipe shows on this flush (raised here), not in the flush at exit.
+            sys.stdout.flush()
+    except KeyboardInterrupt:  # before a command's own signal handling (e.g. while importing)
+        print(f"{command}: interrupted", file=sys.stderr, flush=True)
+        return EXIT_SIGINT
+    except BrokenPipeError:
+        return stdout_gone()
 
 
 if __name__ == "__main__":

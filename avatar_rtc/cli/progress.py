@@ -1,7 +1,8 @@
-"""Progress display of a recording on stderr.
+"""Progress display of a recording on stderr: while connecting, then while recording.
 
 On a terminal: one line rewritten in place a few times a second. Otherwise (logs, CI, pipes):
-one full line every ``interval`` seconds, so a log file does not fill with carriage returns.
+one full line every ``interval`` seconds (while connecting: one per phase), so a log file
+does not fill with carriage returns.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import TextIO
 __all__ = [
     "Progress",
     "ProgressSample",
+    "connecting_line",
     "format_bitrate",
     "format_duration",
     "format_size",
@@ -30,6 +32,7 @@ class ProgressSample:
     video_frames: int
     total_bytes: int  # compressed bytes written (audio + video)
     dropped: int
+    limit: float | None = None  # --duration: the media_seconds that end the recording
 
 
 def format_duration(seconds: float) -> str:
@@ -59,17 +62,26 @@ def format_size(nbytes: int) -> str:
 
 
 def progress_line(previous: ProgressSample | None, current: ProgressSample) -> str:
-    """``rec 00:04.2  media 00:03.9  25.0 fps  1.02 Mbit/s  dropped 0`` (rates since
-    ``previous``; zero for the first sample)."""
+    """``rec 00:04.2  media 00:03.9/00:10.0  25.0 fps  1.02 Mbit/s  dropped 0`` (rates since
+    ``previous``, zero for the first sample; ``/limit`` with a ``--duration``)."""
     fps = bitrate = 0.0
     if previous is not None and current.at > previous.at:
         span = current.at - previous.at
         fps = (current.video_frames - previous.video_frames) / span
         bitrate = 8 * (current.total_bytes - previous.total_bytes) / span
+    media = format_duration(current.media_seconds)
+    if current.limit is not None:
+        media += f"/{format_duration(current.limit)}"
     return (
-        f"rec {format_duration(current.elapsed)}  media {format_duration(current.media_seconds)}"
+        f"rec {format_duration(current.elapsed)}  media {media}"
         f"  {fps:4.1f} fps  {format_bitrate(bitrate)}  dropped {current.dropped}"
     )
+
+
+def connecting_line(target: str, phase: str, elapsed: float) -> str:
+    """``connecting to the embedded emulator: ICE/DTLS  00:00.4`` (``target``: the
+    ``Target.describe()`` of it)."""
+    return f"connecting to the {target}: {phase}  {format_duration(elapsed)}"
 
 
 class Progress:
@@ -93,6 +105,15 @@ class Progress:
         self._previous: ProgressSample | None = None
         self._last_print: float | None = None
         self._width = 0  # length of the line on screen (TTY), to blank leftovers
+        self._phase: str | None = None  # the last connecting phase shown
+
+    def connecting(self, target: str, phase: str, elapsed: float) -> bool:
+        """Show the start-up phase under way: on a TTY each call, in a log once per phase."""
+        if not self.tty and phase == self._phase:
+            return False
+        self._phase = phase
+        self._write(connecting_line(target, phase, elapsed))
+        return True
 
     def update(self, sample: ProgressSample, *, force: bool = False) -> bool:
         """Print if the interval has passed (or ``force``); True when printed."""
@@ -109,6 +130,10 @@ class Progress:
         line = progress_line(self._first if force else self._previous, sample)
         self._previous = sample
         self._last_print = sample.at
+        self._write(line)
+        return True
+
+    def _write(self, line: str) -> None:
         if self.tty:
             pad = max(0, self._width - len(line))
             self.stream.write("\r" + line + " " * pad)
@@ -116,7 +141,6 @@ class Progress:
         else:
             self.stream.write(line + "\n")
         self.stream.flush()
-        return True
 
     def finish(self) -> None:
         """End the in-place line (TTY) so the summary starts on a fresh line."""

@@ -6,8 +6,9 @@ from the standards; ``--thresholds FILE.toml`` overrides them, see
 :mod:`avatar_rtc.qa.thresholds`). ``--json OUT`` also writes the report to a file, ``--plot
 OUT.png`` draws its timeline.
 
-Exit status: 0 every threshold holds; 4 one is breached; 3 no media in the file; 2 bad options
-(missing file, bad thresholds); 1 any other error (e.g. the ``qa`` extra is not installed).
+Exit status (the error's ``exit_code``, see :mod:`.exit_status`): 0 every threshold holds; 4
+one is breached; 3 no media in the file; 2 bad options (missing file, bad thresholds); 1 any
+other error (e.g. the ``qa`` extra is not installed); 141 stdout closed early.
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ..errors import AvatarRTCError, ThresholdError
-from .common import EXIT_ERROR, EXIT_USAGE, print_error
+from ..errors import AvatarRTCError, ConfigurationError, ThresholdError
+from .arguments import add_command
+from .exit_status import print_error
 
 __all__ = ["register", "run"]
 
@@ -27,15 +29,14 @@ EXTRA_HINT = "the qa extra is needed: pip install 'avatar-rtc[qa]'"
 
 
 def register(subparsers: Any) -> None:
-    parser: argparse.ArgumentParser = subparsers.add_parser(
+    parser = add_command(
+        subparsers,
         COMMAND,
         help="analyse a recorded file: freezes, black, loudness, dropouts, lip sync",
-        description="Analyse a recorded MP4/MKV/WebM file and print a JSON report: fps and "
-        "harmonic fps, freezes, pauses, black runs, integrated loudness and true peak, "
-        "silences, speech, dropouts, and the lip-sync offset (positive: sound first) with "
-        "its ITU-R BT.1359 verdict.",
-        epilog="Exit status: 0 every threshold holds, 4 one is breached, 3 no media, "
-        "2 bad options, 1 error.",
+        description="""\
+Analyse a recorded MP4/MKV/WebM file and print a JSON report: fps and harmonic fps,
+freezes, pauses, black runs, integrated loudness and true peak, silences, speech, dropouts,
+and the lip-sync offset (positive: sound first) with its ITU-R BT.1359 verdict.""",
     )
     parser.add_argument("file", metavar="FILE", help="the recording to analyse")
     parser.add_argument("--json", metavar="OUT", help="also write the report to OUT")
@@ -53,18 +54,18 @@ def run(args: argparse.Namespace) -> int:
         from ..qa import analyse_file, load_thresholds
     except ImportError as exc:
         print_error(COMMAND, RuntimeError(f"{EXTRA_HINT} ({exc})"))
-        return EXIT_ERROR
+        return AvatarRTCError.exit_code
     try:
         thresholds = load_thresholds(args.thresholds) if args.thresholds else None
         report = analyse_file(args.file, thresholds)
-    except FileNotFoundError as exc:
+    except FileNotFoundError as exc:  # FILE or --thresholds: a usage error
         print_error(COMMAND, exc)
-        return EXIT_USAGE
+        return ConfigurationError.exit_code
     except AvatarRTCError as exc:
         print_error(COMMAND, exc)
         return exc.exit_code
     text = json.dumps(report.to_dict(), indent=None if args.compact else 2)
-    print(text, flush=True)
+    print(text, flush=True)  # a closed stdout (BrokenPipeError): main() exits quietly
     try:
         if args.json:
             Path(args.json).write_text(text + "\n", encoding="utf-8")
@@ -74,8 +75,8 @@ def run(args: argparse.Namespace) -> int:
             plot_report(report, args.plot)
     except ImportError as exc:
         print_error(COMMAND, RuntimeError(f"{EXTRA_HINT} ({exc})"))
-        return EXIT_ERROR
+        return AvatarRTCError.exit_code
     except (OSError, ValueError) as exc:
         print_error(COMMAND, exc)
-        return EXIT_ERROR
+        return AvatarRTCError.exit_code
     return 0 if report.verdict == "pass" else ThresholdError.exit_code

@@ -1,13 +1,14 @@
 """``avatar-rtc record OUT``: record the avatar to a file (MP4, MKV or WebM).
 
-Flow: connect -> start the recorder (the file starts at the first video keyframe) -> wait for
-the first frame -> say each ``--say`` text in order -> stop on ``--duration`` seconds of
-recorded media, on ``--until-idle`` (implied by ``--say`` without ``--duration``), or on
-SIGINT/SIGTERM -> finalise the file -> summary.
+Flow: check the options and OUT (before connecting) -> connect (progress shows the phase) ->
+start the recorder (the file starts at the first video keyframe) -> wait for the first frame
+-> say each ``--say``/``--say-audio`` in order -> stop on ``--duration`` seconds of recorded
+media, on ``--until-idle`` (implied by speech without ``--duration``), or on SIGINT/SIGTERM ->
+finalise the file -> summary.
 
-Exit status: 0 done; 130 after Ctrl-C (SIGINT), 143 after SIGTERM, with the file finalised
-and the summary printed; 1 an error of the service/connection/recorder; 2 bad options;
-3 no media arrived.
+Exit status: the error's ``exit_code`` (``avatar-rtc --help``): 0 done; 2 bad options or OUT
+unusable; 3 no media arrived, or it stopped arriving; 7 the connection was lost; 130 after
+Ctrl-C (SIGINT), 143 after SIGTERM, with the file finalised and the summary printed.
 """
 
 from __future__ import annotations
@@ -22,30 +23,25 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ..errors import AvatarRTCError, ConfigurationError, ConnectError
-from ..record import EncodeOptions, RecordError, RecorderStats, StreamRoute, StreamStats
-from ..record.options import container_for_path
+from ..errors import AvatarRTCError, ConfigurationError, ConnectError, NoMediaError
 from ..redact import redact
-from .common import (
-    EXIT_ERROR,
-    EXIT_NO_MEDIA,
-    EXIT_USAGE,
-    StopSignals,
-    Target,
+from .arguments import (
+    add_command,
+    add_speech_options,
     add_target_options,
-    open_target,
     parse_size,
     positive_float,
-    print_error,
-    race_stop,
-    run_command,
-    target_from_args,
 )
+from .exit_status import exit_code_of, print_error
+from .output_file import check_output_file
 from .progress import Progress, ProgressSample, format_duration, format_size
 
 if TYPE_CHECKING:
-    from ..record import Recorder
+    # The media stack loads when a recording runs, not for --help (see main.py).
+    from ..record import EncodeOptions, Recorder, RecorderStats, StreamRoute, StreamStats
     from ..session import AvatarSession
+    from .arguments import Speech
+    from .common import StopSignals, Target
 
 __all__ = ["register", "run"]
 
@@ -55,59 +51,78 @@ END_SLACK = 0.01  # stop this early: frames already in flight still reach the fi
 POLL = 0.02  # how often the recorded duration is checked near the end (<< one video frame)
 STALL_GRACE = 5.0  # media stopped arriving: give up this long after the wall-clock duration
 CLOSE_TIMEOUT = 10.0  # bound on ending the session once the file is final
+PHASE_LABELS = {  # SessionTimings phases, as the progress line shows them
+    "session": "creating the session",
+    "offer_answer": "WHEP offer/answer",
+    "ice_dtls": "ICE/DTLS",
+    "first_keyframe": "waiting for the first keyframe",
+    "first_frame": "decoding the first frame",
+}
+
+DESCRIPTION = """\
+Record the avatar (default: the embedded emulator) to OUT (.mp4 fragmented, .mkv or .webm).
+OUT is checked before connecting; an existing file is kept unless --force."""
 
 EPILOG = """\
-With --say and without --duration, recording stops once the avatar has spoken (as with
---until-idle). Without --say, --duration or --until-idle, recording runs until Ctrl-C.
+With --say/--say-audio and without --duration, recording stops once the avatar has spoken (as
+with --until-idle). --until-idle needs --say or --say-audio: the avatar speaks only when asked.
+Without speech, --duration or --until-idle, recording runs until Ctrl-C.
+
+Progress (stderr): the start-up phase while connecting, then the time recording, the media
+in the file (against --duration), fps, bitrate and dropped frames.
 
 Ctrl-C (SIGINT) or SIGTERM stop the recording cleanly: the file is finalised and the summary
 printed, then the exit status is 130 (SIGINT) or 143 (SIGTERM). A second signal aborts at once
-(the file is still playable up to its last fragment). Other exit statuses: 0 done, 1 error,
-2 bad options, 3 no media.
-"""
+(the file is still playable up to its last fragment)."""
 
 
 def register(subparsers: Any) -> None:
-    parser: argparse.ArgumentParser = subparsers.add_parser(
+    parser = add_command(
+        subparsers,
         COMMAND,
         help="record the avatar's audio and video to a file",
-        description="Record the avatar (default: the embedded emulator) to OUT "
-        "(.mp4 fragmented, .mkv or .webm).",
+        description=DESCRIPTION,
         epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("out", metavar="OUT", help="output file: .mp4, .mkv or .webm")
-    parser.add_argument(
-        "--say",
-        action="append",
-        default=[],
-        metavar="TEXT",
-        help="text for the avatar to speak once the first frame arrived (repeatable, in order)",
-    )
+    parser.add_argument("--force", action="store_true", help="overwrite OUT if it exists")
+    add_speech_options(parser, "once the first frame arrived")
     parser.add_argument(
         "--duration",
         type=positive_float,
         metavar="S",
-        help="stop after S seconds of recorded media (with --until-idle: the cap)",
+        help="stop after S seconds of recorded media (with --until-idle: the cap; default: none)",
     )
     parser.add_argument(
         "--until-idle",
         action="store_true",
-        help=f"stop once the avatar has finished speaking (cap: --duration, else "
-        f"{DEFAULT_IDLE_CAP:.0f} s)",
+        help=f"stop once the avatar has finished speaking; needs --say/--say-audio (cap: "
+        f"--duration, default {DEFAULT_IDLE_CAP:.0f} s)",
     )
     parser.add_argument(
         "--mode",
         choices=("copy", "encode"),
         default="copy",
-        help="copy the received streams (default; video the container cannot hold, e.g. H264 "
-        "in .webm, is re-encoded) or decode and re-encode everything",
+        help="copy the received streams (video the container cannot hold, e.g. H264 in "
+        ".webm, is re-encoded) or decode and re-encode everything (default %(default)s)",
     )
     encode = parser.add_argument_group("encode mode")
-    encode.add_argument("--size", type=_size, metavar="WxH", help="scale the video")
-    encode.add_argument("--fps", type=positive_float, help="cap the frame rate")
-    encode.add_argument("--video-codec", choices=("libx264", "libvpx", "libvpx-vp9"))
-    encode.add_argument("--audio-codec", choices=("aac", "libopus"))
+    encode.add_argument(
+        "--size", type=_size, metavar="WxH", help="scale the video (default: as received)"
+    )
+    encode.add_argument(
+        "--fps", type=positive_float, help="cap the frame rate (default: as received)"
+    )
+    encode.add_argument(
+        "--video-codec",
+        choices=("libx264", "libvpx", "libvpx-vp9"),
+        help="video encoder (default: libx264 for .mp4/.mkv, libvpx for .webm)",
+    )
+    encode.add_argument(
+        "--audio-codec",
+        choices=("aac", "libopus"),
+        help="audio encoder (default: aac for .mp4, libopus for .mkv/.webm)",
+    )
     output = parser.add_argument_group("output")
     output.add_argument("--no-progress", action="store_true", help="no progress on stderr")
     output.add_argument("--json", action="store_true", help="print the summary as JSON")
@@ -124,6 +139,8 @@ def _size(value: str) -> tuple[int, int]:
 
 def encode_options(args: argparse.Namespace) -> EncodeOptions | None:
     """EncodeOptions of the encode flags (None in copy mode); error when given in copy mode."""
+    from ..record import EncodeOptions
+
     given = [
         name
         for name in ("size", "fps", "video_codec", "audio_codec")
@@ -144,16 +161,33 @@ def encode_options(args: argparse.Namespace) -> EncodeOptions | None:
     )
 
 
+def check_until_idle(args: argparse.Namespace) -> None:
+    """``--until-idle`` waits for the avatar to finish speaking: it must be asked to speak."""
+    if args.until_idle and not args.speech:
+        raise ConfigurationError(
+            "--until-idle needs --say or --say-audio: the avatar speaks only when asked, "
+            "so it would stop at once"
+        )
+
+
 def run(args: argparse.Namespace) -> int:
+    # Imported here: the session options and the recorder load the media stack.
+    from ..record.options import container_for_path
+    from .common import run_command, target_from_args
+    from .speech import check_speech
+
     try:
         target = target_from_args(args)
         encode = encode_options(args)
-        # Only the extension is checked: the offer never depends on it (every codec we can
-        # receive unless --codec says otherwise); video the container cannot hold is re-encoded.
+        # The extension chooses the container; the offer never depends on it (every codec we
+        # can receive unless --codec says otherwise): video it cannot hold is re-encoded.
         container_for_path(args.out)
+        check_output_file(args.out, force=args.force)
+        check_speech(args.speech, target)
+        check_until_idle(args)
     except ConfigurationError as exc:
         print_error(COMMAND, exc)
-        return EXIT_USAGE
+        return exc.exit_code
     return run_command(COMMAND, lambda stop: _record(args, target, encode, stop))
 
 
@@ -167,19 +201,22 @@ class _Outcome:
 async def _record(
     args: argparse.Namespace, target: Target, encode: EncodeOptions | None, stop: StopSignals
 ) -> int:
+    from ..record import EncodeOptions, RecordError
+    from ..record.options import RecordOptions
     from ..session import AvatarSession
+    from .common import open_target
 
-    async with open_target(target) as session_kwargs:
-        session = AvatarSession(**session_kwargs)
-        await session.__aenter__()  # connect; a signal now cancels (nothing to save yet)
+    progress = None if args.no_progress else Progress(sys.stderr)
+    async with open_target(target) as options:
+        session = AvatarSession(options)
+        await _connect(session, target, progress)  # a signal now cancels (nothing to save yet)
         try:
-            options: dict[str, Any] = {} if encode is None else {"encode": encode}
-            recorder = session.record(args.out, mode=args.mode, **options)
+            recording = RecordOptions(mode=args.mode, encode=encode or EncodeOptions())
+            recorder = session.record(args.out, recording)
             # From here on a signal means "finish the file", not "abort".
             stop.interruptible = False
-            progress = None if args.no_progress else Progress(sys.stderr)
             started = time.monotonic()
-            ticker = asyncio.create_task(_show_progress(progress, recorder, started))
+            ticker = asyncio.create_task(_show_progress(progress, recorder, started, args.duration))
             try:
                 outcome = await _drive(args, session, recorder, stop, target)
             finally:
@@ -192,7 +229,7 @@ async def _record(
                 stats = recorder.stats()
                 outcome = _Outcome("error", exc)
             if progress is not None:
-                progress.update(_sample(stats, started), force=True)
+                progress.update(_sample(stats, started, args.duration), force=True)
                 progress.finish()
             _print_summary(args, target, stats, outcome, time.monotonic() - started)
         finally:
@@ -202,11 +239,39 @@ async def _record(
                     await session.__aexit__(None, None, None)
     if outcome.error is not None:
         print_error(COMMAND, outcome.error)
-        return EXIT_ERROR
+        return exit_code_of(outcome.error)
     if stats.video.frames == 0 and stats.audio.frames == 0:
-        print(f"avatar-rtc {COMMAND}: no media was recorded", file=sys.stderr, flush=True)
-        return stop.exit_code or EXIT_NO_MEDIA
+        no_media = NoMediaError("no media was recorded")
+        print_error(COMMAND, no_media)
+        return stop.exit_code or no_media.exit_code
     return stop.exit_code or 0
+
+
+async def _connect(session: AvatarSession, target: Target, progress: Progress | None) -> None:
+    """Start the session, showing the start-up phase under way."""
+    ticker = None
+    if progress is not None:
+        ticker = asyncio.create_task(_show_connecting(progress, session, target))
+    try:
+        await session.__aenter__()
+    except BaseException:
+        if progress is not None:
+            progress.finish()  # the error line starts on a line of its own
+        raise
+    finally:
+        if ticker is not None:
+            ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await ticker
+
+
+async def _show_connecting(progress: Progress, session: AvatarSession, target: Target) -> None:
+    started = time.monotonic()
+    control_api = target.kind != "whep"
+    while True:
+        phase = session.timings.pending(control_api=control_api) or "first_keyframe"
+        progress.connecting(target.describe(), PHASE_LABELS[phase], time.monotonic() - started)
+        await asyncio.sleep(0.25 if progress.tty else 0.05)
 
 
 async def _drive(
@@ -217,19 +282,24 @@ async def _drive(
     target: Target,
 ) -> _Outcome:
     """Wait for the first frame, speak, and wait for the end condition."""
+    from .common import race_stop
+
     try:
         stopped, _ = await race_stop(stop, session.wait_first_frame(target.connect_timeout))
-    except (TimeoutError, AvatarRTCError) as exc:
-        return _Outcome("no-media", exc if not isinstance(exc, TimeoutError) else None)
+    except TimeoutError:
+        seconds = f"{target.connect_timeout:g}"
+        return _Outcome("no-media", NoMediaError(f"no video frame within {seconds} s"))
+    except AvatarRTCError as exc:
+        return _Outcome("no-media", exc)
     if stopped:
         return _Outcome("signal")
 
-    # --say without --duration: stop when it has been said (else it would run until Ctrl-C).
-    until_idle = bool(args.until_idle or (args.say and args.duration is None))
+    # Speech without --duration: stop when it has been said (else it would run until Ctrl-C).
+    until_idle = bool(args.until_idle or (args.speech and args.duration is None))
     limit: float | None = args.duration
     if until_idle and limit is None:
         limit = DEFAULT_IDLE_CAP
-    speak = asyncio.create_task(_speak(session, args.say, until_idle))
+    speak = asyncio.create_task(_speak(session, args.speech, until_idle))
     recorded = asyncio.ensure_future(_recorded(recorder, limit)) if limit is not None else None
     lost: asyncio.Future[str] = asyncio.get_running_loop().create_future()
     forget = session.on("disconnected", lambda event: _set_once(lost, str(event.data)))
@@ -257,7 +327,7 @@ async def _drive(
                 continue
             if recorded is not None and recorded in done:
                 if recorded.result():
-                    outcome = _Outcome("stalled", ConnectError("media stopped arriving"))
+                    outcome = _Outcome("stalled", NoMediaError("media stopped arriving"))
                 else:
                     outcome.reason = "cap" if until_idle else "duration"
                 break
@@ -275,9 +345,10 @@ def _set_once(future: asyncio.Future[str], value: str) -> None:
         future.set_result(value)
 
 
-async def _speak(session: AvatarSession, texts: list[str], until_idle: bool) -> None:
-    for text in texts:
-        await session.say(text)
+async def _speak(session: AvatarSession, speech: list[Speech], until_idle: bool) -> None:
+    from .speech import speak
+
+    await speak(session, speech)
     if until_idle:
         await session.wait_idle(None)
 
@@ -314,15 +385,17 @@ def recorded_seconds(video: StreamStats, audio: StreamStats) -> float:
     return min(ends) - min(starts)
 
 
-async def _show_progress(progress: Progress | None, recorder: Recorder, started: float) -> None:
+async def _show_progress(
+    progress: Progress | None, recorder: Recorder, started: float, limit: float | None
+) -> None:
     if progress is None:
         return
     while True:
-        progress.update(_sample(recorder.stats(), started))
+        progress.update(_sample(recorder.stats(), started, limit))
         await asyncio.sleep(0.25 if progress.tty else 1.0)
 
 
-def _sample(stats: RecorderStats, started: float) -> ProgressSample:
+def _sample(stats: RecorderStats, started: float, limit: float | None = None) -> ProgressSample:
     now = time.monotonic()
     return ProgressSample(
         at=now,
@@ -331,6 +404,7 @@ def _sample(stats: RecorderStats, started: float) -> ProgressSample:
         video_frames=stats.video.frames,
         total_bytes=stats.video.bytes + stats.audio.bytes,
         dropped=stats.dropped,
+        limit=limit,
     )
 
 

@@ -66,7 +66,8 @@ def decode(token: str, secret: bytes, *, now: float | None = None) -> dict[str, 
     if not isinstance(header, dict) or header.get("alg") != "HS256":
         raise JwtError("unexpected algorithm")
     expected = _sign(f"{header_b64}.{claims_b64}", secret)
-    if not hmac.compare_digest(expected, signature):
+    # Bytes: compare_digest refuses non-ASCII str, and a client's token may be anything.
+    if not hmac.compare_digest(expected.encode(), signature.encode("utf-8", "replace")):
         raise JwtError("bad signature")
     if not isinstance(claims, dict):
         raise JwtError("claims are not an object")

@@ -2,11 +2,13 @@
 
 from ..rtc.encoded_frame import FrameSource
 from .decoder import DecodedFrame, DecoderStats, TrackDecoder, decoder_for
-from .frames import AudioFrame, AudioRechunker, PixelFormat, SampleFormat, VideoFrame
+from .formats import AudioFormat, PixelFormat, SampleFormat, VideoFormat
+from .frames import AudioFrame, AudioRechunker, VideoFrame
 from .streams import AudioStream, Policy, StreamStats, VideoStream
 from .sync_iter import BackgroundLoop, FrameIterator, iter_audio, iter_video
 
 __all__ = [
+    "AudioFormat",
     "AudioFrame",
     "AudioRechunker",
     "AudioStream",
@@ -20,6 +22,7 @@ __all__ = [
     "SampleFormat",
     "StreamStats",
     "TrackDecoder",
+    "VideoFormat",
     "VideoFrame",
     "VideoStream",
     "decoder_for",

@@ -70,12 +70,15 @@ _DECODERS: weakref.WeakKeyDictionary[FrameSource, TrackDecoder] = weakref.WeakKe
 _DECODERS_LOCK = threading.Lock()
 
 
-def decoder_for(source: FrameSource, **options: Any) -> TrackDecoder:
-    """The shared decoder of ``source`` (created on first use; options apply then)."""
+def decoder_for(
+    source: FrameSource, create: Callable[[FrameSource], TrackDecoder] | None = None
+) -> TrackDecoder:
+    """The shared decoder of ``source``, made on first use by ``create`` (default
+    ``TrackDecoder(source)``; e.g. ``functools.partial(TrackDecoder, video_queue=30)``)."""
     with _DECODERS_LOCK:
         dec = _DECODERS.get(source)
         if dec is None:
-            dec = _DECODERS[source] = TrackDecoder(source, **options)
+            dec = _DECODERS[source] = (create or TrackDecoder)(source)
         return dec
 
 

@@ -18,29 +18,21 @@ import logging
 import sys
 import threading
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import av
 import numpy as np
 import numpy.typing as npt
 
 from ..rtc.clock import ClockSource
+from .formats import AudioFormat, PixelFormat, VideoFormat
 
 if TYPE_CHECKING:
     from .decoder import DecodedFrame
 
-__all__ = [
-    "AudioFrame",
-    "AudioRechunker",
-    "PixelFormat",
-    "SampleFormat",
-    "VideoFrame",
-]
+__all__ = ["AudioFrame", "AudioRechunker", "VideoFrame"]
 
 logger = logging.getLogger(__name__)
-
-PixelFormat = Literal["rgb24", "bgr24", "rgba", "gray"]
-SampleFormat = Literal["int16", "float32"]
 
 _CHANNELS: dict[str, int] = {"rgb24": 3, "bgr24": 3, "rgba": 4, "gray": 1}
 _POOL_PER_SHAPE = 4
@@ -88,6 +80,7 @@ class VideoFrame:
     - ``presentation_time``: seconds on the session's A/V clock; ``clock_source`` says how
     - ``arrival_time``: ``time.monotonic()`` when its last packet arrived
     - ``index``: per-track index of the encoded frame
+    - ``format``: what ``array`` converts to (the stream's :class:`VideoFormat`)
     """
 
     __slots__ = (
@@ -97,8 +90,7 @@ class VideoFrame:
         "av_frame",
         "clock_source",
         "decoded_time",
-        "default_format",
-        "default_size",
+        "format",
         "index",
         "keyframe",
         "presentation_time",
@@ -116,8 +108,7 @@ class VideoFrame:
         index: int,
         keyframe: bool = False,
         decoded_time: float = 0.0,
-        default_format: PixelFormat = "rgb24",
-        default_size: tuple[int, int] | None = None,
+        format: VideoFormat | None = None,
     ) -> None:
         self.av_frame = av_frame
         self.rtp_timestamp = rtp_timestamp
@@ -127,8 +118,7 @@ class VideoFrame:
         self.index = index
         self.keyframe = keyframe
         self.decoded_time = decoded_time
-        self.default_format: PixelFormat = default_format
-        self.default_size = default_size
+        self.format = format if format is not None else VideoFormat()
         self._cache: tuple[str, tuple[int, int] | None, npt.NDArray[np.uint8]] | None = None
         self._lock = threading.Lock()
 
@@ -136,9 +126,7 @@ class VideoFrame:
     def from_decoded(
         cls,
         decoded: DecodedFrame,
-        *,
-        default_format: PixelFormat = "rgb24",
-        default_size: tuple[int, int] | None = None,
+        format: VideoFormat | None = None,
     ) -> VideoFrame:
         """A frame of the decoder's output, stamped with its encoded frame's timestamps."""
         enc = decoded.encoded
@@ -151,8 +139,7 @@ class VideoFrame:
             index=enc.index,
             keyframe=enc.keyframe,
             decoded_time=decoded.decoded_time,
-            default_format=default_format,
-            default_size=default_size,
+            format=format,
         )
 
     @property
@@ -175,9 +162,9 @@ class VideoFrame:
 
         The result of the last call is cached; don't write into it if you call again.
         """
-        fmt: PixelFormat = format or self.default_format
+        fmt: PixelFormat = format or self.format.array_format
         if format is None and size is None:
-            size = self.default_size
+            size = self.format.size
         if fmt not in _CHANNELS:
             raise ValueError(f"unsupported format {fmt!r}; use one of {sorted(_CHANNELS)}")
         with self._lock:
@@ -201,8 +188,8 @@ class VideoFrame:
         cached = self._cache
         return (
             cached is not None
-            and cached[0] == self.default_format
-            and cached[1] == self.default_size
+            and cached[0] == self.format.array_format
+            and cached[1] == self.format.size
         )
 
     def yuv_planes(
@@ -262,8 +249,8 @@ class AudioRechunker:
     """Resample decoded audio and cut it into fixed-size, gapless frames.
 
     Feed decoded ``av.AudioFrame``s with their presentation time; get ``AudioFrame``s of exactly
-    ``frame_ms`` each. Samples are counted: when an input's timestamp runs ahead of the count by
-    more than ``tolerance`` (lost packets, DTX) the gap is filled with silence (up to
+    ``format.frame_ms`` each. Samples are counted: when an input's timestamp runs ahead of the
+    count by more than ``tolerance`` (lost packets, DTX) the gap is filled with silence (up to
     ``max_gap``; beyond that the timeline just restarts); when it runs behind, the overlap is
     trimmed. Within the tolerance nothing is inserted or cut; each output frame's timestamp is
     that of its first sample on the A/V clock.
@@ -271,31 +258,24 @@ class AudioRechunker:
 
     def __init__(
         self,
+        format: AudioFormat | None = None,
         *,
-        sample_rate: int = 48000,
-        channels: int = 1,
-        frame_ms: int = 20,
-        dtype: SampleFormat = "int16",
         tolerance: float = 0.03,
         max_gap: float = 1.0,
     ) -> None:
-        if channels not in (1, 2):
-            raise ValueError("channels must be 1 or 2")
-        if dtype not in ("int16", "float32"):
-            raise ValueError("dtype must be 'int16' or 'float32'")
-        self.sample_rate = sample_rate
-        self.channels = channels
-        self.frame_samples = sample_rate * frame_ms // 1000
-        if self.frame_samples <= 0:
-            raise ValueError("frame_ms too small")
-        self.dtype = dtype
-        self._np_dtype = np.int16 if dtype == "int16" else np.float32
+        self.format = format if format is not None else AudioFormat()
+        # Read on every frame: plain attributes.
+        self.sample_rate = self.format.sample_rate
+        self.channels = self.format.channels
+        self.frame_samples = self.format.frame_samples
+        self.dtype = self.format.dtype
+        self._np_dtype = np.int16 if self.dtype == "int16" else np.float32
         self._tolerance = tolerance
         self._max_gap = max_gap
         self._resampler = av.AudioResampler(
-            format="s16" if dtype == "int16" else "flt",
-            layout="mono" if channels == 1 else "stereo",
-            rate=sample_rate,
+            format="s16" if self.dtype == "int16" else "flt",
+            layout="mono" if self.channels == 1 else "stereo",
+            rate=self.sample_rate,
         )
         self._resampler_used = False  # once used, keep it (it holds delayed samples)
         self._pending: list[npt.NDArray[Any]] = []

@@ -11,13 +11,17 @@ Queue policies (enforced on the decoder thread, so a busy event loop cannot make
   ones and count them. A consumer that stalls gets the newest picture next, not a backlog.
 - ``all`` (audio default; recording): lossless while the consumer keeps up. Live RTP cannot be
   back-pressured, so beyond ``capacity`` (video default 300 frames ~10 s at 30 fps; audio 500
-  frames = 10 s of 20 ms) the oldest frame is dropped with a (rate-limited) warning and counted.
+  frames = 10 s of 20 ms) the oldest frame is dropped and counted (``stats().dropped``). The
+  first overflow of a stream is logged as a warning; later ones are only counted
+  (``stats().overflows``): a stream nobody reads must not fill the log for the whole session.
   Queued video frames are decoded yuv420p (1.4 MB each at 720p, 3.1 MB at 1080p): a full
   300-frame queue holds ~0.4 / ~0.9 GB, so lower ``capacity`` for large frames.
 
 Video conversion to numpy runs off the event loop: on the decoder thread when a consumer is
 already waiting (lowest latency), else when the frame is taken, in a worker thread for frames
-larger than 320x240. ``format=None`` disables conversion (use ``yuv_planes()``/``av_frame``).
+larger than 320x240. ``VideoFormat(pixel_format=None)`` disables conversion (use
+``yuv_planes()``/``av_frame``). Formats are :class:`~.formats.VideoFormat` /
+:class:`~.formats.AudioFormat`; ``capacity`` and ``policy`` are the stream's own arguments.
 """
 
 from __future__ import annotations
@@ -27,14 +31,14 @@ import collections
 import contextlib
 import logging
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Generic, Literal, TypeVar
+from typing import Any, ClassVar, Generic, Literal, TypeVar
 
 from ..rtc.encoded_frame import FrameSource
 from .decoder import DecodedFrame, TrackDecoder, decoder_for
-from .frames import AudioFrame, AudioRechunker, PixelFormat, SampleFormat, VideoFrame
+from .formats import AudioFormat, VideoFormat
+from .frames import AudioFrame, AudioRechunker, VideoFrame
 
 __all__ = ["AudioStream", "Policy", "StreamStats", "VideoStream"]
 
@@ -42,12 +46,18 @@ logger = logging.getLogger(__name__)
 
 Policy = Literal["latest", "all"]
 T = TypeVar("T", VideoFrame, AudioFrame)
+FormatT = TypeVar("FormatT", VideoFormat, AudioFormat)
 
 _SMALL_PIXELS = 320 * 240
 
 
 @dataclass(frozen=True, slots=True)
 class StreamStats:
+    """Counters of one stream. ``dropped``: frames dropped from the queue (the newest kept
+    under ``latest``; the oldest on overflow under ``all``). ``overflows``: times an ``all``
+    stream fell ``capacity`` frames behind after having caught up (only the first is logged).
+    """
+
     kind: str
     policy: Policy
     capacity: int
@@ -56,23 +66,37 @@ class StreamStats:
     dropped: int
     queued: int
     callbacks_dropped: int
+    overflows: int = 0
+
+
+def _checked(format: Any, kind: type[FormatT]) -> FormatT:
+    """``format``, or the default one; a string (the old ``format="rgb24"``) is refused here
+    rather than failing on the decoder thread."""
+    if format is None:
+        return kind()
+    if not isinstance(format, kind):
+        raise TypeError(f"format must be a {kind.__name__}, not {format!r}")
+    return format
 
 
 class _Stream(Generic[T]):
     _kind = "?"
+    default_policy: ClassVar[Policy]  # each kind's own
 
     def __init__(
         self,
         source: FrameSource | TrackDecoder,
         *,
-        capacity: int,
-        policy: Policy,
+        capacity: int | None,
+        policy: Policy | None,
         loop: asyncio.AbstractEventLoop | None,
     ) -> None:
-        if capacity < 1:
-            raise ValueError("capacity must be >= 1")
+        policy = policy if policy is not None else self.default_policy
         if policy not in ("latest", "all"):
             raise ValueError("policy must be 'latest' or 'all'")
+        capacity = capacity if capacity is not None else self._default_capacity(policy)
+        if capacity < 1:
+            raise ValueError("capacity must be >= 1")
         self.capacity = capacity
         self.policy: Policy = policy
         self._loop = loop if loop is not None else asyncio.get_running_loop()
@@ -90,7 +114,8 @@ class _Stream(Generic[T]):
         self._delivered = 0
         self._dropped = 0
         self._cb_dropped = 0
-        self._last_warning = 0.0
+        self._overflows = 0
+        self._behind = False  # overflowed and not caught up since (the queue never emptied)
         self._remove_sink: Callable[[], None] | None = self._decoder.add_sink(
             self._on_decoded, on_end=self.close
         )
@@ -104,6 +129,7 @@ class _Stream(Generic[T]):
             with self._lock:
                 if self._queue:
                     item = self._queue.popleft()
+                    self._behind = self._behind and bool(self._queue)
                     break
                 if self._closed:
                     raise StopAsyncIteration
@@ -145,6 +171,7 @@ class _Stream(Generic[T]):
             dropped=self._dropped,
             queued=queued,
             callbacks_dropped=self._cb_dropped,
+            overflows=self._overflows,
         )
 
     @property
@@ -173,6 +200,9 @@ class _Stream(Generic[T]):
         self.close()
 
     # -- decoder thread ------------------------------------------------------------------
+    def _default_capacity(self, policy: Policy) -> int:
+        raise NotImplementedError
+
     def _make(self, decoded: DecodedFrame, prepare: bool) -> list[T]:
         raise NotImplementedError
 
@@ -208,19 +238,20 @@ class _Stream(Generic[T]):
                     dropped += 1
                 self._queue.append(item)
             waiter, self._waiter = self._waiter, None
+            overflow = dropped > 0 and self.policy == "all" and not self._behind
+            if overflow:
+                self._behind = True
         if dropped:
             self._dropped += dropped
-            if self.policy == "all":
-                now = time.monotonic()
-                if now - self._last_warning > 5.0:
-                    self._last_warning = now
-                    logger.warning(
-                        "%s stream (policy 'all') is %d frames behind: dropped %d oldest "
-                        "frames so far",
-                        self._kind,
-                        self.capacity,
-                        self._dropped,
-                    )
+        if overflow:
+            self._overflows += 1
+            if self._overflows == 1:
+                logger.warning(
+                    "%s stream (policy 'all') fell %d frames behind: dropping its oldest frames "
+                    "(logged once per stream; stats().dropped and .overflows count them)",
+                    self._kind,
+                    self.capacity,
+                )
         if waiter is not None:
             self._call_soon(self._wake, waiter)
 
@@ -256,40 +287,42 @@ class _Stream(Generic[T]):
 
 
 class VideoStream(_Stream[VideoFrame]):
-    """Decoded video frames of one track; ``frame.array`` is numpy in ``format``/``size``."""
+    """Decoded video frames of one track; ``frame.array`` is numpy in ``format``.
+
+    ``policy`` defaults to ``latest``; ``capacity`` to 2 frames under ``latest``, 300 under
+    ``all``.
+    """
 
     _kind = "video"
+    default_policy: ClassVar[Policy] = "latest"
 
     def __init__(
         self,
         source: FrameSource | TrackDecoder,
+        format: VideoFormat | None = None,
         *,
-        format: PixelFormat | None = "rgb24",
-        size: tuple[int, int] | None = None,
         capacity: int | None = None,
-        policy: Policy = "latest",
+        policy: Policy | None = None,
         loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
-        self.format = format
-        self.size = size
-        if capacity is None:
-            capacity = 2 if policy == "latest" else 300
+        self.format = _checked(format, VideoFormat)
         super().__init__(source, capacity=capacity, policy=policy, loop=loop)
 
+    def _default_capacity(self, policy: Policy) -> int:
+        return 2 if policy == "latest" else 300
+
     def _make(self, decoded: DecodedFrame, prepare: bool) -> list[VideoFrame]:
-        frame = VideoFrame.from_decoded(
-            decoded, default_format=self.format or "rgb24", default_size=self.size
-        )
-        if prepare and self.format is not None:
+        frame = VideoFrame.from_decoded(decoded, self.format)
+        if prepare and self.format.pixel_format is not None:
             frame.to_ndarray()  # a consumer is waiting: convert here, off the loop
         return [frame]
 
     async def _finish(self, item: VideoFrame) -> VideoFrame:
-        if self.format is None:
+        if self.format.pixel_format is None:
             return item
         if item.is_converted():
             return item
-        w, h = self.size or (item.width, item.height)
+        w, h = self.format.size or (item.width, item.height)
         if w * h > _SMALL_PIXELS:
             await self._loop.run_in_executor(None, item.to_ndarray)
         else:
@@ -298,32 +331,30 @@ class VideoStream(_Stream[VideoFrame]):
 
 
 class AudioStream(_Stream[AudioFrame]):
-    """Decoded audio of one track as fixed-size PCM frames (samples, channels)."""
+    """Decoded audio of one track as fixed-size PCM frames (samples, channels) in ``format``.
+
+    ``policy`` defaults to ``all``; ``capacity`` to 10 s of frames under ``all``, 5 frames
+    under ``latest``.
+    """
 
     _kind = "audio"
+    default_policy: ClassVar[Policy] = "all"
 
     def __init__(
         self,
         source: FrameSource | TrackDecoder,
+        format: AudioFormat | None = None,
         *,
-        sample_rate: int = 48000,
-        channels: int = 1,
-        frame_ms: int = 20,
-        dtype: SampleFormat = "int16",
         capacity: int | None = None,
-        policy: Policy = "all",
+        policy: Policy | None = None,
         loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
-        self.sample_rate = sample_rate
-        self.channels = channels
-        self.frame_ms = frame_ms
-        self.dtype: SampleFormat = dtype
-        self._rechunker = AudioRechunker(
-            sample_rate=sample_rate, channels=channels, frame_ms=frame_ms, dtype=dtype
-        )
-        if capacity is None:
-            capacity = max(1, 10_000 // frame_ms) if policy == "all" else 5
+        self.format = _checked(format, AudioFormat)
+        self._rechunker = AudioRechunker(self.format)
         super().__init__(source, capacity=capacity, policy=policy, loop=loop)
+
+    def _default_capacity(self, policy: Policy) -> int:
+        return max(1, 10_000 // self.format.frame_ms) if policy == "all" else 5
 
     def _make(self, decoded: DecodedFrame, prepare: bool) -> list[AudioFrame]:
         enc = decoded.encoded

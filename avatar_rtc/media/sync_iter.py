@@ -8,7 +8,7 @@ the last consumer of its track.
 
     with BackgroundLoop() as bg:
         session = bg.run(AvatarSession(...).start())  # any coroutine, run on that loop
-        for frame in iter_video(session.video_pipeline, loop=bg, size=(320, 240)):
+        for frame in iter_video(session.video_pipeline, VideoFormat(size=(320, 240)), loop=bg):
             img = frame.array                         # numpy, HxWx3 uint8
             ...
 """
@@ -19,12 +19,13 @@ import asyncio
 import concurrent.futures
 import contextlib
 import threading
-from collections.abc import Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from typing import Any, Generic, TypeVar
 
 from ..rtc.encoded_frame import FrameSource
 from .decoder import TrackDecoder
-from .frames import AudioFrame, PixelFormat, SampleFormat, VideoFrame
+from .formats import AudioFormat, VideoFormat
+from .frames import AudioFrame, VideoFrame
 from .streams import AudioStream, Policy, VideoStream, _Stream
 
 __all__ = ["BackgroundLoop", "FrameIterator", "iter_audio", "iter_video"]
@@ -160,50 +161,51 @@ def _loop_of(
 
 def iter_video(
     source: FrameSource | TrackDecoder,
+    format: VideoFormat | None = None,
     *,
     loop: LoopLike | None = None,
-    format: PixelFormat | None = "rgb24",
-    size: tuple[int, int] | None = None,
     capacity: int | None = None,
-    policy: Policy = "latest",
+    policy: Policy | None = None,
     timeout: float | None = None,
 ) -> FrameIterator[VideoFrame]:
     """Blocking iterator of :class:`VideoFrame` (``frame.array`` is the numpy image).
 
-    ``timeout`` (seconds) bounds the wait for each frame (``TimeoutError``).
+    ``format``, ``capacity`` and ``policy`` as for :class:`VideoStream`; ``timeout``
+    (seconds) bounds the wait for each frame (``TimeoutError``).
     """
-    bg = _loop_of(source, loop)
-
-    async def make() -> VideoStream:
-        return VideoStream(source, format=format, size=size, capacity=capacity, policy=policy)
-
-    return FrameIterator(_run_on(bg, make(), None), bg, timeout)
+    return _iterate(
+        lambda: VideoStream(source, format, capacity=capacity, policy=policy), source, loop, timeout
+    )
 
 
 def iter_audio(
     source: FrameSource | TrackDecoder,
+    format: AudioFormat | None = None,
     *,
     loop: LoopLike | None = None,
-    sample_rate: int = 48000,
-    channels: int = 1,
-    frame_ms: int = 20,
-    dtype: SampleFormat = "int16",
     capacity: int | None = None,
-    policy: Policy = "all",
+    policy: Policy | None = None,
     timeout: float | None = None,
 ) -> FrameIterator[AudioFrame]:
-    """Blocking iterator of :class:`AudioFrame` (``frame.data`` is (samples, channels))."""
+    """Blocking iterator of :class:`AudioFrame` (``frame.data`` is (samples, channels)).
+
+    ``format``, ``capacity`` and ``policy`` as for :class:`AudioStream`.
+    """
+    return _iterate(
+        lambda: AudioStream(source, format, capacity=capacity, policy=policy), source, loop, timeout
+    )
+
+
+def _iterate(
+    make: Callable[[], _Stream[F]],
+    source: FrameSource | TrackDecoder,
+    loop: LoopLike | None,
+    timeout: float | None,
+) -> FrameIterator[F]:
+    """A blocking iterator over the stream ``make()`` creates on the source's loop."""
     bg = _loop_of(source, loop)
 
-    async def make() -> AudioStream:
-        return AudioStream(
-            source,
-            sample_rate=sample_rate,
-            channels=channels,
-            frame_ms=frame_ms,
-            dtype=dtype,
-            capacity=capacity,
-            policy=policy,
-        )
+    async def on_loop() -> _Stream[F]:  # streams bind to the running loop
+        return make()
 
-    return FrameIterator(_run_on(bg, make(), None), bg, timeout)
+    return FrameIterator(_run_on(bg, on_loop(), None), bg, timeout)

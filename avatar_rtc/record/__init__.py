@@ -1,7 +1,8 @@
 """Step 4 of the data path: recording to a file.
 
-``Recorder(path, mode="copy")`` muxes the received compressed frames without decoding them;
-``mode="encode"`` re-encodes decoded frames. Both write from a thread of their own.
+``Recorder(path)`` muxes the received compressed frames without decoding them;
+``Recorder(path, RecordOptions(mode="encode"))`` re-encodes decoded frames. Both write from a
+thread of their own.
 """
 
 from __future__ import annotations

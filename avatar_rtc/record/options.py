@@ -1,10 +1,10 @@
-"""Recorder settings: container choice, queue bound, encode parameters."""
+"""Recorder settings: mode, container choice, queue bound, encode parameters."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 from ..errors import ConfigurationError
 
@@ -43,12 +43,16 @@ class EncodeOptions:
 class RecordOptions:
     """Recorder settings.
 
+    ``mode``: ``"copy"`` (default) writes the received compressed frames without decoding them;
+    ``"encode"`` re-encodes decoded frames with ``encode``.
+
     ``max_queue_bytes`` / ``max_queue_items`` bound what waits for the writer thread. Nothing
     is dropped silently: when the bound is hit the new item is refused, counted in
     ``stats().dropped``, and an error is logged; after a dropped video frame the copy path
     also skips video until the next keyframe so the file never holds a broken reference chain.
     """
 
+    mode: RecordMode = "copy"
     video: bool = True  # expect a video track: writing starts at its first keyframe
     audio: bool = True  # expect an audio track
     max_queue_bytes: int = 256 * 1024 * 1024
@@ -71,6 +75,10 @@ class RecordOptions:
     # and logs a warning; "error" fails the recording with a RecordError.
     incompatible_video: Literal["transcode", "error"] = "transcode"
     encode: EncodeOptions = field(default_factory=EncodeOptions)
+
+    def __post_init__(self) -> None:
+        if self.mode not in get_args(RecordMode):
+            raise ConfigurationError(f"unknown record mode {self.mode!r} (use 'copy' or 'encode')")
 
 
 @dataclass(frozen=True, slots=True)

@@ -60,7 +60,7 @@ def _planes_bytes(frame: av.VideoFrame | av.AudioFrame) -> int:
 class Recorder:
     """Records to ``path`` (``.mp4`` fragmented, ``.mkv`` or ``.webm``).
 
-    ``mode="copy"`` (default) writes the received compressed frames (:meth:`write`, or
+    ``options.mode="copy"`` (default) writes the received compressed frames (:meth:`write`, or
     :meth:`attach` to a receive pipeline) without decoding. ``mode="encode"`` re-encodes
     decoded frames given to :meth:`write_video` / :meth:`write_audio` with ``options.encode``.
 
@@ -79,19 +79,14 @@ class Recorder:
     loop or any thread. Frames handed over belong to the recorder from then on.
     """
 
-    def __init__(
-        self,
-        path: str | os.PathLike[str],
-        mode: RecordMode = "copy",
-        options: RecordOptions | None = None,
-    ) -> None:
-        if mode not in ("copy", "encode"):
-            raise RecordError(f"unknown record mode {mode!r} (use 'copy' or 'encode')")
+    def __init__(self, path: str | os.PathLike[str], options: RecordOptions | None = None) -> None:
+        if options is not None and not isinstance(options, RecordOptions):
+            raise TypeError(f"options must be a RecordOptions, not {options!r}")
         self.path = Path(path)
-        self.mode: RecordMode = mode
         self.options = options or RecordOptions()
+        self.mode: RecordMode = self.options.mode
         self.spec = container_for_path(self.path)
-        if mode == "encode":
+        if self.mode == "encode":
             resolve_codecs(self.spec, self.options.encode)  # fail now, not in the thread
         self._book = StatsBook()
         self._queue: ByteBoundedQueue[_Item] = ByteBoundedQueue(

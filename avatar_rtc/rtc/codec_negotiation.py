@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from aiortc.exceptions import OperationError
 
 from ..errors import CodecNegotiationError, WhepError
+from .video_codecs import RECEIVABLE_VIDEO_CODECS
 
 __all__ = [
     "RECEIVABLE_VIDEO_CODECS",
@@ -24,8 +25,6 @@ __all__ = [
     "video_answer",
 ]
 
-# What the receive pipeline depacketizes and decodes, in our order of preference.
-RECEIVABLE_VIDEO_CODECS = ("H264", "VP8")
 # Payload formats that repair or protect a codec rather than being one.
 _HELPERS = frozenset({"RTX", "RED", "ULPFEC", "FLEXFEC-03"})
 # Refusals that say "not who/where/when" (auth, no such session, busy, rate limit) are no

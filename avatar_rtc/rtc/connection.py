@@ -36,6 +36,7 @@ from . import codec_negotiation, multi_turn, sdp_candidates
 from .candidate_pair import SelectedPair
 from .ice_options import IceOptions
 from .ice_servers import IceServer
+from .video_codecs import RECEIVABLE_VIDEO_CODECS
 from .whep import WhepClient
 
 __all__ = ["ConnectTimings", "ConnectionState", "MediaConnection", "add_rtcp_mux_only"]
@@ -98,7 +99,7 @@ class MediaConnection:
         *,
         bearer: str | Secret | None = None,
         ice: IceOptions | None = None,
-        video_codecs: Sequence[str] = ("H264", "VP8"),
+        video_codecs: Sequence[str] = RECEIVABLE_VIDEO_CODECS,
         connect_timeout: float = 20.0,
         http: aiohttp.ClientSession | None = None,
         on_receiver: ReceiverHook | None = None,

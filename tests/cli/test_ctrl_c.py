@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from avatar_rtc.errors import ConnectError, NoMediaError
 from tests.cli.test_record_cmd import cli_env, probe_streams
 from tests.support import require_tool
 
@@ -96,7 +97,8 @@ def test_sigint_while_connecting_exits_130_without_traceback(tmp_path: Path) -> 
 
 
 def test_source_killed_mid_record_still_finalises_the_file(tmp_path: Path) -> None:
-    """The sender vanishes (SIGKILL): the recording stops as stalled, exit 1, file readable."""
+    """The sender vanishes (SIGKILL): the recording stops, file readable. Media stopped
+    arriving is a NoMediaError (exit 3); a lost connection a ConnectError (exit 7)."""
     require_tool("ffprobe")
     emulator = _start("emulator", "--port", "0")
     try:
@@ -122,10 +124,15 @@ def test_source_killed_mid_record_still_finalises_the_file(tmp_path: Path) -> No
         if emulator.poll() is None:
             emulator.kill()
         emulator.communicate()
-    assert proc.returncode == 1, stderr
     assert "Traceback" not in stderr
-    assert "stopped by stalled" in stdout or "stopped by disconnected" in stdout, stdout
-    assert stderr.strip().splitlines()[-1].startswith("avatar-rtc record: ConnectError:")
+    last = stderr.strip().splitlines()[-1]
+    if "stopped by stalled" in stdout:
+        assert proc.returncode == NoMediaError.exit_code == 3, stderr
+        assert last == "avatar-rtc record: NoMediaError: media stopped arriving", last
+    else:
+        assert "stopped by disconnected" in stdout, stdout
+        assert proc.returncode == ConnectError.exit_code == 7, stderr
+        assert last.startswith("avatar-rtc record: ConnectError: disconnected"), last
     reported = _reported_duration(stdout)
     assert 0.0 < reported < 2.1, reported  # stopped early by the stall (--duration 2)
     streams = probe_streams(out)
@@ -151,3 +158,43 @@ def test_sigkill_after_5s_leaves_a_playable_file(tmp_path: Path, extension: str)
     assert streams["video"]["codec"] == "h264" and streams["audio"]["codec"] == "opus"
     for info in streams.values():
         assert info["duration"] >= 4.0, streams
+
+
+def _entry_point() -> list[str]:
+    """The installed ``avatar-rtc`` script next to this Python: it imports the CLI before any
+    of our code can catch a Ctrl-C (``python -m avatar_rtc.cli`` guards its import)."""
+    script = Path(sys.executable).with_name("avatar-rtc")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "avatar_rtc.cli"]
+
+
+def _interpreter_start() -> float:
+    """Seconds a bare interpreter takes to start on this machine, now (the slowest of 3)."""
+    times = []
+    for _ in range(3):
+        started = time.monotonic()
+        subprocess.run([sys.executable, "-c", "pass"], check=True, env=cli_env())
+        times.append(time.monotonic() - started)
+    return max(times)
+
+
+@pytest.mark.parametrize("delay", [0.1, 0.25, 0.4])
+def test_ctrl_c_in_the_first_half_second_is_exit_130_without_traceback(
+    tmp_path: Path, delay: float
+) -> None:
+    """Used to land in the second-long import of the media stack: a KeyboardInterrupt
+    traceback. The interpreter's own start (a few tens of ms, measured as the baseline) is
+    the only window left where Python itself prints it: the delays start after it."""
+    at = _interpreter_start() + delay
+    proc = subprocess.Popen(
+        [*_entry_point(), "record", str(tmp_path / "early.mp4"), "--duration", "30"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=cli_env(),
+    )
+    time.sleep(at)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=30)
+    assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr, (at, stderr)
+    assert proc.returncode == 130, (at, stderr)
+    assert "interrupted" in stderr or "stopped by signal" in stdout, (at, stdout, stderr)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import signal
@@ -10,14 +11,18 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from avatar_rtc.cli.common import Target, target_from_args
+from avatar_rtc.cli.exit_status import error_line
 from avatar_rtc.cli.main import build_parser
 from avatar_rtc.emulator import DEFAULT_VISUAL_ID, DEFAULT_VOICE_ID
-from avatar_rtc.errors import ConfigurationError
+from avatar_rtc.errors import AuthenticationError, ConfigurationError, NetworkError
 from avatar_rtc.redact import redact
+from avatar_rtc.session_stats import SCHEMA_VERSION, SessionTimings
+from tests.cli.test_record_cmd import write_tone
 
 PHASES = {"session", "offer_answer", "ice_dtls", "first_keyframe", "first_frame"}
 
@@ -43,35 +48,39 @@ def _cli(*argv: str, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
 
 def test_default_target_is_the_embedded_emulator_on_loopback() -> None:
     target = _target()
+    options = target.options
     assert target.kind == "emulator"
-    assert (target.avatar_id, target.voice_id) == (DEFAULT_VISUAL_ID, DEFAULT_VOICE_ID)
-    assert target.ice.host_addresses == ("127.0.0.1",)
-    assert target.ice.policy == "all" and target.ice.extra_servers == ()
-    assert target.video_codecs == ("H264", "VP8")
-    assert target.ks is None and target.api_url is None
+    assert (options.avatar_id, options.voice_id) == (DEFAULT_VISUAL_ID, DEFAULT_VOICE_ID)
+    assert options.ice.host_addresses == ("127.0.0.1",)
+    assert options.ice.policy == "all" and options.ice.extra_servers == ()
+    assert options.video_codecs == ("H264", "VP8")
+    assert options.ks is None and options.api_url is None
 
 
 def test_a_ks_selects_the_service() -> None:
     target = _target(env={"AVATAR_KS": "ks-from-env-123"})
+    options = target.options
     assert target.kind == "service"
-    assert target.ks is not None and target.ks.reveal() == "ks-from-env-123"
+    assert options.ks is not None and options.ks.reveal() == "ks-from-env-123"
     assert "ks-from-env-123" not in repr(target)
     assert redact("token ks-from-env-123") == "token ***"  # registered for log redaction
-    assert target.ice.host_addresses is None  # every interface against a real service
-    assert target.avatar_id is None  # the session picks $AVATAR_ID / the catalog's first
+    assert options.ice.host_addresses is None  # every interface against a real service
+    assert options.avatar_id is None  # the session picks $AVATAR_ID / the catalog's first
 
     target = _target("--api-url", "http://127.0.0.1:1/v1/avatar-session", "--avatar-id", "a1")
-    assert (target.kind, target.api_url, target.avatar_id) == (
+    assert (target.kind, target.options.api_url, target.options.avatar_id) == (
         "service", "http://127.0.0.1:1/v1/avatar-session", "a1",
     )  # fmt: skip
     env_url = {"AVATAR_API_URL": "http://h/v1/avatar-session"}
-    assert _target("--ks", "ks-cli-value", env=env_url).api_url == "http://h/v1/avatar-session"
+    target = _target("--ks", "ks-cli-value", env=env_url)
+    assert target.options.api_url == "http://h/v1/avatar-session"
 
 
 def test_whep_url_selects_a_bare_whep_source() -> None:
     target = _target("--whep-url", "http://127.0.0.1:9/whep", "--bearer", "bearer-xyz-1")
-    assert target.kind == "whep" and target.whep_url == "http://127.0.0.1:9/whep"
-    assert target.bearer is not None and target.bearer.reveal() == "bearer-xyz-1"
+    assert target.kind == "whep" and target.options.whep_url == "http://127.0.0.1:9/whep"
+    bearer = target.options.bearer
+    assert bearer is not None and bearer.reveal() == "bearer-xyz-1"
     assert "bearer-xyz-1" not in repr(target)
     # a KS in the environment does not turn a WHEP probe into a service one
     assert _target("--whep-url", "https://x/whep", env={"AVATAR_KS": "ks-abcd"}).kind == "whep"
@@ -104,9 +113,9 @@ def test_ice_options() -> None:
         "--codec", "vp8", "--codec", "H264",
         "--connect-timeout", "7", "--gather-timeout", "2",
     )  # fmt: skip
-    ice = target.ice
+    ice = target.options.ice
     assert ice.policy == "relay" and ice.host_addresses == ("127.0.0.1", "::1")
-    assert ice.gather_timeout == 2.0 and target.connect_timeout == 7.0
+    assert ice.gather_timeout == 2.0 and target.options.connect_timeout == 7.0
     assert [s.url for s in ice.servers()] == [
         "stun:127.0.0.1:3478",
         "turn:127.0.0.1:3478?transport=udp",
@@ -117,7 +126,7 @@ def test_ice_options() -> None:
         ("turn-user-1", "turn-cred-1")
     }
     assert "turn-cred-1" not in repr(target)
-    assert target.video_codecs == ("VP8", "H264")
+    assert target.options.video_codecs == ("VP8", "H264")
 
 
 @pytest.mark.parametrize(
@@ -137,39 +146,63 @@ def test_probe_the_embedded_emulator() -> None:
     result = _cli("probe", "--duration", "3")
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
-    video, audio = report["video"], report["audio"]
-    assert report["target"] == "emulator"
-    assert report["codecs"] == {"video": "H264", "audio": "opus"}
-    assert (video["width"], video["height"]) == (512, 512)
-    assert video["frames"] > 0 and 15 <= video["fps"] <= 35
-    assert audio["frames"] > 0
-    ttff = report["time_to_first_frame"]
-    assert set(ttff["phases"]) == PHASES
-    assert all(isinstance(v, float) and v >= 0 for v in ttff["phases"].values()), ttff
-    assert ttff["total"] >= sum(ttff["phases"].values()) - 0.05
+    assert report["schema_version"] == SCHEMA_VERSION and report["state"] == "connected"
+    probe, video, audio = report["probe"], report["video"], report["audio"]
+    assert probe["target"] == "emulator" and probe["error"] is None
+    assert probe["phases_reached"] == list(SessionTimings.PHASES)
+    assert (video["codec"], audio["codec"]) == ("H264", "opus")
+    assert (probe["video"]["width"], probe["video"]["height"]) == (512, 512)
+    assert probe["video"]["frames"] > 0 and 15 <= probe["video"]["fps"] <= 35
+    assert audio["frames"] > 0 and probe["audio"]["seconds"] > 2.0
+    timings = report["timings"]
+    assert set(timings) == PHASES | {"total"}
+    phases = [timings[name] for name in PHASES]
+    assert all(isinstance(v, float) and v >= 0 for v in phases), timings
+    assert timings["total"] >= sum(phases) - 0.05
     pair = report["selected_pair"]
     assert pair["local_type"] == "host" and pair["protocol"] == "udp"
-    assert pair["turn_transport"] is None
-    assert report["packets"]["video"]["packets"] > 0 and report["packets"]["video"]["lost"] >= 0
+    assert pair["relay_transport"] is None
+    assert video["packets"] > 0 and video["lost"] >= 0
 
 
 def test_probe_the_embedded_emulator_in_vp8() -> None:
     result = _cli("probe", "--duration", "2", "--codec", "VP8")
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
-    assert report["codecs"] == {"video": "VP8", "audio": "opus"}
-    assert (report["video"]["width"], report["video"]["height"]) == (512, 512)
-    assert report["video"]["frames"] > 0 and report["audio"]["frames"] > 0
+    assert (report["video"]["codec"], report["audio"]["codec"]) == ("VP8", "opus")
+    assert (report["probe"]["video"]["width"], report["probe"]["video"]["height"]) == (512, 512)
+    assert report["probe"]["video"]["frames"] > 0 and report["audio"]["frames"] > 0
 
 
-@pytest.mark.slow
-def test_probe_a_dead_whep_endpoint_is_a_one_line_error() -> None:
+def test_probe_level_is_of_the_whole_run_and_say_audio_is_spoken(tmp_path: Path) -> None:
+    """A 1 s tone at -9 dBFS (RMS), said with --say-audio, in a 3 s probe: the peak is the
+    tone's level, the run's level its energy spread over the run (no speech otherwise)."""
+    tone = tmp_path / "tone.wav"
+    write_tone(tone, seconds=1.0, amplitude=0.5)  # sine: RMS 0.354 = -9.0 dBFS
+    result = _cli("probe", "--duration", "3", "--say-audio", str(tone), "--compact")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    audio = report["probe"]["audio"]
+    assert audio["peak_db"] == pytest.approx(-9.0, abs=2.0), audio
+    # 1 s of tone in >= 3 s of audio: >= 4.8 dB below the tone; more than a blip of it
+    assert -9.0 - 10 * math.log10(audio["seconds"]) == pytest.approx(audio["level_db"], abs=2.0)
+    assert report["utterances"] == 1, report
+
+
+def test_probe_a_dead_whep_endpoint_prints_the_report_with_the_error() -> None:
     result = _cli("probe", "--whep-url", "http://127.0.0.1:9/whep", "--connect-timeout", "5")
-    assert result.returncode == 1
-    assert result.stdout == ""
+    assert result.returncode == NetworkError.exit_code == 6, result.stderr
     assert "Traceback" not in result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("avatar-rtc probe: NetworkError:"), lines
+    report = json.loads(result.stdout)  # the report, exactly when a QA run needs it
+    assert report["schema_version"] == SCHEMA_VERSION and report["state"] == "failed"
+    probe = report["probe"]
+    assert probe["error"]["type"] == "NetworkError" and probe["error"]["exit_code"] == 6
+    assert "127.0.0.1:9" in probe["error"]["message"]
+    # bare WHEP: no Control API session phase; it failed at the offer/answer
+    assert probe["phases_reached"] == [] and probe["failed_phase"] == "offer_answer"
+    assert probe["video"]["frames"] == 0 and probe["window_seconds"] == 0.0
 
 
 # --- secrets ----------------------------------------------------------------------------------
@@ -225,7 +258,7 @@ def test_no_secret_in_the_output_of_a_run(emulator_with_secrets: str) -> None:
         "--turn-username", CLI_TURN[0], "--turn-credential", CLI_TURN[1],
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
-    assert json.loads(result.stdout)["target"] == "service"
+    assert json.loads(result.stdout)["probe"]["target"] == "service"
     output = result.stdout + result.stderr
     assert "DEBUG" in output  # -vv: the debug logs of every layer were shown and checked
     for secret in (KS, *EMU_TURN, *CLI_TURN):
@@ -234,21 +267,26 @@ def test_no_secret_in_the_output_of_a_run(emulator_with_secrets: str) -> None:
 
 
 @pytest.mark.slow
-def test_a_rejected_ks_is_a_one_line_error_without_the_ks(emulator_with_secrets: str) -> None:
+@pytest.mark.parametrize("avatar_id", [["--avatar-id", "a1"], []])
+def test_a_rejected_ks_is_exit_5_with_a_report_without_the_ks(
+    emulator_with_secrets: str, avatar_id: list[str]
+) -> None:
+    """Also without --avatar-id (the catalog is asked first): still an AuthenticationError."""
     wrong = "ks-WRONG-value-31337"
-    argv = ("--api-url", emulator_with_secrets, "--ks", wrong, "--avatar-id", "a1")
+    argv = ("--api-url", emulator_with_secrets, "--ks", wrong, *avatar_id)
     result = _cli("probe", *argv)
-    assert result.returncode == 1
-    assert result.stdout == "" and "Traceback" not in result.stderr
+    assert result.returncode == AuthenticationError.exit_code == 5, result.stderr
+    assert "Traceback" not in result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("avatar-rtc probe: AuthenticationError:")
-    assert wrong not in result.stderr and KS not in result.stderr
+    probe = json.loads(result.stdout)["probe"]
+    assert probe["error"]["type"] == "AuthenticationError" and probe["failed_phase"] == "session"
+    output = result.stdout + result.stderr
+    assert wrong not in output and KS not in output
 
 
 def test_error_lines_mask_secrets() -> None:
-    from avatar_rtc.cli.common import error_line
-
-    target = _target("--ks", "ks-in-an-error-99")
-    assert target.ks is not None
-    line = error_line("probe", RuntimeError(f"bad KS {target.ks.reveal()}\nsecond line"))
+    ks = _target("--ks", "ks-in-an-error-99").options.ks
+    assert ks is not None
+    line = error_line("probe", RuntimeError(f"bad KS {ks.reveal()}\nsecond line"))
     assert line == "avatar-rtc probe: RuntimeError: bad KS ***"

@@ -8,15 +8,20 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import os
+import struct
 import subprocess
 import sys
+import wave
+from argparse import Namespace
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from avatar_rtc.cli import record_cmd
+from avatar_rtc.cli.arguments import Speech
 from avatar_rtc.cli.main import build_parser, main
 from avatar_rtc.cli.progress import (
     Progress,
@@ -51,6 +56,20 @@ def cli_env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("AVATAR_")}
     env["PYTHONUNBUFFERED"] = "1"
     return env
+
+
+def write_tone(path: Path, seconds: float, amplitude: float, hz: float = 440.0) -> None:
+    """A mono 48 kHz 16-bit WAV sine (RMS level: 20 log10(amplitude / sqrt 2) dBFS)."""
+    rate = 48000
+    samples = (
+        round(amplitude * 32767 * math.sin(2 * math.pi * hz * i / rate))
+        for i in range(int(seconds * rate))
+    )
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(rate)
+        out.writeframes(b"".join(struct.pack("<h", s) for s in samples))
 
 
 def probe_streams(path: Path) -> dict[str, dict[str, Any]]:
@@ -88,15 +107,25 @@ def probe_streams(path: Path) -> dict[str, dict[str, Any]]:
 
 def test_parser_defaults() -> None:
     args = build_parser().parse_args(["record", "out.mp4"])
-    assert (args.out, args.mode, args.duration, args.until_idle, args.say) == (
-        "out.mp4", "copy", None, False, [],
+    assert (args.out, args.mode, args.duration, args.until_idle, args.speech, args.force) == (
+        "out.mp4", "copy", None, False, [], False,
     )  # fmt: skip
     assert args.handler is record_cmd.run
 
 
-def test_say_is_repeatable_in_order() -> None:
-    args = build_parser().parse_args(["record", "o.mkv", "--say", "one", "--say", "two"])
-    assert args.say == ["one", "two"]
+def test_say_and_say_audio_are_repeatable_in_order(tmp_path: Path) -> None:
+    audio = tmp_path / "hello.wav"
+    write_tone(audio, 0.1, 0.5)
+    argv = ["record", "o.mkv", "--say", "one", "--say-audio", str(audio), "--say", "two"]
+    assert build_parser().parse_args(argv).speech == [
+        Speech("text", "one"), Speech("audio", str(audio)), Speech("text", "two"),
+    ]  # fmt: skip
+
+
+def test_a_missing_say_audio_file_is_a_usage_error(tmp_path: Path) -> None:
+    with pytest.raises(SystemExit) as exc:
+        build_parser().parse_args(["probe", "--say-audio", str(tmp_path / "absent.wav")])
+    assert exc.value.code == 2
 
 
 def test_encode_options() -> None:
@@ -144,11 +173,86 @@ def test_inconsistent_options_exit_2(
     assert err.count("\n") == 1
 
 
+@pytest.fixture
+def connections(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """``record`` without connecting: the OUT of each run that got as far as connecting."""
+    started: list[str] = []
+
+    async def connect_nowhere(args: Namespace, target: object, encode: object, stop: object) -> int:
+        started.append(args.out)
+        return 0
+
+    for name in ("AVATAR_KS", "AVATAR_API_URL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(record_cmd, "_record", connect_nowhere)
+    return started
+
+
+def _bad_outputs(tmp_path: Path) -> list[tuple[str, str]]:
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("x")
+    (tmp_path / "old.mp4").write_bytes(b"keep me")
+    (tmp_path / "folder.mp4").mkdir()
+    bad = [
+        (str(a_file / "out.mp4"), "is not a directory"),  # raw FileExistsError before
+        (str(a_file / "deeper" / "out.mp4"), "is not a directory"),
+        (str(tmp_path / "old.mp4"), "exists: use --force"),  # silently overwritten before
+        (str(tmp_path / "folder.mp4"), "is a directory"),
+    ]
+    if Path("/proc/self").is_dir():  # Linux: takes no new file, even from root
+        bad.append(("/proc/out.mp4", "cannot create a file in '/proc'"))
+    return bad
+
+
+def test_an_unusable_output_is_refused_before_connecting(
+    tmp_path: Path, connections: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    for out, message in _bad_outputs(tmp_path):
+        assert main(["record", out]) == ConfigurationError.exit_code, out
+        err = capsys.readouterr().err
+        assert err.startswith("avatar-rtc record: ConfigurationError: ") and message in err, err
+    assert connections == []  # refused before connecting: no 6 s wait for "no streams"
+    assert (tmp_path / "old.mp4").read_bytes() == b"keep me"
+
+
+def test_force_overwrites_and_missing_folders_are_fine(
+    tmp_path: Path, connections: list[str]
+) -> None:
+    (tmp_path / "old.mkv").write_bytes(b"replace me")
+    assert main(["record", str(tmp_path / "old.mkv"), "--force"]) == 0
+    assert main(["record", str(tmp_path / "new" / "sub" / "out.webm")]) == 0  # recorder mkdirs
+    assert connections == [str(tmp_path / "old.mkv"), str(tmp_path / "new" / "sub" / "out.webm")]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["old.mkv"]  # the check left nothing
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        # used to stop at once with a 0.1 s file and exit 0: nothing makes the avatar speak
+        (["--until-idle"], "--until-idle needs --say or --say-audio"),
+        (["--until-idle", "--duration", "5"], "--until-idle needs --say or --say-audio"),
+        (["--say", "hi", "--whep-url", "http://127.0.0.1:9/w"], "need the Control API"),
+    ],
+)
+def test_speech_options_are_checked_before_connecting(
+    tmp_path: Path,
+    argv: list[str],
+    message: str,
+    connections: list[str],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["record", str(tmp_path / "o.mp4"), *argv]) == 2
+    assert message in capsys.readouterr().err
+    assert connections == []
+
+
 # --- progress -------------------------------------------------------------------------------
 
 
-def _sample(at: float, frames: int, nbytes: int, dropped: int = 0) -> ProgressSample:
-    return ProgressSample(at, at, at - 0.1, frames, nbytes, dropped)
+def _sample(
+    at: float, frames: int, nbytes: int, dropped: int = 0, limit: float | None = None
+) -> ProgressSample:
+    return ProgressSample(at, at, at - 0.1, frames, nbytes, dropped, limit)
 
 
 def test_formatting() -> None:
@@ -161,6 +265,26 @@ def test_formatting() -> None:
     assert format_size(3 * 1024 * 1024) == "3.0 MiB"
     line = progress_line(_sample(1.0, 25, 0), _sample(3.0, 75, 250_000, dropped=2))
     assert line == "rec 00:03.0  media 00:02.9  25.0 fps  1.00 Mbit/s  dropped 2"
+    # against --duration
+    line = progress_line(None, _sample(3.0, 75, 250_000, limit=10.0))
+    assert line.startswith("rec 00:03.0  media 00:02.9/00:10.0  ")
+
+
+def test_progress_while_connecting() -> None:
+    log, tty = io.StringIO(), io.StringIO()
+    in_log, on_tty = Progress(log, tty=False), Progress(tty, tty=True)
+    for phase, elapsed in [("creating the session", 0.1), ("ICE/DTLS", 0.4), ("ICE/DTLS", 0.6)]:
+        in_log.connecting("embedded emulator", phase, elapsed)
+        on_tty.connecting("embedded emulator", phase, elapsed)
+    assert log.getvalue().splitlines() == [  # a log: a line per phase
+        "connecting to the embedded emulator: creating the session  00:00.1",
+        "connecting to the embedded emulator: ICE/DTLS  00:00.4",
+    ]
+    assert tty.getvalue().count("\r") == 3  # a terminal: the elapsed time runs
+    assert tty.getvalue().endswith("connecting to the embedded emulator: ICE/DTLS  00:00.6")
+    # the recording's progress then takes the line over
+    assert on_tty.update(_sample(1.0, 0, 0), force=True)
+    assert tty.getvalue().split("\r")[-1].startswith("rec 00:01.0")
 
 
 def test_progress_on_a_terminal_rewrites_one_line() -> None:
@@ -208,7 +332,10 @@ def test_record_with_say_and_duration(tmp_path: Path, extension: str) -> None:
     assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stderr
     assert f"recorded {out}" in result.stdout and "stopped by duration" in result.stdout
-    assert "rec 00:" in result.stderr  # progress (a log: full lines)
+    # progress (a log: full lines): connecting, then the media recorded against --duration
+    lines = result.stderr.splitlines()
+    assert lines[0].startswith("connecting to the embedded emulator: "), lines
+    assert any(line.startswith("rec 00:") and "/00:06.0 " in line for line in lines), lines
 
     streams = probe_streams(out)
     assert set(streams) == {"video", "audio"}
@@ -232,6 +359,18 @@ def test_record_json_summary(tmp_path: Path) -> None:
     assert summary["streams"]["audio"]["codec"] == "opus"
     assert summary["duration"] == pytest.approx(1.5, abs=0.1)
     assert summary["size"] == out.stat().st_size > 0 and summary["dropped"] == 0
+
+
+def test_say_audio_is_recorded_until_idle(tmp_path: Path) -> None:
+    tone = tmp_path / "tone.wav"
+    write_tone(tone, seconds=1.5, amplitude=0.5)
+    out = tmp_path / "tone.mkv"
+    result = cli("record", str(out), "--say-audio", str(tone), "--json", "--no-progress")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["stopped_by"] == "idle", summary
+    # the 1.5 s file was spoken, then the avatar went quiet (0.5 s) and the recording stopped
+    assert 1.5 < summary["duration"] < 10.0, summary
 
 
 @pytest.mark.slow

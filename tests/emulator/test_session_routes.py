@@ -231,7 +231,8 @@ async def test_unknown_session_is_404(api: Api, action: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "auth_kind", ["none", "garbage", "ks", "other-session", "tampered", "lowercase-bearer-ok"]
+    "auth_kind",
+    ["none", "garbage", "ks", "other-session", "tampered", "non-ascii", "lowercase-bearer-ok"],
 )
 async def test_bearer_token_checks(api: Api, emu: Emulator, auth_kind: str) -> None:
     session_id, token = await api.create()
@@ -243,6 +244,7 @@ async def test_bearer_token_checks(api: Api, emu: Emulator, auth_kind: str) -> N
         "ks": f"KS {emu.ks}",
         "other-session": f"Bearer {other_token}",
         "tampered": f"Bearer {head}.{claims}.{sig[:-2]}AA",
+        "non-ascii": f"Bearer {head}.{claims}.\u00e9{sig[1:]}",  # 500 before the fix
         "lowercase-bearer-ok": f"bearer {token}",
     }[auth_kind]
     reply = await api.post(f"/{session_id}/keep-alive", auth=auth, json_body={})

@@ -111,12 +111,13 @@ class Sender:
         return self.proc.poll() is None
 
 
-def _wait_ready(proc: subprocess.Popen[str], timeout: float) -> list[str]:
-    """Fields of the sender's ``READY ...`` line; raises when it exits or times out first."""
+def read_until(proc: subprocess.Popen[str], prefix: str, timeout: float) -> list[str] | None:
+    """Stdout lines up to the first one starting with ``prefix``; None when the process
+    exits or ``timeout`` passes first."""
     assert proc.stdout is not None
+    fd = proc.stdout.fileno()
     deadline = time.monotonic() + timeout
     buffer = ""
-    fd = proc.stdout.fileno()
     while time.monotonic() < deadline:
         ready, _, _ = select.select([fd], [], [], 0.5)
         if ready:
@@ -124,12 +125,21 @@ def _wait_ready(proc: subprocess.Popen[str], timeout: float) -> list[str]:
             if not chunk:
                 break  # EOF: the process is gone
             buffer += chunk
-            for line in buffer.splitlines():
-                if line.startswith("READY "):
-                    return line.split()[1:]
+            lines = buffer.splitlines()
+            complete = lines if buffer.endswith("\n") else lines[:-1]
+            if any(line.startswith(prefix) for line in complete):
+                return complete
         elif proc.poll() is not None:
             break
-    raise HarnessError(f"sender not ready after {timeout:.0f} s (exit code {proc.poll()})")
+    return None
+
+
+def _wait_ready(proc: subprocess.Popen[str], timeout: float) -> list[str]:
+    """Fields of the sender's ``READY ...`` line; raises when it exits or times out first."""
+    lines = read_until(proc, "READY ", timeout)
+    if lines is None:
+        raise HarnessError(f"sender not ready after {timeout:.0f} s (exit code {proc.poll()})")
+    return next(line for line in lines if line.startswith("READY ")).split()[1:]
 
 
 def _stop(proc: subprocess.Popen[str], extra_pgid: int | None = None) -> None:

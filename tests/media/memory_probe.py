@@ -37,7 +37,7 @@ def _slope(t: np.ndarray, y: np.ndarray) -> float:
 async def _memory_flat(lb: Loopback, seconds: float) -> MemoryReport:
     """RSS and object trends after a warm-up, in a run without any consumer."""
     video = VideoStream(lb.video)  # never read: 'latest' keeps 2
-    audio = AudioStream(lb.audio)  # never read: 'all' caps at 10 s, then drops (warns)
+    audio = AudioStream(lb.audio)  # never read: 'all' caps at 10 s, then drops (warns once)
     warm_up = 12.0  # the audio queue fills for its first 10 s: measure once it is capped
     await asyncio.sleep(warm_up)
     samples: list[tuple[float, float, int]] = []

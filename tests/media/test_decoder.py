@@ -139,25 +139,22 @@ def test_a_restarted_decoder_delivers_nothing_from_the_stopped_thread(
     the new stream must start at a keyframe, even while the old thread finishes a decode."""
     frames = h264_frames(11, gop=10)
     assert frames[0].keyframe and frames[10].keyframe
-    decoding = threading.Event()  # the old thread is inside decode() with frame 1
-    finish = threading.Event()
-    hold = [True]
+    armed = threading.Event()  # hold the next decode...
+    decoding = threading.Event()  # ...(the old thread is inside decode() with frame 1)...
+    finish = threading.Event()  # ...until this is set
 
     class HeldDecoder:
-        """Holds the first decode after the gate is armed until ``finish`` is set."""
-
         def __init__(self, ctx: Any) -> None:
             self._ctx = ctx
 
         def decode(self, packet: Any) -> Any:
             out = self._ctx.decode(packet)
-            if hold[0] and armed.is_set():
-                hold[0] = False
+            if armed.is_set():
+                armed.clear()
                 decoding.set()
                 finish.wait(5.0)
             return out
 
-    armed = threading.Event()
     monkeypatch.setattr(
         decoder_module, "create_decoder", lambda *a: HeldDecoder(codecs.create_decoder(*a))
     )

@@ -10,6 +10,7 @@ from avatar_rtc.api.client import ControlClient
 from avatar_rtc.emulator import Emulator
 from avatar_rtc.emulator.catalog import DEFAULT_VISUAL_ID
 from avatar_rtc.media import AudioFrame, AudioStream, VideoFrame, VideoStream
+from avatar_rtc.media.formats import AudioFormat, VideoFormat
 from avatar_rtc.rtc.clock import AvClock
 from avatar_rtc.rtc.connection import MediaConnection
 from avatar_rtc.rtc.ice_options import IceOptions
@@ -33,8 +34,8 @@ async def test_emulator_to_numpy_frames() -> None:
             on_receiver=lambda receiver, kind: pipelines[kind].attach(receiver),
         )
         async with connection:
-            video = VideoStream(pipelines["video"], format="rgb24", size=(160, 120))
-            audio = AudioStream(pipelines["audio"], sample_rate=16000)
+            video = VideoStream(pipelines["video"], VideoFormat("rgb24", size=(160, 120)))
+            audio = AudioStream(pipelines["audio"], AudioFormat(sample_rate=16000))
             frames: list[VideoFrame] = []
             while len(frames) < 10:
                 frames.append(await asyncio.wait_for(video.__anext__(), 10))

@@ -10,6 +10,7 @@ import av
 import numpy as np
 import pytest
 
+from avatar_rtc.media.formats import AudioFormat
 from avatar_rtc.media.frames import AudioRechunker, VideoFrame
 from tests.media.loopback import BLUE, GREEN, RED, WHITE, Pattern
 
@@ -93,7 +94,7 @@ def sine(n: int, start: int, rate: int = 48000, hz: float = 440.0) -> av.AudioFr
 
 @pytest.mark.parametrize("dtype", ["int16", "float32"])
 def test_rechunker_16k_mono_is_gapless(dtype: str) -> None:
-    r = AudioRechunker(sample_rate=16000, channels=1, frame_ms=20, dtype=dtype)  # type: ignore[arg-type]
+    r = AudioRechunker(AudioFormat(sample_rate=16000, channels=1, frame_ms=20, dtype=dtype))  # type: ignore[arg-type]
     out = []
     for k in range(100):  # 2 s of 20 ms Opus-like frames
         out += r.push(sine(960, 960 * k), 10.0 + k * 0.02, "rtcp-sr", 0.0)
@@ -107,7 +108,7 @@ def test_rechunker_16k_mono_is_gapless(dtype: str) -> None:
 
 
 def test_rechunker_fills_lost_packets_with_silence() -> None:
-    r = AudioRechunker(sample_rate=48000, channels=2, frame_ms=10)
+    r = AudioRechunker(AudioFormat(sample_rate=48000, channels=2, frame_ms=10))
     out = []
     for k in [0, 1, 2, 5, 6, 7]:  # packets 3 and 4 lost (40 ms)
         out += r.push(sine(960, 960 * k), k * 0.02, "arrival", 0.0)

@@ -3,18 +3,31 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
+import itertools
 import json
+import logging
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from avatar_rtc.media import AudioFrame, AudioStream, VideoFrame, VideoStream, decoder_for
+from avatar_rtc.media import (
+    AudioFormat,
+    AudioFrame,
+    AudioStream,
+    VideoFormat,
+    VideoFrame,
+    VideoStream,
+    decoder_for,
+)
+from avatar_rtc.media.decoder import DecodedFrame, TrackDecoder
 from avatar_rtc.rtc.encoded_frame import EncodedFrame
 from tests.media.av_sync import arrival_allowance
 from tests.media.loopback import (
@@ -26,6 +39,7 @@ from tests.media.loopback import (
     open_loopback,
     rss_bytes,
 )
+from tests.media.test_decoder import FakeSource, h264_frames
 from tests.support import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -47,7 +61,7 @@ async def next_frame(stream: VideoStream | AudioStream, limit: float = 5.0) -> o
 async def test_video_formats_sizes_and_colours(codec: str) -> None:
     async with loopback(codec=codec, noise=False) as lb:
         pattern = lb.video_track.pattern
-        async with VideoStream(lb.video, format="rgb24") as rgb_stream:
+        async with VideoStream(lb.video, VideoFormat("rgb24")) as rgb_stream:
             f = await next_frame(rgb_stream)
             assert isinstance(f, VideoFrame)
             rgb = f.array
@@ -66,18 +80,20 @@ async def test_video_formats_sizes_and_colours(codec: str) -> None:
             y, u, v = f.yuv_planes()
             assert y.shape == (240, 320) and u.shape == v.shape == (120, 160)
             assert f.clock_source in ("arrival", "rtcp-sr") and f.presentation_time >= 0
-        async with VideoStream(lb.video, format="bgr24", size=(160, 120)) as small:
+        async with VideoStream(lb.video, VideoFormat("bgr24", size=(160, 120))) as small:
             g = await next_frame(small)
             assert isinstance(g, VideoFrame)
             assert g.array.shape == (120, 160, 3) and near(g.array[3, 3], RED[::-1])
-        async with VideoStream(lb.video, format="gray") as gs:
+        async with VideoStream(lb.video, VideoFormat("gray")) as gs:
             h = await next_frame(gs)
             assert isinstance(h, VideoFrame) and h.array.shape == (240, 320)
 
 
 async def test_audio_16k_mono_sample_count() -> None:
     async with loopback() as lb:
-        stream = AudioStream(lb.audio, sample_rate=16000, channels=1, frame_ms=20, dtype="float32")
+        stream = AudioStream(
+            lb.audio, AudioFormat(sample_rate=16000, channels=1, frame_ms=20, dtype="float32")
+        )
         frames: list[AudioFrame] = []
         while len(frames) < 100:  # 2 s
             f = await next_frame(stream)
@@ -110,8 +126,8 @@ async def test_av_sync_within_20ms() -> None:
         encoded: list[EncodedFrame] = []
         lb.video.subscribe(encoded.append)
         lb.audio.subscribe(encoded.append)
-        vs = VideoStream(lb.video, format="rgb24", policy="all")
-        aus = AudioStream(lb.audio, sample_rate=16000, channels=1, policy="all")
+        vs = VideoStream(lb.video, VideoFormat("rgb24"), policy="all")
+        aus = AudioStream(lb.audio, AudioFormat(sample_rate=16000, channels=1), policy="all")
 
         async def video() -> None:
             async for f in vs:
@@ -147,7 +163,7 @@ async def test_av_sync_within_20ms() -> None:
 
 async def test_latest_policy_slow_consumer_gets_newest_and_memory_stays_flat() -> None:
     async with loopback(size=(640, 480)) as lb:
-        stream = VideoStream(lb.video, format="rgb24")  # policy latest, capacity 2
+        stream = VideoStream(lb.video, VideoFormat("rgb24"))  # policy latest, capacity 2
         for _ in range(10):
             await next_frame(stream)
         # Every decoded frame, seen after the stream's own sink (added first) got it.
@@ -177,7 +193,7 @@ async def test_decoder_runs_only_while_a_stream_consumes() -> None:
         dec = decoder_for(lb.video)
         assert not dec.running
         s1 = VideoStream(lb.video)
-        s2 = VideoStream(lb.video, format="gray")
+        s2 = VideoStream(lb.video, VideoFormat("gray"))
         await next_frame(s1)
         await next_frame(s2)
         assert dec.running
@@ -201,7 +217,7 @@ async def test_decoder_runs_only_while_a_stream_consumes() -> None:
 async def test_on_frame_callbacks() -> None:
     async with loopback() as lb:
         got: list[VideoFrame] = []
-        stream = VideoStream(lb.video, format="rgb24", size=(80, 60))
+        stream = VideoStream(lb.video, VideoFormat("rgb24", size=(80, 60)))
         remove = stream.on_frame(got.append)
         await wait_until(lambda: len(got) >= 20, within=30.0)  # hang guard
         remove()
@@ -215,7 +231,7 @@ async def test_on_frame_callbacks() -> None:
 async def test_all_policy_loses_nothing_over_10s() -> None:
     async with loopback() as lb:
         pattern = lb.video_track.pattern
-        stream = VideoStream(lb.video, format="rgb24", policy="all")
+        stream = VideoStream(lb.video, VideoFormat("rgb24"), policy="all")
         numbers: list[int] = []
         async for f in stream:  # 10 s of video at 30 fps (pytest's timeout guards a hang)
             numbers.append(pattern.read_counter(f.array))
@@ -225,6 +241,54 @@ async def test_all_policy_loses_nothing_over_10s() -> None:
         assert numbers == list(range(numbers[0], numbers[0] + len(numbers)))
         assert stream.stats().dropped == 0
         assert lb.video.stats().frames_dropped == 0
+
+
+def test_a_stream_nobody_reads_warns_once_then_counts(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The overflow warning of an 'all' stream came back every ~5 s for as long as the session
+    lived; now it is said once per stream and each later overflow is counted in its stats."""
+    frames = h264_frames(24, gop=24)
+    source = FakeSource()
+    # Room for every frame at the decoder's input: only the stream drops.
+    decoder = decoder_for(source, functools.partial(TrackDecoder, video_queue=len(frames)))
+    loop = asyncio.new_event_loop()  # only to read the stream; no network
+    stream = VideoStream(
+        source, VideoFormat(pixel_format=None), capacity=2, policy="all", loop=loop
+    )
+    # Each clock reading is 6 s after the previous one: a warning limited to one per 5 s would
+    # come back at every overflow.
+    clock = itertools.count(0.0, 6.0)
+    monkeypatch.setattr(time, "monotonic", lambda: float(next(clock)))
+    caplog.set_level(logging.WARNING, logger="avatar_rtc.media.streams")
+
+    def feed(batch: list[EncodedFrame]) -> None:
+        done = threading.Event()
+
+        def last_seen(decoded: DecodedFrame) -> None:  # runs after the stream's own sink
+            if decoded.encoded.index == batch[-1].index:
+                done.set()
+
+        remove = decoder.add_sink(last_seen)
+        for frame in batch:
+            source.push(frame)
+        assert done.wait(10.0), "the decoder did not get through the frames"
+        remove()
+
+    try:
+        feed(frames[:12])  # nobody reads
+        st = stream.stats()
+        assert (st.received, st.queued, st.dropped, st.overflows) == (12, 2, 10, 1)
+        for _ in range(2):  # the consumer catches up (the queue empties)...
+            loop.run_until_complete(stream.recv())
+        feed(frames[12:])  # ...and stalls again
+        st = stream.stats()
+        assert (st.received, st.delivered, st.dropped, st.overflows) == (24, 2, 20, 2)
+    finally:
+        stream.close()
+        loop.close()
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "2 frames behind" in warnings[0], warnings
 
 
 @pytest.mark.slow

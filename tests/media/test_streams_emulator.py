@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from avatar_rtc import AvatarSession, IceOptions
+from avatar_rtc import AvatarSession, IceOptions, SessionOptions, VideoFormat
 from avatar_rtc.emulator import Emulator
 from avatar_rtc.emulator.media import AvatarMedia
 from avatar_rtc.media.decoder import decoder_for
@@ -25,9 +25,11 @@ FRAME_BYTES = 512 * 512 * 3  # one decoded RGB frame of the emulator's picture
 async def avatar() -> AsyncIterator[tuple[AvatarSession, AvatarMedia]]:
     async with Emulator() as emulator:
         session = AvatarSession(
-            api_url=emulator.api_url,
-            ks=emulator.ks,
-            ice=IceOptions(host_addresses=("127.0.0.1",)),
+            SessionOptions(
+                api_url=emulator.api_url,
+                ks=emulator.ks,
+                ice=IceOptions(host_addresses=("127.0.0.1",)),
+            )
         )
         async with session:
             await session.wait_first_frame(timeout=20)
@@ -66,7 +68,7 @@ async def test_all_loses_no_frame_over_10s_with_a_consumer_that_keeps_up(
     avatar: tuple[AvatarSession, AvatarMedia],
 ) -> None:
     session, _ = avatar
-    stream = session.video(policy="all", size=(128, 128))
+    stream = session.video(VideoFormat(size=(128, 128)), policy="all")
     indices: list[int] = []
 
     async def consume() -> None:

@@ -15,7 +15,7 @@ import av
 import numpy as np
 import pytest
 
-from avatar_rtc import AvatarSession, IceOptions
+from avatar_rtc import AvatarSession, IceOptions, SessionOptions
 from avatar_rtc.emulator import Emulator
 from avatar_rtc.emulator.media import AvatarMedia
 from avatar_rtc.emulator.media.avatar_media import MOUTH_OPEN
@@ -55,9 +55,11 @@ async def test_mouth_vs_speech_onset_in_the_file_within_40ms(
     out = tmp_path / f"av.{extension}"
     async with Emulator() as emulator:
         session = AvatarSession(
-            api_url=emulator.api_url,
-            ks=emulator.ks,
-            ice=IceOptions(host_addresses=("127.0.0.1",)),
+            SessionOptions(
+                api_url=emulator.api_url,
+                ks=emulator.ks,
+                ice=IceOptions(host_addresses=("127.0.0.1",)),
+            )
         )
         async with session:
             await session.wait_first_frame(timeout=20)

@@ -24,7 +24,7 @@ import pytest
 from aiohttp import web
 from aiortc.exceptions import OperationError
 
-from avatar_rtc import AvatarSession, IceOptions
+from avatar_rtc import AvatarSession, IceOptions, SessionOptions
 from avatar_rtc.cli import record_cmd
 from avatar_rtc.cli.common import Target
 from avatar_rtc.cli.main import main
@@ -33,6 +33,7 @@ from avatar_rtc.emulator.media import AvatarMedia, AvatarMediaOptions
 from avatar_rtc.emulator.media.options import VideoCodec
 from avatar_rtc.errors import CodecNegotiationError, WhepError
 from avatar_rtc.record import RecorderStats, StreamRoute, StreamStats
+from avatar_rtc.redact import Secret
 from avatar_rtc.rtc.codec_negotiation import (
     RECEIVABLE_VIDEO_CODECS,
     check_answer,
@@ -85,10 +86,12 @@ def _session(
     sender: dict[str, str], video_codecs: tuple[str, ...] = RECEIVABLE_VIDEO_CODECS
 ) -> AvatarSession:
     return AvatarSession(
-        api_url=sender["AVATAR_API_URL"],
-        ks=sender["AVATAR_KS"],
-        ice=LOOPBACK,
-        video_codecs=video_codecs,
+        SessionOptions(
+            api_url=sender["AVATAR_API_URL"],
+            ks=Secret(sender["AVATAR_KS"]),
+            ice=LOOPBACK,
+            video_codecs=video_codecs,
+        )
     )
 
 
@@ -117,7 +120,8 @@ def _assert_file(out: Path, video_codec: str, recorded: float) -> None:
 async def test_the_emulator_answers_its_one_codec_to_the_full_offer(codec: VideoCodec) -> None:
     options = AvatarMediaOptions(video_codec=codec, tts="builtin")
     async with Emulator(media_options=options) as emulator:
-        session = AvatarSession(api_url=emulator.api_url, ks=emulator.ks, ice=LOOPBACK)
+        options = SessionOptions(api_url=emulator.api_url, ks=Secret(emulator.ks), ice=LOOPBACK)
+        session = AvatarSession(options)
         async with session:
             assert session.session_id is not None
             media = emulator.session(session.session_id).media
@@ -228,12 +232,13 @@ async def test_live_like_502_to_a_narrowed_offer_is_a_codec_error() -> None:
 
 @pytest.mark.parametrize("extension", ["mp4", "mkv", "webm"])
 def test_the_cli_offer_never_depends_on_the_extension(
-    extension: str, monkeypatch: pytest.MonkeyPatch
+    extension: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     offers: list[tuple[str, ...]] = []
+    monkeypatch.chdir(tmp_path)  # o.* must not exist: record refuses to overwrite a file
 
     async def connect_nowhere(args: Namespace, target: Target, encode: object, stop: object) -> int:
-        offers.append(target.video_codecs)
+        offers.append(target.options.video_codecs)
         return 0
 
     for name in ("AVATAR_KS", "AVATAR_API_URL"):

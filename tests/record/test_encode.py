@@ -21,7 +21,7 @@ def decoded() -> tuple[tuple[str, av.VideoFrame | av.AudioFrame, float], ...]:
 
 
 def record_encoded(path: Path, opts: EncodeOptions) -> None:
-    recorder = Recorder(path, mode="encode", options=RecordOptions(encode=opts)).start()
+    recorder = Recorder(path, RecordOptions(mode="encode", encode=opts)).start()
     for kind, frame, t in decoded():
         if kind == "video":
             assert isinstance(frame, av.VideoFrame)
@@ -76,11 +76,9 @@ def test_encode_produces_requested_format_in_sync(
 def test_encode_rejects_codec_the_container_cannot_hold() -> None:
     with pytest.raises(RecordError, match="webm cannot hold video encoded with libx264"):
         Recorder(
-            "x.webm",
-            mode="encode",
-            options=RecordOptions(encode=EncodeOptions(video_codec="libx264")),
+            "x.webm", RecordOptions(mode="encode", encode=EncodeOptions(video_codec="libx264"))
         )
-    recorder = Recorder("x.mkv", mode="encode")
+    recorder = Recorder("x.mkv", RecordOptions(mode="encode"))
     with pytest.raises(RecordError, match="write_video"):
         recorder.write(None)  # type: ignore[arg-type]
     with pytest.raises(RecordError, match="copy"):

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from aiortc.rtp import RTCP_PSFB_APP, RtcpPsfbPacket
 
-from avatar_rtc.media import VideoStream
+from avatar_rtc.media import VideoFormat, VideoStream
 from avatar_rtc.rtc.encoded_frame import EncodedFrame
 from tests.media.loopback import Loopback, loopback
 
@@ -136,7 +136,7 @@ async def test_single_loss_recovered_by_nack() -> None:
 async def test_burst_loss_resumes_quickly_through_pli() -> None:
     async with loopback() as lb:
         media, rtx = video_pts(lb)
-        stream = VideoStream(lb.video, format="rgb24")
+        stream = VideoStream(lb.video, VideoFormat("rgb24"))
         pattern = lb.video_track.pattern
         async for f in stream:
             if f.index >= 60:

@@ -15,14 +15,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from avatar_rtc import AvatarSession, IceOptions
+from avatar_rtc import AvatarSession, IceOptions, SessionOptions
 from avatar_rtc.rtc.ice_servers import TurnPorts
 
 
 async def main(api_url: str, ks: str, turn: dict[str, Any]) -> dict[str, Any]:
     ports = TurnPorts(udp=tuple(turn["udp"]), tcp=turn["tcp"], tls=turn["tls"])
     ice = IceOptions(policy="relay", turn_ports=ports, turn_ca_file=str(turn["ca_file"]))
-    async with AvatarSession(api_url=api_url, ks=ks, ice=ice) as avatar:
+    async with AvatarSession(SessionOptions(api_url=api_url, ks=ks, ice=ice)) as avatar:
         await avatar.wait_first_frame()
         await avatar.say("Hello.")
         await asyncio.sleep(1.0)

@@ -19,7 +19,6 @@ import json
 import os
 import re
 import secrets
-import select
 import subprocess
 import sys
 import time
@@ -28,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from tests.interop.harness import ROOT, SYSTEM_PYTHON, _stop
+from tests.interop.harness import ROOT, SYSTEM_PYTHON, _stop, read_until
 from tests.interop.peers.chromium_sender.relay import die_with_parent
 from tests.interop.production.firewall import Firewall
 from tests.interop.production.netns import Namespace
@@ -99,7 +98,7 @@ class ClientRun:
     report: dict[str, Any] | None
     stderr: str
     seconds: float
-    pair: dict[str, str | None] | None  # local_type, turn_transport, turn_url
+    pair: dict[str, str | None] | None  # local_type, relay_transport, relay_url
     log_path: Path  # the whole stderr (-v), aioice's checks included
 
     def context(self) -> str:
@@ -292,24 +291,10 @@ def _which(name: str) -> str:
 
 def _read_until(proc: subprocess.Popen[str], prefix: str, timeout: float) -> list[str]:
     """Stdout lines up to the first one starting with ``prefix``."""
-    assert proc.stdout is not None
-    fd = proc.stdout.fileno()
-    deadline = time.monotonic() + timeout
-    buffer = ""
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([fd], [], [], 0.5)
-        if ready:
-            chunk = os.read(fd, 4096).decode(errors="replace")
-            if not chunk:
-                break  # EOF: the process is gone
-            buffer += chunk
-            lines = buffer.splitlines()
-            complete = lines if buffer.endswith("\n") else lines[:-1]
-            if any(line.startswith(prefix) for line in complete):
-                return complete
-        elif proc.poll() is not None:
-            break
-    raise TopologyError(f"no {prefix!r} line after {timeout:.0f} s (exit code {proc.poll()})")
+    lines = read_until(proc, prefix, timeout)
+    if lines is None:
+        raise TopologyError(f"no {prefix!r} line after {timeout:.0f} s (exit code {proc.poll()})")
+    return lines
 
 
 def _last_json(stdout: str) -> dict[str, Any] | None:
@@ -330,8 +315,8 @@ def _selected_pair(
     """The selected pair: the probe report's, else the connection's log line (``-v``)."""
     if command == "probe" and report is not None and report.get("selected_pair"):
         pair = report["selected_pair"]
-        return {k: pair.get(k) for k in ("local_type", "turn_transport", "turn_url")}
+        return {k: pair.get(k) for k in ("local_type", "relay_transport", "relay_url")}
     match = CONNECTED_RE.search(stderr)
     if match is None:
         return None
-    return {"local_type": match[1], "turn_transport": match[2], "turn_url": match[3]}
+    return {"local_type": match[1], "relay_transport": match[2], "relay_url": match[3]}

@@ -23,6 +23,7 @@ from typing import Literal
 
 import pytest
 
+from avatar_rtc.errors import ConnectError
 from tests.interop.harness import gstreamer_problem
 from tests.interop.production.harness import (
     HOST,
@@ -120,7 +121,7 @@ def test_without_turn_the_client_cannot_connect(topology: Topology) -> None:
     before = topology.firewall.counters()
     run, _ = topology.client(emulator, "probe", codec="H264", connect_timeout=6.0)
     after = topology.firewall.counters()
-    assert run.returncode == 1, run.context()
+    assert run.returncode == ConnectError.exit_code, run.context()
     assert "ConnectTimeoutError" in run.stderr or "ConnectError" in run.stderr, run.context()
     assert after["dropped_udp"] > before["dropped_udp"], (before, after)
     assert after["relay_media_in"] == before["relay_media_in"], (before, after)
@@ -145,8 +146,8 @@ def test_cell(topology: Topology, cell: Cell) -> None:
     assert run.returncode == 0, context
     assert run.pair is not None, context
     assert run.pair["local_type"] == "relay", context
-    assert run.pair["turn_url"] in cell.turn_urls(), context
-    assert run.pair["turn_transport"] == TRANSPORT[run.pair["turn_url"]], context
+    assert run.pair["relay_url"] in cell.turn_urls(), context
+    assert run.pair["relay_transport"] == TRANSPORT[run.pair["relay_url"]], context
     if cell.command == "probe":
         _assert_probe_media(run, cell.codec, context)
     else:
@@ -174,7 +175,7 @@ def _assert_probe_media(run: ClientRun, codec: str, context: str) -> None:
     report = run.report
     assert report is not None and report["state"] == "connected", context
     assert report["video"]["frames"] > 0, context
-    assert report["codecs"]["video"].upper() == codec, context
+    assert report["video"]["codec"].upper() == codec, context
     assert report["audio"]["frames"] > 0, context
 
 

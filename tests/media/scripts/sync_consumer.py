@@ -6,7 +6,7 @@ import json
 import sys
 import threading
 
-from avatar_rtc.media import BackgroundLoop, iter_audio, iter_video
+from avatar_rtc.media import AudioFormat, BackgroundLoop, VideoFormat, iter_audio, iter_video
 from tests.media.loopback import open_loopback
 
 
@@ -16,13 +16,13 @@ def main() -> int:
         pattern = lb.video_track.pattern
         counters = []
         shapes = set()
-        for frame in iter_video(lb.video, loop=bg, format="rgb24", timeout=5):
+        for frame in iter_video(lb.video, VideoFormat("rgb24"), loop=bg, timeout=5):
             counters.append(pattern.read_counter(frame.array))
             shapes.add(frame.array.shape)
             if len(counters) >= 20:
                 break  # leaving the loop closes the stream
         samples = 0
-        with iter_audio(lb.audio, loop=bg, sample_rate=16000, timeout=5) as audio:
+        with iter_audio(lb.audio, AudioFormat(sample_rate=16000), loop=bg, timeout=5) as audio:
             for chunk in audio:
                 samples += chunk.data.shape[0]
                 if samples >= 16000:

@@ -1,0 +1,241 @@
+"""Building blocks of the parsers: option types, a subcommand's parser (``-v``, exit statuses),
+the target/ICE options of ``probe`` and ``record``, and ``--say``/``--say-audio``.
+
+Light on purpose: ``--help`` and ``--version`` build every parser and must not load the media
+stack (aiohttp, aiortc and PyAV take about a second to import).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import textwrap
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from ..rtc.video_codecs import RECEIVABLE_VIDEO_CODECS
+from .exit_status import exit_status_help
+
+__all__ = [
+    "HelpFormatter",
+    "Speech",
+    "add_command",
+    "add_speech_options",
+    "add_target_options",
+    "parse_size",
+    "positive_float",
+    "verbosity",
+]
+
+VERBOSE_HELP = "more logging (-v info, -vv debug)"
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """Fills each paragraph of a description or epilog to the terminal's width, but keeps a
+    paragraph with indented lines (a table, e.g. the exit statuses) as it is."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        paragraphs = []
+        for paragraph in text.strip().split("\n\n"):
+            if paragraph.startswith(" ") or "\n " in paragraph:
+                paragraphs.append("\n".join(indent + line for line in paragraph.splitlines()))
+            else:
+                paragraphs.append(
+                    textwrap.fill(
+                        " ".join(paragraph.split()),
+                        width,
+                        initial_indent=indent,
+                        subsequent_indent=indent,
+                    )
+                )
+        return "\n\n".join(paragraphs)
+
+
+def add_command(
+    subparsers: Any, name: str, *, help: str, description: str, epilog: str = ""
+) -> argparse.ArgumentParser:
+    """A subcommand's parser: ``-v`` also after the command, exit statuses in its epilog.
+
+    ``description`` and ``epilog``: paragraphs separated by blank lines (see
+    :class:`HelpFormatter`).
+    """
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        name,
+        help=help,
+        description=description,
+        epilog=f"{epilog.rstrip()}\n\n{exit_status_help()}" if epilog else exit_status_help(),
+        formatter_class=HelpFormatter,
+    )
+    # Its own dest: a subparser's default would overwrite the count of a `-v` before the
+    # command (argparse copies the subcommand's namespace over the main one).
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        dest="sub_verbose",
+        action="count",
+        default=argparse.SUPPRESS,
+        help=VERBOSE_HELP,
+    )
+    return parser
+
+
+def verbosity(args: argparse.Namespace) -> int:
+    """The number of ``-v`` given, before and after the subcommand."""
+    return int(getattr(args, "verbose", 0)) + int(getattr(args, "sub_verbose", 0))
+
+
+# --- option types -----------------------------------------------------------------------------
+
+
+def positive_float(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {value!r}") from None
+    if number <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {value!r}")
+    return number
+
+
+def parse_size(value: str) -> tuple[int, int]:
+    """``WxH`` -> ``(width, height)`` (an argparse ``type``)."""
+    try:
+        width, height = (int(v) for v in value.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected WxH, got {value!r}") from None
+    return width, height
+
+
+def _codec(value: str) -> str:
+    codec = value.upper()
+    if codec not in RECEIVABLE_VIDEO_CODECS:
+        raise argparse.ArgumentTypeError(f"expected H264 or VP8, got {value!r}")
+    return codec
+
+
+# --- what the avatar says ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Speech:
+    """One ``--say TEXT`` (``kind`` "text") or ``--say-audio FILE`` (``kind`` "audio")."""
+
+    kind: Literal["text", "audio"]
+    value: str
+
+
+def _say_text(value: str) -> Speech:
+    return Speech("text", value)
+
+
+def _say_audio(value: str) -> Speech:
+    # Checked here, so a typo is a usage error before connecting, not after.
+    if not os.path.isfile(value):
+        raise argparse.ArgumentTypeError(f"no such file: {value!r}")
+    if not os.access(value, os.R_OK):
+        raise argparse.ArgumentTypeError(f"cannot read {value!r}")
+    return Speech("audio", value)
+
+
+def add_speech_options(parser: argparse.ArgumentParser, when: str) -> None:
+    """``--say TEXT`` and ``--say-audio FILE``, both repeatable, into ``args.speech`` in the
+    order given; ``when`` completes "make the avatar speak ...". Needs the Control API."""
+    parser.add_argument(
+        "--say",
+        dest="speech",
+        action="append",
+        type=_say_text,
+        default=[],
+        metavar="TEXT",
+        help=f"make the avatar speak TEXT {when} (repeatable; in order with --say-audio)",
+    )
+    parser.add_argument(
+        "--say-audio",
+        dest="speech",
+        action="append",
+        type=_say_audio,
+        metavar="FILE",
+        help=f"make the avatar speak an audio file (wav, mp3, ogg...) {when} (repeatable)",
+    )
+
+
+# --- target -----------------------------------------------------------------------------------
+
+
+def add_target_options(parser: argparse.ArgumentParser) -> None:
+    """Target selection, avatar choice and ICE options (shared by probe and record)."""
+    target = parser.add_argument_group(
+        "target",
+        "Default: the embedded emulator (started in-process on a loopback port). With a KS "
+        "(--ks or env AVATAR_KS) or an API URL: the avatar service. With --whep-url: any "
+        "WHEP source. Prefer env variables for secrets: arguments are visible in `ps`.",
+    )
+    target.add_argument(
+        "--api-url", metavar="URL", help="Control API base URL (env AVATAR_API_URL)"
+    )
+    target.add_argument("--ks", metavar="KS", help="Kaltura session (env AVATAR_KS); never printed")
+    target.add_argument("--whep-url", metavar="URL", help="receive from this WHEP endpoint")
+    target.add_argument("--bearer", metavar="TOKEN", help="Bearer token for --whep-url")
+    target.add_argument(
+        "--avatar-id",
+        metavar="ID",
+        help="visual id (default: env AVATAR_ID, else the catalog's first visual)",
+    )
+    target.add_argument(
+        "--voice-id",
+        metavar="ID",
+        help="voice id (default: env AVATAR_VOICE_ID, else the avatar's)",
+    )
+    target.add_argument(
+        "--codec",
+        dest="codecs",
+        action="append",
+        type=_codec,
+        metavar="H264|VP8",
+        help="video codec to offer; repeat for an order of preference (default: H264, VP8)",
+    )
+    target.add_argument(
+        "--connect-timeout",
+        type=positive_float,
+        default=20.0,
+        metavar="S",
+        help="bound on connecting and on the first frame (default %(default)s)",
+    )
+
+    ice = parser.add_argument_group("ICE")
+    ice.add_argument(
+        "--ice-policy",
+        choices=("all", "relay"),
+        default="all",
+        help="'relay' uses TURN only (default %(default)s)",
+    )
+    ice.add_argument(
+        "--stun", action="append", default=[], metavar="URL", help="extra STUN server (repeatable)"
+    )
+    ice.add_argument(
+        "--turn",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="extra TURN server, e.g. turn:host:3478?transport=udp (repeatable)",
+    )
+    ice.add_argument("--turn-username", metavar="U", help="username of the --turn servers")
+    ice.add_argument(
+        "--turn-credential", metavar="C", help="credential of the --turn servers; never printed"
+    )
+    ice.add_argument(
+        "--gather-timeout",
+        type=positive_float,
+        default=5.0,
+        metavar="S",
+        help="longest wait for ICE candidates, e.g. from unreachable TURN servers "
+        "(default %(default)s)",
+    )
+    ice.add_argument(
+        "--host-address",
+        dest="host_addresses",
+        action="append",
+        metavar="ADDR",
+        help="pin host candidates to this address (repeatable; default with the embedded "
+        "emulator: 127.0.0.1, otherwise every interface)",
+    )

@@ -1,0 +1,79 @@
+"""SessionOptions: the one home of what a session connects to and how.
+
+:class:`~avatar_rtc.session.AvatarSession` and its blocking twin
+:class:`~avatar_rtc.sync_session.SyncAvatarSession` take the same object, and the command line
+builds one from its flags. Frozen: derive a variant with ``dataclasses.replace(options, ...)``
+(which mypy checks field by field).
+Light on purpose (no aiortc, no PyAV): the command line imports it before any media code.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .api.keepalive import DEFAULT_KEEP_ALIVE_INTERVAL
+from .errors import ConfigurationError
+from .redact import Secret
+from .rtc.ice_options import IceOptions
+from .rtc.video_codecs import RECEIVABLE_VIDEO_CODECS
+
+__all__ = ["SessionOptions"]
+
+
+@dataclass(frozen=True)
+class SessionOptions:
+    """What a session connects to and how (every field optional).
+
+    - Service mode (default): ``api_url``/``ks`` (``None``: ``$AVATAR_API_URL``/``$AVATAR_KS``,
+      read when the session starts); ``avatar_id`` (``None``: ``$AVATAR_ID``, then the
+      catalog's first visual); ``voice_id`` (``None``: ``$AVATAR_VOICE_ID``, else the
+      service's default).
+    - Bare WHEP mode: ``whep_url`` (and ``bearer`` if the endpoint wants one); no Control API,
+      so no ``say``/``interrupt``. Excludes ``api_url`` and ``ks``.
+    - ``ks`` and ``bearer`` are :class:`~avatar_rtc.redact.Secret`\\ s (a plain string is
+      wrapped at once), so neither shows in a ``repr`` or a log line.
+    - ``ice``: the service's TURN server is added to it (policy, host addresses and extra
+      servers stay the caller's); on loopback pass ``IceOptions(host_addresses=("127.0.0.1",))``.
+    - ``video_codecs``: what the offer lists, in order of preference; default every codec we
+      can receive, whatever a recording's container (``record`` re-encodes what it cannot
+      hold). A list the server cannot send raises :class:`CodecNegotiationError` at start.
+    - ``connect_timeout``: bound on connecting the media (seconds).
+    - ``keep_alive_interval``: seconds between the Control API keep-alives.
+    - ``detect_speech``: decode the audio to raise ``speaking_started``/``speaking_ended``
+      (and to make ``wait_idle`` possible).
+
+    Inconsistent or out-of-range values raise :class:`ConfigurationError` (a ``ValueError``).
+    """
+
+    api_url: str | None = None
+    ks: Secret | None = None
+    avatar_id: str | None = None
+    voice_id: str | None = None
+    whep_url: str | None = None
+    bearer: Secret | None = None
+    ice: IceOptions = field(default_factory=IceOptions)
+    video_codecs: tuple[str, ...] = RECEIVABLE_VIDEO_CODECS
+    connect_timeout: float = 20.0
+    keep_alive_interval: float = DEFAULT_KEEP_ALIVE_INTERVAL
+    detect_speech: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("ks", "bearer"):
+            value: object = getattr(self, name)
+            if isinstance(value, str):  # untyped callers: never keep a credential in the clear
+                object.__setattr__(self, name, Secret(value))
+        if self.whep_url is not None:
+            if self.api_url is not None or self.ks is not None:
+                raise ConfigurationError("whep_url (bare WHEP mode) excludes api_url and ks")
+            if not self.whep_url.startswith(("http://", "https://")):
+                raise ConfigurationError("whep_url must be an http:// or https:// URL")
+        codecs = tuple(dict.fromkeys(str(codec).upper() for codec in self.video_codecs))
+        unknown = [codec for codec in codecs if codec not in RECEIVABLE_VIDEO_CODECS]
+        if not codecs or unknown:
+            raise ConfigurationError(
+                f"video_codecs {tuple(self.video_codecs)!r}: name one or more of "
+                f"{', '.join(RECEIVABLE_VIDEO_CODECS)}"
+            )
+        object.__setattr__(self, "video_codecs", codecs)
+        if self.connect_timeout <= 0 or self.keep_alive_interval <= 0:
+            raise ConfigurationError("connect_timeout and keep_alive_interval must be > 0")

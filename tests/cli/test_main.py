@@ -1,0 +1,233 @@
+"""What every ``avatar-rtc`` command shares: fast start, ``-v`` anywhere, help texts with
+defaults and exit statuses, one exit status per error type, a closed stdout is no traceback."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from avatar_rtc.cli.arguments import verbosity
+from avatar_rtc.cli.common import run_command
+from avatar_rtc.cli.exit_status import EXIT_BROKEN_PIPE, EXIT_STATUSES
+from avatar_rtc.cli.main import build_parser, main
+from avatar_rtc.errors import (
+    AuthenticationError,
+    AvatarRTCError,
+    ConfigurationError,
+    ConnectTimeoutError,
+    NetworkError,
+    NoMediaError,
+    RequestTimeoutError,
+    ServerError,
+    ThresholdError,
+    WhepError,
+)
+from tests.cli.test_record_cmd import cli_env
+
+ROOT = Path(__file__).resolve().parents[2]
+# What takes the ~second of start-up: nothing of it may load for --help / --version.
+HEAVY = ("aiohttp", "aiortc", "aioice", "av", "numpy", "cv2", "scipy", "avatar_rtc.session")
+
+
+def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return dict(action.choices)
+    raise AssertionError("no subcommands")
+
+
+# --- start-up ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "argv", [["--version"], ["--help"], ["record", "--help"], ["probe", "--help"], ["qa", "-h"]]
+)
+def test_help_and_version_import_nothing_heavy(argv: list[str]) -> None:
+    code = (
+        "import sys\n"
+        "from avatar_rtc.cli.main import main\n"
+        "try:\n"
+        f"    main({argv!r})\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        f"print(sorted(m for m in {HEAVY!r} if m in sys.modules), file=sys.stderr)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=cli_env()
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.strip().splitlines()[-1] == "[]", result.stderr
+
+
+# --- options ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("argv", "count"),
+    [
+        (["probe", "-v"], 1),
+        (["-v", "probe"], 1),
+        (["-v", "record", "o.mp4", "-vv"], 3),
+        (["emulator", "--verbose"], 1),
+        (["qa", "f.mkv"], 0),
+    ],
+)
+def test_verbose_before_or_after_the_command(argv: list[str], count: int) -> None:
+    assert verbosity(build_parser().parse_args(argv)) == count
+
+
+def _documented(action: argparse.Action) -> bool:
+    """Has help; and a default worth knowing (not None/False/empty/a count) is in it."""
+    if not action.help:
+        return False
+    default = action.default
+    trivial = default in (None, False, [], argparse.SUPPRESS) or isinstance(
+        action, argparse._CountAction
+    )
+    return trivial or "default" in action.help
+
+
+def test_every_option_has_help_and_shows_its_default() -> None:
+    parser = build_parser()
+    undocumented = []
+    for name, sub in {"": parser, **_subparsers(parser)}.items():
+        for action in sub._actions:
+            if isinstance(action, (argparse._HelpAction, argparse._SubParsersAction)):
+                continue
+            if not _documented(action):
+                undocumented.append(f"{name} {'/'.join(action.option_strings) or action.dest}")
+    assert undocumented == []
+
+
+def test_help_lists_every_exit_status() -> None:
+    # The codes are the error classes' own (one source), documented once in the table.
+    codes = {code for code, _ in EXIT_STATUSES}
+    assert {
+        ConfigurationError.exit_code,
+        NoMediaError.exit_code,
+        ThresholdError.exit_code,
+        AuthenticationError.exit_code,
+        NetworkError.exit_code,
+        ConnectTimeoutError.exit_code,
+        WhepError.exit_code,
+        AvatarRTCError.exit_code,
+    } <= codes
+    parser = build_parser()
+    for sub in (parser, *_subparsers(parser).values()):
+        text = sub.format_help()
+        for code, meaning in EXIT_STATUSES:
+            assert re.search(rf"^  {code}\s+{re.escape(meaning)}$", text, re.M), (sub.prog, code)
+
+
+def test_readme_lists_every_exit_status() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    for code, meaning in EXIT_STATUSES:
+        assert f"| {code} | {meaning} |" in readme, code
+
+
+# --- exit statuses ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("error", "status"),
+    [
+        (ConfigurationError("bad option"), 2),
+        (NoMediaError("media stopped arriving"), 3),
+        (AuthenticationError("refused", status=401), 5),
+        (NetworkError("connection refused"), 6),
+        (RequestTimeoutError("timed out"), 6),
+        (ConnectTimeoutError("ICE timed out"), 7),
+        (WhepError("WHEP POST failed", status=500), 7),
+        (ServerError("HTTP 500", status=500), 1),
+        (OSError("disk full"), 1),
+    ],
+)
+def test_a_command_exits_with_the_status_of_its_error(
+    error: Exception, status: int, capsys: pytest.CaptureFixture[str]
+) -> None:
+    async def fail(stop: Any) -> int:
+        raise error
+
+    assert run_command("probe", fail) == status
+    line = capsys.readouterr().err
+    assert line.startswith(f"avatar-rtc probe: {type(error).__name__}: ") and line.count("\n") == 1
+
+
+def test_broken_pipe_is_left_to_main() -> None:
+    async def write(stop: Any) -> int:
+        raise BrokenPipeError
+
+    with pytest.raises(BrokenPipeError):
+        run_command("probe", write)
+
+
+class _ClosedStdout:
+    """A stdout whose reader went away."""
+
+    def write(self, text: str) -> int:
+        raise BrokenPipeError(32, "Broken pipe")
+
+    def flush(self) -> None:
+        raise BrokenPipeError(32, "Broken pipe")
+
+
+def test_qa_report_into_a_closed_pipe_is_exit_141(monkeypatch: pytest.MonkeyPatch) -> None:
+    class Report:
+        verdict = "pass"
+
+        def to_dict(self) -> dict[str, Any]:
+            return {"verdict": "pass"}
+
+    monkeypatch.setattr("avatar_rtc.qa.analyse_file", lambda path, thresholds: Report())
+    monkeypatch.setattr(sys, "stdout", _ClosedStdout())
+    assert main(["qa", "some.mkv"]) == EXIT_BROKEN_PIPE
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--help"],
+        ["--version"],
+        # fails at once (nothing listens on port 9): the report is printed all the same
+        ["probe", "--whep-url", "http://127.0.0.1:9/whep", "--connect-timeout", "5"],
+    ],
+)
+def test_a_closed_stdout_is_exit_141_without_traceback(argv: list[str]) -> None:
+    read, write = os.pipe()
+    os.close(read)  # the reader is gone before anything is written (`| head -c 0`)
+    env = cli_env()
+    del env["PYTHONUNBUFFERED"]  # buffered, as for a user (unbuffered, argparse hides it)
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "avatar_rtc.cli", *argv],
+            stdout=write,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+            env=env,
+        )
+    finally:
+        os.close(write)
+    assert result.returncode == EXIT_BROKEN_PIPE, result.stderr
+    assert "Traceback" not in result.stderr and "BrokenPipeError" not in result.stderr
+    assert "Exception ignored" not in result.stderr, result.stderr
+
+
+def test_ctrl_c_outside_a_command_is_exit_130(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Ctrl-C while a handler imports the media stack (before its own signal handling)."""
+
+    def interrupted(args: argparse.Namespace) -> int:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("avatar_rtc.cli.probe_cmd.run", interrupted)
+    assert main(["probe"]) == 130
+    assert capsys.readouterr().err == "avatar-rtc probe: interrupted\n"

@@ -194,6 +194,10 @@ class CopyMuxer:
                     sample = first.data
                 self._audio = add_copy_stream(container, "opus", sample)
             container.start_encoding()
+            if self._video is not None and self._video.time_base is not None:
+                self._video_clock.set_resolution(self._video.time_base)
+            if self._audio is not None and self._audio.time_base is not None:
+                self._audio_clock.set_resolution(self._audio.time_base)
         except BaseException:
             self._video = self._audio = self._transcoder = None
             container.close()

@@ -6,7 +6,9 @@ frame counts: a gap in the input stays a gap in the file, so audio never drifts 
 
 from __future__ import annotations
 
+import math
 from collections import deque
+from fractions import Fraction
 from typing import Generic, TypeVar
 
 from .stats import StatsBook
@@ -63,14 +65,21 @@ class TickClock:
     def __init__(self, rate: int, stats: StatsBook) -> None:
         self.rate = rate
         self.last: int | None = None
+        # The container's resolution in our ticks (Matroska: 1 ms = 90 video ticks): two
+        # timestamps closer than this would become equal in the file.
+        self.step = 1
         self._stats = stats
+
+    def set_resolution(self, time_base: Fraction) -> None:
+        """Nudge in steps the container can tell apart (its stream ``time_base``)."""
+        self.step = max(1, math.ceil(self.rate * time_base))
 
     def ticks(self, t: float, origin: float) -> int:
         value = max(0, round((t - origin) * self.rate))
-        if self.last is not None and value <= self.last:
+        if self.last is not None and value < self.last + self.step:
             # Muxers need increasing timestamps: a duplicate or a clock step backwards is
             # nudged, and counted, instead of failing the recording.
-            value = self.last + 1
+            value = self.last + self.step
             self._stats.fixup()
         self.last = value
         return value

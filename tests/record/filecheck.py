@@ -27,10 +27,16 @@ def ffprobe_streams(path: Path) -> list[dict[str, object]]:
 
 
 def decodes_cleanly(path: Path) -> str:
-    """FFmpeg's errors when decoding every frame of the file ('' when none)."""
+    """FFmpeg's errors when decoding every frame of the file ('' when none).
+
+    WebRTC video has a variable frame rate: every frame passes as it is, in the file's own
+    time base (ffmpeg's default output counts in 1/fps and would report two real frames
+    closer than that as "non monotonically increasing dts").
+    """
     ffmpeg = require_tool("ffmpeg")
     out = subprocess.run(
-        [ffmpeg, "-nostdin", "-v", "error", "-i", str(path), "-f", "null", "-"],
+        [ffmpeg, "-nostdin", "-v", "error", "-i", str(path), "-fps_mode", "passthrough",
+         "-enc_time_base:v", "-1", "-f", "null", "-"],  # fmt: skip
         capture_output=True,
         text=True,
         timeout=60,

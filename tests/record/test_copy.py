@@ -296,3 +296,19 @@ def test_jittered_duplicate_times_are_nudged_not_fatal(tmp_path: Path) -> None:
     with av.open(str(tmp_path / "dup.mp4")) as container:
         decoded = sum(1 for _ in container.decode(video=0))
     assert decoded == stats.video.frames == 100
+
+
+@pytest.mark.parametrize("ext", ["mkv", "webm"])
+def test_nudged_times_stay_distinct_at_the_containers_resolution(tmp_path: Path, ext: str) -> None:
+    """Matroska counts in milliseconds: frames 1/90000 s apart would share a timestamp there
+    and ffmpeg would refuse to remux the file ("non monotonically increasing dts")."""
+    codec = "H264" if ext == "mkv" else "VP8"
+    frames = list(frames_for(PLAIN[codec]))
+    v = [i for i, f in enumerate(frames) if f.kind == "video"]
+    for k in (31, 32):  # a burst: three frames within 0.1 ms (arrival timing under load)
+        frames[v[k]] = dataclasses.replace(
+            frames[v[k]], presentation_time=frames[v[30]].presentation_time + k * 1e-5
+        )
+    stats = record(tmp_path / f"burst.{ext}", frames)
+    assert stats.timestamp_fixups >= 2 and stats.error is None
+    assert decodes_cleanly(tmp_path / f"burst.{ext}") == ""

@@ -34,9 +34,9 @@ def decodes_cleanly(path: Path) -> str:
     closer than that as "non monotonically increasing dts").
     """
     ffmpeg = require_tool("ffmpeg")
+    passthrough = ["-fps_mode", "passthrough", "-enc_time_base:v", "-1"]
     out = subprocess.run(
-        [ffmpeg, "-nostdin", "-v", "error", "-i", str(path), "-fps_mode", "passthrough",
-         "-enc_time_base:v", "-1", "-f", "null", "-"],  # fmt: skip
+        [ffmpeg, "-nostdin", "-v", "error", "-i", str(path), *passthrough, "-f", "null", "-"],
         capture_output=True,
         text=True,
         timeout=60,

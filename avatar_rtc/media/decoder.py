@@ -265,7 +265,7 @@ class TrackDecoder:
             except av.FFmpegError as exc:
                 self._errors += 1
                 logger.warning("%s decode error (%s); requesting a keyframe", item.codec, exc)
-                if self.kind == "video":
+                if self.kind == "video" and self._is_current_thread():
                     with cond:
                         self._need_key = True
                     self._request_keyframe()
@@ -282,8 +282,15 @@ class TrackDecoder:
                     del meta[k]
         logger.debug("%s decoder thread finished", self.kind)
 
+    def _is_current_thread(self) -> bool:
+        """False in a thread that was stopped (and maybe replaced): it must not act for its
+        successor."""
+        return threading.current_thread() is self._thread
+
     def _deliver(self, frame: DecodedFrame) -> None:
         with self._sinks_lock:
+            if not self._is_current_thread():
+                return  # a stopped thread's last frame: the sinks now belong to its successor
             sinks = tuple(self._sinks)
         for sink in sinks:
             try:

@@ -127,11 +127,6 @@ def test_decoder_starts_at_a_keyframe() -> None:
     assert dec.stats().skipped_to_keyframe == 7
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="library bug: TrackDecoder._deliver hands a stopped decoder thread's last frame to "
-    "the sinks of its successor (seen as 'a frame was lost' in test_streams_emulator)",
-)
 def test_a_restarted_decoder_delivers_nothing_from_the_stopped_thread(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -30,6 +30,7 @@ from avatar_rtc.media import (
 from avatar_rtc.media.decoder import DecodedFrame, TrackDecoder
 from avatar_rtc.rtc.encoded_frame import EncodedFrame
 from tests.media.av_sync import arrival_allowance
+from tests.media.frame_gaps import assert_no_unexplained_gaps
 from tests.media.loopback import (
     BLUE,
     GREEN,
@@ -238,7 +239,7 @@ async def test_all_policy_loses_nothing_over_10s() -> None:
             if len(numbers) == 300:
                 break
         stream.close()
-        assert numbers == list(range(numbers[0], numbers[0] + len(numbers)))
+        assert_no_unexplained_gaps(numbers, decoder_for(lb.video).stats())
         assert stream.stats().dropped == 0
         assert lb.video.stats().frames_dropped == 0
 
@@ -311,10 +312,11 @@ def test_no_consumer_for_30s_keeps_memory_flat() -> None:
     )
     assert report["video_dropped"] > 500 and report["audio_dropped"] > 100  # bounded: dropped
     # Anything kept per frame (a decoded or encoded frame, a packet, a callback) adds at least
-    # 30 objects/s (the frame rate); measured: within +-3/s, idle or busy.
+    # 30 objects/s (the frame rate); measured: -0.3 to +3.9/s, idle or with 1-2 cores busy.
     assert abs(report["objects_per_s"]) < 10, report
     # An unbounded 640x480 queue grows ~14 MB/s. Measured after the warm-up, with RSS following
-    # live memory (PROBE_ENV): -0.06 to 0.11 MB/s, idle or with a core kept busy.
+    # live memory (PROBE_ENV): -0.01 to 0.22 MB/s, idle or with 1-2 cores kept busy (without
+    # it: up to 0.60).
     assert slope < 0.5, report
     assert growth < 16.0, report
 

@@ -34,6 +34,7 @@ __all__ = [
     "finish_gathering",
     "gathering_started",
     "ice_connection",
+    "intercept_outgoing_rtp",
     "missing_private_names",
     "nominated_pairs",
     "on_keyframe_request",
@@ -43,7 +44,7 @@ __all__ = [
     "receiver_statistics",
     "relay_only",
     "release_receiver",
-    "restore_send_rtp",
+    "restore_outgoing_rtp",
     "send_nack",
     "send_pli",
     "send_rtcp",
@@ -52,7 +53,6 @@ __all__ = [
     "swap_connection_class",
     "take_over_receiver",
     "use_ip_versions",
-    "wrap_send_rtp",
 ]
 
 TESTED_VERSIONS = {"aiortc": ("1.16.0",), "aioice": ("0.13.0",)}
@@ -232,7 +232,7 @@ def on_keyframe_request(sender: RTCRtpSender, callback: Callable[[], None]) -> N
     sender._send_keyframe = callback  # type: ignore[method-assign]
 
 
-def wrap_send_rtp(transport: Any, wrap: Callable[[SendRtp], SendRtp]) -> None:
+def intercept_outgoing_rtp(transport: Any, wrap: Callable[[SendRtp], SendRtp]) -> None:
     """Intercept the plain (pre-SRTP) RTP/RTCP a DTLS transport sends, on this instance.
 
     aiortc's senders look ``transport._send_rtp`` up on every packet.
@@ -240,7 +240,7 @@ def wrap_send_rtp(transport: Any, wrap: Callable[[SendRtp], SendRtp]) -> None:
     transport._send_rtp = wrap(transport._send_rtp)
 
 
-def restore_send_rtp(transport: Any) -> None:
+def restore_outgoing_rtp(transport: Any) -> None:
     transport.__dict__.pop("_send_rtp", None)
 
 

@@ -11,9 +11,9 @@ How the receiver is taken over (``attach``): we replace three methods **on the i
   aiortc registers the receiver with the transport's RTP router, and to start our timer.
   aiortc still starts its decoder thread there; it blocks on an empty queue forever (no CPU,
   no memory) because nothing is ever put into it, and its track queue stays empty.
-- ``_handle_rtp_packet``: the DTLS transport looks this up on the instance for every routed
+- the RTP packet handler: the DTLS transport looks it up on the instance for every routed
   packet, so the override sees every packet and aiortc's jitter buffer/decoder never do.
-- ``_handle_rtcp_packet``: we read sender reports for the A/V clock, then call the original so
+- the RTCP packet handler: we read sender reports for the A/V clock, then call the original so
   aiortc's LSR/DLSR bookkeeping (and so its receiver reports) keep working.
 
 aiortc's RR loop reads per-SSRC ``StreamStatistics`` from a name-mangled dict that its own

@@ -252,7 +252,7 @@ async def open_loopback(
 
         return send_rtp
 
-    seam.wrap_send_rtp(transport, wrap)
+    seam.intercept_outgoing_rtp(transport, wrap)
     return lb
 
 

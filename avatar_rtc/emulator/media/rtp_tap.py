@@ -1,9 +1,9 @@
 """RtpTap: sits on a DTLS transport's plain-RTP send to see (and optionally drop) outgoing RTP.
 
 aiortc's RTCRtpSender sends every packet (and NACK retransmission, and RTCP) through its DTLS
-transport before SRTP protection (``aiortc_seam.wrap_send_rtp``), so the tap sees exactly the
-outgoing plain RTP of every sender bundled on it. Used for: the RTP timestamp + send time of
-each frame (timeline, latency), and deliberate video packet loss for client tests.
+transport before SRTP protection (``aiortc_seam.intercept_outgoing_rtp``), so the tap sees
+exactly the outgoing plain RTP of every sender bundled on it. Used for: the RTP timestamp + send
+time of each frame (timeline, latency), and deliberate video packet loss for client tests.
 Retransmissions stay possible: the sender stores a packet in its history before sending it.
 
 It also re-stamps RTCP sender reports: aiortc pairs the *send* time of the last packet with its
@@ -67,12 +67,12 @@ class RtpTap:
 
             return send_rtp
 
-        seam.wrap_send_rtp(transport, wrap)
+        seam.intercept_outgoing_rtp(transport, wrap)
         self._transports.append(transport)
 
     def uninstall(self) -> None:
         for transport in self._transports:
-            seam.restore_send_rtp(transport)
+            seam.restore_outgoing_rtp(transport)
         self._transports.clear()
 
     def _inspect(self, data: bytes) -> bool:

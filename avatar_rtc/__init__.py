@@ -16,6 +16,7 @@ from .errors import (
     ConnectError,
     ConnectTimeoutError,
     HttpStatusError,
+    MediaLostError,
     NetworkError,
     NoCandidatesError,
     NoMediaError,
@@ -43,6 +44,7 @@ if TYPE_CHECKING:
     from .record.options import EncodeOptions, RecordOptions
     from .record.recorder import Recorder
     from .rtc.ice_options import IceOptions
+    from .rtc.reconnect import Outage, ReconnectPolicy
     from .session import AvatarSession, SessionClosedError, SessionEvent
     from .session_stats import SessionState, SessionStats, SessionTimings
     from .sync_session import SyncAvatarSession
@@ -63,6 +65,8 @@ _LAZY: dict[str, str] = {
     "ControlClient": ".api.client",
     "EncodeOptions": ".record.options",
     "IceOptions": ".rtc.ice_options",
+    "Outage": ".rtc.reconnect",
+    "ReconnectPolicy": ".rtc.reconnect",
     "RecordOptions": ".record.options",
     "Recorder": ".record.recorder",
     "SessionClosedError": ".session",
@@ -104,11 +108,14 @@ __all__ = [
     "EncodeOptions",
     "HttpStatusError",
     "IceOptions",
+    "MediaLostError",
     "NetworkError",
     "NoCandidatesError",
     "NoMediaError",
+    "Outage",
     "PermissionDeniedError",
     "RateLimitedError",
+    "ReconnectPolicy",
     "RecordOptions",
     "Recorder",
     "RequestTimeoutError",

@@ -37,6 +37,7 @@ __all__ = [
     "ConnectError",
     "ConnectTimeoutError",
     "HttpStatusError",
+    "MediaLostError",
     "NetworkError",
     "NoCandidatesError",
     "NoMediaError",
@@ -217,6 +218,12 @@ class NoMediaError(ConnectError):
     """Connected, but no media arrived, or it stopped arriving, within the allowed time."""
 
     exit_code = 3
+
+
+class MediaLostError(NoMediaError):
+    """Media stopped arriving and could not be restored: every reconnect attempt failed (or
+    reconnecting is off). The service session itself being gone is a
+    :class:`WhepNotFoundError` instead."""
 
 
 class NoCandidatesError(ConnectError):

@@ -15,6 +15,7 @@ from .api.keepalive import DEFAULT_KEEP_ALIVE_INTERVAL
 from .errors import ConfigurationError
 from .redact import Secret
 from .rtc.ice_options import IceOptions
+from .rtc.reconnect import ReconnectPolicy
 from .rtc.video_codecs import RECEIVABLE_VIDEO_CODECS
 
 __all__ = ["SessionOptions"]
@@ -41,6 +42,9 @@ class SessionOptions:
     - ``keep_alive_interval``: seconds between the Control API keep-alives.
     - ``detect_speech``: decode the audio to raise ``speaking_started``/``speaking_ended``
       (and to make ``wait_idle`` possible).
+    - ``reconnect``: when media counts as lost and how it is brought back (watchdog timeout,
+      backoff, attempts; :class:`~avatar_rtc.rtc.reconnect.ReconnectPolicy`);
+      ``ReconnectPolicy.disabled()`` makes the first loss final.
 
     Inconsistent or out-of-range values raise :class:`ConfigurationError` (a ``ValueError``).
     """
@@ -56,6 +60,7 @@ class SessionOptions:
     connect_timeout: float = 20.0
     keep_alive_interval: float = DEFAULT_KEEP_ALIVE_INTERVAL
     detect_speech: bool = True
+    reconnect: ReconnectPolicy = field(default_factory=ReconnectPolicy)
 
     def __post_init__(self) -> None:
         for name in ("ks", "bearer"):

@@ -12,6 +12,11 @@ and the CLI installs it too. It matters there: aioice logs each TURN request at 
 USERNAME attribute, the TURN credential's user name (tests/test_logging_defaults.py). A program
 that imports other libraries whose log records may carry one of our secrets can call
 :func:`install_log_redaction` again afterwards (it only adds what is missing).
+
+Tracebacks too: the filter masks the traceback text of a record (``exc_info``), and code that
+chains a foreign exception (``raise OurError(...) from exc``) chains
+:func:`redact_exception` of it, so a secret in, say, aiortc's message for a bad SDP line is
+masked wherever the traceback is printed.
 """
 
 from __future__ import annotations
@@ -19,7 +24,15 @@ from __future__ import annotations
 import logging
 import threading
 
-__all__ = ["RedactingFilter", "Secret", "install_log_redaction", "redact", "register_secret"]
+__all__ = [
+    "RedactedError",
+    "RedactingFilter",
+    "Secret",
+    "install_log_redaction",
+    "redact",
+    "redact_exception",
+    "register_secret",
+]
 
 _MASK = "***"
 _lock = threading.Lock()
@@ -36,12 +49,46 @@ def register_secret(value: str) -> None:
 
 
 def redact(text: str) -> str:
-    """Return ``text`` with every registered secret replaced by ``***``."""
+    """Return ``text`` with every registered secret replaced by ``***``, and what is left of
+    one cut short: its first or last :data:`_PIECE` characters or more."""
     with _lock:
         values = sorted(_registered, key=len, reverse=True)
     for value in values:
         if value in text:
             text = text.replace(value, _MASK)
+    for value in values:
+        if len(value) > _PIECE:
+            text = _mask_cut(text, value)
+    return text
+
+
+# Excerpts cut secrets: ours mask first, but others' do not (CPython's int() error message
+# quotes the first 200 characters of the text it refused). A piece this long of a secret's
+# start or end is masked too.
+_PIECE = 8
+
+
+def _mask_cut(text: str, value: str) -> str:
+    """``text`` with the starts of ``value`` cut at their end, and the ends of ``value`` cut
+    at their start, masked."""
+    head = value[:_PIECE]
+    at = text.find(head)
+    while at != -1:
+        end = at + _PIECE
+        while end < len(text) and end - at < len(value) and text[end] == value[end - at]:
+            end += 1
+        text = text[:at] + _MASK + text[end:]
+        at = text.find(head, at + len(_MASK))
+    tail = value[-_PIECE:]
+    at = text.find(tail)
+    while at != -1:
+        start, end = at, at + _PIECE
+        while (
+            start > 0 and end - start < len(value) and text[start - 1] == value[-(end - start) - 1]
+        ):
+            start -= 1
+        text = text[:start] + _MASK + text[end:]
+        at = text.find(tail, start + len(_MASK))
     return text
 
 
@@ -73,8 +120,56 @@ class Secret:
         return bool(self._value)
 
 
+class RedactedError(Exception):
+    """Stands in for an exception whose text held a secret: its type name and masked text
+    (see :func:`redact_exception`)."""
+
+
+def _text(exc: BaseException) -> str:
+    try:
+        return f"{exc!r} {exc}"
+    except Exception:  # a broken __str__/__repr__: traceback prints a placeholder for it
+        return ""
+
+
+def _shows_secret(exc: BaseException) -> bool:
+    text = _text(exc)
+    return redact(text) != text
+
+
+def _next_in_chain(exc: BaseException) -> BaseException | None:
+    """What a traceback prints before ``exc``: its cause, else its unsuppressed context."""
+    if exc.__cause__ is not None:
+        return exc.__cause__
+    return None if exc.__suppress_context__ else exc.__context__
+
+
+def redact_exception(exc: BaseException) -> BaseException:
+    """``exc`` to chain (``raise ... from``) without a secret in the printed traceback.
+
+    ``exc`` itself when neither it nor anything chained to it shows a registered secret;
+    else a :class:`RedactedError` with its type name, masked text and traceback, chained the
+    same way to the masked rest of the chain.
+    """
+    chain: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and all(current is not seen for seen in chain):
+        chain.append(current)
+        current = _next_in_chain(current)
+    if not any(_shows_secret(item) for item in chain):
+        return exc
+    masked: BaseException | None = None
+    for item in reversed(chain):  # the root cause first
+        text = redact(str(item)) if _text(item) else ""
+        stand_in = RedactedError(f"{type(item).__name__}: {text}" if text else type(item).__name__)
+        stand_in.__cause__ = masked
+        masked = stand_in.with_traceback(item.__traceback__)
+    assert masked is not None
+    return masked
+
+
 class RedactingFilter(logging.Filter):
-    """A logging filter that masks registered secrets in a record's message."""
+    """A logging filter that masks registered secrets in a record's message and traceback."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         try:
@@ -87,11 +182,38 @@ class RedactingFilter(logging.Filter):
         if cleaned != message:
             record.msg = cleaned
             record.args = None
+        if record.exc_info and not record.exc_text:
+            # Formatters reuse exc_text when set: the traceback is printed masked.
+            text = _FORMATTER.formatException(record.exc_info)
+            if redact(text) != text:
+                record.exc_text = redact(text)
+        if record.stack_info:
+            record.stack_info = redact(record.stack_info)
         return True
+
+
+_FORMATTER = logging.Formatter()
 
 
 _FILTER = RedactingFilter()
 _PREFIXES = ("avatar_rtc", "aiohttp", "aioice", "aiortc")
+
+
+class _MaskOnTheWayUp(logging.Handler):
+    """Masks each record of ``avatar_rtc.*`` on its way up to the application's handlers, and
+    emits nothing. On the package logger: a logger's filters see only its own records, its
+    handlers see those of every child, even a logger created after the last
+    :func:`install_log_redaction`."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        pass
+
+
+_PASSAGE = _MaskOnTheWayUp()
+_PASSAGE.addFilter(_FILTER)
+# Our package logger already has a NullHandler (avatar_rtc/__init__.py): adding this one
+# changes nothing for a program that configured no logging.
+logging.getLogger("avatar_rtc").addHandler(_PASSAGE)
 
 
 def install_log_redaction() -> None:

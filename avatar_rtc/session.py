@@ -17,7 +17,16 @@ session plays a bare WHEP endpoint and the Control API is not used.
 
 Events (``on(name, handler)``; handlers run on the event loop and get one
 :class:`SessionEvent`): ``state``, ``connected``, ``first_frame``, ``speaking_started``,
-``speaking_ended``, ``disconnected``, ``ended``, ``error``.
+``speaking_ended``, ``reconnecting``, ``reconnected``, ``disconnected``, ``ended``, ``error``.
+
+Media lost (no RTP/RTCP for ``options.reconnect.media_timeout`` s, ICE failed, DTLS closed)
+is brought back by a :class:`~avatar_rtc.rtc.reconnect.Reconnector`: state ``reconnecting``
+and the ``reconnecting`` event, then ``reconnected`` (state ``connected``) with the outage's
+length. Streams and recordings carry on across it: the same iterators keep yielding, the same
+file keeps growing, with the gap in their timestamps. When it cannot be brought back (attempts
+exhausted: :class:`~avatar_rtc.errors.MediaLostError`; the service session gone:
+:class:`~avatar_rtc.errors.WhepNotFoundError`): ``disconnected``, then ``error`` with the
+typed exception, and the streams end.
 """
 
 from __future__ import annotations
@@ -50,10 +59,11 @@ from .record.options import RecordOptions
 from .record.recorder import Recorder
 from .rtc.candidate_pair import SelectedPair
 from .rtc.clock import AvClock
-from .rtc.connection import ConnectionState, MediaConnection
+from .rtc.connection import MediaConnection
 from .rtc.encoded_frame import EncodedFrame
 from .rtc.ice_options import IceOptions
 from .rtc.receiver import ReceivePipeline
+from .rtc.reconnect import Outage, Reconnector, ReconnectStats
 from .session_stats import KeepAliveStats, SessionState, SessionStats, SessionTimings
 from .speech_detector import SpeechDetector, SpeechEvent
 
@@ -78,6 +88,8 @@ EventName = Literal[
     "first_frame",
     "speaking_started",
     "speaking_ended",
+    "reconnecting",
+    "reconnected",
     "disconnected",
     "ended",
     "error",
@@ -97,8 +109,10 @@ class SessionEvent:
     """What an event handler receives.
 
     ``data``: the new :class:`SessionState` (``state``), the first :class:`VideoFrame`
-    (``first_frame``), a :class:`SpeechEvent` (``speaking_*``), the reason as a string
-    (``disconnected``), the exception (``error``); ``None`` otherwise.
+    (``first_frame``), a :class:`SpeechEvent` (``speaking_*``), an
+    :class:`~avatar_rtc.rtc.reconnect.Outage` (``reconnecting``; ``reconnected``, with its
+    ``seconds``), the reason as a string (``disconnected``), the exception (``error``);
+    ``None`` otherwise.
     """
 
     name: EventName
@@ -138,7 +152,7 @@ class AvatarSession:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stack = contextlib.AsyncExitStack()
         self._live: LiveSession | None = None
-        self._connection: MediaConnection | None = None
+        self._link: Reconnector | None = None
         self._closing: asyncio.Task[None] | None = None
         self._starting: asyncio.Task[None] | None = None
         self._streams: list[VideoStream | AudioStream] = []
@@ -191,11 +205,13 @@ class AvatarSession:
 
     @property
     def connection(self) -> MediaConnection | None:
-        return self._connection
+        """The current media connection (a reconnect replaces it)."""
+        return self._link.connection if self._link is not None else None
 
     @property
     def selected_pair(self) -> SelectedPair | None:
-        return self._connection.selected_pair() if self._connection is not None else None
+        connection = self.connection
+        return connection.selected_pair() if connection is not None else None
 
     @property
     def speaking(self) -> bool:
@@ -203,7 +219,9 @@ class AvatarSession:
 
     @property
     def timings(self) -> SessionTimings:
-        conn = self._connection.timings if self._connection is not None else None
+        """Of the start-up (a reconnect's new connection does not change them)."""
+        first = self._link.first_connection if self._link is not None else None
+        conn = first.timings if first is not None else None
         started = conn.started if conn else None
         answered = conn.answer_received if conn else None
         connected = conn.dtls_connected if conn else None
@@ -326,19 +344,31 @@ class AvatarSession:
             self._session_seconds = time.monotonic() - t0
             whep_url = self._live.client_config.whep_url
             ice = _with_turn(ice, self._live.client_config.turn)
-        connection = MediaConnection(
-            whep_url,
-            bearer=options.bearer,
-            ice=ice,
-            video_codecs=options.video_codecs,
-            connect_timeout=options.connect_timeout,
-            on_receiver=self._attach_receiver,
-            on_remote_description=self.video_pipeline.use_remote_description,
-            on_state_change=self._on_connection_state,
+
+        def new_connection() -> MediaConnection:
+            return MediaConnection(
+                whep_url,
+                bearer=options.bearer,
+                ice=ice,
+                video_codecs=options.video_codecs,
+                connect_timeout=options.connect_timeout,
+                on_receiver=self._attach_receiver,
+                on_remote_description=self.video_pipeline.use_remote_description,
+                # The pipelines outlive each connection: a reconnect moves them on.
+                release_receivers=True,
+            )
+
+        link = self._link = Reconnector(
+            new_connection,
+            policy=options.reconnect,
+            activity=self._media_activity,
+            on_reconnecting=self._on_reconnecting,
+            on_reconnected=self._on_reconnected,
+            on_failed=self._on_media_failed,
+            request_keyframe=self.video_pipeline.request_keyframe,
         )
-        self._connection = connection
-        self._stack.push_async_callback(connection.close)
-        await connection.connect()
+        self._stack.push_async_callback(link.close)
+        await link.connect()
         self._set_state(SessionState.CONNECTED)
         self._emit("connected")
 
@@ -463,21 +493,42 @@ class AvatarSession:
             self._emit("speaking_ended", event)
         self._speech_changed.set()
 
-    def _on_connection_state(self, state: ConnectionState) -> None:
-        if state in ("failed", "closed") and self._state is SessionState.CONNECTED:
-            reason = f"media connection {state}"
-            logger.warning("avatar session %s: %s", self.session_id, reason)
-            self._errors.append(reason)
-            self._set_state(SessionState.DISCONNECTED)
-            self._emit("disconnected", reason)
+    def _media_activity(self) -> int:
+        """Grows while media arrives: RTP packets and sender reports of both tracks."""
+        video, audio = self.video_pipeline.stats(), self.audio_pipeline.stats()
+        return video.packets + video.sender_reports + audio.packets + audio.sender_reports
+
+    def _on_reconnecting(self, outage: Outage) -> None:
+        if self._state is SessionState.CONNECTED:
+            self._set_state(SessionState.RECONNECTING)
+        self._emit("reconnecting", outage)
+
+    def _on_reconnected(self, outage: Outage) -> None:
+        if self._state is SessionState.RECONNECTING:
+            self._set_state(SessionState.CONNECTED)
+        self._emit("reconnected", outage)
+
+    def _on_media_failed(self, error: AvatarRTCError) -> None:
+        self._lost_for_good(str(error), error)
 
     def _on_session_gone(self, error: ApiError) -> None:
-        reason = f"the service session is gone (HTTP {error.status})"
+        if self._link is not None:
+            self._link.stop()  # nothing left to reconnect to
+        self._lost_for_good(f"the service session is gone (HTTP {error.status})", error)
+
+    def _lost_for_good(self, reason: str, error: AvatarRTCError) -> None:
+        """``disconnected``, ``error``, and the streams end (their iterators stop instead of
+        waiting for frames that will not come)."""
+        logger.warning("avatar session %s: %s", self.session_id, reason)
         self._errors.append(reason)
-        self._emit("error", error)
-        if self._state is SessionState.CONNECTED:
+        connected = self._state in (SessionState.CONNECTED, SessionState.RECONNECTING)
+        if connected:
             self._set_state(SessionState.DISCONNECTED)
             self._emit("disconnected", reason)
+        self._emit("error", error)
+        if connected:  # (while starting, start() fails and cleans up itself)
+            self.video_pipeline.close()
+            self.audio_pipeline.close()
 
     # --- speech -------------------------------------------------------------------------
 
@@ -640,7 +691,7 @@ class AvatarSession:
         return SessionStats(
             state=self._state,
             session_id=self.session_id,
-            connection_state=self._connection.state if self._connection else "new",
+            connection_state=self.connection.state if self.connection else "new",
             selected_pair=self.selected_pair,
             timings=self.timings,
             video=self.video_pipeline.stats(),
@@ -655,6 +706,7 @@ class AvatarSession:
             utterances=self.speech.utterances,
             audio_level_db=self.speech.level_db,
             errors=tuple(self._errors),
+            reconnect=self._link.stats() if self._link is not None else ReconnectStats(),
         )
 
 

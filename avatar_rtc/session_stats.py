@@ -17,6 +17,7 @@ from .media.streams import StreamStats
 from .record.stats import RecorderStats
 from .rtc.candidate_pair import SelectedPair
 from .rtc.receiver import ReceiveStats
+from .rtc.reconnect import ReconnectStats
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -34,6 +35,7 @@ class SessionState(enum.Enum):
     NEW = "new"
     CONNECTING = "connecting"  # create/init-client, then WHEP + ICE/DTLS
     CONNECTED = "connected"  # media flows
+    RECONNECTING = "reconnecting"  # media was lost; getting it back (see ReconnectPolicy)
     DISCONNECTED = "disconnected"  # the media connection or the service session was lost
     CLOSING = "closing"
     ENDED = "ended"  # closed: WHEP resource deleted, service session ended
@@ -118,6 +120,8 @@ class SessionStats:
     audio_level_db: float
     errors: tuple[str, ...] = field(default_factory=tuple)
     closed_stream_drops: int = 0  # drops of streams closed (and forgotten) earlier
+    # Media losses and their recovery: outages, reconnects, attempts, media time lost.
+    reconnect: ReconnectStats = field(default_factory=ReconnectStats)
 
     @property
     def stream_drops(self) -> int:

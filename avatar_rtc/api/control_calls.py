@@ -15,6 +15,7 @@ import asyncio
 import functools
 import logging
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal, Self
 from urllib.parse import quote, urlsplit
@@ -29,7 +30,7 @@ from ..errors import (
     api_error_for_status,
 )
 from ..http.retry import RetryPolicy, call_with_retry
-from ..http.transport import HttpTransport, json_object
+from ..http.transport import HttpTransport, header_safe, json_object
 from ..redact import Secret, redact
 from .audio_duration import audio_duration
 from .models import CatalogItem, ClientConfig, SessionHandle, TurnConfig
@@ -52,6 +53,8 @@ ENV_KS = "AVATAR_KS"
 
 CatalogType = Literal["Visual", "Voice"]
 
+# A TURN host that fits in a turn: URL: a name or IPv4 address, or an [IPv6] address.
+_TURN_HOST = re.compile(r"\[[0-9a-fA-F:.]+\]|[^\s?:/\[\]@#]+")
 _CATALOG_PAGE_SIZE = 100
 _BODY_EXCERPT_CHARS = 200
 
@@ -81,10 +84,12 @@ class ControlCalls:
         if isinstance(ks, str):
             ks = Secret(ks)
         self._ks: Secret | None = ks or None  # an empty KS counts as none
+        if self._ks is not None and not header_safe(self._ks.reveal()):
+            raise ConfigurationError("the KS holds control characters (a line break?)")
         self.create_path = create_path
         self.avatar_id_field = avatar_id_field
         self.retry = retry or RetryPolicy()
-        self._http = HttpTransport(session, timeout=timeout)
+        self._http = HttpTransport(session, timeout=timeout, home=self.base_url)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.base_url!r})"
@@ -119,6 +124,8 @@ class ControlCalls:
         data = await self._post("create", url, "KS", self._require_ks(), json_body=body)
         session_id = _required_str(data, "sessionId", "create")
         token = Secret(_required_str(data, "token", "create"))
+        if not header_safe(token.reveal()):  # it goes into an Authorization header
+            raise _malformed("create", "token")
         _log.info("created avatar session %s", session_id)
         return SessionHandle(session_id=session_id, token=token)
 
@@ -126,11 +133,14 @@ class ControlCalls:
         """The WHEP URL and TURN config of the session. Call once: it may open a WHEP resource."""
         data = await self._post_bearer("init-client", handle)
         whep_url = _required_str(data, "whepUrl", "init-client")
-        turn = data.get("turn")
-        return ClientConfig(
-            whep_url=whep_url,
-            turn=TurnConfig.from_json(turn) if isinstance(turn, dict) else None,
-        )
+        turn_data = data.get("turn")
+        turn = TurnConfig.from_json(turn_data) if isinstance(turn_data, dict) else None
+        if turn is not None and not turn.url.strip():
+            _log.warning("init-client: a TURN object without url: no TURN server")
+            turn = None
+        if turn is not None and not _TURN_HOST.fullmatch(turn.host):
+            raise _malformed("init-client", "turn.url")  # no turn:/turns: URL could hold it
+        return ClientConfig(whep_url=whep_url, turn=turn)
 
     async def keep_alive(self, handle: SessionHandle) -> None:
         """Tell the service the session is still in use (retried)."""
@@ -314,9 +324,14 @@ def _parse_answer(
 def _error_text(data: dict[str, Any] | None, text: str) -> str:
     """The server's ``error`` string, else a short excerpt of the body (secrets masked)."""
     if data is not None and data.get("error") is not None:
-        return redact(str(data["error"]))
-    excerpt = " ".join(text.split())[:_BODY_EXCERPT_CHARS]
-    return redact(excerpt) or "(empty body)"
+        return _excerpt(str(data["error"]))
+    return _excerpt(text) or "(empty body)"
+
+
+def _excerpt(text: str) -> str:
+    """Masked first, then cut: a cut secret would no longer match its mask."""
+    text = redact(" ".join(text.split()))
+    return text if len(text) <= _BODY_EXCERPT_CHARS else text[:_BODY_EXCERPT_CHARS] + "..."
 
 
 def _required_str(data: dict[str, Any], key: str, endpoint: str) -> str:

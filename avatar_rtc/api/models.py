@@ -40,7 +40,8 @@ class TurnConfig:
                 break
         value = value.lstrip("/").split("?", 1)[0].rstrip("/")
         if value.startswith("["):  # [IPv6]:port
-            return value[: value.index("]") + 1]
+            address, bracket, _ = value.partition("]")
+            return address + bracket
         if value.count(":") == 1:
             value = value.split(":", 1)[0]
         return value

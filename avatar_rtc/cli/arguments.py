@@ -1,5 +1,5 @@
 """Building blocks of the parsers: option types, a subcommand's parser (``-v``, exit statuses),
-the target/ICE options of ``probe`` and ``record``, and ``--say``/``--say-audio``.
+the target/ICE options of ``probe``, ``record`` and ``qa``, and ``--say``/``--say-audio``.
 
 Light on purpose: ``--help`` and ``--version`` build every parser and must not load the media
 stack (aiohttp, aiortc and PyAV take about a second to import).
@@ -163,7 +163,7 @@ def add_speech_options(parser: argparse.ArgumentParser, when: str) -> None:
 
 
 def add_target_options(parser: argparse.ArgumentParser) -> None:
-    """Target selection, avatar choice and ICE options (shared by probe and record)."""
+    """Target selection, avatar choice and ICE options (shared by probe, record and live qa)."""
     target = parser.add_argument_group(
         "target",
         "Default: the embedded emulator (started in-process on a loopback port). With a KS "

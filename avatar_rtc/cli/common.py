@@ -26,20 +26,24 @@ import signal
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from ..errors import AvatarRTCError, ConfigurationError
 from ..options import SessionOptions
-from ..redact import Secret
+from ..redact import Secret, redact
 from ..rtc.ice_options import IceOptions
 from ..rtc.ice_servers import IceServer, parse_ice_url
 from ..rtc.video_codecs import RECEIVABLE_VIDEO_CODECS
 from .exit_status import EXIT_SIGINT, exit_code_of, print_error
 
+if TYPE_CHECKING:
+    from ..session import AvatarSession, SessionEvent
+
 __all__ = [
     "StopSignals",
     "Target",
     "TargetKind",
+    "announce_reconnects",
     "open_target",
     "race_stop",
     "run_command",
@@ -161,6 +165,34 @@ async def open_target(target: Target) -> AsyncIterator[SessionOptions]:
     media = AvatarMediaOptions(video_codec="VP8" if first == "VP8" else "H264")
     async with Emulator(host=LOOPBACK, port=0, media_options=media) as emulator:
         yield replace(target.options, api_url=emulator.api_url, ks=Secret(emulator.ks))
+
+
+def announce_reconnects(
+    session: AvatarSession, command: str, new_line: Callable[[], None] | None = None
+) -> Callable[[], None]:
+    """A line on stderr when the media is lost and when it is back; returns the remover.
+
+    ``new_line`` ends an in-place progress line first (``Progress.finish``).
+    """
+
+    def show(event: SessionEvent) -> None:
+        outage = event.data
+        if event.name == "reconnecting":
+            text = f"media lost ({outage.reason}): reconnecting"
+        else:
+            how = "a new connection" if outage.replaced else "the same connection"
+            text = f"media back after {outage.seconds:.1f} s on {how}"
+        if new_line is not None:
+            new_line()
+        print(redact(f"avatar-rtc {command}: {text}"), file=sys.stderr, flush=True)
+
+    removers = [session.on("reconnecting", show), session.on("reconnected", show)]
+
+    def remove() -> None:
+        for remover in removers:
+            remover()
+
+    return remove
 
 
 # --- stopping -------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from .arguments import add_command, parse_size
 
 if TYPE_CHECKING:
     from ..emulator import Emulator
+    from ..emulator.media.media_faults import MediaFaults
 
 __all__ = ["register", "run"]
 
@@ -117,7 +118,91 @@ def register(subparsers: Any) -> None:
         help="speech synthesis of say-text: espeak-ng if installed (auto), else a built-in "
         "vowel-tone synthesizer (default %(default)s)",
     )
+    media.add_argument(
+        "--fanout",
+        action="store_true",
+        help="load generator: every session plays one shared stream, encoded once (say-text "
+        "is ignored)",
+    )
+    _add_fault_options(parser)
     parser.set_defaults(handler=run)
+
+
+def _add_fault_options(parser: argparse.ArgumentParser) -> None:
+    faults = parser.add_argument_group(
+        "media faults (every session; a window's START counts from the start of the session's "
+        "first turn, each window happens once; truth is logged on the session's timeline)"
+    )
+    faults.add_argument(
+        "--av-offset",
+        type=float,
+        default=0.0,
+        metavar="MS",
+        help="A/V offset in ms, positive: the sound comes before the picture",
+    )
+    faults.add_argument(
+        "--speech-delay",
+        type=float,
+        default=0.0,
+        metavar="MS",
+        help="ms of silence before every turn's speech (sound and mouth)",
+    )
+    faults.add_argument(
+        "--packet-loss",
+        type=float,
+        default=0.0,
+        metavar="PCT",
+        help="percent of video RTP packets dropped at random (NACKs may repair them)",
+    )
+    windows = {
+        "--freeze": "the picture freezes: the same frame is sent again",
+        "--freeze-withheld": "the picture freezes: no video frame is sent",
+        "--black": "black picture",
+        "--audio-dropout": "digital silence instead of the sound",
+        "--audio-withheld": "no audio packet is sent",
+    }
+    for flag, what in windows.items():
+        faults.add_argument(flag, type=_window, metavar="START:LENGTH", help=f"{what} (seconds)")
+    faults.add_argument(
+        "--fps-drop",
+        type=_fps_drop,
+        metavar="START:LENGTH:FPS",
+        help="only FPS frames a second are sent (seconds, seconds, frames a second)",
+    )
+
+
+def _window(value: str) -> Any:
+    from ..emulator.media.media_faults import parse_window
+
+    try:
+        return parse_window(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _fps_drop(value: str) -> Any:
+    from ..emulator.media.media_faults import parse_fps_drop
+
+    try:
+        return parse_fps_drop(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _faults(args: argparse.Namespace) -> MediaFaults:
+    from ..emulator.media.media_faults import MediaFaults
+
+    return MediaFaults(
+        av_offset_ms=args.av_offset,
+        speech_delay_ms=args.speech_delay,
+        video_packet_loss=args.packet_loss / 100 if args.packet_loss else None,
+        freeze_repeated=args.freeze,
+        freeze_withheld=args.freeze_withheld,
+        black=args.black,
+        fps_drop=args.fps_drop,
+        audio_dropout=args.audio_dropout,
+        audio_withheld=args.audio_withheld,
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -154,7 +239,12 @@ def _build(args: argparse.Namespace) -> Emulator:
 
         width, height = args.size
         media_options = AvatarMediaOptions(
-            width=width, height=height, fps=args.fps, video_codec=args.video_codec, tts=args.tts
+            width=width,
+            height=height,
+            fps=args.fps,
+            video_codec=args.video_codec,
+            tts=args.tts,
+            faults=_faults(args),
         )
     return Emulator(
         host=args.host,
@@ -169,6 +259,7 @@ def _build(args: argparse.Namespace) -> Emulator:
         ks=args.ks,
         turn_secret=turn_secret,
         whep_url_template=args.whep_url_override,
+        fanout=args.fanout,
     )
 
 

@@ -29,9 +29,9 @@ Handler = Callable[[argparse.Namespace], int]
 
 def _subcommands() -> tuple[ModuleType, ...]:
     # Imported when the parser is built, inside main()'s Ctrl-C handling.
-    from . import emulator_cmd, probe_cmd, qa_cmd, record_cmd
+    from . import emulator_cmd, fleet_cmd, probe_cmd, qa_cmd, record_cmd
 
-    return (emulator_cmd, probe_cmd, qa_cmd, record_cmd)
+    return (emulator_cmd, fleet_cmd, probe_cmd, qa_cmd, record_cmd)
 
 
 def build_parser() -> argparse.ArgumentParser:

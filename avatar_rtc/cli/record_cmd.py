@@ -4,11 +4,12 @@ Flow: check the options and OUT (before connecting) -> connect (progress shows t
 start the recorder (the file starts at the first video keyframe) -> wait for the first frame
 -> say each ``--say``/``--say-audio`` in order -> stop on ``--duration`` seconds of recorded
 media, on ``--until-idle`` (implied by speech without ``--duration``), or on SIGINT/SIGTERM ->
-finalise the file -> summary.
+finalise the file -> (``--report``: analyse it, write ``OUT.qa.json``) -> summary.
 
 Exit status: the error's ``exit_code`` (``avatar-rtc --help``): 0 done; 2 bad options or OUT
-unusable; 3 no media arrived, or it stopped arriving; 7 the connection was lost; 130 after
-Ctrl-C (SIGINT), 143 after SIGTERM, with the file finalised and the summary printed.
+unusable; 3 no media arrived, or it stopped arriving; 4 ``--report`` found a threshold
+breached; 7 the connection was lost; 130 after Ctrl-C (SIGINT), 143 after SIGTERM, with the
+file finalised and the summary printed.
 """
 
 from __future__ import annotations
@@ -23,7 +24,13 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ..errors import AvatarRTCError, ConfigurationError, ConnectError, NoMediaError
+from ..errors import (
+    AvatarRTCError,
+    ConfigurationError,
+    ConnectError,
+    NoMediaError,
+    ThresholdError,
+)
 from ..redact import redact
 from .arguments import (
     add_command,
@@ -35,6 +42,7 @@ from .arguments import (
 from .exit_status import exit_code_of, print_error
 from .output_file import check_output_file
 from .progress import Progress, ProgressSample, format_duration, format_size
+from .qa_cmd import EXTRA_HINT, report_beside
 
 if TYPE_CHECKING:
     # The media stack loads when a recording runs, not for --help (see main.py).
@@ -126,6 +134,12 @@ def register(subparsers: Any) -> None:
     output = parser.add_argument_group("output")
     output.add_argument("--no-progress", action="store_true", help="no progress on stderr")
     output.add_argument("--json", action="store_true", help="print the summary as JSON")
+    output.add_argument(
+        "--report",
+        action="store_true",
+        help="analyse OUT once final (as `avatar-rtc qa OUT`) and write the report to "
+        "OUT.qa.json; exit 4 when a threshold is breached",
+    )
     add_target_options(parser)
     parser.set_defaults(handler=run)
 
@@ -183,6 +197,9 @@ def run(args: argparse.Namespace) -> int:
         # can receive unless --codec says otherwise): video it cannot hold is re-encoded.
         container_for_path(args.out)
         check_output_file(args.out, force=args.force)
+        if args.report:
+            check_qa_extra()
+            check_output_file(str(report_beside(args.out)), force=args.force)
         check_speech(args.speech, target)
         check_until_idle(args)
     except ConfigurationError as exc:
@@ -204,12 +221,13 @@ async def _record(
     from ..record import EncodeOptions, RecordError
     from ..record.options import RecordOptions
     from ..session import AvatarSession
-    from .common import open_target
+    from .common import announce_reconnects, open_target
 
     progress = None if args.no_progress else Progress(sys.stderr)
     async with open_target(target) as options:
         session = AvatarSession(options)
         await _connect(session, target, progress)  # a signal now cancels (nothing to save yet)
+        announce_reconnects(session, COMMAND, progress.finish if progress is not None else None)
         try:
             recording = RecordOptions(mode=args.mode, encode=encode or EncodeOptions())
             recorder = session.record(args.out, recording)
@@ -228,10 +246,13 @@ async def _record(
             except RecordError as exc:  # the writer failed: still show what the file holds
                 stats = recorder.stats()
                 outcome = _Outcome("error", exc)
+            qa: _QaOutcome | None = None
+            if args.report and (stats.video.frames or stats.audio.frames):
+                qa = await _analyse(args.out)
             if progress is not None:
                 progress.update(_sample(stats, started, args.duration), force=True)
                 progress.finish()
-            _print_summary(args, target, stats, outcome, time.monotonic() - started)
+            _print_summary(args, target, stats, outcome, time.monotonic() - started, qa)
         finally:
             # The file is complete: ending the session must not hold the exit for long.
             with contextlib.suppress(TimeoutError):
@@ -244,7 +265,50 @@ async def _record(
         no_media = NoMediaError("no media was recorded")
         print_error(COMMAND, no_media)
         return stop.exit_code or no_media.exit_code
-    return stop.exit_code or 0
+    if qa is not None and qa.error is not None:
+        print_error(COMMAND, qa.error)
+    return stop.exit_code or (qa.exit_code if qa is not None else 0)
+
+
+@dataclass
+class _QaOutcome:
+    """What ``--report`` found: the report's file and verdict, or why there is none."""
+
+    path: str | None = None
+    verdict: str | None = None
+    error: BaseException | None = None
+
+    @property
+    def exit_code(self) -> int:
+        if self.error is not None:
+            return exit_code_of(self.error)
+        return 0 if self.verdict == "pass" else ThresholdError.exit_code
+
+    def to_dict(self) -> dict[str, Any]:
+        error = None if self.error is None else str(self.error)
+        return {"file": self.path, "verdict": self.verdict, "error": error}
+
+
+def check_qa_extra() -> None:
+    """``--report`` needs the qa extra: say so before connecting."""
+    try:
+        import avatar_rtc.qa  # noqa: F401
+    except ImportError as exc:
+        raise ConfigurationError(f"--report: {EXTRA_HINT} ({exc})") from None
+
+
+async def _analyse(out: str) -> _QaOutcome:
+    """``--report``: the QA report of the final file, written to ``OUT.qa.json``."""
+    from ..qa import analyse_file
+
+    path = report_beside(out)
+    try:
+        report = await asyncio.to_thread(analyse_file, out)
+        text = json.dumps(report.to_dict(), indent=2)
+        path.write_text(text + "\n", encoding="utf-8")
+    except (AvatarRTCError, OSError) as exc:
+        return _QaOutcome(error=exc)
+    return _QaOutcome(str(path), report.verdict)
 
 
 async def _connect(session: AvatarSession, target: Target, progress: Progress | None) -> None:
@@ -303,6 +367,9 @@ async def _drive(
     recorded = asyncio.ensure_future(_recorded(recorder, limit)) if limit is not None else None
     lost: asyncio.Future[str] = asyncio.get_running_loop().create_future()
     forget = session.on("disconnected", lambda event: _set_once(lost, str(event.data)))
+    # The typed reason of a loss for good (emitted right after "disconnected"): its exit code.
+    errors: list[object] = []
+    forget_errors = session.on("error", lambda event: errors.append(event.data))
     waits: list[asyncio.Future[Any]] = [speak, lost, asyncio.ensure_future(stop.event.wait())]
     if recorded is not None:
         waits.append(recorded)
@@ -314,7 +381,9 @@ async def _drive(
                 outcome.reason = "signal"
                 break
             if lost in done:
-                outcome = _Outcome("disconnected", ConnectError(f"disconnected: {lost.result()}"))
+                typed = [e for e in errors if isinstance(e, AvatarRTCError)]
+                error = typed[-1] if typed else ConnectError(f"disconnected: {lost.result()}")
+                outcome = _Outcome("disconnected", error)
                 break
             if speak in done:
                 if speak.exception() is not None:
@@ -333,6 +402,7 @@ async def _drive(
                 break
     finally:
         forget()
+        forget_errors()
         for waiter in waits:
             waiter.cancel()
         with contextlib.suppress(BaseException):
@@ -408,8 +478,11 @@ def _sample(stats: RecorderStats, started: float, limit: float | None = None) ->
     )
 
 
-def summary(stats: RecorderStats, outcome: _Outcome, wall: float) -> dict[str, Any]:
-    """The end-of-run summary as plain data (also what ``--json`` prints)."""
+def summary(
+    stats: RecorderStats, outcome: _Outcome, wall: float, qa: _QaOutcome | None = None
+) -> dict[str, Any]:
+    """The end-of-run summary as plain data (also what ``--json`` prints); ``report``: with
+    ``--report``, its file and verdict (or error)."""
     try:
         size = os.path.getsize(stats.path)
     except OSError:
@@ -435,6 +508,7 @@ def summary(stats: RecorderStats, outcome: _Outcome, wall: float) -> dict[str, A
         "stopped_by": outcome.reason,
         "wall_seconds": round(wall, 3),
         "error": stats.error,
+        **({"report": qa.to_dict()} if qa is not None else {}),
     }
 
 
@@ -455,9 +529,14 @@ def _route_text(info: dict[str, Any]) -> str:
 
 
 def _print_summary(
-    args: argparse.Namespace, target: Target, stats: RecorderStats, outcome: _Outcome, wall: float
+    args: argparse.Namespace,
+    target: Target,
+    stats: RecorderStats,
+    outcome: _Outcome,
+    wall: float,
+    qa: _QaOutcome | None = None,
 ) -> None:
-    data = summary(stats, outcome, wall)
+    data = summary(stats, outcome, wall, qa)
     if args.json:
         print(redact(json.dumps(data, indent=2)), flush=True)
         return
@@ -475,4 +554,6 @@ def _print_summary(
         lines.append("  no streams: nothing was received")
     if stats.error:
         lines.append(f"  writer error: {stats.error}")
+    if qa is not None and qa.path is not None:
+        lines.append(f"  QA report {qa.path}: {qa.verdict}")
     print(redact("\n".join(lines)), flush=True)

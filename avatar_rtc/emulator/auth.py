@@ -51,7 +51,8 @@ class KsAuthority:
         parsed = parse_authorization(header)
         if parsed is None or parsed[0] != "ks":
             return KsVerdict.INVALID
-        ks = parsed[1].encode()
+        # surrogatepass: a header that is not UTF-8 reaches us with lone surrogates.
+        ks = parsed[1].encode("utf-8", "surrogatepass")
         if hmac.compare_digest(ks, self.admin_ks.encode()):
             return KsVerdict.ADMIN
         if hmac.compare_digest(ks, self.non_admin_ks.encode()):

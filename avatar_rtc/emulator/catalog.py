@@ -7,6 +7,7 @@ at create (the live service accepts both catalog item ids and avatar ids).
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 __all__ = ["CATALOG", "DEFAULT_VISUAL_ID", "DEFAULT_VOICE_ID", "list_items"]
@@ -98,5 +99,7 @@ def list_items(body: dict[str, Any]) -> dict[str, Any]:
 
 def _int(value: Any, default: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int | float):
+        return default
+    if isinstance(value, float) and not math.isfinite(value):  # JSON 1e999 is infinity
         return default
     return max(int(value), 0)

@@ -19,10 +19,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import BodyPartReader, web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from ..api.models import TurnConfig
 from ..api.speech_input import new_turn_id
 from ..http.transport import json_object
+from ..redact import install_log_redaction
 from . import catalog
 from .auth import KsAuthority, KsVerdict, TokenAuthority
 from .counters import EmulatorCounters
@@ -34,6 +36,10 @@ from .turn_rest import rest_credentials
 __all__ = ["PLACEHOLDER_TURN_HOST", "ControlApi", "ControlConfig"]
 
 logger = logging.getLogger(__name__)
+
+# aiohttp's loggers exist now: its server logs a malformed request with the request's bytes,
+# Authorization header included (see redact's module docstring).
+install_log_redaction()
 
 API_PREFIX = "/v1/avatar-session"
 CATALOG_PATH = "/v1/catalog-item/list"
@@ -309,24 +315,11 @@ class ControlApi:
         session = await self._session(request)
         if not request.content_type.startswith("multipart/"):
             raise _Reject(400, "Audio file is required")
-        fields: dict[str, str] = {}
-        audio: bytes | None = None
-        filename: str | None = None
-        audio_type: str | None = None
-        reader = await request.multipart()
-        while (part := await reader.next()) is not None:
-            if not isinstance(part, BodyPartReader) or part.name is None:
-                continue
-            if part.name == "audio":
-                data = bytearray()
-                while chunk := await part.read_chunk():
-                    data += chunk
-                    if len(data) > MAX_AUDIO_BYTES:
-                        raise _Reject(413, "Audio file too large")
-                audio, filename = bytes(data), part.filename
-                audio_type = part.headers.get("Content-Type")
-            else:
-                fields[part.name] = (await part.text())[:1000]
+        try:
+            fields, audio, filename, audio_type = await _read_form(request)
+        # No boundary, a part's broken headers or charset: the client's fault, not ours.
+        except (ValueError, LookupError, HttpProcessingError) as exc:
+            raise _Reject(400, "Invalid multipart body") from exc
         duration = _positive_float(fields.get("duration"))
         if duration is None:
             raise _Reject(400, "Duration must be a positive number of seconds")
@@ -374,6 +367,31 @@ class ControlApi:
         if body is None:
             raise _Reject(400, "Invalid JSON body")
         return web.json_response(catalog.list_items(body))
+
+
+async def _read_form(
+    request: web.Request,
+) -> tuple[dict[str, str], bytes | None, str | None, str | None]:
+    """The say-audio form: its text fields, and the audio's bytes, file name and type."""
+    fields: dict[str, str] = {}
+    audio: bytes | None = None
+    filename: str | None = None
+    audio_type: str | None = None
+    reader = await request.multipart()
+    while (part := await reader.next()) is not None:
+        if not isinstance(part, BodyPartReader) or part.name is None:
+            continue
+        if part.name == "audio":
+            data = bytearray()
+            while chunk := await part.read_chunk():
+                data += chunk
+                if len(data) > MAX_AUDIO_BYTES:
+                    raise _Reject(413, "Audio file too large")
+            audio, filename = bytes(data), part.filename
+            audio_type = part.headers.get("Content-Type")
+        else:
+            fields[part.name] = (await part.text())[:1000]
+    return fields, audio, filename, audio_type
 
 
 def _positive_float(value: str | None) -> float | None:

@@ -60,7 +60,7 @@ def decode(token: str, secret: bytes, *, now: float | None = None) -> dict[str, 
     try:
         header = json.loads(_b64decode(header_b64))
         claims = json.loads(_b64decode(claims_b64))
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # RecursionError: nested too deep
         raise JwtError("bad JSON") from exc
     # The algorithm is pinned: accepting the header's "alg" is the classic "none" hole.
     if not isinstance(header, dict) or header.get("alg") != "HS256":

@@ -30,7 +30,7 @@ __all__ = ["Emulator"]
 logger = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
-    from .media import AvatarMediaOptions
+    from .media import AvatarMedia, AvatarMediaOptions
 
 MediaFactory = Callable[[], MediaLike]
 
@@ -46,6 +46,8 @@ class Emulator:
     ``turn_secret`` (with ``turn``): init-client hands out fresh TURN REST credentials per
     session, like the service's (coturn ``--use-auth-secret``). ``whep_url_template``:
     init-client hands out this WHEP URL (``{session_id}`` replaced) instead of ours.
+    ``fanout=True``: a load generator, every session plays one shared pre-encoded stream
+    (``emulator.fanout``; say-text is accepted and ignored).
     """
 
     def __init__(
@@ -64,6 +66,7 @@ class Emulator:
         ks: str | None = None,
         turn_secret: str | None = None,
         whep_url_template: str | None = None,
+        fanout: bool = False,
     ) -> None:
         if ended_end_status not in (404, 410):
             raise ValueError("ended_end_status must be 404 or 410")
@@ -93,6 +96,7 @@ class Emulator:
         self._media_options = media_options
         self._media_enabled = media_enabled
         self._media_factory = media_factory
+        self._fanout = fanout
         self._control: ControlApi | None = None
         self._runner: web.AppRunner | None = None
         self._sweeper: asyncio.Task[None] | None = None
@@ -129,6 +133,17 @@ class Emulator:
         if session is None:
             raise KeyError(session_id)
         return session
+
+    def avatar_media(self, session_id: str) -> AvatarMedia:
+        """The synthetic avatar of a session, e.g. to inject media faults
+        (``inject_faults``) or read its timeline; KeyError when unknown, TypeError when the
+        session has none (``media_enabled=False``, ``media_factory``, fan-out)."""
+        from .media import AvatarMedia
+
+        media = self.session(session_id).media
+        if not isinstance(media, AvatarMedia):
+            raise TypeError(f"session {session_id} has no synthetic avatar")
+        return media
 
     @property
     def sessions(self) -> list[EmulatedSession]:
@@ -190,17 +205,23 @@ class Emulator:
         if options.host_addresses is None and _is_loopback(self.host):
             # An emulator on loopback offers loopback candidates (aioice skips 127.0.0.1).
             options = dataclasses.replace(options, host_addresses=(self.host,))
+        if self._fanout:
+            from .fanout import FanoutMedia, FanoutSource
+
+            source = FanoutSource(options)
+            return lambda: FanoutMedia(source)
         return lambda: AvatarMedia(options)
 
     def _add_whep_routes(self, app: web.Application) -> None:
+        from .fanout import FanoutMedia
         from .media import AvatarMedia
-        from .whep import add_whep_routes
+        from .whep import WhepMedia, add_whep_routes
 
-        def lookup(session_id: str) -> AvatarMedia | None:
-            # Only a live session's real synthetic avatar can be viewed (a fake from
-            # media_factory cannot); anything else is a WHEP 404.
+        def lookup(session_id: str) -> WhepMedia | None:
+            # Only a live session's real synthetic avatar (or fan-out) can be viewed (a fake
+            # from media_factory cannot); anything else is a WHEP 404.
             media = self._registry.live_media(session_id)
-            return media if isinstance(media, AvatarMedia) else None
+            return media if isinstance(media, AvatarMedia | FanoutMedia) else None
 
         add_whep_routes(app, lookup)
 

@@ -12,17 +12,30 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import Protocol
 
 from aiohttp import web
 from aiortc import RTCConfiguration
 
 from avatar_rtc.emulator.control import WHEP_PREFIX
-from avatar_rtc.emulator.media import AvatarMedia
-from avatar_rtc.emulator.media.viewer import ViewerError
+from avatar_rtc.emulator.media.viewer import Viewer, ViewerError
 
 logger = logging.getLogger(__name__)
 
-MediaLookup = Callable[[str], AvatarMedia | None]
+
+class WhepMedia(Protocol):
+    """What WHEP needs of a session's media: ``AvatarMedia``, or the fan-out's ``FanoutMedia``."""
+
+    closed: bool
+
+    async def connect_viewer(
+        self, offer_sdp: str, *, configuration: RTCConfiguration | None = None
+    ) -> Viewer: ...
+
+    async def disconnect_viewer(self, resource_id: str) -> bool: ...
+
+
+MediaLookup = Callable[[str], WhepMedia | None]
 SDP = "application/sdp"
 MAX_OFFER_BYTES = 64 * 1024
 
@@ -53,7 +66,10 @@ def add_whep_routes(
             return _problem(404, "no active session")
         if request.content_length is not None and request.content_length > MAX_OFFER_BYTES:
             return _problem(413, "offer too large")
-        offer = await request.text()
+        try:  # SDP is UTF-8 (RFC 8866), whatever charset the Content-Type names
+            offer = (await request.read()).decode("utf-8")
+        except UnicodeDecodeError:
+            return _problem(400, "body is not UTF-8 text")
         if not offer.lstrip().startswith("v=0"):
             return _problem(400, "body is not an SDP offer")
         try:

@@ -11,8 +11,16 @@ request.
 
 Redirects: without a :class:`RedirectPolicy` aiohttp follows them (and drops
 ``Authorization`` on a cross-origin hop). With one, every 3xx goes to the policy, which
-returns the next URL (the request is repeated there: same method, body and headers, so a
-Bearer token is kept), ``None`` (the 3xx is the answer) or raises.
+returns the next URL (the request is repeated there: same method, body and headers), ``None``
+(the 3xx is the answer) or raises.
+
+Credentials (``Authorization``, ``Cookie``) go only to one origin (scheme, host and port): the
+transport's ``home`` (the URL the caller was given, e.g. the WHEP endpoint), else the first URL
+of each request. A redirect to another origin, or a resource URL there (a WHEP ``Location``),
+gets the request without them, as browsers and aiohttp do on redirects, unless the transport
+was built with ``cross_origin_auth=True``: the one switch that lets a token leave its origin.
+
+TLS: certificates are always verified (aiohttp's default; nothing here turns it off).
 """
 
 from __future__ import annotations
@@ -22,15 +30,27 @@ import logging
 import time
 from dataclasses import dataclass
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 import aiohttp
 from multidict import CIMultiDictProxy
 
-from ..errors import NetworkError, RequestTimeoutError
-from ..redact import redact
+from ..errors import NetworkError, RequestTimeoutError, TransportError
+from ..redact import redact, redact_exception
 from .retry import parse_retry_after
 
-__all__ = ["HttpResponse", "HttpTransport", "RedirectPolicy", "json_object"]
+__all__ = [
+    "CREDENTIAL_HEADERS",
+    "HttpResponse",
+    "HttpTransport",
+    "RedirectPolicy",
+    "header_safe",
+    "json_object",
+    "same_origin",
+]
+
+# What a redirect to another origin must not carry (unless the caller opted in).
+CREDENTIAL_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization"})
 
 _log = logging.getLogger(__name__)
 
@@ -56,7 +76,10 @@ class HttpResponse:
         return parse_retry_after(self.headers.get("Retry-After"))
 
     def text(self) -> str:
-        return self.body.decode(self.charset or "utf-8", "replace")
+        try:
+            return self.body.decode(self.charset or "utf-8", "replace")
+        except LookupError:  # a charset Python does not know (or not a text encoding)
+            return self.body.decode("utf-8", "replace")
 
 
 def json_object(body: str | bytes) -> dict[str, Any] | None:
@@ -65,9 +88,27 @@ def json_object(body: str | bytes) -> dict[str, Any] | None:
         return {}
     try:
         data = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested too deep for the parser
         return None
     return data if isinstance(data, dict) else None
+
+
+def header_safe(value: str) -> bool:
+    """Whether ``value`` can be an HTTP header value as is (no control characters)."""
+    return value.isprintable()
+
+
+def same_origin(a: str, b: str) -> bool:
+    """Whether two absolute URLs share scheme, host and port (an unparsable one: no)."""
+    try:
+        one, two = urlsplit(a), urlsplit(b)
+        return (one.scheme.lower(), one.hostname, one.port) == (
+            two.scheme.lower(),
+            two.hostname,
+            two.port,
+        )
+    except ValueError:
+        return False
 
 
 class RedirectPolicy(Protocol):
@@ -82,11 +123,21 @@ class HttpTransport:
     """Sends requests on one ``aiohttp.ClientSession``, each within ``timeout`` seconds.
 
     A borrowed ``session`` is never closed; without one, a session is created on first use
-    (inside the running loop) and closed by :meth:`aclose`.
+    (inside the running loop) and closed by :meth:`aclose`. ``home`` and
+    ``cross_origin_auth``: where credentials may go (see the module docstring).
     """
 
-    def __init__(self, session: aiohttp.ClientSession | None = None, *, timeout: float) -> None:
+    def __init__(
+        self,
+        session: aiohttp.ClientSession | None = None,
+        *,
+        timeout: float,
+        home: str | None = None,
+        cross_origin_auth: bool = False,
+    ) -> None:
         self.timeout = timeout
+        self.home = home
+        self.cross_origin_auth = cross_origin_auth
         self._session = session
         self._owns_session = session is None
 
@@ -105,17 +156,33 @@ class HttpTransport:
 
         ``label`` names the operation in log lines and error messages (e.g. ``"create"``).
         """
+        home = self.home or url
         hops = 0
         while True:
             response = await self._send_once(
-                method, url, label, headers, data, json, redirects is None
-            )
+                method, url, label, self._allowed(headers, home, url, label), data, json,
+                redirects is None,
+            )  # fmt: skip
             if redirects is None or not 300 <= response.status < 400:
                 return response
             target = redirects.next_url(method, response, hops)
             if target is None:
                 return response
             url, hops = target, hops + 1
+
+    def _allowed(
+        self, headers: dict[str, str] | None, home: str, url: str, label: str
+    ) -> dict[str, str] | None:
+        """``headers`` without the credentials when ``url`` is off the ``home`` origin."""
+        if not headers or self.cross_origin_auth or same_origin(home, url):
+            return headers
+        kept = {k: v for k, v in headers.items() if k.lower() not in CREDENTIAL_HEADERS}
+        if len(kept) < len(headers):
+            _log.info(
+                "%s: %s is on another origin than %s: credentials not sent "
+                "(cross_origin_auth=True sends them)", label, url, home,
+            )  # fmt: skip
+        return kept
 
     async def _send_once(
         self,
@@ -150,7 +217,12 @@ class HttpTransport:
             raise RequestTimeoutError(f"{label}: no answer within {timeout:g} s") from exc
         except aiohttp.ClientError as exc:
             detail = redact(str(exc)) or type(exc).__name__
-            raise NetworkError(f"{label}: request failed: {detail}") from exc
+            raise NetworkError(f"{label}: request failed: {detail}") from redact_exception(exc)
+        except ValueError as exc:
+            # aiohttp refused to build the request (a control character in a header value,
+            # credentials in the URL beside an Authorization header): nothing was sent.
+            detail = redact(str(exc)) or type(exc).__name__
+            raise TransportError(f"{label}: request not sent: {detail}") from redact_exception(exc)
         elapsed_ms = (time.monotonic() - started) * 1000
         _log.debug("%s: %s %s -> %d (%.0f ms)", label, method, url, response.status, elapsed_ms)
         return response

@@ -13,6 +13,11 @@ Input queue (filled on the event loop, drained by the thread) is bounded:
 Decoders come from :func:`.codecs.create_decoder` (video: slice threading on ``thread_count``
 threads, default 1). Decode errors request a keyframe and skip to it.
 
+Never frozen for good: a video decoder that skips to a keyframe which does not come within
+``keyframe_wait`` seconds (a sender deaf to PLI) decodes the next frame anyway, over the
+picture it has (artefacts until the next keyframe), provided it decoded a keyframe before;
+``keyframe_wait=None`` waits for ever. Counted in ``DecoderStats.keyframe_wait_timeouts``.
+
 One decoder per source (:func:`decoder_for`): the registry is weak on the source and the decoder
 holds its source weakly too, so dropping the pipeline frees both.
 
@@ -60,6 +65,7 @@ class DecoderStats:
     dropped_behind: int
     skipped_to_keyframe: int
     decode_time_avg_ms: float
+    keyframe_wait_timeouts: int = 0
 
 
 Sink = Callable[[DecodedFrame], None]
@@ -90,6 +96,7 @@ class TrackDecoder:
         thread_count: int = 1,
         video_queue: int = 8,
         audio_queue: int = 50,
+        keyframe_wait: float | None = 1.0,
     ) -> None:
         self._source = weakref.ref(source)
         self.kind: MediaKind = source.kind
@@ -103,7 +110,10 @@ class TrackDecoder:
         self._remove_close: Callable[[], None] | None = None
         self._unsubscribe: Callable[[], None] | None = None
         self._thread: threading.Thread | None = None
+        self._keyframe_wait = keyframe_wait
         self._need_key = True
+        self._need_key_since = time.monotonic()
+        self._key_wait_timeouts = 0
         self._decoded = 0
         self._errors = 0
         self._dropped = 0
@@ -163,6 +173,7 @@ class TrackDecoder:
             dropped_behind=self._dropped,
             skipped_to_keyframe=self._skipped,
             decode_time_avg_ms=1000 * self._decode_time / self._decoded if self._decoded else 0.0,
+            keyframe_wait_timeouts=self._key_wait_timeouts,
         )
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -217,7 +228,7 @@ class TrackDecoder:
                 if len(self._queue) >= self._capacity:
                     self._dropped += len(self._queue)
                     self._queue.clear()
-                    self._need_key = True
+                    self._wait_for_keyframe()
                     logger.warning("video decoder behind: dropping to the next keyframe")
                     self._request_keyframe()
             elif len(self._queue) >= self._capacity:
@@ -234,13 +245,14 @@ class TrackDecoder:
         codec_name: str | None = None
         meta: dict[int, EncodedFrame] = {}
         pts = 0
+        had_key = False  # the decoder holds a picture to conceal over
         while True:
             with cond:
                 while not queue:
                     cond.wait()
                 item = queue.popleft()
                 if item is not None and self.kind == "video" and self._need_key:
-                    if not item.keyframe:
+                    if not item.keyframe and not (had_key and self._waited_too_long()):
                         self._skipped += 1
                         continue
                     self._need_key = False
@@ -253,6 +265,7 @@ class TrackDecoder:
                     logger.exception("cannot create a %s decoder", item.codec)
                     continue
                 codec_name = item.codec
+                had_key = False
                 meta.clear()
             packet = av.Packet(item.data)
             packet.pts = pts
@@ -267,11 +280,12 @@ class TrackDecoder:
                 logger.warning("%s decode error (%s); requesting a keyframe", item.codec, exc)
                 if self.kind == "video" and self._is_current_thread():
                     with cond:
-                        self._need_key = True
+                        self._wait_for_keyframe()
                     self._request_keyframe()
                 meta.pop(pts - 1, None)
                 continue
             self._decode_time += time.perf_counter() - t0
+            had_key = had_key or item.keyframe
             now = time.monotonic()
             for f in frames:
                 enc = meta.pop(f.pts, item) if f.pts is not None else item
@@ -281,6 +295,22 @@ class TrackDecoder:
                 for k in sorted(meta)[:-16]:
                     del meta[k]
         logger.debug("%s decoder thread finished", self.kind)
+
+    def _wait_for_keyframe(self) -> None:
+        """Skip to the next keyframe (called with the condition's lock held, or before the
+        thread starts)."""
+        if not self._need_key:
+            self._need_key_since = time.monotonic()
+        self._need_key = True
+
+    def _waited_too_long(self) -> bool:
+        """The keyframe skipped to is overdue: conceal instead (lock held)."""
+        wait = self._keyframe_wait
+        if wait is None or time.monotonic() - self._need_key_since < wait:
+            return False
+        self._key_wait_timeouts += 1
+        logger.warning("video decoder: no keyframe for %.1f s; decoding without one", wait)
+        return True
 
     def _is_current_thread(self) -> bool:
         """False in a thread that was stopped (and maybe replaced): it must not act for its

@@ -2,9 +2,10 @@
 
 Analysers take frames as they come (a live session or a file), each with its presentation
 time: :class:`MediaQa` runs them all and builds a :class:`QaReport` (``to_dict()``: the JSON of
-``avatar-rtc qa``); :func:`analyse_file` does it for a recorded file; :func:`plot_report` draws
-its timeline. Needs the ``qa`` extra (OpenCV for the face, SciPy for the loudness filters,
-matplotlib for the plot).
+``avatar-rtc qa``); :func:`analyse_file` does it for a recorded file, :class:`LiveQa` for a
+live session (plus its turns, start-up and network); :func:`plot_report` draws its timeline.
+Needs the ``qa`` extra (OpenCV for the face, SciPy for the loudness filters, matplotlib for the
+plot).
 """
 
 from __future__ import annotations
@@ -13,9 +14,11 @@ from .analysis import MediaQa, analysis_size
 from .audio import AudioAnalyser, AudioResult
 from .file import NoMediaInFileError, analyse_file
 from .lipsync import LipSyncAnalyser, LipSyncResult, SyncBands, sync_verdict
+from .live import LiveQa
 from .plot import plot_report
-from .report import Check, QaReport
+from .report import Check, LiveResult, QaReport
 from .thresholds import Thresholds, load_thresholds
+from .turns import Say, Turn, latency_percentiles
 from .video import VideoAnalyser, VideoResult
 
 __all__ = [
@@ -24,15 +27,20 @@ __all__ = [
     "Check",
     "LipSyncAnalyser",
     "LipSyncResult",
+    "LiveQa",
+    "LiveResult",
     "MediaQa",
     "NoMediaInFileError",
     "QaReport",
+    "Say",
     "SyncBands",
     "Thresholds",
+    "Turn",
     "VideoAnalyser",
     "VideoResult",
     "analyse_file",
     "analysis_size",
+    "latency_percentiles",
     "load_thresholds",
     "plot_report",
     "sync_verdict",

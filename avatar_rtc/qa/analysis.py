@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import av
+
 from .audio import AudioAnalyser, AudioResult
 from .dropouts import confirm_by_mouth
 from .hops import Samples
 from .lipsync import LipSyncAnalyser, LipSyncResult
-from .report import QaReport, evaluate
+from .report import LiveResult, QaReport, evaluate
 from .thresholds import Thresholds
 from .video import GrayImage, VideoAnalyser
 
@@ -36,6 +38,17 @@ class MediaQa:
         self.audio: AudioAnalyser | None = None
         self._lipsync = LipSyncAnalyser(bands=self.thresholds.lipsync) if lipsync else None
         self._video_seen = False
+        self._size: tuple[int, int] | None = None  # of the grey frames, from the first frame
+
+    def feed_frame(self, frame: av.VideoFrame, t: float) -> None:
+        """A decoded frame shown at ``t``: shrunk to grey (:func:`analysis_size` of the first
+        frame) by one ``sws_scale`` call, then fed."""
+        if self._size is None:
+            self._size = analysis_size(frame.width, frame.height)
+        gray: GrayImage = frame.reformat(
+            width=self._size[0], height=self._size[1], format="gray", interpolation="AREA"
+        ).to_ndarray()  # type: ignore[assignment]  # gray is uint8
+        self.feed_video(gray, t, (frame.width, frame.height))
 
     def feed_video(self, gray: GrayImage, t: float, size: tuple[int, int] | None = None) -> None:
         """A grey frame shown at ``t``; ``size``: the frame's (width, height) before shrinking."""
@@ -51,8 +64,11 @@ class MediaQa:
         if self._lipsync is not None:
             self._lipsync.feed_audio(samples, t, rate)
 
-    def report(self, media: dict[str, Any] | None = None) -> QaReport:
-        """The report so far; ``media``: what to say about the source (name, codecs...)."""
+    def report(
+        self, media: dict[str, Any] | None = None, live: LiveResult | None = None
+    ) -> QaReport:
+        """The report so far; ``media``: what to say about the source (name, codecs...);
+        ``live``: what a live session adds (start-up, turns, network)."""
         video = self.video.result() if self._video_seen else None
         audio = self.audio.result() if self.audio is not None else None
         lipsync = None
@@ -70,6 +86,7 @@ class MediaQa:
             lipsync=lipsync,
             thresholds=self.thresholds,
             media=dict(media or {}),
+            live=live,
         )
         report.checks = evaluate(report)
         return report

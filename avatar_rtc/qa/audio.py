@@ -6,9 +6,10 @@
 - **Speech**: :class:`~avatar_rtc.speech_detector.SpeechDetector` over the hops (starts above
   -40 dBFS, goes on above -50 dBFS, ends after 0.4 s below).
 - **Dropout**: speech cut off mid-sound: a silence of 0.1 to 2 s (the pauses inside words,
-  stop consonants, are shorter) that starts and ends with a step of 20 dB or more from one
-  10 ms hop to the next, the loud side within 10 dB of the typical speech level: a voice fades,
-  a cut does not. From step to step. Synthetic voices pause that abruptly too: with the
+  stop consonants, are shorter) that starts and ends with a step of 20 dB or more within
+  20 ms, the loud side within 10 dB of the typical speech level: a voice fades, a cut does not
+  (20 ms, not one hop: Opus decodes a cut with a short decaying tail that can split the step
+  over two hops). From step to step. Synthetic voices pause that abruptly too: with the
   picture at hand, :mod:`.dropouts` keeps only the ones during which the mouth went on talking.
 """
 
@@ -38,7 +39,7 @@ MIN_SILENCE = 0.3
 DROPOUT_MIN = 0.1
 DROPOUT_MAX = 2.0
 DROPOUT_EDGE = 0.05  # seconds looked at on each side of a quiet run for the cut
-DROPOUT_STEP = 20.0  # dB from one 10 ms hop to the next: a cut, not a fade
+DROPOUT_STEP = 20.0  # dB within 20 ms (two 10 ms hops): a cut, not a fade
 DROPOUT_BELOW_SPEECH = 10.0  # dB below the median speech level the loud side may be
 FLOOR_DB = -120.0
 
@@ -163,10 +164,13 @@ def _step(
     levels: npt.NDArray[np.float64], lo: int, hi: int, loud: float, *, falling: bool
 ) -> int | None:
     """The first hop after a jump of at least ``DROPOUT_STEP`` dB within ``levels[lo:hi]``,
-    from (falling) or to (rising) a level of at least ``loud``; None if there is none."""
+    from (falling) or to (rising) a level of at least ``loud``, over one hop or else over two
+    (the jump then happened within the middle hop); None if there is none."""
     window = levels[lo:hi]
-    for k in range(len(window) - 1):
-        high, low = (window[k], window[k + 1]) if falling else (window[k + 1], window[k])
-        if high >= loud and high - low >= DROPOUT_STEP:
-            return lo + k + 1
+    for span in (1, 2):
+        for k in range(len(window) - span):
+            a, b = window[k], window[k + span]
+            high, low = (a, b) if falling else (b, a)
+            if high >= loud and high - low >= DROPOUT_STEP:
+                return lo + k + 1
     return None

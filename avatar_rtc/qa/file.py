@@ -15,10 +15,9 @@ from typing import Any
 import av
 
 from ..errors import AvatarRTCError
-from .analysis import MediaQa, analysis_size
+from .analysis import MediaQa
 from .report import QaReport
 from .thresholds import Thresholds
-from .video import GrayImage
 
 __all__ = ["NoMediaInFileError", "analyse_file"]
 
@@ -75,7 +74,6 @@ def _describe(path: Path, container: Any) -> dict[str, Any]:
 
 
 def _decode(container: Any, streams: list[Any], qa: MediaQa) -> None:
-    size: tuple[int, int] | None = None
     resampler: Any = None
     clock = _VideoClock()
     for stream in streams:
@@ -85,12 +83,7 @@ def _decode(container: Any, streams: list[Any], qa: MediaQa) -> None:
     for packet in container.demux(*streams):
         for frame in packet.decode():
             if isinstance(frame, av.VideoFrame):
-                if size is None:
-                    size = analysis_size(frame.width, frame.height)
-                gray: GrayImage = frame.reformat(
-                    width=size[0], height=size[1], format="gray", interpolation="AREA"
-                ).to_ndarray()  # type: ignore[assignment]  # gray is uint8
-                qa.feed_video(gray, clock.time_of(frame.time), (frame.width, frame.height))
+                qa.feed_frame(frame, clock.time_of(frame.time))
             elif isinstance(frame, av.AudioFrame):
                 if resampler is None:
                     layout = "stereo" if frame.layout.nb_channels > 2 else frame.layout.name

@@ -3,6 +3,10 @@
 Three rows sharing the time axis (seconds from the first frame): new frames per second (and
 decoded frames per second) with freezes, black runs and pauses marked; the audio level with
 speech segments, silences and dropouts; the mouth opening. A headline gives the verdicts.
+A live session adds each turn (a dashed line at its say, arrows to its first speech and its
+first mouth opening, labelled with the latencies), a fourth row with the received bitrate and
+the packets lost, NACKs and PLIs of each second, and a second headline line with the time to
+first frame, the latency percentiles and the network totals.
 matplotlib (the ``qa`` extra) with the non-interactive Agg backend: no display needed.
 """
 
@@ -16,6 +20,7 @@ import numpy.typing as npt
 
 from .report import QaReport
 from .spans import Span
+from .turns import Turn
 
 __all__ = ["headline", "plot_report"]
 
@@ -25,6 +30,7 @@ PAUSE_COLOUR = "tab:purple"
 SPEECH_COLOUR = "tab:green"
 SILENCE_COLOUR = "0.85"
 DROPOUT_COLOUR = "tab:red"
+TURN_COLOUR = "tab:blue"
 
 
 def headline(report: QaReport) -> str:
@@ -49,6 +55,33 @@ def headline(report: QaReport) -> str:
         )
     else:
         parts.append("lip sync unknown")
+    line = "  |  ".join(parts)
+    return line if report.live is None else f"{line}\n{_live_headline(d)}"
+
+
+def _seconds(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def _live_headline(d: dict[str, Any]) -> str:
+    turns, network = d["turns"], d["network"]
+    parts = [f"TTFF {_seconds(d['start']['total'])} s"]
+    if turns["count"]:
+        speech, mouth = turns["speech_latency_s"], turns["mouth_latency_s"]
+        parts.append(
+            f"{turns['count']} turns, P50/P95 say\u2192speech {_seconds(speech['p50'])}/"
+            f"{_seconds(speech['p95'])} s, say\u2192mouth {_seconds(mouth['p50'])}/"
+            f"{_seconds(mouth['p95'])} s"
+        )
+    video, pair = network["video"], network["selected_pair"]
+    if video is not None:
+        parts.append(
+            f"loss {video['loss_pct'] or 0:.1f} %, NACKs {video['nacks']}, PLIs {video['plis']}, "
+            f"jitter {video['jitter_ms']:.1f} ms"
+        )
+    if pair is not None:
+        relay = f" (TURN/{network['turn_transport']})" if network["turn_transport"] else ""
+        parts.append(f"{pair['local_type']}{relay}\u2192{pair['remote_type']}")
     return "  |  ".join(parts)
 
 
@@ -59,15 +92,20 @@ def plot_report(report: QaReport, path: str | Path) -> None:
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt
 
-    fig, axes = plt.subplots(3, 1, figsize=(12, 7), sharex=True, constrained_layout=True)
+    live = report.live is not None
+    rows, height = (4, 9) if live else (3, 7)
+    fig, axes = plt.subplots(rows, 1, figsize=(12, height), sharex=True, constrained_layout=True)
     try:
-        fig.suptitle(headline(report), fontsize=11, fontweight="bold")
+        fig.suptitle(headline(report), fontsize=10 if live else 11, fontweight="bold")
         _video_row(axes[0], report)
         _audio_row(axes[1], report)
         _mouth_row(axes[2], report)
-        axes[2].set_xlabel("seconds from the first frame")
+        if live:
+            _network_row(axes[3], report)
+            _turn_marks(axes, report)
+        axes[-1].set_xlabel("seconds from the first frame")
         end = max(report.duration, 1.0)
-        axes[2].set_xlim(0.0, end)
+        axes[-1].set_xlim(0.0, end)
         fig.savefig(str(path), dpi=100)
     finally:
         plt.close(fig)
@@ -143,3 +181,88 @@ def _mouth_row(ax: Any, report: QaReport) -> None:
         _mark(ax, report.audio.speech, report.origin, SPEECH_COLOUR, "speech")
     ax.set_ylim(-0.05, 1.05)
     ax.legend(loc="lower right", fontsize=8, ncols=2)
+
+
+def _network_row(ax: Any, report: QaReport) -> None:
+    ax.set_ylabel("kbit / s")
+    timeline = report.live.network.to_dict(report.origin)["timeline"] if report.live else []
+    if not timeline:
+        ax.text(0.5, 0.5, "no network samples", transform=ax.transAxes, ha="center")
+        return
+    times = [p["t_s"] for p in timeline]
+    for kind, colour in (("video", "tab:blue"), ("audio", "tab:orange")):
+        kbps = [p[kind]["kbps"] or 0.0 for p in timeline]
+        ax.step(times, kbps, where="pre", color=colour, label=f"{kind} kbit/s")
+    # Per second: what got worse, as ticks at the top (lost packets, NACKs, PLIs).
+    top = ax.get_ylim()[1]
+    for key, marker, colour in (("lost", "v", "tab:red"), ("nacks", "x", "tab:purple")):
+        _events(ax, timeline, key, top, marker, colour)
+    _events(ax, timeline, "plis", top * 0.9, "d", "tab:brown")
+    ax.set_ylim(0.0, top * 1.1)
+    ax.legend(loc="lower right", fontsize=8, ncols=5)
+
+
+def _events(
+    ax: Any, timeline: list[dict[str, Any]], key: str, y: float, marker: str, c: str
+) -> None:
+    """Mark each second in which ``key`` (a cumulative count, video + audio) went up."""
+    before = 0
+    xs = []
+    for point in timeline:
+        count = point["video"][key] + point["audio"][key]
+        if count > before:
+            xs.append(point["t_s"])
+        before = count
+    ax.scatter(xs, [y] * len(xs), marker=marker, color=c, label=key if xs else None, zorder=3)
+
+
+def _turn_marks(axes: Any, report: QaReport) -> None:
+    """A dashed line at each say; arrows to its first speech (audio row) and mouth (mouth row)."""
+    for i, turn in enumerate(report.turns(), 1):
+        say = turn.say.issued - report.origin
+        for ax in axes:
+            ax.axvline(say, color=TURN_COLOUR, ls="--", lw=1)
+        axes[0].annotate(
+            f"T{i}",
+            (say, 1.0),
+            xycoords=("data", "axes fraction"),
+            xytext=(2, -12),
+            textcoords="offset points",
+            color=TURN_COLOUR,
+            fontsize=9,
+            fontweight="bold",
+        )
+        _latency(axes[1], turn, turn.speech_start, report.origin, "speech")
+        _latency(axes[2], turn, turn.mouth_open, report.origin, "mouth")
+
+
+def _latency(ax: Any, turn: Turn, reached: float | None, origin: float, what: str) -> None:
+    say = turn.say.issued - origin
+    if reached is None:
+        ax.annotate(
+            f"no {what}",
+            (say, 0.9),
+            xycoords=("data", "axes fraction"),
+            xytext=(3, 0),
+            textcoords="offset points",
+            color="tab:red",
+            fontsize=8,
+        )
+        return
+    end = reached - origin
+    ax.annotate(
+        "",
+        (end, 0.9),
+        (say, 0.9),
+        xycoords=("data", "axes fraction"),
+        arrowprops={"arrowstyle": "->", "color": TURN_COLOUR},
+    )
+    ax.annotate(
+        f"{what} +{reached - turn.say.issued:.2f} s",
+        (end, 0.9),
+        xycoords=("data", "axes fraction"),
+        xytext=(3, 3),
+        textcoords="offset points",
+        color=TURN_COLOUR,
+        fontsize=8,
+    )

@@ -4,6 +4,10 @@
 from the first frame of the media (``origin``, the earlier of the first video frame and the
 first audio sample). Lists of stretches are ``{"start_s", "duration_s"}``, speech segments
 ``{"start_s", "end_s"}``. A value that could not be measured is ``null``.
+
+A live session's report (:class:`LiveResult`) has three more keys: ``start`` (the start-up
+phases in seconds, ``total`` being the time to first frame), ``turns`` (:mod:`.turns`) and
+``network`` (:mod:`.network`).
 """
 
 from __future__ import annotations
@@ -11,13 +15,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import numpy as np
+
 from .audio import AudioResult
 from .lipsync import LipSyncResult
+from .network import NetworkResult
 from .spans import Span
 from .thresholds import Thresholds
+from .turns import Say, Turn, latency_percentiles, measure_turns
 from .video import VideoResult
 
-__all__ = ["SCHEMA_VERSION", "Check", "QaReport", "evaluate"]
+__all__ = ["SCHEMA_VERSION", "Check", "LiveResult", "QaReport", "evaluate"]
 
 SCHEMA_VERSION = 1
 
@@ -36,6 +44,17 @@ class Check:
         return {"name": self.name, "value": value, "limit": self.limit, "ok": self.ok}
 
 
+@dataclass(frozen=True)
+class LiveResult:
+    """What only a live session has; times on the analysers' clock."""
+
+    session_id: str | None
+    start: dict[str, float | None]  # SessionTimings.as_dict(): phases, "total" = TTFF
+    says: list[Say]
+    network: NetworkResult
+    not_analysed: int = 0  # video frames the analysis was too far behind to look at
+
+
 @dataclass
 class QaReport:
     origin: float
@@ -45,6 +64,7 @@ class QaReport:
     thresholds: Thresholds
     checks: list[Check] = field(default_factory=list)
     media: dict[str, Any] = field(default_factory=dict)  # source, container, codecs
+    live: LiveResult | None = None
 
     @property
     def verdict(self) -> Literal["pass", "fail"]:
@@ -66,16 +86,48 @@ class QaReport:
             return []
         return [b for b in v.black if b.start > v.first_time + 1e-6]
 
+    def turns(self) -> list[Turn]:
+        """Each say of a live session, with when it was heard and seen (none for a file)."""
+        if self.live is None:
+            return []
+        speech = self.audio.speech if self.audio is not None else []
+        s = self.lipsync
+        times = s.mouth_times if s is not None else np.zeros(0)
+        openness = s.mouth_openness if s is not None else np.zeros(0)
+        end = self.origin + self.duration
+        return measure_turns(self.live.says, speech, times, openness, end)
+
     def to_dict(self) -> dict[str, Any]:
+        live: dict[str, Any] = {}
+        video = self._video_dict()
+        if self.live is not None:
+            start = {k: _round(v) for k, v in self.live.start.items()}
+            live = {
+                "start": {"session_id": self.live.session_id, **start},
+                "turns": self._turns_dict(),
+                "network": self.live.network.to_dict(self.origin),
+            }
+            if video is not None:
+                video["not_analysed_frames"] = self.live.not_analysed
         return {
             "schema_version": SCHEMA_VERSION,
             **self.media,
             "duration_s": round(self.duration, 3),
-            "video": self._video_dict(),
+            "video": video,
             "audio": self._audio_dict(),
             "lipsync": self._lipsync_dict(),
+            **live,
             "checks": [c.to_dict() for c in self.checks],
             "verdict": self.verdict,
+        }
+
+    def _turns_dict(self) -> dict[str, Any]:
+        turns = self.turns()
+        return {
+            "count": len(turns),
+            "speech_latency_s": latency_percentiles([t.speech_latency for t in turns]),
+            "mouth_latency_s": latency_percentiles([t.mouth_latency for t in turns]),
+            "items": [t.to_dict(self.origin) for t in turns],
         }
 
     def _spans(self, spans: list[Span]) -> list[dict[str, Any]]:
@@ -161,4 +213,12 @@ def evaluate(report: QaReport) -> list[Check]:
         b = t.lipsync
         limit = f"within +{b.warn_lead_ms:g}/-{b.warn_lag_ms:g} ms"
         checks.append(Check("lipsync.verdict", s.verdict, limit, s.verdict != "fail"))
+    if report.live is not None:
+        bounded("start.ttff_s", report.live.start.get("total"), None, t.max_ttff_s)
+        turns = report.turns()
+        if turns and t.max_say_to_speech_s is not None:
+            # The slowest turn; one never heard breaches the limit (no value).
+            latencies = [turn.speech_latency for turn in turns]
+            worst = None if None in latencies else max(v for v in latencies if v is not None)
+            bounded("turns.say_to_speech_s", worst, None, t.max_say_to_speech_s)
     return checks

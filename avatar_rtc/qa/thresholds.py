@@ -3,7 +3,8 @@
 Defaults: no freeze, no pause, no black run after the first frame, no audio dropout, lip sync
 not outside the BT.1359 acceptability band (``warn`` passes, ``fail`` breaches, ``unknown``
 is reported but breaches nothing); live sessions: time to first frame <= 3 s, say -> first
-audible speech <= 2.5 s. Loudness and frame-rate limits are off unless given.
+audible speech <= 2.5 s for the slowest turn (a turn never heard breaches it). Loudness and
+frame-rate limits are off unless given; ``None`` (not settable from TOML) turns a limit off.
 
 A TOML file sets any of them, by section::
 

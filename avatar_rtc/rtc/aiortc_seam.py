@@ -66,6 +66,7 @@ PRIVATE_NAMES: tuple[tuple[str, str], ...] = (
     ("aioice.Connection instance", "_components"),
     ("aioice.Connection instance", "_protocols"),
     ("aioice.Connection instance", "_nominated"),
+    ("aioice.Connection instance", "_query_consent_task"),
     ("aioice.Connection instance", "_transport_policy"),
     ("aioice.Connection instance", "_use_ipv4"),
     ("aioice.Connection instance", "_use_ipv6"),
@@ -143,6 +144,17 @@ def protocols(connection: Connection) -> list[Any]:
 
 def add_protocol(connection: Connection, protocol: Any) -> None:
     connection._protocols.append(protocol)
+
+
+def cancel_consent_checks(connection: Connection) -> None:
+    """Cancel the consent-freshness task (RFC 7675) aioice starts as ``connect()`` ends.
+
+    aioice starts it even when ``close()`` ran while ``connect()`` was finishing: it then
+    outlives the connection, sending checks from closed sockets for half a minute.
+    """
+    task = connection._query_consent_task
+    if task is not None:
+        task.cancel()
 
 
 def nominated_pairs(connection: Connection) -> dict[int, Any]:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from aiortc.exceptions import OperationError
 
 from ..errors import CodecNegotiationError, WhepError
+from ..redact import redact, redact_exception
 from .video_codecs import RECEIVABLE_VIDEO_CODECS
 
 __all__ = [
@@ -30,6 +31,7 @@ _HELPERS = frozenset({"RTX", "RED", "ULPFEC", "FLEXFEC-03"})
 # Refusals that say "not who/where/when" (auth, no such session, busy, rate limit) are no
 # codec problem; these may be one.
 _CLIENT_REFUSALS = frozenset({400, 406, 422, 488})
+_NAMES_EXCERPT = 120
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,7 +53,8 @@ def video_answer(sdp: str) -> VideoAnswer | None:
                 break  # the video section ended
             fields = line[2:].split()
             if fields and fields[0] == "video" and len(fields) >= 3:
-                port = int(fields[1]) if fields[1].isdigit() else 0
+                # isascii: "²".isdigit() is True but int() refuses it.
+                port = int(fields[1]) if fields[1].isascii() and fields[1].isdigit() else 0
                 formats = fields[3:]
         elif port is not None and line.startswith("a=rtpmap:"):
             payload, _, encoding = line[len("a=rtpmap:") :].partition(" ")
@@ -63,7 +66,9 @@ def video_answer(sdp: str) -> VideoAnswer | None:
 
 
 def _names(codecs: Sequence[str]) -> str:
-    return "/".join(codecs) if codecs else "none"
+    """For messages: names come from the server's SDP (masked, a bounded excerpt)."""
+    text = redact("/".join(codecs)) if codecs else "none"
+    return text if len(text) <= _NAMES_EXCERPT else text[:_NAMES_EXCERPT] + "..."
 
 
 def _offered(offered: Sequence[str]) -> tuple[str, ...]:
@@ -119,10 +124,10 @@ def raise_if_rejected(offered: Sequence[str], answer_sdp: str, exc: Exception) -
     answered = video.codecs if video is not None else ()
     raise CodecNegotiationError(
         f"cannot receive the video the WHEP server answered ({_names(answered)}, offered "
-        f"{_names(ours)}): {exc}",
+        f"{_names(ours)}): {redact(str(exc))}",
         offered=ours,
         answered=answered,
-    ) from exc
+    ) from redact_exception(exc)
 
 
 def _hint(offered: tuple[str, ...]) -> str:

@@ -30,7 +30,7 @@ from aiortc.rtcconfiguration import RTCBundlePolicy, RTCIceTransportPolicy
 from aiortc.sdp import candidate_from_sdp
 
 from ..errors import ConnectError, ConnectTimeoutError, NoCandidatesError, WhepError
-from ..redact import Secret, install_log_redaction
+from ..redact import Secret, install_log_redaction, redact, redact_exception
 from . import aiortc_seam as seam
 from . import codec_negotiation, multi_turn, sdp_candidates
 from .candidate_pair import SelectedPair
@@ -91,6 +91,11 @@ class MediaConnection:
     the answer is applied, so a receive pipeline can take over RTP handling from the start.
     ``on_state_change(state)`` is called on every :attr:`state` change.
     ``on_remote_description(sdp)`` gets the server's SDP once applied (answer or counter-offer).
+    ``release_receivers``: give the receivers aiortc's own handlers back before the peer
+    connection closes (ours, or the peer's DTLS close), so whatever ``on_receiver`` attached
+    outlives this connection (a reconnect moves it to the next one, see ``reconnect``).
+    A DTLS close or failure reported by the peer makes :attr:`state` ``closed``/``failed``
+    (aiortc's own connection state ignores a peer's DTLS close).
     """
 
     def __init__(
@@ -106,6 +111,7 @@ class MediaConnection:
         on_state_change: Callable[[ConnectionState], None] | None = None,
         on_remote_description: Callable[[str], None] | None = None,
         http_timeout: float = 15.0,
+        release_receivers: bool = False,
     ) -> None:
         self.whep_url = whep_url
         self.ice = ice if ice is not None else IceOptions()
@@ -115,6 +121,7 @@ class MediaConnection:
         self.on_state_change = on_state_change
         self._on_receiver = on_receiver
         self._on_remote_description = on_remote_description
+        self._release_receivers = release_receivers
         self._whep = WhepClient(whep_url, bearer=bearer, session=http, timeout=http_timeout)
         self._pc: RTCPeerConnection | None = None
         self._ice_connection: multi_turn.MultiTurnConnection | None = None
@@ -241,7 +248,9 @@ class MediaConnection:
             await self._pc.setRemoteDescription(RTCSessionDescription(found.sdp, "answer"))
         except Exception as exc:
             codec_negotiation.raise_if_rejected(self.video_codecs, found.sdp, exc)
-            raise
+            raise ConnectError(f"aiortc refused the WHEP answer: {redact(repr(exc))}") from (
+                redact_exception(exc)
+            )
         self._remote_applied(found.sdp)
         self._open_permissions(found.unpairable)
         if self._whep.accepts_trickle:
@@ -294,7 +303,13 @@ class MediaConnection:
         pc = self._pc = self._build_pc()
         await first.close()
         self._connected.clear()
-        await pc.setRemoteDescription(RTCSessionDescription(server_offer, "offer"))
+        try:
+            await pc.setRemoteDescription(RTCSessionDescription(server_offer, "offer"))
+        except Exception as exc:
+            codec_negotiation.raise_if_rejected(self.video_codecs, server_offer, exc)
+            raise ConnectError(f"aiortc refused the WHEP counter-offer: {redact(repr(exc))}") from (
+                redact_exception(exc)
+            )
         self._remote_applied(server_offer)
         answer = await pc.createAnswer()
         await pc.setLocalDescription(answer)
@@ -347,6 +362,18 @@ class MediaConnection:
             if self._state == "connected" and state in ("failed", "closed"):
                 self._set_state("failed" if state == "failed" else "closed")
 
+        dtls = video.receiver.transport
+
+        @dtls.on("statechange")
+        def _on_dtls_state() -> None:
+            # The peer closed DTLS (or it failed): aiortc then closes the pc, stopping the
+            # receivers; release them first (synchronously: the close is a task).
+            if dtls.state not in ("closed", "failed") or pc is not self._pc:
+                return
+            self._release(pc)
+            if self._state == "connected":
+                self._set_state("failed" if dtls.state == "failed" else "closed")
+
         if self._on_receiver is not None:
             self._on_receiver(video.receiver, "video")
             self._on_receiver(audio.receiver, "audio")
@@ -386,6 +413,7 @@ class MediaConnection:
         except Exception:  # best-effort: never mask the caller's error
             logger.warning("WHEP DELETE failed", exc_info=True)
         if self._pc is not None:
+            self._release(self._pc)
             try:
                 await self._pc.close()
             except Exception:  # best-effort, like the DELETE above
@@ -396,6 +424,12 @@ class MediaConnection:
             self._set_state("closed")
         else:
             self._state = "closed"
+
+    def _release(self, pc: RTCPeerConnection) -> None:
+        """See ``release_receivers``: closing ``pc`` must not stop what is attached to them."""
+        if self._release_receivers:
+            for transceiver in pc.getTransceivers():
+                seam.release_receiver(transceiver.receiver)
 
     def _set_state(self, state: ConnectionState) -> None:
         if state == self._state or self._state == "closed":

@@ -7,7 +7,6 @@ units are Annex-B with 4-byte start codes, as aiortc's depayloader writes them.
 from __future__ import annotations
 
 import base64
-import binascii
 import functools
 import logging
 
@@ -35,6 +34,8 @@ _AUD_SIZE = 2  # NAL header + primary_pic_type with its trailing bits
 
 def carries_idr(payload: bytes) -> bool:
     """True when an RTP payload holds an IDR NAL unit or the first fragment of one."""
+    if not payload:
+        return False
     kind = payload[0] & 0x1F
     if kind == FU_A:
         return len(payload) > 1 and payload[1] & 0x80 != 0 and payload[1] & 0x1F == NAL_IDR
@@ -50,6 +51,8 @@ def carries_idr(payload: bytes) -> bool:
 
 def starts_access_unit(payload: bytes) -> bool:
     """True when an RTP payload begins with an access unit delimiter: a frame starts here."""
+    if not payload:
+        return False
     kind = payload[0] & 0x1F
     if kind == STAP_A:
         return len(payload) > 3 and payload[3] & 0x1F == NAL_AUD
@@ -84,8 +87,8 @@ def parameter_sets_from_sprop(sprop: str) -> bytes:
         try:
             # Some senders leave out the base64 padding.
             nal = base64.b64decode(item + "=" * (-len(item) % 4), validate=True)
-        except binascii.Error:
-            logger.warning("ignoring undecodable sprop-parameter-sets %r", sprop)
+        except ValueError:  # binascii.Error, or characters that are not ASCII
+            logger.warning("ignoring undecodable sprop-parameter-sets (%d chars)", len(sprop))
             return b""
         if nal:
             out.append(START_CODE + nal)
@@ -101,7 +104,13 @@ def sprop_by_payload_type(sdp: str) -> dict[int, str]:
         payload_type, _, params = line[len("a=fmtp:") :].partition(" ")
         for param in params.split(";"):
             name, _, value = param.strip().partition("=")
-            if name == "sprop-parameter-sets" and value and payload_type.isdigit():
+            # isascii: "²".isdigit() is True but int() refuses it.
+            if (
+                name == "sprop-parameter-sets"
+                and value
+                and payload_type.isascii()
+                and payload_type.isdigit()
+            ):
                 found[int(payload_type)] = value
     return found
 

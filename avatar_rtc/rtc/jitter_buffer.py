@@ -27,6 +27,14 @@ frame N+1 arrives (+1 frame interval of latency), and stalls ~2 s on one lost pa
   seconds; then the buffer gives up: it drops what it cannot decode, resumes at the next
   keyframe it already holds, or else waits for one and asks the pipeline for a PLI.
 - Bounded: at most ``max_packets`` packets are held; overflow drops the oldest and asks for a PLI.
+- Never frozen for good: when no keyframe came ``keyframe_wait`` seconds after a loss (a sender
+  deaf to PLI, or its keyframes lost too), the buffer conceals: it releases the next complete
+  frames without one (decoders draw them over the stale picture, with artefacts, as aiortc and
+  most players do) until a keyframe comes, from the packets of the last ``max_wait`` seconds on
+  (older ones are dropped: late, and a burst the decoder could not take). Later losses before
+  that keyframe do not wait again: the picture is already damaged. ``keyframe_wait=None``
+  never conceals. The waits, the time spent in them, the timeouts and the frames released
+  without a keyframe are counted.
 
 Sequence numbers are extended (unwrapped) ints; RTP timestamps stay 32-bit here.
 """
@@ -96,10 +104,18 @@ def parse_video_payload(codec: str, payload: bytes) -> ParsedPayload:
 
 
 class VideoJitterBuffer:
-    def __init__(self, codec: str, *, max_packets: int = 2048, max_wait: float = 0.15) -> None:
+    def __init__(
+        self,
+        codec: str,
+        *,
+        max_packets: int = 2048,
+        max_wait: float = 0.15,
+        keyframe_wait: float | None = 1.0,
+    ) -> None:
         self.codec = codec
         self._max_packets = max_packets
         self._max_wait = max_wait
+        self._keyframe_wait = keyframe_wait
         self._packets: dict[int, _Packet] = {}
         self._key_packets: set[int] = set()  # seqs of packets that carry key data
         self._highest: int | None = None
@@ -124,8 +140,17 @@ class VideoJitterBuffer:
         self._hole: int | None = None
         self._hole_since = 0.0
         self._pli_wanted = False
+        # Keyframe wait after a loss (None: not waiting, or at stream start) and concealment.
+        self._released_any = False
+        self._key_wait_since: float | None = None
+        self._conceal = False
+        self._conceal_at = 0.0
         self.frames_dropped = 0
         self.packets_late = 0
+        self.keyframe_waits = 0  # losses after which frames stopped until a keyframe (or timeout)
+        self.keyframe_wait_time = 0.0  # seconds spent in those waits
+        self.keyframe_wait_timeouts = 0
+        self.frames_without_keyframe = 0  # released while concealing
 
     # -- state ---------------------------------------------------------------------------
     @property
@@ -136,6 +161,20 @@ class VideoJitterBuffer:
     @property
     def waiting_for_keyframe(self) -> bool:
         return self._waiting_key
+
+    @property
+    def wants_keyframe(self) -> bool:
+        """Waiting for a keyframe, or concealing until one comes: keep asking for it."""
+        return self._waiting_key or self._conceal
+
+    @property
+    def concealing(self) -> bool:
+        return self._conceal
+
+    @property
+    def keyframe_wait_started(self) -> float | None:
+        """When the keyframe wait under way began (None: frames flow)."""
+        return self._key_wait_since
 
     def __len__(self) -> int:
         return len(self._packets)
@@ -178,6 +217,7 @@ class VideoJitterBuffer:
         if len(self._packets) > self._max_packets:
             logger.warning("jitter buffer overflow (%d packets): resyncing", len(self._packets))
             self._give_up(self._highest - self._max_packets // 2)
+            self._start_keyframe_wait(arrival)
             self._pli_wanted = True
         return True
 
@@ -188,21 +228,41 @@ class VideoJitterBuffer:
         while self._packets:
             if self._next is None:
                 start = self._keyframe_start()
+                if start is None and self._conceal:
+                    start = self._frame_start()
                 if start is None:
                     break
                 self._jump(start)
             frame = self._scan()
             if frame is None:
                 break
-            if self._waiting_key and not frame.keyframe:
+            if self._waiting_key and not frame.keyframe and not self._conceal:
                 self.frames_dropped += 1  # undecodable without its reference picture
                 continue
-            self._waiting_key = False
+            self._on_release(frame)
             out.append(frame)
         return out
 
     def expire(self, now: float) -> bool:
-        """Give up on a head frame whose hole is older than ``max_wait``; True = want PLI."""
+        """Give up on a head frame whose hole is older than ``max_wait``; True = want PLI.
+
+        Also starts concealing once a keyframe wait is older than ``keyframe_wait``."""
+        since = self._key_wait_since
+        wait = self._keyframe_wait
+        if since is not None and wait is not None and not self._conceal and now - since >= wait:
+            self._conceal = True
+            self._conceal_at = now
+            self.keyframe_wait_timeouts += 1
+            logger.warning(
+                "video: no keyframe %.1f s after a loss; decoding without one until it comes",
+                now - since,
+            )
+            # Resume with recent frames: a second of backlog released at once would be late
+            # and overflow the decoder's queue (which then waits for a keyframe in turn).
+            recent = [s for s, p in self._packets.items() if p.arrival >= now - self._max_wait]
+            if self._packets:
+                assert self._highest is not None
+                self._give_up(min(recent) if recent else self._highest + 1)
         if self._hole is None or now - self._hole_since < self._max_wait:
             return False
         hole = self._hole
@@ -211,8 +271,12 @@ class VideoJitterBuffer:
         if self._key_packets:
             logger.debug("jitter buffer: packet %d lost, resuming at a later keyframe", hole)
             return False
+        if self._conceal:  # the picture is damaged already: go on with the next frame
+            logger.debug("jitter buffer: packet %d lost, concealing on", hole)
+            return True
         logger.debug("jitter buffer: packet %d lost, waiting for a keyframe", hole)
         assert self._highest is not None  # a hole is only noted below the highest packet
+        self._start_keyframe_wait(now)
         self._give_up(self._highest + 1)
         return True
 
@@ -250,6 +314,39 @@ class VideoJitterBuffer:
             return None
         self._hole = None
         return None
+
+    def _frame_start(self) -> int | None:
+        """The earliest held packet known to start a frame (concealing: any frame will do)."""
+        for seq in sorted(self._packets):
+            pkt = self._packets[seq]
+            if pkt.padding:
+                continue
+            if seq == self._floor:
+                tail = self._floor_tail_ts
+                if self._floor_starts or (tail is not None and pkt.timestamp != tail):
+                    return seq
+            prev = self._packets.get(seq - 1)
+            if pkt.starts_frame or (prev is not None and prev.ends_frame_before(pkt.timestamp)):
+                return seq
+        return None
+
+    def _on_release(self, frame: AssembledFrame) -> None:
+        """Bookkeeping of a frame about to be released: end of a keyframe wait, concealment."""
+        since = self._key_wait_since
+        if since is not None:
+            end = (
+                frame.arrival_time if frame.keyframe else max(frame.arrival_time, self._conceal_at)
+            )
+            self.keyframe_wait_time += max(0.0, end - since)
+            self._key_wait_since = None
+        if frame.keyframe:
+            if self._conceal:
+                logger.info("video: keyframe received, concealment over")
+            self._conceal = False
+        elif self._conceal:
+            self.frames_without_keyframe += 1
+        self._waiting_key = False
+        self._released_any = True
 
     def _jump(self, start: int) -> None:
         self._waiting_key = True
@@ -346,6 +443,13 @@ class VideoJitterBuffer:
         self._key_packets = {s for s in self._key_packets if s >= seq}
         self._floor = seq if self._floor is None else max(self._floor, seq)
         self._walk_key = None  # a walk in progress may have stepped below the new floor
+
+    def _start_keyframe_wait(self, now: float) -> None:
+        """Frames stop until a keyframe comes (not at stream start, nor while concealing:
+        frames flow on at once then)."""
+        if self._released_any and self._key_wait_since is None and not self._conceal:
+            self._key_wait_since = now
+            self.keyframe_waits += 1
 
     def _give_up(self, resume_at: int) -> None:
         """Drop everything below ``resume_at`` and wait for a keyframe from there on."""

@@ -123,6 +123,7 @@ class MultiTurnConnection(Connection):
     _mt_timeout: float
     _mt_relay_of: dict[int, TurnEndpoint]
     _mt_release_task: asyncio.Task[None] | None
+    _mt_closed: bool
     gather_report: GatherReport
 
     def configure(
@@ -141,6 +142,7 @@ class MultiTurnConnection(Connection):
         self._mt_timeout = gather_timeout
         self._mt_relay_of = {}
         self._mt_release_task = None
+        self._mt_closed = False
         self.gather_report = GatherReport()
 
     # --- gathering ------------------------------------------------------------------
@@ -315,6 +317,9 @@ class MultiTurnConnection(Connection):
 
     async def connect(self) -> None:
         await super().connect()
+        if self._mt_closed:  # close() ran while connect() finished: nothing may outlive it
+            seam.cancel_consent_checks(self)
+            return
         nominated = {id(pair.protocol) for pair in seam.nominated_pairs(self).values()}
         own = seam.protocols(self)
         unused = [p for p in own if p.local_candidate.type == "relay" and id(p) not in nominated]
@@ -333,6 +338,7 @@ class MultiTurnConnection(Connection):
             logger.debug("released unused relay of %s", endpoint.url if endpoint else "?")
 
     async def close(self) -> None:
+        self._mt_closed = True
         task = self._mt_release_task
         if task is not None and not task.done():
             with contextlib.suppress(asyncio.CancelledError, Exception):

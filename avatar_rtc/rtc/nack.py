@@ -1,8 +1,23 @@
-"""NACK bookkeeping with retries (aiortc NACKs a gap once and never again).
+"""NACK bookkeeping with retries and a bounded volume.
 
 Sequence numbers here are *extended* (unwrapped to int). A gap is NACKed at once, then again
-every ``retry_interval`` (at least the measured NACK->retransmission round trip) up to
-``max_retries`` times, or until the packet arrives or the jitter buffer gives up on it.
+every ``retry_interval`` (at least 1.2x the measured NACK->retransmission round trip, late
+retransmissions included) up to ``max_retries`` times, or until the packet arrives, the jitter
+buffer gives up on it, or it is older than ``max_age`` (the jitter buffer's horizon: a later
+retransmission is useless; so when the round trip exceeds it, nothing is retried).
+
+Under overload the volume must shrink, not grow (aiortc's ``NackGenerator`` re-lists every
+missing packet of its last 128 on each new gap; our old per-packet retries sent 5-20x more):
+
+- a run of more than ``max_burst`` consecutive missing packets is not NACKed at all: that is
+  how our own receive-buffer overflow (or an outage) looks, and re-sending it would add load
+  where a keyframe repairs it at once; ``on_packet`` returns False and the caller sends a PLI;
+- every NACK entry (first or retry) spends a token; tokens come at ``budget`` per received
+  packet (at most ``budget_burst`` saved up), so feedback stays a fraction of the packet rate.
+  First NACKs go before retries;
+- retries go out in batches (one RTCP packet per ``retry_interval`` at most), first NACKs with
+  the packet that revealed the gap, like aiortc.
+
 At most ``max_missing`` entries are tracked (oldest dropped), so RTCP feedback stays small.
 """
 
@@ -15,9 +30,11 @@ __all__ = ["NackTracker"]
 
 @dataclass(slots=True)
 class _Missing:
+    noticed: float
     first_nack: float | None = None
     last_nack: float | None = None
-    retries: int = 0
+    retries: int = 0  # NACKs sent, the first included
+    deferred: bool = False  # once left out for want of budget
 
 
 class NackTracker:
@@ -28,74 +45,130 @@ class NackTracker:
         max_retries: int = 10,
         max_missing: int = 256,
         max_gap: int = 1000,
+        max_age: float | None = None,
+        max_burst: int = 16,
+        budget: float = 0.2,
+        budget_burst: float = 32.0,
     ) -> None:
         self._retry_interval = retry_interval
         self._max_retries = max_retries
         self._max_missing = max_missing
         self._max_gap = max_gap
+        self._max_age = max_age
+        self._max_burst = max_burst
+        self._budget = budget
+        self._budget_burst = budget_burst
+        self._tokens = budget_burst
+        self._last_batch = -1e9
         self._highest: int | None = None
         self._missing: dict[int, _Missing] = {}
+        self._fresh = 0  # entries not NACKed yet (per-packet calls return at once without)
+        # First-NACK times of packets given up on: one arriving late still measures the round
+        # trip (when it exceeds the horizon, retries stop: they could not arrive in time).
+        self._given_up: dict[int, float] = {}
         self.rtt: float | None = None  # smallest recent NACK -> retransmission delay
         self.recovered = 0
+        self.bursts = 0  # gaps not NACKed: too long (a PLI is asked for instead)
+        self.throttled = 0  # missing packets given up without a single NACK (budget)
 
     @property
     def missing_count(self) -> int:
         return len(self._missing)
 
     def on_packet(self, seq: int, now: float) -> bool:
-        """Record a received packet; returns False when the gap is too big to NACK."""
+        """Record a received packet; False when its gap is not worth NACKing (ask a PLI)."""
+        self._tokens = min(self._budget_burst, self._tokens + self._budget)
         if self._highest is None:
             self._highest = seq
             return True
         if seq > self._highest:
             gap = seq - self._highest - 1
-            if gap > self._max_gap:
-                self._missing.clear()
-                self._highest = seq
-                return False
-            for s in range(max(self._highest + 1, seq - self._max_missing), seq):
-                self._missing[s] = _Missing()
             self._highest = seq
+            if gap > self._max_gap:
+                self._drop(list(self._missing))
+                self.bursts += 1
+                return False
+            if gap > self._max_burst:
+                self.bursts += 1
+                return False
+            for s in range(seq - gap, seq):
+                self._missing[s] = _Missing(now)
+            self._fresh += gap
             if len(self._missing) > self._max_missing:
-                for s in sorted(self._missing)[: len(self._missing) - self._max_missing]:
-                    del self._missing[s]
+                self._drop(sorted(self._missing)[: len(self._missing) - self._max_missing])
         else:
             entry = self._missing.pop(seq, None)
-            if entry is not None and entry.first_nack is not None:
+            if entry is not None and entry.first_nack is None:
+                self._fresh -= 1
+            elif entry is not None and entry.first_nack is not None:
                 self.recovered += 1
-                sample = now - entry.first_nack
-                self.rtt = (
-                    sample if self.rtt is None else min(sample, 0.9 * self.rtt + 0.1 * sample)
-                )
+                self._rtt_sample(now - entry.first_nack)
+            elif seq in self._given_up:
+                self._rtt_sample(now - self._given_up.pop(seq))
         return True
 
-    def due(self, now: float) -> list[int]:
-        """Sequence numbers to (re-)NACK now; entries out of retries are dropped."""
+    def _rtt_sample(self, sample: float) -> None:
+        self.rtt = sample if self.rtt is None else min(sample, 0.9 * self.rtt + 0.1 * sample)
+
+    def due(self, now: float, *, retries: bool = True) -> list[int]:
+        """Sequence numbers to NACK now (``retries=False``: first NACKs only), in order."""
+        if not self._missing or not (retries or self._fresh):
+            return []
+        if self._max_age is not None:
+            self._drop([s for s, m in self._missing.items() if now - m.noticed > self._max_age])
         interval = self._retry_interval
         if self.rtt is not None:
             interval = max(interval, 1.2 * self.rtt)
-        out: list[int] = []
+        retrying = retries and now - self._last_batch >= interval
+        first: list[int] = []
+        again: list[int] = []
         exhausted: list[int] = []
         for seq, m in self._missing.items():
-            if m.last_nack is not None and now - m.last_nack < interval:
+            if m.last_nack is None:
+                first.append(seq)
+            elif not retrying or now - m.last_nack < interval:
                 continue
-            if m.retries >= self._max_retries:
+            elif m.retries >= self._max_retries:
                 exhausted.append(seq)
-                continue
+            else:
+                again.append(seq)
+        self._drop(exhausted)
+        wanted = first + again
+        out = wanted[: int(self._tokens)]
+        for seq in wanted[len(out) :]:
+            self._missing[seq].deferred = True
+        if not out:
+            return []
+        self._tokens -= len(out)
+        if retrying and again:
+            self._last_batch = now
+        for seq in out:
+            m = self._missing[seq]
             if m.first_nack is None:
                 m.first_nack = now
+                self._fresh -= 1
             m.last_nack = now
             m.retries += 1
-            out.append(seq)
-        for seq in exhausted:
-            del self._missing[seq]
-        return out
+        return sorted(out)
 
     def forget_before(self, seq: int) -> None:
         """Stop asking for packets older than ``seq`` (the jitter buffer gave up on them)."""
-        for s in [s for s in self._missing if s < seq]:
-            del self._missing[s]
+        self._drop([s for s in self._missing if s < seq])
 
     def reset(self) -> None:
         self._highest = None
         self._missing.clear()
+        self._fresh = 0
+        self._given_up.clear()
+
+    def _drop(self, seqs: list[int]) -> None:
+        for s in seqs:
+            m = self._missing.pop(s)
+            if m.first_nack is not None:
+                self._given_up[s] = m.first_nack
+                continue
+            self._fresh -= 1
+            if m.deferred:
+                self.throttled += 1
+        while len(self._given_up) > self._max_missing:
+            del self._given_up[next(iter(self._given_up))]

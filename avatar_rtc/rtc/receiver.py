@@ -4,6 +4,12 @@ aiortc stays the transport (ICE, DTLS, SRTP, RTCP RR). From the moment SRTP is u
 packets are ours: RTX unwrap -> depayload -> jitter buffer (video released on the marker bit;
 audio per packet) -> NACK with retries / PLI -> :class:`EncodedFrame` subscribers.
 
+Loss repair, bounded both ways: NACK volume stays a fraction of the packet rate and long loss
+bursts (our own receive-buffer overflow, outages) get a PLI instead (``nack``); a PLI nobody
+answers is repeated with backoff (``pli_retry`` doubling to ``pli_retry_max``), and after
+``keyframe_wait`` seconds the jitter buffer releases frames without a keyframe (concealment)
+so video never stays frozen; ``stats()`` counts the waits either way.
+
 How the receiver is taken over (``attach``): we replace three methods **on the instance**
 (not the class, so other receivers in the process are untouched):
 
@@ -29,7 +35,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from aiortc import RTCRtpReceiver
@@ -79,6 +85,15 @@ class ReceiveStats:
     plis_sent: int
     sender_reports: int
     clock_source: str | None
+    # Video frozen for want of a keyframe after a loss: how often, for how long in all, how
+    # often the wait timed out, and the frames released without a keyframe since (concealed).
+    keyframe_waits: int = 0
+    keyframe_wait_time: float = 0.0
+    keyframe_wait_timeouts: int = 0
+    frames_without_keyframe: int = 0
+    # NACK volume bounds: gaps too long to NACK (a PLI instead), packets never NACKed (budget).
+    loss_bursts: int = 0
+    nacks_throttled: int = 0
 
 
 class _Unwrapper:
@@ -104,6 +119,23 @@ class _Unwrapper:
         return ext
 
 
+@dataclass(slots=True)
+class _KeyframeWaits:
+    """Keyframe-wait counters of jitter buffers replaced (new stream) or freed (close)."""
+
+    waits: int = 0
+    time: float = 0.0
+    timeouts: int = 0
+    without_keyframe: int = 0
+
+    def add(self, jb: VideoJitterBuffer, now: float) -> None:
+        started = jb.keyframe_wait_started  # a wait under way counts up to now
+        self.waits += jb.keyframe_waits
+        self.time += jb.keyframe_wait_time + (0.0 if started is None else now - started)
+        self.timeouts += jb.keyframe_wait_timeouts
+        self.without_keyframe += jb.frames_without_keyframe
+
+
 class ReceivePipeline:
     """Receive path for one track; see the module docstring.
 
@@ -120,6 +152,8 @@ class ReceivePipeline:
         nack_retries: int = 10,
         pli_interval: float = 0.3,
         pli_retry: float = 0.5,
+        pli_retry_max: float = 4.0,
+        keyframe_wait: float | None = 1.0,
         max_packets: int = 2048,
         remb: bool = True,
     ) -> None:
@@ -130,8 +164,12 @@ class ReceivePipeline:
         self._max_wait = max_wait
         self._pli_interval = pli_interval
         self._pli_retry = pli_retry
+        self._pli_retry_max = pli_retry_max
+        self._keyframe_wait = keyframe_wait
         self._max_packets = max_packets
-        self._nack = NackTracker(retry_interval=nack_interval, max_retries=nack_retries)
+        self._nack = NackTracker(
+            retry_interval=nack_interval, max_retries=nack_retries, max_age=max_wait
+        )
         # Keep aiortc's REMB feedback (from abs-send-time): senders that negotiated goog-remb
         # would otherwise never learn they may raise their bitrate.
         self._remb = RemoteBitrateEstimator() if remb and kind == "video" else None
@@ -153,6 +191,8 @@ class ReceivePipeline:
         self._jb: VideoJitterBuffer | None = None
         self._last_audio_seq: int | None = None
         self._last_pli = -1e9
+        self._pli_next = -1e9  # no PLI before (interval, or backoff while none is answered)
+        self._pli_backoff = pli_retry
         self._pli_pending = False
         self._closed = False
         # counters
@@ -163,6 +203,7 @@ class ReceivePipeline:
         self._frames = 0
         self._keyframes = 0
         self._dropped_extra = 0  # frames dropped by jitter buffers of earlier streams
+        self._retired = _KeyframeWaits()  # keyframe waits of earlier streams' jitter buffers
         self._nacks_sent = 0
         self._nacked = 0
         self._plis = 0
@@ -276,6 +317,9 @@ class ReceivePipeline:
         lost = stream.packets_lost if stream is not None else 0
         dropped = self._dropped_extra + (self._jb.frames_dropped if self._jb is not None else 0)
         late = self._late + (self._jb.packets_late if self._jb is not None else 0)
+        waits = replace(self._retired)  # a copy
+        if self._jb is not None:
+            waits.add(self._jb, time.monotonic())
         return ReceiveStats(
             kind=self.kind,
             codec=self.codec,
@@ -293,6 +337,12 @@ class ReceivePipeline:
             plis_sent=self._plis,
             sender_reports=self._srs,
             clock_source=self.clock.source(self.kind),
+            keyframe_waits=waits.waits,
+            keyframe_wait_time=waits.time,
+            keyframe_wait_timeouts=waits.timeouts,
+            frames_without_keyframe=waits.without_keyframe,
+            loss_bursts=self._nack.bursts,
+            nacks_throttled=self._nack.throttled,
         )
 
     def close(self) -> None:
@@ -310,6 +360,7 @@ class ReceivePipeline:
             self._timer.cancel()
             self._timer = None
         if self._jb is not None:  # free buffered packets, keep the counters
+            self._retired.add(self._jb, time.monotonic())
             self._dropped_extra += self._jb.frames_dropped
             self._late += self._jb.packets_late
             self._jb = None
@@ -355,16 +406,27 @@ class ReceivePipeline:
         if self._ssrc is None or self._receiver is None:
             return
         self._plis += 1
-        self._last_pli = time.monotonic()
         logger.debug("ReceivePipeline(%s): PLI", self.kind)
         await seam.send_pli(self._receiver, self._ssrc)
+
+    def _note_pli(self, now: float) -> None:
+        """A PLI goes out now. Until a keyframe answers, the next one waits the backoff
+        (``pli_retry`` doubling up to ``pli_retry_max``): a sender deaf to PLI is not flooded."""
+        self._last_pli = now
+        self._pli_pending = False
+        self._pli_next = now + max(self._pli_interval, self._pli_backoff)
+        self._pli_backoff = min(2 * self._pli_backoff, self._pli_retry_max)
+
+    def _keyframe_arrived(self) -> None:
+        self._pli_backoff = self._pli_retry
+        self._pli_next = self._last_pli + self._pli_interval
 
     def _request_pli(self) -> None:
         if self.kind != "video" or self._closed:
             return
-        if time.monotonic() - self._last_pli >= self._pli_interval and self._loop is not None:
-            self._last_pli = time.monotonic()
-            self._pli_pending = False
+        now = time.monotonic()
+        if now >= self._pli_next and self._loop is not None:
+            self._note_pli(now)
             task = self._loop.create_task(self._send_pli())
             self._pli_tasks.add(task)
             task.add_done_callback(self._pli_tasks.discard)
@@ -422,7 +484,10 @@ class ReceivePipeline:
         first = self._jb is None
         if self._jb is None:
             self._jb = VideoJitterBuffer(
-                codec.name, max_packets=self._max_packets, max_wait=self._max_wait
+                codec.name,
+                max_packets=self._max_packets,
+                max_wait=self._max_wait,
+                keyframe_wait=self._keyframe_wait,
             )
         jb = self._jb
         if not self._nack.on_packet(seq, now):
@@ -437,7 +502,7 @@ class ReceivePipeline:
 
         for frame in frames:  # deliver first: the NACK send below awaits
             self._emit_video(frame, codec, now)
-        lost = self._nack.due(now)
+        lost = self._nack.due(now, retries=False)  # retries go in the timer's batches
         if lost:
             await self._send_nack(lost)
         if jb.take_pli_request():
@@ -464,6 +529,7 @@ class ReceivePipeline:
         self._ssrc = ssrc
         self._codec = codec
         if self._jb is not None:  # keep the counters of the previous stream
+            self._retired.add(self._jb, time.monotonic())
             self._dropped_extra += self._jb.frames_dropped
             self._late += self._jb.packets_late
         self._seq = _Unwrapper(16)
@@ -487,6 +553,8 @@ class ReceivePipeline:
 
     def _emit_video(self, frame: AssembledFrame, codec: RTCRtpCodecParameters, now: float) -> None:
         self._nack.forget_before(frame.last_seq + 1)
+        if frame.keyframe:
+            self._keyframe_arrived()
         data = frame.data
         sprop = self._parameter_sets.get(codec.payloadType or -1) or codec.parameters.get(
             "sprop-parameter-sets"
@@ -562,17 +630,13 @@ class ReceivePipeline:
             if codec is not None:
                 for frame in jb.pop():
                     self._emit_video(frame, codec, now)
-            if (
-                jb.waiting_for_keyframe
-                and self._ssrc is not None
-                and (now - self._last_pli >= self._pli_retry)
-            ):
-                self._pli_pending = True
+            if jb.wants_keyframe and self._ssrc is not None and now >= self._pli_next:
+                self._pli_pending = True  # repeated, with backoff, until a keyframe comes
         lost = self._nack.due(now)
         if lost:
             await self._send_nack(lost)
-        if self._pli_pending and now - self._last_pli >= self._pli_interval:
-            self._pli_pending = False
+        if self._pli_pending and now >= self._pli_next:
+            self._note_pli(now)
             await self._send_pli()
 
 

@@ -31,6 +31,7 @@ __all__ = [
     "normalize_answer",
     "parse_sdpfrag",
     "unpairable_addresses",
+    "well_formed",
 ]
 
 SDPFRAG_TYPE = "application/trickle-ice-sdpfrag"
@@ -66,7 +67,7 @@ def unpairable_addresses(candidates: Iterable[str]) -> tuple[tuple[str, int], ..
     found: dict[tuple[str, int], None] = {}
     for value in candidates:
         fields = _fields(value)
-        if _transport(value) != "udp" and len(fields) >= 6 and fields[5].isdigit():
+        if _transport(value) != "udp" and len(fields) >= 6 and _port(fields[5]) is not None:
             found[(fields[4], int(fields[5]))] = None
     return tuple(found)
 
@@ -93,7 +94,7 @@ def normalize_answer(sdp: str) -> AnswerCandidates:
         for line in section:
             if line.startswith("a=candidate:"):
                 value = line[len("a=candidate:") :].strip()
-                if len(_fields(value)) >= 8:  # foundation ... typ type: malformed ones dropped
+                if well_formed(value):  # malformed ones dropped: aiortc would refuse them all
                     candidates.setdefault(candidate_key(value), value)
             elif line.strip() == "a=end-of-candidates":
                 end = True
@@ -158,7 +159,7 @@ def parse_sdpfrag(text: str) -> SdpFragment:
             mid = line.split(":", 1)[1]
         elif line.startswith("a=candidate:"):
             value = line[len("a=candidate:") :]
-            if len(_fields(value)) >= 8:
+            if well_formed(value):
                 candidates.setdefault(mid, []).append(value)
         elif line == "a=end-of-candidates":
             end = True
@@ -239,6 +240,30 @@ def _tagged(bundled: list[list[str]], bundle: list[str]) -> list[str]:
 
 def _fields(value: str) -> list[str]:
     return value.split()
+
+
+def _number(text: str) -> bool:
+    return text.isascii() and text.isdigit()  # "²".isdigit() is True, int("²") fails
+
+
+def _port(text: str) -> int | None:
+    return int(text) if _number(text) and int(text) <= 65535 else None
+
+
+def well_formed(value: str) -> bool:
+    """Whether aiortc and aioice can read a candidate value (RFC 8839 ``foundation component
+    transport priority address port typ type [name value]...``): numbers where they expect
+    numbers, a port in range."""
+    fields = _fields(value)
+    if len(fields) < 8 or fields[6] != "typ":
+        return False
+    if not (_number(fields[1]) and _number(fields[3]) and _port(fields[5]) is not None):
+        return False
+    for name, text in zip(fields[8::2], fields[9::2], strict=False):
+        bad_rport = name == "rport" and _port(text) is None
+        if bad_rport or (name == "generation" and not _number(text)):
+            return False
+    return True
 
 
 def _transport(value: str) -> str:

@@ -13,6 +13,11 @@ caller may pass them as ``IceOptions.extra_servers`` of a later connection.
 Trickle ICE (:meth:`WhepClient.trickle`): when the 201 says ``Accept-Patch:
 application/trickle-ice-sdpfrag``, our candidates can be PATCHed (``If-Match`` the ETag) and
 the server's may come back in the response. A server that refuses (404/405/501) costs nothing.
+
+ICE restart (:meth:`WhepClient.restart_ice`, RFC 9725 section 4.3.2): PATCH an sdpfrag with new
+``ice-ufrag``/``ice-pwd`` and ``If-Match: "*"``; the server answers 200 with its own new
+credentials and candidates, and a new ETag. ``None`` when it does not restart ICE (405, 501,
+or 422: it trickles only); a 404 means the resource is gone (:class:`WhepNotFoundError`).
 """
 
 from __future__ import annotations
@@ -28,8 +33,6 @@ import aiohttp
 
 from ..errors import (
     AvatarRTCError,
-    NetworkError,
-    RequestTimeoutError,
     WhepConflictError,
     WhepError,
     WhepNotFoundError,
@@ -47,6 +50,7 @@ logger = logging.getLogger(__name__)
 SDP = "application/sdp"
 SDPFRAG = "application/trickle-ice-sdpfrag"
 _TRICKLE_REFUSED = frozenset({404, 405, 501})
+_RESTART_REFUSED = frozenset({405, 422, 501})
 _RETRYABLE = frozenset({409, 429, 503})
 _BODY_EXCERPT = 300
 
@@ -90,15 +94,19 @@ class WhepRedirects:
         target = response.headers.get("Location")
         if not target:
             raise WhepError(f"WHEP {method}: {status} without Location", status=status)
-        return urljoin(response.url, target)
+        resolved = _resolve(response.url, target)
+        if resolved is None:
+            raise WhepError(f"WHEP {method}: {status} with an unusable Location", status=status)
+        return resolved
 
 
 class WhepClient:
     """One WHEP resource: ``offer`` → (``patch_answer``) → ``delete``.
 
-    - ``bearer``: sent as ``Authorization: Bearer`` when non-empty (also across redirects).
+    - ``bearer``: sent as ``Authorization: Bearer`` when non-empty, to the origin of ``url``
+      only (redirects and a ``Location`` elsewhere get none) unless ``cross_origin_auth``.
     - ``timeout``: per HTTP request. 307/308 are followed (``max_redirects`` hops) keeping
-      method, body and token; 301/302/303 are errors (WHEP forbids them).
+      method, body and (same origin) token; 301/302/303 are errors (WHEP forbids them).
     - 409/429/503 are retried after ``Retry-After`` (409 only when the header is present:
       without it, it means "already has a viewer"), else after a jittered backoff, at most
       ``max_attempts`` POSTs and within ``retry_deadline`` seconds; a single wait is capped at
@@ -116,10 +124,13 @@ class WhepClient:
         max_attempts: int = 4,
         retry_deadline: float = 30.0,
         max_retry_wait: float = 10.0,
+        cross_origin_auth: bool = False,
     ) -> None:
         self.url = url
         self._bearer = bearer if isinstance(bearer, Secret) or bearer is None else Secret(bearer)
-        self._http = HttpTransport(session, timeout=timeout)
+        self._http = HttpTransport(
+            session, timeout=timeout, home=url, cross_origin_auth=cross_origin_auth
+        )
         self._redirects = WhepRedirects(max_redirects)
         self._retry = RetryPolicy(
             max_attempts=max(1, max_attempts),
@@ -179,6 +190,42 @@ class WhepClient:
             return response.text()
         return None
 
+    async def restart_ice(self, fragment: str) -> str | None:
+        """ICE restart: PATCH ``fragment`` (our new ``a=ice-ufrag``/``a=ice-pwd``, candidates)
+        with ``If-Match: "*"``; returns the server's sdpfrag (its new credentials), or ``None``
+        when it does not restart ICE (405/422/501). Keeps the new ETag.
+
+        Raises :class:`WhepNotFoundError` (404: the resource is gone), :class:`WhepError` for
+        other statuses or a 200 without the server's new credentials, ``ValueError`` for a
+        fragment without credentials (a restart needs new ones).
+        """
+        if "a=ice-ufrag:" not in fragment or "a=ice-pwd:" not in fragment:
+            raise ValueError("an ICE restart fragment needs a=ice-ufrag and a=ice-pwd")
+        if self.location is None:
+            raise WhepError("no WHEP resource to PATCH (no Location)", status=0)
+        response = await self._request(
+            "PATCH",
+            self.location,
+            fragment,
+            content_type=SDPFRAG,
+            extra_headers={"If-Match": '"*"'},
+        )
+        status = response.status
+        if status in _RESTART_REFUSED:
+            logger.info("WHEP server does not restart ICE (HTTP %d)", status)
+            return None
+        if status != 200:
+            raise _error_for(response, "PATCH (ICE restart)")
+        answer = response.text() if response.content_type == SDPFRAG else ""
+        if "a=ice-ufrag:" not in answer or "a=ice-pwd:" not in answer:
+            raise WhepError(
+                "WHEP PATCH (ICE restart): 200 without the server's new ice-ufrag/ice-pwd",
+                status=status,
+                body=_excerpt(response),
+            )
+        self.etag = response.headers.get("ETag") or self.etag
+        return answer
+
     async def delete(self) -> bool:
         """DELETE the resource once (later and concurrent calls share the first).
 
@@ -229,7 +276,7 @@ class WhepClient:
         location = self.location
         try:
             response = await self._request("DELETE", location, None)
-        except (NetworkError, RequestTimeoutError) as exc:
+        except AvatarRTCError as exc:  # no answer, or a redirect WHEP refuses
             logger.warning("WHEP DELETE %s failed: %s", location, exc)
             return False
         self._deleted = True
@@ -242,12 +289,13 @@ class WhepClient:
 
     def _accept(self, response: HttpResponse) -> WhepResponse:
         headers = response.headers
-        location = headers.get("Location")
+        location = _resolve(response.url, headers.get("Location", ""))
         if location:
-            self.location = urljoin(response.url, location)
+            self.location = location
         else:
             logger.warning(
-                "WHEP %d without Location: the resource cannot be deleted", response.status
+                "WHEP %d without a usable Location: the resource cannot be deleted",
+                response.status,
             )
         self.etag = headers.get("ETag")
         self.accepts_trickle = any(
@@ -297,6 +345,16 @@ class WhepClient:
         )
 
 
+def _resolve(base: str, location: str) -> str | None:
+    """``location`` made absolute against ``base``; None when empty or unparsable."""
+    if not location:
+        return None
+    try:
+        return urljoin(base, location)
+    except ValueError:  # e.g. "http://[" (an IPv6 host never closed)
+        return None
+
+
 def _error_for(response: HttpResponse, method: str) -> WhepError:
     status = response.status
     excerpt = _excerpt(response)
@@ -323,10 +381,10 @@ def _excerpt(response: HttpResponse) -> str:
         ]
         if parts:
             text = ", ".join(parts)
-    text = " ".join(text.split())
+    text = redact(" ".join(text.split()))  # masked before the cut: a cut secret is no match
     if len(text) > _BODY_EXCERPT:
         text = text[:_BODY_EXCERPT] + "..."
-    return redact(text)
+    return text
 
 
 _LINK_RE = re.compile(r"<([^>]*)>((?:\s*;\s*[^;,]+(?:=(?:\"[^\"]*\"|[^;,]*))?)*)")

@@ -40,7 +40,9 @@ def all_logs() -> Iterator[_Collect]:
     loggers = [logging.getLogger()] + [
         obj for obj in logging.Logger.manager.loggerDict.values() if isinstance(obj, logging.Logger)
     ]
-    removed = [(lg, f) for lg in loggers for f in lg.filters if isinstance(f, RedactingFilter)]
+    # On loggers, and on the package logger's handler that masks records on their way up.
+    holders = [*loggers, *(h for lg in loggers for h in lg.handlers)]
+    removed = [(lg, f) for lg in holders for f in lg.filters if isinstance(f, RedactingFilter)]
     for lg, f in removed:
         lg.removeFilter(f)
     root = logging.getLogger()

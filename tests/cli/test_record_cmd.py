@@ -382,3 +382,31 @@ def test_say_without_duration_stops_when_the_avatar_is_idle(tmp_path: Path) -> N
     assert summary["stopped_by"] == "idle", summary
     # two short sentences: more than a second of media, far less than the 300 s cap
     assert 1.0 < summary["duration"] < 20.0, summary
+
+
+def test_report_refuses_an_existing_report_file_unless_force(
+    tmp_path: Path, connections: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "a.mkv"
+    (tmp_path / "a.mkv.qa.json").write_text("{}")
+    assert main(["record", str(out), "--report"]) == ConfigurationError.exit_code
+    assert "a.mkv.qa.json' exists" in capsys.readouterr().err and connections == []
+    assert main(["record", str(out), "--report", "--force"]) == 0
+    assert connections == [str(out)]
+
+
+@pytest.mark.slow
+def test_record_report_writes_the_qa_report_beside_the_file(tmp_path: Path) -> None:
+    from avatar_rtc.qa import analyse_file
+
+    out = tmp_path / "talk.mkv"
+    result = cli("record", str(out), "--say", SAY, "--report", "--json", "--no-progress")
+    written = json.loads((tmp_path / "talk.mkv.qa.json").read_text())
+    # The report of the final file, as `avatar-rtc qa OUT` gives it, and its verdict decides
+    # the exit status (4: a threshold breached).
+    assert written == analyse_file(out).to_dict()
+    assert result.returncode == (0 if written["verdict"] == "pass" else 4), result.stderr
+    summary = json.loads(result.stdout)
+    report = {"file": f"{out}.qa.json", "verdict": written["verdict"], "error": None}
+    assert summary["report"] == report and summary["stopped_by"] == "idle"
+    assert written["audio"]["speech"] and written["video"]["frames"] > 0

@@ -76,6 +76,20 @@ def test_a_cut_is_found_where_it_is_under_the_decoder_tail() -> None:
     assert r.dropouts[0].duration == pytest.approx(0.6, abs=0.03)
 
 
+def test_a_cut_whose_step_spans_two_hops_is_a_dropout() -> None:
+    # Opus decodes a cut with a short tail: the first 10 ms after it are only ~16 dB down,
+    # the 20 dB step spans two hops. The dropout still starts at the cut.
+    pcm = voice(5.0)
+    a, n = round(2.1 * RATE), round(0.6 * RATE)
+    ring = round(0.01 * RATE)
+    pcm[a + ring : a + n] = 0.0
+    pcm[a : a + ring] *= np.float32(10 ** (-16 / 20))
+    r = analyse(pcm)
+    assert len(r.dropouts) == 1
+    assert r.dropouts[0].start - 500.0 == pytest.approx(2.1, abs=0.015)
+    assert r.dropouts[0].duration == pytest.approx(0.6, abs=0.03)
+
+
 def test_a_pause_the_voice_fades_into_is_no_dropout() -> None:
     before = voice(2.0)  # ends at the quiet point between two syllables
     pcm = np.concatenate([before, silence(0.6), voice(2.0)])

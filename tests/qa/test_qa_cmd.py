@@ -57,8 +57,8 @@ def test_no_media_exit_3_usage_exit_2(tmp_path: Path, capsys: pytest.CaptureFixt
     assert main(["qa", str(notes), "--thresholds", str(bad)]) == 2
     err = capsys.readouterr().err
     assert "NoMediaInFileError" in err and "FileNotFoundError" in err and "max_freezs" in err
-    with pytest.raises(SystemExit) as exc:
-        main(["qa"])
+    with pytest.raises(SystemExit) as exc:  # `qa` alone is a live session (test_qa_cmd_live)
+        main(["qa", "--no-such-option"])
     assert exc.value.code == 2
 
 

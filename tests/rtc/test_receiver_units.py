@@ -161,7 +161,7 @@ def test_nack_retries_until_max_then_gives_up() -> None:
 
 
 def test_nack_bounded_and_forget() -> None:
-    n = NackTracker(max_missing=10)
+    n = NackTracker(max_missing=10, max_burst=200)
     n.on_packet(0, 0.0)
     n.on_packet(100, 0.0)
     assert n.missing_count == 10

@@ -8,6 +8,10 @@ For client tests: :data:`MARKERS` (solid corner squares at known places, default
 :func:`markers_for` for other sizes) and :func:`mouth_opening` (0 closed .. 1 open, measured on
 a decoded RGB frame) tell what a correctly decoded picture shows; ``AvatarMedia.timeline``
 tells when each turn's audio and mouth movement were sent.
+
+For QA tests: ``AvatarMedia.inject_faults(MediaFaults(...))`` injects faults of known size (A/V
+offset, freezes, black, audio dropouts, speech delay, packet loss, fps drop), logged as truth on
+the timeline; see :mod:`.media_faults`.
 """
 
 from avatar_rtc.emulator.media.audio_decode import AudioDecodeError, decode_audio
@@ -20,6 +24,7 @@ from avatar_rtc.emulator.media.face import (
     markers_for,
     mouth_opening,
 )
+from avatar_rtc.emulator.media.media_faults import FaultWindow, FpsDrop, MediaFaults
 from avatar_rtc.emulator.media.options import AvatarMediaOptions, VideoCodec
 from avatar_rtc.emulator.media.timeline import SentFrame, TimelineEvent
 from avatar_rtc.emulator.media.viewer import (
@@ -37,8 +42,11 @@ __all__ = [
     "AvatarMedia",
     "AvatarMediaOptions",
     "FaceRenderer",
+    "FaultWindow",
+    "FpsDrop",
     "Marker",
     "MediaClosedError",
+    "MediaFaults",
     "MediaStats",
     "NegotiationError",
     "SentFrame",

@@ -4,6 +4,13 @@ One media clock per session: audio advances in 20 ms frames, video frames fall o
 ``fps``. The clock runs while a viewer is connected or speech is pending, and sleeps otherwise
 (an avatar nobody watches and nobody talks to costs nothing). Rendering and encoding happen
 only while a viewer's sender pulls, once per frame for all viewers, in one worker thread.
+
+Lip sync: the speech goes onto a tape (:class:`~.tape.SpeechTape`) read by two heads, the sound
+``LATENCY`` behind the player and the mouth as far, its opening measured over a window centred
+on the frame's time: mouth and sound carry the same instant of speech (no smoothing lag). The
+sound is read ``CODEC_DELAY`` early, as Opus delays it by as much. An injected A/V offset moves
+one head further back (:mod:`.media_faults`). Audio events are at the media time a receiver
+*hears* them (the RTP time of their frame plus the codec delay), video events at their frame's.
 """
 
 from __future__ import annotations
@@ -11,8 +18,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -24,16 +33,25 @@ from aiortc import RTCConfiguration
 from avatar_rtc.emulator.media.audio_decode import SAMPLE_RATE, decode_audio
 from avatar_rtc.emulator.media.encoder import (
     AUDIO_FRAME,
+    CODEC_DELAY,
     AudioEncoder,
     EncodedPacket,
     VideoEncoder,
     video_pts,
 )
-from avatar_rtc.emulator.media.envelope import Envelope, Samples, rms_dbfs
+from avatar_rtc.emulator.media.envelope import Samples, opening_for, rms_dbfs
 from avatar_rtc.emulator.media.face import FaceRenderer
+from avatar_rtc.emulator.media.media_faults import (
+    MAX_OFFSET_MS,
+    FaultPlan,
+    MediaFaults,
+    Transition,
+    VideoAction,
+)
 from avatar_rtc.emulator.media.options import AvatarMediaOptions
-from avatar_rtc.emulator.media.speech import Segment, SpeechPlayer
-from avatar_rtc.emulator.media.timeline import SentFrame, Timeline, TimelineEvent
+from avatar_rtc.emulator.media.speech import PlayerEvent, Segment, SpeechPlayer
+from avatar_rtc.emulator.media.tape import SpeechTape
+from avatar_rtc.emulator.media.timeline import MediaKind, SentFrame, Timeline, TimelineEvent
 from avatar_rtc.emulator.media.tracks import PacketTrack
 from avatar_rtc.emulator.media.tts import Synthesizer, make_synthesizer
 from avatar_rtc.emulator.media.viewer import MediaClosedError, Viewer, ViewerLimitError
@@ -46,6 +64,10 @@ MOUTH_OPEN = 0.15  # mouth opening that counts as "open" for the timeline
 MAX_PENDING_VIDEO = 3  # frames queued to the worker before new ones are skipped
 MIN_KEYFRAME_GAP = 0.1  # seconds between two forced keyframes
 MAX_LATE = 0.25  # seconds behind schedule before the clock skips instead of bursting
+# Samples both tape heads trail the player: the mouth's window reaches this far past its centre.
+LATENCY = AUDIO_FRAME
+MOUTH_HALF_WINDOW = AUDIO_FRAME  # the mouth opening is the speech level of 2 x 20 ms around it
+TAPE_SECONDS = 1.0 + MAX_OFFSET_MS / 1000  # history kept: the largest head distance + margin
 
 
 @dataclass
@@ -60,9 +82,13 @@ class MediaStats:
     video_bytes: int = 0
     keyframes: int = 0
     video_frames_skipped: int = 0
+    video_frames_withheld: int = 0  # by an injected fault (freeze, fps drop)
     audio_frames: int = 0
+    audio_frames_withheld: int = 0  # by an injected fault
     audio_encode_seconds: float = 0.0
     keyframe_requests: int = 0
+    clock_skips: int = 0  # times the loop was held up so long that media time was skipped
+    skipped_seconds: float = 0.0
 
     @property
     def video_ms_per_frame(self) -> float:
@@ -75,6 +101,15 @@ class MediaStats:
 
 
 _Encoded = tuple[list[EncodedPacket], list[EncodedPacket]]  # audio, video packets
+
+
+@dataclass(frozen=True, slots=True)
+class _VideoJob:
+    opening: float
+    index: int
+    keyframe: bool
+    time: float  # media time (idle motion)
+    action: VideoAction  # render, repeat the last picture, or black
 
 
 @dataclass(frozen=True)
@@ -97,7 +132,14 @@ class AvatarMedia:
         self.stats = MediaStats()
         self._timeline = Timeline()
         self._player = SpeechPlayer()
-        self._envelope = Envelope()
+        self._tape = SpeechTape(round(TAPE_SECONDS * SAMPLE_RATE))
+        self._tape_events: deque[tuple[int, PlayerEvent]] = deque()  # (tape index, event)
+        self._mouth_turns: deque[tuple[int, str]] = deque()  # (tape index, turn) of turn starts
+        self._sound_turn: str | None = None
+        self._mouth_turn: str | None = None
+        self._delayed: set[str] = set()  # turns in their injected speech delay
+        self._opening = 0.0
+        self._faults = FaultPlan()
         self._synth = synthesizer or make_synthesizer(
             self.options.tts, voice=self.options.espeak_voice
         )
@@ -124,6 +166,8 @@ class AvatarMedia:
         self._video_encoder: VideoEncoder | None = None
         self._audio_encoder: AudioEncoder | None = None
         self._yuv: npt.NDArray[np.uint8] | None = None
+        if self.options.faults != MediaFaults():
+            self.inject_faults(self.options.faults)
 
     # ------------------------------------------------------------------ public API
 
@@ -155,12 +199,38 @@ class AvatarMedia:
     @property
     def speaking(self) -> bool:
         """True while speech audio is playing or ready to play."""
-        return self._player.speaking
+        return self._player.speaking or bool(self._tape_events)
 
     @property
     def mouth(self) -> float:
-        """Current mouth opening 0..1 (the smoothed speech envelope)."""
-        return self._envelope.value
+        """Mouth opening 0..1 of the last video frame (the speech level around its time)."""
+        return self._opening
+
+    @property
+    def faults(self) -> MediaFaults:
+        """The faults armed last (see :meth:`inject_faults`)."""
+        return self._faults.faults
+
+    def inject_faults(self, faults: MediaFaults) -> None:
+        """Arm ``faults``, replacing the armed ones (``MediaFaults()`` clears them).
+
+        Settings act at once (arm an A/V offset between turns: changing it mid-speech skips or
+        repeats that much sound); windows wait for the start of the next turn, then run once.
+        A window already running finishes. Everything is logged on the :attr:`timeline`.
+        """
+        self._faults.arm(faults)
+        self._player.lead_in = round(faults.speech_delay_ms * SAMPLE_RATE / 1000)
+        loss = self._video_loss()
+        for viewer in self._viewers.values():
+            viewer.tap.video_loss = loss
+        settings = {
+            "av_offset_ms": faults.av_offset_ms,
+            "speech_delay_ms": faults.speech_delay_ms,
+            "video_packet_loss": loss,
+        }
+        for name, value in settings.items():
+            self._timeline.add("fault_set", "", self.media_time, fault=name, value=value)
+        logger.info("media faults armed: %s", faults)
 
     @property
     def media_time(self) -> float:
@@ -222,7 +292,13 @@ class AvatarMedia:
         while not self._jobs.empty():
             self._jobs.get_nowait()
         turn = self._player.clear() or self._synth_turn
-        self._envelope.reset()
+        # Nothing already played may still be heard or seen: wipe the tape.
+        self._tape.erase()
+        self._tape_events.clear()
+        self._mouth_turns.clear()
+        self._delayed.clear()
+        self._sound_turn = self._mouth_turn = None
+        self._opening = 0.0
         self._awaiting_onset.clear()
         self._awaiting_mouth.clear()
         if turn is not None:
@@ -274,7 +350,7 @@ class AvatarMedia:
             host_addresses=self.options.host_addresses,
             capture_time=self._capture_time,
         )
-        viewer.tap.video_loss = self.options.video_packet_loss
+        viewer.tap.video_loss = self._video_loss()
         if self._renderer is None and self._executor is not None:
             # Build the face and encoders while ICE/DTLS run, not on the first frame.
             self._executor.submit(self._prepare_video)
@@ -323,6 +399,10 @@ class AvatarMedia:
 
     # ------------------------------------------------------------------ viewers/tracks
 
+    def _video_loss(self) -> float:
+        armed = self._faults.faults.video_packet_loss
+        return self.options.video_packet_loss if armed is None else armed
+
     def _track_started(self, track: PacketTrack) -> None:
         if track.kind == "video":
             self.request_keyframe()  # the viewer's first picture must be decodable
@@ -369,9 +449,7 @@ class AvatarMedia:
 
     def _active(self) -> bool:
         return bool(
-            self._live(self._video_tracks)
-            or self._live(self._audio_tracks)
-            or self._player.speaking
+            self._live(self._video_tracks) or self._live(self._audio_tracks) or self.speaking
         )
 
     def _capture_time(self, media_time: float) -> float:
@@ -392,65 +470,79 @@ class AvatarMedia:
             if delay > 0:
                 await asyncio.sleep(delay)
             elif delay < -MAX_LATE:
-                logger.debug("media clock %.0f ms late; skipping ahead", -delay * 1000)
-                self._clock_base = loop.time() - self._audio_index * FRAME_SECONDS
+                self._skip(int(-delay / FRAME_SECONDS))
             try:
                 self._tick()
             except Exception:
                 logger.exception("media tick failed")
+
+    def _skip(self, ticks: int) -> None:
+        """The loop was held up: skip ``ticks`` audio frames (and their video) rather than
+        burst them. The media clock keeps pace with the wall clock, as a real sender's capture
+        clock does: re-basing it instead would move the RTP/NTP mapping of the sender reports,
+        and a receiver aligning audio and video on them would be thrown off for seconds. The
+        speech of the skipped time is played (lost), so the tape stays on the media clock."""
+        logger.debug("media clock %.0f ms late; skipping ahead", ticks * FRAME_SECONDS * 1000)
+        self.stats.clock_skips += 1
+        self.stats.skipped_seconds += ticks * FRAME_SECONDS
+        for _ in range(ticks):
+            self._play_onto_tape()
+        self._audio_index += ticks
+        self._video_index = math.ceil(self._audio_index * FRAME_SECONDS * self.options.fps - 1e-6)
 
     def _tick(self) -> None:
         n = self._audio_index
         t = n * FRAME_SECONDS
         audio_tracks = self._live(self._audio_tracks)
         video_tracks = self._live(self._video_tracks)
-        pcm, events = self._player.next_chunk(AUDIO_FRAME)
-        for ev in events:
-            at = t + ev.offset / SAMPLE_RATE
-            self._timeline.add(
-                ev.kind,
-                ev.turn_id,
-                at,
-                frame_kind="audio",
-                pts=n * AUDIO_FRAME,
-                await_send=bool(audio_tracks),
-            )
-            if ev.kind == "turn_start":
-                self._awaiting_onset.add(ev.turn_id)
-                self._awaiting_mouth.add(ev.turn_id)
+        sound_head, mouth_head = self._heads()
+        self._play_onto_tape()
+
+        # Sound: heard from sample ``heard`` of the media clock on (the codec delays it), it is
+        # the tape ``sound_head`` samples back; then the audio faults.
+        heard = n * AUDIO_FRAME + CODEC_DELAY
+        t_heard = heard / SAMPLE_RATE
+        tape_from = heard - sound_head
+        pcm = self._tape.read(tape_from, AUDIO_FRAME)
+        while self._tape_events and self._tape_events[0][0] < tape_from + AUDIO_FRAME:
+            index, ev = self._tape_events.popleft()
+            # max(): an offset armed mid-speech moved the head past the event.
+            at = max(index + sound_head, heard) / SAMPLE_RATE
+            self._sound_event(ev, at, n, bool(audio_tracks))
+        withhold, cuts, changes = self._faults.audio_frame(t_heard, t_heard + FRAME_SECONDS)
+        for a, b in zip(cuts[::2], cuts[1::2], strict=True):
+            pcm[round((a - t_heard) * SAMPLE_RATE) : round((b - t_heard) * SAMPLE_RATE)] = 0.0
+        self._log_faults(changes, "audio", n * AUDIO_FRAME, bool(audio_tracks))
         level = rms_dbfs(pcm)
-        opening = self._envelope.update(level)
-        turn = self._player.current_turn or (events[-1].turn_id if events else None)
+        turn = self._sound_turn
         if turn in self._awaiting_onset and level > ONSET_DB:
             self._awaiting_onset.discard(turn)
             self._timeline.add(
                 "audio_onset",
                 turn,
-                t,
+                t_heard,
                 frame_kind="audio",
                 pts=n * AUDIO_FRAME,
                 await_send=bool(audio_tracks),
             )
-        audio_pcm = pcm if audio_tracks else None
+        if withhold:
+            self.stats.audio_frames_withheld += 1
+        audio_pcm = pcm if audio_tracks and not withhold else None
         self._audio_index += 1
 
         # Video frames whose time falls in this 20 ms tick, encoded in the same worker job.
-        frames: list[tuple[float, int, bool]] = []
+        frames: list[_VideoJob] = []
         fps = self.options.fps
         while self._video_index / fps < t + FRAME_SECONDS - 1e-9:
             k = self._video_index
             self._video_index += 1
-            if turn in self._awaiting_mouth and opening >= MOUTH_OPEN:
-                self._awaiting_mouth.discard(turn)
-                self._timeline.add(
-                    "mouth_open",
-                    turn,
-                    k / fps,
-                    frame_kind="video",
-                    pts=video_pts(k, fps),
-                    await_send=bool(video_tracks),
-                )
+            opening = self._mouth_at(k / fps, mouth_head, k, bool(video_tracks))
+            action, changes = self._faults.video_frame(k / fps)
+            self._log_faults(changes, "video", video_pts(k, fps), bool(video_tracks))
             if not video_tracks:
+                continue
+            if action == "withhold":
+                self.stats.video_frames_withheld += 1
                 continue
             if self._pending_video >= MAX_PENDING_VIDEO:
                 self.stats.video_frames_skipped += 1  # worker behind: skip, don't queue up
@@ -464,7 +556,7 @@ class AvatarMedia:
             if keyframe:
                 self._force_keyframe = False
                 self._last_keyframe_time = k / fps
-            frames.append((opening, k, keyframe))
+            frames.append(_VideoJob(opening, k, keyframe, k / fps, action))
         if audio_pcm is None and not frames:
             return
         assert self._executor is not None
@@ -474,6 +566,98 @@ class AvatarMedia:
             self._executor, self._encode_tick, audio_pcm, n, frames
         )
         future.add_done_callback(lambda f: self._deliver(f, bool(frames)))
+
+    def _heads(self) -> tuple[int, int]:
+        """How many samples the sound and the mouth trail the player (their difference is the
+        armed A/V offset: positive, the mouth trails more, the sound comes first)."""
+        offset = round(self._faults.faults.av_offset_ms * SAMPLE_RATE / 1000)
+        return LATENCY + max(0, -offset), LATENCY + max(0, offset)
+
+    def _play_onto_tape(self) -> None:
+        """The player's next 20 ms onto the tape, with its turn boundaries."""
+        base = self._tape.end
+        pcm, events = self._player.next_chunk(AUDIO_FRAME)
+        self._tape.write(pcm)
+        for ev in events:
+            self._tape_events.append((base + ev.offset, ev))
+            if ev.kind == "turn_start":
+                self._mouth_turns.append((base + ev.offset, ev.turn_id))
+
+    def _sound_event(self, ev: PlayerEvent, at: float, n: int, has_viewer: bool) -> None:
+        """A turn boundary reached the sound head (heard at media time ``at``)."""
+        pts = n * AUDIO_FRAME
+        if ev.kind == "turn_due":  # the injected speech delay begins
+            self._delayed.add(ev.turn_id)
+            self._timeline.add(
+                "fault_start",
+                ev.turn_id,
+                at,
+                frame_kind="audio",
+                pts=pts,
+                await_send=has_viewer,
+                fault="speech_delay",
+                value=self._faults.faults.speech_delay_ms,
+            )
+            return
+        self._timeline.add(
+            ev.kind, ev.turn_id, at, frame_kind="audio", pts=pts, await_send=has_viewer
+        )
+        if ev.kind == "turn_end":
+            if self._sound_turn == ev.turn_id:
+                self._sound_turn = None
+            return
+        self._sound_turn = ev.turn_id
+        self._awaiting_onset.add(ev.turn_id)
+        self._faults.turn_started(ev.turn_id, at)
+        if ev.turn_id in self._delayed:
+            self._delayed.discard(ev.turn_id)
+            self._timeline.add(
+                "fault_end",
+                ev.turn_id,
+                at,
+                frame_kind="audio",
+                pts=pts,
+                await_send=has_viewer,
+                fault="speech_delay",
+            )
+
+    def _mouth_at(self, t: float, head: int, k: int, has_viewer: bool) -> float:
+        """The mouth opening of video frame ``k`` (media time ``t``): the speech level of the
+        tape around ``head`` samples before ``t``; logs the turn's first open mouth."""
+        centre = round(t * SAMPLE_RATE) - head
+        window = self._tape.read(centre - MOUTH_HALF_WINDOW, 2 * MOUTH_HALF_WINDOW)
+        self._opening = opening = opening_for(rms_dbfs(window))
+        while self._mouth_turns and self._mouth_turns[0][0] <= centre + MOUTH_HALF_WINDOW:
+            self._mouth_turn = self._mouth_turns.popleft()[1]
+            self._awaiting_mouth.add(self._mouth_turn)
+        turn = self._mouth_turn
+        if turn in self._awaiting_mouth and opening >= MOUTH_OPEN:
+            self._awaiting_mouth.discard(turn)
+            self._timeline.add(
+                "mouth_open",
+                turn,
+                t,
+                frame_kind="video",
+                pts=video_pts(k, self.options.fps),
+                await_send=has_viewer,
+            )
+        return opening
+
+    def _log_faults(
+        self, changes: list[Transition], kind: MediaKind, pts: int, has_viewer: bool
+    ) -> None:
+        for change in changes:
+            w = change.window
+            self._timeline.add(
+                change.kind,
+                w.turn_id,
+                change.at,
+                frame_kind=kind,
+                pts=pts,
+                await_send=has_viewer,
+                fault=w.name,
+                value=w.fps,
+            )
 
     def _deliver(self, future: asyncio.Future[_Encoded], has_video: bool) -> None:
         if has_video:
@@ -511,7 +695,7 @@ class AvatarMedia:
         return self._renderer, self._video_encoder
 
     def _encode_tick(
-        self, pcm: Samples | None, audio_index: int, frames: list[tuple[float, int, bool]]
+        self, pcm: Samples | None, audio_index: int, frames: list[_VideoJob]
     ) -> _Encoded:
         # CPU time of this thread (not wall time): what the encode costs, even on a busy box.
         audio: list[EncodedPacket] = []
@@ -523,11 +707,16 @@ class AvatarMedia:
             audio = self._audio_encoder.encode(pcm, audio_index)
             self.stats.audio_encode_seconds += time.thread_time() - start
             self.stats.audio_frames += 1
-        for opening, index, keyframe in frames:
+        for job in frames:
             renderer, encoder = self._prepare_video()
             start = time.thread_time()
-            self._yuv = renderer.render(opening, out=self._yuv)
-            packets = encoder.encode(self._yuv, index, keyframe)
+            if job.action != "repeat" or self._yuv is None:  # repeat: the last picture again
+                self._yuv = renderer.render(job.opening, out=self._yuv, t=job.time)
+            if job.action == "black":
+                luma = self.options.height  # rows of Y; the U and V planes follow
+                self._yuv[:luma] = 16  # BT.601 limited-range black
+                self._yuv[luma:] = 128
+            packets = encoder.encode(self._yuv, job.index, job.keyframe)
             self.stats.video_encode_seconds += time.thread_time() - start
             self.stats.video_frames += 1
             self.stats.keyframes += sum(1 for p in packets if p.is_keyframe)

@@ -29,6 +29,9 @@ else:
 VIDEO_CLOCK = 90_000
 AUDIO_CLOCK = SAMPLE_RATE
 AUDIO_FRAME = 960  # 20 ms at 48 kHz
+# Samples libopus delays the sound by (its lookahead): a receiver decoding a packet stamped t
+# hears its first sample at t + CODEC_DELAY / 48000 (no pre-skip is signalled over RTP).
+CODEC_DELAY = 312
 VIDEO_TIME_BASE = fractions.Fraction(1, VIDEO_CLOCK)
 AUDIO_TIME_BASE = fractions.Fraction(1, AUDIO_CLOCK)
 

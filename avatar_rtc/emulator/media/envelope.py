@@ -1,4 +1,6 @@
-"""Speech envelope: RMS per audio chunk, smoothed, mapped to a mouth opening 0..1."""
+"""Speech level to mouth opening: :func:`opening_for` (no smoothing: what the avatar uses, on
+a window centred on each frame's time, so the mouth has no lag); :class:`Envelope` smooths it
+with a fast attack and a slow release (looks nicer, but lags the sound by tens of ms)."""
 
 from __future__ import annotations
 
@@ -21,6 +23,11 @@ def rms_dbfs(samples: Samples) -> float:
     return 20.0 * math.log10(rms) if rms > 1e-6 else -120.0
 
 
+def opening_for(level_db: float) -> float:
+    """Mouth opening 0..1 for a speech level in dBFS."""
+    return min(max((level_db - SILENCE_DB) / (FULL_DB - SILENCE_DB), 0.0), 1.0)
+
+
 class Envelope:
     """Fast attack, slower release: the mouth snaps open on a syllable and closes smoothly."""
 
@@ -31,8 +38,7 @@ class Envelope:
 
     def update(self, level_db: float) -> float:
         """Feed the level of the next chunk; returns the smoothed opening 0..1."""
-        target = (level_db - SILENCE_DB) / (FULL_DB - SILENCE_DB)
-        target = min(max(target, 0.0), 1.0)
+        target = opening_for(level_db)
         k = self.attack if target > self.value else self.release
         self.value += k * (target - self.value)
         if self.value < 0.01:

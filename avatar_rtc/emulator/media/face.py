@@ -1,7 +1,12 @@
-"""The synthetic face: static parts rendered once, only the mouth patch changes per frame.
+"""The synthetic face: static parts rendered once, only the mouth and the eyes change per frame.
 
 Rendering works in yuv420p directly (what the encoders take), so a frame costs one copy of the
-static planes plus one precomputed mouth patch: no per-frame RGB->YUV conversion.
+static planes, one precomputed mouth patch and a small eye patch drawn for the frame's time.
+
+Idle motion: the eyes look slowly around (the pupils circle, one turn per ``GAZE_PERIOD``) and
+blink every ``BLINK_PERIOD``. The gaze moves on every frame, enough for a frame-change detector
+to see a new picture each time (a face that holds still between turns would read as a frozen
+picture, W3C webrtc-stats' rule); it stays out of the mouth, whose motion is the lip-sync signal.
 
 Known colours at known places let client tests check decoded video: four solid squares in the
 corners (``MARKERS``) on a mid-grey background, and a dark mouth interior whose height
@@ -27,6 +32,16 @@ EYE_WHITE: Color = (250, 250, 250)
 PUPIL: Color = (30, 30, 60)
 
 MARKER_SIZE = 64
+GAZE_PERIOD = 2.5  # seconds per turn of the pupils' circle
+GAZE_X, GAZE_Y = 0.014, 0.009  # its radii, as fractions of the frame width / height
+BLINK_PERIOD = 4.3  # seconds between blinks
+# Seconds the lids take to close; they open at once. Closing and opening at the same pace would
+# give two frames with the lids at the same place around the middle of the blink (the pupils
+# hidden): the same picture twice, a repeated frame to a freeze detector.
+BLINK_CLOSE = 0.12
+EYES_X = (0.40, 0.60)  # eye centres, fractions of the width
+EYE_Y = 0.40
+EYE_RX, EYE_RY, PUPIL_R = 0.055, 0.035, 0.022  # fractions of the width / height / width
 # Levels of mouth opening that are pre-rendered; the envelope is quantised to these.
 MOUTH_LEVELS = 33
 
@@ -120,15 +135,13 @@ class FaceRenderer:
             height * 3 // 2, width
         )
         self._build_mouth_patches(rgb)
+        self._eyes = _Eyes(rgb, width, height)
 
     def _static_rgb(self) -> RgbImage:
         w, h = self.width, self.height
         img = np.empty((h, w, 3), dtype=np.uint8)
         img[:] = BACKGROUND
         img[_ellipse_mask(h, w, w * 0.5, h * 0.5, w * 0.30, h * 0.38)] = SKIN
-        for ex in (0.40, 0.60):
-            img[_ellipse_mask(h, w, w * ex, h * 0.40, w * 0.055, h * 0.035)] = EYE_WHITE
-            img[_ellipse_mask(h, w, w * ex, h * 0.40, w * 0.022, h * 0.022)] = PUPIL
         for m in self.markers:
             img[m.region()] = m.rgb
         return img
@@ -158,22 +171,75 @@ class FaceRenderer:
             self._patches.append(rgb_to_yuv420(patch))
 
     def render(
-        self, opening: float, out: npt.NDArray[np.uint8] | None = None
+        self, opening: float, out: npt.NDArray[np.uint8] | None = None, *, t: float = 0.0
     ) -> npt.NDArray[np.uint8]:
-        """A yuv420p frame with the mouth ``opening`` (0 closed .. 1 wide open)."""
+        """A yuv420p frame with the mouth ``opening`` (0 closed .. 1 wide open), the eyes as
+        they are at ``t`` seconds (idle motion)."""
         frame = out if out is not None else np.empty_like(self._static)
         np.copyto(frame, self._static)
         level = round(min(max(opening, 0.0), 1.0) * (MOUTH_LEVELS - 1))
-        py, pu, pv = self._patches[level]
-        y0, y1, x0, x1 = self._box
+        self._paste(frame, self._box, self._patches[level])
+        self._paste(frame, self._eyes.box, self._eyes.draw(t))
+        return frame
+
+    def _paste(
+        self,
+        frame: npt.NDArray[np.uint8],
+        box: tuple[int, int, int, int],
+        yuv: tuple[npt.NDArray[np.uint8], ...],
+    ) -> None:
+        y0, y1, x0, x1 = box  # even-aligned
         w, h = self.width, self.height
-        frame[y0:y1, x0:x1] = py
+        frame[y0:y1, x0:x1] = yuv[0]
         # The U and V planes sit below Y in the flat buffer, each (h/2, w/2).
         u_plane = frame[h : h + h // 4].reshape(h // 2, w // 2)
         v_plane = frame[h + h // 4 :].reshape(h // 2, w // 2)
-        u_plane[y0 // 2 : y1 // 2, x0 // 2 : x1 // 2] = pu
-        v_plane[y0 // 2 : y1 // 2, x0 // 2 : x1 // 2] = pv
-        return frame
+        u_plane[y0 // 2 : y1 // 2, x0 // 2 : x1 // 2] = yuv[1]
+        v_plane[y0 // 2 : y1 // 2, x0 // 2 : x1 // 2] = yuv[2]
+
+
+def blink_closure(t: float) -> float:
+    """How closed the eyelids are at ``t`` seconds: 0 open .. 1 shut (a blink per period)."""
+    phase = t % BLINK_PERIOD
+    return phase / BLINK_CLOSE if phase < BLINK_CLOSE else 0.0
+
+
+class _Eyes:
+    """Both eyes, drawn per frame in one small even-aligned patch (gaze + blink)."""
+
+    def __init__(self, rgb: RgbImage, width: int, height: int) -> None:
+        rx, ry, self._pupil = EYE_RX * width, EYE_RY * height, PUPIL_R * width
+        self._gaze = (GAZE_X * width, GAZE_Y * height)
+        pad = 4
+        x0 = int(EYES_X[0] * width - rx - pad) & ~1
+        x1 = (int(np.ceil(EYES_X[1] * width + rx + pad)) + 1) & ~1
+        y0 = int(EYE_Y * height - ry - pad) & ~1
+        y1 = (int(np.ceil(EYE_Y * height + ry + pad)) + 1) & ~1
+        self.box = (y0, y1, x0, x1)
+        self._base = rgb[y0:y1, x0:x1].astype(np.float32)
+        yy, xx = np.mgrid[y0:y1, x0:x1].astype(np.float32)
+        self._yy, self._xx = yy + 0.5, xx + 0.5
+        self._centres = [(ex * width, EYE_Y * height) for ex in EYES_X]
+        self._whites = [
+            _ellipse_mask(y1 - y0, x1 - x0, cx, cy, rx, ry, y0=y0, x0=x0)
+            for cx, cy in self._centres
+        ]
+        self._top = EYE_Y * height - ry
+        self._eye_height = 2 * ry
+
+    def draw(self, t: float) -> tuple[npt.NDArray[np.uint8], ...]:
+        angle = 2 * np.pi * t / GAZE_PERIOD
+        dx, dy = self._gaze[0] * np.cos(angle), self._gaze[1] * np.sin(angle)
+        lid = self._top + blink_closure(t) * self._eye_height  # the lid's edge
+        img = self._base.copy()
+        for (cx, cy), white in zip(self._centres, self._whites, strict=True):
+            img[white] = EYE_WHITE
+            # Anti-aliased pupil: its edge moves by fractions of a pixel from frame to frame.
+            dist = np.hypot(self._xx - cx - dx, self._yy - cy - dy)
+            alpha = np.clip(self._pupil + 0.5 - dist, 0.0, 1.0) * white
+            img += alpha[..., None] * (np.array(PUPIL, np.float32) - img)
+            img[white & (self._yy < lid)] = SKIN
+        return rgb_to_yuv420(np.clip(np.rint(img), 0, 255).astype(np.uint8))
 
 
 def mouth_opening(rgb: npt.NDArray[Any]) -> float:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
+
+from avatar_rtc.emulator.media.media_faults import MediaFaults
 
 VideoCodec = Literal["H264", "VP8"]
 TtsMode = Literal["auto", "espeak-ng", "builtin"]
@@ -21,6 +23,9 @@ class AvatarMediaOptions:
     drops an exact number. ``max_viewers`` beyond which WHEP answers 409 (the service: 1).
     ``host_addresses`` pins the addresses of the emulator's ICE host candidates (aioice leaves
     127.0.0.1 out by default; an emulator bound to loopback pins it, see ``Emulator``).
+    ``faults``: media faults armed when the session starts (``avatar-rtc emulator`` flags); see
+    :mod:`~avatar_rtc.emulator.media.media_faults`, and ``AvatarMedia.inject_faults`` to arm
+    them later.
     """
 
     width: int = 512
@@ -37,6 +42,7 @@ class AvatarMediaOptions:
     max_viewers: int = 1
     viewer_connect_timeout: float = 30.0
     host_addresses: tuple[str, ...] | None = None
+    faults: MediaFaults = field(default_factory=MediaFaults)
 
     def __post_init__(self) -> None:
         if not 1 <= self.fps <= 60:

@@ -3,6 +3,8 @@
 Each ``say_text`` / ``say_audio`` call becomes one segment. Non-final chunks of a turn
 (``is_final=False``) are separate segments of the same turn that play back-to-back as they
 arrive; the turn ends when the queue runs dry or the next segment belongs to another turn.
+``lead_in`` samples of silence play before every turn (the injected speech delay); the turn
+is due (``turn_due``) when they begin and starts (``turn_start``) with its first sample.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ class Segment:
 
 @dataclass(frozen=True)
 class PlayerEvent:
-    kind: Literal["turn_start", "turn_end"]
+    kind: Literal["turn_due", "turn_start", "turn_end"]
     turn_id: str
     # Offset of the event inside the chunk, in samples.
     offset: int
@@ -37,6 +39,8 @@ class SpeechPlayer:
         self._current: Segment | None = None
         self._pos = 0
         self._turn: str | None = None
+        self._gap = 0  # samples of lead-in silence left before the current turn starts
+        self.lead_in = 0
 
     @property
     def speaking(self) -> bool:
@@ -56,6 +60,7 @@ class SpeechPlayer:
         self._current = None
         self._pos = 0
         self._turn = None
+        self._gap = 0
         return turn
 
     def next_chunk(self, n: int) -> tuple[Samples, list[PlayerEvent]]:
@@ -72,8 +77,19 @@ class SpeechPlayer:
                     if self._turn is not None:
                         events.append(PlayerEvent("turn_end", self._turn, filled))
                     self._turn = seg.turn_id
-                    events.append(PlayerEvent("turn_start", seg.turn_id, filled))
+                    self._gap = self.lead_in
+                    if self._gap:
+                        events.append(PlayerEvent("turn_due", seg.turn_id, filled))
+                    else:
+                        events.append(PlayerEvent("turn_start", seg.turn_id, filled))
                 self._current, self._pos = seg, 0
+            if self._gap:
+                silent = min(n - filled, self._gap)
+                filled += silent  # ``out`` is zeros already
+                self._gap -= silent
+                if self._gap:
+                    continue
+                events.append(PlayerEvent("turn_start", self._current.turn_id, filled))
             take = min(n - filled, self._current.pcm.size - self._pos)
             out[filled : filled + take] = self._current.pcm[self._pos : self._pos + take]
             filled += take

@@ -1,8 +1,17 @@
 """What the avatar did and when: per-turn events and a ring of sent frames, for tests/benchmarks.
 
-Media times are seconds on the session's media clock (audio sample count / 48000). When a
-viewer is connected, the event is completed with the moment the frame that carried it was handed
-to the network (monotonic and wall clock) and its RTP timestamp as sent to that viewer.
+Media times are seconds on the session's media clock (audio sample count / 48000); an audio
+event is at the time a receiver *hears* it (its frame's RTP time plus the Opus codec delay, see
+``AvatarMedia``), a video event at its frame's time. When a viewer is connected, the event is
+completed with the moment the frame that carried it was handed to the network (monotonic and
+wall clock) and its RTP timestamp as sent to that viewer. An event on a frame that was never
+sent (an injected fault withheld it) gets the RTP timestamp that frame would have had (from the
+next frame sent) and no send time.
+
+Injected faults (:mod:`.media_faults`) are logged here as truth: ``fault_set`` when the settings
+are armed (``fault``: ``av_offset_ms``, ``speech_delay_ms``, ``video_packet_loss``, with its
+``value``); ``fault_start`` / ``fault_end`` on the first frame inside / after a fault window
+(``fault``: the window's name), and around the silence a speech delay puts before a turn.
 """
 
 from __future__ import annotations
@@ -15,11 +24,14 @@ from typing import Literal
 
 EventKind = Literal[
     "queued",  # say_text/say_audio accepted
-    "turn_start",  # first sample of the turn played
+    "turn_start",  # first sample of the turn heard
     "audio_onset",  # first 20 ms audio frame of the turn above the onset level
     "mouth_open",  # first video frame of the turn with the mouth visibly open
-    "turn_end",  # last sample of the turn played
+    "turn_end",  # last sample of the turn heard
     "interrupted",  # interrupt() stopped the turn
+    "fault_set",  # a fault setting was armed (turn_id "")
+    "fault_start",  # first frame (or sample) of an injected fault
+    "fault_end",  # first frame (or sample) after it
 ]
 MediaKind = Literal["audio", "video"]
 
@@ -36,6 +48,8 @@ class TimelineEvent:
     rtp_timestamp: int | None = None
     sent_monotonic: float | None = None
     sent_wall: float | None = None
+    fault: str | None = None  # fault events: which fault (a MediaFaults field name)
+    value: float | None = None  # its setting (ms, fraction) or, for an fps drop, the fps
 
 
 @dataclass(frozen=True)
@@ -64,8 +78,12 @@ class Timeline:
         frame_kind: MediaKind | None = None,
         pts: int | None = None,
         await_send: bool = False,
+        fault: str | None = None,
+        value: float | None = None,
     ) -> TimelineEvent:
-        event = TimelineEvent(kind, turn_id, media_time, time.monotonic(), frame_kind, pts)
+        event = TimelineEvent(
+            kind, turn_id, media_time, time.monotonic(), frame_kind, pts, fault=fault, value=value
+        )
         self.events.append(event)
         if await_send and frame_kind is not None and pts is not None:
             self._pending[frame_kind].append(event)
@@ -75,10 +93,12 @@ class Timeline:
         frame = SentFrame(kind, pts, pts / clock_rate, rtp_timestamp, time.monotonic(), time.time())
         self.frames.append(frame)
         pending = self._pending[kind]
-        while pending and pending[0].pts is not None and pending[0].pts <= pts:
+        while pending and (pending[0].pts or 0) <= pts:  # only events with a pts wait here
             event = pending.popleft()
-            if event.pts == pts:
-                event.rtp_timestamp = rtp_timestamp
+            event_pts = event.pts or 0
+            # One RTP clock per stream: a frame never sent is where it would have been.
+            event.rtp_timestamp = (rtp_timestamp - (pts - event_pts)) & 0xFFFFFFFF
+            if event_pts == pts:
                 event.sent_monotonic = frame.monotonic
                 event.sent_wall = frame.wall
         if self.on_frame_sent is not None:

@@ -100,6 +100,9 @@ class Viewer:
             media = sdp.SessionDescription.parse(offer_sdp).media
         except Exception as exc:  # aiortc's parser raises assorted errors on garbage
             raise NegotiationError(f"cannot parse offer: {exc}") from exc
+        if any(not 0 <= c.port <= 65535 for m in media for c in m.ice_candidates):
+            # aiortc takes any number; aioice's sendto() to it would fail on every check.
+            raise NegotiationError("offer has a candidate whose port is out of range")
         offered = {m.kind for m in media}
         self._check_video_codec(media)
         # Our own sendonly transceivers with codec preferences must exist before the offer is
@@ -206,4 +209,8 @@ class Viewer:
         self.audio.stop()
         with contextlib.suppress(Exception):
             await self.pc.close()
+            # aiortc race: a close() while DTLS completes stops the senders before its connect
+            # task starts them, and their RTCP loops then run forever. Stopping again ends them.
+            for sender in self.pc.getSenders():
+                await sender.stop()
         self.tap.uninstall()

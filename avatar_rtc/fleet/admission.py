@@ -1,0 +1,104 @@
+"""Admission by measured cost: a job starts only where its CPU fits under the limit.
+
+Each job kind has a CPU cost per session, in cores (:data:`SESSION_COST`), measured with
+``scripts/bench_scale.py``: receiver CPU per session (all processes of the pool) of a 512x512
+25 fps H264 (~1 Mbit/s) + Opus stream from the emulator's fan-out load generator, median of 3
+runs, rounded up from the 1-2 session figures (decode 0.083-0.084, copy-record 0.049-0.055,
+encode-record 0.147-0.157 cores per session; at 8-24 sessions they are 10-50 % lower as the
+pool's fixed share spreads) on this project's 2-core reference machine, shared and noisy.
+``qa`` is copy-record plus the file analysis, 0.05 core-seconds per second of media, spread
+over the session. They are the defaults of one place: the pool and the Ray engine read them; a
+caller passes its own (``costs=``) for other streams or machines.
+
+:class:`Admission` books costs against processes of one core each: a job goes to the least
+loaded process whose load plus the job's cost stays within ``limit`` (80 % by default, so a
+core keeps headroom for bursts: keyframes, start-up, the QA analysis); a process with
+nothing running takes any one job, even one costing more than the limit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from .jobs import JobKind
+
+__all__ = ["DEFAULT_LIMIT", "SESSION_COST", "Admission", "Load"]
+
+DEFAULT_LIMIT = 0.8
+
+# Cores per session, by job kind (see the module docstring for how they were measured).
+SESSION_COST: Mapping[JobKind, float] = {
+    "decode": 0.09,
+    "copy-record": 0.06,
+    "encode-record": 0.16,
+    "qa": 0.11,
+}
+
+
+@dataclass(frozen=True)
+class Load:
+    """Booked cost per process (cores), and what is queued for admission."""
+
+    per_process: tuple[float, ...]
+    running: int
+    queued: int
+    limit: float
+
+    @property
+    def fraction(self) -> float:
+        """Booked cost over all processes' capacity (1.0: every core fully booked)."""
+        return sum(self.per_process) / len(self.per_process) if self.per_process else 0.0
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "per_process": [round(c, 3) for c in self.per_process],
+            "fraction": round(self.fraction, 3),
+            "running": self.running,
+            "queued": self.queued,
+            "limit": self.limit,
+        }
+
+
+class Admission:
+    """Cost bookkeeping over ``processes`` processes of one core each."""
+
+    def __init__(
+        self,
+        processes: int,
+        *,
+        limit: float = DEFAULT_LIMIT,
+        costs: Mapping[JobKind, float] | None = None,
+    ) -> None:
+        if processes < 1:
+            raise ValueError("processes must be >= 1")
+        if not 0 < limit <= 1:
+            raise ValueError("limit must be within (0, 1]")
+        self.limit = limit
+        self.costs: Mapping[JobKind, float] = {**SESSION_COST, **(costs or {})}
+        self._booked = [0.0] * processes
+        self._jobs = [0] * processes
+
+    def cost(self, kind: JobKind) -> float:
+        return self.costs[kind]
+
+    def place(self, kind: JobKind) -> int | None:
+        """Book a ``kind`` job on a process and return its number; None when none has room."""
+        cost = self.cost(kind)
+        # Least booked first; among equals, fewest jobs (jobs of no cost spread out too).
+        order = sorted(range(len(self._booked)), key=lambda p: (self._booked[p], self._jobs[p]))
+        for process in order:
+            if self._jobs[process] == 0 or self._booked[process] + cost <= self.limit + 1e-9:
+                self._booked[process] += cost
+                self._jobs[process] += 1
+                return process
+        return None
+
+    def release(self, process: int, kind: JobKind) -> None:
+        self._jobs[process] -= 1
+        # Back to exactly 0 when idle: no float dust keeps a core "busy".
+        left = self._booked[process] - self.cost(kind)
+        self._booked[process] = max(0.0, left) if self._jobs[process] else 0.0
+
+    def load(self, queued: int = 0) -> Load:
+        return Load(tuple(self._booked), sum(self._jobs), queued, self.limit)

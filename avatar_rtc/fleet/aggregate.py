@@ -1,0 +1,135 @@
+"""The fleet report: P50/P95/P99 across sessions of what each session measured.
+
+Metrics (:data:`METRICS`): time to first frame, say -> speech, lip-sync offset (QA) and
+freezes per minute (QA). Percentiles are NumPy's default (linear interpolation between the
+closest ranks) over the sessions that measured the metric; ``n`` says how many did. The JSON
+(``to_dict()``) also lists every session's result; :func:`plot_fleet` draws the
+distributions as a PNG (needs matplotlib, the ``qa`` extra).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .jobs import JobResult
+
+__all__ = ["METRICS", "PERCENTILES", "FleetReport", "MetricSummary", "aggregate", "plot_fleet"]
+
+SCHEMA_VERSION = 1
+PERCENTILES = (50, 95, 99)
+# JobResult field -> (label, unit)
+METRICS: dict[str, tuple[str, str]] = {
+    "ttff_s": ("time to first frame", "s"),
+    "say_to_speech_s": ("say -> speech", "s"),
+    "lipsync_offset_ms": ("lip-sync offset", "ms"),
+    "freezes_per_minute": ("freezes per minute", "/min"),
+}
+
+
+@dataclass(frozen=True)
+class MetricSummary:
+    n: int
+    p50: float | None
+    p95: float | None
+    p99: float | None
+    min: float | None
+    max: float | None
+
+    def to_dict(self) -> dict[str, Any]:
+        def rounded(value: float | None) -> float | None:
+            return None if value is None else round(value, 4)
+
+        return {
+            "n": self.n,
+            **{f"p{p}": rounded(getattr(self, f"p{p}")) for p in PERCENTILES},
+            "min": rounded(self.min),
+            "max": rounded(self.max),
+        }
+
+
+def summarise(values: Sequence[float]) -> MetricSummary:
+    if not values:
+        return MetricSummary(0, None, None, None, None, None)
+    p50, p95, p99 = (float(v) for v in np.percentile(np.asarray(values, float), PERCENTILES))
+    return MetricSummary(len(values), p50, p95, p99, float(min(values)), float(max(values)))
+
+
+@dataclass(frozen=True)
+class FleetReport:
+    sessions: int
+    ok: int
+    failed: int
+    qa_pass: int
+    qa_fail: int
+    metrics: dict[str, MetricSummary]
+    results: tuple[JobResult, ...]
+    wall_seconds: float | None = None
+    engine: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "engine": self.engine,
+            "sessions": self.sessions,
+            "ok": self.ok,
+            "failed": self.failed,
+            "qa": {"pass": self.qa_pass, "fail": self.qa_fail},
+            "wall_seconds": None if self.wall_seconds is None else round(self.wall_seconds, 3),
+            "metrics": {name: m.to_dict() for name, m in self.metrics.items()},
+            "results": [r.to_dict() for r in self.results],
+        }
+
+
+def aggregate(
+    results: Sequence[JobResult], *, wall_seconds: float | None = None, engine: str | None = None
+) -> FleetReport:
+    ordered = tuple(sorted(results, key=lambda r: r.index))
+    metrics = {
+        name: summarise([v for r in ordered if (v := getattr(r, name)) is not None])
+        for name in METRICS
+    }
+    return FleetReport(
+        sessions=len(ordered),
+        ok=sum(r.ok for r in ordered),
+        failed=sum(not r.ok for r in ordered),
+        qa_pass=sum(r.verdict == "pass" for r in ordered),
+        qa_fail=sum(r.verdict == "fail" for r in ordered),
+        metrics=metrics,
+        results=ordered,
+        wall_seconds=wall_seconds,
+        engine=engine,
+    )
+
+
+def plot_fleet(report: FleetReport, path: str | os.PathLike[str]) -> None:
+    """One panel per metric: each session's value (dots) and the P50/P95/P99 lines."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
+    fig, axes = plt.subplots(len(METRICS), 1, figsize=(8, 2.2 * len(METRICS)))
+    for ax, (name, (label, unit)) in zip(axes, METRICS.items(), strict=True):
+        points = [(r.index, v) for r in report.results if (v := getattr(r, name)) is not None]
+        summary = report.metrics[name]
+        ax.set_title(f"{label} ({unit}), {summary.n} of {report.sessions} sessions", fontsize=9)
+        if not points:
+            ax.text(0.5, 0.5, "not measured", ha="center", va="center", transform=ax.transAxes)
+            continue
+        ax.plot([i for i, _ in points], [v for _, v in points], "o", color="tab:blue")
+        for p, style in zip(PERCENTILES, ("-", "--", ":"), strict=True):
+            value = getattr(summary, f"p{p}")
+            ax.axhline(value, color="tab:red", linestyle=style, linewidth=1, label=f"P{p}")
+        ax.set_xlabel("session", fontsize=8)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.legend(fontsize=7, loc="upper right")
+    fig.suptitle(f"avatar-rtc fleet: {report.ok}/{report.sessions} sessions ok", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(os.fspath(path), dpi=100)
+    plt.close(fig)

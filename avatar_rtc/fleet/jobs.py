@@ -1,0 +1,125 @@
+"""The job description every engine runs, and what a job reports back.
+
+A :class:`FleetJob` is plain, picklable data (it crosses process and machine boundaries: the
+local pool pipes it to a worker process, Ray ships it to a node); a :class:`JobResult` comes
+back the same way. Job kinds, by what the session does with the media:
+
+- ``decode``: decode video and audio to numpy (frames may be shared with the caller);
+- ``copy-record``: record the received streams to a file as they are (no decode);
+- ``encode-record``: decode and re-encode to a file;
+- ``qa``: copy-record, then run the media QA on the file and write its JSON report.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Literal, get_args
+
+from ..options import SessionOptions
+
+__all__ = [
+    "DEFAULT_SAY",
+    "JOB_KINDS",
+    "FleetJob",
+    "JobKind",
+    "JobResult",
+    "Utterance",
+]
+
+JobKind = Literal["decode", "copy-record", "encode-record", "qa"]
+JOB_KINDS: tuple[JobKind, ...] = get_args(JobKind)
+
+# What a session says when the caller gives nothing (service or emulator targets): enough
+# speech for say->speech and for the lip-sync measure.
+DEFAULT_SAY = "This is a fleet session checking speech and lip sync."
+
+
+@dataclass(frozen=True, slots=True)
+class Utterance:
+    """``kind`` "text": ``value`` is said; "audio": ``value`` is an audio file's path."""
+
+    kind: Literal["text", "audio"]
+    value: str
+
+
+@dataclass(frozen=True)
+class FleetJob:
+    """One session to run. ``index`` names it (``session-007.mp4``) and orders the reports.
+
+    - ``duration``: seconds of media after the first frame (recorded or decoded).
+    - ``speech``: said in order once the first frame arrived (needs the Control API).
+    - ``out_dir``: where the recording and QA report go (record and qa kinds).
+    - ``share_frames``: ``decode`` only: hand the frames to the caller (shared memory).
+    - ``sender_epoch``: ``time.monotonic()`` of RTP time 0 at a sender on this machine (the
+      emulator's fan-out load generator): frame latency is measured against it.
+    - ``warmup``: seconds after the first frame left out of the frame figures (fps, worst
+      second, latency): benchmarks skip the start-up of the other sessions.
+    """
+
+    index: int
+    kind: JobKind
+    options: SessionOptions
+    duration: float = 5.0
+    speech: tuple[Utterance, ...] = ()
+    out_dir: str | None = None
+    container: str = "mp4"
+    share_frames: bool = False
+    sender_epoch: float | None = None
+    warmup: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.kind not in JOB_KINDS:
+            raise ValueError(f"job kind {self.kind!r}: one of {', '.join(JOB_KINDS)}")
+        if self.duration <= 0 or not 0 <= self.warmup < self.duration:
+            raise ValueError("duration must be > 0, warmup within [0, duration)")
+        if self.kind != "decode" and self.out_dir is None:
+            raise ValueError(f"a {self.kind} job needs out_dir")
+
+    @property
+    def name(self) -> str:
+        return f"session-{self.index:03d}"
+
+
+@dataclass
+class JobResult:
+    """What one job measured; ``None`` where a figure does not apply or could not be taken.
+
+    - ``ttff_s``: session start until the first decoded video frame.
+    - ``say_to_speech_s``: the first say call until the avatar was heard speaking.
+    - ``lipsync_offset_ms`` / ``freezes_per_minute``: from the QA report (``qa`` jobs).
+    - ``fps`` / ``worst_second_fps``: video frames handed out (decoded, or complete encoded
+      frames when recording) over the run, and in its worst whole second.
+    - ``latency_p95_ms``: send (``sender_epoch``) to hand-out, 95th percentile.
+    """
+
+    index: int
+    kind: JobKind
+    ok: bool = False
+    error: str | None = None
+    exit_code: int = 0
+    file: str | None = None
+    report_file: str | None = None
+    verdict: str | None = None  # the QA verdict: "pass" / "fail"
+    ttff_s: float | None = None
+    say_to_speech_s: float | None = None
+    lipsync_offset_ms: float | None = None
+    freezes_per_minute: float | None = None
+    media_seconds: float = 0.0
+    video_frames: int = 0
+    fps: float | None = None
+    worst_second_fps: float | None = None
+    latency_p95_ms: float | None = None
+    nacks_sent: int = 0
+    plis_sent: int = 0
+    frames_shared: int = 0
+    frames_not_shared: int = 0  # no free shared-memory slot: the caller was behind
+    worker: str | None = None  # which process (host:pid) ran it
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> JobResult:
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})

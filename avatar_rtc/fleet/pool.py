@@ -1,0 +1,330 @@
+"""SessionPool: sessions in worker processes, one per core, each with its own event loop.
+
+One core's saturation or one slow consumer stalls only the sessions of that process. Jobs
+(:class:`~.jobs.FleetJob`) go to the workers by measured cost (:class:`~.admission.Admission`:
+a job waits in the pool's queue until a worker has room under the limit); a worker runs its
+jobs concurrently on its loop (:func:`~.runner.run_job`), writes files and QA reports itself
+and sends back only the :class:`~.jobs.JobResult`. Frames of ``decode`` jobs with
+``share_frames`` reach the caller through the worker's shared-memory ring
+(:mod:`.frames`): ``on_frame(callback)``.
+
+::
+
+    async with SessionPool() as pool:
+        results = await asyncio.gather(*(pool.submit(job) for job in jobs))
+
+Leaving the ``async with`` drains: no new jobs, the queued and running ones finish, then the
+workers exit. :meth:`stop` ends it early: queued jobs are not run, running ones end now and
+still finalise their files. Worker processes are started with ``spawn`` (no fork of a process
+with threads) and ignore SIGINT: the caller decides what a Ctrl-C means.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import itertools
+import logging
+import multiprocessing
+import os
+import signal
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from types import TracebackType
+from typing import Any
+
+from .admission import DEFAULT_LIMIT, Admission, Load
+from .frames import FrameMeta, FrameRing, RingSpec, SharedFrame
+from .jobs import FleetJob, JobKind, JobResult
+
+__all__ = ["FrameCallback", "SessionPool"]
+
+logger = logging.getLogger(__name__)
+
+FrameCallback = Callable[[SharedFrame], None]
+EXIT_TIMEOUT = 30.0  # bound on a worker's exit once told to (its sessions close first)
+
+
+@dataclass
+class _Worker:
+    process: Any  # multiprocessing.process.BaseProcess
+    conn: Connection
+    ring: FrameRing | None
+    alive: bool = True
+
+
+@dataclass
+class _Running:
+    worker: int
+    job: FleetJob
+    future: asyncio.Future[JobResult]
+
+
+class SessionPool:
+    """See the module docstring.
+
+    ``processes``: worker processes (default: one per core). ``limit`` and ``costs``: the
+    admission (:mod:`.admission`). ``frame_size`` ``(width, height)``: give each worker a
+    ring of ``frame_slots`` rgb24 frames of that size, for ``share_frames`` jobs.
+    """
+
+    def __init__(
+        self,
+        processes: int | None = None,
+        *,
+        limit: float = DEFAULT_LIMIT,
+        costs: Mapping[JobKind, float] | None = None,
+        frame_size: tuple[int, int] | None = None,
+        frame_slots: int = 8,
+    ) -> None:
+        self.processes = processes or os.cpu_count() or 1
+        self.admission = Admission(self.processes, limit=limit, costs=costs)
+        self._frame_size = frame_size
+        self._frame_slots = frame_slots
+        self._workers: list[_Worker] = []
+        self._queue: list[tuple[int, FleetJob, asyncio.Future[JobResult]]] = []
+        self._running: dict[int, _Running] = {}
+        self._ids = itertools.count()
+        self._frame_callbacks: list[FrameCallback] = []
+        self._accepting = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    # --- lifecycle --------------------------------------------------------------------------
+
+    async def start(self) -> SessionPool:
+        self._loop = asyncio.get_running_loop()
+        context = multiprocessing.get_context("spawn")
+        level = logging.getLogger("avatar_rtc").getEffectiveLevel()
+        for number in range(self.processes):
+            ring = None
+            if self._frame_size is not None:
+                ring = FrameRing.create(self._frame_slots, *self._frame_size)
+            ours, theirs = context.Pipe()
+            process = context.Process(
+                target=worker_main,
+                args=(theirs, ring.spec if ring else None, level),
+                name=f"avatar-rtc-fleet-{number}",
+                daemon=True,
+            )
+            process.start()
+            theirs.close()
+            self._workers.append(_Worker(process, ours, ring))
+            self._loop.add_reader(ours.fileno(), self._on_message, number)
+        self._accepting = True
+        logger.info("session pool: %d worker processes", self.processes)
+        return self
+
+    async def __aenter__(self) -> SessionPool:
+        return await self.start()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc is not None:
+            self.stop()
+        await self.close()
+
+    def stop(self) -> None:
+        """Run no queued job; running ones end now (files finalised, results still come)."""
+        self._accepting = False
+        for _, job, future in self._queue:
+            if not future.done():
+                future.set_result(_not_run(job, "not run: the pool was stopped"))
+        self._queue.clear()
+        for worker in self._workers:
+            self._send(worker, ("stop",))
+
+    async def drain(self) -> None:
+        """Accept no new job; wait for the queued and running ones."""
+        self._accepting = False
+        pending = [f for _, _, f in self._queue] + [r.future for r in self._running.values()]
+        if pending:
+            await asyncio.wait(pending)
+
+    async def close(self) -> None:
+        """Drain, then end the worker processes and free the rings."""
+        await self.drain()
+        for worker in self._workers:
+            self._send(worker, ("exit",))
+        for worker in self._workers:
+            await asyncio.to_thread(worker.process.join, EXIT_TIMEOUT)
+            if worker.process.is_alive():
+                logger.warning("worker %s did not exit: terminating it", worker.process.pid)
+                worker.process.terminate()
+                await asyncio.to_thread(worker.process.join, 5.0)
+            self._drop(worker)
+            if worker.ring is not None:
+                worker.ring.close()
+        self._workers.clear()
+
+    # --- jobs -------------------------------------------------------------------------------
+
+    def submit(self, job: FleetJob) -> asyncio.Future[JobResult]:
+        """Queue ``job``; the future's result comes when it ran (or could not run)."""
+        if not self._accepting or self._loop is None:
+            raise RuntimeError("the pool is not accepting jobs (not started, or draining)")
+        if job.share_frames and self._frame_size is None:
+            raise ValueError("share_frames needs a pool with frame_size")
+        future: asyncio.Future[JobResult] = self._loop.create_future()
+        self._queue.append((next(self._ids), job, future))
+        self._admit()
+        return future
+
+    def load(self) -> Load:
+        return self.admission.load(queued=len(self._queue))
+
+    def on_frame(self, callback: FrameCallback) -> Callable[[], None]:
+        """Call ``callback(frame)`` for every shared frame (on the event loop); it must
+        ``release()`` the frame (or keep a ``copy()``): the slot stays taken until then."""
+        self._frame_callbacks.append(callback)
+        return lambda: self._frame_callbacks.remove(callback)
+
+    def _admit(self) -> None:
+        while self._queue:
+            job_id, job, future = self._queue[0]
+            number = self.admission.place(job.kind)
+            if number is None:
+                return
+            self._queue.pop(0)
+            worker = self._workers[number]
+            if not worker.alive:
+                self.admission.release(number, job.kind)
+                future.set_result(_not_run(job, "not run: its worker process is gone"))
+                continue
+            self._running[job_id] = _Running(number, job, future)
+            self._send(worker, ("run", job_id, job))
+
+    # --- from the workers -------------------------------------------------------------------
+
+    def _on_message(self, number: int) -> None:
+        worker = self._workers[number]
+        try:
+            message = worker.conn.recv()
+        except (EOFError, OSError):
+            self._worker_gone(number)
+            return
+        if message[0] == "result":
+            _, job_id, result = message
+            running = self._running.pop(job_id)
+            self.admission.release(running.worker, running.job.kind)
+            if not running.future.done():
+                running.future.set_result(result)
+            self._admit()
+        elif message[0] == "frame":
+            self._deliver(worker, message[1])
+
+    def _deliver(self, worker: _Worker, meta: FrameMeta) -> None:
+        assert worker.ring is not None
+        frame = worker.ring.frame(meta)
+        for callback in tuple(self._frame_callbacks):
+            try:
+                callback(frame)
+            except Exception:
+                logger.exception("frame callback failed")
+        if not self._frame_callbacks:
+            frame.release()
+
+    def _worker_gone(self, number: int) -> None:
+        worker = self._workers[number]
+        self._drop(worker)
+        code = worker.process.exitcode
+        for job_id, running in list(self._running.items()):
+            if running.worker == number:
+                del self._running[job_id]
+                self.admission.release(number, running.job.kind)
+                if not running.future.done():
+                    error = f"its worker process ended (exit code {code})"
+                    running.future.set_result(_not_run(running.job, error))
+        self._admit()
+
+    def _drop(self, worker: _Worker) -> None:
+        if worker.alive and self._loop is not None:
+            worker.alive = False
+            self._loop.remove_reader(worker.conn.fileno())
+            worker.conn.close()
+
+    def _send(self, worker: _Worker, message: tuple[Any, ...]) -> None:
+        if worker.alive:
+            try:
+                worker.conn.send(message)
+            except OSError:  # it died meanwhile: _on_message sees the EOF
+                logger.warning("worker %s is gone", worker.process.pid)
+
+
+def _not_run(job: FleetJob, error: str) -> JobResult:
+    return JobResult(job.index, job.kind, ok=False, error=error, exit_code=1)
+
+
+# --- the worker process -----------------------------------------------------------------------
+
+
+def worker_main(conn: Connection, ring: RingSpec | None, log_level: int) -> None:
+    """Entry point of a worker process: serve jobs until told to exit (or the pipe closes)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    logging.basicConfig(
+        level=logging.WARNING,
+        format="%(asctime)s %(levelname)s %(processName)s %(name)s: %(message)s",
+    )
+    logging.getLogger("avatar_rtc").setLevel(log_level)
+    asyncio.run(_serve(conn, FrameRing.attach(ring) if ring else None))
+
+
+async def _serve(conn: Connection, ring: FrameRing | None) -> None:
+    from ..media.frames import VideoFrame
+    from ..redact import install_log_redaction
+    from .runner import run_job
+
+    install_log_redaction()
+    loop = asyncio.get_running_loop()
+    inbox: asyncio.Queue[tuple[Any, ...] | None] = asyncio.Queue()
+    running: dict[int, tuple[asyncio.Task[JobResult], asyncio.Event]] = {}
+
+    def receive() -> None:
+        try:
+            inbox.put_nowait(conn.recv())
+        except (EOFError, OSError):  # the pool is gone: finish up
+            loop.remove_reader(conn.fileno())
+            inbox.put_nowait(None)
+
+    def share(job: int, frame: VideoFrame) -> bool:
+        assert ring is not None
+        slot = ring.write(frame.av_frame)
+        if slot is None:
+            return False
+        meta = FrameMeta(
+            job, slot, frame.rtp_timestamp, frame.presentation_time, frame.arrival_time
+        )
+        conn.send(("frame", meta))
+        return True
+
+    def finished(job_id: int, task: asyncio.Task[JobResult]) -> None:
+        running.pop(job_id, None)
+        if not task.cancelled():
+            with contextlib.suppress(OSError):
+                conn.send(("result", job_id, task.result()))
+
+    loop.add_reader(conn.fileno(), receive)
+    while True:
+        message = await inbox.get()
+        if message is None or message[0] in ("stop", "exit"):
+            for _, stop in running.values():
+                stop.set()
+            if message is not None and message[0] == "stop":
+                continue
+            break
+        _, job_id, job = message
+        stop = asyncio.Event()
+        task = asyncio.create_task(run_job(job, stop=stop, frames=share if ring else None))
+        task.add_done_callback(functools.partial(finished, job_id))
+        running[job_id] = (task, stop)
+    if running:
+        await asyncio.wait([task for task, _ in running.values()])
+    with contextlib.suppress(ValueError, OSError):
+        loop.remove_reader(conn.fileno())
+    if ring is not None:
+        ring.close()

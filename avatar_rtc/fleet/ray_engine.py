@@ -1,0 +1,194 @@
+"""RayEngine: the same jobs as Ray tasks, on a local Ray instance or a cluster (``address``).
+
+Needs the ``ray`` extra (``pip install 'avatar-rtc[ray]'``). Each job is one Ray task running
+:func:`~.runner.run_job` on its own event loop in a Ray worker process. Admission is Ray's own
+resource accounting: a task asks for ``cost / limit`` CPUs (:mod:`.admission`), so a node runs
+jobs while their measured cost stays under ``limit`` of its cores, and queues the rest.
+
+The worker writes the recording and the QA report on its node (a temporary folder), then
+sends both back with the result: the caller writes them into its ``out_dir``, so files are
+gathered whichever machine ran the job. Sessions connect from the node that runs them: with
+a cluster, the target must be reachable from every node (not the caller's loopback emulator).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import shutil
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from .admission import DEFAULT_LIMIT, SESSION_COST, Load
+from .jobs import FleetJob, JobKind, JobResult
+
+__all__ = ["RayEngine", "ray_available"]
+
+logger = logging.getLogger(__name__)
+
+EXTRA_HINT = "pip install 'avatar-rtc[ray]'"
+
+
+def ray_available() -> bool:
+    try:
+        import ray  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+class RayEngine:
+    """See the module docstring. ``address``: a Ray cluster (``ray://...``, ``host:port``,
+    ``auto``); ``None`` starts a local Ray instance with ``num_cpus`` (default: every core),
+    stopped again by :meth:`close`."""
+
+    def __init__(
+        self,
+        address: str | None = None,
+        *,
+        limit: float = DEFAULT_LIMIT,
+        costs: Mapping[JobKind, float] | None = None,
+        num_cpus: int | None = None,
+    ) -> None:
+        if not 0 < limit <= 1:
+            raise ValueError("limit must be within (0, 1]")
+        self.address = address
+        self.limit = limit
+        self.costs: Mapping[JobKind, float] = {**SESSION_COST, **(costs or {})}
+        self._num_cpus = num_cpus
+        self._remote: Any = None
+        self._started_ray = False
+        self._pending: dict[Any, FleetJob] = {}  # ObjectRef -> job, until its result came
+        self._results: set[asyncio.Future[JobResult]] = set()
+        self._accepting = False
+
+    async def start(self) -> RayEngine:
+        try:
+            import ray
+        except ImportError as exc:
+            raise RuntimeError(
+                "the Ray engine needs the ray extra: pip install 'avatar-rtc[ray]'"
+            ) from exc
+        if not ray.is_initialized():
+            # Blocking (seconds for a local start): off the event loop.
+            await asyncio.to_thread(
+                ray.init,
+                address=self.address,
+                num_cpus=self._num_cpus if self.address is None else None,
+                include_dashboard=False,
+                log_to_driver=False,
+                configure_logging=False,
+            )
+            self._started_ray = True
+        self._remote = ray.remote(max_retries=0)(_ray_job)
+        self._accepting = True
+        return self
+
+    async def __aenter__(self) -> RayEngine:
+        return await self.start()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc is not None:
+            self.stop()
+        await self.close()
+
+    def submit(self, job: FleetJob) -> asyncio.Future[JobResult]:
+        """Run ``job`` as a Ray task; the future's result has the gathered file paths."""
+        if not self._accepting:
+            raise RuntimeError("the engine is not accepting jobs (not started, or draining)")
+        if job.share_frames:
+            raise ValueError("share_frames needs the local pool (shared memory)")
+        cpus = self.costs[job.kind] / self.limit
+        ref = self._remote.options(num_cpus=cpus).remote(job)
+        self._pending[ref] = job
+        future = asyncio.ensure_future(self._gather(ref, job))
+        self._results.add(future)
+        future.add_done_callback(self._results.discard)
+        return future
+
+    async def _gather(self, ref: Any, job: FleetJob) -> JobResult:
+        try:
+            result, files = await ref
+        except Exception as exc:  # the task failed or was cancelled (stop)
+            name = type(exc).__name__
+            error = "not run: the engine was stopped" if "Cancel" in name else f"ray: {name}: {exc}"
+            return JobResult(job.index, job.kind, ok=False, error=error, exit_code=1)
+        finally:
+            self._pending.pop(ref, None)
+        _write_gathered(job, result, files)
+        return result  # type: ignore[no-any-return]
+
+    def load(self) -> Load:
+        """The cluster's CPUs in use by our tasks' requests, scaled back to measured cost."""
+        import ray
+
+        api: Any = ray  # partly typed: its resource calls are not
+        total = api.cluster_resources().get("CPU", 0.0)
+        free = api.available_resources().get("CPU", 0.0)
+        used = max(0.0, total - free) * self.limit
+        booked = tuple(used / total for _ in range(int(total))) if total else ()
+        return Load(booked, len(self._pending), 0, self.limit)
+
+    def stop(self) -> None:
+        """Cancel every unfinished task: a queued one never runs; a running one is interrupted
+        (Ray's only signal to a plain task: its session closes, its files are lost)."""
+        import ray
+
+        self._accepting = False
+        for ref in list(self._pending):
+            with contextlib.suppress(Exception):
+                ray.cancel(ref, force=False)
+
+    async def drain(self) -> None:
+        self._accepting = False
+        if self._results:
+            await asyncio.wait(self._results)
+
+    async def close(self) -> None:
+        await self.drain()
+        if self._started_ray:
+            import ray
+
+            await asyncio.to_thread(ray.shutdown)
+            self._started_ray = False
+
+
+def _write_gathered(job: FleetJob, result: JobResult, files: dict[str, bytes]) -> None:
+    """Write the files a task sent back into the job's ``out_dir``; point the result at them."""
+    if not files or job.out_dir is None:
+        return
+    out = Path(job.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    for field, data in files.items():
+        source = getattr(result, field)
+        target = out / Path(source).name
+        target.write_bytes(data)
+        setattr(result, field, str(target))
+
+
+def _ray_job(job: FleetJob) -> tuple[JobResult, dict[str, bytes]]:
+    """The Ray task: run the job in a temporary folder of this node, return its files."""
+    from .runner import run_job
+
+    folder = tempfile.mkdtemp(prefix="avatar-rtc-fleet-")
+    try:
+        local = dataclasses.replace(job, out_dir=folder) if job.out_dir is not None else job
+        result = asyncio.run(run_job(local))
+        files = {
+            field: Path(path).read_bytes()
+            for field in ("file", "report_file")
+            if (path := getattr(result, field)) is not None and Path(path).is_file()
+        }
+        return result, files
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)

@@ -1,0 +1,466 @@
+#!/usr/bin/env python3
+"""Scale benchmark: how many sessions one machine receives cleanly, ours vs plain aiortc.
+
+For each N (default 1, 2, 4, 8, 12, 16, 24) and each mode, in the same run:
+
+- ``decode``, ``copy-record``, ``encode-record``: N sessions of ours, through
+  ``avatar_rtc.fleet.SessionPool`` (one worker process per core, admission off: every session
+  starts at once) decoding to numpy / recording as received / re-encoding;
+- ``aiortc``: N plain aiortc sessions (RTCPeerConnection, ``track.recv()``, decode to numpy)
+  spread over as many processes as ours.
+
+The sender is the emulator's fan-out load generator (``Emulator(fanout=True)``: 512x512 25 fps
+H264 about 1 Mbit/s + Opus, encoded once, the same packets to every viewer) in a process of its
+own, so receiver and sender CPU are measured apart (``/proc``: the process and its children).
+RTP timestamps are on the generator's clock (``epoch``), so latency is send -> numpy (decode)
+or send -> complete encoded frame (record), across processes (CLOCK_MONOTONIC).
+
+Per cell (mode, N; median of ``--runs``): the worst session's fps and worst 1-s bucket, the
+worst session's p95 latency, NACKs and PLIs sent (all sessions), UDP receive-buffer errors
+(``/proc/net/snmp`` RcvbufErrors, delta over the measured window), receiver CPU (% of one core,
+and per session), the load generator's CPU per session, receiver RSS. Clean: every session
+>= 24 fps, worst second >= 20 fps, no receive-buffer error. Prints the table, the largest clean N
+per mode and a JSON line.
+
+    python scripts/bench_scale.py --netns                    # full run (about 40 minutes)
+    python scripts/bench_scale.py --netns --sessions 1,4,8 --modes decode,aiortc --runs 3
+
+``--netns`` runs everything in a fresh network namespace (``unshare -n``, root): the UDP
+counters are then this benchmark's alone, not the machine's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import multiprocessing
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
+
+MODES = ("decode", "copy-record", "encode-record", "aiortc")
+WARMUP = 4.0  # seconds after the first frame before figures count (the others connect)
+CLEAN_FPS, CLEAN_WORST = 24.0, 20.0
+
+
+# ------------------------------------------------------------------------- load generator
+async def run_generator() -> None:
+    """The fan-out emulator; prints {"api_url", "ks", "epoch", "pid"}, then serves until EOF."""
+    from avatar_rtc.api.client import ControlClient
+    from avatar_rtc.emulator import Emulator
+    from avatar_rtc.emulator.fanout import FanoutMedia
+
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    async with Emulator(fanout=True, idle_timeout=600) as emu:
+        # One probe session to reach the shared source (its epoch) and encode the loop now.
+        async with ControlClient(emu.api_url, emu.ks) as api:
+            handle = await api.create("bench")
+            await api.init_client(handle)
+            media = emu.session(handle.session_id).media
+            assert isinstance(media, FanoutMedia)
+            await media.source.encoded()
+            await api.end(handle)
+        info = {"api_url": emu.api_url, "ks": emu.ks, "epoch": media.source.epoch}
+        print(json.dumps({**info, "pid": os.getpid()}), flush=True)
+        await reader.read()  # EOF: the bench is done with us
+
+
+# ---------------------------------------------------------------------------- receivers
+def _options(api_url: str, ks: str) -> Any:
+    from avatar_rtc.options import SessionOptions
+    from avatar_rtc.rtc.ice_options import IceOptions
+
+    ice = IceOptions(host_addresses=("127.0.0.1",))
+    return SessionOptions(
+        api_url=api_url, ks=ks, avatar_id="bench", ice=ice, video_codecs=("H264",)
+    )
+
+
+async def run_ours(mode: str, n: int, procs: int, gen: dict[str, Any], seconds: float) -> None:
+    """N sessions of ours in a SessionPool; prints "started", then the results (JSON)."""
+    from avatar_rtc.fleet import FleetJob, SessionPool
+
+    options = _options(gen["api_url"], gen["ks"])
+    out = tempfile.mkdtemp(prefix="bench-scale-")
+    try:
+        # Admission off (limit 1, no cost): the benchmark measures raw capacity.
+        costs = {"decode": 0.0, "copy-record": 0.0, "encode-record": 0.0}
+        async with SessionPool(procs, limit=1.0, costs=costs) as pool:
+            futures = [
+                pool.submit(
+                    FleetJob(
+                        i,
+                        mode,
+                        options,
+                        duration=WARMUP + seconds,
+                        out_dir=out,
+                        sender_epoch=gen["epoch"],
+                        warmup=WARMUP,
+                    )
+                )
+                for i in range(n)
+            ]
+            print(json.dumps({"started": True}), flush=True)
+            results = await asyncio.gather(*futures)
+        print(json.dumps({"results": [r.to_dict() for r in results]}), flush=True)
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+
+
+async def _aiortc_session(gen: dict[str, Any], seconds: float) -> dict[str, Any]:
+    """One plain aiortc session: Control API + WHEP, track.recv(), decode to numpy."""
+    import aiohttp
+    from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+    from bench_receive import _rtp_origin
+
+    from avatar_rtc.api.client import ControlClient
+    from tests.support import loopback_ice
+
+    counts = {"nacks": 0, "plis": 0}
+    times: list[float] = []
+    latencies: list[float] = []
+    async with ControlClient(gen["api_url"], gen["ks"]) as api, aiohttp.ClientSession() as http:
+        handle = await api.create("bench")
+        config = await api.init_client(handle)
+        with loopback_ice():
+            pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+            video = pc.addTransceiver("video", direction="recvonly")
+            audio = pc.addTransceiver("audio", direction="recvonly")
+            origin = _rtp_origin(video.receiver)
+            _count_feedback(video.receiver, counts)
+            await pc.setLocalDescription(await pc.createOffer())
+        body = pc.localDescription.sdp.encode()
+        headers = {"Content-Type": "application/sdp"}
+        async with http.post(config.whep_url, data=body, headers=headers) as response:
+            answer = await response.text()
+        await pc.setRemoteDescription(RTCSessionDescription(answer, "answer"))
+        start = [float("inf")]
+
+        async def consume_video() -> None:
+            while True:
+                frame: Any = await video.receiver.track.recv()
+                frame.to_ndarray(format="rgb24")
+                now = time.monotonic()
+                if start[0] == float("inf"):
+                    start[0] = now + WARMUP
+                if now >= start[0]:
+                    times.append(now)
+                    sent = gen["epoch"] + (frame.pts + origin[0]) / 90000
+                    latencies.append(now - sent)
+
+        async def consume_audio() -> None:
+            while True:
+                chunk: Any = await audio.receiver.track.recv()
+                chunk.to_ndarray()
+
+        tasks = [asyncio.ensure_future(consume_video()), asyncio.ensure_future(consume_audio())]
+        await asyncio.sleep(WARMUP + seconds + 1.0)  # connecting takes about 1 s
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await pc.close()
+        await api.end(handle)
+    return {
+        **_frame_figures(times, latencies),
+        "nacks_sent": counts["nacks"],
+        "plis_sent": counts["plis"],
+        "ok": bool(times),
+    }
+
+
+def _count_feedback(receiver: Any, counts: dict[str, int]) -> None:
+    """Count the NACKed packets and PLIs aiortc's receiver sends (bench only: private names)."""
+    nack, pli = receiver._send_rtcp_nack, receiver._send_rtcp_pli
+
+    async def send_nack(media_ssrc: int, lost: list[int]) -> None:
+        counts["nacks"] += len(lost)
+        await nack(media_ssrc, lost)
+
+    async def send_pli(media_ssrc: int) -> None:
+        counts["plis"] += 1
+        await pli(media_ssrc)
+
+    receiver._send_rtcp_nack, receiver._send_rtcp_pli = send_nack, send_pli
+
+
+def _frame_figures(times: list[float], latencies: list[float]) -> dict[str, Any]:
+    """Like avatar_rtc.fleet.runner.FrameWatch, for the aiortc sessions."""
+    from avatar_rtc.fleet.jobs import JobResult
+    from avatar_rtc.fleet.runner import FrameWatch
+
+    watch = FrameWatch()
+    watch.times, watch.latencies = times, latencies
+    result = JobResult(0, "decode")
+    watch.report(result)
+    return {k: getattr(result, k) for k in ("fps", "worst_second_fps", "latency_p95_ms")}
+
+
+def _aiortc_process(n: int, gen: dict[str, Any], seconds: float) -> list[dict[str, Any]]:
+    async def main() -> list[dict[str, Any]]:
+        return list(await asyncio.gather(*(_aiortc_session(gen, seconds) for _ in range(n))))
+
+    return asyncio.run(main())
+
+
+async def run_aiortc(n: int, procs: int, gen: dict[str, Any], seconds: float) -> None:
+    shares = [n // procs + (1 if i < n % procs else 0) for i in range(procs)]
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(procs) as pool:
+        pending = [pool.apply_async(_aiortc_process, (k, gen, seconds)) for k in shares if k]
+        print(json.dumps({"started": True}), flush=True)
+        results = [r for p in pending for r in await asyncio.to_thread(p.get, 120)]
+    print(json.dumps({"results": results}), flush=True)
+
+
+# -------------------------------------------------------------------------- measurement
+def _tree(pid: int) -> list[int]:
+    """``pid`` and its descendants (from /proc)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                with open(f"/proc/{entry}/stat") as f:
+                    parent = int(f.read().rsplit(")", 1)[1].split()[1])
+                children.setdefault(parent, []).append(int(entry))
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        todo += children.get(current, [])
+    return found
+
+
+def _cpu_seconds(pids: list[int]) -> float:
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+    return total / tick
+
+
+def _rss_mb(pids: list[int]) -> float:
+    total = 0
+    for pid in pids:
+        with contextlib.suppress(OSError), open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+    return total / 1024
+
+
+def _rcvbuf_errors() -> int:
+    with open("/proc/net/snmp") as f:
+        rows = [line.split() for line in f if line.startswith("Udp:")]
+    return int(rows[1][rows[0].index("RcvbufErrors")])
+
+
+def one_cell(mode: str, n: int, procs: int, seconds: float) -> dict[str, Any]:
+    """One run of one cell: a fresh generator and receivers; the figures."""
+    gen_proc = subprocess.Popen(
+        [sys.executable, __file__, "--generator"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=str(ROOT),
+    )
+    assert gen_proc.stdin is not None and gen_proc.stdout is not None
+    try:
+        gen = json.loads(gen_proc.stdout.readline())
+        receiver = subprocess.Popen(
+            [
+                sys.executable,
+                __file__,
+                "--receiver",
+                mode,
+                "--n",
+                str(n),
+                "--procs",
+                str(procs),
+                "--seconds",
+                str(seconds),
+                "--gen",
+                json.dumps(gen),
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+            cwd=str(ROOT),
+        )
+        assert receiver.stdout is not None
+        json.loads(receiver.stdout.readline())  # started: sessions connecting
+        time.sleep(WARMUP + 1.5)  # connect + warm-up: measure the steady part only
+        pids = _tree(receiver.pid)
+        cpu0, gen0, err0 = _cpu_seconds(pids), _cpu_seconds([gen["pid"]]), _rcvbuf_errors()
+        wall0 = time.monotonic()
+        time.sleep(seconds - 1.0)
+        rss = _rss_mb(pids)
+        wall = time.monotonic() - wall0
+        cpu = (_cpu_seconds(_tree(receiver.pid)) - cpu0) / wall
+        gen_cpu = (_cpu_seconds([gen["pid"]]) - gen0) / wall
+        errors = _rcvbuf_errors() - err0
+        results = json.loads(receiver.stdout.readline())["results"]
+        receiver.wait(timeout=60)
+    finally:
+        gen_proc.stdin.close()
+        gen_proc.wait(timeout=30)
+    ok = [r for r in results if r.get("ok")]
+    fps = [r["fps"] or 0.0 for r in results]
+    worst = [r["worst_second_fps"] or 0.0 for r in results]
+    latency = [r["latency_p95_ms"] for r in ok if r["latency_p95_ms"] is not None]
+    return {
+        "mode": mode,
+        "n": n,
+        "failed": len(results) - len(ok),
+        "min_fps": min(fps),
+        "min_worst_second": min(worst),
+        "p95_latency_ms": max(latency) if latency else None,
+        "nacks": sum(r["nacks_sent"] for r in results),
+        "plis": sum(r["plis_sent"] for r in results),
+        "rcvbuf_errors": errors,
+        "cpu_percent": 100 * cpu,
+        "cpu_per_session": 100 * cpu / n,
+        "gen_cpu_per_session": 100 * gen_cpu / n,
+        "rss_mb": rss,
+    }
+
+
+def clean(cell: dict[str, Any]) -> bool:
+    return (
+        cell["failed"] == 0
+        and cell["min_fps"] >= CLEAN_FPS
+        and cell["min_worst_second"] >= CLEAN_WORST
+        and cell["rcvbuf_errors"] == 0
+    )
+
+
+def median_cell(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    cell = dict(runs[0])
+    for key, value in runs[0].items():
+        if isinstance(value, int | float) and key != "n":
+            values = [r[key] for r in runs if r[key] is not None]
+            cell[key] = statistics.median(values) if values else None
+    cell["runs"] = len(runs)
+    cell["clean_runs"] = sum(clean(r) for r in runs)
+    return cell
+
+
+COLUMNS = (
+    ("n", "N", "d"),
+    ("min_fps", "minfps", ".1f"),
+    ("min_worst_second", "worst1s", ".0f"),
+    ("p95_latency_ms", "p95ms", ".0f"),
+    ("nacks", "NACK", ".0f"),
+    ("plis", "PLI", ".0f"),
+    ("rcvbuf_errors", "rcvbuf", ".0f"),
+    ("cpu_percent", "rxCPU%", ".0f"),
+    ("cpu_per_session", "rx%/s", ".1f"),
+    ("gen_cpu_per_session", "gen%/s", ".2f"),
+    ("rss_mb", "RSS MB", ".0f"),
+    ("clean_runs", "clean", "d"),
+)
+
+
+def print_table(cells: list[dict[str, Any]], runs: int) -> None:
+    print(
+        f"\nmedians of {runs} runs; clean = runs out of {runs} with every session >= "
+        f"{CLEAN_FPS:g} fps, worst second >= {CLEAN_WORST:g}, no RcvbufErrors"
+    )
+    header = " ".join(f"{title:>8s}" for _, title, _ in COLUMNS)
+    for mode in MODES:
+        rows = [c for c in cells if c["mode"] == mode]
+        if not rows:
+            continue
+        print(f"\n{mode}\n{header}")
+        for c in rows:
+            print(" ".join("       -" if c[k] is None else f"{c[k]:>8{f}}" for k, _, f in COLUMNS))
+        clean_n = [c["n"] for c in rows if clean(c)]
+        print(f"largest clean N ({mode}): {max(clean_n) if clean_n else 'none'}")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--sessions", default="1,2,4,8,12,16,24", help="N values (comma-separated)")
+    ap.add_argument("--modes", default=",".join(MODES), help=f"of {', '.join(MODES)}")
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--seconds", type=float, default=8.0, help="measured seconds per cell")
+    ap.add_argument("--procs", type=int, default=os.cpu_count() or 1, help="receiver processes")
+    ap.add_argument("--netns", action="store_true", help="run in a fresh network namespace")
+    ap.add_argument(
+        "--stop-when-unclean",
+        action="store_true",
+        help="skip larger N of a mode once an N had no clean run",
+    )
+    ap.add_argument("--generator", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--receiver", choices=MODES, help=argparse.SUPPRESS)
+    ap.add_argument("--n", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--gen", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.generator:
+        asyncio.run(run_generator())
+        return 0
+    if args.receiver:
+        gen = json.loads(args.gen)
+        if args.receiver == "aiortc":
+            asyncio.run(run_aiortc(args.n, args.procs, gen, args.seconds))
+        else:
+            asyncio.run(run_ours(args.receiver, args.n, args.procs, gen, args.seconds))
+        return 0
+    if args.netns:
+        command = " ".join(
+            [
+                "ip link set lo up && exec",
+                sys.executable,
+                __file__,
+                *[a for a in sys.argv[1:] if a != "--netns"],
+            ]
+        )
+        return subprocess.call(["unshare", "-n", "sh", "-c", command])
+
+    sessions = [int(v) for v in args.sessions.split(",")]
+    modes = [m for m in args.modes.split(",") if m]
+    cells = []
+    for n in sessions:
+        for mode in modes:
+            if args.stop_when_unclean and any(
+                c["mode"] == mode and c["clean_runs"] == 0 for c in cells
+            ):
+                continue
+            runs = []
+            for i in range(args.runs):
+                run = one_cell(mode, n, args.procs, args.seconds)
+                runs.append(run)
+                print(f"N={n} {mode} run {i + 1}: {json.dumps(run)}", file=sys.stderr, flush=True)
+            cells.append(median_cell(runs))
+    print_table(cells, args.runs)
+    print(
+        json.dumps(
+            {
+                "cpus": os.cpu_count(),
+                "procs": args.procs,
+                "seconds": args.seconds,
+                "runs": args.runs,
+                "cells": cells,
+            }
+        )
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

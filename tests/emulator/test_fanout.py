@@ -1,0 +1,87 @@
+"""Fan-out mode (``Emulator(fanout=True)``): one loop, encoded once, played to every session.
+
+Proves what the load generator is for: several sessions each get the whole stream at the
+configured rate, timestamped on one clock a benchmark can read (``epoch``); sender reports
+are re-stamped (the receivers' A/V clock maps them); a keyframe request moves the viewer back
+to a keyframe; speech requests are accepted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+import pytest
+
+from avatar_rtc.emulator import Emulator
+from avatar_rtc.emulator.fanout import FanoutMedia, FanoutSource, encoded_loop
+from avatar_rtc.emulator.fanout.loop import AUDIO_FRAMES_PER_SECOND, LOOP_SECONDS
+from avatar_rtc.media.formats import VideoFormat
+from avatar_rtc.options import SessionOptions
+from avatar_rtc.rtc.ice_options import IceOptions
+from avatar_rtc.session import AvatarSession
+from tests.support import wait_until
+
+
+def test_the_loop_is_packetized_once_with_a_keyframe_every_second() -> None:
+    loop = encoded_loop(192, 160, 25, "H264")
+    assert len(loop.video) == LOOP_SECONDS * 25
+    assert len(loop.audio) == LOOP_SECONDS * AUDIO_FRAMES_PER_SECOND
+    assert [i for i, unit in enumerate(loop.video) if unit.keyframe] == [0, 25, 50, 75]
+    assert loop.keyframe_at_or_before(49) == 25 and loop.keyframe_at_or_before(50) == 50
+    assert all(0 < len(p) <= 1300 for unit in loop.video for p in unit.payloads)
+    assert encoded_loop(192, 160, 25, "H264") is loop  # encoded once per process
+
+
+@pytest.fixture
+async def emulator() -> AsyncIterator[Emulator]:
+    async with Emulator(fanout=True) as emu:
+        yield emu
+
+
+def options(emu: Emulator) -> SessionOptions:
+    ice = IceOptions(host_addresses=("127.0.0.1",))
+    return SessionOptions(api_url=emu.api_url, ks=emu.ks, avatar_id="fanout", ice=ice)
+
+
+async def watch(session: AvatarSession, epoch: list[float], seconds: float) -> list[float]:
+    """Latency of each decoded frame: arrival minus its send time read off the fan-out clock."""
+    latencies = []
+    async with session.video(VideoFormat(pixel_format=None)) as stream:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                async for frame in stream:
+                    latencies.append(frame.arrival_time - (epoch[0] + frame.rtp_timestamp / 90000))
+    return latencies
+
+
+@pytest.mark.slow
+async def test_every_session_gets_the_whole_stream_on_one_clock(emulator: Emulator) -> None:
+    sessions = [AvatarSession(options(emulator)) for _ in range(3)]
+    try:
+        await asyncio.gather(*(s.start() for s in sessions))
+        await asyncio.gather(*(s.wait_first_frame(10) for s in sessions))
+        media = [emulator.session(str(s.session_id)).media for s in sessions]
+        assert all(isinstance(m, FanoutMedia) for m in media)
+        source = media[0].source  # type: ignore[union-attr]
+        assert isinstance(source, FanoutSource)
+        assert all(m.source is source for m in media)  # type: ignore[union-attr]
+        await sessions[0].say("ignored by the loop")  # accepted all the same
+        # sender reports re-stamped on the fan-out clock: the receivers map through them
+        await wait_until(
+            lambda: all(s.stats().video.clock_source == "rtcp-sr" for s in sessions), 5.0
+        )
+        epoch = [source.epoch]
+        runs = await asyncio.gather(*(watch(s, epoch, 2.0) for s in sessions))
+        for latencies in runs:
+            assert 40 <= len(latencies) <= 60  # 25 fps for 2 s
+            assert min(latencies) > 0 and sorted(latencies)[len(latencies) // 2] < 0.2
+
+        jumps, keyframes = source.stats.keyframe_jumps, sessions[1].stats().video.keyframes
+        sessions[1].video_pipeline.request_keyframe()  # a PLI
+        await wait_until(lambda: sessions[1].stats().video.keyframes > keyframes, 2.0)
+        assert source.stats.keyframe_jumps > jumps
+        assert source.stats.send_errors == 0
+    finally:
+        await asyncio.gather(*(s.close() for s in sessions))

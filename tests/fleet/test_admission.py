@@ -1,0 +1,56 @@
+"""Admission by measured cost: where a job goes, when it waits, what the load says."""
+
+from __future__ import annotations
+
+import pytest
+
+from avatar_rtc.fleet.admission import DEFAULT_LIMIT, SESSION_COST, Admission
+from avatar_rtc.fleet.jobs import JOB_KINDS
+
+
+def test_every_job_kind_has_a_measured_cost_and_the_limit_is_80_percent() -> None:
+    assert set(SESSION_COST) == set(JOB_KINDS)
+    assert all(0 < cost < 1 for cost in SESSION_COST.values())
+    assert DEFAULT_LIMIT == 0.8
+
+
+def test_jobs_go_to_the_least_loaded_process_until_the_limit() -> None:
+    admission = Admission(2, limit=0.8, costs={"decode": 0.3})
+    assert [admission.place("decode") for _ in range(4)] == [0, 1, 0, 1]
+    # 0.6 booked on each: one more 0.3 would pass 0.8 on both
+    assert admission.place("decode") is None
+    load = admission.load(queued=3)
+    assert load.per_process == pytest.approx((0.6, 0.6))
+    assert (load.running, load.queued) == (4, 3)
+    assert load.fraction == pytest.approx(0.6)
+    admission.release(1, "decode")
+    assert admission.place("decode") == 1
+
+
+def test_an_idle_process_takes_a_job_costing_more_than_the_limit() -> None:
+    admission = Admission(1, limit=0.5, costs={"encode-record": 0.9})
+    assert admission.place("encode-record") == 0  # else it could never run
+    assert admission.place("encode-record") is None
+    admission.release(0, "encode-record")
+    assert admission.load().per_process == (0.0,)
+
+
+def test_kinds_are_booked_at_their_own_cost() -> None:
+    admission = Admission(1, limit=1.0, costs={"copy-record": 0.1, "qa": 0.5})
+    for _ in range(5):
+        assert admission.place("copy-record") == 0
+    assert admission.place("qa") == 0  # 0.5 + 0.5 fits exactly
+    assert admission.place("copy-record") is None
+    admission.release(0, "qa")
+    assert admission.load().per_process == pytest.approx((0.5,))
+
+
+@pytest.mark.parametrize("limit", [0.0, 1.5])
+def test_a_limit_outside_0_1_is_refused(limit: float) -> None:
+    with pytest.raises(ValueError, match="limit"):
+        Admission(1, limit=limit)
+
+
+def test_jobs_of_no_cost_still_spread_over_the_processes() -> None:
+    admission = Admission(3, costs={"decode": 0.0})
+    assert [admission.place("decode") for _ in range(6)] == [0, 1, 2, 0, 1, 2]

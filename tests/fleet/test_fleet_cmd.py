@@ -1,0 +1,124 @@
+"""``avatar-rtc fleet``: option checks, and the Ray acceptance run.
+
+The Ray run: a local Ray cluster runs 8 record+QA sessions from the command line against the
+embedded emulator; the 8 files and 8 reports are gathered into --out, and the aggregated
+report's percentiles are recomputed here from the individual reports.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pytest
+
+from avatar_rtc.cli.fleet_cmd import FleetProgress, exit_status
+from avatar_rtc.fleet import JobResult, Load
+from avatar_rtc.fleet.ray_engine import ray_available
+from tests.cli.test_record_cmd import cli
+from tests.fleet.test_aggregate import percentile
+from tests.support import require
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--address", "auto"], "--address is for --engine ray"),
+        (["--whep-url", "http://127.0.0.1:9/whep", "--say", "hi"], "need the Control API"),
+        (["--limit", "1.5"], "fraction"),
+        (["--sessions", "0"], "at least 1"),
+    ],
+)
+def test_bad_options_are_usage_errors(argv: list[str], message: str, tmp_path: Path) -> None:
+    args = ["fleet", "--sessions", "2", "--out", str(tmp_path), *argv]
+    done = cli(*args)
+    assert done.returncode == 2
+    assert message in done.stderr
+
+
+def test_existing_files_are_kept_without_force(tmp_path: Path) -> None:
+    (tmp_path / "session-001.mp4").write_bytes(b"keep me")
+    done = cli("fleet", "--sessions", "2", "--out", str(tmp_path))
+    assert done.returncode == 2
+    assert "--force" in done.stderr
+    assert (tmp_path / "session-001.mp4").read_bytes() == b"keep me"
+
+
+@pytest.mark.slow
+def test_ray_runs_8_record_and_qa_sessions_and_the_report_adds_up(tmp_path: Path) -> None:
+    require(ray_available(), "Ray (the ray extra)")
+    out, report_path, plot = tmp_path / "out", tmp_path / "fleet.json", tmp_path / "fleet.png"
+    done = cli(
+        "fleet",
+        "--sessions",
+        "8",
+        "--job",
+        "qa",
+        "--engine",
+        "ray",
+        "--duration",
+        "3",
+        "--out",
+        str(out),
+        "--json",
+        str(report_path),
+        "--plot",
+        str(plot),
+        "--no-progress",
+        timeout=110,
+    )
+    assert done.returncode in (0, 4), done.stderr  # 4: a QA threshold was breached
+    report = json.loads(report_path.read_text())
+    results = report["results"]
+    verdicts = []
+    for i in range(8):  # gathered into --out: the recording and its QA report
+        assert (out / f"session-{i:03d}.mp4").stat().st_size > 10_000
+        qa = json.loads((out / f"session-{i:03d}.qa.json").read_text())
+        verdicts.append(qa["verdict"])
+        assert results[i]["index"] == i and results[i]["ok"], results[i]
+        assert results[i]["lipsync_offset_ms"] == qa["lipsync"]["offset_ms"]
+        freezes = len(qa["video"]["freezes"]) * 60 / qa["duration_s"]
+        assert results[i]["freezes_per_minute"] == pytest.approx(freezes)
+    assert report["sessions"] == report["ok"] == 8
+    assert report["qa"] == {"pass": verdicts.count("pass"), "fail": verdicts.count("fail")}
+    assert done.returncode == (4 if "fail" in verdicts else 0)
+    for name in ("ttff_s", "say_to_speech_s", "lipsync_offset_ms", "freezes_per_minute"):
+        values = [r[name] for r in results if r[name] is not None]
+        assert report["metrics"][name]["n"] == len(values) == 8
+        for p in (50, 95, 99):
+            expected = percentile(values, p)
+            assert report["metrics"][name][f"p{p}"] == pytest.approx(expected, abs=1e-3)
+    assert plot.read_bytes()[:4] == b"\x89PNG"
+    assert "8/8 sessions ok (ray engine)" in done.stdout
+
+
+class FakeEngine:
+    def __init__(self, running: int, queued: int) -> None:
+        self.running, self.queued = running, queued
+
+    def load(self) -> Load:
+        return Load((0.4, 0.3), self.running, self.queued, 0.8)
+
+
+def test_progress_in_a_log_is_one_line_per_change() -> None:
+    stream = io.StringIO()
+    progress = FleetProgress(stream, interval=60.0)
+    progress.update(0, 0, 4, FakeEngine(2, 2), 0.5)  # type: ignore[arg-type]
+    progress.update(0, 0, 4, FakeEngine(2, 2), 1.0)  # type: ignore[arg-type]  # no change
+    progress.update(2, 1, 4, FakeEngine(2, 0), 7.25)  # type: ignore[arg-type]
+    progress.finish()
+    lines = stream.getvalue().splitlines()
+    assert lines == [
+        "fleet [--------------------] 0/4 done, 0 failed, 2 running, 2 queued, load 35%  00:00.5",
+        "fleet [##########----------] 2/4 done, 1 failed, 2 running, 0 queued, load 35%  00:07.2",
+    ]
+
+
+def test_exit_status_a_failed_session_then_a_qa_breach() -> None:
+    ok = JobResult(0, "qa", ok=True, verdict="pass")
+    breached = JobResult(1, "qa", ok=True, verdict="fail")
+    no_media = JobResult(2, "qa", ok=False, error="no media", exit_code=3)
+    assert exit_status([ok, ok]) == 0
+    assert exit_status([ok, breached]) == 4
+    assert exit_status([breached, no_media]) == 3

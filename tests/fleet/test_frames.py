@@ -1,0 +1,63 @@
+"""The shared-memory frame ring: one copy in, a view out, slots owned by one side at a time."""
+
+from __future__ import annotations
+
+import av
+import numpy as np
+import pytest
+
+from avatar_rtc.fleet.frames import FrameMeta, FrameRing
+
+
+def picture(width: int, height: int, seed: int) -> av.VideoFrame:
+    rgb = np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
+    return av.VideoFrame.from_ndarray(rgb, format="rgb24")
+
+
+def test_a_written_frame_reads_back_through_another_mapping_without_a_copy() -> None:
+    ring = FrameRing.create(2, 48, 32)
+    worker = FrameRing.attach(ring.spec)  # what a worker process opens
+    try:
+        frame = picture(48, 32, 1)
+        slot = worker.write(frame)
+        assert slot is not None
+        shared = ring.frame(FrameMeta(7, slot, 90000, 1.0, 2.0))
+        assert shared.job == 7
+        assert np.array_equal(shared.array, frame.to_ndarray())
+        assert np.shares_memory(shared.array, ring.pixels(slot))  # a view, not a copy
+        kept = shared.copy()
+        shared.release()
+        with pytest.raises(ValueError, match="released"):
+            _ = shared.array
+        assert np.array_equal(kept, frame.to_ndarray())
+    finally:
+        worker.close()
+        ring.close()
+
+
+def test_a_full_ring_drops_until_the_reader_releases() -> None:
+    ring = FrameRing.create(2, 16, 16)
+    try:
+        first, second = ring.write(picture(16, 16, 1)), ring.write(picture(16, 16, 2))
+        assert {first, second} == {0, 1}
+        assert ring.write(picture(16, 16, 3)) is None  # the caller holds both slots
+        assert ring.busy() == 2
+        assert first is not None
+        with ring.frame(FrameMeta(0, first, 0, 0.0, 0.0)):
+            pass  # leaving the block releases
+        assert ring.write(picture(16, 16, 4)) == first
+    finally:
+        ring.close()
+
+
+def test_frames_are_scaled_to_the_ring_size() -> None:
+    ring = FrameRing.create(1, 32, 16)
+    try:
+        grey = av.VideoFrame.from_ndarray(np.full((64, 128, 3), 200, np.uint8), format="rgb24")
+        slot = ring.write(grey.reformat(format="yuv420p"))
+        assert slot is not None
+        pixels = ring.pixels(slot)
+        assert pixels.shape == (16, 32, 3)
+        assert np.all(np.abs(pixels.astype(int) - 200) <= 3)
+    finally:
+        ring.close()

@@ -1,0 +1,127 @@
+"""The local engine end to end: 4 jobs in 2 worker processes against one embedded emulator.
+
+Two ``qa`` jobs (the worker records and writes the QA report) and two ``decode`` jobs whose
+frames reach this process through the workers' shared-memory rings; costs chosen so each
+worker has room for one job at a time, so admission must queue half of them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from avatar_rtc.emulator import Emulator
+from avatar_rtc.emulator.media import markers_for
+from avatar_rtc.fleet import FleetJob, JobResult, SessionPool, SharedFrame, Utterance
+from avatar_rtc.options import SessionOptions
+from avatar_rtc.rtc.ice_options import IceOptions
+
+pytestmark = pytest.mark.slow
+
+SIZE = (64, 64)
+
+
+@pytest.fixture
+async def options() -> AsyncIterator[SessionOptions]:
+    async with Emulator() as emulator:
+        yield SessionOptions(
+            api_url=emulator.api_url,
+            ks=emulator.ks,
+            avatar_id="fleet-test",
+            ice=IceOptions(host_addresses=("127.0.0.1",)),
+        )
+
+
+async def test_four_jobs_in_two_workers_admitted_by_cost(
+    options: SessionOptions, tmp_path: Path
+) -> None:
+    speech = (Utterance("text", "Checking the pool"),)
+    jobs = [
+        FleetJob(
+            i,
+            "qa" if i < 2 else "decode",
+            options,
+            duration=2.0,
+            speech=speech,
+            out_dir=str(tmp_path),
+            share_frames=i >= 2,
+        )
+        for i in range(4)
+    ]
+    frames: list[tuple[int, np.ndarray]] = []
+
+    def on_frame(frame: SharedFrame) -> None:
+        with frame:
+            frames.append((frame.job, frame.array[1:5, 1:5].mean(axis=(0, 1))))
+
+    running_seen: list[int] = []
+    pool = SessionPool(2, costs={"qa": 0.5, "decode": 0.5}, frame_size=SIZE)
+    async with pool:
+        pool.on_frame(on_frame)
+        futures = [pool.submit(job) for job in jobs]
+        assert (pool.load().running, pool.load().queued) == (2, 2)
+        while not all(f.done() for f in futures):
+            running_seen.append(pool.load().running)
+            await asyncio.sleep(0.05)
+        results = [f.result() for f in futures]
+
+    assert max(running_seen) == 2  # never more than one job per worker
+    assert all(r.ok for r in results), [r.error for r in results]
+    workers = {str(r.worker) for r in results}
+    assert len(workers) == 2
+    assert not any(w.endswith(f":{os.getpid()}") for w in workers)  # not in this process
+
+    check_qa_files(results[:2], tmp_path)
+
+    for result in results[2:]:  # decode: every shared frame reached this process
+        received = [colour for job, colour in frames if job == result.index]
+        assert result.frames_shared == len(received) >= 25
+        # the top-left marker, scaled down to the ring's 64x64 (8x8 pixels)
+        marker = np.array(markers_for(512, 512)[0].rgb)
+        assert np.abs(np.median(received, axis=0) - marker).max() < 40
+
+
+def check_qa_files(results: list[JobResult], folder: Path) -> None:
+    """qa: the worker wrote the file and the report."""
+    for result in results:
+        assert result.file == str(folder / f"session-{result.index:03d}.mp4")
+        assert Path(result.file).stat().st_size > 10_000
+        report = json.loads(Path(str(result.report_file)).read_text())
+        assert report["verdict"] == result.verdict
+        assert report["lipsync"]["offset_ms"] == result.lipsync_offset_ms
+        assert result.ttff_s is not None and result.say_to_speech_s is not None
+
+
+async def test_stop_finishes_running_files_and_runs_no_queued_job(
+    options: SessionOptions, tmp_path: Path
+) -> None:
+    jobs = [
+        FleetJob(i, "copy-record", options, duration=60.0, out_dir=str(tmp_path)) for i in range(3)
+    ]
+    async with SessionPool(2, costs={"copy-record": 0.6}) as pool:
+        futures = [pool.submit(job) for job in jobs]
+        assert (pool.load().running, pool.load().queued) == (2, 1)
+        await asyncio.sleep(3.0)  # connected and recording
+        pool.stop()
+        with pytest.raises(RuntimeError, match="not accepting"):
+            pool.submit(jobs[0])
+        results = await asyncio.wait_for(asyncio.gather(*futures), 30)
+    assert results[2].error == "not run: the pool was stopped" and not results[2].ok
+    for result in results[:2]:
+        assert result.ok, result.error
+        assert 0.5 < result.media_seconds < 10  # ended early, not after 60 s
+    assert_playable(results[:2])
+
+
+def assert_playable(results: list[JobResult]) -> None:
+    import av
+
+    for result in results:
+        with av.open(str(result.file)) as container:
+            assert sum(1 for _ in container.decode(video=0)) > 10

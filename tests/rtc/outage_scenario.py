@@ -1,0 +1,202 @@
+"""One media outage, end to end, inside a private network namespace (only ``lo``).
+
+Run (as root) by ``tests/rtc/test_reconnect_outage.py``::
+
+    unshare -n python -m tests.rtc.outage_scenario CASE OUT --outage S
+
+An in-process emulator sends; an :class:`AvatarSession` receives, records to ``OUT`` (copy
+mode) and consumes one video stream. After ~2 s of media:
+
+- ``network``: nft drops every UDP and TCP packet on the input hook for ``S`` s (media,
+  signalling and the Control API alike), then the table is deleted (the network is back);
+- ``turn``: relay-only through coturn (one ``turn:...?transport=udp`` URL); coturn is stopped
+  for ``S`` s, then started again on the same ports (its allocations are gone).
+
+Then media must come back on the same stream iterator and into the same file. Prints one JSON
+object; times are ``time.monotonic()`` seconds relative to the restore (network back, or the
+new coturn ready): the first packet after it (``reconnected`` event), the first frame the
+iterator yields, and the initial connect's ``timings.total`` of the same run as a baseline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+from avatar_rtc.emulator import Emulator
+from avatar_rtc.media.formats import VideoFormat
+from avatar_rtc.media.streams import VideoStream
+from avatar_rtc.options import SessionOptions
+from avatar_rtc.rtc.ice_options import IceOptions
+from avatar_rtc.rtc.ice_servers import IceServer
+from avatar_rtc.rtc.reconnect import Outage
+from avatar_rtc.session import AvatarSession, SessionEvent
+from tests.turn_server import PASSWORD, USERNAME, TurnServer
+
+TABLE = "avatar_rtc_outage"
+DROP_ALL = f"""
+table inet {TABLE} {{
+  chain input {{
+    type filter hook input priority 0; policy accept;
+    meta l4proto {{ tcp, udp }} drop
+  }}
+}}
+"""
+TURN_PORT, TURN_TLS_PORT, RELAY_PORTS = 3478, 5349, (49160, 49260)
+BEFORE = 2.0  # seconds of media before the outage
+AFTER = 2.0  # seconds of media after it came back
+BACK_TIMEOUT = 30.0
+
+
+class Frames:
+    """Consumes a stream in the background: (arrival, presentation time) of every frame."""
+
+    def __init__(self, stream: VideoStream) -> None:
+        self.seen: list[tuple[float, float]] = []
+        self.ended_at: float | None = None
+        self.task = asyncio.ensure_future(self._run(stream))
+
+    async def _run(self, stream: VideoStream) -> None:
+        async for frame in stream:
+            self.seen.append((time.monotonic(), frame.presentation_time))
+        self.ended_at = time.monotonic()
+
+    def after(self, t: float) -> int:
+        """Frames that arrived after ``t``."""
+        return sum(1 for arrival, _ in self.seen if arrival > t)
+
+    async def first_after(self, t: float, within: float) -> float | None:
+        """Arrival of the first frame after ``t`` (waiting up to ``within`` s for it)."""
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            later = [arrival for arrival, _ in self.seen if arrival > t]
+            if later:
+                return later[0]
+            await asyncio.sleep(0.01)
+        return None
+
+    async def aclose(self) -> None:
+        self.task.cancel()
+        await asyncio.gather(self.task, return_exceptions=True)
+
+
+def packet_times(path: Path, stream: str) -> list[float]:
+    """ffprobe's packet timestamps (seconds) of the ``v`` or ``a`` streams of a file."""
+    out = subprocess.run(
+        ["ffprobe", "-v", "error", "-select_streams", stream, "-show_entries", "packet=pts_time",
+         "-of", "csv=p=0", str(path)],
+        capture_output=True, text=True, check=True, timeout=30,
+    )  # fmt: skip
+    return [float(line) for line in out.stdout.split() if line]
+
+
+@contextlib.asynccontextmanager
+async def session_for(emulator: Emulator, ice: IceOptions) -> AsyncIterator[AvatarSession]:
+    options = SessionOptions(api_url=emulator.api_url, ks=emulator.ks, ice=ice,
+                             detect_speech=False)  # fmt: skip
+    async with AvatarSession(options) as session:
+        yield session
+
+
+@contextlib.contextmanager
+def coturn(workdir: Path, binary: str) -> Iterator[TurnServer]:
+    with TurnServer.start(workdir, port=TURN_PORT, tls_port=TURN_TLS_PORT,
+                          relay_ports=RELAY_PORTS, binary=binary) as server:  # fmt: skip
+        yield server
+
+
+async def nft(*args: str, stdin: str | None = None) -> None:
+    await asyncio.to_thread(subprocess.run, ["nft", *args], input=stdin, text=True, check=True)
+
+
+async def run(case: str, out: Path, outage: float, workdir: Path) -> dict[str, Any]:
+    turn_binary = shutil.which("turnserver") or ""
+    url = f"turn:127.0.0.1:{TURN_PORT}?transport=udp"
+    relay = IceOptions(policy="relay", extra_servers=(IceServer(url, USERNAME, PASSWORD),))
+    ice = relay if case == "turn" else IceOptions(host_addresses=("127.0.0.1",))
+    events: list[tuple[str, float, Outage | str | None]] = []
+    result: dict[str, Any] = {"case": case, "outage": outage}
+    with contextlib.ExitStack() as stack:
+        turn = None
+        if case == "turn":
+            turn = stack.enter_context(coturn(workdir / "turn1", turn_binary))
+        async with Emulator() as emulator, session_for(emulator, ice) as session:
+            for name in ("reconnecting", "reconnected", "disconnected", "error"):
+                session.on(name, lambda e: events.append(_event(e)))
+            await session.wait_first_frame(20)
+            result["connect_seconds"] = session.timings.total
+            result["pair"] = session.selected_pair.describe() if session.selected_pair else None
+            session.record(out)
+            frames = Frames(session.video(VideoFormat(pixel_format=None)))
+            await asyncio.sleep(BEFORE)
+            t_cut = time.monotonic()
+            if turn is not None:
+                turn.stop()
+            else:
+                await nft("-f", "-", stdin=DROP_ALL)
+            await asyncio.sleep(outage)
+            if turn is not None:
+                again = coturn(workdir / "turn2", turn_binary)
+                await asyncio.to_thread(stack.enter_context, again)  # back once it is ready
+            else:
+                await nft("delete", "table", "inet", TABLE)
+            t_back = time.monotonic()
+            first = await frames.first_after(t_back, BACK_TIMEOUT)
+            await asyncio.sleep(AFTER)
+            result.update(
+                cut=t_cut - t_back,
+                first_frame_after=None if first is None else first - t_back,
+                frames_before=len(frames.seen) - frames.after(t_back),
+                frames_after=frames.after(t_back),
+                pts=[pts for _, pts in frames.seen],
+                pair_after=session.selected_pair.describe() if session.selected_pair else None,
+                state=session.state.value,
+            )
+            stats = session.stats()
+            result["reconnect"] = stats.to_dict()["reconnect"]
+            result["iterator_ended"] = frames.ended_at is not None
+            await frames.aclose()
+        recorder = stats.recorders[0]
+        result["recorder"] = {"video_frames": recorder.video.frames,
+                              "duration": recorder.duration, "error": recorder.error}  # fmt: skip
+    result["events"] = [
+        {"name": name, "t": t - t_back, **({"outage": vars(d)} if isinstance(d, Outage) else
+                                           {"data": d})}
+        for name, t, d in events
+    ]  # fmt: skip
+    return result
+
+
+def _event(event: SessionEvent) -> tuple[str, float, Outage | str | None]:
+    data = event.data if isinstance(event.data, Outage) else str(event.data)
+    return event.name, event.time, data
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("case", choices=("network", "turn"))
+    parser.add_argument("out", type=Path)
+    parser.add_argument("--outage", type=float, default=10.0)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    logging.getLogger("avatar_rtc").setLevel(logging.INFO)  # the log tells the attempts
+    subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        result = asyncio.run(run(args.case, args.out, args.outage, Path(tmp)))
+    print(json.dumps(result))
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,185 @@
+"""Under overload, NACK less than aiortc, not more; single losses are still NACKed.
+
+Both policies run on the same simulated receive path, on a virtual clock: a 300 packet/s
+video stream whose receiver stalls now and then (a busy event loop); during a stall the
+socket buffer fills, and what arrives once it is full is dropped (``RcvbufErrors``), original
+packets and retransmissions alike; after the stall the buffered packets arrive at once. The
+sender retransmits every NACKed packet still in its 128-packet history, one RTT later (30 ms,
+or 200 ms: an overloaded receiver reads its socket late).
+
+- aiortc: its own ``NackGenerator`` (``aiortc.rtcrtpreceiver``), called as its receiver does:
+  on every packet, and when it reports a new gap, one NACK listing every missing packet.
+- ours: ``NackTracker`` called as ``ReceivePipeline`` does: on every packet (first NACKs at
+  once; a PLI instead when it says the gap is a burst) and on a 10 ms timer (retries), with the
+  pipeline's horizon (``max_age`` = jitter buffer ``max_wait``).
+"""
+
+from __future__ import annotations
+
+import heapq
+import random
+from dataclasses import dataclass, field
+
+import pytest
+from aiortc.rtcrtpreceiver import NackGenerator
+from aiortc.rtp import RtpPacket
+
+from avatar_rtc.rtc.nack import NackTracker
+
+RATE = 300  # packets/s (a 720p stream at ~2.5 Mbit/s)
+HISTORY = 128  # aiortc's sender keeps this many packets for retransmission
+SEQ0 = 65000  # wraps the 16-bit sequence number early on
+TICK = 0.01
+MAX_WAIT = 0.15  # ReceivePipeline's default jitter buffer wait = the NACK horizon
+
+
+@dataclass
+class Stall:
+    start: float
+    end: float
+    full_at: float  # the socket buffer is full from here on: arrivals are dropped
+
+
+@dataclass
+class Result:
+    nack_packets: int = 0
+    nack_entries: int = 0
+    plis: int = 0
+    lost: set[int] = field(default_factory=set)  # originals dropped
+    nacked: set[int] = field(default_factory=set)
+    repaired: set[int] = field(default_factory=set)
+
+
+def overload(seed: int, seconds: float = 20.0, buffer: int = 40) -> list[Stall]:
+    """Loop stalls of 50-300 ms every 0.2-1 s; the buffer holds ``buffer`` packets."""
+    rng = random.Random(seed)
+    stalls, t = [], 0.5
+    while t < seconds:
+        length = rng.uniform(0.05, 0.3)
+        stalls.append(Stall(t, t + length, t + buffer / RATE))
+        t += length + rng.uniform(0.2, 1.0)
+    return stalls
+
+
+def simulate(
+    policy: str,
+    stalls: list[Stall],
+    *,
+    seconds: float = 20.0,
+    random_loss: float = 0.0,
+    seed: int = 0,
+    rtt: float = 0.03,
+) -> Result:
+    """Run one policy; returns what it sent and what it repaired."""
+    rng = random.Random(seed)
+    result = Result()
+    events: list[tuple[float, int, int, bool]] = []  # (time, order, seq, retransmission)
+    order = 0
+    for i in range(int(seconds * RATE)):
+        events.append((i / RATE, order, i, False))
+        order += 1
+    if policy == "ours":
+        events += [(k * TICK, -1, -1, False) for k in range(int(seconds / TICK))]
+    heapq.heapify(events)
+    aiortc = NackGenerator()
+    ours = NackTracker(max_age=MAX_WAIT)
+    highest_sent = -1
+
+    def deliver_at(t: float) -> float | None:
+        """When a packet reaching the socket at ``t`` is read (None: dropped on overflow)."""
+        for s in stalls:
+            if s.start <= t < s.end:
+                return None if t >= s.full_at else s.end
+        return t
+
+    def nack(now: float, seqs: list[int]) -> None:
+        nonlocal order
+        result.nack_packets += 1
+        result.nack_entries += len(seqs)
+        for seq in seqs:
+            result.nacked.add(seq)
+            if seq > highest_sent - HISTORY:
+                order += 1
+                heapq.heappush(events, (now + rtt, order, seq, True))
+
+    while events:
+        t, _, seq, rtx = heapq.heappop(events)
+        if seq < 0:  # our pipeline's timer; it does not run while the loop stalls
+            lost = ours.due(t) if deliver_at(t) == t else []
+            if lost:
+                nack(t, lost)
+            continue
+        if not rtx:
+            highest_sent = max(highest_sent, seq)
+        read = deliver_at(t)
+        if read is None or (not rtx and rng.random() < random_loss):
+            if not rtx:
+                result.lost.add(seq)
+            continue
+        if read > t:  # held in the socket buffer until the stall ends
+            heapq.heappush(events, (read, order, seq, rtx))
+            order += 1
+            continue
+        if rtx:
+            result.repaired.add(seq)
+        if policy == "aiortc":
+            packet = RtpPacket(sequence_number=(SEQ0 + seq) & 0xFFFF)
+            if aiortc.add(packet):
+                nack(t, sorted((s - SEQ0) % 65536 for s in aiortc.missing))
+        else:
+            if not ours.on_packet(seq, t):
+                result.plis += 1
+            lost = ours.due(t, retries=False)
+            if lost:
+                nack(t, lost)
+    return result
+
+
+@pytest.mark.parametrize("rtt", [0.03, 0.2])
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_overload_bursts_get_fewer_nacks_than_aiortc(seed: int, rtt: float) -> None:
+    stalls = overload(seed)
+    theirs = simulate("aiortc", stalls, random_loss=0.005, seed=seed, rtt=rtt)
+    ours = simulate("ours", stalls, random_loss=0.005, seed=seed, rtt=rtt)
+    assert theirs.lost == ours.lost and len(ours.lost) > 500  # same losses, mostly bursts
+    print(
+        f"\nseed {seed}, rtt {rtt}: {len(ours.lost)} lost of {20 * RATE}; NACK packets/entries "
+        f"aiortc {theirs.nack_packets}/{theirs.nack_entries}, "
+        f"ours {ours.nack_packets}/{ours.nack_entries} (+{ours.plis} PLI requests); "
+        f"repaired aiortc {len(theirs.repaired)}, ours {len(ours.repaired)}"
+    )
+    assert ours.nack_entries <= theirs.nack_entries
+    assert ours.nack_packets <= theirs.nack_packets
+    assert ours.plis > 0  # the bursts were answered with a keyframe request instead
+    singles = {s for s in ours.lost if s - 1 not in ours.lost and s + 1 not in ours.lost}
+    assert len(singles) > 10 and singles <= ours.nacked  # isolated losses are still NACKed
+
+
+def test_single_random_losses_are_all_nacked() -> None:
+    ours = simulate("ours", [], random_loss=0.02, seed=7)
+    assert len(ours.lost) > 50
+    assert ours.lost <= ours.nacked and ours.lost == ours.repaired
+    assert ours.plis == 0
+
+
+def test_a_long_burst_is_not_nacked_but_a_short_one_is() -> None:
+    tracker = NackTracker(max_burst=16)
+    assert tracker.on_packet(0, 0.0)
+    assert not tracker.on_packet(201, 0.0)  # 200 missing: a PLI, not 200 NACK entries
+    assert tracker.due(0.0) == [] and tracker.bursts == 1
+    assert tracker.on_packet(205, 0.0)
+    assert tracker.due(0.0) == [202, 203, 204]
+
+
+def test_nack_budget_and_horizon() -> None:
+    tracker = NackTracker(budget=0.1, budget_burst=4, max_age=0.15, max_burst=100)
+    tracker.on_packet(0, 0.0)
+    tracker.on_packet(11, 0.0)  # ten missing, four tokens
+    assert tracker.due(0.0) == [1, 2, 3, 4]
+    assert tracker.due(0.01) == []  # no tokens left
+    for seq in range(12, 32):  # twenty packets earn two tokens
+        tracker.on_packet(seq, 0.02)
+    assert tracker.due(0.05) == [5, 6]  # first NACKs before retries
+    assert tracker.due(0.2) == []  # past the jitter buffer's horizon: given up
+    assert tracker.missing_count == 0
+    assert tracker.throttled == 4  # 7..10 were never NACKed for want of budget

@@ -1,0 +1,242 @@
+"""Reconnector: when a connection is replaced, when it is not, and how it gives up.
+
+The connections are fakes (connect/close/state, no WebRTC) so every path runs in well under
+a second; the network probes are real (a TCP listener on 127.0.0.1 that the test stops and
+starts again). The real thing, end to end: tests/test_session_reconnect.py and
+tests/rtc/test_reconnect_outage.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import itertools
+import socket
+import time
+from collections.abc import AsyncIterator
+from typing import Any, cast
+
+import pytest
+
+from avatar_rtc.errors import (
+    AvatarRTCError,
+    ConnectError,
+    MediaLostError,
+    WhepNotFoundError,
+)
+from avatar_rtc.rtc.connection import MediaConnection
+from avatar_rtc.rtc.reconnect import Outage, Reconnector, ReconnectPolicy
+from tests.support import wait_until
+
+FAST = ReconnectPolicy(
+    media_timeout=0.2, initial_delay=0.05, max_delay=0.2, jitter=0.0, max_attempts=4,
+    attempt_timeout=2.0, probe_interval=0.05,
+)  # fmt: skip
+NO_PROBES = "whep:endpoint"  # no host: nothing to probe, the network always counts as up
+
+
+class Net:
+    """Media of every fake connection: while ``flowing``, each poll sees new packets."""
+
+    def __init__(self) -> None:
+        self.flowing = True
+        self.count = 0
+
+    def activity(self) -> int:
+        if self.flowing:
+            self.count += 1
+        return self.count
+
+
+class FakeConnection:
+    """What Reconnector uses of a MediaConnection."""
+
+    def __init__(self, net: Net, log: list[tuple[str, int]], number: int, whep_url: str,
+                 fail: BaseException | None, hang: bool) -> None:  # fmt: skip
+        self.net, self.log, self.number = net, log, number
+        self.whep_url = whep_url
+        self.connect_timeout = 20.0
+        self.on_state_change: Any = None
+        self.fail, self.hang = fail, hang
+        self.closed = False
+        self.started: float | None = None
+
+    async def connect(self) -> None:
+        self.log.append(("connect", self.number))
+        self.started = time.monotonic()
+        if self.hang:
+            await asyncio.sleep(3600)
+        if self.fail is not None:
+            raise self.fail
+        self.net.flowing = True
+
+    async def close(self) -> None:
+        self.log.append(("close", self.number))
+        self.closed = True
+
+    def selected_pair(self) -> None:
+        return None
+
+    def die(self, state: str = "closed") -> None:
+        self.net.flowing = False
+        self.on_state_change(state)
+
+
+class Harness:
+    def __init__(self, policy: ReconnectPolicy = FAST, whep_url: str = NO_PROBES) -> None:
+        self.net = Net()
+        self.log: list[tuple[str, int]] = []
+        self.made: list[FakeConnection] = []
+        self.failures: list[BaseException | None] = []  # for connections 2, 3, ...
+        self.hang = False
+        self.whep_url = whep_url
+        self.events: list[tuple[str, Outage | AvatarRTCError, float]] = []
+        self.reconnector = Reconnector(
+            self._new, policy=policy, activity=self.net.activity,
+            on_reconnecting=lambda o: self.events.append(("reconnecting", o, time.monotonic())),
+            on_reconnected=lambda o: self.events.append(("reconnected", o, time.monotonic())),
+            on_failed=lambda e: self.events.append(("failed", e, time.monotonic())),
+        )  # fmt: skip
+
+    def _new(self) -> MediaConnection:
+        number = len(self.made) + 1
+        fail = self.failures.pop(0) if number > 1 and self.failures else None
+        connection = FakeConnection(self.net, self.log, number, self.whep_url, fail,
+                                    self.hang and number > 1)  # fmt: skip
+        self.made.append(connection)
+        return cast(MediaConnection, connection)
+
+    def names(self) -> list[str]:
+        return [name for name, _, _ in self.events]
+
+    def event(self, name: str) -> Any:
+        return next(data for n, data, _ in self.events if n == name)
+
+
+@contextlib.asynccontextmanager
+async def running(harness: Harness) -> AsyncIterator[Harness]:
+    await harness.reconnector.connect()
+    try:
+        yield harness
+    finally:
+        await harness.reconnector.close()
+
+
+async def test_media_back_on_the_same_connection_needs_no_new_one() -> None:
+    async with running(Harness()) as h:
+        await asyncio.sleep(0.05)
+        h.net.flowing = False  # silence: the watchdog fires after media_timeout
+        await wait_until(lambda: h.names() == ["reconnecting"], 2)
+        h.net.flowing = True
+        await wait_until(lambda: "reconnected" in h.names(), 2)
+        outage = h.event("reconnected")
+        assert outage.reason.startswith("no media for")
+        assert not outage.replaced and outage.attempts == 0 and outage.seconds >= 0.2
+        assert len(h.made) == 1 and h.log == [("connect", 1)]
+        stats = h.reconnector.stats()
+        assert (stats.outages, stats.reconnects, stats.attempts) == (1, 1, 0)
+        assert stats.outage_seconds == pytest.approx(outage.seconds)
+
+
+async def test_a_dead_connection_is_replaced_the_old_resource_deleted_first() -> None:
+    async with running(Harness()) as h:
+        h.made[0].die()
+        await wait_until(lambda: "reconnected" in h.names(), 2)
+        outage = h.event("reconnected")
+        assert outage.reason == "media connection closed"
+        assert outage.replaced and outage.attempts == 1
+        # DELETE (close) of the old one before the new POST (connect): one viewer per stream.
+        assert h.log == [("connect", 1), ("close", 1), ("connect", 2)]
+        assert h.reconnector.connection is h.made[1]
+        assert h.made[1].connect_timeout == FAST.attempt_timeout
+        # The replacement is watched in turn.
+        h.made[1].die("failed")
+        await wait_until(lambda: h.names().count("reconnected") == 2, 2)
+        assert h.reconnector.stats().reconnects == 2
+
+
+async def test_the_service_session_gone_is_final_at_once() -> None:
+    h = Harness()
+    h.failures = [WhepNotFoundError("WHEP POST failed with HTTP 404", status=404)]
+    async with running(h):
+        t0 = time.monotonic()
+        h.made[0].die()
+        await wait_until(lambda: "failed" in h.names(), 2)
+        error = h.event("failed")
+        assert isinstance(error, WhepNotFoundError)
+        assert time.monotonic() - t0 < 1.0
+        assert len(h.made) == 2  # no second attempt
+        assert not h.reconnector.stats().reconnecting
+
+
+async def test_gives_up_after_max_attempts_with_backoff_between_them() -> None:
+    h = Harness()
+    h.failures = [ConnectError(f"attempt {n} refused") for n in range(FAST.max_attempts)]
+    async with running(h):
+        h.made[0].die()
+        await wait_until(lambda: "failed" in h.names(), 5)
+    error = h.event("failed")
+    assert isinstance(error, MediaLostError)
+    assert f"{FAST.max_attempts} attempts" in str(error) and "attempt 3 refused" in str(error)
+    stats = h.reconnector.stats()
+    assert stats.attempts == FAST.max_attempts and stats.reconnects == 0
+    assert stats.outage_seconds > 0 and stats.last_error is not None
+    # Each attempt waited its backoff slot (jitter off: 0.05, 0.1, 0.2, 0.2 s).
+    assert h.names() == ["reconnecting", "failed"] and len(h.made) == FAST.max_attempts + 1
+    starts = [c.started for c in h.made[1:]]
+    assert all(t is not None for t in starts)
+    waits = [b - a for a, b in itertools.pairwise(starts)]  # type: ignore[operator]
+    assert all(w >= FAST.delay(n + 1) - 0.01 for n, w in enumerate(waits)), waits
+
+
+async def test_close_during_an_attempt_closes_the_new_connection() -> None:
+    h = Harness()
+    h.hang = True
+    await h.reconnector.connect()
+    h.made[0].die()
+    await wait_until(lambda: len(h.made) == 2, 2)
+    await h.reconnector.close()
+    assert h.made[1].closed and h.made[0].closed
+    assert "failed" not in h.names()
+
+
+async def test_reconnecting_off_makes_the_first_death_final() -> None:
+    policy = dataclasses.replace(FAST, enabled=False)
+    async with running(Harness(policy)) as h:
+        h.net.flowing = False
+        await asyncio.sleep(3 * policy.media_timeout)
+        assert h.names() == []  # silence alone is not watched when off
+        h.made[0].on_state_change("failed")
+        await wait_until(lambda: "failed" in h.names(), 2)
+        assert isinstance(h.event("failed"), MediaLostError)
+        assert h.names() == ["failed"] and len(h.made) == 1
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def test_no_attempt_while_the_network_is_down_one_soon_after_it_is_back() -> None:
+    port = _free_port()
+    server = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", port)
+    # Slots spent with the network down count too: ~3.8 s of them here.
+    policy = dataclasses.replace(FAST, max_attempts=10, max_delay=0.5)
+    h = Harness(policy, whep_url=f"http://127.0.0.1:{port}/whep")
+    async with running(h):
+        await asyncio.sleep(0.3)  # the probe target is validated while all is well
+        server.close()
+        await server.wait_closed()  # the server is down: connections refused
+        h.made[0].die()
+        await wait_until(lambda: h.names() == ["reconnecting"], 2)
+        await asyncio.sleep(1.0)  # four slots: without the probe, four attempts
+        assert len(h.made) == 1, h.log  # nothing torn down, nothing tried
+        server = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", port)
+        t_back = time.monotonic()
+        await wait_until(lambda: "reconnected" in h.names(), 3)
+        assert time.monotonic() - t_back < 1.0
+        assert h.event("reconnected").replaced
+    server.close()
+    await server.wait_closed()

@@ -1,0 +1,103 @@
+"""A 10 s network outage and a TURN server restart, end to end (private network namespace).
+
+The scenario runs in ``tests/rtc/outage_scenario.py`` under ``unshare -n`` (emulator, client,
+coturn and nftables all inside, on ``lo``); these tests check its verdict and the file:
+
+- media is back on the same stream iterator soon after the restore: within 3 s, plus twice the
+  same run's initial connect time (a busy machine slows a reconnect as much as a connect);
+- the same recording kept growing: FFmpeg decodes it end to end without an error, and the
+  video timestamps show the gap (at least the outage) and never go backwards.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.record.filecheck import decodes_cleanly
+from tests.rtc.outage_scenario import packet_times
+from tests.support import require, require_tool
+
+pytestmark = [pytest.mark.interop, pytest.mark.slow]
+
+ROOT = Path(__file__).resolve().parents[2]
+OUTAGE = 10.0
+BACK_WITHIN = 3.0  # the acceptance bound, from the restore to the first frame
+
+
+def _can_unshare() -> bool:
+    probe = subprocess.run(["unshare", "-n", "true"], capture_output=True, timeout=10)
+    return probe.returncode == 0
+
+
+def _scenario(case: str, out: Path) -> dict[str, Any]:
+    for tool in ("unshare", "nft", "ip", "ffprobe", "ffmpeg"):
+        require_tool(tool)
+    if case == "turn":
+        require_tool("turnserver")
+        require_tool("openssl")
+    require(_can_unshare(), "unshare -n (root / CAP_SYS_ADMIN)")
+    proc = subprocess.run(
+        ["unshare", "-n", sys.executable, "-m", "tests.rtc.outage_scenario", case, str(out),
+         "--outage", str(OUTAGE)],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    result["log"] = [
+        line for line in proc.stderr.splitlines() if "avatar_rtc.rtc.reconnect" in line
+    ]
+    return result
+
+
+def _check(result: dict[str, Any], out: Path, *, replaced: bool) -> None:
+    summary = {k: v for k, v in result.items() if k != "pts"}
+    print(json.dumps(summary))
+    # Media back, on the same iterator, within the bound.
+    back = result["first_frame_after"]
+    assert back is not None, summary
+    assert back < BACK_WITHIN + 2 * result["connect_seconds"], summary
+    assert result["frames_before"] > 10 and result["frames_after"] > 10, summary
+    assert not result["iterator_ended"] and result["state"] == "connected", summary
+    names = [e["name"] for e in result["events"]]
+    assert names == ["reconnecting", "reconnected"], summary
+    outage = result["events"][1]["outage"]
+    assert outage["replaced"] is replaced, summary
+    assert outage["seconds"] >= OUTAGE - 0.5, summary
+    stats = result["reconnect"]
+    assert stats["outages"] == stats["reconnects"] == 1 and not stats["reconnecting"], summary
+    assert stats["outage_seconds"] == pytest.approx(outage["seconds"]), summary
+    # The stream's timestamps: strictly increasing, the gap visible.
+    pts = result["pts"]
+    steps = [b - a for a, b in itertools.pairwise(pts)]
+    assert min(steps) > 0 and max(steps) >= OUTAGE - 0.5, summary
+    # The same file, playable end to end, the gap in its video timestamps.
+    assert result["recorder"]["error"] is None, summary
+    assert decodes_cleanly(out) == ""
+    times = packet_times(out, "v")
+    assert len(times) >= result["recorder"]["video_frames"] > 20
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    assert min(gaps) > 0 and max(gaps) >= OUTAGE - 0.5, (max(gaps), summary)
+
+
+def test_network_outage_media_back_on_the_same_connection(tmp_path: Path) -> None:
+    """Everything dropped for 10 s: nothing is torn down while the network is down, and the
+    old path carries media again as soon as it is back (no new connection needed)."""
+    out = tmp_path / "outage.mp4"
+    _check(_scenario("network", out), out, replaced=False)
+
+
+def test_turn_restart_media_back_on_a_new_connection(tmp_path: Path) -> None:
+    """coturn stopped 10 s and restarted (allocations gone): once it answers again, a new peer
+    connection through it replaces the old one; the stream and the file carry on."""
+    out = tmp_path / "turn.mp4"
+    result = _scenario("turn", out)
+    _check(result, out, replaced=True)
+    assert result["reconnect"]["attempts"] >= 1
+    assert result["pair_after"].startswith("relay") and result["pair_after"] != result["pair"]

@@ -1,0 +1,285 @@
+"""Security details (issue 10, item 7).
+
+- TLS is verified by default: HTTPS (Control API, WHEP) and TURN over TLS refuse a
+  certificate no trusted CA signed; the same servers work once their CA is trusted, so the
+  refusal is the verification and nothing else.
+- Credentials stay on their origin: a redirect to another origin, or a WHEP resource
+  (``Location``) there, gets no Bearer token unless the caller opts in (``cross_origin_auth``).
+- Secrets are masked in tracebacks too: exception messages, chained causes, and the
+  traceback text of a log record.
+- The emulator answers a malformed token with 401 (never 500), whatever is malformed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import ssl
+import traceback
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from avatar_rtc.api import ControlClient, RetryPolicy
+from avatar_rtc.emulator import Emulator
+from avatar_rtc.emulator import jwt as emulator_jwt
+from avatar_rtc.errors import ConfigurationError, NetworkError, NoCandidatesError
+from avatar_rtc.http.transport import HttpTransport
+from avatar_rtc.redact import RedactedError, Secret, redact_exception
+from avatar_rtc.rtc.connection import MediaConnection
+from avatar_rtc.rtc.ice_options import IceOptions
+from avatar_rtc.rtc.ice_servers import IceServer
+from avatar_rtc.rtc.whep import WhepClient
+
+from .fuzz.raw_http import Request, send
+from .fuzz.server import Canned, ReplyServer
+from .rtc.scripted_whep import ANSWER
+from .support import require_tool
+from .turn_server import make_ca_and_server_cert
+
+TOKEN = Secret("tok-security-7c1d9e4f2a")
+CREATED = Canned(201, {"Content-Type": "application/sdp", "Location": "/res/1"}, ANSWER.encode())
+
+
+# --- TLS verified by default -----------------------------------------------------------------
+
+
+@pytest.fixture
+def tls_files(tmp_path: Path) -> tuple[Path, Path, Path]:
+    """(ca, cert, key): a certificate for 127.0.0.1 signed by a CA nobody trusts."""
+    require_tool("openssl")
+    return make_ca_and_server_cert(tmp_path)
+
+
+@pytest.fixture
+async def https_url(tls_files: tuple[Path, Path, Path]) -> AsyncIterator[str]:
+    """An HTTPS server on loopback answering every request like a WHEP endpoint would."""
+    _, cert, key = tls_files
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+
+    async def reply(request: web.Request) -> web.StreamResponse:
+        if request.path.startswith("/v1/avatar-session"):
+            return web.json_response({"success": True, "sessionId": "s", "token": "t.t.t"})
+        return CREATED.response()
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", reply)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=context)
+    await site.start()
+    try:
+        yield f"https://127.0.0.1:{runner.addresses[0][1]}"
+    finally:
+        await runner.cleanup()
+
+
+async def test_https_certificates_are_verified_by_default(
+    https_url: str, tls_files: tuple[Path, Path, Path]
+) -> None:
+    async with ControlClient(f"{https_url}/v1/avatar-session", "ks-tls-1") as client:
+        with pytest.raises(NetworkError, match="CERTIFICATE_VERIFY_FAILED"):
+            await client.create("av-1")
+    whep = WhepClient(f"{https_url}/whep", max_attempts=1)
+    with pytest.raises(NetworkError, match="CERTIFICATE_VERIFY_FAILED"):
+        await whep.offer("v=0\r\n")
+    await whep.aclose()
+
+    trusted = ssl.create_default_context(cafile=str(tls_files[0]))
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=trusted)) as session:
+        async with ControlClient(
+            f"{https_url}/v1/avatar-session", "ks-tls-1", session=session
+        ) as client:
+            assert (await client.create("av-1")).session_id == "s"
+        assert (await WhepClient(f"{https_url}/whep", session=session).offer("v=0\r\n")).sdp
+
+
+async def test_turn_over_tls_verifies_the_certificate(tls_files: tuple[Path, Path, Path]) -> None:
+    """A TLS listener posing as a ``turns:`` server: the handshake is refused by default,
+    and completes when its CA is given (``turn_ca_file``). It speaks no TURN, so gathering
+    fails either way; only how it fails differs."""
+    ca, cert, key = tls_files
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    handshakes: list[bool] = []
+
+    async def accepted(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        handshakes.append(True)  # called once the TLS handshake completed
+        writer.close()
+
+    server = await asyncio.start_server(accepted, "127.0.0.1", 0, ssl=context)
+    port = server.sockets[0].getsockname()[1]
+    turns = (IceServer(f"turns:127.0.0.1:{port}?transport=tcp", "user", "pass"),)
+    async with server, ReplyServer() as whep:
+        whep.answer(CREATED)
+        untrusted = IceOptions(policy="relay", extra_servers=turns, gather_timeout=2.0)
+        with pytest.raises(NoCandidatesError, match="CERTIFICATE_VERIFY_FAILED"):
+            await MediaConnection(whep.base, ice=untrusted).connect()
+        assert handshakes == []
+        trusted = IceOptions(
+            policy="relay", extra_servers=turns, gather_timeout=2.0, turn_ca_file=str(ca)
+        )
+        with pytest.raises(NoCandidatesError) as failed:
+            await MediaConnection(whep.base, ice=trusted).connect()
+        assert "CERTIFICATE_VERIFY_FAILED" not in str(failed.value)
+        assert handshakes == [True]
+
+
+# --- credentials stay on their origin --------------------------------------------------------
+
+
+def _auth(server: ReplyServer) -> list[str | None]:
+    return [auth for _, _, auth in server.seen]
+
+
+@pytest.mark.parametrize("opt_in", [False, True])
+async def test_a_redirect_to_another_origin_drops_the_bearer(opt_in: bool) -> None:
+    async with ReplyServer() as home, ReplyServer() as other:
+        home.answer(Canned(307, {"Location": f"{other.base}/whep"}))
+        other.answer(CREATED)
+        client = WhepClient(f"{home.base}/whep", bearer=TOKEN, cross_origin_auth=opt_in)
+        await client.offer("v=0\r\n")
+        await client.delete()
+        await client.aclose()
+    assert _auth(home) == [f"Bearer {TOKEN.reveal()}"]
+    # The POST repeated at the other origin, then the DELETE of the resource it created there.
+    expected = f"Bearer {TOKEN.reveal()}" if opt_in else None
+    assert [m for m, _, _ in other.seen] == ["POST", "DELETE"]
+    assert _auth(other) == [expected, expected]
+
+
+@pytest.mark.parametrize("opt_in", [False, True])
+async def test_a_resource_on_another_origin_gets_no_bearer(opt_in: bool) -> None:
+    async with ReplyServer() as home, ReplyServer() as other:
+        home.answer(Canned(201, {"Location": f"{other.base}/res/1"}, ANSWER.encode()))
+        other.answer(Canned(200))
+        client = WhepClient(f"{home.base}/whep", bearer=TOKEN, cross_origin_auth=opt_in)
+        await client.offer("v=0\r\n")
+        assert await client.delete()
+        await client.aclose()
+    assert _auth(other) == [f"Bearer {TOKEN.reveal()}" if opt_in else None]
+
+
+async def test_control_api_redirects_drop_credentials_off_origin() -> None:
+    """The Control API follows redirects through aiohttp, which has the same rule."""
+    async with ReplyServer() as home, ReplyServer() as other:
+        home.answer(Canned(307, {"Location": f"{other.base}/v1/avatar-session/create"}))
+        other.answer(Canned(200, {}, b'{"success": true, "sessionId": "s", "token": "t.t.t"}'))
+        async with ControlClient(f"{home.base}/v1/avatar-session", "ks-redirected-1") as client:
+            await client.create("av-1")
+    assert _auth(home) == ["KS ks-redirected-1"] and _auth(other) == [None]
+
+
+def test_a_ks_that_cannot_be_a_header_is_refused_before_sending() -> None:
+    """A KS read from a file with its line break would make aiohttp refuse the request
+    (ValueError) with the KS in the chained traceback; it is refused at once instead."""
+    with pytest.raises(ConfigurationError, match="control characters"):
+        ControlClient("http://127.0.0.1:1/v1/avatar-session", "ks-from-a-file\n")
+
+
+async def test_the_transport_keeps_cookies_and_tokens_home() -> None:
+    async with ReplyServer() as other:
+        other.answer(Canned(204))
+        http = HttpTransport(timeout=5.0, home="http://127.0.0.1:1/api")
+        headers = {"Authorization": "Bearer x-1234", "Cookie": "sid=1", "Accept": "*/*"}
+        await http.request("GET", f"{other.base}/x", label="probe", headers=headers)
+        await http.aclose()
+    assert _auth(other) == [None]
+
+
+# --- secrets masked in tracebacks ------------------------------------------------------------
+
+
+def _shown(error: BaseException) -> str:
+    return "".join(traceback.format_exception(error))
+
+
+async def test_a_network_error_and_its_cause_are_masked() -> None:
+    secret = Secret("tok-traceback-3b8e5d")
+    http = HttpTransport(timeout=5.0)
+    with pytest.raises(NetworkError) as info:  # aiohttp's InvalidURL quotes the URL
+        await http.request("POST", f"http://[{secret.reveal()}/x", label="probe")
+    await http.aclose()
+    assert secret.reveal() not in _shown(info.value)
+    assert isinstance(info.value.__cause__, RedactedError)
+    assert str(info.value.__cause__).startswith("InvalidUrlClientError: ")  # what it stands for
+
+
+def test_redact_exception_masks_the_chain_and_keeps_clean_exceptions() -> None:
+    secret = Secret("tok-chain-5a7c9e1b")
+    try:
+        try:
+            raise KeyError(f"no such key {secret.reveal()}")
+        except KeyError as inner:
+            raise ValueError("while parsing") from inner
+    except ValueError as exc:
+        masked = redact_exception(exc)
+    text = _shown(masked)
+    assert secret.reveal() not in text and "***" in text
+    assert "KeyError" in text and "while parsing" in text
+    clean = ValueError("nothing secret")
+    assert redact_exception(clean) is clean
+
+
+def test_tracebacks_in_log_records_are_masked(caplog: pytest.LogCaptureFixture) -> None:
+    secret = Secret("tok-logged-9d2f4a6c")
+    try:
+        raise RuntimeError(f"failed with {secret.reveal()}")
+    except RuntimeError:
+        logging.getLogger("avatar_rtc.any.module").exception("something failed")
+    assert "something failed" in caplog.text and "RuntimeError" in caplog.text
+    assert secret.reveal() not in caplog.text
+
+
+# --- the emulator refuses malformed tokens with 401 ------------------------------------------
+
+
+def _bearer(header: str, claims: str, signature: str = "sig") -> bytes:
+    """``Bearer`` and a compact JWS of these JSON texts (signed or not)."""
+
+    def segment(text: str) -> str:
+        return base64.urlsafe_b64encode(text.encode()).rstrip(b"=").decode()
+
+    return f"Bearer {segment(header)}.{segment(claims)}.{signature}".encode()
+
+
+_SIGNED_ELSEWHERE = emulator_jwt.encode({"exp": 4e9}, b"not-the-emulator-key")
+MALFORMED: dict[str, bytes] = {
+    "empty": b"Bearer ",
+    "scheme only": b"Bearer",
+    "huge": b"Bearer " + b"a" * 6000,  # aiohttp takes header lines up to 8190 bytes
+    "binary": b"Bearer \xff\xfe\x80\xa0",  # not UTF-8 (aiohttp hands it over as surrogates)
+    "non-ASCII": "Bearer tökén".encode(),
+    "bad base64": b"Bearer !!!.@@@.###",
+    "bad JSON": _bearer("{not json", "{}"),
+    "too deep JSON": _bearer("[" * 5000, "{}"),
+    "claims not an object": _bearer('{"alg": "HS256"}', "[]"),
+    "wrong alg": _bearer('{"alg": "none"}', '{"exp": 4e9}', ""),
+    "wrong key": f"Bearer {_SIGNED_ELSEWHERE}".encode(),
+    "KS scheme": b"KS abc",
+}
+
+
+@pytest.mark.parametrize("name", list(MALFORMED))
+async def test_the_emulator_answers_a_malformed_token_with_401(name: str) -> None:
+    """And a control character makes the request itself malformed: 400 from aiohttp's HTTP
+    parser (no handler runs), never 500 either."""
+    async with Emulator(media_enabled=False) as emu:
+        async with ControlClient(emu.api_url, emu.ks, retry=RetryPolicy(max_attempts=1)) as c:
+            handle = await c.create("av-1")
+        path = f"/v1/avatar-session/{handle.session_id}/keep-alive"
+        assert await send(emu.port, Request("POST", path, MALFORMED[name])) == 401
+        assert (
+            await send(emu.port, Request("POST", path, b"Bearer " + handle.token.reveal().encode()))
+            == 200
+        )
+        control = MALFORMED[name] + b"\x01"
+        assert await send(emu.port, Request("POST", path, control)) == 400
+        ks_path = "/v1/avatar-session/create"
+        bad_ks = MALFORMED[name].replace(b"Bearer", b"KS", 1)
+        assert await send(emu.port, Request("POST", ks_path, bad_ks)) == 401

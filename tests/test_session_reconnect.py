@@ -1,0 +1,173 @@
+"""AvatarSession across a lost connection, against the in-process emulator on 127.0.0.1.
+
+- The emulator drops our viewer (its peer connection closes): a new connection replaces it,
+  and the same stream iterator keeps yielding, with the gap in its timestamps.
+- The service session ends: reconnecting is impossible (WHEP 404), a typed error within 5 s
+  of the watchdog firing, and the streams end instead of waiting forever.
+- Reconnecting off: the first loss is final (MediaLostError).
+
+The network outage and the TURN restart (nftables, coturn): tests/rtc/test_reconnect_outage.py.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import cast
+
+import pytest
+import pytest_asyncio
+
+from avatar_rtc.cli.common import announce_reconnects
+from avatar_rtc.emulator import Emulator
+from avatar_rtc.emulator.media import AvatarMedia
+from avatar_rtc.errors import AvatarRTCError, MediaLostError, WhepNotFoundError
+from avatar_rtc.media.formats import VideoFormat
+from avatar_rtc.options import SessionOptions
+from avatar_rtc.rtc.ice_options import IceOptions
+from avatar_rtc.rtc.reconnect import Outage, ReconnectPolicy
+from avatar_rtc.session import AvatarSession, SessionEvent
+from avatar_rtc.session_stats import SessionState
+from tests.rtc.outage_scenario import Frames
+from tests.support import wait_until
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+LOOPBACK = IceOptions(host_addresses=("127.0.0.1",))
+RAW = VideoFormat(pixel_format=None)  # no conversion: only the frames' timing matters here
+
+
+@pytest_asyncio.fixture(loop_scope="module", scope="module")
+async def emu() -> AsyncIterator[Emulator]:
+    async with Emulator() as emulator:
+        yield emulator
+
+
+def new_session(emu: Emulator, **options: object) -> AvatarSession:
+    base = SessionOptions(api_url=emu.api_url, ks=emu.ks, ice=LOOPBACK, detect_speech=False,
+                          keep_alive_interval=3600.0)  # fmt: skip
+    return AvatarSession(dataclasses.replace(base, **options))  # type: ignore[arg-type]
+
+
+class Events:
+    def __init__(self, session: AvatarSession) -> None:
+        self.log: list[SessionEvent] = []
+        for name in ("reconnecting", "reconnected", "disconnected", "error"):
+            session.on(name, self.log.append)
+
+    def names(self) -> list[str]:
+        return [e.name for e in self.log]
+
+    def of(self, name: str) -> list[SessionEvent]:
+        return [e for e in self.log if e.name == name]
+
+
+def media_of(emu: Emulator, session: AvatarSession) -> AvatarMedia:
+    assert session.session_id is not None
+    media = emu.session(session.session_id).media
+    assert isinstance(media, AvatarMedia)
+    return media
+
+
+async def test_dropped_viewer_comes_back_on_a_new_connection_same_stream(emu: Emulator) -> None:
+    async with new_session(emu) as session:
+        events = Events(session)
+        frames = Frames(session.video(RAW))
+        await wait_until(lambda: len(frames.seen) >= 10, 10)
+        first_connection = session.connection
+        media = media_of(emu, session)
+        (resource_id,) = media.viewers
+        t_drop = time.monotonic()
+        await media.disconnect_viewer(resource_id)  # the server side closes our viewer
+
+        await wait_until(lambda: events.of("reconnected"), 15)
+        await wait_until(lambda: frames.after(events.of("reconnected")[0].time) >= 10, 10)
+        assert events.names() == ["reconnecting", "reconnected"]
+        outage = events.of("reconnected")[0].data
+        assert isinstance(outage, Outage) and outage.replaced and outage.attempts == 1
+        assert outage.seconds is not None and outage.seconds > 0
+        assert session.connection is not first_connection
+        assert session.state is SessionState.CONNECTED
+        assert len(media.viewers) == 1 and resource_id not in media.viewers
+        # The same iterator: frames before and after, timestamps increasing, the gap in them.
+        assert frames.after(t_drop) >= 10 and frames.ended_at is None
+        pts = [p for _, p in frames.seen]
+        steps = [b - a for a, b in itertools.pairwise(pts)]
+        assert min(steps) > 0
+        assert max(steps) >= 0.8 * outage.seconds
+        stats = session.stats()
+        assert stats.reconnect.outages == stats.reconnect.reconnects == 1
+        assert stats.reconnect.attempts == 1 and not stats.reconnect.reconnecting
+        assert stats.reconnect.outage_seconds == pytest.approx(outage.seconds)
+        assert stats.to_dict()["reconnect"]["reconnects"] == 1
+        await frames.aclose()
+
+
+async def test_session_ended_is_a_typed_error_within_5s(emu: Emulator) -> None:
+    session = new_session(emu)
+    async with session:
+        events = Events(session)
+        frames = Frames(session.video(RAW))
+        await wait_until(lambda: len(frames.seen) >= 5, 10)
+        live = session.live
+        assert live is not None
+        await live.client.end(live.handle)  # the sender is gone for good
+
+        await wait_until(lambda: events.of("error"), 15)
+        fired = events.of("reconnecting")[0].time  # the watchdog noticed the loss
+        error_event = events.of("error")[0]
+        print(f"watchdog fired -> typed error: {error_event.time - fired:.3f} s")
+        assert error_event.time - fired < 5.0
+        assert isinstance(error_event.data, WhepNotFoundError)
+        assert isinstance(error_event.data, AvatarRTCError)
+        assert events.names() == ["reconnecting", "disconnected", "error"]
+        assert session.state is SessionState.DISCONNECTED
+        # The stream ends rather than waiting for frames that will not come.
+        await wait_until(lambda: frames.ended_at is not None, 5)
+        assert frames.ended_at is not None and frames.ended_at - fired < 5.0
+        assert session.stats().reconnect.reconnects == 0
+    assert session.state is SessionState.ENDED
+
+
+async def test_reconnect_off_makes_the_first_loss_final(emu: Emulator) -> None:
+    async with new_session(emu, reconnect=ReconnectPolicy.disabled()) as session:
+        events = Events(session)
+        frames = Frames(session.video(RAW))
+        await wait_until(lambda: len(frames.seen) >= 5, 10)
+        media = media_of(emu, session)
+        (resource_id,) = media.viewers
+        await media.disconnect_viewer(resource_id)
+        await wait_until(lambda: events.of("error"), 10)
+        assert events.names() == ["disconnected", "error"]
+        assert isinstance(events.of("error")[0].data, MediaLostError)
+        await wait_until(lambda: frames.ended_at is not None, 5)
+        assert session.state is SessionState.DISCONNECTED
+        assert media.viewers == {}  # no new connection was made
+
+
+async def test_cli_announces_the_outage_and_the_recovery(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    handlers: dict[str, Callable[[SessionEvent], object]] = {}
+
+    class FakeSession:
+        def on(self, name: str, handler: Callable[[SessionEvent], object]) -> Callable[[], None]:
+            handlers[name] = handler
+            return lambda: handlers.pop(name, None) and None
+
+    ended_lines: list[str] = []
+    session = cast(AvatarSession, FakeSession())
+    remove = announce_reconnects(session, "record", lambda: ended_lines.append("\n"))
+    lost = Outage("no media for 2.0 s", started=1.0)
+    handlers["reconnecting"](SessionEvent("reconnecting", session, 3.0, lost))
+    back = Outage("no media for 2.0 s", started=1.0, attempts=1, seconds=10.4, replaced=True)
+    handlers["reconnected"](SessionEvent("reconnected", session, 11.4, back))
+    assert capsys.readouterr().err.splitlines() == [
+        "avatar-rtc record: media lost (no media for 2.0 s): reconnecting",
+        "avatar-rtc record: media back after 10.4 s on a new connection",
+    ]
+    assert len(ended_lines) == 2  # the progress line was ended before each
+    remove()
+    assert handlers == {}

@@ -45,6 +45,8 @@ class SessionOptions:
     - ``reconnect``: when media counts as lost and how it is brought back (watchdog timeout,
       backoff, attempts; :class:`~avatar_rtc.rtc.reconnect.ReconnectPolicy`);
       ``ReconnectPolicy.disabled()`` makes the first loss final.
+    - ``cross_origin_auth``: send the WHEP ``bearer`` to another origin too (a redirect, a
+      resource ``Location`` elsewhere); off by default, the token stays on its origin.
 
     Inconsistent or out-of-range values raise :class:`ConfigurationError` (a ``ValueError``).
     """
@@ -61,6 +63,7 @@ class SessionOptions:
     keep_alive_interval: float = DEFAULT_KEEP_ALIVE_INTERVAL
     detect_speech: bool = True
     reconnect: ReconnectPolicy = field(default_factory=ReconnectPolicy)
+    cross_origin_auth: bool = False
 
     def __post_init__(self) -> None:
         for name in ("ks", "bearer"):

@@ -356,6 +356,7 @@ class AvatarSession:
                 on_remote_description=self.video_pipeline.use_remote_description,
                 # The pipelines outlive each connection: a reconnect moves them on.
                 release_receivers=True,
+                cross_origin_auth=options.cross_origin_auth,
             )
 
         link = self._link = Reconnector(

@@ -27,8 +27,9 @@ from aiohttp import web
 from avatar_rtc.api import ControlClient, RetryPolicy
 from avatar_rtc.emulator import Emulator
 from avatar_rtc.emulator import jwt as emulator_jwt
-from avatar_rtc.errors import ConfigurationError, NetworkError, NoCandidatesError
+from avatar_rtc.errors import AvatarRTCError, ConfigurationError, NetworkError, NoCandidatesError
 from avatar_rtc.http.transport import HttpTransport
+from avatar_rtc.options import SessionOptions
 from avatar_rtc.redact import RedactedError, Secret, redact_exception
 from avatar_rtc.rtc.connection import MediaConnection
 from avatar_rtc.rtc.ice_options import IceOptions
@@ -163,6 +164,23 @@ async def test_a_resource_on_another_origin_gets_no_bearer(opt_in: bool) -> None
         assert await client.delete()
         await client.aclose()
     assert _auth(other) == [f"Bearer {TOKEN.reveal()}" if opt_in else None]
+
+
+@pytest.mark.parametrize("opt_in", [False, True])
+async def test_a_media_connection_hands_the_opt_in_to_its_whep_client(opt_in: bool) -> None:
+    """``SessionOptions.cross_origin_auth`` reaches WHEP through the MediaConnection."""
+    options = SessionOptions(whep_url="http://127.0.0.1:9/whep", cross_origin_auth=opt_in)
+    async with ReplyServer() as home, ReplyServer() as other:
+        home.answer(Canned(307, {"Location": f"{other.base}/whep"}))
+        other.answer(Canned(500))
+        connection = MediaConnection(
+            f"{home.base}/whep", bearer=TOKEN, cross_origin_auth=options.cross_origin_auth
+        )
+        with pytest.raises(AvatarRTCError):
+            await connection.connect()
+        await connection.close()
+    assert [m for m, _, _ in other.seen][:1] == ["POST"]
+    assert _auth(other)[0] == (f"Bearer {TOKEN.reveal()}" if opt_in else None)
 
 
 async def test_control_api_redirects_drop_credentials_off_origin() -> None:

@@ -28,7 +28,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequenc
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal
 
-from ..errors import AvatarRTCError, ConfigurationError
+from ..errors import AvatarRTCError, ConfigurationError, NoMediaError
 from ..options import SessionOptions
 from ..redact import Secret, redact
 from ..rtc.ice_options import IceOptions
@@ -253,6 +253,16 @@ class StopSignals:
         except TimeoutError:
             return False
         return True
+
+
+async def first_frame_or_stop(stop: StopSignals, session: AvatarSession, seconds: float) -> bool:
+    """Wait for the session's first video frame; True if a stop signal came first. No frame
+    within ``seconds`` is a :class:`NoMediaError`."""
+    try:
+        stopped, _ = await race_stop(stop, session.wait_first_frame(seconds))
+    except TimeoutError:
+        raise NoMediaError(f"no video frame within {seconds:g} s of connecting") from None
+    return stopped
 
 
 async def race_stop(stop: StopSignals, awaitable: Any) -> tuple[bool, Any]:

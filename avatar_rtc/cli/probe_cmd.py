@@ -124,18 +124,13 @@ async def _measure(
 ) -> float:
     """Count until ``--duration`` after the first frame (or a signal); the window's length."""
     from ..media.formats import VideoFormat
-    from .common import race_stop
+    from .common import first_frame_or_stop
     from .speech import speak
 
     # pixel_format=None: count decoded frames without converting them to numpy.
     session.video(VideoFormat(pixel_format=None), capacity=8).on_frame(video.add)
     session.audio().on_frame(audio.add)
-    try:
-        stopped, _ = await race_stop(stop, session.wait_first_frame(target.connect_timeout))
-    except TimeoutError:
-        raise NoMediaError(
-            f"no video frame within {target.connect_timeout:g} s of connecting"
-        ) from None
+    stopped = await first_frame_or_stop(stop, session, target.connect_timeout)
     started = time.monotonic()
     if not stopped:
         await speak(session, args.speech)

@@ -252,14 +252,9 @@ async def _drive(
     stop: StopSignals,
 ) -> None:
     """First frame, the turns one after the other, then receive until the end."""
-    from .common import race_stop
+    from .common import first_frame_or_stop, race_stop
 
-    try:
-        stopped, _ = await race_stop(stop, session.wait_first_frame(target.connect_timeout))
-    except TimeoutError:
-        raise NoMediaError(
-            f"no video frame within {target.connect_timeout:g} s of connecting"
-        ) from None
+    stopped = await first_frame_or_stop(stop, session, target.connect_timeout)
     first = time.monotonic()
     if stopped or (turns and await stop.wait(LEAD_IN)):
         return

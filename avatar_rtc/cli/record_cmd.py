@@ -346,14 +346,11 @@ async def _drive(
     target: Target,
 ) -> _Outcome:
     """Wait for the first frame, speak, and wait for the end condition."""
-    from .common import race_stop
+    from .common import first_frame_or_stop
 
     try:
-        stopped, _ = await race_stop(stop, session.wait_first_frame(target.connect_timeout))
-    except TimeoutError:
-        seconds = f"{target.connect_timeout:g}"
-        return _Outcome("no-media", NoMediaError(f"no video frame within {seconds} s"))
-    except AvatarRTCError as exc:
+        stopped = await first_frame_or_stop(stop, session, target.connect_timeout)
+    except AvatarRTCError as exc:  # NoMediaError when no frame came in time
         return _Outcome("no-media", exc)
     if stopped:
         return _Outcome("signal")

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Protocol
+from types import TracebackType
+from typing import Protocol, Self
 
 from .admission import Load
 from .jobs import FleetJob, JobResult
@@ -12,9 +13,23 @@ __all__ = ["Engine"]
 
 
 class Engine(Protocol):
-    """:class:`~.pool.SessionPool` and :class:`~.ray_engine.RayEngine` are engines."""
+    """:class:`~.pool.SessionPool` and :class:`~.ray_engine.RayEngine` are engines (they
+    subclass this for its ``async with``: start; on an error stop; then close)."""
 
-    async def start(self) -> Engine: ...
+    async def start(self) -> Self: ...
+
+    async def __aenter__(self) -> Self:
+        return await self.start()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc is not None:
+            self.stop()
+        await self.close()
 
     def submit(self, job: FleetJob) -> asyncio.Future[JobResult]:
         """Queue ``job``; the result comes when it ran (or could not run, ``ok`` False)."""

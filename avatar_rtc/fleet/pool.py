@@ -32,10 +32,10 @@ import signal
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
-from types import TracebackType
 from typing import Any
 
 from .admission import DEFAULT_LIMIT, Admission, Load
+from .engine import Engine
 from .frames import FrameMeta, FrameRing, RingSpec, SharedFrame
 from .jobs import FleetJob, JobKind, JobResult
 
@@ -62,7 +62,7 @@ class _Running:
     future: asyncio.Future[JobResult]
 
 
-class SessionPool:
+class SessionPool(Engine):
     """See the module docstring.
 
     ``processes``: worker processes (default: one per core). ``limit`` and ``costs``: the
@@ -115,19 +115,6 @@ class SessionPool:
         self._accepting = True
         logger.info("session pool: %d worker processes", self.processes)
         return self
-
-    async def __aenter__(self) -> SessionPool:
-        return await self.start()
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if exc is not None:
-            self.stop()
-        await self.close()
 
     def stop(self) -> None:
         """Run no queued job; running ones end now (files finalised, results still come)."""

@@ -21,10 +21,10 @@ import shutil
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 from .admission import DEFAULT_LIMIT, SESSION_COST, Load
+from .engine import Engine
 from .jobs import FleetJob, JobKind, JobResult
 
 __all__ = ["RayEngine", "ray_available"]
@@ -42,7 +42,7 @@ def ray_available() -> bool:
     return True
 
 
-class RayEngine:
+class RayEngine(Engine):
     """See the module docstring. ``address``: a Ray cluster (``ray://...``, ``host:port``,
     ``auto``); ``None`` starts a local Ray instance with ``num_cpus`` (default: every core),
     stopped again by :meth:`close`."""
@@ -88,19 +88,6 @@ class RayEngine:
         self._remote = ray.remote(max_retries=0)(_ray_job)
         self._accepting = True
         return self
-
-    async def __aenter__(self) -> RayEngine:
-        return await self.start()
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if exc is not None:
-            self.stop()
-        await self.close()
 
     def submit(self, job: FleetJob) -> asyncio.Future[JobResult]:
         """Run ``job`` as a Ray task; the future's result has the gathered file paths."""

@@ -112,6 +112,7 @@ class MediaConnection:
         on_remote_description: Callable[[str], None] | None = None,
         http_timeout: float = 15.0,
         release_receivers: bool = False,
+        cross_origin_auth: bool = False,
     ) -> None:
         self.whep_url = whep_url
         self.ice = ice if ice is not None else IceOptions()
@@ -122,7 +123,13 @@ class MediaConnection:
         self._on_receiver = on_receiver
         self._on_remote_description = on_remote_description
         self._release_receivers = release_receivers
-        self._whep = WhepClient(whep_url, bearer=bearer, session=http, timeout=http_timeout)
+        self._whep = WhepClient(
+            whep_url,
+            bearer=bearer,
+            session=http,
+            timeout=http_timeout,
+            cross_origin_auth=cross_origin_auth,
+        )
         self._pc: RTCPeerConnection | None = None
         self._ice_connection: multi_turn.MultiTurnConnection | None = None
         self._state: ConnectionState = "new"

@@ -2,10 +2,24 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 from hypothesis import HealthCheck, settings
 
+from avatar_rtc import redact
+
 from .planted import CASES
+
+
+@pytest.fixture(autouse=True)
+def forget_fuzzed_secrets() -> Iterator[None]:
+    """Fuzzed bodies register random short strings as TURN credentials ("audio"...): the
+    registry is process-wide, so later tests would see those words masked. Forget them."""
+    before = set(redact._registered)
+    yield
+    with redact._lock:
+        redact._registered.intersection_update(before)
 
 
 def fuzz_settings(max_examples: int) -> settings:

@@ -77,7 +77,6 @@ def test_a_metric_nobody_measured_is_null() -> None:
 
 
 def test_plot_writes_a_png(tmp_path: Path) -> None:
-    pytest.importorskip("matplotlib")
     out = tmp_path / "fleet.png"
     plot_fleet(aggregate(results()), out)
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

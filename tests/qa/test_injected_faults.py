@@ -332,9 +332,12 @@ async def test_a_1500ms_speech_delay_is_measured_for_speech_and_mouth(run_case: 
             f"delay {heard - (due - said):.3f} s",
         )
         assert heard == pytest.approx(truth_speech, abs=0.050), name
-        assert moving == pytest.approx(truth_mouth, abs=0.050), name
-        # What the fault added: the measured latency less the turn's own (synthesis).
+        # What the fault added: the measured latency less the turn's own (synthesis), by the
+        # sound and by the mouth. The mouth is compared with when the sound was due, not with
+        # the emulator's ``mouth_open`` (a frame at >= 0.15 opening): motion shows a frame or
+        # so earlier, while the mouth is still opening (-20 to -60 ms in our runs).
         assert heard - (due - said) == pytest.approx(1.5, abs=0.050), name
+        assert moving - (due - said) == pytest.approx(1.5, abs=0.050), name
 
 
 def _first_motion(times: np.ndarray, motion: np.ndarray, after: float) -> float:

@@ -25,14 +25,16 @@ function draw() {
   grad.addColorStop(1, "#60a0c0");
   ctx2d.fillStyle = grad;
   ctx2d.fillRect(0, 0, w, h);
-  ctx2d.fillStyle = "#e03020"; // the coloured square
-  ctx2d.fillRect(40, 40, 120, 120);
   ctx2d.fillStyle = "#f0f040"; // something moving, so every frame differs
   const x = (tick * 7) % w;
   const y = h / 2 + Math.sin(tick / 10) * (h / 4);
   ctx2d.beginPath();
   ctx2d.arc(x, y, 40, 0, 2 * Math.PI);
   ctx2d.fill();
+  // The coloured square the receiver probes, drawn last: the moving circle passes over its
+  // place, and a probe that lands on the circle reads yellow.
+  ctx2d.fillStyle = "#e03020";
+  ctx2d.fillRect(40, 40, 120, 120);
   ctx2d.fillStyle = "#ffffff";
   ctx2d.font = "32px sans-serif";
   ctx2d.fillText(`frame ${tick}`, 200, 440);

@@ -45,6 +45,7 @@ __all__ = [
     "RateLimitedError",
     "RequestTimeoutError",
     "ServerError",
+    "ServiceUnreachableError",
     "SessionEndedError",
     "SessionNotFoundError",
     "ThresholdError",
@@ -224,6 +225,18 @@ class MediaLostError(NoMediaError):
     """Media stopped arriving and could not be restored: every reconnect attempt failed (or
     reconnecting is off). The service session itself being gone is a
     :class:`WhepNotFoundError` instead."""
+
+
+class ServiceUnreachableError(MediaLostError):
+    """Media lost and the WHEP server refuses connections (TCP RST from its host: the network
+    works, nothing listens there): the sender is gone, reconnecting is pointless.
+
+    ``origin``: the WHEP server's ``scheme://host:port`` (no path, no credentials).
+    """
+
+    def __init__(self, message: str, *, origin: str) -> None:
+        super().__init__(message)
+        self.origin = origin
 
 
 class NoCandidatesError(ConnectError):

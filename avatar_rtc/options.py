@@ -44,7 +44,17 @@ class SessionOptions:
       (and to make ``wait_idle`` possible).
     - ``reconnect``: when media counts as lost and how it is brought back (watchdog timeout,
       backoff, attempts; :class:`~avatar_rtc.rtc.reconnect.ReconnectPolicy`);
-      ``ReconnectPolicy.disabled()`` makes the first loss final.
+      ``ReconnectPolicy.disabled()`` makes the first loss final;
+      ``ReconnectPolicy(new_session_on_not_found=True)`` replaces a service session that
+      ended under us (WHEP 404) with a new one instead of failing.
+    - ``keyframe_wait``: after a video loss the sender does not repair (its keyframes lost,
+      PLI unanswered), seconds before frames are decoded without a keyframe (artefacts over
+      the stale picture, as browsers do) rather than a frozen picture; ``None``: wait for a
+      keyframe however long it takes (frozen meanwhile, but never a damaged frame).
+    - ``max_playout_delay``: hold decoded video up to this long (seconds) so frames that came
+      late (a retransmission, a keyframe through a slow link) play out evenly, as a browser
+      does (:mod:`avatar_rtc.media.playout`); ``None`` (default): each frame is handed out as
+      soon as it is decoded, for the lowest latency. Recordings are not delayed.
     - ``cross_origin_auth``: send the WHEP ``bearer`` to another origin too (a redirect, a
       resource ``Location`` elsewhere); off by default, the token stays on its origin.
 
@@ -64,6 +74,8 @@ class SessionOptions:
     detect_speech: bool = True
     reconnect: ReconnectPolicy = field(default_factory=ReconnectPolicy)
     cross_origin_auth: bool = False
+    keyframe_wait: float | None = 1.0
+    max_playout_delay: float | None = None
 
     def __post_init__(self) -> None:
         for name in ("ks", "bearer"):
@@ -85,3 +97,7 @@ class SessionOptions:
         object.__setattr__(self, "video_codecs", codecs)
         if self.connect_timeout <= 0 or self.keep_alive_interval <= 0:
             raise ConfigurationError("connect_timeout and keep_alive_interval must be > 0")
+        if self.keyframe_wait is not None and not self.keyframe_wait > 0:
+            raise ConfigurationError("keyframe_wait must be > 0 seconds (or None: never)")
+        if self.max_playout_delay is not None and not self.max_playout_delay > 0:
+            raise ConfigurationError("max_playout_delay must be > 0 seconds (or None: off)")

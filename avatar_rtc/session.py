@@ -24,9 +24,13 @@ is brought back by a :class:`~avatar_rtc.rtc.reconnect.Reconnector`: state ``rec
 and the ``reconnecting`` event, then ``reconnected`` (state ``connected``) with the outage's
 length. Streams and recordings carry on across it: the same iterators keep yielding, the same
 file keeps growing, with the gap in their timestamps. When it cannot be brought back (attempts
-exhausted: :class:`~avatar_rtc.errors.MediaLostError`; the service session gone:
-:class:`~avatar_rtc.errors.WhepNotFoundError`): ``disconnected``, then ``error`` with the
-typed exception, and the streams end.
+exhausted: :class:`~avatar_rtc.errors.MediaLostError`; the sender gone, its WHEP server
+refusing connections: :class:`~avatar_rtc.errors.ServiceUnreachableError`, within about 3 s
+of the loss; the service session gone: :class:`~avatar_rtc.errors.WhepNotFoundError`):
+``disconnected``, then ``error`` with the typed exception, and the streams end. With
+``ReconnectPolicy(new_session_on_not_found=True)`` a service session gone is replaced instead:
+a new one for the same avatar and voice (its ``session_id`` differs), the media connected to
+it, the ``reconnected`` outage's ``new_session`` set; streams and recordings carry on.
 """
 
 from __future__ import annotations
@@ -38,7 +42,7 @@ import functools
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -53,6 +57,7 @@ from .errors import ApiError, AvatarRTCError, ConfigurationError
 from .media.decoder import DecodedFrame, decoder_for
 from .media.formats import AudioFormat, VideoFormat
 from .media.frames import VideoFrame
+from .media.playout import PlayoutSource
 from .media.streams import AudioStream, Policy, VideoStream
 from .options import SessionOptions
 from .record.options import RecordOptions
@@ -60,7 +65,7 @@ from .record.recorder import Recorder
 from .rtc.candidate_pair import SelectedPair
 from .rtc.clock import AvClock
 from .rtc.connection import MediaConnection
-from .rtc.encoded_frame import EncodedFrame
+from .rtc.encoded_frame import EncodedFrame, FrameSource
 from .rtc.ice_options import IceOptions
 from .rtc.receiver import ReceivePipeline
 from .rtc.reconnect import Outage, Reconnector, ReconnectStats
@@ -141,8 +146,15 @@ class AvatarSession:
         self._client = client
 
         self.clock = AvClock()
-        self.video_pipeline = ReceivePipeline("video", clock=self.clock)
+        self.video_pipeline = ReceivePipeline(
+            "video", clock=self.clock, keyframe_wait=self._options.keyframe_wait
+        )
         self.audio_pipeline = ReceivePipeline("audio", clock=self.clock)
+        # What the video decoder (every VideoStream) reads: the pipeline, or a playout stage.
+        self._video_source: FrameSource = self.video_pipeline
+        if self._options.max_playout_delay is not None:
+            delay = self._options.max_playout_delay
+            self._video_source = PlayoutSource(self.video_pipeline, max_delay=delay)
         self.speech = SpeechDetector()
 
         self._state = SessionState.NEW
@@ -152,6 +164,8 @@ class AvatarSession:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stack = contextlib.AsyncExitStack()
         self._live: LiveSession | None = None
+        self._live_stack: contextlib.AsyncExitStack | None = None  # the current _live's
+        self._media_target: tuple[str, IceOptions] | None = None  # WHEP URL and ICE to use
         self._link: Reconnector | None = None
         self._closing: asyncio.Task[None] | None = None
         self._starting: asyncio.Task[None] | None = None
@@ -324,8 +338,10 @@ class AvatarSession:
     async def _start(self) -> None:
         self._watch_media()
         options = self._options
-        whep_url, ice = options.whep_url, options.ice
-        if whep_url is None:
+        renew: Callable[[], Awaitable[None]] | None = None
+        if options.whep_url is not None:
+            self._media_target = (options.whep_url, options.ice)
+        else:
             client = self._client
             if client is None:
                 client = ControlClient(options.api_url, options.ks)
@@ -333,19 +349,14 @@ class AvatarSession:
             avatar_id = options.avatar_id or await _default_avatar_id(client)
             voice_id = options.voice_id or os.environ.get(ENV_VOICE_ID) or None
             t0 = time.monotonic()
-            self._live = await self._stack.enter_async_context(
-                client.open_session(
-                    avatar_id,
-                    voice_id,
-                    keep_alive_interval=options.keep_alive_interval,
-                    on_gone=self._on_session_gone,
-                )
-            )
+            self._stack.push_async_callback(self._close_live)
+            renew = functools.partial(self._open_live, client, avatar_id, voice_id)
+            await renew()
             self._session_seconds = time.monotonic() - t0
-            whep_url = self._live.client_config.whep_url
-            ice = _with_turn(ice, self._live.client_config.turn)
 
         def new_connection() -> MediaConnection:
+            assert self._media_target is not None
+            whep_url, ice = self._media_target  # a renewal moves it to the new session
             return MediaConnection(
                 whep_url,
                 bearer=options.bearer,
@@ -367,11 +378,51 @@ class AvatarSession:
             on_reconnected=self._on_reconnected,
             on_failed=self._on_media_failed,
             request_keyframe=self.video_pipeline.request_keyframe,
+            renew=renew,
         )
         self._stack.push_async_callback(link.close)
         await link.connect()
         self._set_state(SessionState.CONNECTED)
         self._emit("connected")
+
+    async def _open_live(self, client: ControlClient, avatar_id: str, voice_id: str | None) -> None:
+        """Create a service session and make it the current one; a previous one is ended
+        (a renewal: see ``ReconnectPolicy.new_session_on_not_found``)."""
+        stack = contextlib.AsyncExitStack()
+        try:
+            live = await stack.enter_async_context(
+                client.open_session(
+                    avatar_id,
+                    voice_id,
+                    keep_alive_interval=self._options.keep_alive_interval,
+                    on_gone=self._on_session_gone,
+                )
+            )
+        except BaseException:
+            await stack.aclose()
+            raise
+        old = self._live
+        self._live = live
+        previous = self._swap_live_stack(stack)
+        self._media_target = (
+            live.client_config.whep_url,
+            _with_turn(self._options.ice, live.client_config.turn),
+        )
+        if old is not None:
+            logger.warning("service session %s replaced by %s", old.session_id, live.session_id)
+        if previous is not None:
+            await _close_quietly(previous, "ending the previous service session")
+
+    def _swap_live_stack(
+        self, stack: contextlib.AsyncExitStack | None
+    ) -> contextlib.AsyncExitStack | None:
+        old, self._live_stack = self._live_stack, stack
+        return old
+
+    async def _close_live(self) -> None:
+        stack = self._swap_live_stack(None)
+        if stack is not None:
+            await stack.aclose()
 
     async def close(self) -> None:
         """Close streams and recorders, DELETE the WHEP resource, end the session. Idempotent.
@@ -437,7 +488,7 @@ class AvatarSession:
     def _watch_media(self) -> None:
         """First keyframe (timing), first decoded frame, speech: installed before connecting."""
         self._unsub_keyframe = self.video_pipeline.subscribe(self._on_encoded_video)
-        self._remove_first_sink = decoder_for(self.video_pipeline).add_sink(self._on_first_decoded)
+        self._remove_first_sink = decoder_for(self._video_source).add_sink(self._on_first_decoded)
         if self._options.detect_speech:
             self._cleanups.append(decoder_for(self.audio_pipeline).add_sink(self._on_audio))
 
@@ -513,8 +564,14 @@ class AvatarSession:
         self._lost_for_good(str(error), error)
 
     def _on_session_gone(self, error: ApiError) -> None:
-        if self._link is not None:
-            self._link.stop()  # nothing left to reconnect to
+        link = self._link
+        if link is not None and link.policy.new_session_on_not_found and link.policy.enabled:
+            # Reconnect now: its POST gets 404 and a new service session replaces this one.
+            logger.warning("the service session is gone (HTTP %d): renewing it", error.status)
+            link.watchdog.mark_dead("the service session is gone")
+            return
+        if link is not None:
+            link.stop()  # nothing left to reconnect to
         self._lost_for_good(f"the service session is gone (HTTP {error.status})", error)
 
     def _lost_for_good(self, reason: str, error: AvatarRTCError) -> None:
@@ -624,7 +681,7 @@ class AvatarSession:
         Closed with the session, or by ``async with avatar.video() as stream``. Call on the
         session's event loop.
         """
-        stream = VideoStream(self.video_pipeline, format, capacity=capacity, policy=policy)
+        stream = VideoStream(self._video_source, format, capacity=capacity, policy=policy)
         self._track(stream)
         return stream
 
@@ -715,6 +772,13 @@ def _cancelling() -> bool:
     """Is the current task being cancelled (as opposed to something it awaited)?"""
     task = asyncio.current_task()
     return task is not None and task.cancelling() > 0
+
+
+async def _close_quietly(stack: contextlib.AsyncExitStack, what: str) -> None:
+    try:
+        await stack.aclose()
+    except Exception as exc:  # the old session is gone already: its end may fail
+        logger.info("%s: %s", what, exc)
 
 
 def _span(start: float | None, end: float | None) -> float | None:

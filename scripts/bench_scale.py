@@ -43,6 +43,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -271,8 +272,9 @@ def _rcvbuf_errors() -> int:
     return int(rows[1][rows[0].index("RcvbufErrors")])
 
 
-def one_cell(mode: str, n: int, procs: int, seconds: float) -> dict[str, Any]:
-    """One run of one cell: a fresh generator and receivers; the figures."""
+@contextlib.contextmanager
+def load_generator() -> Iterator[dict[str, Any]]:
+    """The fan-out load generator in a process of its own; yields its hello (URLs, pid)."""
     gen_proc = subprocess.Popen(
         [sys.executable, __file__, "--generator"],
         stdin=subprocess.PIPE,
@@ -282,26 +284,28 @@ def one_cell(mode: str, n: int, procs: int, seconds: float) -> dict[str, Any]:
     )
     assert gen_proc.stdin is not None and gen_proc.stdout is not None
     try:
-        gen = json.loads(gen_proc.stdout.readline())
-        receiver = subprocess.Popen(
-            [
-                sys.executable,
-                __file__,
-                "--receiver",
-                mode,
-                "--n",
-                str(n),
-                "--procs",
-                str(procs),
-                "--seconds",
-                str(seconds),
-                "--gen",
-                json.dumps(gen),
-            ],
-            stdout=subprocess.PIPE,
-            text=True,
-            cwd=str(ROOT),
-        )
+        yield json.loads(gen_proc.stdout.readline())
+    finally:
+        gen_proc.stdin.close()  # its signal to stop
+        gen_proc.wait(timeout=30)
+
+
+def spawn_receiver(
+    script: str, mode: str, n: int, seconds: float, gen: dict[str, Any], *extra: str
+) -> subprocess.Popen[str]:
+    """``script --receiver MODE`` for ``n`` sessions of ``gen``; its stdout is a pipe."""
+    cmd = [sys.executable, script, "--receiver", mode, "--n", str(n), "--seconds", str(seconds)]
+    receiver = subprocess.Popen(
+        [*cmd, *extra, "--gen", json.dumps(gen)], stdout=subprocess.PIPE, text=True, cwd=str(ROOT)
+    )
+    assert receiver.stdout is not None
+    return receiver
+
+
+def one_cell(mode: str, n: int, procs: int, seconds: float) -> dict[str, Any]:
+    """One run of one cell: a fresh generator and receivers; the figures."""
+    with load_generator() as gen:
+        receiver = spawn_receiver(__file__, mode, n, seconds, gen, "--procs", str(procs))
         assert receiver.stdout is not None
         json.loads(receiver.stdout.readline())  # started: sessions connecting
         time.sleep(WARMUP + 1.5)  # connect + warm-up: measure the steady part only
@@ -316,9 +320,6 @@ def one_cell(mode: str, n: int, procs: int, seconds: float) -> dict[str, Any]:
         errors = _rcvbuf_errors() - err0
         results = json.loads(receiver.stdout.readline())["results"]
         receiver.wait(timeout=60)
-    finally:
-        gen_proc.stdin.close()
-        gen_proc.wait(timeout=30)
     ok = [r for r in results if r.get("ok")]
     fps = [r["fps"] or 0.0 for r in results]
     worst = [r["worst_second_fps"] or 0.0 for r in results]

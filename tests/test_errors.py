@@ -13,11 +13,13 @@ from avatar_rtc.errors import (
     ConfigurationError,
     ConnectError,
     ConnectTimeoutError,
+    MediaLostError,
     NetworkError,
     NoMediaError,
     PermissionDeniedError,
     RequestTimeoutError,
     ServerError,
+    ServiceUnreachableError,
     ThresholdError,
     TransportError,
     WhepError,
@@ -45,6 +47,9 @@ def test_subclasses_inherit_the_exit_code_of_their_kind() -> None:
     assert NetworkError.exit_code == RequestTimeoutError.exit_code == 6
     assert ConnectTimeoutError.exit_code == WhepError.exit_code == 7
     assert ServerError.exit_code == 1
+    # The sender gone (its WHEP server refusing): still "media stopped arriving".
+    assert issubclass(ServiceUnreachableError, MediaLostError)
+    assert ServiceUnreachableError.exit_code == NoMediaError.exit_code == 3
 
 
 def test_403_is_caught_as_an_authentication_error() -> None:

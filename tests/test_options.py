@@ -40,6 +40,8 @@ def test_secrets_are_wrapped_and_codecs_normalised() -> None:
         ({"video_codecs": ("AV1",)}, "video_codecs"),
         ({"connect_timeout": 0.0}, "connect_timeout"),
         ({"keep_alive_interval": -1.0}, "keep_alive_interval"),
+        ({"keyframe_wait": 0.0}, "keyframe_wait"),
+        ({"max_playout_delay": 0.0}, "max_playout_delay"),
     ],
 )
 def test_inconsistent_session_options_are_refused(changes: dict[str, object], message: str) -> None:
@@ -47,6 +49,15 @@ def test_inconsistent_session_options_are_refused(changes: dict[str, object], me
         SessionOptions(**changes)  # type: ignore[arg-type]
     with pytest.raises(ConfigurationError, match=message):
         dataclasses.replace(SessionOptions(), **changes)  # replace() checks as well
+
+
+def test_keyframe_wait_reaches_the_video_pipeline() -> None:
+    """``SessionOptions.keyframe_wait`` is the video receive pipeline's concealment wait (its
+    jitter buffers are built with it on every attach); ``None`` never conceals."""
+    for wait in (0.25, None):
+        session = AvatarSession(SessionOptions(keyframe_wait=wait))
+        assert session.video_pipeline._keyframe_wait == wait
+    assert AvatarSession().video_pipeline._keyframe_wait == SessionOptions().keyframe_wait == 1.0
 
 
 def test_misspelt_options_are_type_errors_at_run_time() -> None:

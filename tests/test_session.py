@@ -317,6 +317,23 @@ async def test_normal_exit_deletes_and_ends(emu: Emulator, deletes: list[bool]) 
     assert emu.counters.sessions_ended == ended + 1
 
 
+async def test_playout_delay_plays_the_stream_out_in_order(emu: Emulator) -> None:
+    """With ``max_playout_delay`` the frames go through the playout stage: all of them, in
+    order, and the first-frame wait still works (it decodes from the same stage)."""
+    options = SessionOptions(api_url=emu.api_url, ks=emu.ks, ice=LOOPBACK, detect_speech=False,
+                             max_playout_delay=0.3)  # fmt: skip
+    async with AvatarSession(options) as session:
+        stream = session.video(policy="all")
+        await session.wait_first_frame(10)
+        stamps = []
+        async for frame in stream:
+            stamps.append(frame.rtp_timestamp)
+            if len(stamps) == 25:
+                break
+    assert stamps == sorted(stamps) and len(set(stamps)) == 25
+    assert session.stats().video.frames >= 25
+
+
 async def test_exception_exit_deletes_and_ends(emu: Emulator, deletes: list[bool]) -> None:
     ended = emu.counters.sessions_ended
     with pytest.raises(RuntimeError, match="boom"):

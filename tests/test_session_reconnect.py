@@ -5,6 +5,8 @@
 - The service session ends: reconnecting is impossible (WHEP 404), a typed error within 5 s
   of the watchdog firing, and the streams end instead of waiting forever.
 - Reconnecting off: the first loss is final (MediaLostError).
+- The service session ends with ``new_session_on_not_found``: a new service session replaces
+  it, the same iterator and the same recording carry on.
 
 The network outage and the TURN restart (nftables, coturn): tests/rtc/test_reconnect_outage.py.
 """
@@ -15,6 +17,7 @@ import dataclasses
 import itertools
 import time
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import cast
 
 import pytest
@@ -26,12 +29,14 @@ from avatar_rtc.emulator.media import AvatarMedia
 from avatar_rtc.errors import AvatarRTCError, MediaLostError, WhepNotFoundError
 from avatar_rtc.media.formats import VideoFormat
 from avatar_rtc.options import SessionOptions
+from avatar_rtc.record.options import RecordOptions
 from avatar_rtc.rtc.ice_options import IceOptions
 from avatar_rtc.rtc.reconnect import Outage, ReconnectPolicy
 from avatar_rtc.session import AvatarSession, SessionEvent
 from avatar_rtc.session_stats import SessionState
-from tests.rtc.outage_scenario import Frames
-from tests.support import wait_until
+from tests.record.filecheck import decodes_cleanly
+from tests.rtc.outage_scenario import Frames, packet_times
+from tests.support import require_tool, wait_until
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -129,6 +134,49 @@ async def test_session_ended_is_a_typed_error_within_5s(emu: Emulator) -> None:
         assert frames.ended_at is not None and frames.ended_at - fired < 5.0
         assert session.stats().reconnect.reconnects == 0
     assert session.state is SessionState.ENDED
+
+
+@pytest.mark.parametrize("keep_alive", [3600.0, 0.2])
+async def test_session_ended_is_replaced_by_a_new_one_when_asked(
+    emu: Emulator, tmp_path: Path, keep_alive: float
+) -> None:
+    """Noticed by the watchdog (WHEP POST 404) or first by a keep-alive (404): the same."""
+    require_tool("ffmpeg")
+    out = tmp_path / "renewed.mp4"
+    policy = ReconnectPolicy(new_session_on_not_found=True)
+    session = new_session(emu, reconnect=policy, keep_alive_interval=keep_alive)
+    async with session:
+        events = Events(session)
+        frames = Frames(session.video(RAW))
+        recorder = session.record(out, RecordOptions(mode="copy"))
+        await wait_until(lambda: recorder.stats().video.frames >= 10, 10)
+        live = session.live
+        assert live is not None
+        old_id = live.session_id
+        before = recorder.stats().video.frames
+        await live.client.end(live.handle)  # WHEP answers 404 from now on
+
+        await wait_until(lambda: events.of("reconnected"), 15)
+        back = events.of("reconnected")[0].time
+        await wait_until(lambda: frames.after(back) >= 10, 10)
+        await wait_until(lambda: recorder.stats().video.frames >= before + 10, 10)
+        assert events.names() == ["reconnecting", "reconnected"]
+        outage = events.of("reconnected")[0].data
+        assert isinstance(outage, Outage) and outage.new_session and outage.replaced
+        new_id = session.session_id
+        assert new_id is not None and new_id != old_id
+        assert emu.session(new_id).state.is_live and not emu.session(old_id).state.is_live
+        assert session.whep_url is not None and new_id in session.whep_url
+        assert session.state is SessionState.CONNECTED and frames.ended_at is None
+        pts = [p for _, p in frames.seen]
+        assert min(b - a for a, b in itertools.pairwise(pts)) > 0
+        stats = await recorder.astop()
+        await frames.aclose()
+    assert session.state is SessionState.ENDED
+    assert not emu.session(new_id).state.is_live  # the new one is ended on close too
+    # One file across both service sessions, decodable end to end.
+    assert stats.error is None and decodes_cleanly(out) == ""
+    assert len(packet_times(out, "v")) >= stats.video.frames >= before + 10
 
 
 async def test_reconnect_off_makes_the_first_loss_final(emu: Emulator) -> None:

@@ -195,6 +195,12 @@ def add_target_options(parser: argparse.ArgumentParser) -> None:
         help="video codec to offer; repeat for an order of preference (default: H264, VP8)",
     )
     target.add_argument(
+        "--renew-session",
+        action="store_true",
+        help="when the service ends the avatar session under us (WHEP 404), create a new one "
+        "and carry on: the recording continues (default: exit with the error)",
+    )
+    target.add_argument(
         "--connect-timeout",
         type=positive_float,
         default=20.0,

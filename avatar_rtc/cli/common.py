@@ -33,6 +33,7 @@ from ..options import SessionOptions
 from ..redact import Secret, redact
 from ..rtc.ice_options import IceOptions
 from ..rtc.ice_servers import IceServer, parse_ice_url
+from ..rtc.reconnect import ReconnectPolicy
 from ..rtc.video_codecs import RECEIVABLE_VIDEO_CODECS
 from .exit_status import EXIT_SIGINT, exit_code_of, print_error
 
@@ -111,6 +112,7 @@ def target_from_args(args: argparse.Namespace, environ: Mapping[str, str] | None
         ice=ice_options_from_args(args, embedded=kind == "emulator"),
         video_codecs=tuple(args.codecs or RECEIVABLE_VIDEO_CODECS),
         connect_timeout=args.connect_timeout,
+        reconnect=ReconnectPolicy(new_session_on_not_found=args.renew_session),
     )
     return Target(kind, options)
 
@@ -180,7 +182,13 @@ def announce_reconnects(
         if event.name == "reconnecting":
             text = f"media lost ({outage.reason}): reconnecting"
         else:
-            how = "a new connection" if outage.replaced else "the same connection"
+            how = (
+                "a new service session"
+                if outage.new_session
+                else "a new connection"
+                if outage.replaced
+                else "the same connection"
+            )
             text = f"media back after {outage.seconds:.1f} s on {how}"
         if new_line is not None:
             new_line()

@@ -21,6 +21,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from ..media.scale import scale
+
 __all__ = ["FrameMeta", "FrameRing", "RingSpec", "SharedFrame"]
 
 logger = logging.getLogger(__name__)
@@ -94,8 +96,8 @@ class FrameRing:
             return None
         self._slot_states[slot] = _WRITING
         spec = self.spec
-        rgb = av_frame.reformat(width=spec.width, height=spec.height, format="rgb24")
-        plane = rgb.planes[0]
+        rgb = scale(av_frame, width=spec.width, height=spec.height, format="rgb24")
+        plane: Any = rgb.planes[0]  # a buffer, though its stub does not say so
         rows = np.frombuffer(plane, np.uint8).reshape(spec.height, plane.line_size)
         target = self._pixels[slot].reshape(spec.height, spec.width * 3)
         np.copyto(target, rows[:, : spec.width * 3])

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import functools
 import logging
 import threading
 import time
@@ -86,6 +87,11 @@ def decoder_for(
         if dec is None:
             dec = _DECODERS[source] = (create or TrackDecoder)(source)
         return dec
+
+
+@functools.cache
+def _time_base(clock_rate: int) -> Fraction:
+    return Fraction(1, clock_rate)  # one per packet was a few µs of pure Python each
 
 
 class TrackDecoder:
@@ -269,7 +275,7 @@ class TrackDecoder:
                 meta.clear()
             packet = av.Packet(item.data)
             packet.pts = pts
-            packet.time_base = Fraction(1, item.clock_rate)
+            packet.time_base = _time_base(item.clock_rate)
             meta[pts] = item
             pts += 1
             t0 = time.perf_counter()

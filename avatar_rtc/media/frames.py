@@ -1,10 +1,11 @@
 """Decoded frames handed to users: conversion to numpy on request, with timestamps.
 
 ``VideoFrame`` wraps the decoded ``av.VideoFrame``; nothing is converted until asked.
-``to_ndarray`` does colour conversion and resize in one ``reformat`` (one ``sws_scale``, which
-releases the GIL) and copies into a pooled buffer: a fresh large array per frame costs ~3x more
-(page faults of a new mmap each time). A pooled buffer is reused only when nothing but the pool
-references it (``sys.getrefcount``), so arrays handed out are never overwritten under the user.
+``to_ndarray`` does colour conversion and resize in one ``reformat`` (one ``sws_scale`` on this
+thread, :mod:`.scale`, which releases the GIL) and copies into a pooled buffer: a fresh large
+array per frame costs ~3x more (page faults of a new mmap each time). A pooled buffer is reused
+only when nothing but the pool references it (``sys.getrefcount``), so arrays handed out are
+never overwritten under the user.
 
 ``AudioFrame`` is PCM already converted to the caller's rate/layout/format by
 :class:`AudioRechunker` (``av.AudioResampler``, or plain numpy when only the channel count or
@@ -26,6 +27,7 @@ import numpy.typing as npt
 
 from ..rtc.clock import ClockSource
 from .formats import AudioFormat, PixelFormat, VideoFormat
+from .scale import scale
 
 if TYPE_CHECKING:
     from .decoder import DecodedFrame
@@ -174,7 +176,7 @@ class VideoFrame:
             width, height = size if size is not None else (self.width, self.height)
             if width <= 0 or height <= 0:
                 raise ValueError(f"invalid size {size!r}")
-            out_frame = self.av_frame.reformat(width=width, height=height, format=fmt)
+            out_frame = scale(self.av_frame, width=width, height=height, format=fmt)
             channels = _CHANNELS[fmt]
             src = _plane_array(out_frame.planes[0], height, width * channels)
             shape = (height, width) if channels == 1 else (height, width, channels)
@@ -198,7 +200,7 @@ class VideoFrame:
         """(Y, U, V) planes of a yuv420p frame, copied without colour conversion."""
         frame = self.av_frame
         if frame.format.name not in ("yuv420p", "yuvj420p"):
-            frame = frame.reformat(format="yuv420p")
+            frame = scale(frame, format="yuv420p")
         w, h = int(frame.width), int(frame.height)
         cw, ch = (w + 1) // 2, (h + 1) // 2
         y = _plane_array(frame.planes[0], h, w).copy()

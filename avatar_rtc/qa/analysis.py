@@ -10,6 +10,7 @@ from typing import Any
 
 import av
 
+from ..media.scale import scale
 from .audio import AudioAnalyser, AudioResult
 from .dropouts import confirm_by_mouth
 from .hops import Samples
@@ -45,8 +46,8 @@ class MediaQa:
         frame) by one ``sws_scale`` call, then fed."""
         if self._size is None:
             self._size = analysis_size(frame.width, frame.height)
-        gray: GrayImage = frame.reformat(
-            width=self._size[0], height=self._size[1], format="gray", interpolation="AREA"
+        gray: GrayImage = scale(
+            frame, width=self._size[0], height=self._size[1], format="gray", interpolation="AREA"
         ).to_ndarray()  # type: ignore[assignment]  # gray is uint8
         self.feed_video(gray, t, (frame.width, frame.height))
 

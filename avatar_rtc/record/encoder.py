@@ -18,6 +18,7 @@ from av.audio.stream import AudioStream
 from av.video.stream import VideoStream
 
 from ..media.codecs import create_decoder
+from ..media.scale import scale
 from .errors import RecordError
 from .options import ContainerSpec, EncodeOptions, RecordOptions, container_options
 from .stats import StatsBook, StreamRoute
@@ -139,7 +140,7 @@ class VideoTranscoder:
         ctx = self.stream.codec_context
         out: list[av.Packet[Any]] = []
         for frame in self._decode(data, ticks):
-            image = frame.reformat(width=ctx.width, height=ctx.height, format="yuv420p")
+            image = scale(frame, width=ctx.width, height=ctx.height, format="yuv420p")
             image.pts = frame.pts if frame.pts is not None else ticks
             image.time_base = VIDEO_TIME_BASE
             out.extend(self.stream.encode(image))
@@ -280,7 +281,7 @@ class EncodeMuxer:
                 return
             self._last_slot = slot
         ctx = self._video.codec_context
-        out = frame.reformat(width=ctx.width, height=ctx.height, format="yuv420p")
+        out = scale(frame, width=ctx.width, height=ctx.height, format="yuv420p")
         ticks = self._video_clock.ticks(t, origin)
         out.pts = ticks
         out.time_base = VIDEO_TIME_BASE

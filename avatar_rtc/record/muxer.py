@@ -1,6 +1,20 @@
 """Copy path: received compressed frames into the container, never decoded or re-encoded.
 
 Runs in the recorder's writer thread only.
+
+Codec parameters that change mid-recording (after a reconnect the new connection may
+negotiate another codec, or its encoder another resolution or profile): H264 parameter sets
+stay in-band (every keyframe keeps the SPS/PPS it came with; one that came without gets the
+latest ones in front), but a file's header describes one set (mp4 ``avcC``, Matroska
+``CodecPrivate``, the stream's size), and players trust it. So at the first keyframe whose
+codec, H264 SPS/PPS or VP8 size differ from the file's, the file is finished (trailer
+written, playable on its own) and the recording continues in ``OUT.part2.ext`` (then
+``part3``...), logged and listed in ``RecorderStats.parts``; no video frame is lost. Each
+part is a file of its own: it starts at 0 on its first keyframe (audio trimmed to it, as
+for the first file); ``RecorderStats.part_starts`` says where on the recording's timeline
+(seconds from the first file's start), and the counters and ``duration`` cover all parts.
+Frames of the new parameters before their first keyframe cannot be decoded: they are
+skipped (counted in ``skipped_before_start``).
 """
 
 from __future__ import annotations
@@ -77,7 +91,9 @@ class CopyMuxer:
         self._transcode = False
         self._transcoder: VideoTranscoder | None = None
         self._last_transcoded: int | None = None
-        self._foreign: set[str] = set()
+        self._params: tuple[bytes, ...] = ()  # the file's: H264 SPS+PPS, or VP8 size
+        self._parts: list[Path] = []  # files after the first (parameter changes)
+        self._offset = 0.0  # seconds from the first file's start to the current one's
 
     # -- input ------------------------------------------------------------------------------
     def write(self, frame: EncodedFrame) -> None:
@@ -132,15 +148,66 @@ class CopyMuxer:
                 log.warning("cannot start recording on this keyframe (%s); waiting", exc)
                 self._stats.skip_before_start()
                 return
-        elif codec != self._video_codec:
-            if codec not in self._foreign:
-                self._foreign.add(codec)
-                log.error(
-                    "video codec changed from %s to %s: skipping it", self._video_codec, codec
-                )
-            self._stats.skip_before_start()
+        elif self._changed(codec, frame.keyframe, data):
+            if not frame.keyframe or (codec == "h264" and not (self._sps and self._pps)):
+                self._stats.skip_before_start()  # undecodable until the new keyframe
+                return
+            if codec == "h264" and not sps:
+                data = annexb(self._sps + self._pps) + data
+            self._next_part(frame, codec, data)
             return
         self._mux_video(frame, data)
+
+    def _changed(self, codec: str, keyframe: bool, data: bytes) -> bool:
+        """Does this frame differ from the file in what its header fixes (see the module doc)?"""
+        if codec != self._video_codec:
+            return True
+        return keyframe and self._params_of(codec, data) not in ((), self._params)
+
+    def _params_of(self, codec: str, keyframe: bytes) -> tuple[bytes, ...]:
+        """What a file's header fixes: H264 SPS+PPS (latest seen), VP8 keyframe size."""
+        if codec == "h264":
+            return (*self._sps, *self._pps)
+        size = vp8_keyframe_size(keyframe) if codec == "vp8" else None
+        return () if size is None else (b"%dx%d" % size,)
+
+    def _next_part(self, frame: EncodedFrame, codec: str, keyframe: bytes) -> None:
+        """Finish this file; continue in the next part, opened on ``keyframe``."""
+        finished = self._parts[-1] if self._parts else self._path
+        what = f"{self._video_codec} -> {codec}" if codec != self._video_codec else codec
+        self._finish()
+        self._video = self._audio = self._transcoder = None
+        self._transcode = False
+        self._last_transcoded = None
+        self._checked.clear()
+        # A fresh timeline, starting at this keyframe.
+        self._offset = frame.presentation_time - self._origin() + self._offset
+        self._gate = StartGate(self._options.pre_start_audio_seconds, self._stats)
+        self._video_clock = TickClock(90000, self._stats)
+        self._audio_clock = TickClock(48000, self._stats)
+        self._audio_end = None
+        self._check_codec(frame)
+        number = len(self._parts) + 2
+        self._parts.append(
+            self._path.with_name(f"{self._path.stem}.part{number}{self._path.suffix}")
+        )
+        log.warning(
+            "video parameters changed (%s: new codec, parameter sets or size): %s finished, "
+            "the recording continues in %s",
+            what,
+            finished,
+            self._parts[-1],
+        )
+        with self._stats.lock:
+            self._stats.parts.append(str(self._parts[-1]))
+            self._stats.part_starts.append(self._offset)
+        try:
+            self._open(frame, codec, keyframe)
+        except av.FFmpegError as exc:  # as for the first file: the next keyframe tries again
+            log.warning("cannot start %s on this keyframe (%s); waiting", self._parts[-1], exc)
+            self._stats.skip_before_start()
+            return
+        self._mux_video(frame, keyframe)
 
     def _write_audio(self, frame: EncodedFrame) -> None:
         self._check_codec(frame)
@@ -157,8 +224,9 @@ class CopyMuxer:
     # -- file -------------------------------------------------------------------------------
     def _open(self, first: EncodedFrame, video_codec: str | None, keyframe: bytes) -> None:
         early_audio = self._gate.peek(first.presentation_time)
+        path = self._parts[-1] if self._parts else self._path
         container = av.open(
-            str(self._path),
+            str(path),
             mode="w",
             format=self._spec.format_name,
             options=container_options(self._spec, self._options),
@@ -204,6 +272,7 @@ class CopyMuxer:
             raise
         self._container = container
         self._video_codec = video_codec
+        self._params = self._params_of(video_codec, keyframe) if video_codec else ()
         held = self._gate.open(first.presentation_time)
         video_route = self._video_route(video_codec)
         with self._stats.lock:
@@ -219,7 +288,7 @@ class CopyMuxer:
         log.info(
             "recording %s to %s (video %s, audio %s; origin %.3f s)",
             self._spec.format_name,
-            self._path,
+            path,
             _describe(video_route),
             "opus copy" if self._audio is not None else "none",
             first.presentation_time,
@@ -265,7 +334,7 @@ class CopyMuxer:
             if self._last_transcoded is not None:
                 self._last_video_interval = max(1, ticks - self._last_transcoded)
             self._last_transcoded = ticks
-            start = ticks / 90000
+            start = self._offset + ticks / 90000
             self._stats.add("video", start, start + self._last_video_interval / 90000, nbytes)
         else:
             self._stats.add_bytes("video", nbytes)
@@ -281,7 +350,7 @@ class CopyMuxer:
         packet.duration = duration = self._last_video_interval
         size = packet.size
         self._container.mux(packet)  # rescales the packet in place: use the saved values
-        start = self._pending_video_time
+        start = self._offset + self._pending_video_time
         self._stats.add("video", start, start + duration / 90000, size)
 
     def _mux_audio(self, frame: EncodedFrame) -> None:
@@ -324,7 +393,7 @@ class CopyMuxer:
         # The next packet cannot start inside this one.
         self._audio_clock.last = max(ticks, ticks + samples - 1)
         self._audio_end = ticks + samples
-        start = ticks / 48000
+        start = self._offset + ticks / 48000
         self._stats.add("audio", start, start + samples / 48000, len(data), 0 if filler else 1)
 
     def close(self) -> None:
@@ -333,7 +402,12 @@ class CopyMuxer:
             if self._options.video:
                 log.warning("no video keyframe was received: nothing recorded to %s", self._path)
             return
+        self._finish()
+
+    def _finish(self) -> None:
+        """Write what is held back and the trailer of the current file."""
         container = self._container
+        assert container is not None
         try:
             self._flush_pending_video(None)
             if self._transcoder is not None:

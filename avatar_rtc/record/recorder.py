@@ -68,6 +68,9 @@ class Recorder:
     or VP8; webm: VP8; Opus everywhere). Video it cannot hold (H264 for .webm, VP8 for .mp4) is
     re-encoded (video only; audio still copied) or, with ``incompatible_video="error"``, fails.
     ``stats().video_route`` / ``audio_route`` say which happened (copy / transcode / encode).
+    When the received video's codec parameters change (a reconnect to another encoder: new
+    codec, resolution or H264 parameter sets), the file is finished and the recording goes on
+    in ``OUT.part2.ext`` (``stats().parts``; see :mod:`avatar_rtc.record.muxer`).
 
     Writing starts at the first video keyframe (copy) / video frame (encode); earlier audio is
     trimmed to it. File timestamps come from the frames' presentation times only, so freezes and
@@ -317,6 +320,7 @@ class Recorder:
             started = book.started
             transcoded = book.transcoded_video
             video_route, audio_route = book.video_route, book.audio_route
+            parts, part_starts = tuple(book.parts), tuple(book.part_starts)
             skipped, skipped_rate, fixups, fills, overlaps = (
                 book.skipped_before_start,
                 book.skipped_rate,
@@ -352,4 +356,6 @@ class Recorder:
             error=None if self._error is None else str(self._error),
             video_route=video_route,
             audio_route=audio_route,
+            parts=parts,
+            part_starts=part_starts,
         )

@@ -57,6 +57,10 @@ class RecorderStats:
     - ``audio_overlap_drops``: copy mode: Opus packets whose clock time fell more than half a
       packet inside audio already written (the A/V clock slewing audio earlier); writing them
       would push all later audio late, so they are dropped: audio stays within 10 ms of video.
+    - ``parts``: copy mode: the files the recording continued in after the video's codec
+      parameters changed (``OUT.part2.ext``, ...; see :mod:`avatar_rtc.record.muxer`); empty
+      while everything is in ``path``; ``part_starts``: where each begins (seconds from the
+      start of ``path``; each file itself starts at 0). The counters cover all parts.
     """
 
     path: str
@@ -82,6 +86,8 @@ class RecorderStats:
     error: str | None
     video_route: StreamRoute | None = None  # known once the file is open
     audio_route: StreamRoute | None = None
+    parts: tuple[str, ...] = ()
+    part_starts: tuple[float, ...] = ()
 
 
 class _StreamBook:
@@ -114,6 +120,8 @@ class StatsBook:
         self.transcoded_video = False
         self.video_route: StreamRoute | None = None
         self.audio_route: StreamRoute | None = None
+        self.parts: list[str] = []
+        self.part_starts: list[float] = []
 
     def stream(self, kind: str) -> _StreamBook:
         return self.video if kind == "video" else self.audio

@@ -7,7 +7,9 @@ aiortc 1.16 and aioice 0.13 offer no public hook for what this client needs:
 - the gathering and pairing state that an ``aioice.Connection`` subclass must keep in step;
 - an RTP receiver's packet handlers, statistics and RTCP feedback, so our receive pipeline
   replaces aiortc's jitter buffer and decoder (``receiver``);
-- a sender's SSRC and its DTLS transport's plain-RTP send, for the emulator's RTP tap.
+- a sender's SSRC and its DTLS transport's plain-RTP send, for the emulator's RTP tap;
+- a DTLS transport's SRTP session, RTP router, header-extension map and receive counters, so
+  ``datagram_batch`` can unprotect and route RTP without aiortc's per-datagram task hop.
 
 Every private name used is listed in :data:`PRIVATE_NAMES`; :func:`missing_private_names`
 checks them against the installed versions on real objects, and a test runs it, so an upgrade
@@ -23,6 +25,7 @@ from typing import Any
 import aioice
 from aioice import Candidate, Connection
 from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCRtpSender, RTCRtpTransceiver
+from aiortc.rtcdtlstransport import RTCDtlsTransport
 from aiortc.rtcrtpreceiver import StreamStatistics
 
 __all__ = [
@@ -31,13 +34,16 @@ __all__ = [
     "RtpHandler",
     "add_protocol",
     "components",
+    "count_received",
     "finish_gathering",
     "gathering_started",
+    "handle_rtp_packet",
     "ice_connection",
     "intercept_outgoing_rtp",
     "missing_private_names",
     "nominated_pairs",
     "on_keyframe_request",
+    "on_retransmit_request",
     "protocols",
     "receiver_enabled",
     "receiver_rtcp_ssrc",
@@ -45,13 +51,17 @@ __all__ = [
     "relay_only",
     "release_receiver",
     "restore_outgoing_rtp",
+    "route_rtp",
+    "rtp_header_extensions",
     "send_nack",
     "send_pli",
     "send_rtcp",
     "sender_ssrc",
+    "srtp_receive_session",
     "start_gathering",
     "swap_connection_class",
     "take_over_receiver",
+    "transport_ice_connection",
     "use_ip_versions",
 ]
 
@@ -80,7 +90,13 @@ PRIVATE_NAMES: tuple[tuple[str, str], ...] = (
     ("RTCRtpReceiver instance", "_RTCRtpReceiver__rtcp_ssrc"),
     ("RTCRtpSender instance", "_ssrc"),
     ("RTCRtpSender", "_send_keyframe"),
+    ("RTCRtpSender", "_retransmit"),
     ("RTCDtlsTransport", "_send_rtp"),
+    ("RTCDtlsTransport instance", "_rx_srtp"),
+    ("RTCDtlsTransport instance", "_rtp_router"),
+    ("RTCDtlsTransport instance", "_rtp_header_extensions_map"),
+    ("RTCDtlsTransport instance", "_RTCDtlsTransport__rx_packets"),
+    ("RTCDtlsTransport instance", "_RTCDtlsTransport__rx_bytes"),
 )
 
 # --- aioice: the ICE connection behind a transceiver ---------------------------------------
@@ -229,6 +245,43 @@ async def send_nack(receiver: RTCRtpReceiver, media_ssrc: int, lost: list[int]) 
     await receiver._send_rtcp_nack(media_ssrc, lost)
 
 
+# --- aiortc: a DTLS transport's SRTP receive path (datagram_batch) -------------------------
+
+
+def transport_ice_connection(dtls: RTCDtlsTransport) -> Connection:
+    """The ``aioice.Connection`` under a DTLS transport."""
+    connection: Connection = dtls.transport.iceGatherer._connection
+    return connection
+
+
+def srtp_receive_session(dtls: RTCDtlsTransport) -> Any:
+    """The ``pylibsrtp.Session`` that unprotects received SRTP; ``None`` before the handshake."""
+    return dtls._rx_srtp
+
+
+def rtp_header_extensions(dtls: RTCDtlsTransport) -> Any:
+    """The negotiated header-extension map ``RtpPacket.parse`` needs."""
+    return dtls._rtp_header_extensions_map
+
+
+def route_rtp(dtls: RTCDtlsTransport, packet: Any) -> RTCRtpReceiver | None:
+    """The receiver aiortc's RTP router gives ``packet`` to (SSRC, payload type, MID)."""
+    receiver: Any = dtls._rtp_router.route_rtp(packet)
+    return receiver if isinstance(receiver, RTCRtpReceiver) else None
+
+
+def count_received(dtls: RTCDtlsTransport, packets: int, octets: int) -> None:
+    """Add datagrams received past aiortc's own loop to its transport statistics."""
+    t: Any = dtls
+    t._RTCDtlsTransport__rx_packets += packets
+    t._RTCDtlsTransport__rx_bytes += octets
+
+
+def handle_rtp_packet(receiver: RTCRtpReceiver, packet: Any, arrival_time_ms: int) -> Any:
+    """The coroutine of ``receiver``'s own RTP handler (ours, when taken over)."""
+    return receiver._handle_rtp_packet(packet, arrival_time_ms=arrival_time_ms)
+
+
 # --- aiortc: the sending side (emulator) ----------------------------------------------------
 
 SendRtp = Callable[[bytes], Awaitable[None]]
@@ -242,6 +295,12 @@ def sender_ssrc(sender: RTCRtpSender) -> int:
 def on_keyframe_request(sender: RTCRtpSender, callback: Callable[[], None]) -> None:
     """Call ``callback()`` instead of the sender's own encoder when a PLI/FIR arrives."""
     sender._send_keyframe = callback  # type: ignore[method-assign]
+
+
+def on_retransmit_request(sender: RTCRtpSender, callback: Callable[[int], Awaitable[None]]) -> None:
+    """Await ``callback(sequence_number)`` for each packet a NACK names, instead of the
+    sender's own history lookup (for RTP sent past the sender, which keeps no history of it)."""
+    sender._retransmit = callback  # type: ignore[method-assign, assignment]
 
 
 def intercept_outgoing_rtp(transport: Any, wrap: Callable[[SendRtp], SendRtp]) -> None:
@@ -261,8 +320,6 @@ def restore_outgoing_rtp(transport: Any) -> None:
 
 async def missing_private_names() -> list[str]:
     """Every entry of :data:`PRIVATE_NAMES` the installed aiortc/aioice lack (on real objects)."""
-    from aiortc.rtcdtlstransport import RTCDtlsTransport
-
     pc = RTCPeerConnection()
     try:
         transceiver = pc.addTransceiver("video", direction="sendrecv")
@@ -275,6 +332,7 @@ async def missing_private_names() -> list[str]:
             "RTCRtpSender instance": transceiver.sender,
             "RTCRtpSender": RTCRtpSender,
             "RTCDtlsTransport": RTCDtlsTransport,
+            "RTCDtlsTransport instance": transceiver.receiver.transport,
         }
         return [
             f"{owner}.{name}" for owner, name in PRIVATE_NAMES if not hasattr(owners[owner], name)

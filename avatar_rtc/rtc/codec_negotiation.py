@@ -3,15 +3,16 @@
 A WHEP server that cannot send any of the offered video codecs shows it in one of three ways:
 it refuses the POST (the live service: 502 to a VP8-only offer; the emulator: 400), it answers
 with the video section rejected (port 0) or with codecs we never offered, or aiortc refuses the
-answer in ``setRemoteDescription``. Each becomes :class:`CodecNegotiationError`.
+answer in ``setRemoteDescription``. A 406 counter-offer whose video we cannot receive is the
+same failure told the other way round. Each becomes :class:`CodecNegotiationError`.
+
+No aiortc at import time: the WHEP client (SDP text only) uses :func:`check_counter_offer`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-
-from aiortc.exceptions import OperationError
 
 from ..errors import CodecNegotiationError, WhepError
 from ..redact import redact, redact_exception
@@ -21,6 +22,7 @@ __all__ = [
     "RECEIVABLE_VIDEO_CODECS",
     "VideoAnswer",
     "check_answer",
+    "check_counter_offer",
     "raise_if_refused",
     "raise_if_rejected",
     "video_answer",
@@ -97,6 +99,25 @@ def check_answer(offered: Sequence[str], answer_sdp: str) -> None:
         )
 
 
+def check_counter_offer(
+    offer_sdp: str, receivable: Sequence[str] = RECEIVABLE_VIDEO_CODECS
+) -> None:
+    """Raise :class:`CodecNegotiationError` when a 406 counter-offer's video section offers
+    none of the ``receivable`` codecs (or rejects its video: port 0). A counter-offer without
+    video passes: it offers nothing we would refuse."""
+    ours = _offered(receivable)
+    video = video_answer(offer_sdp)
+    if video is None or (video.port != 0 and set(video.codecs) & set(ours)):
+        return
+    raise CodecNegotiationError(
+        f"the WHEP server's counter-offer (HTTP 406) has video {_names(video.codecs)}"
+        f"{' (port 0)' if video.port == 0 else ''}; we can receive {_names(ours)} only",
+        offered=ours,
+        answered=video.codecs,
+        status=406,
+    )
+
+
 def raise_if_refused(offered: Sequence[str], exc: WhepError) -> None:
     """Raise :class:`CodecNegotiationError` (from ``exc``) when a refused WHEP POST was
     probably about codecs: the offer was narrowed to fewer codecs than we can receive and
@@ -117,6 +138,8 @@ def raise_if_refused(offered: Sequence[str], exc: WhepError) -> None:
 def raise_if_rejected(offered: Sequence[str], answer_sdp: str, exc: Exception) -> None:
     """Raise :class:`CodecNegotiationError` (from ``exc``) when aiortc refused the answer for
     its video codecs (same names but parameters it cannot take, e.g. an H264 profile)."""
+    from aiortc.exceptions import OperationError  # here: importing aiortc is slow
+
     if not isinstance(exc, OperationError) or "video" not in str(exc):
         return  # aiortc: "Failed to set remote video description send parameters"
     ours = _offered(offered)

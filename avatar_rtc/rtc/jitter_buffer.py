@@ -114,7 +114,7 @@ class VideoJitterBuffer:
     ) -> None:
         self.codec = codec
         self._max_packets = max_packets
-        self._max_wait = max_wait
+        self.max_wait = max_wait
         self._keyframe_wait = keyframe_wait
         self._packets: dict[int, _Packet] = {}
         self._key_packets: set[int] = set()  # seqs of packets that carry key data
@@ -259,11 +259,11 @@ class VideoJitterBuffer:
             )
             # Resume with recent frames: a second of backlog released at once would be late
             # and overflow the decoder's queue (which then waits for a keyframe in turn).
-            recent = [s for s, p in self._packets.items() if p.arrival >= now - self._max_wait]
+            recent = [s for s, p in self._packets.items() if p.arrival >= now - self.max_wait]
             if self._packets:
                 assert self._highest is not None
                 self._give_up(min(recent) if recent else self._highest + 1)
-        if self._hole is None or now - self._hole_since < self._max_wait:
+        if self._hole is None or now - self._hole_since < self.max_wait:
             return False
         hole = self._hole
         self._give_up(hole + 1)

@@ -54,7 +54,7 @@ class NackTracker:
         self._max_retries = max_retries
         self._max_missing = max_missing
         self._max_gap = max_gap
-        self._max_age = max_age
+        self.max_age = max_age
         self._max_burst = max_burst
         self._budget = budget
         self._budget_burst = budget_burst
@@ -114,8 +114,8 @@ class NackTracker:
         """Sequence numbers to NACK now (``retries=False``: first NACKs only), in order."""
         if not self._missing or not (retries or self._fresh):
             return []
-        if self._max_age is not None:
-            self._drop([s for s, m in self._missing.items() if now - m.noticed > self._max_age])
+        if self.max_age is not None:
+            self._drop([s for s, m in self._missing.items() if now - m.noticed > self.max_age])
         interval = self._retry_interval
         if self.rtt is not None:
             interval = max(interval, 1.2 * self.rtt)

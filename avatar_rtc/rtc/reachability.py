@@ -9,8 +9,11 @@ notice that late. :class:`ReachabilityMonitor` probes, every ``interval``:
   UDP, or a TCP connect for TURN over TCP/TLS); directly, the peer's candidate (an
   unauthenticated Binding request, which an ICE agent answers with an error).
 
-A refusal (TCP RST, ICMP port unreachable) from a server means it is down; from the peer's ICE
-port it means the network works and the peer's connection is gone (a new one is worth trying).
+A refusal (TCP RST, ICMP port unreachable) from the TURN server means it is down (wait for it);
+from the WHEP server's host or the peer's ICE port it means the network works and nothing
+listens there any more: a new connection is worth trying at once (and when the WHEP server
+keeps refusing, the loss is final: :class:`~avatar_rtc.rtc.reconnect.Reconnector` checks with
+:func:`verdict`).
 Targets that do not answer while the connection is known good (:meth:`ReachabilityMonitor.
 validate`) are dropped: a probe that never answers must not hold reconnecting back.
 """
@@ -29,13 +32,15 @@ from urllib.parse import urlsplit
 from .candidate_pair import SelectedPair
 from .ice_servers import parse_ice_url
 
-__all__ = ["ProbeTarget", "ReachabilityMonitor", "probe", "probe_targets"]
+__all__ = ["ProbeTarget", "ReachabilityMonitor", "Verdict", "probe", "probe_targets", "verdict"]
 
 logger = logging.getLogger(__name__)
 
 _BINDING_REQUEST = 0x0001
 _MAGIC_COOKIE = 0x2112A442
 _STUN_RESEND = 0.2  # a lost probe datagram is resent within one probe
+
+Verdict = Literal["answered", "refused", "silent"]
 
 
 @dataclass(frozen=True)
@@ -55,7 +60,8 @@ def probe_targets(whep_url: str, pair: SelectedPair | None) -> list[ProbeTarget]
     url = urlsplit(whep_url)
     if url.hostname:
         port = url.port or (443 if url.scheme == "https" else 80)
-        targets.append(ProbeTarget("tcp", url.hostname, port, False, "WHEP server"))
+        # A refusal is a TCP RST from its host: the network works (see the module docstring).
+        targets.append(ProbeTarget("tcp", url.hostname, port, True, "WHEP server"))
     if pair is None:
         return targets
     if pair.relay_url is not None:
@@ -74,61 +80,67 @@ def probe_targets(whep_url: str, pair: SelectedPair | None) -> list[ProbeTarget]
 async def probe(target: ProbeTarget, within: float) -> bool:
     """One probe of ``target``: True when it answered within ``within`` seconds (or refused,
     if that proves the path)."""
+    result = await verdict(target, within)
+    return result == "answered" or (result == "refused" and target.refused_is_up)
+
+
+async def verdict(target: ProbeTarget, within: float) -> Verdict:
+    """One probe of ``target``: it answered, refused (RST / port unreachable) or stayed silent
+    (no answer within ``within`` seconds, or no route)."""
     try:
         async with asyncio.timeout(within):
             if target.transport == "tcp":
                 return await _tcp_probe(target)
             return await _stun_probe(target)
     except TimeoutError:
-        return False
+        return "silent"
 
 
-async def _tcp_probe(target: ProbeTarget) -> bool:
+async def _tcp_probe(target: ProbeTarget) -> Verdict:
     try:
         _, writer = await asyncio.open_connection(target.host, target.port)
     except ConnectionRefusedError:
-        return target.refused_is_up
+        return "refused"
     except OSError:
-        return False
+        return "silent"
     writer.close()
     with contextlib.suppress(OSError):
         await writer.wait_closed()
-    return True
+    return "answered"
 
 
 class _StunProbe(asyncio.DatagramProtocol):
-    def __init__(self, transaction_id: bytes, answered: asyncio.Future[bool]) -> None:
+    def __init__(self, transaction_id: bytes, answered: asyncio.Future[Verdict]) -> None:
         self._transaction_id = transaction_id
         self._answered = answered
 
     def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
         # Any STUN answer (success or error) to our transaction: the peer heard us.
         if len(data) >= 20 and data[8:20] == self._transaction_id and not self._answered.done():
-            self._answered.set_result(True)
+            self._answered.set_result("answered")
 
     def error_received(self, exc: Exception) -> None:
         if isinstance(exc, ConnectionRefusedError) and not self._answered.done():
-            self._answered.set_result(False)  # ICMP port unreachable: nothing listens there
+            self._answered.set_result("refused")  # ICMP port unreachable: nothing listens there
 
 
-async def _stun_probe(target: ProbeTarget) -> bool:
+async def _stun_probe(target: ProbeTarget) -> Verdict:
     loop = asyncio.get_running_loop()
     transaction_id = os.urandom(12)
     request = struct.pack("!HHI", _BINDING_REQUEST, 0, _MAGIC_COOKIE) + transaction_id
-    answered: asyncio.Future[bool] = loop.create_future()
+    answered: asyncio.Future[Verdict] = loop.create_future()
     try:
         transport, _ = await loop.create_datagram_endpoint(
             lambda: _StunProbe(transaction_id, answered), remote_addr=(target.host, target.port)
         )
     except OSError:
-        return False
+        return "silent"
     try:
         while True:
             transport.sendto(request)
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(_STUN_RESEND):
-                    heard = await asyncio.shield(answered)
-                    return heard or target.refused_is_up
+                    return await asyncio.shield(answered)
     finally:
         transport.close()
 
@@ -163,8 +175,11 @@ class ReachabilityMonitor:
 
     async def check(self) -> bool:
         """Probe every target once; updates :attr:`down` (and the came-back flag)."""
-        results = await asyncio.gather(*(probe(t, self.timeout) for t in self.targets))
-        up = all(results)
+        verdicts = await asyncio.gather(*(verdict(t, self.timeout) for t in self.targets))
+        up = all(
+            v == "answered" or (v == "refused" and t.refused_is_up)
+            for t, v in zip(self.targets, verdicts, strict=True)
+        )
         if up and self.down:
             self._back = True
         self.down = not up

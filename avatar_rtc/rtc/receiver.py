@@ -5,7 +5,10 @@ packets are ours: RTX unwrap -> depayload -> jitter buffer (video released on th
 audio per packet) -> NACK with retries / PLI -> :class:`EncodedFrame` subscribers.
 
 Loss repair, bounded both ways: NACK volume stays a fraction of the packet rate and long loss
-bursts (our own receive-buffer overflow, outages) get a PLI instead (``nack``); a PLI nobody
+bursts (our own receive-buffer overflow, outages) get a PLI instead (``nack``); a hole is waited
+for as long as two retransmissions take on the measured NACK round trip (``max_wait`` at least,
+``MAX_RETRANSMIT_WAIT`` at most: at 5 % loss and 100 ms of round trip a fixed 150 ms gave up on
+most retransmissions and froze until the next keyframe); a PLI nobody
 answers is repeated with backoff (``pli_retry`` doubling to ``pli_retry_max``), and after
 ``keyframe_wait`` seconds the jitter buffer releases frames without a keyframe (concealment)
 so video never stays frozen; ``stats()`` counts the waits either way.
@@ -19,6 +22,8 @@ How the receiver is taken over (``attach``): we replace three methods **on the i
   no memory) because nothing is ever put into it, and its track queue stays empty.
 - the RTP packet handler: the DTLS transport looks it up on the instance for every routed
   packet, so the override sees every packet and aiortc's jitter buffer/decoder never do.
+  Once the receiver is registered, ``datagram_batch`` hands SRTP RTP to the same code
+  synchronously, straight from the socket (see there); the override stays for the rest.
 - the RTCP packet handler: we read sender reports for the A/V clock, then call the original so
   aiortc's LSR/DLSR bookkeeping (and so its receiver reports) keep working.
 
@@ -34,7 +39,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -54,7 +59,7 @@ from aiortc.rtp import (
 )
 
 from . import aiortc_seam as seam
-from . import h264
+from . import datagram_batch, h264
 from .clock import AvClock
 from .encoded_frame import EncodedFrame, MediaKind
 from .jitter_buffer import AssembledFrame, VideoJitterBuffer
@@ -63,6 +68,9 @@ from .nack import NackTracker
 __all__ = ["ReceivePipeline", "ReceiveStats"]
 
 logger = logging.getLogger(__name__)
+
+MAX_RETRANSMIT_WAIT = 0.5  # seconds: past this a keyframe repairs sooner than retries would
+RETRANSMIT_SLACK = 0.05  # seconds over the three round trips (NACK pacing, a frame interval)
 
 FrameCallback = Callable[[EncodedFrame], None]
 
@@ -174,6 +182,8 @@ class ReceivePipeline:
         # would otherwise never learn they may raise their bitrate.
         self._remb = RemoteBitrateEstimator() if remb and kind == "video" else None
         self._receiver: RTCRtpReceiver | None = None
+        self._batch: datagram_batch.DatagramBatch | None = None
+        self._send_tasks: set[asyncio.Task[None]] = set()  # feedback sent from the fast path
         self._orig_rtcp: Callable[[Any], Any] | None = None
         self._remote_streams: dict[int, StreamStatistics] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -185,6 +195,8 @@ class ReceivePipeline:
         self._parameter_sets: dict[int, str] = {}  # payload type -> sprop-parameter-sets
         self._rtx_ssrc: dict[int, int] = {}
         self._codec: RTCRtpCodecParameters | None = None
+        self._codec_name: str | None = None  # aiortc's ``name`` splits the mimeType per call
+        self._rtx_types: set[int] = set()  # payload types of RTX
         self._ssrc: int | None = None
         self._seq = _Unwrapper(16)
         self._ts = _Unwrapper(32)
@@ -249,6 +261,8 @@ class ReceivePipeline:
             self._learn(parameters)
             await orig_receive(parameters)
             self._start_timer()
+            if self._batch is None and not self._closed:
+                self._batch = datagram_batch.attach(receiver, self.on_rtp_packet)
 
         async def stop() -> None:
             self.close()
@@ -258,7 +272,13 @@ class ReceivePipeline:
             receiver, on_receive=receive, on_stop=stop, on_rtp=self._on_rtp, on_rtcp=self._on_rtcp
         )
 
+    def _leave_batch(self) -> None:
+        if self._batch is not None and self._receiver is not None:
+            self._batch.remove(self._receiver)
+        self._batch = None
+
     def _detach(self) -> None:
+        self._leave_batch()
         if self._receiver is not None:
             seam.release_receiver(self._receiver)
         self._receiver = None
@@ -266,6 +286,7 @@ class ReceivePipeline:
             self._timer.cancel()
             self._timer = None
         self._codecs.clear()
+        self._rtx_types.clear()
         logger.info("ReceivePipeline(%s): moved to a new receiver", self.kind)
 
     def use_remote_description(self, sdp: str) -> None:
@@ -350,6 +371,7 @@ class ReceivePipeline:
         if self._closed:
             return
         self._closed = True
+        self._leave_batch()
         for cb in tuple(self._close_callbacks):
             try:
                 cb()
@@ -371,6 +393,8 @@ class ReceivePipeline:
         for codec in parameters.codecs:
             if codec.payloadType is not None:
                 self._codecs[codec.payloadType] = codec
+                if is_rtx(codec):
+                    self._rtx_types.add(codec.payloadType)
         for encoding in parameters.encodings:
             if encoding.rtx is not None:
                 self._rtx_ssrc[encoding.rtx.ssrc] = encoding.ssrc
@@ -435,16 +459,31 @@ class ReceivePipeline:
 
     # -- RTP -----------------------------------------------------------------------------
     async def _on_rtp(self, packet: RtpPacket, arrival_time_ms: int = 0) -> None:
+        """aiortc's RTP handler (datagrams that did not take the fast path)."""
+        for send in self._receive(packet, arrival_time_ms):
+            await send
+
+    def on_rtp_packet(self, packet: RtpPacket, arrival_time_ms: int) -> None:
+        """The fast path's handler (``datagram_batch``): feedback is sent in a task."""
+        sends = self._receive(packet, arrival_time_ms)
+        if sends:  # called on the loop, from the socket's datagram_received
+            task = asyncio.get_running_loop().create_task(_send_all(sends))
+            self._send_tasks.add(task)
+            task.add_done_callback(self._send_tasks.discard)
+
+    def _receive(self, packet: RtpPacket, arrival_time_ms: int) -> list[Coroutine[Any, Any, None]]:
+        """Handle one RTP packet; returns the RTCP feedback (REMB, NACK) to send, in order."""
+        sends: list[Coroutine[Any, Any, None]] = []
         receiver = self._receiver
         if receiver is None or not seam.receiver_enabled(receiver) or self._closed:
-            return
+            return sends
         now = time.monotonic()
         self._packets += 1
         self._bytes += len(packet.payload)
 
         codec = self._codecs.get(packet.payload_type)
         if codec is None:
-            return
+            return sends
         if self._remb is not None and packet.extensions.abs_send_time is not None:
             remb = self._remb.add(
                 abs_send_time=packet.extensions.abs_send_time,
@@ -454,11 +493,16 @@ class ReceivePipeline:
             )
             rtcp_ssrc = seam.receiver_rtcp_ssrc(receiver)
             if remb is not None and rtcp_ssrc is not None:
-                await seam.send_rtcp(
-                    receiver,
-                    RtcpPsfbPacket(
-                        fmt=RTCP_PSFB_APP, ssrc=rtcp_ssrc, media_ssrc=0, fci=pack_remb_fci(*remb)
-                    ),
+                sends.append(
+                    seam.send_rtcp(
+                        receiver,
+                        RtcpPsfbPacket(
+                            fmt=RTCP_PSFB_APP,
+                            ssrc=rtcp_ssrc,
+                            media_ssrc=0,
+                            fci=pack_remb_fci(*remb),
+                        ),
+                    )
                 )
         # RR statistics, as aiortc keeps them (per SSRC, RTX included).
         stream = self._remote_streams.get(packet.ssrc)
@@ -466,10 +510,10 @@ class ReceivePipeline:
             stream = self._remote_streams[packet.ssrc] = StreamStatistics(codec.clockRate)
         stream.add(packet)
 
-        if is_rtx(codec):
+        if packet.payload_type in self._rtx_types:
             unwrapped, media_codec = self._unwrap_rtx(packet, codec)
             if media_codec is None:
-                return
+                return sends
             packet, codec = unwrapped, media_codec
             self._rtx += 1
 
@@ -479,7 +523,7 @@ class ReceivePipeline:
 
         if self.kind == "audio":
             self._on_audio(packet, seq, codec, now)
-            return
+            return sends
 
         first = self._jb is None
         if self._jb is None:
@@ -493,20 +537,21 @@ class ReceivePipeline:
         if not self._nack.on_packet(seq, now):
             self._request_pli()  # gap too large to NACK
         if not jb.insert(seq, packet.timestamp, bool(packet.marker), packet.payload, now):
-            return
+            return sends
         frames = jb.pop()
         if first and not frames and jb.waiting_for_keyframe and jb.floor is None:
             # aiortc waits for the sender's next periodic keyframe; ask for one at once
             # unless this very packet starts one.
             self._request_pli()
 
-        for frame in frames:  # deliver first: the NACK send below awaits
+        for frame in frames:
             self._emit_video(frame, codec, now)
         lost = self._nack.due(now, retries=False)  # retries go in the timer's batches
         if lost:
-            await self._send_nack(lost)
+            sends.append(self._send_nack(lost))
         if jb.take_pli_request():
             self._request_pli()
+        return sends
 
     def _unwrap_rtx(
         self, packet: RtpPacket, codec: RTCRtpCodecParameters
@@ -528,6 +573,7 @@ class ReceivePipeline:
             self.clock.reset(self.kind)
         self._ssrc = ssrc
         self._codec = codec
+        self._codec_name = codec.name
         if self._jb is not None:  # keep the counters of the previous stream
             self._retired.add(self._jb, time.monotonic())
             self._dropped_extra += self._jb.frames_dropped
@@ -556,13 +602,14 @@ class ReceivePipeline:
         if frame.keyframe:
             self._keyframe_arrived()
         data = frame.data
-        sprop = self._parameter_sets.get(codec.payloadType or -1) or codec.parameters.get(
-            "sprop-parameter-sets"
-        )
-        if frame.keyframe and codec.name == "H264" and isinstance(sprop, str):
-            # SPS/PPS given only in the SDP: without them neither the decoder nor a copy-mode
-            # recording can start at this keyframe.
-            data = h264.with_parameter_sets(data, sprop)
+        if frame.keyframe and self._name(codec) == "H264":
+            sprop = self._parameter_sets.get(codec.payloadType or -1) or codec.parameters.get(
+                "sprop-parameter-sets"
+            )
+            if isinstance(sprop, str):
+                # SPS/PPS given only in the SDP: without them neither the decoder nor a
+                # copy-mode recording can start at this keyframe.
+                data = h264.with_parameter_sets(data, sprop)
         self._emit(data, frame.rtp_timestamp, frame.keyframe, codec, now)
 
     def _emit(
@@ -573,7 +620,7 @@ class ReceivePipeline:
         pts, source = self.clock.map(self.kind, self._ssrc, rtp, codec.clockRate, now)
         frame = EncodedFrame(
             kind=self.kind,
-            codec=codec.name,
+            codec=self._name(codec),
             data=data,
             rtp_timestamp=rtp,
             clock_rate=codec.clockRate,
@@ -591,6 +638,9 @@ class ReceivePipeline:
                 cb(frame)
             except Exception:
                 logger.exception("ReceivePipeline(%s): subscriber failed", self.kind)
+
+    def _name(self, codec: RTCRtpCodecParameters) -> str:
+        return self._codec_name if codec is self._codec and self._codec_name else codec.name
 
     async def _send_nack(self, lost: list[int]) -> None:
         if self._ssrc is None or self._receiver is None:
@@ -619,9 +669,15 @@ class ReceivePipeline:
         except Exception:
             logger.exception("ReceivePipeline(%s): timer failed", self.kind)
 
+    def _adapt_wait(self, jb: VideoJitterBuffer) -> None:
+        wait = retransmit_wait(self._max_wait, self._nack.rtt)
+        jb.max_wait = wait
+        self._nack.max_age = wait  # retries stop where the jitter buffer gives up
+
     async def _tick(self, now: float) -> None:
         jb = self._jb
         if jb is not None:
+            self._adapt_wait(jb)
             if jb.expire(now):
                 self._request_pli()
             if jb.floor is not None:
@@ -638,6 +694,26 @@ class ReceivePipeline:
         if self._pli_pending and now >= self._pli_next:
             self._note_pli(now)
             await self._send_pli()
+
+
+def retransmit_wait(base: float, rtt: float | None) -> float:
+    """How long a hole is waited for: a NACK, one retry and the retransmission (three round
+    trips) plus a frame interval of slack, within [``base``, ``MAX_RETRANSMIT_WAIT``]."""
+    if rtt is None:
+        return base
+    return max(base, min(3 * rtt + RETRANSMIT_SLACK, MAX_RETRANSMIT_WAIT))
+
+
+async def _send_all(sends: list[Coroutine[Any, Any, None]]) -> None:
+    for i, send in enumerate(sends):
+        try:
+            await send
+        except ConnectionError:  # the transport closed: the rest cannot go either
+            for rest in sends[i + 1 :]:
+                rest.close()
+            return
+        except Exception:
+            logger.exception("ReceivePipeline: sending RTCP feedback failed")
 
 
 def _on_loop_thread(loop: asyncio.AbstractEventLoop) -> bool:

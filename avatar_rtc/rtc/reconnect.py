@@ -16,8 +16,13 @@ no RTP/RTCP for ``media_timeout`` s, ICE failed, DTLS closed). After a loss it e
 aiortc cannot restart ICE on a peer connection (no ICE restart in aioice), so a WHEP ICE-restart
 PATCH (:meth:`.whep.WhepClient.restart_ice`) is not used here: it would restart the server's
 ICE agent for credentials no local agent holds. A new POST answered 404 means the service
-session is gone: :class:`~avatar_rtc.errors.WhepNotFoundError` at once. After
-``max_attempts`` the loss is final: :class:`~avatar_rtc.errors.MediaLostError`.
+session is gone: :class:`~avatar_rtc.errors.WhepNotFoundError` at once, unless the policy says
+``new_session_on_not_found`` and the owner gave a ``renew`` hook (``AvatarSession`` creates a
+new service session for the same avatar; the POST is then made to its WHEP URL). A new POST
+refused (TCP RST: the network works, the WHEP server does not listen) ``refused_attempts``
+times in a row, spaced ``initial_delay`` apart, means the sender is gone:
+:class:`~avatar_rtc.errors.ServiceUnreachableError`, about a second after the loss was
+noticed. After ``max_attempts`` the loss is final: :class:`~avatar_rtc.errors.MediaLostError`.
 
 This module stays light (no aiortc import): :mod:`avatar_rtc.options` imports the policy.
 """
@@ -30,9 +35,10 @@ import functools
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Literal
+from urllib.parse import urlsplit
 
 from ..errors import (
     AvatarRTCError,
@@ -41,11 +47,14 @@ from ..errors import (
     ConnectTimeoutError,
     MediaLostError,
     NoMediaError,
+    RateLimitedError,
+    ServerError,
+    ServiceUnreachableError,
     TransportError,
     WhepError,
     WhepNotFoundError,
 )
-from .reachability import ReachabilityMonitor, probe_targets
+from .reachability import ReachabilityMonitor, probe_targets, verdict
 from .watchdog import MediaWatchdog
 
 if TYPE_CHECKING:
@@ -59,6 +68,8 @@ logger = logging.getLogger(__name__)
 # tens of ms when it survived) before it is replaced.
 _COMEBACK_GRACE = 0.5
 _TICK = 0.05
+# Control API errors of a renewal (see ``renew``) worth another attempt; others are final.
+_RENEW_RETRIED = (ServerError, RateLimitedError)
 
 
 @dataclass(frozen=True)
@@ -74,6 +85,13 @@ class ReconnectPolicy:
     - ``max_attempts``: backoff slots before giving up (~45 s with the defaults).
     - ``attempt_timeout``: bound on one new connection (WHEP, ICE, DTLS, first packet).
     - ``probe_interval``: how often the network is probed while media is lost.
+    - ``refused_attempts``: new connections refused by the WHEP server's host in a row (the
+      network works, nothing listens: the sender is gone) after which the loss is final
+      (:class:`~avatar_rtc.errors.ServiceUnreachableError`); they are ``initial_delay`` apart.
+    - ``new_session_on_not_found``: when WHEP answers 404 (the service session is gone),
+      create a new service session (same avatar and options) and connect to it, instead of
+      failing with :class:`~avatar_rtc.errors.WhepNotFoundError` (``AvatarSession`` with the
+      Control API only; the ``reconnected`` outage then says ``new_session``).
     """
 
     enabled: bool = True
@@ -85,6 +103,8 @@ class ReconnectPolicy:
     max_attempts: int = 10
     attempt_timeout: float = 10.0
     probe_interval: float = 0.25
+    refused_attempts: int = 3
+    new_session_on_not_found: bool = False
 
     def __post_init__(self) -> None:
         positive = ("media_timeout", "initial_delay", "max_delay", "attempt_timeout",
@@ -92,9 +112,15 @@ class ReconnectPolicy:
         for name in positive:
             if not getattr(self, name) > 0:
                 raise ConfigurationError(f"ReconnectPolicy.{name} must be > 0")
-        if self.multiplier < 1 or not 0 <= self.jitter < 1 or self.max_attempts < 1:
+        if (
+            self.multiplier < 1
+            or not 0 <= self.jitter < 1
+            or self.max_attempts < 1
+            or self.refused_attempts < 1
+        ):
             raise ConfigurationError(
-                "ReconnectPolicy: multiplier must be >= 1, jitter in [0, 1), max_attempts >= 1"
+                "ReconnectPolicy: multiplier must be >= 1, jitter in [0, 1), max_attempts >= 1, "
+                "refused_attempts >= 1"
             )
 
     @classmethod
@@ -115,6 +141,8 @@ class Outage:
     ``started``: ``time.monotonic()`` of the last media before the loss. ``seconds``: from then
     to the first media after it (``None`` while it lasts). ``attempts``: new connections tried.
     ``replaced``: the media came back on a new peer connection (False: the old one recovered).
+    ``new_session``: a new service session was created for it (WHEP 404, see
+    ``ReconnectPolicy.new_session_on_not_found``).
     """
 
     reason: str
@@ -122,6 +150,7 @@ class Outage:
     attempts: int = 0
     seconds: float | None = None
     replaced: bool = False
+    new_session: bool = False
 
 
 @dataclass(frozen=True)
@@ -153,6 +182,9 @@ class Reconnector:
     grows while media arrives (RTP packets + sender reports of every track).
     ``on_reconnecting`` / ``on_reconnected`` get the :class:`Outage`; ``on_failed`` the final
     error (after it nothing is retried; the last connection stays open until :meth:`close`).
+    ``renew()``: makes a new service session that ``new_connection()`` connects to next
+    (used on WHEP 404 when the policy asks for it; its 5xx, 429 and transport errors count
+    as a failed attempt, other errors are final).
     """
 
     def __init__(
@@ -165,6 +197,7 @@ class Reconnector:
         on_reconnected: OutageHandler | None = None,
         on_failed: Callable[[AvatarRTCError], None] | None = None,
         request_keyframe: Callable[[], None] | None = None,
+        renew: Callable[[], Awaitable[None]] | None = None,
         clock: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
     ) -> None:
@@ -177,6 +210,7 @@ class Reconnector:
         self._on_reconnected = on_reconnected
         self._on_failed = on_failed
         self._request_keyframe = request_keyframe
+        self._renew = renew
         self._clock = clock
         self._rng = rng or random.Random()
         self._connection: MediaConnection | None = None
@@ -303,9 +337,12 @@ class Reconnector:
         monitor = self._monitor  # the next connection brings its own
         monitor.start()
         last_error: BaseException | None = None
+        refused = 0  # attempts refused in a row by the WHEP server's host
         try:
             for attempt in range(self.policy.max_attempts):
-                waited = await self._wait(monitor, self.policy.delay(attempt, self._rng))
+                # After a refusal the sender may be restarting: retry soon, not after backoff.
+                slot = self.policy.delay(0 if refused else attempt, self._rng)
+                waited = await self._wait(monitor, slot)
                 if waited == "media":
                     self._recovered(replaced=False)
                     return
@@ -321,14 +358,16 @@ class Reconnector:
                     self._recovered(replaced=False)
                     return
                 try:
-                    await self._replace()
-                except WhepNotFoundError as exc:
-                    exc.add_note("(while reconnecting: the service session is gone)")
-                    raise
-                except (ConnectError, WhepError, TransportError) as exc:
+                    await self._attempt()
+                except WhepNotFoundError:
+                    raise  # the service session is gone (and not renewed): final
+                except (ConnectError, WhepError, TransportError, *_RENEW_RETRIED) as exc:
                     last_error = exc
                     self._stats = replace(self._stats, last_error=str(exc))
                     logger.info("reconnect attempt %d failed: %s", attempt + 1, exc)
+                    refused = refused + 1 if await self._refused(exc) else 0
+                    if refused >= self.policy.refused_attempts:
+                        raise self._unreachable(reason, refused, started) from exc
                     continue
                 self._recovered(replaced=True)
                 return
@@ -357,6 +396,41 @@ class Reconnector:
             if self._clock() >= deadline and monitor.down is not None:
                 return "down" if monitor.down else "up"
             await asyncio.sleep(_TICK)
+
+    async def _attempt(self) -> None:
+        """One new connection; on WHEP 404, a new service session first if asked for."""
+        try:
+            await self._replace()
+            return
+        except WhepNotFoundError as exc:
+            if self._renew is None or not self.policy.new_session_on_not_found:
+                exc.add_note("(while reconnecting: the service session is gone)")
+                raise
+            logger.warning("the service session is gone (WHEP 404): creating a new one")
+        await self._renew()
+        if self._outage is not None:
+            self._outage = replace(self._outage, new_session=True)
+        await self._replace()
+
+    async def _refused(self, error: BaseException) -> bool:
+        """Did the attempt fail because the WHEP server's host refuses connections (RST)?"""
+        connection = self._connection
+        if not isinstance(error, TransportError) or connection is None:
+            return False
+        targets = probe_targets(connection.whep_url, None)
+        return bool(targets) and await verdict(targets[0], self._monitor.timeout) == "refused"
+
+    def _unreachable(self, reason: str, refused: int, started: float) -> ServiceUnreachableError:
+        connection = self._connection
+        url = urlsplit(connection.whep_url if connection is not None else "")
+        origin = f"{url.scheme}://{url.netloc.rpartition('@')[2]}"  # no credentials
+        lost = self._clock() - started
+        return ServiceUnreachableError(
+            f"media lost ({reason}) and the WHEP server {origin} refuses connections: "
+            f"{refused} attempts refused in a row ({lost:.1f} s after the last media); "
+            "the network works, the sender is gone",
+            origin=origin,
+        )
 
     async def _replace(self) -> None:
         """A new peer connection and WHEP resource; the old resource is DELETEd first."""

@@ -41,6 +41,7 @@ from ..errors import (
 from ..http.retry import Retry, RetryPolicy, call_with_retry
 from ..http.transport import HttpResponse, HttpTransport, json_object
 from ..redact import Secret, redact
+from .codec_negotiation import check_counter_offer
 from .ice_servers import IceServer
 
 __all__ = ["WhepClient", "WhepResponse", "parse_link_ice_servers"]
@@ -150,7 +151,10 @@ class WhepClient:
     # --- public API -----------------------------------------------------------------
 
     async def offer(self, sdp: str) -> WhepResponse:
-        """POST the offer; returns the answer (201) or the server's counter-offer (406)."""
+        """POST the offer; returns the answer (201) or the server's counter-offer (406).
+
+        A counter-offer whose video we cannot receive raises ``CodecNegotiationError``.
+        """
         return await call_with_retry(
             functools.partial(self._post_offer, sdp),
             self._retry,
@@ -258,8 +262,12 @@ class WhepClient:
 
     async def _post_offer(self, sdp: str) -> WhepResponse:
         response = await self._request("POST", self.url, sdp)
-        if response.status == 201 or (response.status == 406 and response.content_type == SDP):
+        if response.status == 201:
             return self._accept(response)
+        if response.status == 406 and response.content_type == SDP:
+            accepted = self._accept(response)  # first: the resource it names can be deleted
+            check_counter_offer(accepted.sdp)
+            return accepted
         raise _error_for(response, "POST")
 
     def _advice(self, error: AvatarRTCError) -> Retry | None:

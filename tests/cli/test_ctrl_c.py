@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from avatar_rtc.errors import ConnectError, NoMediaError
+from avatar_rtc.errors import ConnectError, NoMediaError, ServiceUnreachableError
 from tests.cli.test_record_cmd import cli_env, probe_streams
 from tests.support import require_tool
 
@@ -105,7 +105,8 @@ def test_sigint_while_connecting_exits_130_without_traceback(tmp_path: Path) -> 
 
 def test_source_killed_mid_record_still_finalises_the_file(tmp_path: Path) -> None:
     """The sender vanishes (SIGKILL): the recording stops, file readable. Media stopped
-    arriving is a NoMediaError (exit 3); a lost connection a ConnectError (exit 7)."""
+    arriving is a NoMediaError (exit 3); a sender whose port refuses the reconnect is a
+    ServiceUnreachableError (a MediaLostError, exit 3); a lost connection a ConnectError (7)."""
     require_tool("ffprobe")
     emulator = _start("emulator", "--port", "0")
     try:
@@ -136,6 +137,9 @@ def test_source_killed_mid_record_still_finalises_the_file(tmp_path: Path) -> No
     if "stopped by stalled" in stdout:
         assert proc.returncode == NoMediaError.exit_code == 3, stderr
         assert last == "avatar-rtc record: NoMediaError: media stopped arriving", last
+    elif "ServiceUnreachableError" in last:
+        assert proc.returncode == ServiceUnreachableError.exit_code == 3, stderr
+        assert "refuses connections" in last, last
     else:
         assert "stopped by disconnected" in stdout, stdout
         assert proc.returncode == ConnectError.exit_code == 7, stderr

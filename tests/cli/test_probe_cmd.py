@@ -21,6 +21,7 @@ from avatar_rtc.cli.main import build_parser
 from avatar_rtc.emulator import DEFAULT_VISUAL_ID, DEFAULT_VOICE_ID
 from avatar_rtc.errors import AuthenticationError, ConfigurationError, NetworkError
 from avatar_rtc.redact import redact
+from avatar_rtc.rtc.reconnect import ReconnectPolicy
 from avatar_rtc.session_stats import SCHEMA_VERSION, SessionTimings
 from tests.cli.test_record_cmd import write_tone
 
@@ -55,6 +56,13 @@ def test_default_target_is_the_embedded_emulator_on_loopback() -> None:
     assert options.ice.policy == "all" and options.ice.extra_servers == ()
     assert options.video_codecs == ("H264", "VP8")
     assert options.ks is None and options.api_url is None
+    assert not options.reconnect.new_session_on_not_found
+
+
+def test_renew_session_asks_for_a_new_service_session_on_404() -> None:
+    options = _target("--renew-session").options
+    assert options.reconnect.new_session_on_not_found
+    assert options.reconnect.max_attempts == ReconnectPolicy().max_attempts  # defaults kept
 
 
 def test_a_ks_selects_the_service() -> None:

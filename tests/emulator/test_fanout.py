@@ -3,22 +3,26 @@
 Proves what the load generator is for: several sessions each get the whole stream at the
 configured rate, timestamped on one clock a benchmark can read (``epoch``); sender reports
 are re-stamped (the receivers' A/V clock maps them); a keyframe request moves the viewer back
-to a keyframe; speech requests are accepted.
+to a keyframe; NACKed video packets are sent again from a history; speech requests are accepted.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 
 from avatar_rtc.emulator import Emulator
 from avatar_rtc.emulator.fanout import FanoutMedia, FanoutSource, encoded_loop
 from avatar_rtc.emulator.fanout.loop import AUDIO_FRAMES_PER_SECOND, LOOP_SECONDS
+from avatar_rtc.emulator.fanout.outlet import HISTORY, Outlet, _Rtx, _Stream
 from avatar_rtc.media.formats import VideoFormat
 from avatar_rtc.options import SessionOptions
+from avatar_rtc.redact import Secret
 from avatar_rtc.rtc.ice_options import IceOptions
 from avatar_rtc.session import AvatarSession
 from tests.support import wait_until
@@ -42,7 +46,7 @@ async def emulator() -> AsyncIterator[Emulator]:
 
 def options(emu: Emulator) -> SessionOptions:
     ice = IceOptions(host_addresses=("127.0.0.1",))
-    return SessionOptions(api_url=emu.api_url, ks=emu.ks, avatar_id="fanout", ice=ice)
+    return SessionOptions(api_url=emu.api_url, ks=Secret(emu.ks), avatar_id="fanout", ice=ice)
 
 
 async def watch(session: AvatarSession, epoch: list[float], seconds: float) -> list[float]:
@@ -85,3 +89,77 @@ async def test_every_session_gets_the_whole_stream_on_one_clock(emulator: Emulat
         assert source.stats.send_errors == 0
     finally:
         await asyncio.gather(*(s.close() for s in sessions))
+
+
+def test_the_history_keeps_the_last_video_packets_and_wraps_them_in_rtx() -> None:
+    plain = _Stream(0x1234, 96, history=True)
+    packets = [plain.packet(bytes([i]) * 10, 9000 + i, i % 3 == 0) for i in range(HISTORY + 5)]
+    first = int.from_bytes(packets[0][2:4], "big")
+    assert plain.retransmission(first) is None  # overwritten by packet HISTORY
+    newest = int.from_bytes(packets[-1][2:4], "big")
+    assert plain.retransmission(newest) == packets[-1]  # no RTX: the very packet again
+    assert plain.retransmission((newest + 1) & 0xFFFF) is None  # not sent yet
+    assert _Stream(1, 111).retransmission(0) is None  # audio: no history
+
+    with_rtx = _Stream(0x1234, 96, history=True)
+    original = with_rtx.packet(b"payload", 3000, True)
+    with_rtx.rtx = _Rtx(0x5678, 97)
+    seq = int.from_bytes(original[2:4], "big")
+    rtx_seq = with_rtx.rtx.sequence
+    rtx = with_rtx.retransmission(seq)
+    assert rtx is not None
+    # RFC 4588: RTX PT with the marker kept, RTX sequence and SSRC, same timestamp; the
+    # original sequence number leads the payload.
+    assert rtx[1] == 0x80 | 97 and int.from_bytes(rtx[2:4], "big") == rtx_seq
+    assert rtx[4:8] == original[4:8] and int.from_bytes(rtx[8:12], "big") == 0x5678
+    assert rtx[12:] == original[2:4] + b"payload"
+    assert with_rtx.rtx.sequence == (rtx_seq + 1) & 0xFFFF
+
+
+LOSS = 0.05  # of the original video packets, dropped on the way out (seeded)
+
+
+def drop_originals(outlet: Outlet, loss: float) -> list[int]:
+    """Lose ``loss`` of ``outlet``'s original video packets after they are numbered and kept
+    (as the network would); retransmissions pass. Returns the growing list of lost sequence
+    numbers; ``del outlet.send`` ends the loss."""
+    rng, lost, send, video = random.Random(7), [], outlet.send, outlet.video
+    assert video is not None
+
+    async def lossy(stream: Any, payload: bytes, timestamp: int, marker: bool) -> None:
+        if stream is video and rng.random() < loss:
+            lost.append(video.sequence)
+            video.packet(payload, timestamp, marker)
+            return
+        await send(stream, payload, timestamp, marker)
+
+    outlet.send = lossy  # type: ignore[method-assign]
+    return lost
+
+
+@pytest.mark.slow
+async def test_nacked_video_packets_are_sent_again(emulator: Emulator) -> None:
+    session = AvatarSession(options(emulator))
+    try:
+        await session.start()
+        await session.wait_first_frame(10)
+        media = emulator.session(str(session.session_id)).media
+        assert isinstance(media, FanoutMedia)
+        (outlet,) = media.source.outlets
+        assert outlet.video is not None
+        before, sent = session.video_pipeline.stats(), outlet.video.packets
+        lost = drop_originals(outlet, LOSS)
+        await wait_until(lambda: len(lost) >= 40, 20.0)
+        del outlet.send
+        dropped, sent = len(lost), outlet.video.packets - sent
+        # The last NACKs and their retransmissions (a few RTTs on loopback).
+        await asyncio.sleep(1.0)
+        after = session.video_pipeline.stats()
+        recovered = after.recovered_packets - before.recovered_packets
+        assert outlet.retransmits >= recovered > 0
+        # Our client offers RTX: the retransmissions came RTX-wrapped, and were unwrapped.
+        assert after.rtx_packets - before.rtx_packets >= recovered
+        residual = (dropped - recovered) / sent
+        assert residual < LOSS / 4, (residual, dropped, recovered, sent)
+    finally:
+        await session.close()

@@ -8,30 +8,20 @@ give ICE server URLs the media layer can parse); anything else must be a typed e
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import random
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from hypothesis import example, given, note
+from hypothesis import example, given
 
 from avatar_rtc.api import ClientConfig, ControlClient, RetryPolicy, SessionHandle
 from avatar_rtc.rtc.ice_servers import ice_servers_from_turn, parse_ice_url
 
 from .conftest import fuzz_settings
-from .planted import (
-    CASES,
-    JWT,
-    KS,
-    SECRETS,
-    TURN_CREDENTIAL,
-    TURN_USERNAME,
-    check_outcome,
-    outcome_of,
-)
-from .server import Canned, ReplyServer
+from .planted import JWT, KS, SECRETS, TURN_CREDENTIAL, TURN_USERNAME
+from .runner import http_area
+from .server import Canned
 from .strategies import header_text, json_body, seeded
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
@@ -122,10 +112,8 @@ def _use_turn(config: ClientConfig) -> None:
 
 
 def test_control_api_answers(caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.DEBUG)
-    with asyncio.Runner() as runner:
-        server = ReplyServer()
-        runner.run(server.__aenter__())
+    with http_area(caplog, "control-api", CALL_CASES) as area:
+        server = area.server
 
         async def call(op: str) -> object:
             async with ControlClient(
@@ -152,15 +140,7 @@ def test_control_api_answers(caplog: pytest.LogCaptureFixture) -> None:
             Call("end", Canned(500, {}, ("x" * 190 + SECRETS[0]).encode()))
         )
         def case(case: Call) -> None:
-            note(f"input: {case!r}")
-            caplog.clear()
             server.answer(case.answer)
-            _, error = runner.run(outcome_of(lambda: call(case.op)))
-            check_outcome(error, caplog.text)
-            CASES["control-api"] += 1
+            area.run(case, lambda: call(case.op))
 
-        try:
-            case()
-        finally:
-            runner.run(server.__aexit__())
-    assert CASES["control-api"] >= CALL_CASES
+        case()

@@ -29,9 +29,10 @@ from avatar_rtc.rtc.connection import MediaConnection
 from avatar_rtc.rtc.video_codecs import RECEIVABLE_VIDEO_CODECS
 
 from .conftest import fuzz_settings
-from .planted import CASES, JWT, check_outcome, outcome_of
+from .planted import CASES, JWT, check_outcome
+from .runner import http_area
 from .seeds import LOOPBACK, real_seeds
-from .server import Canned, ReplyServer
+from .server import Canned
 from .strategies import loopback_only, sdp_mutation, seeded
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
@@ -88,11 +89,9 @@ async def _connect(url: str) -> None:
 
 
 def test_sdp_answers_through_the_connection(caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.DEBUG)
-    with asyncio.Runner() as runner:
-        seeds = runner.run(real_seeds())
-        server = ReplyServer()
-        runner.run(server.__aenter__())
+    with http_area(caplog, "sdp-connect", CONNECT_CASES) as area:
+        seeds = area.runner.run(real_seeds())
+        server = area.server
         url = server.base + "/whep"
 
         answer, offer = sdp_mutation(seeds.answers), sdp_mutation(seeds.offers)
@@ -111,8 +110,6 @@ def test_sdp_answers_through_the_connection(caplog: pytest.LogCaptureFixture) ->
         @example(exchange=(CUT_BY_INT, False))
         def case(exchange: tuple[str, bool]) -> None:
             sdp, counter_offer = exchange
-            note(f"input: {exchange!r}")
-            caplog.clear()
             server.answer(
                 Canned(
                     406 if counter_offer else 201,
@@ -120,15 +117,9 @@ def test_sdp_answers_through_the_connection(caplog: pytest.LogCaptureFixture) ->
                     loopback_only(sdp).encode(),
                 )
             )
-            _, error = runner.run(outcome_of(lambda: _connect(url)))
-            check_outcome(None if isinstance(error, Applied) else error, caplog.text)
-            CASES["sdp-connect"] += 1
+            area.run(exchange, lambda: _connect(url), success=Applied)
 
-        try:
-            case()
-        finally:
-            runner.run(server.__aexit__())
-    assert CASES["sdp-connect"] >= CONNECT_CASES
+        case()
 
 
 def _parse_like_the_connection(sdp: str) -> None:

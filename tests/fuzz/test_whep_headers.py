@@ -14,7 +14,6 @@ share of cases in process.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import random
 from collections.abc import Awaitable, Callable
@@ -30,9 +29,10 @@ from avatar_rtc.rtc.sdp_candidates import build_sdpfrag
 from avatar_rtc.rtc.whep import WhepClient, parse_link_ice_servers
 
 from .conftest import fuzz_settings
-from .planted import CASES, JWT, SECRETS, check_outcome, outcome_of
+from .planted import CASES, JWT, SECRETS, check_outcome
+from .runner import http_area
 from .seeds import real_seeds
-from .server import Canned, ReplyServer
+from .server import Canned
 from .strategies import (
     header_text,
     json_body,
@@ -188,14 +188,11 @@ async def _exchange(url: str, op: str) -> None:
 
 
 def test_whep_responses(caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.DEBUG)
-    with asyncio.Runner() as runner:
-        seeds = runner.run(real_seeds())
+    with http_area(caplog, "whep-exchange", EXCHANGE_CASES, servers=2) as area:
+        server, other = area.servers
+        seeds = area.runner.run(real_seeds())
         answer = loopback_only(seeds.answers[0]).encode()
         good = Canned(201, {"Content-Type": "application/sdp", "Location": "/res/1"}, answer)
-        server, other = ReplyServer(), ReplyServer()
-        runner.run(server.__aenter__())
-        runner.run(other.__aenter__())
         other.answer(good)
         mutated, problem = sdp_mutation(seeds.answers), json_body(_problem_fields())
 
@@ -228,23 +225,14 @@ def test_whep_responses(caplog: pytest.LogCaptureFixture) -> None:
             Exchange(Canned(400, {"Content-Type": "application/json; charset=bogus"}, b"{}"))
         )
         def case(exchange: Exchange) -> None:
-            note(f"input: {exchange!r}")
             first, op = exchange.first, exchange.op
             patch, delete = exchange.patch or good, exchange.delete or good
-            caplog.clear()
             other.seen.clear()
             server.reply = _replies(good, first, patch, delete)
-            _, error = runner.run(outcome_of(lambda: _exchange(server.base + "/whep", op)))
-            check_outcome(error, caplog.text)
+            area.run(exchange, lambda: _exchange(server.base + "/whep", op))
             assert not [a for _, _, a in other.seen if a and JWT.reveal() in a], "cross-origin"
-            CASES["whep-exchange"] += 1
 
-        try:
-            case()
-        finally:
-            runner.run(server.__aexit__())
-            runner.run(other.__aexit__())
-    assert CASES["whep-exchange"] >= EXCHANGE_CASES
+        case()
 
 
 def test_whep_header_parsers(caplog: pytest.LogCaptureFixture) -> None:

@@ -332,3 +332,16 @@ async def test_streams_end_when_the_connection_closes() -> None:
     with pytest.raises(StopAsyncIteration):
         await next_frame(video)
     assert not decoder_for(lb.video).running and not decoder_for(lb.audio).running
+
+
+async def test_audio_is_not_decoded_while_nobody_consumes_audio() -> None:
+    async with loopback() as lb:
+        video = VideoStream(lb.video)
+        for _ in range(10):  # ~0.3 s of video: ~15 audio packets meanwhile
+            await next_frame(video)
+        audio = lb.audio.stats()
+        assert audio.packets > 0 and audio.frames > 0  # received and counted all the same
+        assert not decoder_for(lb.audio).running
+        assert decoder_for(lb.audio).stats().decoded == 0
+        assert decoder_for(lb.video).stats().decoded >= 10
+        video.close()

@@ -67,6 +67,7 @@ async def test_recording_keeps_growing_across_a_reconnect(
         await wait_until(lambda: recorder.stats().video.frames >= before + 25, 15)
         stats = await recorder.astop()
     assert stats.error is None and stats.path == str(out)
+    assert stats.parts == ()  # the same encoder parameters: one file
     (outage,) = outages
     assert outage.replaced and outage.seconds is not None
     assert outage.started <= t_drop + 0.1  # the outage starts at the last media before it

@@ -16,6 +16,11 @@ Then media must come back on the same stream iterator and into the same file. Pr
 object; times are ``time.monotonic()`` seconds relative to the restore (network back, or the
 new coturn ready): the first packet after it (``reconnected`` event), the first frame the
 iterator yields, and the initial connect's ``timings.total`` of the same run as a baseline.
+
+- ``sender_killed``: relay-only through coturn; the emulator is a subprocess (``avatar-rtc
+  emulator``), killed with SIGKILL: its port refuses connections from then on. Reconnecting is
+  impossible: the session must end with a typed error. Times are relative to the kill: the
+  ``reconnecting`` event (the watchdog noticed), the ``error`` event, the stream's end.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import secrets
 import shutil
 import subprocess
 import sys
@@ -38,6 +44,7 @@ from avatar_rtc.emulator import Emulator
 from avatar_rtc.media.formats import VideoFormat
 from avatar_rtc.media.streams import VideoStream
 from avatar_rtc.options import SessionOptions
+from avatar_rtc.redact import Secret
 from avatar_rtc.rtc.ice_options import IceOptions
 from avatar_rtc.rtc.ice_servers import IceServer
 from avatar_rtc.rtc.reconnect import Outage
@@ -102,8 +109,9 @@ def packet_times(path: Path, stream: str) -> list[float]:
 
 
 @contextlib.asynccontextmanager
-async def session_for(emulator: Emulator, ice: IceOptions) -> AsyncIterator[AvatarSession]:
-    options = SessionOptions(api_url=emulator.api_url, ks=emulator.ks, ice=ice,
+async def session_for(emulator: Emulator | EmulatorProcess,
+                      ice: IceOptions) -> AsyncIterator[AvatarSession]:  # fmt: skip
+    options = SessionOptions(api_url=emulator.api_url, ks=Secret(emulator.ks), ice=ice,
                              detect_speech=False)  # fmt: skip
     async with AvatarSession(options) as session:
         yield session
@@ -114,6 +122,88 @@ def coturn(workdir: Path, binary: str) -> Iterator[TurnServer]:
     with TurnServer.start(workdir, port=TURN_PORT, tls_port=TURN_TLS_PORT,
                           relay_ports=RELAY_PORTS, binary=binary) as server:  # fmt: skip
         yield server
+
+
+class EmulatorProcess:
+    """``avatar-rtc emulator`` in a subprocess (its own process group), with a KS we chose
+    (the emulator never echoes a given one)."""
+
+    def __init__(self, port: int = 8080) -> None:
+        self.ks = secrets.token_urlsafe(24)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "avatar_rtc.cli", "emulator", "--port", str(port),
+             "--ks", self.ks],
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, text=True,
+            start_new_session=True,
+        )  # fmt: skip
+        self.api_url = ""
+
+    def wait_ready(self, within: float = 30.0) -> None:
+        """Until it prints its API URL (it listens by then)."""
+        assert self.proc.stdout is not None
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline and not self.api_url:
+            line = self.proc.stdout.readline()
+            if not line:
+                raise RuntimeError(f"the emulator exited ({self.proc.poll()})")
+            if line.startswith("AVATAR_API_URL="):
+                self.api_url = line.strip().partition("=")[2]
+        if not self.api_url:
+            raise RuntimeError("the emulator did not start")
+
+    def kill(self) -> None:
+        self.proc.kill()  # SIGKILL: no goodbye, its sockets are closed by the kernel
+        self.proc.wait(10)
+
+
+async def run_sender_killed(out: Path, workdir: Path) -> dict[str, Any]:
+    url = f"turn:127.0.0.1:{TURN_PORT}?transport=udp"
+    ice = IceOptions(policy="relay", extra_servers=(IceServer(url, USERNAME, PASSWORD),))
+    events: list[tuple[str, float, Outage | str | None]] = []
+    result: dict[str, Any] = {"case": "sender_killed"}
+    emulator = EmulatorProcess()
+    try:
+        await asyncio.to_thread(emulator.wait_ready)
+        with coturn(workdir / "turn", shutil.which("turnserver") or ""):
+            async with session_for(emulator, ice) as session:
+                for name in ("reconnecting", "reconnected", "disconnected", "error"):
+                    session.on(name, lambda e: events.append(_event(e)))
+                failed = asyncio.Event()
+
+                def on_error(event: SessionEvent) -> None:
+                    result["error_types"] = _mro(event.data)
+                    failed.set()
+
+                session.on("error", on_error)
+                await session.wait_first_frame(20)
+                result["connect_seconds"] = session.timings.total
+                result["media_timeout"] = session.options.reconnect.media_timeout
+                result["pair"] = session.selected_pair.describe() if session.selected_pair else None
+                recorder = session.record(out)
+                frames = Frames(session.video(VideoFormat(pixel_format=None)))
+                await asyncio.sleep(BEFORE)
+                t_kill = time.monotonic()
+                emulator.kill()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(failed.wait(), 90)
+                await asyncio.sleep(0.5)  # the stream ends right after the error
+                result.update(
+                    state=session.state.value,
+                    frames_before=len(frames.seen),
+                    stream_ended=None if frames.ended_at is None else frames.ended_at - t_kill,
+                    reconnect=session.stats().to_dict()["reconnect"],
+                )
+                await frames.aclose()
+                stats = await recorder.astop()
+                result["recorder"] = {"video_frames": stats.video.frames, "error": stats.error}
+    finally:
+        if emulator.proc.poll() is None:
+            emulator.kill()
+    result["events"] = [
+        {"name": name, "t": t - t_kill, "data": vars(d) if isinstance(d, Outage) else d}
+        for name, t, d in events
+    ]
+    return result
 
 
 async def nft(*args: str, stdin: str | None = None) -> None:
@@ -178,6 +268,11 @@ async def run(case: str, out: Path, outage: float, workdir: Path) -> dict[str, A
     return result
 
 
+def _mro(error: object) -> list[str]:
+    """The names of an error's classes, most specific first (for the JSON verdict)."""
+    return [cls.__name__ for cls in type(error).__mro__]
+
+
 def _event(event: SessionEvent) -> tuple[str, float, Outage | str | None]:
     data = event.data if isinstance(event.data, Outage) else str(event.data)
     return event.name, event.time, data
@@ -185,7 +280,7 @@ def _event(event: SessionEvent) -> tuple[str, float, Outage | str | None]:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("case", choices=("network", "turn"))
+    parser.add_argument("case", choices=("network", "turn", "sender_killed"))
     parser.add_argument("out", type=Path)
     parser.add_argument("--outage", type=float, default=10.0)
     args = parser.parse_args()
@@ -193,7 +288,10 @@ def main() -> None:
     logging.getLogger("avatar_rtc").setLevel(logging.INFO)  # the log tells the attempts
     subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
     with tempfile.TemporaryDirectory() as tmp:
-        result = asyncio.run(run(args.case, args.out, args.outage, Path(tmp)))
+        if args.case == "sender_killed":
+            result = asyncio.run(run_sender_killed(args.out, Path(tmp)))
+        else:
+            result = asyncio.run(run(args.case, args.out, args.outage, Path(tmp)))
     print(json.dumps(result))
     sys.stdout.flush()
 

@@ -11,7 +11,8 @@ or 200 ms: an overloaded receiver reads its socket late).
   on every packet, and when it reports a new gap, one NACK listing every missing packet.
 - ours: ``NackTracker`` called as ``ReceivePipeline`` does: on every packet (first NACKs at
   once; a PLI instead when it says the gap is a burst) and on a 10 ms timer (retries), with the
-  pipeline's horizon (``max_age`` = jitter buffer ``max_wait``).
+  pipeline's horizon (``max_age`` = the jitter buffer's wait, ``retransmit_wait`` of the
+  measured round trip, set on every timer tick).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from aiortc.rtcrtpreceiver import NackGenerator
 from aiortc.rtp import RtpPacket
 
 from avatar_rtc.rtc.nack import NackTracker
+from avatar_rtc.rtc.receiver import retransmit_wait
 
 RATE = 300  # packets/s (a 720p stream at ~2.5 Mbit/s)
 HISTORY = 128  # aiortc's sender keeps this many packets for retransmission
@@ -105,6 +107,7 @@ def simulate(
     while events:
         t, _, seq, rtx = heapq.heappop(events)
         if seq < 0:  # our pipeline's timer; it does not run while the loop stalls
+            ours.max_age = retransmit_wait(MAX_WAIT, ours.rtt)
             lost = ours.due(t) if deliver_at(t) == t else []
             if lost:
                 nack(t, lost)
@@ -183,3 +186,29 @@ def test_nack_budget_and_horizon() -> None:
     assert tracker.due(0.2) == []  # past the jitter buffer's horizon: given up
     assert tracker.missing_count == 0
     assert tracker.throttled == 4  # 7..10 were never NACKed for want of budget
+
+
+def test_the_wait_follows_the_measured_round_trip() -> None:
+    assert retransmit_wait(0.15, None) == 0.15  # nothing measured yet
+    assert retransmit_wait(0.15, 0.01) == 0.15  # never below the base
+    assert retransmit_wait(0.15, 0.1) == pytest.approx(0.35)  # three round trips + slack
+    assert retransmit_wait(0.15, 2.0) == 0.5  # capped: a keyframe repairs sooner
+
+
+def test_a_round_trip_longer_than_the_base_wait_is_learnt_then_waited_for() -> None:
+    tracker = NackTracker(max_age=MAX_WAIT)
+    tracker.on_packet(0, 0.0)
+    tracker.on_packet(2, 0.0)
+    assert tracker.due(0.0) == [1]
+    assert tracker.due(0.2) == []  # past the base horizon: given up
+    tracker.on_packet(1, 0.2)  # the retransmission, late: it measures the round trip
+    assert tracker.rtt == pytest.approx(0.2)
+    tracker.max_age = retransmit_wait(MAX_WAIT, tracker.rtt)  # as the pipeline's timer does
+    assert tracker.max_age == pytest.approx(0.5)
+    tracker.on_packet(3, 1.0)
+    tracker.on_packet(5, 1.0)
+    assert tracker.due(1.0) == [4]  # its retransmission is lost too
+    assert tracker.due(1.25) == [4]  # retried one round trip (x1.2) later, still in time
+    assert tracker.due(1.44) == []
+    tracker.on_packet(4, 1.45)
+    assert tracker.recovered == 1 and tracker.missing_count == 0

@@ -23,6 +23,9 @@ from avatar_rtc.errors import (
     AvatarRTCError,
     ConnectError,
     MediaLostError,
+    NetworkError,
+    ServerError,
+    ServiceUnreachableError,
     WhepNotFoundError,
 )
 from avatar_rtc.rtc.connection import MediaConnection
@@ -219,6 +222,16 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _silent_listener(port: int) -> tuple[socket.socket, socket.socket]:
+    """A listener on ``port`` whose accept queue is full: Linux drops further SYNs, so a
+    connect times out as on a dead network (no refusal). Returns it and the queued client."""
+    listener = socket.socket()
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("127.0.0.1", port))
+    listener.listen(0)
+    return listener, socket.create_connection(("127.0.0.1", port), timeout=1)
+
+
 async def test_no_attempt_while_the_network_is_down_one_soon_after_it_is_back() -> None:
     port = _free_port()
     server = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", port)
@@ -227,12 +240,15 @@ async def test_no_attempt_while_the_network_is_down_one_soon_after_it_is_back() 
     h = Harness(policy, whep_url=f"http://127.0.0.1:{port}/whep")
     async with running(h):
         await asyncio.sleep(0.3)  # the probe target is validated while all is well
-        server.close()
-        await server.wait_closed()  # the server is down: connections refused
+        server.close()  # and in the same step (no probe between) the network goes silent
+        silent = _silent_listener(port)
+        await server.wait_closed()
         h.made[0].die()
         await wait_until(lambda: h.names() == ["reconnecting"], 2)
         await asyncio.sleep(1.0)  # four slots: without the probe, four attempts
         assert len(h.made) == 1, h.log  # nothing torn down, nothing tried
+        for sock in silent:
+            sock.close()
         server = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", port)
         t_back = time.monotonic()
         await wait_until(lambda: "reconnected" in h.names(), 3)
@@ -240,3 +256,92 @@ async def test_no_attempt_while_the_network_is_down_one_soon_after_it_is_back() 
         assert h.event("reconnected").replaced
     server.close()
     await server.wait_closed()
+
+
+async def test_a_refusing_whep_server_is_final_within_about_a_second() -> None:
+    """The sender killed: its host answers the POST with a TCP RST. The network works, so
+    each slot tries at once; ``refused_attempts`` refusals in a row are final."""
+    port = _free_port()  # nothing listens: connections refused
+    policy = dataclasses.replace(FAST, max_attempts=10, initial_delay=0.2)
+    h = Harness(policy, whep_url=f"http://127.0.0.1:{port}/whep")
+    h.failures = [NetworkError("WHEP POST: request failed: refused")] * 10
+    async with running(h):
+        t_dead = time.monotonic()
+        h.made[0].die()
+        await wait_until(lambda: "failed" in h.names(), 5)
+        took = h.events[-1][2] - t_dead
+    error = h.event("failed")
+    assert isinstance(error, ServiceUnreachableError) and isinstance(error, MediaLostError)
+    assert error.origin == f"http://127.0.0.1:{port}"
+    assert f"WHEP server http://127.0.0.1:{port} refuses connections" in str(error)
+    assert len(h.made) == 1 + policy.refused_attempts
+    # Three slots of initial_delay (not the doubling backoff), plus the probes.
+    assert policy.refused_attempts * policy.initial_delay <= took < 1.5, took
+
+
+async def test_a_refusing_whep_server_that_comes_back_is_reconnected() -> None:
+    port = _free_port()
+    h = Harness(dataclasses.replace(FAST, max_attempts=10), whep_url=f"http://127.0.0.1:{port}/w")
+    h.failures = [NetworkError("WHEP POST: request failed: refused")] * 2  # then it is back
+    async with running(h):
+        h.made[0].die()
+        await wait_until(lambda: "reconnected" in h.names(), 3)
+    assert h.event("reconnected").attempts == 3 and h.names() == ["reconnecting", "reconnected"]
+
+
+async def test_timeouts_are_not_refusals() -> None:
+    """A POST that fails while the WHEP server's host is silent (network down) is not counted
+    as a refusal: only ``max_attempts`` ends it, with a plain MediaLostError."""
+    port = _free_port()
+    silent = _silent_listener(port)
+    try:
+        h = Harness(dataclasses.replace(FAST, max_attempts=4), whep_url=NO_PROBES)
+        h.failures = [NetworkError("WHEP POST: request failed: timeout")] * 4
+        async with running(h):
+            h.made[0].die()
+            await wait_until(lambda: "failed" in h.names(), 5)
+        error = h.event("failed")
+        assert type(error) is MediaLostError and len(h.made) == 5
+        silent_host = Harness(whep_url=f"http://127.0.0.1:{port}/w")
+        assert not await silent_host.reconnector._refused(NetworkError("timeout"))
+    finally:
+        for sock in silent:
+            sock.close()
+
+
+async def test_whep_404_makes_a_new_service_session_when_asked() -> None:
+    renewed: list[float] = []
+
+    async def renew() -> None:
+        renewed.append(time.monotonic())
+
+    h = Harness(dataclasses.replace(FAST, new_session_on_not_found=True))
+    h.failures = [WhepNotFoundError("WHEP POST failed with HTTP 404", status=404)]
+    h.reconnector._renew = renew
+    async with running(h):
+        h.made[0].die()
+        await wait_until(lambda: "reconnected" in h.names(), 2)
+    outage = h.event("reconnected")
+    assert outage.new_session and outage.replaced and outage.attempts == 2
+    assert len(renewed) == 1 and len(h.made) == 3
+
+
+async def test_a_failed_renewal_is_retried_like_an_attempt() -> None:
+    """The Control API answers 5xx while creating the new session: the next slot tries again
+    (POST 404 again, renew again), it is not final."""
+    calls: list[int] = []
+
+    async def renew() -> None:
+        calls.append(len(calls))
+        if len(calls) == 1:
+            raise ServerError("create failed with HTTP 503", status=503)
+
+    h = Harness(dataclasses.replace(FAST, new_session_on_not_found=True))
+    gone = WhepNotFoundError("WHEP POST failed with HTTP 404", status=404)
+    h.failures = [gone, gone]
+    h.reconnector._renew = renew
+    async with running(h):
+        h.made[0].die()
+        await wait_until(lambda: "reconnected" in h.names(), 2)
+    assert len(calls) == 2 and h.event("reconnected").new_session
+    assert h.names() == ["reconnecting", "reconnected"]

@@ -10,6 +10,7 @@ import pytest
 from aiohttp import web
 
 from avatar_rtc.errors import (
+    CodecNegotiationError,
     NetworkError,
     RequestTimeoutError,
     WhepConflictError,
@@ -116,6 +117,52 @@ async def test_406_without_sdp_is_an_error() -> None:
             await client.offer(OFFER)
         await client.aclose()
     assert info.value.status == 406 and "nope" in str(info.value)
+
+
+def _counter_offer(video: str) -> web.Response:
+    """A 406 whose SDP offers ``video`` (an m= line's port and formats, then rtpmaps)."""
+    port, *rtpmaps = video.split("|")
+    body = "\r\n".join(["v=0", "o=- 3 3 IN IP4 127.0.0.1", "s=-", "t=0 0", port, *rtpmaps])
+    return web.Response(
+        status=406,
+        body=(body + "\r\n").encode(),
+        headers={"Content-Type": "application/sdp", "Location": "/whep/resource/9"},
+    )
+
+
+@pytest.mark.parametrize(
+    ("video", "named"),
+    [
+        (
+            "m=video 9 UDP/TLS/RTP/SAVPF 45 98 99|a=rtpmap:45 AV1/90000|a=rtpmap:98 VP9/90000"
+            "|a=rtpmap:99 rtx/90000",
+            "AV1/VP9",
+        ),
+        ("m=video 0 UDP/TLS/RTP/SAVPF 96|a=rtpmap:96 H264/90000", "H264 (port 0)"),
+    ],
+)
+async def test_406_counter_offer_without_a_common_codec(video: str, named: str) -> None:
+    async with ScriptedWhep(post=[_counter_offer(video)]) as server:
+        client = WhepClient(server.url(), bearer="tok-abcdef")
+        with pytest.raises(CodecNegotiationError) as info:
+            await client.offer(OFFER)
+        await client.delete()  # the counter-offer's resource is still known: it is deleted
+        await client.aclose()
+    error = info.value
+    assert f"video {named}; we can receive H264/VP8 only" in str(error)
+    assert "tok-abcdef" not in str(error)
+    assert error.status == 406 and error.offered == ("H264", "VP8")
+    assert [s.path for s in server.requests("DELETE")] == ["/whep/resource/9"]
+
+
+async def test_406_counter_offer_with_a_receivable_codec_is_returned() -> None:
+    video = "m=video 9 UDP/TLS/RTP/SAVPF 98 96|a=rtpmap:98 VP9/90000|a=rtpmap:96 VP8/90000"
+    async with (
+        ScriptedWhep(post=[_counter_offer(video)]) as server,
+        WhepClient(server.url()) as client,
+    ):
+        response = await client.offer(OFFER)
+    assert response.counter_offer and "VP8/90000" in response.sdp
 
 
 async def test_409_with_retry_after_is_retried_then_succeeds() -> None:

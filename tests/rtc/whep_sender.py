@@ -12,6 +12,7 @@ import itertools
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
+import av
 from aiohttp import web
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import AudioStreamTrack, VideoStreamTrack
@@ -35,6 +36,22 @@ class SenderCounters:
     auth: list[str | None] = field(default_factory=list)
 
 
+class SizedVideoTrack(VideoStreamTrack):
+    """aiortc's synthetic video (a grey picture) at ``size`` instead of 640x480."""
+
+    def __init__(self, size: tuple[int, int]) -> None:
+        super().__init__()
+        self.size = size
+
+    async def recv(self) -> av.VideoFrame:
+        pts, time_base = await self.next_timestamp()
+        frame = av.VideoFrame(width=self.size[0], height=self.size[1], format="yuv420p")
+        for plane in frame.planes:
+            plane.update(bytes([128]) * plane.buffer_size)
+        frame.pts, frame.time_base = pts, time_base
+        return frame
+
+
 class AiortcWhepSender:
     """``async with AiortcWhepSender() as s: s.url`` — one pc per POST."""
 
@@ -52,12 +69,15 @@ class AiortcWhepSender:
 
         ``answer_shape`` rewrites the answer's candidates (see ``answer_shapes``).
         ``trickle=True``: the answer carries no candidate; they are returned (sdpfrag) in
-        the 200 of the client's trickle PATCH, which must match the ETag (If-Match)."""
+        the 200 of the client's trickle PATCH, which must match the ETag (If-Match).
+        ``video_size``: the video's size for the connections made from then on (``None``:
+        aiortc's 640x480); change it, then :meth:`drop_all`, and a reconnect gets the new one."""
         self.host = host
         self.counter_offer = counter_offer
         self.answer_shape = answer_shape
         self.trickle = trickle
         self.trickled: list[str] = []  # sdpfrag bodies the client PATCHed
+        self.video_size: tuple[int, int] | None = None
         self.counters = SenderCounters()
         self.before_post = before_post
         self._pcs: dict[str, RTCPeerConnection] = {}
@@ -88,6 +108,11 @@ class AiortcWhepSender:
     def active(self) -> int:
         return len(self._pcs)
 
+    async def drop_all(self) -> None:
+        """Close every peer connection from our side (the viewers see DTLS closed)."""
+        pcs, self._pcs = list(self._pcs.values()), {}
+        await asyncio.gather(*(pc.close() for pc in pcs))
+
     async def _post(self, request: web.Request) -> web.StreamResponse:
         self.counters.posts += 1
         self.counters.auth.append(request.headers.get("Authorization"))
@@ -103,7 +128,8 @@ class AiortcWhepSender:
         await pc.setRemoteDescription(RTCSessionDescription(offer, "offer"))
         # The transceivers (and their ICE gatherer) now exist: pin loopback before gathering.
         self._pin_loopback(pc)
-        pc.addTrack(VideoStreamTrack())
+        size = self.video_size
+        pc.addTrack(VideoStreamTrack() if size is None else SizedVideoTrack(size))
         pc.addTrack(AudioStreamTrack())
         await pc.setLocalDescription(await pc.createAnswer())
         answer = pc.localDescription.sdp

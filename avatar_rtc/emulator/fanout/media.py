@@ -16,7 +16,8 @@ from aiortc import RTCConfiguration
 
 from avatar_rtc.emulator.fanout.outlet import Outlet
 from avatar_rtc.emulator.fanout.source import FanoutSource
-from avatar_rtc.emulator.media.viewer import MediaClosedError, Viewer, ViewerLimitError
+from avatar_rtc.emulator.media.viewer import MediaClosedError, Viewer
+from avatar_rtc.emulator.media.viewer_slot import check_room, negotiate_reserved
 
 __all__ = ["FanoutMedia"]
 
@@ -55,11 +56,8 @@ class FanoutMedia:
         self, offer_sdp: str, *, configuration: RTCConfiguration | None = None
     ) -> Viewer:
         """Negotiate a viewer and start sending it the loop (same errors as ``AvatarMedia``)."""
-        if self.closed:
-            raise MediaClosedError("session media is closed")
         options = self.source.options
-        if len(self._viewers) >= options.max_viewers:
-            raise ViewerLimitError("the stream already has a viewer")
+        check_room(self, len(self._viewers), options.max_viewers)
         await self.source.encoded()  # the first viewer of the process waits for the encode
         resource_id = uuid.uuid4().hex
         outlet = Outlet(self.source.rtp_time)
@@ -77,14 +75,7 @@ class FanoutMedia:
         )
         # Reserve the slot before the first await: a concurrent POST must see it (409).
         self._viewers[resource_id] = (viewer, outlet)
-        try:
-            await viewer.negotiate(offer_sdp)
-        except BaseException:
-            await self.disconnect_viewer(resource_id)
-            raise
-        if self.closed:
-            await self.disconnect_viewer(resource_id)
-            raise MediaClosedError("session media closed during negotiation")
+        await negotiate_reserved(self, viewer, offer_sdp)
         outlet.bind(viewer)
         self.source.add(outlet)
         return viewer

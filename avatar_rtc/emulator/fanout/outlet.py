@@ -8,12 +8,21 @@ per-frame packetizer and per-packet header extensions. Same seam as the emulator
 reports aiortc still emits for the idle senders (zero NTP and RTP times otherwise, which
 would break a receiver's A/V clock) with "now" on the fan-out clock.
 
-NACKs are not served (a load generator on loopback loses nothing until its receiver
-overflows); a PLI makes the viewer jump back to the loop's latest keyframe.
+NACKs are served from each video stream's history of its last ``HISTORY`` packets (like
+aiortc's sender keeps ``RTP_HISTORY_SIZE``): the packet is sent again, RTX-wrapped (RFC 4588,
+on the RTX SSRC and payload type of the answer) when the viewer negotiated RTX, else as is
+with its own sequence number (what aiortc does without RTX). The history costs one list store
+per video packet: it holds the very bytes sent, nothing is copied.
+
+A PLI (or FIR) cannot get a fresh keyframe out of a loop encoded once: instead the viewer's
+loop position jumps back to the latest keyframe at or before its current frame (at most
+``GOP_SECONDS`` back), sent at its next frame tick with timestamps that go on running: the
+viewer sees up to a second of the loop again, and a decodable picture within a frame.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import random
 import struct
@@ -36,28 +45,64 @@ logger = logging.getLogger(__name__)
 _HEADER = struct.Struct("!BBHII")  # V=2, M+PT, sequence number, timestamp, SSRC
 _SR_INFO = struct.Struct("!QIII")  # NTP time, RTP time, packet count, octet count
 RtpClock = Callable[[MediaKind, float], int]  # kind, monotonic time -> RTP timestamp then
+HISTORY = 128  # video packets kept for NACKs: aiortc's RTP_HISTORY_SIZE, ~1 s at 1 Mbit/s
 
 
-class _Stream:
-    """One outgoing RTP stream of a viewer (its own SSRC, payload type and sequence)."""
+class _Rtx:
+    """The RTX stream (RFC 4588) paired with a video stream, when the viewer negotiated RTX."""
 
-    __slots__ = ("octets", "packets", "payload_type", "sequence", "ssrc")
+    __slots__ = ("payload_type", "sequence", "ssrc")
 
     def __init__(self, ssrc: int, payload_type: int) -> None:
         self.ssrc = ssrc
         self.payload_type = payload_type
         self.sequence = random.getrandbits(16)
+
+    def wrap(self, packet: bytes) -> bytes:
+        """``packet`` (12-byte header) as RTX: own SSRC/PT/sequence, original sequence first."""
+        marker = packet[1] & 0x80
+        timestamp = int.from_bytes(packet[4:8], "big")
+        header = _HEADER.pack(0x80, self.payload_type | marker, self.sequence, timestamp, self.ssrc)
+        self.sequence = (self.sequence + 1) & 0xFFFF
+        return header + packet[2:4] + packet[12:]
+
+
+class _Stream:
+    """One outgoing RTP stream of a viewer (its own SSRC, payload type and sequence)."""
+
+    __slots__ = ("history", "octets", "packets", "payload_type", "rtx", "sequence", "ssrc")
+
+    def __init__(self, ssrc: int, payload_type: int, *, history: bool = False) -> None:
+        self.ssrc = ssrc
+        self.payload_type = payload_type
+        self.sequence = random.getrandbits(16)
         self.packets = 0
         self.octets = 0
+        # Indexed by sequence % HISTORY; None: no NACKs served (audio: not negotiated).
+        self.history: list[bytes] | None = [b""] * HISTORY if history else None
+        self.rtx: _Rtx | None = None
 
     def packet(self, payload: bytes, timestamp: int, marker: bool) -> bytes:
+        sequence = self.sequence
         header = _HEADER.pack(
-            0x80, self.payload_type | (0x80 if marker else 0), self.sequence, timestamp, self.ssrc
+            0x80, self.payload_type | (0x80 if marker else 0), sequence, timestamp, self.ssrc
         )
-        self.sequence = (self.sequence + 1) & 0xFFFF
+        self.sequence = (sequence + 1) & 0xFFFF
         self.packets += 1
         self.octets += len(payload)
-        return header + payload
+        packet = header + payload
+        if self.history is not None:
+            self.history[sequence % HISTORY] = packet
+        return packet
+
+    def retransmission(self, sequence: int) -> bytes | None:
+        """Packet ``sequence`` to send again (RTX-wrapped if negotiated); None: not kept."""
+        if self.history is None:
+            return None
+        packet = self.history[sequence % HISTORY]
+        if packet[2:4] != sequence.to_bytes(2, "big"):  # overwritten since, or never sent
+            return None
+        return packet if self.rtx is None else self.rtx.wrap(packet)
 
 
 class Outlet:
@@ -78,6 +123,8 @@ class Outlet:
         self.shift = 0
         self.keyframe_wanted = True  # its first picture must be a keyframe
         self.keyframe_requests = 0
+        self.retransmits = 0  # packets sent again for NACKs
+        self.nack_misses = 0  # NACKed packets no longer in the history
         self.closed = False
         self._send: SendRtp | None = None
         self._transport: object | None = None
@@ -104,8 +151,11 @@ class Outlet:
             kind = transceiver.kind
             if transceiver.mid is None or kind not in payload_types:
                 continue
-            stream = _Stream(seam.sender_ssrc(transceiver.sender), payload_types[kind])
+            sender = transceiver.sender
+            stream = _Stream(seam.sender_ssrc(sender), payload_types[kind], history=kind == "video")
             if kind == "video":
+                stream.rtx = _negotiated_rtx(answer, transceiver.mid, stream.payload_type)
+                seam.on_retransmit_request(sender, functools.partial(self._retransmit, stream))
                 self.video = stream
             else:
                 self.audio = stream
@@ -122,6 +172,14 @@ class Outlet:
     async def send(self, stream: _Stream, payload: bytes, timestamp: int, marker: bool) -> None:
         assert self._send is not None
         await self._send(stream.packet(payload, timestamp, marker))
+
+    async def _retransmit(self, stream: _Stream, sequence: int) -> None:
+        packet = stream.retransmission(sequence)
+        if packet is None or self._send is None or self.closed:
+            self.nack_misses += 1
+            return
+        self.retransmits += 1
+        await self._send(packet)
 
     def _started(self, track: PacketTrack) -> None:
         logger.debug("fan-out viewer: %s sender started", track.kind)
@@ -155,3 +213,22 @@ class Outlet:
                 )
                 return data[:8] + info + data[28:]
         return data
+
+
+def _negotiated_rtx(answer: sdp.SessionDescription, mid: str, payload_type: int) -> _Rtx | None:
+    """The RTX payload type (``apt`` = ``payload_type``) and SSRC (``ssrc-group:FID``) of
+    section ``mid`` of our answer; None when the viewer did not negotiate RTX."""
+    for media in answer.media:
+        if media.rtp.muxId != mid:
+            continue
+        rtx_types = [
+            c.payloadType
+            for c in media.rtp.codecs
+            if c.mimeType.lower() == "video/rtx"
+            and str(c.parameters.get("apt")) == str(payload_type)
+            and c.payloadType is not None
+        ]
+        fid = [g.items for g in media.ssrc_group if g.semantic == "FID" and len(g.items) == 2]
+        if rtx_types and fid:
+            return _Rtx(int(fid[0][1]), rtx_types[0])
+    return None

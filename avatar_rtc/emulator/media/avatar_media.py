@@ -54,7 +54,8 @@ from avatar_rtc.emulator.media.tape import SpeechTape
 from avatar_rtc.emulator.media.timeline import MediaKind, SentFrame, Timeline, TimelineEvent
 from avatar_rtc.emulator.media.tracks import PacketTrack
 from avatar_rtc.emulator.media.tts import Synthesizer, make_synthesizer
-from avatar_rtc.emulator.media.viewer import MediaClosedError, Viewer, ViewerLimitError
+from avatar_rtc.emulator.media.viewer import MediaClosedError, Viewer
+from avatar_rtc.emulator.media.viewer_slot import check_room, negotiate_reserved
 
 logger = logging.getLogger(__name__)
 
@@ -321,10 +322,7 @@ class AvatarMedia:
         self, offer_sdp: str, *, configuration: RTCConfiguration | None = None
     ) -> Viewer:
         """Negotiate a new viewer; raises MediaClosedError / ViewerLimitError / NegotiationError."""
-        if self.closed:
-            raise MediaClosedError("session media is closed")
-        if len(self._viewers) >= self.options.max_viewers:
-            raise ViewerLimitError("the stream already has a viewer")
+        check_room(self, len(self._viewers), self.options.max_viewers)
         await self.start()
         resource_id = uuid.uuid4().hex
         video = PacketTrack(
@@ -358,14 +356,7 @@ class AvatarMedia:
         self._viewers[resource_id] = viewer
         self._video_tracks.append(video)
         self._audio_tracks.append(audio)
-        try:
-            await viewer.negotiate(offer_sdp)
-        except BaseException:
-            await self.disconnect_viewer(resource_id)
-            raise
-        if self.closed:
-            await self.disconnect_viewer(resource_id)
-            raise MediaClosedError("session media closed during negotiation")
+        await negotiate_reserved(self, viewer, offer_sdp)
         logger.info("viewer %s negotiated (%s)", resource_id, self.options.video_codec)
         return viewer
 

@@ -1,0 +1,198 @@
+"""SRTP receive fast path: every ready datagram per wake-up, straight to our RTP handlers.
+
+aiortc receives one datagram per event-loop iteration and hops each through aioice's
+``asyncio.Queue`` into the DTLS transport's receive task (a STUN parse attempt, a queue put and
+get, a task wake-up and four coroutine frames per packet) before it unprotects it. For the
+receivers our pipelines took over, this module does it in the socket's ``datagram_received``:
+
+- an SRTP RTP datagram (first byte 128..191, not RTCP) once the DTLS handshake has set up the
+  SRTP session is unprotected, parsed, routed by aiortc's own router and handed to the
+  pipeline's synchronous handler at once;
+- then, on a plain UDP socket, every further datagram already queued in the socket is read
+  (non-blocking, at most ``MAX_BATCH``) and dispatched the same way, so a burst costs one
+  wake-up of the event loop, not one per packet;
+- anything else (STUN, DTLS, SRTCP, a datagram before the handshake) takes aioice's and
+  aiortc's own path unchanged, as does RTP routed to a receiver that is not ours.
+
+One :class:`DatagramBatch` per DTLS transport (bundled: audio and video share it), installed by
+:func:`attach` and removed with the last handler (:meth:`DatagramBatch.remove`). The private
+names of aiortc/aioice involved are reached through ``aiortc_seam``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import time
+import weakref
+from collections.abc import Callable
+from typing import Any
+
+import pylibsrtp
+from aiortc import RTCRtpReceiver
+from aiortc.rtcdtlstransport import RTCDtlsTransport
+from aiortc.rtp import RtpPacket, is_rtcp
+
+from . import aiortc_seam as seam
+
+__all__ = ["MAX_BATCH", "DatagramBatch", "RtpCallback", "attach"]
+
+logger = logging.getLogger(__name__)
+
+MAX_BATCH = 64  # datagrams read per wake-up beyond the first: other sockets get their turn
+RECV_SIZE = 65536
+NTP_UNIX_OFFSET = 2_208_988_800  # seconds from 1900 (NTP) to 1970 (Unix)
+
+RtpCallback = Callable[[RtpPacket, int], None]  # (packet, arrival time in ms): must not block
+Datagram = Callable[[bytes, Any], None]
+
+_BATCHES: weakref.WeakKeyDictionary[RTCDtlsTransport, DatagramBatch] = weakref.WeakKeyDictionary()
+
+
+def attach(receiver: RTCRtpReceiver, callback: RtpCallback) -> DatagramBatch:
+    """Hand ``receiver``'s RTP to ``callback`` through its transport's fast path."""
+    dtls = receiver.transport
+    batch = _BATCHES.get(dtls)
+    if batch is None or batch.closed:
+        batch = _BATCHES[dtls] = DatagramBatch(dtls)
+    batch.add(receiver, callback)
+    return batch
+
+
+class _Socket:
+    """One hooked protocol: its own ``datagram_received`` and, on plain UDP, a dup of its
+    socket to drain (closed on removal, or as soon as the protocol's transport closes)."""
+
+    __slots__ = ("original", "protocol", "sock")
+
+    def __init__(self, protocol: Any, original: Datagram, sock: socket.socket | None) -> None:
+        self.protocol = protocol
+        self.original = original
+        self.sock = sock
+
+    def close(self) -> None:
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
+
+
+class DatagramBatch:
+    """The fast path of one DTLS transport; see the module docstring."""
+
+    def __init__(self, dtls: RTCDtlsTransport) -> None:
+        # Weak: the registry is weak on the transport, and the hooks live as long as it does.
+        self._dtls = weakref.ref(dtls)
+        self._callbacks: dict[RTCRtpReceiver, RtpCallback] = {}
+        self._sockets: list[_Socket] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.closed = False
+        # counters (tests, diagnostics)
+        self.wakeups = 0
+        self.datagrams = 0
+        self.fast_packets = 0
+        self.unprotect_errors = 0
+        for protocol in seam.protocols(seam.transport_ice_connection(dtls)):
+            self._hook(protocol)
+
+    def add(self, receiver: RTCRtpReceiver, callback: RtpCallback) -> None:
+        self._callbacks[receiver] = callback
+
+    def remove(self, receiver: RTCRtpReceiver) -> None:
+        """Stop handling ``receiver``; the last one gives the sockets their own path back."""
+        self._callbacks.pop(receiver, None)
+        if not self._callbacks and not self.closed:
+            self.closed = True
+            dtls = self._dtls()
+            if dtls is not None and _BATCHES.get(dtls) is self:
+                del _BATCHES[dtls]
+            for hooked in self._sockets:
+                hooked.protocol.__dict__.pop("datagram_received", None)
+                hooked.close()
+            self._sockets.clear()
+
+    # -- hooks ---------------------------------------------------------------------------
+    def _hook(self, protocol: Any) -> None:
+        original: Datagram = protocol.datagram_received
+        hooked = _Socket(protocol, original, _drainable(protocol))
+
+        def datagram_received(data: bytes, addr: Any) -> None:
+            self._wakeup(hooked, data, addr)
+
+        protocol.datagram_received = datagram_received
+        self._sockets.append(hooked)
+
+    def _wakeup(self, hooked: _Socket, data: bytes, addr: Any) -> None:
+        self.wakeups += 1
+        received, octets = self._dispatch(hooked, data, addr)
+        if hooked.sock is not None and hooked.protocol.transport.is_closing():
+            hooked.close()  # don't keep the port open past aioice's close
+        for _ in range(MAX_BATCH):
+            sock = hooked.sock  # None once removed, maybe by a handler just called
+            if sock is None:
+                break
+            try:
+                data, addr = sock.recvfrom(RECV_SIZE)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError as exc:
+                hooked.protocol.error_received(exc)
+                break
+            n, size = self._dispatch(hooked, data, addr)
+            received += n
+            octets += size
+        dtls = self._dtls()
+        if received and dtls is not None:
+            seam.count_received(dtls, received, octets)
+
+    def _dispatch(self, hooked: _Socket, data: bytes, addr: Any) -> tuple[int, int]:
+        """One datagram; (1, its size) when the fast path took it, else (0, 0)."""
+        self.datagrams += 1
+        dtls = self._dtls()
+        srtp = None
+        if dtls is not None and data and 127 < data[0] < 192 and not is_rtcp(data):
+            srtp = seam.srtp_receive_session(dtls)  # None until the DTLS handshake is done
+        if srtp is None or dtls is None:
+            hooked.original(data, addr)  # aiortc counts what goes its own way
+            return 0, 0
+        # aiortc.clock.current_ms() (ms since 1900) without its datetime arithmetic
+        arrival_ms = int((time.time() + NTP_UNIX_OFFSET) * 1000)
+        try:
+            packet = RtpPacket.parse(srtp.unprotect(data), seam.rtp_header_extensions(dtls))
+        except pylibsrtp.Error:
+            self.unprotect_errors += 1  # replayed or forged: aiortc drops them silently too
+            return 1, len(data)
+        except ValueError:
+            return 1, len(data)
+        receiver = seam.route_rtp(dtls, packet)
+        if receiver is None:
+            return 1, len(data)
+        callback = self._callbacks.get(receiver)
+        if callback is not None:
+            self.fast_packets += 1
+            try:
+                callback(packet, arrival_ms)
+            except Exception:
+                logger.exception("RTP handler failed")
+        else:  # not one of ours: its own (async) handler
+            task = asyncio.ensure_future(seam.handle_rtp_packet(receiver, packet, arrival_ms))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        return 1, len(data)
+
+
+def _drainable(protocol: Any) -> socket.socket | None:
+    """A non-blocking dup of the protocol's own UDP socket (a TURN relay has none: the relay
+    protocol's socket carries TURN framing)."""
+    transport = getattr(protocol, "transport", None)
+    if not isinstance(transport, asyncio.BaseTransport):  # aioice's TurnTransport is not one
+        return None
+    trsock = transport.get_extra_info("socket")
+    if trsock is None or trsock.type != socket.SOCK_DGRAM:
+        return None
+    with contextlib.suppress(OSError, AttributeError):
+        sock: socket.socket = trsock.dup()
+        sock.setblocking(False)
+        return sock
+    return None

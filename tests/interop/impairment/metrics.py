@@ -1,0 +1,117 @@
+"""The figures of one receiver in one cell, computed the same way for us and for Chromium.
+
+Both are measured over the same wall-clock window (``time.time()`` seconds). Ours come from
+the arrival times of the frames our ``VideoStream`` yielded (freezes by
+:class:`~avatar_rtc.media.freezes.FreezeMeter`); Chromium's from its W3C ``getStats()``
+counters, sampled every 0.25 s (deltas between the samples that bound the window).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from avatar_rtc.media.freezes import FreezeMeter
+from avatar_rtc.rtc.receiver import ReceiveStats
+from tests.interop.peers.chromium_receiver.receiver import StatsSample
+
+
+@dataclass
+class ReceiverFigures:
+    fps: float = 0.0  # decoded frames per second in the window
+    freezes: int = 0
+    freeze_seconds: float = 0.0
+    freezes_per_min: float = 0.0
+    pauses: int | None = None  # W3C pauses (>= 5 s without a frame; ours only: not in samples)
+    playout_delay_ms: float | None = None  # Chromium: jitterBufferDelay / emitted, window
+    residual_loss_pct: float | None = None  # packets never recovered / expected, whole run
+    first_frame_wall: float | None = None
+    first_frame_s: float | None = None  # since both receivers were started
+    media_back_s: float | None = None  # first frame after the network came back
+    last_frame_after_event_s: float | None = None  # last frame after the event (sender killed)
+    error_after_event_s: float | None = None  # our typed error after the event
+    error: str | None = None
+
+
+def _rates(figures: ReceiverFigures, frames: int, freezes: int, frozen: float, span: float) -> None:
+    figures.fps = frames / span if span > 0 else 0.0
+    figures.freezes, figures.freeze_seconds = freezes, frozen
+    figures.freezes_per_min = freezes / (span / 60) if span > 0 else 0.0
+
+
+def ours(arrivals: Sequence[float], window: tuple[float, float]) -> ReceiverFigures:
+    """From our frames' arrival times: freezes are counted over the whole run (the rule needs
+    the history) and kept when the frame that ended them arrived in the window."""
+    start, end = window
+    meter = FreezeMeter()
+    frames = freezes = 0
+    frozen = 0.0
+    previous: float | None = None
+    pauses = 0
+    for t in arrivals:
+        paused = meter.pauses
+        was_freeze = meter.add(t)
+        if start < t <= end:
+            pauses += meter.pauses - paused
+            frames += 1
+            if was_freeze and previous is not None:
+                freezes += 1
+                frozen += t - previous
+        previous = t
+    figures = ReceiverFigures(first_frame_wall=arrivals[0] if arrivals else None, pauses=pauses)
+    _rates(figures, frames, freezes, frozen, end - start)
+    return figures
+
+
+def _at(samples: Sequence[StatsSample], t: float) -> StatsSample | None:
+    """The last sample taken at or before ``t``."""
+    before = [s for s in samples if s.wall <= t]
+    return before[-1] if before else None
+
+
+def chromium(samples: Sequence[StatsSample], window: tuple[float, float]) -> ReceiverFigures:
+    start, end = window
+    first = next((s.wall for s in samples if s.frames_decoded > 0), None)
+    figures = ReceiverFigures(first_frame_wall=first)
+    a, b = _at(samples, start), _at(samples, end)
+    if a is None or b is None:
+        return figures
+    _rates(figures, b.frames_decoded - a.frames_decoded, b.freeze_count - a.freeze_count,
+           b.total_freezes_duration - a.total_freezes_duration, b.wall - a.wall)  # fmt: skip
+    # Freezes per minute of the window itself, as ours: equal counts read as equal rates.
+    figures.freezes_per_min = figures.freezes / ((end - start) / 60) if end > start else 0.0
+    emitted = b.jitter_buffer_emitted_count - a.jitter_buffer_emitted_count
+    if emitted > 0:
+        delay = b.jitter_buffer_delay - a.jitter_buffer_delay
+        figures.playout_delay_ms = 1000 * delay / emitted
+    last = samples[-1]
+    expected = last.packets_received + last.packets_lost
+    figures.residual_loss_pct = 100 * last.packets_lost / expected if expected else None
+    return figures
+
+
+def our_residual_loss(video: ReceiveStats) -> float | None:
+    """Packets of the media SSRC never received, not even as a retransmission, per expected.
+
+    ``lost`` is aiortc's RR count for the media SSRC (RTX arrives on its own SSRC, so it
+    counts the first transmissions missed); ``recovered_packets`` those the NACKs brought
+    back. Without RTX a retransmission lands on the media SSRC and ``lost`` already nets it.
+    """
+    originals = video.packets - video.rtx_packets
+    expected = originals + video.lost
+    if expected <= 0:
+        return None
+    never = video.lost - video.recovered_packets if video.rtx_packets else video.lost
+    return 100 * max(0, never) / expected
+
+
+def first_after(times: Sequence[float], t: float) -> float | None:
+    """Seconds from ``t`` to the first of ``times`` after it."""
+    return next((x - t for x in times if x > t), None)
+
+
+def chromium_frame_times(samples: Sequence[StatsSample]) -> list[float]:
+    """Walls of the samples at which Chromium had decoded new frames (0.25 s resolution)."""
+    return [b.wall for a, b in itertools.pairwise(samples)
+            if b.frames_decoded > a.frames_decoded]  # fmt: skip

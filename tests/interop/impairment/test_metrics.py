@@ -1,0 +1,63 @@
+"""The per-receiver figures of a cell, on constructed frame times and getStats() samples."""
+
+from __future__ import annotations
+
+import pytest
+
+from avatar_rtc.rtc.receiver import ReceiveStats
+from tests.interop.impairment import metrics
+from tests.interop.peers.chromium_receiver.receiver import StatsSample
+
+T0 = 1000.0
+
+
+def test_ours_counts_frames_and_freezes_in_the_window_only() -> None:
+    # 25 fps for 10 s with a 0.5 s gap at 5 s (one freeze); window [2, 8]
+    arrivals = [T0 + i * 0.04 for i in range(125)] + [T0 + 5.5 + i * 0.04 for i in range(113)]
+    figures = metrics.ours(arrivals, (T0 + 2, T0 + 8))
+    assert figures.freezes == 1
+    assert figures.freeze_seconds == pytest.approx(0.54)
+    assert figures.freezes_per_min == pytest.approx(10.0)
+    assert figures.fps == pytest.approx((6 - 0.54) * 25 / 6, abs=0.2)
+    assert figures.first_frame_wall == T0
+    assert metrics.ours(arrivals, (T0 + 6, T0 + 8)).freezes == 0  # the freeze ended before
+
+
+def _sample(i: int) -> StatsSample:
+    """Sample ``i`` of a 25 fps stream: a freeze of 0.3 s every 5 s, 1 % loss."""
+    return StatsSample(wall=T0 + i * 0.25, frames_decoded=int(i * 6.25), freeze_count=i // 20,
+                       total_freezes_duration=0.3 * (i // 20), packets_received=100 * i,
+                       packets_lost=i)  # fmt: skip
+
+
+def test_chromium_takes_counter_deltas_between_the_bounding_samples() -> None:
+    samples = [_sample(i) for i in range(41)]
+    figures = metrics.chromium(samples, (T0 + 2, T0 + 8))  # samples 8 and 32
+    assert figures.fps == pytest.approx((200 - 50) / 6)
+    assert figures.freezes == 1
+    assert figures.freeze_seconds == pytest.approx(0.3)
+    assert figures.residual_loss_pct == pytest.approx(100 * 40 / 4040)
+    assert figures.first_frame_wall == T0 + 0.25
+
+
+def _video(**kw: int) -> ReceiveStats:
+    base = dict(packets=0, bytes=0, rtx_packets=0, late_packets=0, lost=0, frames=0,
+                keyframes=0, frames_dropped=0, nacks_sent=0, nacked_packets=0,
+                recovered_packets=0, plis_sent=0, sender_reports=0)  # fmt: skip
+    return ReceiveStats(kind="video", codec="H264", clock_source=None, **{**base, **kw})
+
+
+def test_our_residual_loss_nets_rtx_recoveries() -> None:
+    # 1000 sent, 50 first transmissions lost, 48 came back as RTX: 2 never
+    video = _video(packets=950 + 48, rtx_packets=48, lost=50, recovered_packets=48)
+    assert metrics.our_residual_loss(video) == pytest.approx(0.2)
+    # no RTX: retransmissions on the media SSRC are already netted in ``lost``
+    assert metrics.our_residual_loss(_video(packets=990, lost=10)) == pytest.approx(1.0)
+    assert metrics.our_residual_loss(_video()) is None
+
+
+def test_media_back_and_chromium_frame_times() -> None:
+    assert metrics.first_after([1.0, 2.0, 5.5], 3.0) == 2.5
+    assert metrics.first_after([1.0], 3.0) is None
+    samples = [StatsSample(wall=w, frames_decoded=n) for w, n in ((1, 5), (2, 5), (3, 9))]
+    assert metrics.chromium_frame_times(samples) == [3]

@@ -1,0 +1,164 @@
+"""datagram_batch: SRTP RTP straight from the socket to our pipelines, bursts in one wake-up."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import struct
+from typing import Any
+
+import pytest
+from aiortc.clock import current_ms
+from aiortc.rtp import HeaderExtensionsMap, RtpPacket
+
+from avatar_rtc.rtc import aiortc_seam as seam
+from avatar_rtc.rtc import datagram_batch
+from avatar_rtc.rtc.datagram_batch import DatagramBatch
+from avatar_rtc.rtc.encoded_frame import EncodedFrame
+from tests.media.loopback import loopback
+from tests.rtc.test_receiver_loopback import wait_for
+
+
+def rtp(seq: int, payload_type: int = 96) -> bytes:
+    return struct.pack("!BBHII", 0x80, payload_type, seq, 1000 * seq, 1234) + b"payload"
+
+
+class Recording(asyncio.DatagramProtocol):
+    """Stands in for aioice's StunProtocol: records what reaches its own handler."""
+
+    def __init__(self) -> None:
+        self.transport: Any = None
+        self.received: list[bytes] = []
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        self.received.append(data)
+
+
+class FakeDtls:
+    """Stands in for the DTLS transport (the seam is patched to answer for it)."""
+
+
+class FakeSrtp:
+    def __init__(self) -> None:
+        self.unprotected = 0
+
+    def unprotect(self, data: bytes) -> bytes:
+        self.unprotected += 1
+        return data
+
+
+@pytest.fixture
+def fake_transport(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """The seam answers for a DTLS transport whose handshake is done (SRTP = identity)."""
+    state: dict[str, Any] = {"protocols": [], "srtp": FakeSrtp(), "counted": [0, 0]}
+    receiver = object()
+    state["receiver"] = receiver
+
+    def count(dtls: object, packets: int, octets: int) -> None:
+        state["counted"][0] += packets
+        state["counted"][1] += octets
+
+    monkeypatch.setattr(seam, "transport_ice_connection", lambda dtls: dtls)
+    monkeypatch.setattr(seam, "protocols", lambda connection: state["protocols"])
+    monkeypatch.setattr(seam, "srtp_receive_session", lambda dtls: state["srtp"])
+    monkeypatch.setattr(seam, "rtp_header_extensions", lambda dtls: HeaderExtensionsMap())
+    monkeypatch.setattr(seam, "route_rtp", lambda dtls, packet: receiver)
+    monkeypatch.setattr(seam, "count_received", count)
+    return state
+
+
+async def test_a_burst_is_read_in_one_wakeup_and_the_rest_goes_its_own_way(
+    fake_transport: dict[str, Any],
+) -> None:
+    loop = asyncio.get_running_loop()
+    transport, protocol = await loop.create_datagram_endpoint(
+        Recording, local_addr=("127.0.0.1", 0)
+    )
+    sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        fake_transport["protocols"].append(protocol)
+        dtls = FakeDtls()
+        batch = DatagramBatch(dtls)  # type: ignore[arg-type]
+        got: list[RtpPacket] = []
+        arrivals: list[int] = []
+
+        def on_rtp(packet: RtpPacket, arrival_ms: int) -> None:
+            got.append(packet)
+            arrivals.append(arrival_ms)
+
+        batch.add(fake_transport["receiver"], on_rtp)
+        address = transport.get_extra_info("sockname")
+        stun = b"\x00\x01\x00\x00" + bytes(16)
+        rtcp_sr = struct.pack("!BBHI", 0x80, 200, 6, 1234) + bytes(20)
+        burst = [rtp(seq) for seq in range(10)]
+        # All queued in the socket before the loop looks at it: one wake-up must take them.
+        for data in [*burst[:5], stun, rtcp_sr, *burst[5:]]:
+            sender.sendto(data, address)
+        await wait_for(lambda: len(got) == 10, limit=5.0)
+        assert [p.sequence_number for p in got] == list(range(10))
+        assert all(abs(current_ms() - ms) < 5000 for ms in arrivals)  # aiortc's clock (REMB)
+        assert batch.wakeups == 1 and batch.datagrams == 12
+        assert protocol.received == [stun, rtcp_sr]  # STUN and SRTCP: aioice's/aiortc's path
+        assert fake_transport["counted"] == [10, sum(len(d) for d in burst)]
+        # The last handler removed: the protocol's own handler is back, the dup is closed.
+        batch.remove(fake_transport["receiver"])  # type: ignore[arg-type]
+        assert "datagram_received" not in vars(protocol) and batch.closed
+        sender.sendto(rtp(11), address)
+        await wait_for(lambda: len(protocol.received) == 3, limit=5.0)
+        assert len(got) == 10 and batch.datagrams == 12
+    finally:
+        sender.close()
+        transport.close()
+
+
+async def test_before_the_handshake_everything_takes_aiortcs_path(
+    fake_transport: dict[str, Any],
+) -> None:
+    fake_transport["srtp"] = None
+    loop = asyncio.get_running_loop()
+    transport, protocol = await loop.create_datagram_endpoint(
+        Recording, local_addr=("127.0.0.1", 0)
+    )
+    sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        fake_transport["protocols"].append(protocol)
+        dtls = FakeDtls()
+        batch = DatagramBatch(dtls)  # type: ignore[arg-type]
+        got: list[RtpPacket] = []
+        batch.add(fake_transport["receiver"], lambda packet, arrival_ms: got.append(packet))
+        sender.sendto(rtp(1), transport.get_extra_info("sockname"))
+        await wait_for(lambda: len(protocol.received) == 1, limit=5.0)
+        assert not got and fake_transport["counted"] == [0, 0]
+        batch.remove(fake_transport["receiver"])  # type: ignore[arg-type]
+    finally:
+        sender.close()
+        transport.close()
+
+
+async def test_real_session_rtp_takes_the_fast_path_and_stats_still_count() -> None:
+    async with loopback() as lb:
+        frames: list[EncodedFrame] = []
+        lb.video.subscribe(frames.append)
+        await wait_for(lambda: len(frames) >= 30, limit=15.0)
+        receiver: Any = lb.video_receiver
+        batch = datagram_batch._BATCHES[receiver.transport]
+        assert lb.audio.receiver is not None
+        assert lb.audio.receiver.transport is receiver.transport  # bundled: one batch for both
+        packets = lb.video.stats().packets + lb.audio.stats().packets
+        assert batch.fast_packets >= packets - 5 > 0  # (a few may precede the handshake)
+        report = await lb.receiver.getStats()  # the peer connection's: transport included
+        received = [s.packetsReceived for s in report.values() if s.type == "transport"]
+        assert received and received[0] >= batch.fast_packets
+        inbound = [s for s in (await receiver.getStats()).values() if s.type == "inbound-rtp"]
+        assert inbound and inbound[0].packetsReceived >= lb.video.stats().packets - 5
+        lb.video.close()
+        lb.audio.close()
+        assert batch.closed  # both pipelines gone: aiortc's own path again
+        assert receiver.transport not in datagram_batch._BATCHES
+        assert all(
+            "datagram_received" not in vars(p)
+            for p in seam.protocols(seam.transport_ice_connection(receiver.transport))
+        )

@@ -58,7 +58,7 @@ def test_ray_runs_8_record_and_qa_sessions_and_the_report_adds_up(tmp_path: Path
         "--engine",
         "ray",
         "--duration",
-        "3",
+        "5",
         "--out",
         str(out),
         "--json",
@@ -85,7 +85,12 @@ def test_ray_runs_8_record_and_qa_sessions_and_the_report_adds_up(tmp_path: Path
     assert done.returncode == (4 if "fail" in verdicts else 0)
     for name in ("ttff_s", "say_to_speech_s", "lipsync_offset_ms", "freezes_per_minute"):
         values = [r[name] for r in results if r[name] is not None]
-        assert report["metrics"][name]["n"] == len(values) == 8
+        # Every session has a first frame and a freeze count; a loaded machine can leave a
+        # session with too few mouth samples for a lip-sync estimate (None in its QA report,
+        # checked above), and the aggregate must then count only the measured ones.
+        measured_by_all = name in ("ttff_s", "freezes_per_minute")
+        assert len(values) == 8 if measured_by_all else len(values) >= 1
+        assert report["metrics"][name]["n"] == len(values)
         for p in (50, 95, 99):
             expected = percentile(values, p)
             assert report["metrics"][name][f"p{p}"] == pytest.approx(expected, abs=1e-3)

@@ -151,10 +151,11 @@ class AvatarSession:
         )
         self.audio_pipeline = ReceivePipeline("audio", clock=self.clock)
         # What the video decoder (every VideoStream) reads: the pipeline, or a playout stage.
-        self._video_source: FrameSource = self.video_pipeline
+        self._playout: PlayoutSource | None = None
         if self._options.max_playout_delay is not None:
             delay = self._options.max_playout_delay
-            self._video_source = PlayoutSource(self.video_pipeline, max_delay=delay)
+            self._playout = PlayoutSource(self.video_pipeline, max_delay=delay)
+        self._video_source: FrameSource = self._playout or self.video_pipeline
         self.speech = SpeechDetector()
 
         self._state = SessionState.NEW
@@ -765,6 +766,7 @@ class AvatarSession:
             audio_level_db=self.speech.level_db,
             errors=tuple(self._errors),
             reconnect=self._link.stats() if self._link is not None else ReconnectStats(),
+            playout_delay_s=None if self._playout is None else self._playout.playout.delay,
         )
 
 

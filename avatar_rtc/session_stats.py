@@ -122,6 +122,8 @@ class SessionStats:
     closed_stream_drops: int = 0  # drops of streams closed (and forgotten) earlier
     # Media losses and their recovery: outages, reconnects, attempts, media time lost.
     reconnect: ReconnectStats = field(default_factory=ReconnectStats)
+    # The adaptive playout delay in force (seconds), with ``max_playout_delay`` set; else None.
+    playout_delay_s: float | None = None
 
     @property
     def stream_drops(self) -> int:

@@ -198,6 +198,7 @@ async def test_slow_consumer_drops_under_latest(shared: tuple[AvatarSession, Eve
         remove()
         stream.close()
     assert stats.video.packets > 0 and stats.video.frames > 0 and stats.video.keyframes >= 1
+    assert stats.playout_delay_s is None  # no playout stage by default
     assert stats.audio.packets > 0 and stats.audio.codec == "opus"
     assert stats.video.codec == "H264" and stats.video_decoder is not None
     assert stats.keep_alive is not None and stats.connection_state == "connected"
@@ -330,6 +331,8 @@ async def test_playout_delay_plays_the_stream_out_in_order(emu: Emulator) -> Non
             stamps.append(frame.rtp_timestamp)
             if len(stamps) == 25:
                 break
+        delay = session.stats().playout_delay_s  # the delay in force, within the bound
+        assert delay is not None and 0.0 <= delay <= 0.3
     assert stamps == sorted(stamps) and len(set(stamps)) == 25
     assert session.stats().video.frames >= 25
 

@@ -25,7 +25,9 @@ frame N+1 arrives (+1 frame interval of latency), and stalls ~2 s on one lost pa
   lost cannot tell; a decoder error on that keyframe then asks the sender for another.)
 - The head frame waits for a missing packet (the pipeline NACKs it) for at most ``max_wait``
   seconds; then the buffer gives up: it drops what it cannot decode, resumes at the next
-  keyframe it already holds, or else waits for one and asks the pipeline for a PLI.
+  keyframe it already holds, or else waits for one and asks the pipeline for a PLI. Packets
+  the pipeline will not NACK (``abandon``: a gap too long to repair by retransmission, e.g.
+  an outage) are not waited for: their hole expires at the next ``expire``.
 - Bounded: at most ``max_packets`` packets are held; overflow drops the oldest and asks for a PLI.
 - Never frozen for good: when no keyframe came ``keyframe_wait`` seconds after a loss (a sender
   deaf to PLI, or its keyframes lost too), the buffer conceals: it releases the next complete
@@ -139,6 +141,7 @@ class VideoJitterBuffer:
         self._cur_parts: list[bytes] = []
         self._hole: int | None = None
         self._hole_since = 0.0
+        self._abandon_below: int | None = None  # missing packets below it will not come
         self._pli_wanted = False
         # Keyframe wait after a loss (None: not waiting, or at stream start) and concealment.
         self._released_any = False
@@ -243,8 +246,14 @@ class VideoJitterBuffer:
             out.append(frame)
         return out
 
+    def abandon(self, below: int) -> None:
+        """Missing packets below ``below`` will not be NACKed: do not wait for them."""
+        if self._abandon_below is None or below > self._abandon_below:
+            self._abandon_below = below
+
     def expire(self, now: float) -> bool:
-        """Give up on a head frame whose hole is older than ``max_wait``; True = want PLI.
+        """Give up on a head frame whose hole is older than ``max_wait`` (or abandoned);
+        True = want PLI.
 
         Also starts concealing once a keyframe wait is older than ``keyframe_wait``."""
         since = self._key_wait_since
@@ -263,7 +272,10 @@ class VideoJitterBuffer:
             if self._packets:
                 assert self._highest is not None
                 self._give_up(min(recent) if recent else self._highest + 1)
-        if self._hole is None or now - self._hole_since < self.max_wait:
+        if self._hole is None:
+            return False
+        abandoned = self._abandon_below is not None and self._hole < self._abandon_below
+        if not abandoned and now - self._hole_since < self.max_wait:
             return False
         hole = self._hole
         self._give_up(hole + 1)

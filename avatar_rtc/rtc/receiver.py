@@ -535,7 +535,8 @@ class ReceivePipeline:
             )
         jb = self._jb
         if not self._nack.on_packet(seq, now):
-            self._request_pli()  # gap too large to NACK
+            self._request_pli()  # gap too large to NACK: a keyframe repairs it
+            jb.abandon(seq)  # and the head frame does not wait for what nobody asks for
         if not jb.insert(seq, packet.timestamp, bool(packet.marker), packet.payload, now):
             return sends
         frames = jb.pop()

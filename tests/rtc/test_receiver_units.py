@@ -107,6 +107,23 @@ def test_loss_gives_up_after_max_wait_and_asks_for_keyframe() -> None:
     assert jb.frames_dropped >= 2
 
 
+def test_abandoned_gap_expires_at_once_and_the_next_keyframe_plays() -> None:
+    """An outage: 200 packets never came and will not be NACKed; the head frame does not
+    wait ``max_wait`` for them, and the keyframe the PLI brings plays as it completes."""
+    jb = VideoJitterBuffer("H264", max_wait=0.15)
+    feed(jb, keyframe(0, 0) + pframe(3, 3000))
+    after = pframe(205, 600_000)  # the first packets after the outage: a P-frame
+    jb.abandon(205)
+    assert feed(jb, after, now=3.0) == []  # undecodable: its reference was lost
+    assert jb.expire(3.001)  # gave up at once (not 150 ms later): wants a PLI
+    frames = feed(jb, keyframe(207, 603_000), now=3.05)
+    assert [f.keyframe for f in frames] == [True]
+    # A hole above the abandoned range is waited for as usual.
+    p = pframe(210, 606_000, 3)
+    assert feed(jb, [p[0], p[2]], now=3.1) == []
+    assert not jb.expire(3.2) and jb.expire(3.26)
+
+
 def test_loss_recovered_by_retransmission_in_time() -> None:
     jb = VideoJitterBuffer("H264")
     feed(jb, keyframe(0, 0))

@@ -298,6 +298,8 @@ async def run_inside(cell: Cell, kind: SenderKind, seconds: float, chromium_path
     end = min(our_end, chrome_end, start + seconds + cell.outage_s)
     ours = metrics.ours(frames.arrivals, (start, end))
     ours.residual_loss_pct = metrics.our_residual_loss(stats.video)
+    if stats.playout_delay_s is not None:
+        ours.playout_delay_ms = 1000 * stats.playout_delay_s
     chrome = metrics.chromium(watch.samples, (start, end))
     ours.first_frame_s = our_first - t_launch
     chrome.first_frame_s = None if chrome_first is None else chrome_first - t_launch

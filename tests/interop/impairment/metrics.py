@@ -24,7 +24,8 @@ class ReceiverFigures:
     freeze_seconds: float = 0.0
     freezes_per_min: float = 0.0
     pauses: int | None = None  # W3C pauses (>= 5 s without a frame; ours only: not in samples)
-    playout_delay_ms: float | None = None  # Chromium: jitterBufferDelay / emitted, window
+    # Chromium: jitterBufferDelay / emitted over the window; ours: the delay in force at the end
+    playout_delay_ms: float | None = None
     residual_loss_pct: float | None = None  # packets never recovered / expected, whole run
     first_frame_wall: float | None = None
     first_frame_s: float | None = None  # since both receivers were started

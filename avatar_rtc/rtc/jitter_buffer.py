@@ -27,7 +27,9 @@ frame N+1 arrives (+1 frame interval of latency), and stalls ~2 s on one lost pa
   seconds; then the buffer gives up: it drops what it cannot decode, resumes at the next
   keyframe it already holds, or else waits for one and asks the pipeline for a PLI. Packets
   the pipeline will not NACK (``abandon``: a gap too long to repair by retransmission, e.g.
-  an outage) are not waited for: their hole expires at the next ``expire``.
+  an outage) are not waited for: their hole expires at the next ``expire``, and the frames
+  resume at the first keyframe from the abandoned run's end on (an outage's NACKed tail may
+  hold one).
 - Bounded: at most ``max_packets`` packets are held; overflow drops the oldest and asks for a PLI.
 - Never frozen for good: when no keyframe came ``keyframe_wait`` seconds after a loss (a sender
   deaf to PLI, or its keyframes lost too), the buffer conceals: it releases the next complete
@@ -274,11 +276,14 @@ class VideoJitterBuffer:
                 self._give_up(min(recent) if recent else self._highest + 1)
         if self._hole is None:
             return False
-        abandoned = self._abandon_below is not None and self._hole < self._abandon_below
+        hole = self._hole
+        # An abandoned run ends where the pipeline's NACKs (an outage's tail) begin: those
+        # packets may still come, and a keyframe among them.
+        below = self._abandon_below
+        abandoned = below is not None and hole < below
         if not abandoned and now - self._hole_since < self.max_wait:
             return False
-        hole = self._hole
-        self._give_up(hole + 1)
+        self._give_up(below if below is not None and abandoned else hole + 1)
         self._keyframe_start()  # forgets key packets of the frame the hole broke
         if self._key_packets:
             logger.debug("jitter buffer: packet %d lost, resuming at a later keyframe", hole)
@@ -289,7 +294,8 @@ class VideoJitterBuffer:
         logger.debug("jitter buffer: packet %d lost, waiting for a keyframe", hole)
         assert self._highest is not None  # a hole is only noted below the highest packet
         self._start_keyframe_wait(now)
-        self._give_up(self._highest + 1)
+        if not abandoned:  # what is held cannot be decoded; after an abandoned run, a
+            self._give_up(self._highest + 1)  # keyframe may still come from its tail
         return True
 
     # -- internals -----------------------------------------------------------------------

@@ -11,7 +11,13 @@ missing packet of its last 128 on each new gap; our old per-packet retries sent 
 
 - a run of more than ``max_burst`` consecutive missing packets is not NACKed at all: that is
   how our own receive-buffer overflow (or an outage) looks, and re-sending it would add load
-  where a keyframe repairs it at once; ``on_packet`` returns False and the caller sends a PLI;
+  where a keyframe repairs it at once; ``on_packet`` returns False and the caller sends a PLI
+  and stops waiting for the packets below ``unasked_below``;
+- except after an outage: when the packet that ends the run came after ``outage_pause``
+  seconds without any (an overflowing socket buffer still hands over what it held first, so
+  our own overload shows no such pause), the run's last ``outage_tail`` packets are NACKed
+  once, whatever the budget: the sender's history may still hold them, and with them a
+  keyframe the picture can resume from before the PLI's comes (Chromium does the same);
 - every NACK entry (first or retry) spends a token; tokens come at ``budget`` per received
   packet (at most ``budget_burst`` saved up), so feedback stays a fraction of the packet rate.
   First NACKs go before retries;
@@ -49,6 +55,8 @@ class NackTracker:
         max_burst: int = 16,
         budget: float = 0.2,
         budget_burst: float = 32.0,
+        outage_pause: float = 0.25,
+        outage_tail: int = 128,
     ) -> None:
         self._retry_interval = retry_interval
         self._max_retries = max_retries
@@ -58,7 +66,13 @@ class NackTracker:
         self._max_burst = max_burst
         self._budget = budget
         self._budget_burst = budget_burst
+        self._outage_pause = outage_pause
+        self._outage_tail = outage_tail
         self._tokens = budget_burst
+        self._last_arrival: float | None = None
+        # After a run not NACKed in full (on_packet returned False): below this, nothing of
+        # it will be asked for.
+        self.unasked_below: int | None = None
         self._last_batch = -1e9
         self._highest: int | None = None
         self._missing: dict[int, _Missing] = {}
@@ -78,18 +92,24 @@ class NackTracker:
     def on_packet(self, seq: int, now: float) -> bool:
         """Record a received packet; False when its gap is not worth NACKing (ask a PLI)."""
         self._tokens = min(self._budget_burst, self._tokens + self._budget)
+        paused = self._last_arrival is not None and now - self._last_arrival >= self._outage_pause
+        self._last_arrival = now
         if self._highest is None:
             self._highest = seq
             return True
         if seq > self._highest:
             gap = seq - self._highest - 1
             self._highest = seq
-            if gap > self._max_gap:
-                self._drop(list(self._missing))
-                self.bursts += 1
-                return False
             if gap > self._max_burst:
                 self.bursts += 1
+                if gap > self._max_gap:
+                    self._drop(list(self._missing))
+                tail = min(gap, self._outage_tail) if paused else 0
+                for s in range(seq - tail, seq):
+                    self._missing[s] = _Missing(now)
+                self._fresh += tail
+                self._tokens = max(self._tokens, float(tail))  # asked for once, in full
+                self.unasked_below = seq - tail
                 return False
             for s in range(seq - gap, seq):
                 self._missing[s] = _Missing(now)

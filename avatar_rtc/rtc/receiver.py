@@ -536,7 +536,9 @@ class ReceivePipeline:
         jb = self._jb
         if not self._nack.on_packet(seq, now):
             self._request_pli()  # gap too large to NACK: a keyframe repairs it
-            jb.abandon(seq)  # and the head frame does not wait for what nobody asks for
+            below = self._nack.unasked_below
+            if below is not None:  # the head frame does not wait for what nobody asks for
+                jb.abandon(below)
         if not jb.insert(seq, packet.timestamp, bool(packet.marker), packet.payload, now):
             return sends
         frames = jb.pop()

@@ -172,6 +172,23 @@ def test_a_long_burst_is_not_nacked_but_a_short_one_is() -> None:
     assert tracker.due(0.0) == [] and tracker.bursts == 1
     assert tracker.on_packet(205, 0.0)
     assert tracker.due(0.0) == [202, 203, 204]
+    assert tracker.unasked_below == 201
+
+
+def test_after_an_outage_the_tail_of_the_run_is_nacked_once_in_full() -> None:
+    """A run that ends after a pause in arrivals is the network's: its last ``outage_tail``
+    packets are asked for at once, past the budget; one that ends without a pause (an
+    overflowing socket buffer hands over what it held first) gets no NACK."""
+    tracker = NackTracker(max_burst=16, budget_burst=32, outage_tail=128, outage_pause=0.25)
+    tracker.on_packet(0, 0.0)
+    tracker.on_packet(1, 0.04)
+    assert not tracker.on_packet(302, 2.04)  # 2 s of silence, 300 missing
+    assert tracker.unasked_below == 302 - 128
+    assert tracker.due(2.04, retries=False) == list(range(174, 302))
+    assert not tracker.on_packet(600, 2.05)  # a burst without a pause: a PLI only
+    assert tracker.unasked_below == 600
+    assert tracker.due(2.05, retries=False) == []
+    assert tracker.bursts == 2
 
 
 def test_nack_budget_and_horizon() -> None:

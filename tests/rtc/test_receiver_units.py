@@ -124,6 +124,24 @@ def test_abandoned_gap_expires_at_once_and_the_next_keyframe_plays() -> None:
     assert not jb.expire(3.2) and jb.expire(3.26)
 
 
+def test_a_keyframe_in_an_outages_nacked_tail_plays_with_what_follows() -> None:
+    """The pipeline NACKed the tail of an outage from 148 on: the head does not wait for
+    what came before, keeps what came after, and resumes at the keyframe the tail brings."""
+    jb = VideoJitterBuffer("H264", max_wait=0.15)
+    feed(jb, keyframe(0, 0))
+    jb.abandon(148)
+    assert feed(jb, pframe(155, 9000), now=3.0) == []  # after the outage; no reference
+    assert jb.expire(3.001)  # the run before 148 is given up at once (a PLI is wanted)
+    # The tail starts inside a P-frame (undecodable), then a keyframe and what follows it.
+    retransmitted = pframe(148, 4500) + keyframe(150, 6000) + pframe(153, 7500)
+    frames = feed(jb, retransmitted, now=3.01)
+    assert [(f.rtp_timestamp, f.keyframe) for f in frames] == [
+        (6000, True),
+        (7500, False),
+        (9000, False),
+    ]
+
+
 def test_loss_recovered_by_retransmission_in_time() -> None:
     jb = VideoJitterBuffer("H264")
     feed(jb, keyframe(0, 0))

@@ -91,7 +91,8 @@ class NackTracker:
 
     def on_packet(self, seq: int, now: float) -> bool:
         """Record a received packet; False when its gap is not worth NACKing (ask a PLI)."""
-        self._tokens = min(self._budget_burst, self._tokens + self._budget)
+        if self._tokens < self._budget_burst:  # an outage's tail grant stays until spent
+            self._tokens = min(self._budget_burst, self._tokens + self._budget)
         paused = self._last_arrival is not None and now - self._last_arrival >= self._outage_pause
         self._last_arrival = now
         if self._highest is None:
@@ -105,17 +106,11 @@ class NackTracker:
                 if gap > self._max_gap:
                     self._drop(list(self._missing))
                 tail = min(gap, self._outage_tail) if paused else 0
-                for s in range(seq - tail, seq):
-                    self._missing[s] = _Missing(now)
-                self._fresh += tail
+                self._track(seq - tail, seq, now)
                 self._tokens = max(self._tokens, float(tail))  # asked for once, in full
                 self.unasked_below = seq - tail
                 return False
-            for s in range(seq - gap, seq):
-                self._missing[s] = _Missing(now)
-            self._fresh += gap
-            if len(self._missing) > self._max_missing:
-                self._drop(sorted(self._missing)[: len(self._missing) - self._max_missing])
+            self._track(seq - gap, seq, now)
         else:
             entry = self._missing.pop(seq, None)
             if entry is not None and entry.first_nack is None:
@@ -126,6 +121,14 @@ class NackTracker:
             elif seq in self._given_up:
                 self._rtt_sample(now - self._given_up.pop(seq))
         return True
+
+    def _track(self, start: int, end: int, now: float) -> None:
+        """Packets ``start``..``end - 1`` are missing: track them (at most ``max_missing``)."""
+        for s in range(start, end):
+            self._missing[s] = _Missing(now)
+        self._fresh += end - start
+        if len(self._missing) > self._max_missing:
+            self._drop(sorted(self._missing)[: len(self._missing) - self._max_missing])
 
     def _rtt_sample(self, sample: float) -> None:
         self.rtt = sample if self.rtt is None else min(sample, 0.9 * self.rtt + 0.1 * sample)

@@ -9,7 +9,8 @@ does not net RTX recoveries), time to media back after an outage, time to our ty
 after the sender was killed; and a verdict against the acceptance of issue 10:
 
 - every cell: our freezes/min and freeze seconds no worse than Chromium's;
-- 5 % + 50 ms: ours >= 23 fps and residual loss < 0.5 %;
+- 5 % + 50 ms, emulator sender: ours >= 23 fps (of its 25) and residual loss < 0.5 % (a
+  sender that answers no NACK, GStreamer's, leaves the raw loss for any receiver);
 - outage 10 s and TURN restart: ours back within 3 s; sender killed: typed error within 5 s.
 
     python scripts/bench_impairment.py --runs 3 --sender emulator --seconds 20 --json out.json
@@ -49,7 +50,9 @@ def medians(runs: list[CellResult], side: str) -> dict[str, float | None]:
     return {f: median([getattr(getattr(r, side), f) for r in runs]) for f in FIGURES}
 
 
-def verdict(cell: str, ours: dict[str, float | None], chrome: dict[str, float | None]) -> str:
+def verdict(
+    cell: str, sender: str, ours: dict[str, float | None], chrome: dict[str, float | None]
+) -> str:
     """'ok', or what failed (medians)."""
     failed = []
     # Chromium never got media back (its page does no ICE restart): no frames, no freezes
@@ -60,7 +63,7 @@ def verdict(cell: str, ours: dict[str, float | None], chrome: dict[str, float | 
             failed.append(f"{what} > chromium")
     if cell in OUTAGES and ours["media_back_s"] is None:
         failed.append("never back")
-    if cell == "5%+50ms":
+    if cell == "5%+50ms" and sender == "emulator":
         if (ours["fps"] or 0.0) < 23:
             failed.append("fps < 23")
         loss = ours["residual_loss_pct"]
@@ -92,7 +95,7 @@ def table(results: dict[str, list[CellResult]]) -> list[dict[str, Any]]:
             print(f"{cell:<16} (no run succeeded)")
             continue
         ours, chrome = medians(runs, "ours"), medians(runs, "chromium")
-        ok = verdict(cell, ours, chrome)
+        ok = verdict(cell, runs[0].sender, ours, chrome)
         pairs = "".join(f"{fmt(ours[f]) + ' / ' + fmt(chrome[f]):>17}" for f in FIGURES)
         print(f"{cell:<16}{pairs}  {ok}  (n={len(runs)})")
         rows.append({"cell": cell, "runs": len(runs), "ours": ours, "chromium": chrome,

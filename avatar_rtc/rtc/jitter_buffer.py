@@ -36,9 +36,11 @@ frame N+1 arrives (+1 frame interval of latency), and stalls ~2 s on one lost pa
   frames without one (decoders draw them over the stale picture, with artefacts, as aiortc and
   most players do) until a keyframe comes, from the packets of the last ``max_wait`` seconds on
   (older ones are dropped: late, and a burst the decoder could not take). Later losses before
-  that keyframe do not wait again: the picture is already damaged. ``keyframe_wait=None``
-  never conceals. The waits, the time spent in them, the timeouts and the frames released
-  without a keyframe are counted.
+  that keyframe do not wait again: the picture is already damaged. With ``conceal_at_once``
+  (the pipeline sets it for a sender that answers no NACK, so every loss would freeze the
+  picture until the keyframe asked for comes) a loss starts concealing as soon as its hole is
+  given up on. ``keyframe_wait=None`` never conceals. The waits, the time spent in them, the
+  timeouts and the frames released without a keyframe are counted.
 
 Sequence numbers are extended (unwrapped) ints; RTP timestamps stay 32-bit here.
 """
@@ -150,12 +152,14 @@ class VideoJitterBuffer:
         self._key_wait_since: float | None = None
         self._conceal = False
         self._conceal_at = 0.0
+        self.conceal_at_once = False
         self.frames_dropped = 0
         self.packets_late = 0
         self.keyframe_waits = 0  # losses after which frames stopped until a keyframe (or timeout)
         self.keyframe_wait_time = 0.0  # seconds spent in those waits
         self.keyframe_wait_timeouts = 0
         self.frames_without_keyframe = 0  # released while concealing
+        self.key_packets_received = 0
 
     # -- state ---------------------------------------------------------------------------
     @property
@@ -209,6 +213,7 @@ class VideoJitterBuffer:
             self._packets[seq] = _Packet(timestamp, marker, data, key, starts, arrival)
             if key:
                 self._key_packets.add(seq)
+                self.key_packets_received += 1
         if self._highest is None or seq > self._highest:
             self._highest = seq
         if self._floor is None and (self._lowest is None or seq < self._lowest):
@@ -291,8 +296,13 @@ class VideoJitterBuffer:
         if self._conceal:  # the picture is damaged already: go on with the next frame
             logger.debug("jitter buffer: packet %d lost, concealing on", hole)
             return True
-        logger.debug("jitter buffer: packet %d lost, waiting for a keyframe", hole)
         assert self._highest is not None  # a hole is only noted below the highest packet
+        if self.conceal_at_once and self._keyframe_wait is not None and self._released_any:
+            logger.debug("jitter buffer: packet %d lost, concealing until a keyframe", hole)
+            self._conceal = True
+            self._conceal_at = now
+            return True
+        logger.debug("jitter buffer: packet %d lost, waiting for a keyframe", hole)
         self._start_keyframe_wait(now)
         if not abandoned:  # what is held cannot be decoded; after an abandoned run, a
             self._give_up(self._highest + 1)  # keyframe may still come from its tail

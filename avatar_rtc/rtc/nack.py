@@ -25,6 +25,12 @@ missing packet of its last 128 on each new gap; our old per-packet retries sent 
   the packet that revealed the gap, like aiortc.
 
 At most ``max_missing`` entries are tracked (oldest dropped), so RTCP feedback stays small.
+
+``sender_repairs`` turns False once ``deaf_after`` NACKed packets in a row never came (an
+outage's tail aside: the sender's history may simply not reach back that far), e.g. a GStreamer
+webrtcbin sender, which ignores NACKs. Waiting for those holes only lengthens the freeze before
+the keyframe that does repair them; the caller stops waiting. Every gap is still NACKed once, so
+a single retransmission (even a late one) turns it True again.
 """
 
 from __future__ import annotations
@@ -41,6 +47,7 @@ class _Missing:
     last_nack: float | None = None
     retries: int = 0  # NACKs sent, the first included
     deferred: bool = False  # once left out for want of budget
+    tail: bool = False  # of an outage's tail (its loss says nothing about the sender)
 
 
 class NackTracker:
@@ -57,6 +64,7 @@ class NackTracker:
         budget_burst: float = 32.0,
         outage_pause: float = 0.25,
         outage_tail: int = 128,
+        deaf_after: int = 16,
     ) -> None:
         self._retry_interval = retry_interval
         self._max_retries = max_retries
@@ -68,6 +76,8 @@ class NackTracker:
         self._budget_burst = budget_burst
         self._outage_pause = outage_pause
         self._outage_tail = outage_tail
+        self._deaf_after = deaf_after
+        self._unanswered = 0  # NACKed packets given up in a row that never came
         self._tokens = budget_burst
         self._last_arrival: float | None = None
         # After a run not NACKed in full (on_packet returned False): below this, nothing of
@@ -89,6 +99,11 @@ class NackTracker:
     def missing_count(self) -> int:
         return len(self._missing)
 
+    @property
+    def sender_repairs(self) -> bool:
+        """False while the sender answers no NACK (see the module docstring)."""
+        return self._unanswered < self._deaf_after
+
     def on_packet(self, seq: int, now: float) -> bool:
         """Record a received packet; False when its gap is not worth NACKing (ask a PLI)."""
         if self._tokens < self._budget_burst:  # an outage's tail grant stays until spent
@@ -106,7 +121,7 @@ class NackTracker:
                 if gap > self._max_gap:
                     self._drop(list(self._missing))
                 tail = min(gap, self._outage_tail) if paused else 0
-                self._track(seq - tail, seq, now)
+                self._track(seq - tail, seq, now, tail=True)
                 self._tokens = max(self._tokens, float(tail))  # asked for once, in full
                 self.unasked_below = seq - tail
                 return False
@@ -117,15 +132,17 @@ class NackTracker:
                 self._fresh -= 1
             elif entry is not None and entry.first_nack is not None:
                 self.recovered += 1
+                self._unanswered = 0
                 self._rtt_sample(now - entry.first_nack)
             elif seq in self._given_up:
+                self._unanswered = 0
                 self._rtt_sample(now - self._given_up.pop(seq))
         return True
 
-    def _track(self, start: int, end: int, now: float) -> None:
+    def _track(self, start: int, end: int, now: float, *, tail: bool = False) -> None:
         """Packets ``start``..``end - 1`` are missing: track them (at most ``max_missing``)."""
         for s in range(start, end):
-            self._missing[s] = _Missing(now)
+            self._missing[s] = _Missing(now, tail=tail)
         self._fresh += end - start
         if len(self._missing) > self._max_missing:
             self._drop(sorted(self._missing)[: len(self._missing) - self._max_missing])
@@ -189,6 +206,8 @@ class NackTracker:
             m = self._missing.pop(s)
             if m.first_nack is not None:
                 self._given_up[s] = m.first_nack
+                if not m.tail:
+                    self._unanswered += 1
                 continue
             self._fresh -= 1
             if m.deferred:

@@ -8,10 +8,16 @@ Loss repair, bounded both ways: NACK volume stays a fraction of the packet rate 
 bursts (our own receive-buffer overflow, outages) get a PLI instead (``nack``); a hole is waited
 for as long as two retransmissions take on the measured NACK round trip (``max_wait`` at least,
 ``MAX_RETRANSMIT_WAIT`` at most: at 5 % loss and 100 ms of round trip a fixed 150 ms gave up on
-most retransmissions and froze until the next keyframe); a PLI nobody
-answers is repeated with backoff (``pli_retry`` doubling to ``pli_retry_max``), and after
-``keyframe_wait`` seconds the jitter buffer releases frames without a keyframe (concealment)
-so video never stays frozen; ``stats()`` counts the waits either way.
+most retransmissions and froze until the next keyframe); a PLI nobody answers (no packet of a
+keyframe comes) is repeated with backoff (``pli_retry`` doubling to ``pli_retry_max``), and
+after ``keyframe_wait`` seconds the jitter buffer releases frames without a keyframe
+(concealment) so video never stays frozen; ``stats()`` counts the waits either way.
+
+A sender that answers no NACK (its SDP answer has no generic ``nack`` feedback, as GStreamer's
+webrtcbin, or ``NackTracker.sender_repairs`` found it deaf) would freeze the picture at every
+loss until the keyframe asked for comes: for it a hole is waited for only ``REORDER_WAIT`` and
+the frames after it are concealed at once (unless ``keyframe_wait`` is None), as aiortc,
+ffplay and VLC do; the PLI still goes out.
 
 How the receiver is taken over (``attach``): we replace three methods **on the instance**
 (not the class, so other receivers in the process are untouched):
@@ -71,6 +77,8 @@ logger = logging.getLogger(__name__)
 
 MAX_RETRANSMIT_WAIT = 0.5  # seconds: past this a keyframe repairs sooner than retries would
 RETRANSMIT_SLACK = 0.05  # seconds over the three round trips (NACK pacing, a frame interval)
+# seconds a hole is waited for when the sender answers no NACK: reordering only
+REORDER_WAIT = 0.03
 
 FrameCallback = Callable[[EncodedFrame], None]
 
@@ -102,6 +110,11 @@ class ReceiveStats:
     # NACK volume bounds: gaps too long to NACK (a PLI instead), packets never NACKed (budget).
     loss_bursts: int = 0
     nacks_throttled: int = 0
+    # Whether the sender answers NACKs (False when it did not negotiate them, or once 16 NACKed
+    # packets in a row never came), and
+    # how long a missing packet is waited for now, in seconds (video; 0.0 for audio).
+    sender_repairs: bool = True
+    hole_wait: float = 0.0
 
 
 class _Unwrapper:
@@ -197,6 +210,7 @@ class ReceivePipeline:
         self._codec: RTCRtpCodecParameters | None = None
         self._codec_name: str | None = None  # aiortc's ``name`` splits the mimeType per call
         self._rtx_types: set[int] = set()  # payload types of RTX
+        self._nack_types: set[int] = set()  # payload types that negotiated generic NACK
         self._ssrc: int | None = None
         self._seq = _Unwrapper(16)
         self._ts = _Unwrapper(32)
@@ -206,6 +220,7 @@ class ReceivePipeline:
         self._pli_next = -1e9  # no PLI before (interval, or backoff while none is answered)
         self._pli_backoff = pli_retry
         self._pli_pending = False
+        self._key_packets_seen = 0
         self._closed = False
         # counters
         self._packets = 0
@@ -287,6 +302,7 @@ class ReceivePipeline:
             self._timer = None
         self._codecs.clear()
         self._rtx_types.clear()
+        self._nack_types.clear()
         logger.info("ReceivePipeline(%s): moved to a new receiver", self.kind)
 
     def use_remote_description(self, sdp: str) -> None:
@@ -364,6 +380,8 @@ class ReceivePipeline:
             frames_without_keyframe=waits.without_keyframe,
             loss_bursts=self._nack.bursts,
             nacks_throttled=self._nack.throttled,
+            sender_repairs=self._sender_repairs(),
+            hole_wait=self._hole_wait() if self.kind == "video" else 0.0,
         )
 
     def close(self) -> None:
@@ -395,6 +413,8 @@ class ReceivePipeline:
                 self._codecs[codec.payloadType] = codec
                 if is_rtx(codec):
                     self._rtx_types.add(codec.payloadType)
+                if any(fb.type == "nack" and not fb.parameter for fb in codec.rtcpFeedback):
+                    self._nack_types.add(codec.payloadType)
         for encoding in parameters.encodings:
             if encoding.rtx is not None:
                 self._rtx_ssrc[encoding.rtx.ssrc] = encoding.ssrc
@@ -533,6 +553,7 @@ class ReceivePipeline:
                 max_wait=self._max_wait,
                 keyframe_wait=self._keyframe_wait,
             )
+            self._adapt_wait(self._jb)
         jb = self._jb
         if not self._nack.on_packet(seq, now):
             self._request_pli()  # gap too large to NACK: a keyframe repairs it
@@ -541,6 +562,10 @@ class ReceivePipeline:
                 jb.abandon(below)
         if not jb.insert(seq, packet.timestamp, bool(packet.marker), packet.payload, now):
             return sends
+        if jb.key_packets_received != self._key_packets_seen:
+            # The sender answered: a damaged keyframe, re-asked for, is no reason to back off.
+            self._key_packets_seen = jb.key_packets_received
+            self._keyframe_arrived()
         frames = jb.pop()
         if first and not frames and jb.waiting_for_keyframe and jb.floor is None:
             # aiortc waits for the sender's next periodic keyframe; ask for one at once
@@ -549,8 +574,8 @@ class ReceivePipeline:
 
         for frame in frames:
             self._emit_video(frame, codec, now)
-        lost = self._nack.due(now, retries=False)  # retries go in the timer's batches
-        if lost:
+        lost = self._nack.due(now, retries=False) if self._nack_negotiated() else []
+        if lost:  # (retries go in the timer's batches)
             sends.append(self._send_nack(lost))
         if jb.take_pli_request():
             self._request_pli()
@@ -584,6 +609,7 @@ class ReceivePipeline:
         self._seq = _Unwrapper(16)
         self._ts = _Unwrapper(32)
         self._jb = None
+        self._key_packets_seen = 0
         self._nack.reset()
         self._last_audio_seq = None
 
@@ -602,8 +628,6 @@ class ReceivePipeline:
 
     def _emit_video(self, frame: AssembledFrame, codec: RTCRtpCodecParameters, now: float) -> None:
         self._nack.forget_before(frame.last_seq + 1)
-        if frame.keyframe:
-            self._keyframe_arrived()
         data = frame.data
         if frame.keyframe and self._name(codec) == "H264":
             sprop = self._parameter_sets.get(codec.payloadType or -1) or codec.parameters.get(
@@ -672,9 +696,24 @@ class ReceivePipeline:
         except Exception:
             logger.exception("ReceivePipeline(%s): timer failed", self.kind)
 
+    def _nack_negotiated(self) -> bool:
+        """The sender's answer offers generic NACK for the current codec (``a=rtcp-fb:PT
+        nack``; GStreamer's webrtcbin answers only ``nack pli``): else NACKs are not sent."""
+        codec = self._codec
+        return codec is None or codec.payloadType in self._nack_types
+
+    def _sender_repairs(self) -> bool:
+        return self._nack_negotiated() and self._nack.sender_repairs
+
+    def _hole_wait(self) -> float:
+        if self._sender_repairs():
+            return retransmit_wait(self._max_wait, self._nack.rtt)
+        return min(self._max_wait, REORDER_WAIT)
+
     def _adapt_wait(self, jb: VideoJitterBuffer) -> None:
-        wait = retransmit_wait(self._max_wait, self._nack.rtt)
+        wait = self._hole_wait()
         jb.max_wait = wait
+        jb.conceal_at_once = not self._sender_repairs()
         self._nack.max_age = wait  # retries stop where the jitter buffer gives up
 
     async def _tick(self, now: float) -> None:
@@ -691,7 +730,7 @@ class ReceivePipeline:
                     self._emit_video(frame, codec, now)
             if jb.wants_keyframe and self._ssrc is not None and now >= self._pli_next:
                 self._pli_pending = True  # repeated, with backoff, until a keyframe comes
-        lost = self._nack.due(now)
+        lost = self._nack.due(now) if self._nack_negotiated() else []
         if lost:
             await self._send_nack(lost)
         if self._pli_pending and now >= self._pli_next:

@@ -27,3 +27,9 @@ def test_gstreamer_sender_video_and_audio(
     assert summary["client"].startswith(interop_client), summary
     print(f"gstreamer {codec} client={summary['client']} ttff={summary['ttff_s']}")
     assert_received_media(summary, codec, gst_sender, deleted_before)
+    if summary["client"].startswith("avatar_rtc"):
+        # webrtcbin answers "nack pli" but no generic "nack": we must not NACK it, and we
+        # know from the SDP that it repairs nothing (each hole is waited for only briefly).
+        video = summary["stats"]["video"]
+        assert video["nacks_sent"] == 0 and not video["sender_repairs"], video
+        assert video["hole_wait"] < 0.15, video

@@ -555,11 +555,13 @@ class ReceivePipeline:
             )
             self._adapt_wait(self._jb)
         jb = self._jb
+        abandoned = False
         if not self._nack.on_packet(seq, now):
             self._request_pli()  # gap too large to NACK: a keyframe repairs it
             below = self._nack.unasked_below
             if below is not None:  # the head frame does not wait for what nobody asks for
                 jb.abandon(below)
+                abandoned = True
         if not jb.insert(seq, packet.timestamp, bool(packet.marker), packet.payload, now):
             return sends
         if jb.key_packets_received != self._key_packets_seen:
@@ -567,6 +569,9 @@ class ReceivePipeline:
             self._key_packets_seen = jb.key_packets_received
             self._keyframe_arrived()
         frames = jb.pop()
+        if abandoned:  # its hole goes now, not at the timer's next tick (up to 50 ms away)
+            jb.expire(now)
+            frames += jb.pop()
         if first and not frames and jb.waiting_for_keyframe and jb.floor is None:
             # aiortc waits for the sender's next periodic keyframe; ask for one at once
             # unless this very packet starts one.

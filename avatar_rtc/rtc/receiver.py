@@ -111,8 +111,8 @@ class ReceiveStats:
     loss_bursts: int = 0
     nacks_throttled: int = 0
     # Whether the sender answers NACKs (False when it did not negotiate them, or once 16 NACKed
-    # packets in a row never came), and
-    # how long a missing packet is waited for now, in seconds (video; 0.0 for audio).
+    # packets in a row never came), and how long a missing packet is waited for now, in
+    # seconds (video; 0.0 for audio).
     sender_repairs: bool = True
     hole_wait: float = 0.0
 

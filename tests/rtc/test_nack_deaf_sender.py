@@ -31,13 +31,19 @@ def lose_and_give_up(tracker: NackTracker, seq: int, now: float) -> int:
     return seq + 2
 
 
-# -- NACK tracker ----------------------------------------------------------------------------
-def test_the_tracker_notices_a_sender_that_answers_no_nack_and_one_answer_restores_it() -> None:
+def one_short_of_deaf() -> tuple[NackTracker, int]:
+    """A tracker whose last DEAF_AFTER - 1 NACKed packets never came; the next seq to use."""
     tracker = NackTracker()
     tracker.on_packet(0, 0.0)
     seq = 1
     for i in range(DEAF_AFTER - 1):
         seq = lose_and_give_up(tracker, seq, 0.1 * i)
+    return tracker, seq
+
+
+# -- NACK tracker ----------------------------------------------------------------------------
+def test_the_tracker_notices_a_sender_that_answers_no_nack_and_one_answer_restores_it() -> None:
+    tracker, seq = one_short_of_deaf()
     assert tracker.sender_repairs  # 15 unanswered in a row: still believed
     seq = lose_and_give_up(tracker, seq, 2.0)
     assert not tracker.sender_repairs
@@ -47,11 +53,7 @@ def test_the_tracker_notices_a_sender_that_answers_no_nack_and_one_answer_restor
 
 
 def test_a_retransmission_in_time_resets_the_count() -> None:
-    tracker = NackTracker()
-    tracker.on_packet(0, 0.0)
-    seq = 1
-    for i in range(DEAF_AFTER - 1):
-        seq = lose_and_give_up(tracker, seq, 0.1 * i)
+    tracker, seq = one_short_of_deaf()
     tracker.on_packet(seq + 1, 2.0)
     assert tracker.due(2.0) == [seq]
     tracker.on_packet(seq, 2.02)  # answered

@@ -147,6 +147,7 @@ class VideoJitterBuffer:
         self._hole_since = 0.0
         self._abandon_below: int | None = None  # missing packets below it will not come
         self._pli_wanted = False
+        self._key_arrived = False  # a packet with key data came since ``take_key_arrival``
         # Keyframe wait after a loss (None: not waiting, or at stream start) and concealment.
         self._released_any = False
         self._key_wait_since: float | None = None
@@ -159,7 +160,6 @@ class VideoJitterBuffer:
         self.keyframe_wait_time = 0.0  # seconds spent in those waits
         self.keyframe_wait_timeouts = 0
         self.frames_without_keyframe = 0  # released while concealing
-        self.key_packets_received = 0
 
     # -- state ---------------------------------------------------------------------------
     @property
@@ -192,6 +192,11 @@ class VideoJitterBuffer:
         wanted, self._pli_wanted = self._pli_wanted, False
         return wanted
 
+    def take_key_arrival(self) -> bool:
+        """True when a packet with key data came since the last call."""
+        arrived, self._key_arrived = self._key_arrived, False
+        return arrived
+
     # -- input ---------------------------------------------------------------------------
     def insert(
         self, seq: int, timestamp: int, marker: bool, payload: bytes, arrival: float
@@ -213,7 +218,7 @@ class VideoJitterBuffer:
             self._packets[seq] = _Packet(timestamp, marker, data, key, starts, arrival)
             if key:
                 self._key_packets.add(seq)
-                self.key_packets_received += 1
+                self._key_arrived = True
         if self._highest is None or seq > self._highest:
             self._highest = seq
         if self._floor is None and (self._lowest is None or seq < self._lowest):

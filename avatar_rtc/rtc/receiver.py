@@ -220,7 +220,6 @@ class ReceivePipeline:
         self._pli_next = -1e9  # no PLI before (interval, or backoff while none is answered)
         self._pli_backoff = pli_retry
         self._pli_pending = False
-        self._key_packets_seen = 0
         self._closed = False
         # counters
         self._packets = 0
@@ -564,9 +563,8 @@ class ReceivePipeline:
                 abandoned = True
         if not jb.insert(seq, packet.timestamp, bool(packet.marker), packet.payload, now):
             return sends
-        if jb.key_packets_received != self._key_packets_seen:
+        if jb.take_key_arrival():
             # The sender answered: a damaged keyframe, re-asked for, is no reason to back off.
-            self._key_packets_seen = jb.key_packets_received
             self._keyframe_arrived()
         frames = jb.pop()
         if abandoned:  # its hole goes now, not at the timer's next tick (up to 50 ms away)
@@ -614,7 +612,6 @@ class ReceivePipeline:
         self._seq = _Unwrapper(16)
         self._ts = _Unwrapper(32)
         self._jb = None
-        self._key_packets_seen = 0
         self._nack.reset()
         self._last_audio_seq = None
 

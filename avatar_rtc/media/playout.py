@@ -13,8 +13,15 @@ the lowest latency):
 - lateness = transit - base; the delay is the ``quantile`` of the lateness over the window, at
   most ``max_delay``;
 - a frame is handed on at RTP time + base + delay, at once if that has passed, and never
-  before the frame ahead of it. A jump of the RTP clock (a new sender after a reconnect)
-  starts the history over.
+  before the frame ahead of it;
+- a frame later than ``max_delay`` cannot be covered: it is handed on at once and counts as
+  ``max_delay`` late; the backlog that comes with it (frames arriving at less than half
+  their RTP spacing, e.g. the NACKed tail of an outage) is handed on at once and left out of
+  the history. Recorded, an outage's seconds of backlog would hold every later frame
+  ``max_delay`` back, and held in RTP time order they kept the stream a whole outage behind;
+- a jump of the RTP clock (a new sender after a reconnect) starts the history over: at once
+  when it makes frames early by ``RESET``, after ``NEW_CLOCK_RUN`` frames in a row (not a
+  backlog) each later than ``max_delay`` when it makes them late.
 
 Recordings do not go through it: their timestamps come from RTP already.
 """
@@ -34,7 +41,8 @@ __all__ = ["PlayoutDelay", "PlayoutSource"]
 
 logger = logging.getLogger(__name__)
 
-RESET = 1.0  # seconds of lateness (or earliness) that mean a new RTP clock, not the network
+RESET = 1.0  # seconds of earliness that mean a new RTP clock, not the network
+NEW_CLOCK_RUN = 5  # frames in a row, at their pace, each too late to cover: a new RTP clock
 
 
 class PlayoutDelay:
@@ -47,24 +55,46 @@ class PlayoutDelay:
         self._window = window
         self._quantile = quantile
         self._history: collections.deque[tuple[float, float]] = collections.deque()  # (t, transit)
+        self._previous: tuple[float, float] | None = None  # (RTP time, arrival) of the last frame
+        self._backlog = False  # the frames arriving now came with one too late to cover
+        self._late_run = 0  # frames in a row too late to cover, at their pace
         self.delay = 0.0  # the delay in force (seconds)
 
     def due(self, rtp_seconds: float, arrival: float) -> float:
         """The time (``arrival``'s clock) a frame of RTP time ``rtp_seconds`` is due."""
         transit = arrival - rtp_seconds
+        previous, self._previous = self._previous, (rtp_seconds, arrival)
+        # Came with the frame before it (a backlog released at once), not at its own pace.
+        hurried = previous is not None and arrival - previous[1] < (rtp_seconds - previous[0]) / 2
         history = self._history
+        while history and history[0][0] < arrival - self._window:
+            history.popleft()
         if history:
             base = min(t for _, t in history)
-            if transit - base > RESET or base - transit > RESET:
+            if base - transit > RESET:
                 history.clear()
+            elif transit - base > self.max_delay and not (hurried and self._backlog):
+                self._backlog = True
+                self._late_run += 1
+                if self._late_run < NEW_CLOCK_RUN:
+                    history.append((arrival, base + self.max_delay))
+                    self._update_delay()
+                    return arrival
+                history.clear()
+            elif self._backlog and hurried:
+                return arrival
+        self._backlog = False
+        self._late_run = 0
         history.append((arrival, transit))
-        while history[0][0] < arrival - self._window:
-            history.popleft()
-        transits = sorted(t for _, t in history)
+        return rtp_seconds + self._update_delay()
+
+    def _update_delay(self) -> float:
+        """Set ``delay`` from the history; returns base + delay."""
+        transits = sorted(t for _, t in self._history)
         base = transits[0]
         rank = min(len(transits) - 1, int(self._quantile * len(transits)))
         self.delay = min(self.max_delay, transits[rank] - base)
-        return rtp_seconds + base + self.delay
+        return base + self.delay
 
 
 class PlayoutSource:

@@ -12,7 +12,10 @@ receivers our pipelines took over, this module does it in the socket's ``datagra
   (non-blocking, at most ``MAX_BATCH``) and dispatched the same way, so a burst costs one
   wake-up of the event loop, not one per packet;
 - anything else (STUN, DTLS, SRTCP, a datagram before the handshake) takes aioice's and
-  aiortc's own path unchanged, as does RTP routed to a receiver that is not ours.
+  aiortc's own path unchanged, as does RTP routed to a receiver that is not ours;
+- the first datagram after ``PATH_SILENCE`` seconds without any (an outage is over) is told
+  to every handler's ``on_path_back`` once its batch is dispatched: a video stream whose own
+  next packet is still up to a frame interval away can ask for what it lost at once.
 
 One :class:`DatagramBatch` per DTLS transport (bundled: audio and video share it), installed by
 :func:`attach` and removed with the last handler (:meth:`DatagramBatch.remove`). The private
@@ -43,21 +46,25 @@ logger = logging.getLogger(__name__)
 
 MAX_BATCH = 64  # datagrams read per wake-up beyond the first: other sockets get their turn
 RECV_SIZE = 65536
+PATH_SILENCE = 0.25  # seconds without a datagram that make the next one an outage's end
 NTP_UNIX_OFFSET = 2_208_988_800  # seconds from 1900 (NTP) to 1970 (Unix)
 
 RtpCallback = Callable[[RtpPacket, int], None]  # (packet, arrival time in ms): must not block
 Datagram = Callable[[bytes, Any], None]
+PathBack = Callable[[], None]  # must not block
 
 _BATCHES: weakref.WeakKeyDictionary[RTCDtlsTransport, DatagramBatch] = weakref.WeakKeyDictionary()
 
 
-def attach(receiver: RTCRtpReceiver, callback: RtpCallback) -> DatagramBatch:
+def attach(
+    receiver: RTCRtpReceiver, callback: RtpCallback, *, on_path_back: PathBack | None = None
+) -> DatagramBatch:
     """Hand ``receiver``'s RTP to ``callback`` through its transport's fast path."""
     dtls = receiver.transport
     batch = _BATCHES.get(dtls)
     if batch is None or batch.closed:
         batch = _BATCHES[dtls] = DatagramBatch(dtls)
-    batch.add(receiver, callback)
+    batch.add(receiver, callback, on_path_back=on_path_back)
     return batch
 
 
@@ -85,6 +92,8 @@ class DatagramBatch:
         # Weak: the registry is weak on the transport, and the hooks live as long as it does.
         self._dtls = weakref.ref(dtls)
         self._callbacks: dict[RTCRtpReceiver, RtpCallback] = {}
+        self._path_back: dict[RTCRtpReceiver, PathBack] = {}
+        self._last_wakeup: float | None = None
         self._sockets: list[_Socket] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self.closed = False
@@ -96,12 +105,21 @@ class DatagramBatch:
         for protocol in seam.protocols(seam.transport_ice_connection(dtls)):
             self._hook(protocol)
 
-    def add(self, receiver: RTCRtpReceiver, callback: RtpCallback) -> None:
+    def add(
+        self,
+        receiver: RTCRtpReceiver,
+        callback: RtpCallback,
+        *,
+        on_path_back: PathBack | None = None,
+    ) -> None:
         self._callbacks[receiver] = callback
+        if on_path_back is not None:
+            self._path_back[receiver] = on_path_back
 
     def remove(self, receiver: RTCRtpReceiver) -> None:
         """Stop handling ``receiver``; the last one gives the sockets their own path back."""
         self._callbacks.pop(receiver, None)
+        self._path_back.pop(receiver, None)
         if not self._callbacks and not self.closed:
             self.closed = True
             dtls = self._dtls()
@@ -125,6 +143,8 @@ class DatagramBatch:
 
     def _wakeup(self, hooked: _Socket, data: bytes, addr: Any) -> None:
         self.wakeups += 1
+        now = time.monotonic()
+        last, self._last_wakeup = self._last_wakeup, now
         received, octets = self._dispatch(hooked, data, addr)
         if hooked.sock is not None and hooked.protocol.transport.is_closing():
             hooked.close()  # don't keep the port open past aioice's close
@@ -145,6 +165,12 @@ class DatagramBatch:
         dtls = self._dtls()
         if received and dtls is not None:
             seam.count_received(dtls, received, octets)
+        if last is not None and now - last >= PATH_SILENCE:
+            for path_back in list(self._path_back.values()):
+                try:
+                    path_back()
+                except Exception:
+                    logger.exception("path-back handler failed")
 
     def _dispatch(self, hooked: _Socket, data: bytes, addr: Any) -> tuple[int, int]:
         """One datagram; (1, its size) when the fast path took it, else (0, 0)."""

@@ -181,6 +181,13 @@ class VideoJitterBuffer:
         return self._conceal
 
     @property
+    def hole_abandoned(self) -> bool:
+        """The head frame waits for a packet that will not be asked for: ``expire`` gives it
+        up at once."""
+        hole, below = self._hole, self._abandon_below
+        return hole is not None and below is not None and hole < below
+
+    @property
     def keyframe_wait_started(self) -> float | None:
         """When the keyframe wait under way began (None: frames flow)."""
         return self._key_wait_since

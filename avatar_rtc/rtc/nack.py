@@ -18,6 +18,12 @@ missing packet of its last 128 on each new gap; our old per-packet retries sent 
   our own overload shows no such pause), the run's last ``outage_tail`` packets are NACKed
   once, whatever the budget: the sender's history may still hold them, and with them a
   keyframe the picture can resume from before the PLI's comes (Chromium does the same);
+- or sooner, when the transport tells the outage is over before this stream's next packet
+  comes (audio's packets are twice as frequent as video's frames): ``guess_outage_tail``
+  estimates from the recent packet rate how many were sent meanwhile and tracks the last
+  ``outage_tail`` of them as missing, to be NACKed at once. Sequence numbers guessed too high
+  are ignored by the sender and arrive later as fresh packets (not counted as recovered);
+  guessed too low, the first fresh packet's gap is treated as an outage's run again;
 - every NACK entry (first or retry) spends a token; tokens come at ``budget`` per received
   packet (at most ``budget_burst`` saved up), so feedback stays a fraction of the packet rate.
   First NACKs go before retries;
@@ -39,6 +45,8 @@ from dataclasses import dataclass
 
 __all__ = ["NackTracker"]
 
+RATE_SPAN = 1.0  # seconds over which the packet rate is measured (a keyframe's burst included)
+
 
 @dataclass(slots=True)
 class _Missing:
@@ -48,6 +56,7 @@ class _Missing:
     retries: int = 0  # NACKs sent, the first included
     deferred: bool = False  # once left out for want of budget
     tail: bool = False  # of an outage's tail (its loss says nothing about the sender)
+    guessed: bool = False  # by guess_outage_tail: maybe never sent before the NACK
 
 
 class NackTracker:
@@ -80,6 +89,10 @@ class NackTracker:
         self._unanswered = 0  # NACKed packets given up in a row that never came
         self._tokens = budget_burst
         self._last_arrival: float | None = None
+        # Packet rate: (time, seq) where the current measurement started, and the last result
+        self._rate_mark: tuple[float, int] | None = None
+        self.packet_rate: float | None = None  # packets per second over the last RATE_SPAN
+        self._after_guess = False  # until the first fresh packet after guess_outage_tail
         # After a run not NACKed in full (on_packet returned False): below this, nothing of
         # it will be asked for.
         self.unasked_below: int | None = None
@@ -93,6 +106,7 @@ class NackTracker:
         self.rtt: float | None = None  # smallest recent NACK -> retransmission delay
         self.recovered = 0
         self.bursts = 0  # gaps not NACKed: too long (a PLI is asked for instead)
+        self.tail_guesses = 0  # outages whose tail guess_outage_tail asked for
         self.throttled = 0  # missing packets given up without a single NACK (budget)
 
     @property
@@ -104,15 +118,23 @@ class NackTracker:
         """False while the sender answers no NACK (see the module docstring)."""
         return self._unanswered < self._deaf_after
 
-    def on_packet(self, seq: int, now: float) -> bool:
-        """Record a received packet; False when its gap is not worth NACKing (ask a PLI)."""
+    def on_packet(self, seq: int, now: float, *, retransmission: bool = False) -> bool:
+        """Record a received packet; False when its gap is not worth NACKing (ask a PLI).
+
+        ``retransmission``: it came over RTX (tells a guessed sequence number's retransmission
+        from its first transmission)."""
         if self._tokens < self._budget_burst:  # an outage's tail grant stays until spent
             self._tokens = min(self._budget_burst, self._tokens + self._budget)
         paused = self._last_arrival is not None and now - self._last_arrival >= self._outage_pause
         self._last_arrival = now
         if self._highest is None:
             self._highest = seq
+            self._rate_mark = (now, seq)
             return True
+        if not retransmission:
+            paused = paused or self._after_guess  # a guess too low: the rest of the run
+            self._after_guess = False
+            self._measure_rate(seq, now)
         if seq > self._highest:
             gap = seq - self._highest - 1
             self._highest = seq
@@ -130,6 +152,8 @@ class NackTracker:
             entry = self._missing.pop(seq, None)
             if entry is not None and entry.first_nack is None:
                 self._fresh -= 1
+            elif entry is not None and entry.guessed and not retransmission:
+                pass  # sent after the NACK that guessed it: nothing was repaired
             elif entry is not None and entry.first_nack is not None:
                 self.recovered += 1
                 self._unanswered = 0
@@ -139,10 +163,47 @@ class NackTracker:
                 self._rtt_sample(now - self._given_up.pop(seq))
         return True
 
-    def _track(self, start: int, end: int, now: float, *, tail: bool = False) -> None:
+    def silent(self, now: float) -> bool:
+        """No packet for ``outage_pause`` seconds or more (and some before)."""
+        return self._last_arrival is not None and now - self._last_arrival >= self._outage_pause
+
+    def guess_outage_tail(self, now: float) -> bool:
+        """The path is back (the transport received something) while this stream has been
+        silent for ``outage_pause`` or more: track the last ``outage_tail`` of the packets the
+        recent rate says were sent meanwhile as missing (``due`` NACKs them at once, past the
+        budget) and give up on the rest (``unasked_below``). False when there is nothing to
+        guess from (no rate yet, or the stream was not silent)."""
+        last, rate, highest = self._last_arrival, self.packet_rate, self._highest
+        if last is None or rate is None or highest is None or not self.silent(now):
+            return False
+        top = highest + round(rate * (now - last))
+        if top <= highest:
+            return False
+        start = max(highest + 1, top + 1 - self._outage_tail)
+        self.bursts += 1
+        self.tail_guesses += 1
+        self._track(start, top + 1, now, tail=True, guessed=True)
+        self._tokens = max(self._tokens, float(top + 1 - start))
+        self.unasked_below = start
+        self._highest = top
+        self._last_arrival = now  # the retransmissions that follow are not another outage
+        self._after_guess = True
+        return True
+
+    def _measure_rate(self, seq: int, now: float) -> None:
+        mark = self._rate_mark
+        if mark is None:
+            self._rate_mark = (now, seq)
+        elif seq > mark[1] and now - mark[0] >= RATE_SPAN:
+            self.packet_rate = (seq - mark[1]) / (now - mark[0])
+            self._rate_mark = (now, seq)
+
+    def _track(
+        self, start: int, end: int, now: float, *, tail: bool = False, guessed: bool = False
+    ) -> None:
         """Packets ``start``..``end - 1`` are missing: track them (at most ``max_missing``)."""
         for s in range(start, end):
-            self._missing[s] = _Missing(now, tail=tail)
+            self._missing[s] = _Missing(now, tail=tail, guessed=guessed)
         self._fresh += end - start
         if len(self._missing) > self._max_missing:
             self._drop(sorted(self._missing)[: len(self._missing) - self._max_missing])
@@ -197,6 +258,8 @@ class NackTracker:
 
     def reset(self) -> None:
         self._highest = None
+        self._rate_mark = None
+        self._after_guess = False
         self._missing.clear()
         self._fresh = 0
         self._given_up.clear()
@@ -205,7 +268,8 @@ class NackTracker:
         for s in seqs:
             m = self._missing.pop(s)
             if m.first_nack is not None:
-                self._given_up[s] = m.first_nack
+                if not m.guessed:  # (else a fresh packet could pass for a late answer)
+                    self._given_up[s] = m.first_nack
                 if not m.tail:
                     self._unanswered += 1
                 continue

@@ -115,6 +115,9 @@ class ReceiveStats:
     # seconds (video; 0.0 for audio).
     sender_repairs: bool = True
     hole_wait: float = 0.0
+    # Outages whose lost tail was NACKed as soon as the transport carried anything again,
+    # before this stream's own next packet (``NackTracker.guess_outage_tail``).
+    early_tail_nacks: int = 0
 
 
 class _Unwrapper:
@@ -276,7 +279,9 @@ class ReceivePipeline:
             await orig_receive(parameters)
             self._start_timer()
             if self._batch is None and not self._closed:
-                self._batch = datagram_batch.attach(receiver, self.on_rtp_packet)
+                self._batch = datagram_batch.attach(
+                    receiver, self.on_rtp_packet, on_path_back=self.on_path_back
+                )
 
         async def stop() -> None:
             self.close()
@@ -381,6 +386,7 @@ class ReceivePipeline:
             nacks_throttled=self._nack.throttled,
             sender_repairs=self._sender_repairs(),
             hole_wait=self._hole_wait() if self.kind == "video" else 0.0,
+            early_tail_nacks=self._nack.tail_guesses,
         )
 
     def close(self) -> None:
@@ -490,6 +496,32 @@ class ReceivePipeline:
             self._send_tasks.add(task)
             task.add_done_callback(self._send_tasks.discard)
 
+    def on_path_back(self) -> None:
+        """The transport received a datagram after a silence (``datagram_batch``). If this
+        video stream was silent too, an outage is over: ask for its tail and a keyframe now,
+        not when its own next packet comes (audio's next packet is due in 20 ms, video's next
+        frame in up to 40)."""
+        jb = self._jb
+        if self.kind != "video" or jb is None or self._closed:
+            return
+        now = time.monotonic()
+        if not self._nack_negotiated():
+            if self._nack.silent(now):
+                self._request_pli()
+            return
+        if not self._nack.guess_outage_tail(now):
+            return
+        self._request_pli()
+        below = self._nack.unasked_below
+        if below is not None:
+            jb.abandon(below)
+        lost = self._nack.due(now, retries=False)
+        logger.info("ReceivePipeline(video): path back; NACKing the %d newest packets", len(lost))
+        if lost and self._loop is not None:
+            task = self._loop.create_task(_send_all([self._send_nack(lost)]))
+            self._send_tasks.add(task)
+            task.add_done_callback(self._send_tasks.discard)
+
     def _receive(self, packet: RtpPacket, arrival_time_ms: int) -> list[Coroutine[Any, Any, None]]:
         """Handle one RTP packet; returns the RTCP feedback (REMB, NACK) to send, in order."""
         sends: list[Coroutine[Any, Any, None]] = []
@@ -529,7 +561,8 @@ class ReceivePipeline:
             stream = self._remote_streams[packet.ssrc] = StreamStatistics(codec.clockRate)
         stream.add(packet)
 
-        if packet.payload_type in self._rtx_types:
+        retransmission = packet.payload_type in self._rtx_types
+        if retransmission:
             unwrapped, media_codec = self._unwrap_rtx(packet, codec)
             if media_codec is None:
                 return sends
@@ -554,21 +587,19 @@ class ReceivePipeline:
             )
             self._adapt_wait(self._jb)
         jb = self._jb
-        abandoned = False
-        if not self._nack.on_packet(seq, now):
+        if not self._nack.on_packet(seq, now, retransmission=retransmission):
             self._request_pli()  # gap too large to NACK: a keyframe repairs it
             below = self._nack.unasked_below
             if below is not None:  # the head frame does not wait for what nobody asks for
                 jb.abandon(below)
-                abandoned = True
         if not jb.insert(seq, packet.timestamp, bool(packet.marker), packet.payload, now):
             return sends
         if jb.take_key_arrival():
             # The sender answered: a damaged keyframe, re-asked for, is no reason to back off.
             self._keyframe_arrived()
         frames = jb.pop()
-        if abandoned:  # its hole goes now, not at the timer's next tick (up to 50 ms away)
-            jb.expire(now)
+        if jb.hole_abandoned:  # it goes now, not at the timer's next tick (up to 50 ms away)
+            jb.expire(now)  # (the PLI went out when the run was abandoned)
             frames += jb.pop()
         if first and not frames and jb.waiting_for_keyframe and jb.floor is None:
             # aiortc waits for the sender's next periodic keyframe; ask for one at once

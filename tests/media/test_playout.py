@@ -9,7 +9,7 @@ from collections.abc import Callable
 import pytest
 
 from avatar_rtc.media.freezes import FreezeMeter
-from avatar_rtc.media.playout import PlayoutDelay, PlayoutSource
+from avatar_rtc.media.playout import NEW_CLOCK_RUN, PlayoutDelay, PlayoutSource
 from avatar_rtc.rtc.encoded_frame import EncodedFrame, MediaKind
 
 FPS = 25
@@ -50,6 +50,41 @@ def test_old_lateness_leaves_the_window_and_a_new_rtp_clock_starts_over() -> Non
     # a new sender: its RTP time starts at 1000 s; no delay from the old history
     assert playout.due(1000.0, 20.0) == pytest.approx(20.0)
     assert playout.delay == 0.0
+
+
+def test_an_outages_backlog_plays_at_once_and_leaves_no_lag() -> None:
+    """A 2 s outage whose NACKed tail comes back in one burst with the first fresh frame:
+    everything is due at once, and the frames after it are not held (they were kept 2 s
+    behind for good when the backlog set the base, or its lateness the delay)."""
+    playout = PlayoutDelay(max_delay=0.5)
+    for i in range(100):
+        assert playout.due(i / FPS, 10.0 + i / FPS) == pytest.approx(10.0 + i / FPS)
+    back = 10.0 + 150 / FPS  # frames 100..149 were lost, then retransmitted with 150
+    for k, i in enumerate(range(100, 151)):
+        arrival = back + 0.0005 * k
+        assert playout.due(i / FPS, arrival) == pytest.approx(arrival)
+    for i in range(151, 300):
+        assert playout.due(i / FPS, 10.0 + i / FPS) == pytest.approx(10.0 + i / FPS)
+    assert playout.delay == pytest.approx(0.0)
+
+
+def test_a_new_rtp_clock_that_makes_frames_late_starts_over_after_a_few() -> None:
+    playout = PlayoutDelay(max_delay=0.3)
+    for i in range(100):
+        playout.due(i / FPS, 10.0 + i / FPS)
+    # A new sender whose RTP time is 5 s behind: at once (too late to cover) for a few
+    # frames, then a new history, on time again.
+    for i in range(100, 100 + NEW_CLOCK_RUN):
+        arrival = 10.0 + i / FPS
+        assert playout.due(i / FPS - 5.0, arrival) == pytest.approx(arrival)
+    for i in range(100 + NEW_CLOCK_RUN, 200):
+        arrival = 10.0 + i / FPS
+        assert playout.due(i / FPS - 5.0, arrival) == pytest.approx(arrival)
+    assert playout.delay == pytest.approx(0.0)
+    # The new clock is the reference now: lateness on it is covered again.
+    for i in range(200, 300):
+        playout.due(i / FPS - 5.0, 10.0 + i / FPS + (0.12 if i % 10 == 0 else 0.0))
+    assert playout.due(300 / FPS - 5.0, 22.0) == pytest.approx(22.0 + 0.12)
 
 
 class FakeSource:

@@ -97,6 +97,10 @@ def positive_float(value: str) -> float:
     return number
 
 
+def _seconds_or_never(value: str) -> float | None:
+    return None if value == "never" else positive_float(value)
+
+
 def parse_size(value: str) -> tuple[int, int]:
     """``WxH`` -> ``(width, height)`` (an argparse ``type``)."""
     try:
@@ -206,6 +210,24 @@ def add_target_options(parser: argparse.ArgumentParser) -> None:
         default=20.0,
         metavar="S",
         help="bound on connecting and on the first frame (default %(default)s)",
+    )
+
+    video = parser.add_argument_group("video")
+    video.add_argument(
+        "--keyframe-wait",
+        type=_seconds_or_never,
+        default=1.0,
+        metavar="S|never",
+        help="after a loss the sender does not repair, decode without a keyframe after S "
+        "seconds (artefacts over the stale picture, as browsers do); 'never': stay frozen "
+        "until a keyframe comes (default %(default)s)",
+    )
+    video.add_argument(
+        "--playout-delay",
+        type=positive_float,
+        metavar="S",
+        help="hold decoded video up to S seconds so late frames play out evenly, as a browser "
+        "does (default: none, the lowest latency; recordings are never delayed)",
     )
 
     ice = parser.add_argument_group("ICE")

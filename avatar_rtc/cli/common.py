@@ -113,6 +113,8 @@ def target_from_args(args: argparse.Namespace, environ: Mapping[str, str] | None
         video_codecs=tuple(args.codecs or RECEIVABLE_VIDEO_CODECS),
         connect_timeout=args.connect_timeout,
         reconnect=ReconnectPolicy(new_session_on_not_found=args.renew_session),
+        keyframe_wait=args.keyframe_wait,
+        max_playout_delay=args.playout_delay,
     )
     return Target(kind, options)
 

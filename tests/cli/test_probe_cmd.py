@@ -65,6 +65,16 @@ def test_renew_session_asks_for_a_new_service_session_on_404() -> None:
     assert options.reconnect.max_attempts == ReconnectPolicy().max_attempts  # defaults kept
 
 
+def test_video_options_reach_the_session_options() -> None:
+    options = _target().options
+    assert options.keyframe_wait == 1.0 and options.max_playout_delay is None
+    options = _target("--keyframe-wait", "never", "--playout-delay", "0.5").options
+    assert options.keyframe_wait is None and options.max_playout_delay == 0.5
+    assert _target("--keyframe-wait", "2.5").options.keyframe_wait == 2.5
+    with pytest.raises(SystemExit):
+        _target("--playout-delay", "0")
+
+
 def test_a_ks_selects_the_service() -> None:
     target = _target(env={"AVATAR_KS": "ks-from-env-123"})
     options = target.options

@@ -82,6 +82,9 @@ class VideoFrame:
     - ``presentation_time``: seconds on the session's A/V clock; ``clock_source`` says how
     - ``arrival_time``: ``time.monotonic()`` when its last packet arrived
     - ``index``: per-track index of the encoded frame
+    - ``keyframe``: decoded from a keyframe
+    - ``concealed``: decoded without its reference pictures (released after a loss before the
+      keyframe came, see ``SessionOptions.keyframe_wait``): may show artefacts
     - ``format``: what ``array`` converts to (the stream's :class:`VideoFormat`)
     """
 
@@ -91,6 +94,7 @@ class VideoFrame:
         "arrival_time",
         "av_frame",
         "clock_source",
+        "concealed",
         "decoded_time",
         "format",
         "index",
@@ -109,6 +113,7 @@ class VideoFrame:
         arrival_time: float,
         index: int,
         keyframe: bool = False,
+        concealed: bool = False,
         decoded_time: float = 0.0,
         format: VideoFormat | None = None,
     ) -> None:
@@ -119,6 +124,7 @@ class VideoFrame:
         self.arrival_time = arrival_time
         self.index = index
         self.keyframe = keyframe
+        self.concealed = concealed
         self.decoded_time = decoded_time
         self.format = format if format is not None else VideoFormat()
         self._cache: tuple[str, tuple[int, int] | None, npt.NDArray[np.uint8]] | None = None
@@ -140,6 +146,7 @@ class VideoFrame:
             arrival_time=enc.arrival_time,
             index=enc.index,
             keyframe=enc.keyframe,
+            concealed=enc.concealed,
             decoded_time=decoded.decoded_time,
             format=format,
         )

@@ -31,6 +31,8 @@ class EncodedFrame:
     - ``clock_source``: ``"rtcp-sr"`` when mapped through RTCP sender reports, else ``"arrival"``.
     - ``arrival_time``: ``time.monotonic()`` when the last packet of the frame arrived.
     - ``index``: 0, 1, 2... per track, in release order.
+    - ``concealed``: video released after a loss without the keyframe that repairs it (it
+      references a lost picture; decoders draw it over the stale one, with artefacts).
     """
 
     kind: MediaKind
@@ -43,6 +45,7 @@ class EncodedFrame:
     clock_source: ClockSource
     arrival_time: float
     index: int
+    concealed: bool = False
 
 
 class FrameSource(Protocol):

@@ -69,6 +69,7 @@ class AssembledFrame:
     first_seq: int
     last_seq: int
     arrival_time: float
+    concealed: bool = False  # released while concealing (its references were lost)
 
 
 @dataclass(slots=True)
@@ -385,6 +386,7 @@ class VideoJitterBuffer:
             self._conceal = False
         elif self._conceal:
             self.frames_without_keyframe += 1
+            frame.concealed = True
         self._waiting_key = False
         self._released_any = True
 

@@ -670,10 +670,16 @@ class ReceivePipeline:
                 # SPS/PPS given only in the SDP: without them neither the decoder nor a
                 # copy-mode recording can start at this keyframe.
                 data = h264.with_parameter_sets(data, sprop)
-        self._emit(data, frame.rtp_timestamp, frame.keyframe, codec, now)
+        self._emit(data, frame.rtp_timestamp, frame.keyframe, codec, now, frame.concealed)
 
     def _emit(
-        self, data: bytes, rtp32: int, key: bool, codec: RTCRtpCodecParameters, now: float
+        self,
+        data: bytes,
+        rtp32: int,
+        key: bool,
+        codec: RTCRtpCodecParameters,
+        now: float,
+        concealed: bool = False,
     ) -> None:
         assert self._ssrc is not None
         rtp = self._ts(rtp32)
@@ -689,6 +695,7 @@ class ReceivePipeline:
             clock_source=source,
             arrival_time=now,
             index=self._frames,
+            concealed=concealed,
         )
         self._frames += 1
         if key and self.kind == "video":

@@ -86,10 +86,12 @@ def test_conceal_at_once_releases_the_frames_after_a_hole_until_the_keyframe() -
     assert jb.expire(1.0 + REORDER_WAIT)  # gave up: a PLI is wanted, and ...
     resumed = jb.pop()  # ... the frames held behind the hole come out at once
     assert [(f.rtp_timestamp, f.keyframe) for f in resumed] == [(9000, False), (12000, False)]
+    assert all(f.concealed for f in resumed)
     assert jb.concealing and jb.wants_keyframe and jb.keyframe_waits == 0
     assert [f.rtp_timestamp for f in feed(jb, pframe(12, 15000), now=1.1)] == [15000]
     frames = feed(jb, keyframe(14, 18000) + pframe(17, 21000), now=1.2)
     assert [(f.rtp_timestamp, f.keyframe) for f in frames] == [(18000, True), (21000, False)]
+    assert not any(f.concealed for f in frames)
     assert not jb.concealing and not jb.wants_keyframe
     assert jb.frames_without_keyframe == 3 and jb.keyframe_wait_timeouts == 0
 

@@ -20,6 +20,7 @@ import pytest
 from aiortc.codecs import h264
 
 from avatar_rtc.media.decoder import DecodedFrame, TrackDecoder, decoder_for
+from avatar_rtc.media.frames import VideoFrame
 from avatar_rtc.rtc import aiortc_seam as seam
 from avatar_rtc.rtc.jitter_buffer import VideoJitterBuffer
 from tests.media.loopback import loopback
@@ -187,6 +188,9 @@ async def test_video_resumes_without_keyframe_from_a_pli_deaf_sender(
         stats = lb.video.stats()
     first_resumed = shown[after][1].encoded
     assert not first_resumed.keyframe, "resumed by the sender's own keyframe, not by concealing"
+    assert first_resumed.concealed  # flagged: a model can tell it may show artefacts
+    assert not any(f.encoded.concealed for _, f in shown[:after])
+    assert VideoFrame.from_decoded(shown[after][1]).concealed
     assert resumed_at - t_end < KEYFRAME_WAIT + MAX_WAIT + SLACK
     assert stats.keyframe_wait_timeouts >= 1 and stats.frames_without_keyframe > 0
     assert stats.keyframe_waits >= 1 and stats.keyframe_wait_time >= KEYFRAME_WAIT

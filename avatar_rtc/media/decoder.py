@@ -4,9 +4,12 @@ The first sink (a stream) subscribes the decoder to the receive pipeline and sta
 removing the last sink unsubscribes and ends it, so a session nobody watches decodes nothing.
 
 Input queue (filled on the event loop, drained by the thread) is bounded:
-- **video**: at most ``video_queue`` frames (default 8, ~270 ms at 30 fps). When full the decoder
-  is behind; queued frames are dropped and decoding resumes at the next keyframe (a PLI is
-  requested), so latency cannot grow. A decoder joining mid-stream also starts at a keyframe.
+- **video**: a frame waits at most ``max_queue_delay`` seconds (default 0.3), and at most
+  ``video_queue`` frames (default 64) wait. Past either the decoder is behind; queued frames are
+  dropped and decoding resumes at the next keyframe (a PLI is requested), so latency cannot
+  grow. A burst decoded in a few ms is not "behind": the NACKed tail of an outage (dozens of
+  frames at once, each referencing the one before) is decoded in full rather than dropped for
+  the keyframe after it. A decoder joining mid-stream starts at a keyframe.
 - **audio**: at most ``audio_queue`` packets (default 50, ~1 s); when full the oldest is dropped
   (Opus packets decode independently enough; the gap becomes silence downstream).
 
@@ -70,6 +73,8 @@ class DecoderStats:
 
 
 Sink = Callable[[DecodedFrame], None]
+# The input: (time queued, frame); None stops the thread.
+_Queue = collections.deque[tuple[float, EncodedFrame] | None]
 
 # The shared decoder of each source. Weak on the source; a decoder refers to its source
 # weakly as well, or the entry would keep its own key alive.
@@ -100,15 +105,17 @@ class TrackDecoder:
         source: FrameSource,
         *,
         thread_count: int = 1,
-        video_queue: int = 8,
+        video_queue: int = 64,
         audio_queue: int = 50,
+        max_queue_delay: float = 0.3,
         keyframe_wait: float | None = 1.0,
     ) -> None:
         self._source = weakref.ref(source)
         self.kind: MediaKind = source.kind
         self._thread_count = thread_count
         self._capacity = video_queue if self.kind == "video" else audio_queue
-        self._queue: collections.deque[EncodedFrame | None] = collections.deque()
+        self._max_queue_delay = max_queue_delay
+        self._queue: _Queue = collections.deque()
         self._cond = threading.Condition()
         self._sinks: list[Sink] = []
         self._sinks_lock = threading.Lock()
@@ -229,24 +236,27 @@ class TrackDecoder:
 
     # -- input (event-loop thread) -------------------------------------------------------
     def _on_encoded(self, frame: EncodedFrame) -> None:
+        now = time.monotonic()
         with self._cond:
+            queue = self._queue
             if self.kind == "video":
-                if len(self._queue) >= self._capacity:
-                    self._dropped += len(self._queue)
-                    self._queue.clear()
+                oldest = queue[0] if queue else None
+                if len(queue) >= self._capacity or (
+                    oldest is not None and now - oldest[0] > self._max_queue_delay
+                ):
+                    self._dropped += len(queue)
+                    queue.clear()
                     self._wait_for_keyframe()
                     logger.warning("video decoder behind: dropping to the next keyframe")
                     self._request_keyframe()
-            elif len(self._queue) >= self._capacity:
-                self._queue.popleft()
+            elif len(queue) >= self._capacity:
+                queue.popleft()
                 self._dropped += 1
-            self._queue.append(frame)
+            queue.append((now, frame))
             self._cond.notify()
 
     # -- decoder thread ------------------------------------------------------------------
-    def _run(
-        self, queue: collections.deque[EncodedFrame | None], cond: threading.Condition
-    ) -> None:
+    def _run(self, queue: _Queue, cond: threading.Condition) -> None:
         ctx: Any = None
         codec_name: str | None = None
         meta: dict[int, EncodedFrame] = {}
@@ -256,7 +266,8 @@ class TrackDecoder:
             with cond:
                 while not queue:
                     cond.wait()
-                item = queue.popleft()
+                queued = queue.popleft()
+                item = None if queued is None else queued[1]
                 if item is not None and self.kind == "video" and self._need_key:
                     if not item.keyframe and not (had_key and self._waited_too_long()):
                         self._skipped += 1

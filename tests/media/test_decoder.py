@@ -103,6 +103,44 @@ def test_decoder_behind_drops_to_next_keyframe_and_asks_for_one() -> None:
     assert not source.callbacks  # unsubscribed when the last sink left
 
 
+def test_a_decoder_behind_in_time_drops_too() -> None:
+    """Fewer frames than the cap, but the oldest waited longer than ``max_queue_delay``."""
+    frames = h264_frames(60, gop=20)
+    source = FakeSource()
+    dec = TrackDecoder(source, video_queue=1000, max_queue_delay=0.05)
+    got: list[DecodedFrame] = []
+    remove = dec.add_sink(lambda frame: (got.append(frame), time.sleep(0.02)))
+    for f in frames:
+        source.push(f)
+        time.sleep(0.005)
+    remove()
+    assert dec.stats().dropped_behind > 0
+
+
+def test_a_burst_such_as_an_outages_tail_is_decoded_in_full() -> None:
+    """Dozens of frames at once (an outage's NACKed tail): each references the one before,
+    so dropping the queue would lose them all up to the next keyframe. The old 8-frame queue
+    did; the default queue holds them (the delay bound is made generous here: this test is
+    not about how fast a busy machine decodes)."""
+    frames = h264_frames(50, gop=100)
+    source = FakeSource()
+    dec = TrackDecoder(source, max_queue_delay=60.0)
+    got: list[int] = []
+    done = threading.Event()
+
+    def sink(frame: DecodedFrame) -> None:
+        got.append(frame.encoded.index)
+        if frame.encoded.index == len(frames) - 1:
+            done.set()
+
+    remove = dec.add_sink(sink)
+    for f in frames:  # all at once
+        source.push(f)
+    assert done.wait(30.0)
+    remove()
+    assert got == list(range(len(frames))) and dec.stats().dropped_behind == 0
+
+
 def test_decoder_starts_at_a_keyframe() -> None:
     frames = h264_frames(30, gop=10)
     source = FakeSource()

@@ -251,8 +251,12 @@ def test_a_stream_nobody_reads_warns_once_then_counts(
     lived; now it is said once per stream and each later overflow is counted in its stats."""
     frames = h264_frames(24, gop=24)
     source = FakeSource()
-    # Room for every frame at the decoder's input: only the stream drops.
-    decoder = decoder_for(source, functools.partial(TrackDecoder, video_queue=len(frames)))
+    # Room for every frame at the decoder's input, however long they wait by the fake clock
+    # below: only the stream drops.
+    decoder = decoder_for(
+        source,
+        functools.partial(TrackDecoder, video_queue=len(frames), max_queue_delay=float("inf")),
+    )
     loop = asyncio.new_event_loop()  # only to read the stream; no network
     stream = VideoStream(
         source, VideoFormat(pixel_format=None), capacity=2, policy="all", loop=loop

@@ -21,9 +21,12 @@ missing packet of its last 128 on each new gap; our old per-packet retries sent 
 - or sooner, when the transport tells the outage is over before this stream's next packet
   comes (audio's packets are twice as frequent as video's frames): ``guess_outage_tail``
   estimates from the recent packet rate how many were sent meanwhile and tracks the last
-  ``outage_tail`` of them as missing, to be NACKed at once. Sequence numbers guessed too high
-  are ignored by the sender and arrive later as fresh packets (not counted as recovered);
-  guessed too low, the first fresh packet's gap is treated as an outage's run again;
+  ``outage_tail`` of them as missing, to be NACKed at once. Nothing below them is waited for
+  once the guess is confirmed (``take_confirmed_guess``: a retransmission of one came, or a
+  fresh packet above the first). Sequence numbers guessed too high are ignored by the sender
+  and arrive later as fresh packets (not counted as recovered); all of them too high (the
+  sender sent fewer, e.g. it paused), the guess is undone at the first fresh packet; too
+  low, that packet's gap is treated as the rest of the outage's run;
 - every NACK entry (first or retry) spends a token; tokens come at ``budget`` per received
   packet (at most ``budget_burst`` saved up), so feedback stays a fraction of the packet rate.
   First NACKs go before retries;
@@ -93,6 +96,8 @@ class NackTracker:
         self._rate_mark: tuple[float, int] | None = None
         self.packet_rate: float | None = None  # packets per second over the last RATE_SPAN
         self._after_guess = False  # until the first fresh packet after guess_outage_tail
+        self._guess: tuple[int, int] | None = None  # (highest before, first asked) unconfirmed
+        self._confirmed: int | None = None  # first asked of a confirmed guess, until taken
         # After a run not NACKed in full (on_packet returned False): below this, nothing of
         # it will be asked for.
         self.unasked_below: int | None = None
@@ -132,8 +137,14 @@ class NackTracker:
             self._rate_mark = (now, seq)
             return True
         if not retransmission:
-            paused = paused or self._after_guess  # a guess too low: the rest of the run
-            self._after_guess = False
+            if self._after_guess:
+                self._after_guess = False
+                paused = True  # (if the guess was too low: the rest of the outage's run)
+                guess, self._guess = self._guess, None
+                if guess is not None and seq < guess[1]:
+                    self._undo_guess(guess[0])
+                elif guess is not None:
+                    self._confirmed = guess[1]
             self._measure_rate(seq, now)
         if seq > self._highest:
             gap = seq - self._highest - 1
@@ -155,6 +166,8 @@ class NackTracker:
             elif entry is not None and entry.guessed and not retransmission:
                 pass  # sent after the NACK that guessed it: nothing was repaired
             elif entry is not None and entry.first_nack is not None:
+                if entry.guessed and self._guess is not None:
+                    self._confirmed, self._guess = self._guess[1], None  # the sender had it
                 self.recovered += 1
                 self._unanswered = 0
                 self._rtt_sample(now - entry.first_nack)
@@ -184,11 +197,24 @@ class NackTracker:
         self.tail_guesses += 1
         self._track(start, top + 1, now, tail=True, guessed=True)
         self._tokens = max(self._tokens, float(top + 1 - start))
-        self.unasked_below = start
+        self._guess = (highest, start)
         self._highest = top
         self._last_arrival = now  # the retransmissions that follow are not another outage
         self._after_guess = True
         return True
+
+    def take_confirmed_guess(self) -> int | None:
+        """The first sequence number a confirmed guess asked for (nothing below it will be
+        asked for), once; None otherwise."""
+        confirmed, self._confirmed = self._confirmed, None
+        return confirmed
+
+    def _undo_guess(self, highest: int) -> None:
+        """The sender never got as far as the guess: forget it."""
+        for seq in [s for s, m in self._missing.items() if m.guessed]:
+            if self._missing.pop(seq).first_nack is None:
+                self._fresh -= 1
+        self._highest = highest
 
     def _measure_rate(self, seq: int, now: float) -> None:
         mark = self._rate_mark
@@ -260,6 +286,7 @@ class NackTracker:
         self._highest = None
         self._rate_mark = None
         self._after_guess = False
+        self._guess = self._confirmed = None
         self._missing.clear()
         self._fresh = 0
         self._given_up.clear()

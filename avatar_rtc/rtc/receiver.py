@@ -492,9 +492,13 @@ class ReceivePipeline:
         """The fast path's handler (``datagram_batch``): feedback is sent in a task."""
         sends = self._receive(packet, arrival_time_ms)
         if sends:  # called on the loop, from the socket's datagram_received
-            task = asyncio.get_running_loop().create_task(_send_all(sends))
-            self._send_tasks.add(task)
-            task.add_done_callback(self._send_tasks.discard)
+            self._send_soon(sends)
+
+    def _send_soon(self, sends: list[Coroutine[Any, Any, None]]) -> None:
+        """Send RTCP feedback from synchronous code on the loop (in a task, in order)."""
+        task = asyncio.get_running_loop().create_task(_send_all(sends))
+        self._send_tasks.add(task)
+        task.add_done_callback(self._send_tasks.discard)
 
     def on_path_back(self) -> None:
         """The transport received a datagram after a silence (``datagram_batch``). If this
@@ -512,15 +516,10 @@ class ReceivePipeline:
         if not self._nack.guess_outage_tail(now):
             return
         self._request_pli()
-        below = self._nack.unasked_below
-        if below is not None:
-            jb.abandon(below)
         lost = self._nack.due(now, retries=False)
         logger.info("ReceivePipeline(video): path back; NACKing the %d newest packets", len(lost))
-        if lost and self._loop is not None:
-            task = self._loop.create_task(_send_all([self._send_nack(lost)]))
-            self._send_tasks.add(task)
-            task.add_done_callback(self._send_tasks.discard)
+        if lost:  # (called on the loop, from datagram_batch)
+            self._send_soon([self._send_nack(lost)])
 
     def _receive(self, packet: RtpPacket, arrival_time_ms: int) -> list[Coroutine[Any, Any, None]]:
         """Handle one RTP packet; returns the RTCP feedback (REMB, NACK) to send, in order."""
@@ -592,6 +591,9 @@ class ReceivePipeline:
             below = self._nack.unasked_below
             if below is not None:  # the head frame does not wait for what nobody asks for
                 jb.abandon(below)
+        confirmed = self._nack.take_confirmed_guess()  # an outage's tail asked for early
+        if confirmed is not None:
+            jb.abandon(confirmed)
         if not jb.insert(seq, packet.timestamp, bool(packet.marker), packet.payload, now):
             return sends
         if jb.take_key_arrival():

@@ -41,10 +41,14 @@ def test_the_guess_nacks_the_newest_packets_the_rate_says_were_sent() -> None:
     assert tracker.packet_rate == pytest.approx(100.0)
     assert not tracker.guess_outage_tail(2.1)  # 0.1 s: not an outage
     assert tracker.guess_outage_tail(4.0)  # 2 s silent: ~200 sent meanwhile, ask the last 128
-    assert tracker.unasked_below == last + 200 - 127
     assert tracker.due(4.0, retries=False) == list(range(last + 73, last + 201))
     assert tracker.tail_guesses == 1 and tracker.bursts == 1
     assert not tracker.guess_outage_tail(4.01)  # once: the stream counts as heard from now
+    # Confirmed by the first retransmission: nothing below what was asked will be.
+    assert tracker.take_confirmed_guess() is None
+    assert tracker.on_packet(last + 100, 4.003, retransmission=True)
+    assert tracker.take_confirmed_guess() == last + 73
+    assert tracker.take_confirmed_guess() is None  # once
 
 
 def test_guessed_packets_count_as_recovered_only_when_retransmitted() -> None:
@@ -71,6 +75,22 @@ def test_a_guess_too_low_leaves_the_rest_of_the_run_to_the_next_fresh_packet() -
     assert not tracker.on_packet(top + 41, 3.01)
     assert tracker.unasked_below == top + 41 - 16  # its tail is asked for, as after a pause
     assert tracker.due(3.01, retries=False) == list(range(top + 25, top + 41))
+
+
+def test_a_guess_too_high_is_undone_by_the_first_fresh_packet() -> None:
+    """The sender paused during the outage (sent 10, not the 100 the rate says): nothing it
+    has was asked for; its first fresh packet is handled as if there had been no guess."""
+    tracker = NackTracker(outage_tail=16, outage_pause=0.25, max_burst=8)
+    last = streaming(tracker, 50.0, 2.0)
+    assert tracker.guess_outage_tail(4.0)
+    assert tracker.due(4.0, retries=False) == list(range(last + 85, last + 101))
+    # 10 missing after a pause: the outage's run, NACKed in full, as without the guess
+    assert not tracker.on_packet(last + 11, 4.01)
+    assert tracker.take_confirmed_guess() is None and tracker.unasked_below == last + 1
+    assert tracker.due(4.01, retries=False) == list(range(last + 1, last + 11))
+    assert tracker.missing_count == 10  # the guessed ones are forgotten
+    assert not tracker.on_packet(last + 40, 4.02)  # a gap of 28 after it: a burst again
+    assert tracker.unasked_below == last + 40
 
 
 def test_no_guess_without_a_rate_or_a_silence() -> None:

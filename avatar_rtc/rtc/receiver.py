@@ -469,6 +469,9 @@ class ReceivePipeline:
     def _keyframe_arrived(self) -> None:
         self._pli_backoff = self._pli_retry
         self._pli_next = self._last_pli + self._pli_interval
+        # A request made since is answered too (the timer asks again if the buffer still
+        # wants a keyframe): else it went out anyway, for an extra keyframe.
+        self._pli_pending = False
 
     def _request_pli(self) -> None:
         if self.kind != "video" or self._closed:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import struct
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -70,9 +72,12 @@ def fake_transport(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     return state
 
 
-async def test_a_burst_is_read_in_one_wakeup_and_the_rest_goes_its_own_way(
+@contextlib.asynccontextmanager
+async def batch_on_a_socket(
     fake_transport: dict[str, Any],
-) -> None:
+) -> AsyncIterator[tuple[DatagramBatch, Recording, socket.socket, Any]]:
+    """A batch hooked to a real UDP socket (its protocol stands in for aioice's), and a socket
+    to send to it from: (batch, protocol, sender, the hooked socket's address)."""
     loop = asyncio.get_running_loop()
     transport, protocol = await loop.create_datagram_endpoint(
         Recording, local_addr=("127.0.0.1", 0)
@@ -80,8 +85,18 @@ async def test_a_burst_is_read_in_one_wakeup_and_the_rest_goes_its_own_way(
     sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:
         fake_transport["protocols"].append(protocol)
-        dtls = FakeDtls()
+        dtls = FakeDtls()  # referenced here while the batch lives: it holds it weakly
         batch = DatagramBatch(dtls)  # type: ignore[arg-type]
+        yield batch, protocol, sender, transport.get_extra_info("sockname")
+    finally:
+        sender.close()
+        transport.close()
+
+
+async def test_a_burst_is_read_in_one_wakeup_and_the_rest_goes_its_own_way(
+    fake_transport: dict[str, Any],
+) -> None:
+    async with batch_on_a_socket(fake_transport) as (batch, protocol, sender, address):
         got: list[RtpPacket] = []
         arrivals: list[int] = []
 
@@ -90,7 +105,6 @@ async def test_a_burst_is_read_in_one_wakeup_and_the_rest_goes_its_own_way(
             arrivals.append(arrival_ms)
 
         batch.add(fake_transport["receiver"], on_rtp)
-        address = transport.get_extra_info("sockname")
         stun = b"\x00\x01\x00\x00" + bytes(16)
         rtcp_sr = struct.pack("!BBHI", 0x80, 200, 6, 1234) + bytes(20)
         burst = [rtp(seq) for seq in range(10)]
@@ -109,9 +123,6 @@ async def test_a_burst_is_read_in_one_wakeup_and_the_rest_goes_its_own_way(
         sender.sendto(rtp(11), address)
         await wait_for(lambda: len(protocol.received) == 3, limit=5.0)
         assert len(got) == 10 and batch.datagrams == 12
-    finally:
-        sender.close()
-        transport.close()
 
 
 async def test_before_the_handshake_everything_takes_aiortcs_path(

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import statistics
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -101,7 +102,11 @@ async def test_dropped_viewer_comes_back_on_a_new_connection_same_stream(emu: Em
         pts = [p for _, p in frames.seen]
         steps = [b - a for a, b in itertools.pairwise(pts)]
         assert min(steps) > 0
-        assert max(steps) >= 0.8 * outage.seconds
+        # Visible as one step several frame intervals long. Not compared with the wall-clock
+        # outage: presentation times are the sender's media time, and the in-process emulator
+        # on a busy machine can fall behind the wall clock (a CI run saw a 0.20 s step for a
+        # 0.39 s outage).
+        assert max(steps) >= 3 * statistics.median(steps)
         stats = session.stats()
         assert stats.reconnect.outages == stats.reconnect.reconnects == 1
         assert stats.reconnect.attempts == 1 and not stats.reconnect.reconnecting

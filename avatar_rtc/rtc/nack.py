@@ -130,7 +130,7 @@ class NackTracker:
         from its first transmission)."""
         if self._tokens < self._budget_burst:  # an outage's tail grant stays until spent
             self._tokens = min(self._budget_burst, self._tokens + self._budget)
-        paused = self._last_arrival is not None and now - self._last_arrival >= self._outage_pause
+        paused = self.silent(now)
         self._last_arrival = now
         if self._highest is None:
             self._highest = seq

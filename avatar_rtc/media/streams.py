@@ -5,7 +5,8 @@ with the first stream of a track and stops when the last one closes) and is cons
 an async iterator (``async for frame in stream``) or through ``on_frame`` callbacks (when a
 callback is registered, frames go to callbacks instead of the iterator queue).
 
-Queue policies (enforced on the decoder thread, so a busy event loop cannot make them grow):
+Queue policies (enforced where frames are decoded: video on its decoder thread, so a busy event
+loop cannot make them grow; audio on the event loop):
 
 - ``latest`` (video default, the ML choice): keep the newest ``capacity`` frames, drop older
   ones and count them. A consumer that stalls gets the newest picture next, not a backlog.
@@ -256,6 +257,13 @@ class _Stream(Generic[T]):
             self._call_soon(self._wake, waiter)
 
     def _call_soon(self, fn: Callable[..., Any], *args: Any) -> None:
+        try:
+            on_loop = asyncio.get_running_loop() is self._loop
+        except RuntimeError:
+            on_loop = False
+        if on_loop:  # audio decodes on the loop: no wake-up through its self-pipe needed
+            self._loop.call_soon(fn, *args)
+            return
         with contextlib.suppress(RuntimeError):  # loop closed
             self._loop.call_soon_threadsafe(fn, *args)
 

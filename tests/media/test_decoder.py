@@ -230,3 +230,99 @@ def test_a_pipeline_and_its_shared_decoder_are_freed_together() -> None:
     del pipeline, decoder
     gc.collect()
     assert ref() is None, "the decoder kept its pipeline (and the aiortc receiver) alive"
+
+
+class FakeAudioSource(FakeSource):
+    kind: MediaKind = "audio"
+
+
+def opus_frames(n: int) -> list[EncodedFrame]:
+    ctx = av.CodecContext.create("libopus", "w")
+    ctx.sample_rate, ctx.layout, ctx.format = 48000, "stereo", "s16"
+    out: list[EncodedFrame] = []
+    t = np.arange(960 * (n + 5)) / 48000
+    pcm = (8000 * np.sin(2 * np.pi * 440 * t)).astype(np.int16)
+    for i in range(n + 5):
+        chunk = np.repeat(pcm[i * 960 : (i + 1) * 960], 2).reshape(1, -1)
+        frame = av.AudioFrame.from_ndarray(chunk, format="s16", layout="stereo")
+        frame.sample_rate, frame.pts = 48000, i * 960
+        for pkt in ctx.encode(frame):
+            out.append(
+                EncodedFrame(
+                    kind="audio",
+                    codec="opus",
+                    data=bytes(pkt),
+                    rtp_timestamp=960 * len(out),
+                    clock_rate=48000,
+                    keyframe=True,
+                    presentation_time=len(out) * 0.02,
+                    clock_source="arrival",
+                    arrival_time=time.monotonic(),
+                    index=len(out),
+                )
+            )
+    return out[:n]
+
+
+def test_audio_decodes_where_its_packets_arrive_without_a_thread() -> None:
+    """An Opus packet decodes in tens of µs: handing it to a thread and back cost more."""
+    source = FakeAudioSource()
+    dec = TrackDecoder(source)
+    got: list[tuple[int, int, threading.Thread]] = []
+    threads_before = set(threading.enumerate())
+    remove = dec.add_sink(
+        lambda f: got.append((f.encoded.index, f.frame.samples, threading.current_thread()))
+    )
+    assert dec.running
+    assert set(threading.enumerate()) == threads_before, "no decoder thread for audio"
+    for frame in opus_frames(10):
+        source.push(frame)
+        # decoded before push() returns, on the pushing thread
+        assert got and got[-1][0] == frame.index and got[-1][2] is threading.current_thread()
+    remove()
+    assert not dec.running and not source.callbacks
+    assert [index for index, _, _ in got] == list(range(10))
+    assert {samples for _, samples, _ in got} == {960}
+    assert dec.stats().decoded == 10 and dec.stats().decode_errors == 0
+
+
+def test_audio_on_a_thread_when_asked() -> None:
+    source = FakeAudioSource()
+    dec = TrackDecoder(source, threaded=True)
+    got: list[threading.Thread] = []
+    done = threading.Event()
+
+    def sink(f: DecodedFrame) -> None:
+        got.append(threading.current_thread())
+        if len(got) == 5:
+            done.set()
+
+    remove = dec.add_sink(sink)
+    for frame in opus_frames(5):
+        source.push(frame)
+    assert done.wait(5.0)
+    remove()
+    assert all(t is not threading.current_thread() for t in got)
+    assert {t.name for t in got} == {"avatar-rtc-audio-decoder"}
+
+
+def test_a_bad_audio_packet_is_counted_and_the_next_one_decodes() -> None:
+    source = FakeAudioSource()
+    dec = TrackDecoder(source)
+    got: list[int] = []
+    remove = dec.add_sink(lambda f: got.append(f.encoded.index))
+    frames = opus_frames(3)
+    source.push(frames[0])
+    garbage = EncodedFrame(**{**_fields(frames[1]), "data": b"\xff" * 3, "index": 99})
+    source.push(garbage)
+    source.push(frames[2])
+    remove()
+    assert 0 in got and 2 in got and 99 not in got
+    assert dec.stats().decode_errors == 1
+    assert source.keyframe_requests == 0, "audio has no keyframes to ask for"
+
+
+def _fields(frame: EncodedFrame) -> dict[str, Any]:
+    import dataclasses
+
+    return {f.name: getattr(frame, f.name) for f in dataclasses.fields(frame)}

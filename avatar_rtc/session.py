@@ -548,8 +548,7 @@ class AvatarSession:
 
     def _media_activity(self) -> int:
         """Grows while media arrives: RTP packets and sender reports of both tracks."""
-        video, audio = self.video_pipeline.stats(), self.audio_pipeline.stats()
-        return video.packets + video.sender_reports + audio.packets + audio.sender_reports
+        return self.video_pipeline.activity + self.audio_pipeline.activity
 
     def _on_reconnecting(self, outage: Outage) -> None:
         if self._state is SessionState.CONNECTED:

@@ -23,10 +23,11 @@ def rms_dbfs(pcm: npt.NDArray[Any]) -> float:
     """RMS level of int16 or float PCM in dB relative to full scale (silence: -120)."""
     if pcm.size == 0:
         return _SILENCE_DB
-    data = pcm.astype(np.float64)
-    if np.issubdtype(pcm.dtype, np.integer):
-        data /= 32768.0
-    mean_square = float(np.mean(data * data))
+    # A dot product: a third of the time of mean(x * x), paid for every 20 ms of every session.
+    flat = pcm.reshape(-1).astype(np.float64)
+    mean_square = float(np.dot(flat, flat)) / flat.size
+    if pcm.dtype.kind in "iu":
+        mean_square /= 32768.0**2
     if mean_square <= 1e-12:
         return _SILENCE_DB
     return 10.0 * math.log10(mean_square)

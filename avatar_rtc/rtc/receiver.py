@@ -353,6 +353,12 @@ class ReceivePipeline:
             with contextlib.suppress(RuntimeError):  # loop closed
                 loop.call_soon_threadsafe(self._request_pli)
 
+    @property
+    def activity(self) -> int:
+        """Grows while media arrives (RTP packets and sender reports): what the watchdog polls
+        every 50 ms, without building the whole of ``stats()``."""
+        return self._packets + self._srs
+
     def stats(self) -> ReceiveStats:
         stream = self._remote_streams.get(self._ssrc) if self._ssrc is not None else None
         lost = stream.packets_lost if stream is not None else 0

@@ -210,9 +210,9 @@ class DatagramBatch:
 
 def _drainable(protocol: Any) -> socket.socket | None:
     """A non-blocking dup of the protocol's own UDP socket (a TURN relay has none: the relay
-    protocol's socket carries TURN framing)."""
+    protocol's socket carries TURN framing, and aioice's TurnTransport answers None)."""
     transport = getattr(protocol, "transport", None)
-    if not isinstance(transport, asyncio.BaseTransport):  # aioice's TurnTransport is not one
+    if transport is None:  # not an isinstance check: uvloop's transports are not BaseTransports
         return None
     trsock = transport.get_extra_info("socket")
     if trsock is None or trsock.type != socket.SOCK_DGRAM:

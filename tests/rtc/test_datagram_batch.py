@@ -125,6 +125,25 @@ async def test_a_burst_is_read_in_one_wakeup_and_the_rest_goes_its_own_way(
         assert len(got) == 10 and batch.datagrams == 12
 
 
+def test_a_burst_is_one_wakeup_on_uvloop_too(fake_transport: dict[str, Any]) -> None:
+    """uvloop's UDP transport is not an asyncio.BaseTransport; its socket drains all the same."""
+    uvloop = pytest.importorskip("uvloop")
+
+    async def burst() -> None:
+        async with batch_on_a_socket(fake_transport) as (batch, _, sender, address):
+            got: list[int] = []
+            batch.add(fake_transport["receiver"], lambda p, ms: got.append(p.sequence_number))
+            for seq in range(10):
+                sender.sendto(rtp(seq), address)
+            await wait_for(lambda: len(got) == 10, limit=5.0)
+            assert got == list(range(10)) and batch.wakeups == 1
+            batch.remove(fake_transport["receiver"])
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        assert "uvloop" in type(runner.get_loop()).__module__
+        runner.run(burst())
+
+
 async def test_before_the_handshake_everything_takes_aiortcs_path(
     fake_transport: dict[str, Any],
 ) -> None:

@@ -54,7 +54,7 @@ from .api.client import ControlClient
 from .api.models import TurnConfig
 from .api.session_scope import LiveSession
 from .errors import ApiError, AvatarRTCError, ConfigurationError
-from .media.decoder import DecodedFrame, decoder_for
+from .media.decoder import DecodedFrame, TrackDecoder, decoder_for
 from .media.formats import AudioFormat, VideoFormat
 from .media.frames import VideoFrame
 from .media.playout import PlayoutSource
@@ -156,6 +156,9 @@ class AvatarSession:
             delay = self._options.max_playout_delay
             self._playout = PlayoutSource(self.video_pipeline, max_delay=delay)
         self._video_source: FrameSource = self._playout or self.video_pipeline
+        # The video's one decoder (every stream shares it), made now so it gets the option.
+        threaded = not self._options.decode_video_on_loop
+        decoder_for(self._video_source, functools.partial(TrackDecoder, threaded=threaded))
         self.speech = SpeechDetector()
 
         self._state = SessionState.NEW

@@ -6,7 +6,9 @@ frame) -> say the job's speech (say -> speech: until the speech detector hears i
 (``qa``) analyse the file and write the report next to it. Never raises for a failed session:
 the error is in the result (``ok``, ``error``, ``exit_code``); the file the worker wrote is
 on the worker's disk. A job without speech runs with ``detect_speech=False``: nothing would
-listen, and decoding the audio for it was ~40 % of a copy-record session's CPU.
+listen, and decoding the audio for it was ~40 % of a copy-record session's CPU. Video decodes
+on the worker's event loop (``decode_video_on_loop``): a worker's sessions share one core, and
+a decoder thread per session cost more than it kept off the loop.
 """
 
 from __future__ import annotations
@@ -72,7 +74,8 @@ def _register_secrets(options: SessionOptions) -> None:
 async def _run(
     job: FleetJob, result: JobResult, stop: asyncio.Event, frames: FrameSink | None
 ) -> None:
-    options = job.options if job.speech else replace(job.options, detect_speech=False)
+    listen = job.options.detect_speech and bool(job.speech)
+    options = replace(job.options, detect_speech=listen, decode_video_on_loop=True)
     session = AvatarSession(options)
     await session.start()
     try:

@@ -99,3 +99,38 @@ async def test_copy_recording_does_not_decode_video(
     # The stopped decoder thread may still finish the one frame it had in hand; decoding for
     # the recording would add ~50.
     assert decoder.stats().decoded <= decoded + 1
+
+
+async def test_video_decoded_on_the_loop_when_asked() -> None:
+    """``decode_video_on_loop``: the same frames, no decoder thread (the fleet's workers)."""
+    import threading
+
+    async with Emulator() as emulator:
+        options = SessionOptions(
+            api_url=emulator.api_url,
+            ks=emulator.ks,
+            ice=IceOptions(host_addresses=("127.0.0.1",)),
+            detect_speech=False,
+            decode_video_on_loop=True,
+        )
+        async with AvatarSession(options) as session:
+            first = await session.wait_first_frame(timeout=20)
+            assert first.width == 512
+            stream = session.video(VideoFormat(size=(64, 64)), policy="all")
+            loop_thread = threading.current_thread()
+            sink_threads: set[threading.Thread] = set()
+            remove = decoder_for(session.video_pipeline).add_sink(
+                lambda d: sink_threads.add(threading.current_thread())
+            )
+            frames = []
+            async with asyncio.timeout(20):  # hang guard
+                async for frame in stream:
+                    frames.append(frame.to_ndarray())
+                    if len(frames) == 25:
+                        break
+            remove()
+            names = {t.name for t in threading.enumerate()}
+            assert "avatar-rtc-video-decoder" not in names
+            assert sink_threads == {loop_thread}
+            assert all(f.shape == (64, 64, 3) for f in frames)
+            assert decoder_for(session.video_pipeline).stats().decode_errors == 0

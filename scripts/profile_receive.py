@@ -6,7 +6,9 @@ N sessions (default 4) from the emulator's fan-out load generator (the same one 
 process, so all of them share one event loop, in one of these modes:
 
 - ``decode``: ours, ``AvatarSession`` + ``VideoStream(rgb24)`` + ``AudioStream`` (numpy);
-- ``copy-record``: ours, ``session.record(..., RecordOptions(mode="copy"))``;
+- ``copy-record``: ours, ``session.record(..., RecordOptions(mode="copy"))``
+  (both with the fleet runner's options, as ``bench_scale.py`` measures them: no speech
+  detection, video decoded on the event loop);
 - ``aiortc``: plain aiortc (``bench_scale``'s receiver: ``track.recv()`` + ``to_ndarray``).
 
 After a warm-up, ``py-spy record --format raw --threads`` samples the receiver for
@@ -34,6 +36,7 @@ import sys
 import tempfile
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -103,7 +106,11 @@ async def _ours(mode: str, gen: dict[str, Any], counter: _Counter, stop: asyncio
     from avatar_rtc.record.options import RecordOptions
     from avatar_rtc.session import AvatarSession
 
-    session = AvatarSession(_options(gen["api_url"], gen["ks"]))
+    # As the fleet's runner (bench_scale's receivers) runs a job without speech.
+    options = replace(
+        _options(gen["api_url"], gen["ks"]), detect_speech=False, decode_video_on_loop=True
+    )
+    session = AvatarSession(options)
     await session.start()
     out = Path(tempfile.mkdtemp(prefix="profile-receive-"))
     tasks: list[asyncio.Task[None]] = []

@@ -3,11 +3,11 @@
 Each job kind has a CPU cost per session, in cores (:data:`SESSION_COST`), measured with
 ``scripts/bench_scale.py``: receiver CPU per session (all processes of the pool) of a 512x512
 25 fps H264 (~1 Mbit/s) + Opus stream from the emulator's fan-out load generator, median of 3
-runs, rounded up from the 1-2 session figures (decode 0.083-0.084, copy-record 0.049-0.055,
-encode-record 0.147-0.157 cores per session; at 8-24 sessions they are 10-50 % lower as the
-pool's fixed share spreads) on this project's 2-core reference machine, shared and noisy.
-``qa`` is copy-record plus the file analysis, 0.05 core-seconds per second of media, spread
-over the session. They are the defaults of one place: the pool and the Ray engine read them; a
+runs, rounded up from the 1-2 session figures (2026-12-03: decode 0.034-0.061, copy-record
+0.026-0.035, encode-record 0.158-0.170 cores per session; at 8-24 sessions decode and
+copy-record are 0.024-0.040 and 0.013-0.019 as the pool's fixed share spreads) on this
+project's 2-core reference machine, shared and noisy. ``qa`` is copy-record plus the file
+analysis, 0.05 core-seconds per second of media, spread over the session. They are the defaults of one place: the pool and the Ray engine read them; a
 caller passes its own (``costs=``) for other streams or machines.
 
 :class:`Admission` books costs against processes of one core each: a job goes to the least
@@ -29,10 +29,10 @@ DEFAULT_LIMIT = 0.8
 
 # Cores per session, by job kind (see the module docstring for how they were measured).
 SESSION_COST: Mapping[JobKind, float] = {
-    "decode": 0.09,
-    "copy-record": 0.06,
-    "encode-record": 0.16,
-    "qa": 0.11,
+    "decode": 0.07,
+    "copy-record": 0.04,
+    "encode-record": 0.18,
+    "qa": 0.09,
 }
 
 

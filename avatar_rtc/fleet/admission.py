@@ -7,8 +7,9 @@ runs, rounded up from the 1-2 session figures (2026-12-03: decode 0.034-0.061, c
 0.026-0.035, encode-record 0.158-0.170 cores per session; at 8-24 sessions decode and
 copy-record are 0.024-0.040 and 0.013-0.019 as the pool's fixed share spreads) on this
 project's 2-core reference machine, shared and noisy. ``qa`` is copy-record plus the file
-analysis, 0.05 core-seconds per second of media, spread over the session. They are the defaults of one place: the pool and the Ray engine read them; a
-caller passes its own (``costs=``) for other streams or machines.
+analysis, 0.05 core-seconds per second of media, spread over the session. They are the
+defaults of one place: the pool and the Ray engine read them; a caller passes its own
+(``costs=``) for other streams or machines.
 
 :class:`Admission` books costs against processes of one core each: a job goes to the least
 loaded process whose load plus the job's cost stays within ``limit`` (80 % by default, so a

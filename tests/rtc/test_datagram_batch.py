@@ -19,6 +19,7 @@ from avatar_rtc.rtc.datagram_batch import DatagramBatch
 from avatar_rtc.rtc.encoded_frame import EncodedFrame
 from tests.media.loopback import loopback
 from tests.rtc.test_receiver_loopback import wait_for
+from tests.support import require
 
 
 def rtp(seq: int, payload_type: int = 96) -> bytes:
@@ -127,7 +128,11 @@ async def test_a_burst_is_read_in_one_wakeup_and_the_rest_goes_its_own_way(
 
 def test_a_burst_is_one_wakeup_on_uvloop_too(fake_transport: dict[str, Any]) -> None:
     """uvloop's UDP transport is not an asyncio.BaseTransport; its socket drains all the same."""
-    uvloop = pytest.importorskip("uvloop")
+    try:
+        import uvloop
+    except ImportError:
+        require(False, "uvloop (the dev extras)")
+        return
 
     async def burst() -> None:
         async with batch_on_a_socket(fake_transport) as (batch, _, sender, address):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import threading
 import time
@@ -51,21 +52,27 @@ def h264_frames(n: int, gop: int) -> list[EncodedFrame]:
         frame = av.VideoFrame.from_ndarray(img, format="rgb24").reformat(format="yuv420p")
         frame.pts = i
         for pkt in ctx.encode(frame):
-            out.append(
-                EncodedFrame(
-                    kind="video",
-                    codec="H264",
-                    data=bytes(pkt),
-                    rtp_timestamp=3000 * len(out),
-                    clock_rate=90000,
-                    keyframe=bool(pkt.is_keyframe),
-                    presentation_time=len(out) / 30,
-                    clock_source="arrival",
-                    arrival_time=time.monotonic(),
-                    index=len(out),
-                )
-            )
+            out.append(_encoded("video", "H264", bytes(pkt), len(out), 1 / 30, pkt.is_keyframe))
     return out[:n]
+
+
+def _encoded(
+    kind: MediaKind, codec: str, data: bytes, index: int, duration: float, keyframe: bool
+) -> EncodedFrame:
+    """Frame ``index`` of a stream of ``duration``-second frames (90 kHz video, 48 kHz audio)."""
+    clock_rate = 90000 if kind == "video" else 48000
+    return EncodedFrame(
+        kind=kind,
+        codec=codec,
+        data=data,
+        rtp_timestamp=round(index * duration * clock_rate),
+        clock_rate=clock_rate,
+        keyframe=keyframe,
+        presentation_time=index * duration,
+        clock_source="arrival",
+        arrival_time=time.monotonic(),
+        index=index,
+    )
 
 
 def test_decoder_behind_drops_to_next_keyframe_and_asks_for_one() -> None:
@@ -247,20 +254,7 @@ def opus_frames(n: int) -> list[EncodedFrame]:
         frame = av.AudioFrame.from_ndarray(chunk, format="s16", layout="stereo")
         frame.sample_rate, frame.pts = 48000, i * 960
         for pkt in ctx.encode(frame):
-            out.append(
-                EncodedFrame(
-                    kind="audio",
-                    codec="opus",
-                    data=bytes(pkt),
-                    rtp_timestamp=960 * len(out),
-                    clock_rate=48000,
-                    keyframe=True,
-                    presentation_time=len(out) * 0.02,
-                    clock_source="arrival",
-                    arrival_time=time.monotonic(),
-                    index=len(out),
-                )
-            )
+            out.append(_encoded("audio", "opus", bytes(pkt), len(out), 0.02, True))
     return out[:n]
 
 
@@ -313,16 +307,10 @@ def test_a_bad_audio_packet_is_counted_and_the_next_one_decodes() -> None:
     remove = dec.add_sink(lambda f: got.append(f.encoded.index))
     frames = opus_frames(3)
     source.push(frames[0])
-    garbage = EncodedFrame(**{**_fields(frames[1]), "data": b"\xff" * 3, "index": 99})
+    garbage = dataclasses.replace(frames[1], data=b"\xff" * 3, index=99)
     source.push(garbage)
     source.push(frames[2])
     remove()
     assert 0 in got and 2 in got and 99 not in got
     assert dec.stats().decode_errors == 1
     assert source.keyframe_requests == 0, "audio has no keyframes to ask for"
-
-
-def _fields(frame: EncodedFrame) -> dict[str, Any]:
-    import dataclasses
-
-    return {f.name: getattr(frame, f.name) for f in dataclasses.fields(frame)}

@@ -184,6 +184,7 @@ class TrackDecoder:
         self._key_wait_timeouts = 0
         self._decoded = 0
         self._errors = 0
+        self._failing = False  # the last packet failed: further failures are only counted
         self._dropped = 0
         self._skipped = 0
         self._decode_time = 0.0
@@ -353,12 +354,16 @@ class TrackDecoder:
         try:
             frames = decoding.decode(item)
         except _NoDecoder:
-            logger.exception("cannot create a %s decoder", item.codec)
+            if not self._failing:  # once, not for every packet that follows
+                logger.exception("cannot create a %s decoder", item.codec)
+            self._failing = True
             return
         except av.FFmpegError as exc:
             self._errors += 1
             if self.kind == "audio":  # the next packet decodes on its own
-                logger.warning("%s decode error (%s)", item.codec, exc)
+                if not self._failing:  # 50 packets a second: log a run of errors once
+                    logger.warning("%s decode error (%s); more are only counted", item.codec, exc)
+                self._failing = True
                 return
             logger.warning("%s decode error (%s); requesting a keyframe", item.codec, exc)
             if self._is_current():
@@ -366,6 +371,7 @@ class TrackDecoder:
                     self._wait_for_keyframe()
                 self._request_keyframe()
             return
+        self._failing = False
         self._decode_time += time.perf_counter() - t0
         now = time.monotonic()
         for f, encoded in frames:

@@ -300,17 +300,25 @@ def test_audio_on_a_thread_when_asked() -> None:
     assert {t.name for t in got} == {"avatar-rtc-audio-decoder"}
 
 
-def test_a_bad_audio_packet_is_counted_and_the_next_one_decodes() -> None:
+def test_bad_audio_packets_are_counted_logged_once_a_run_and_the_next_one_decodes(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     source = FakeAudioSource()
     dec = TrackDecoder(source)
     got: list[int] = []
     remove = dec.add_sink(lambda f: got.append(f.encoded.index))
-    frames = opus_frames(3)
-    source.push(frames[0])
-    garbage = dataclasses.replace(frames[1], data=b"\xff" * 3, index=99)
-    source.push(garbage)
-    source.push(frames[2])
+    frames = opus_frames(4)
+    garbage = [dataclasses.replace(frames[1], data=b"\xff" * 3, index=90 + i) for i in range(3)]
+    with caplog.at_level("WARNING", logger="avatar_rtc.media.decoder"):
+        source.push(frames[0])
+        for bad in garbage:  # a run of three: one warning
+            source.push(bad)
+        source.push(frames[2])
+        source.push(garbage[0])  # a new run after a good packet: logged again
+        source.push(frames[3])
     remove()
-    assert 0 in got and 2 in got and 99 not in got
-    assert dec.stats().decode_errors == 1
+    assert got == [0, 2, 3]
+    assert dec.stats().decode_errors == 4
+    warnings = [r for r in caplog.records if "decode error" in r.getMessage()]
+    assert len(warnings) == 2, [r.getMessage() for r in warnings]
     assert source.keyframe_requests == 0, "audio has no keyframes to ask for"

@@ -54,7 +54,7 @@ from .api.client import ControlClient
 from .api.models import TurnConfig
 from .api.session_scope import LiveSession
 from .errors import ApiError, AvatarRTCError, ConfigurationError
-from .media.decoder import DecodedFrame, TrackDecoder, decoder_for
+from .media.decoder import DecodedFrame, TrackDecoder, call_from_sink, decoder_for
 from .media.formats import AudioFormat, VideoFormat
 from .media.frames import VideoFrame
 from .media.playout import PlayoutSource
@@ -292,11 +292,9 @@ class AvatarSession:
         self._emit("state", state)
 
     def _call_on_loop(self, fn: Callable[..., object], *args: Any) -> None:
-        """From a decoder thread: run ``fn`` on the session's loop (dropped once it closed)."""
-        loop = self._loop
-        if loop is not None:
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(fn, *args)
+        """From a decoder sink: run ``fn`` on the session's loop (dropped once it closed)."""
+        if self._loop is not None:
+            call_from_sink(self._loop, fn, *args)
 
     # --- lifecycle ----------------------------------------------------------------------
 

@@ -35,6 +35,7 @@ enqueue or convert).
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import contextlib
 import functools
@@ -52,7 +53,7 @@ import av
 from ..rtc.encoded_frame import EncodedFrame, FrameSource, MediaKind
 from .codecs import create_decoder
 
-__all__ = ["DecodedFrame", "DecoderStats", "TrackDecoder", "decoder_for"]
+__all__ = ["DecodedFrame", "DecoderStats", "TrackDecoder", "call_from_sink", "decoder_for"]
 
 logger = logging.getLogger(__name__)
 
@@ -98,6 +99,21 @@ def decoder_for(
         if dec is None:
             dec = _DECODERS[source] = (create or TrackDecoder)(source)
         return dec
+
+
+def call_from_sink(loop: asyncio.AbstractEventLoop, fn: Callable[..., Any], *args: Any) -> None:
+    """From a sink: run ``fn`` on ``loop`` soon. A sink runs on a decoder thread or, decoding
+    inline, on the loop itself, which needs no wake-up through the loop's self-pipe. Dropped
+    once the loop closed."""
+    try:
+        on_loop = asyncio.get_running_loop() is loop
+    except RuntimeError:
+        on_loop = False
+    if on_loop:
+        loop.call_soon(fn, *args)
+        return
+    with contextlib.suppress(RuntimeError):  # loop closed
+        loop.call_soon_threadsafe(fn, *args)
 
 
 @functools.cache

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Generic, Literal, TypeVar
 
 from ..rtc.encoded_frame import FrameSource
-from .decoder import DecodedFrame, TrackDecoder, decoder_for
+from .decoder import DecodedFrame, TrackDecoder, call_from_sink, decoder_for
 from .formats import AudioFormat, VideoFormat
 from .frames import AudioFrame, AudioRechunker, VideoFrame
 
@@ -257,15 +257,7 @@ class _Stream(Generic[T]):
             self._call_soon(self._wake, waiter)
 
     def _call_soon(self, fn: Callable[..., Any], *args: Any) -> None:
-        try:
-            on_loop = asyncio.get_running_loop() is self._loop
-        except RuntimeError:
-            on_loop = False
-        if on_loop:  # audio decodes on the loop: no wake-up through its self-pipe needed
-            self._loop.call_soon(fn, *args)
-            return
-        with contextlib.suppress(RuntimeError):  # loop closed
-            self._loop.call_soon_threadsafe(fn, *args)
+        call_from_sink(self._loop, fn, *args)
 
     @staticmethod
     def _wake(waiter: asyncio.Future[None]) -> None:

@@ -107,6 +107,24 @@ def test_rechunker_16k_mono_is_gapless(dtype: str) -> None:
     assert r.gaps_filled == 0
 
 
+@pytest.mark.parametrize("channels", [1, 2])
+def test_rechunker_at_the_decoder_rate_mixes_and_copies(channels: int) -> None:
+    # 48 kHz s16 stereo in (Opus' output): no resampler, numpy only.
+    rng = np.random.default_rng(7)
+    pcm = rng.integers(-32768, 32768, size=(960, 2), dtype=np.int16)
+    frame = av.AudioFrame.from_ndarray(pcm.reshape(1, -1), format="s16", layout="stereo")
+    frame.sample_rate = 48000
+    r = AudioRechunker(AudioFormat(sample_rate=48000, channels=channels, frame_ms=20))
+    (out,) = r.push(frame, 0.0, "arrival", 0.0)
+    if channels == 1:
+        exact = (pcm[:, :1].astype(np.int32) + pcm[:, 1:]) // 2
+        assert np.abs(out.data.astype(np.int32) - exact).max() <= 1  # no int16 overflow
+    else:
+        assert np.array_equal(out.data, pcm)
+    out.data[:] = 0  # ours to write: not the decoder's frame
+    assert np.array_equal(frame.to_ndarray().reshape(-1, 2), pcm)
+
+
 def test_rechunker_fills_lost_packets_with_silence() -> None:
     r = AudioRechunker(AudioFormat(sample_rate=48000, channels=2, frame_ms=10))
     out = []

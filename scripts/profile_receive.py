@@ -19,6 +19,7 @@ all, and the top functions by inclusive and by self time (samples x interval / p
 the receiver process CPU per session (``/proc/self/stat``, all threads). ``--json`` adds a
 JSON line.
 
+    pip install py-spy  # not among the dev extras: only this script uses it
     python scripts/profile_receive.py --modes decode,copy-record,aiortc --sessions 4
 """
 
@@ -331,6 +332,9 @@ def main() -> int:
     if args.receiver:
         asyncio.run(run_receiver(args.receiver, args.n, json.loads(args.gen), args.seconds))
         return 0
+    if shutil.which("py-spy") is None:
+        print("profile_receive: py-spy is not installed (pip install py-spy)", file=sys.stderr)
+        return 2
     profiles = []
     for mode in [m for m in args.modes.split(",") if m]:
         profile = profile_mode(

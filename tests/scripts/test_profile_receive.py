@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib.util
+import os
+import subprocess
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -47,3 +49,16 @@ def test_only_the_loop_thread_counts_and_select_is_set_apart(
     own = dict(costs["self"])
     assert own["f (a.py)"] == 10 * 50.0 and own["g (a.py)"] == 30 * 50.0
     assert len(profile.parse_raw(raw, None)) == 4  # every thread, on request
+
+
+def test_without_py_spy_it_says_what_to_install(tmp_path: Path) -> None:
+    # An empty PATH (no py-spy): a one-line message and exit 2, not a traceback.
+    done = subprocess.run(
+        [sys.executable, str(SCRIPT), "--modes", "decode"],
+        env={**os.environ, "PATH": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip() == "profile_receive: py-spy is not installed (pip install py-spy)"

@@ -370,6 +370,7 @@ class TrackDecoder:
         try:
             frames = decoding.decode(item)
         except _NoDecoder:
+            self._errors += 1
             if not self._failing:  # once, not for every packet that follows
                 logger.exception("cannot create a %s decoder", item.codec)
             self._failing = True

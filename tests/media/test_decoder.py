@@ -322,3 +322,19 @@ def test_bad_audio_packets_are_counted_logged_once_a_run_and_the_next_one_decode
     warnings = [r for r in caplog.records if "decode error" in r.getMessage()]
     assert len(warnings) == 2, [r.getMessage() for r in warnings]
     assert source.keyframe_requests == 0, "audio has no keyframes to ask for"
+
+
+def test_a_codec_without_a_decoder_is_logged_once_and_counted(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    source = FakeAudioSource()
+    dec = TrackDecoder(source)
+    remove = dec.add_sink(lambda f: None)
+    unknown = [dataclasses.replace(f, codec="G7221") for f in opus_frames(3)]
+    with caplog.at_level("ERROR", logger="avatar_rtc.media.decoder"):
+        for frame in unknown:
+            source.push(frame)
+    remove()
+    assert dec.stats().decode_errors == 3
+    errors = [r for r in caplog.records if "cannot create a G7221 decoder" in r.getMessage()]
+    assert len(errors) == 1, [r.getMessage() for r in caplog.records]

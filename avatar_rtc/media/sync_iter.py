@@ -82,11 +82,25 @@ def _run_on(
     loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, R], timeout: float | None
 ) -> R:
     future = asyncio.run_coroutine_threadsafe(coro, loop)
-    try:
-        return future.result(timeout)
-    except concurrent.futures.TimeoutError:
+    if not _wait_done(future, timeout):
         future.cancel()
-        raise TimeoutError(f"no result within {timeout} s") from None
+        raise TimeoutError(f"no result within {timeout} s")
+    return future.result()
+
+
+def _wait_done(future: concurrent.futures.Future[Any], timeout: float | None) -> bool:
+    """Whether ``future`` finished within ``timeout`` s, waited for on a plain lock.
+
+    Not ``future.result(timeout)``: a Ctrl-C that lands inside ``threading.Condition.wait``
+    just after it released its lock leaves it released, and the ``with`` around the wait then
+    raises ``RuntimeError: cannot release un-acquired lock`` instead of the
+    ``KeyboardInterrupt`` (seen under Python 3.12 in CI). ``Lock.acquire`` is interrupted
+    cleanly.
+    """
+    done = threading.Lock()
+    done.acquire()
+    future.add_done_callback(lambda _: done.release())
+    return done.acquire(timeout=-1 if timeout is None else max(timeout, 0.0))
 
 
 class FrameIterator(Generic[F]):

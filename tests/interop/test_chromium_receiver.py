@@ -2,8 +2,9 @@
 
 The scenario (``peers/chromium_receiver/scenario.py``) runs in a private network namespace
 (``unshare -n``, only ``lo``): coturn + an emulator session that speaks, one 4 s
-:meth:`ChromiumReceiver.watch`. It prints the watch as JSON; its stderr holds everything the
-peer logged (and Chromium's own stderr).
+:meth:`ChromiumReceiver.watch` asked to go on until 6 s after its first decoded frame. It
+prints the watch as JSON; its stderr holds everything the peer logged (and Chromium's own
+stderr).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from tests.interop.peers.chromium_receiver.receiver import ChromiumWatch, StatsS
 from tests.support import require, require_tool
 
 WATCH_SECONDS = 4.0
+AFTER_FIRST_SECONDS = 6.0  # longer than WATCH_SECONDS, so the extension shows
 MIN_FPS = 15.0  # the emulator sends 25 fps; a busy machine decodes fewer
 
 
@@ -45,6 +47,7 @@ def chromium_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
     secrets_file = workdir / "secrets.json"
     cmd = ["unshare", "-n", sys.executable, "-m", "tests.interop.peers.chromium_receiver.scenario",
            str(workdir / "run"), "--chromium", chromium, "--seconds", str(WATCH_SECONDS),
+           "--after-first", str(AFTER_FIRST_SECONDS),
            "--secrets-out", str(secrets_file)]  # fmt: skip
     env = {**os.environ, "CHROMIUM_LOG": "1"}  # Chromium's stderr too, for the secrets check
     done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=180)
@@ -76,6 +79,17 @@ def test_chromium_decodes_the_emulator_stream_through_the_relay(chromium_run: Ru
           f"watch of {WATCH_SECONDS} s took {took:.2f} s")  # fmt: skip
     # Not more than sent (a wrong counter or clock), not much less (frames really decoded).
     assert MIN_FPS <= fps <= emulator_fps * 1.2, decoded
+
+
+@pytest.mark.interop
+def test_the_watch_goes_on_for_its_time_after_the_first_frame(chromium_run: Run) -> None:
+    # The impairment cells rely on it: a Chromium slow to its first frame under loss still
+    # gets a full window. Without it the watch ends WATCH_SECONDS after the answer.
+    samples = [StatsSample(**s) for s in chromium_run.result["samples"]]
+    first = next(s.wall for s in samples if s.frames_decoded > 0)
+    watched_after_first = samples[-1].wall - first
+    assert watched_after_first >= AFTER_FIRST_SECONDS - 0.25, watched_after_first
+    assert watched_after_first <= AFTER_FIRST_SECONDS + 0.5, watched_after_first  # then it stops
 
 
 @pytest.mark.interop

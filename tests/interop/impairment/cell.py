@@ -67,6 +67,10 @@ EVENT_AFTER = 3.0  # seconds after our first frame
 FIRST_FRAME_TIMEOUT = 40.0
 TYPED_ERROR_TIMEOUT = 90.0
 CHROMIUM_EXTRA = 4.0  # Chromium watches this much longer than the window (our connect)
+# Chromium's first frame can come late under loss (8.3 s at 5 % from a NACK-deaf sender on a
+# CI run with a busy core, which left an 11 s window of 15): it then watches on for a full
+# window after its first frame, up to this much longer.
+CHROMIUM_LATE_FIRST_MAX = 30.0
 SETTLE = 0.5  # the window starts this long after the later first frame
 
 
@@ -261,8 +265,14 @@ async def run_inside(cell: Cell, kind: SenderKind, seconds: float, chromium_path
                 "username": USERNAME, "credential": PASSWORD}]  # fmt: skip
         watch_seconds = seconds + CHROMIUM_EXTRA + cell.outage_s
         t_launch = time.time()
-        future = browser.watch_async(config.whep_url, bearer=handle.token.reveal(),
-                                     ice_servers=ice, seconds=watch_seconds)  # fmt: skip
+        future = browser.watch_async(
+            config.whep_url,
+            bearer=handle.token.reveal(),
+            ice_servers=ice,
+            seconds=watch_seconds,
+            after_first_frame=seconds + cell.outage_s + 2 * SETTLE,
+            max_seconds=watch_seconds + CHROMIUM_LATE_FIRST_MAX,
+        )
         our_turn = IceServer(f"turn:127.0.0.1:{OUR_PORT}?transport=udp", USERNAME, PASSWORD)
         options = SessionOptions(api_url=sender.api_url, ks=Secret(sender.ks),
                                  ice=IceOptions(policy="relay", extra_servers=(our_turn,)),

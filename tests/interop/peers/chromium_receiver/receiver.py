@@ -233,13 +233,19 @@ class ChromiumReceiver:
         ice_servers: list[dict[str, Any]],
         relay_only: bool = True,
         seconds: float,
+        after_first_frame: float | None = None,
+        max_seconds: float | None = None,
         start_wall: float | None = None,
     ) -> ChromiumWatch:
         """Watch ``whep_url`` for ``seconds`` (from the answer on), sampling every 0.25 s.
 
-        ``start_wall``: the time.time() at which to begin (the offer); default now. Never
-        raises for a failed watch: ``error`` says what went wrong, samples hold what came.
+        ``after_first_frame``: watch at least this long after the first decoded frame too,
+        but no longer than ``max_seconds`` after the answer (a receiver slow to its first
+        frame under loss still gets a full window). ``start_wall``: the time.time() at which
+        to begin (the offer); default now. Never raises for a failed watch: ``error`` says
+        what went wrong, samples hold what came.
         """
+        longest = max(seconds, max_seconds or 0.0)
         if start_wall is not None:
             time.sleep(max(0.0, start_wall - time.time()))
         watch_id = uuid.uuid4().hex
@@ -252,11 +258,13 @@ class ChromiumReceiver:
                 "ice_servers": ice_servers,
                 "relay_only": relay_only,
                 "seconds": seconds,
+                "after_first": after_first_frame,
+                "max_seconds": longest,
                 "period": SAMPLE_PERIOD_S,
             }
         )
         try:
-            if not pending.done.wait(seconds + WATCH_SLACK_S):
+            if not pending.done.wait(longest + WATCH_SLACK_S):
                 pending.result.error = pending.result.error or "the page did not finish the watch"
         finally:
             self.pending.pop(watch_id, None)
@@ -271,6 +279,8 @@ class ChromiumReceiver:
         ice_servers: list[dict[str, Any]],
         relay_only: bool = True,
         seconds: float,
+        after_first_frame: float | None = None,
+        max_seconds: float | None = None,
         start_wall: float | None = None,
     ) -> concurrent.futures.Future[ChromiumWatch]:
         """:meth:`watch` in a background thread; ``.result()`` waits for it."""
@@ -281,6 +291,8 @@ class ChromiumReceiver:
             ice_servers=ice_servers,
             relay_only=relay_only,
             seconds=seconds,
+            after_first_frame=after_first_frame,
+            max_seconds=max_seconds,
             start_wall=start_wall,
         )
 

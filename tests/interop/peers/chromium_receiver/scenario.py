@@ -59,7 +59,8 @@ def ice_server_dicts(turn: dict[str, str]) -> list[dict[str, Any]]:
     ]
 
 
-def run(workdir: Path, chromium: str, seconds: float, secrets_out: Path | None) -> dict[str, Any]:
+def run(workdir: Path, chromium: str, seconds: float, secrets_out: Path | None,
+        after_first: float | None = None) -> dict[str, Any]:  # fmt: skip
     secret = secrets.token_urlsafe(24)
     placeholder = TurnConfig("127.0.0.1", Secret("unused"), Secret("unused"))
     with (
@@ -80,9 +81,10 @@ def run(workdir: Path, chromium: str, seconds: float, secrets_out: Path | None) 
         with ChromiumReceiver.start(chromium, workdir / "chromium") as browser:
             call(f"{emulator.api_url}/{session_id}/say-text", auth, {"text": SPEECH})
             started = time.monotonic()
-            watch = browser.watch(
-                init["whepUrl"], bearer=token, ice_servers=ice_servers, seconds=seconds
-            )
+            longest = None if after_first is None else seconds + 30
+            watch = browser.watch(init["whepUrl"], bearer=token, ice_servers=ice_servers,
+                                  seconds=seconds, after_first_frame=after_first,
+                                  max_seconds=longest)  # fmt: skip
             watch_seconds = time.monotonic() - started
             startup = browser.startup_seconds
         stopped = time.monotonic() - launched
@@ -114,13 +116,14 @@ def main() -> None:
     parser.add_argument("--chromium", required=True)
     parser.add_argument("--seconds", type=float, default=4.0)
     parser.add_argument("--secrets-out", type=Path)
+    parser.add_argument("--after-first", type=float, help="watch this long after the first frame")
     args = parser.parse_args()
     # Everything the peer logs goes to stderr (the secrets test reads it all).
     logging.basicConfig(level=logging.DEBUG, stream=sys.stderr)
     for noisy in ("aioice", "aiortc"):  # per-packet lines
         logging.getLogger(noisy).setLevel(logging.INFO)
     subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
-    result = run(args.workdir, args.chromium, args.seconds, args.secrets_out)
+    result = run(args.workdir, args.chromium, args.seconds, args.secrets_out, args.after_first)
     print(json.dumps(result))
     sys.stdout.flush()
 

@@ -35,6 +35,7 @@ from ..rtc.ice_options import IceOptions
 from ..rtc.ice_servers import IceServer, parse_ice_url
 from ..rtc.reconnect import ReconnectPolicy
 from ..rtc.video_codecs import RECEIVABLE_VIDEO_CODECS
+from ..tasks import cancel_and_wait
 from .exit_status import EXIT_SIGINT, exit_code_of, print_error
 
 if TYPE_CHECKING:
@@ -284,9 +285,8 @@ async def race_stop(stop: StopSignals, awaitable: Any) -> tuple[bool, Any]:
     finally:
         waiter.cancel()
         if not task.done():
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+            with contextlib.suppress(Exception):
+                await cancel_and_wait(task)
     if task in done:
         return False, task.result()
     return True, None

@@ -287,8 +287,9 @@ def _print_summary(report: FleetReport, args: argparse.Namespace) -> None:
     from ..fleet.aggregate import METRICS
 
     lines = [
-        f"fleet: {report.ok}/{report.sessions} sessions ok ({args.engine} engine), "
-        f"files in {args.out}"
+        f"fleet: {report.ok}/{report.sessions} sessions ok ({args.engine} engine"
+        + (f", {report.wall_seconds:.1f} s" if report.wall_seconds is not None else "")
+        + f"), files in {args.out}"
         + (f", QA {report.qa_pass} pass / {report.qa_fail} fail" if args.job == "qa" else ""),
     ]
     for name, (label, unit) in METRICS.items():

@@ -32,6 +32,7 @@ from ..errors import (
     ThresholdError,
 )
 from ..redact import redact
+from ..tasks import cancel_and_wait
 from .arguments import (
     add_command,
     add_speech_options,
@@ -238,9 +239,7 @@ async def _record(
             try:
                 outcome = await _drive(args, session, recorder, stop, target)
             finally:
-                ticker.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await ticker
+                await cancel_and_wait(ticker)
             try:
                 stats = await recorder.astop()
             except RecordError as exc:  # the writer failed: still show what the file holds
@@ -324,9 +323,7 @@ async def _connect(session: AvatarSession, target: Target, progress: Progress | 
         raise
     finally:
         if ticker is not None:
-            ticker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await ticker
+            await cancel_and_wait(ticker)
 
 
 async def _show_connecting(progress: Progress, session: AvatarSession, target: Target) -> None:

@@ -19,6 +19,7 @@ from aiohttp import web
 
 from ..api.models import TurnConfig
 from ..redact import register_secret
+from ..tasks import cancel_and_wait
 from .auth import KsAuthority, TokenAuthority
 from .control import API_PREFIX, WHEP_PREFIX, ControlApi, ControlConfig
 from .counters import EmulatorCounters
@@ -227,9 +228,7 @@ class Emulator:
 
     async def stop(self) -> None:
         if self._sweeper is not None:
-            self._sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sweeper
+            await cancel_and_wait(self._sweeper)
             self._sweeper = None
         if self._control is not None:
             await self._control.close_all()

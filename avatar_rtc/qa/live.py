@@ -23,7 +23,6 @@ freezes.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import threading
 import time
@@ -38,6 +37,7 @@ import av
 import numpy as np
 
 from ..media.formats import AudioFormat, VideoFormat
+from ..tasks import cancel_and_wait
 from .analysis import MediaQa
 from .network import JitterMeter, NetworkResult, NetworkSample, TrackSample
 from .report import LiveResult, QaReport
@@ -194,9 +194,7 @@ class LiveQa:
     async def stop(self) -> None:
         """Detach (a last network sample first) and let the analysis catch up. Idempotent."""
         if self._sampler is not None:
-            self._sampler.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sampler
+            await cancel_and_wait(self._sampler)
             self._sampler = None
             self._sample()
         for stream in self._streams:

@@ -42,6 +42,7 @@ import aioice.ice
 from aioice import Candidate, Connection, stun, turn
 from aioice.candidate import candidate_foundation, candidate_priority
 
+from ..tasks import wait_ended
 from . import aiortc_seam as seam
 from .candidate_pair import RelayTransport, SelectedPair
 from .ice_servers import IceServer, parse_ice_url
@@ -341,8 +342,8 @@ class MultiTurnConnection(Connection):
         self._mt_closed = True
         task = self._mt_release_task
         if task is not None and not task.done():
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+            with contextlib.suppress(Exception):
+                await wait_ended(task)  # the release goes on: no TURN allocation left
         await super().close()
 
     def relay_urls(self) -> list[str]:

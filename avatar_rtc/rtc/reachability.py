@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import Literal
 from urllib.parse import urlsplit
 
+from ..tasks import cancel_and_wait
 from .candidate_pair import SelectedPair
 from .ice_servers import parse_ice_url
 
@@ -198,10 +199,7 @@ class ReachabilityMonitor:
         task, self._task = self._task, None
         self.down = False if not self.targets else None
         self._back = False
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(task)
 
     async def _run(self) -> None:
         while True:

@@ -54,6 +54,7 @@ from ..errors import (
     WhepError,
     WhepNotFoundError,
 )
+from ..tasks import cancel_and_wait
 from .reachability import ReachabilityMonitor, probe_targets, verdict
 from .watchdog import MediaWatchdog
 
@@ -264,9 +265,7 @@ class Reconnector:
         """Stop reconnecting and close the current connection (WHEP DELETE). Idempotent."""
         self.stop()
         task, self._task = self._task, None
-        if task is not None:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(task)  # stop() cancelled it already: a no-op second cancel
         await self._monitor.stop()
         if self._connection is not None:
             await self._connection.close()

@@ -14,7 +14,7 @@ import dataclasses
 import itertools
 import socket
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any, cast
 
 import pytest
@@ -95,12 +95,18 @@ class Harness:
         self.hang = False
         self.whep_url = whep_url
         self.events: list[tuple[str, Outage | AvatarRTCError, float]] = []
+        self.on_event: Callable[[str], None] | None = None  # called after each event
         self.reconnector = Reconnector(
             self._new, policy=policy, activity=self.net.activity,
-            on_reconnecting=lambda o: self.events.append(("reconnecting", o, time.monotonic())),
-            on_reconnected=lambda o: self.events.append(("reconnected", o, time.monotonic())),
-            on_failed=lambda e: self.events.append(("failed", e, time.monotonic())),
+            on_reconnecting=lambda o: self._event("reconnecting", o),
+            on_reconnected=lambda o: self._event("reconnected", o),
+            on_failed=lambda e: self._event("failed", e),
         )  # fmt: skip
+
+    def _event(self, name: str, data: Outage | AvatarRTCError) -> None:
+        self.events.append((name, data, time.monotonic()))
+        if self.on_event is not None:
+            self.on_event(name)
 
     def _new(self) -> MediaConnection:
         number = len(self.made) + 1
@@ -256,6 +262,33 @@ async def test_no_attempt_while_the_network_is_down_one_soon_after_it_is_back() 
         assert h.event("reconnected").replaced
     server.close()
     await server.wait_closed()
+
+
+async def test_closed_as_media_comes_back_it_closes() -> None:
+    """close() right after "reconnected": the reconnect task is still stopping the network
+    probes then. Its cancellation was swallowed there, the task went back to watching media
+    and close() waited for it for ever (a CI run hung for 120 s)."""
+    port = _free_port()
+    server = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", port)
+    h = Harness(whep_url=f"http://127.0.0.1:{port}/whep")
+    closing: list[asyncio.Task[None]] = []
+
+    def close_when_back(name: str) -> None:
+        if name == "reconnected":  # runs before the reconnect task's probes have stopped
+            closing.append(asyncio.ensure_future(h.reconnector.close()))
+
+    h.on_event = close_when_back
+    try:
+        await h.reconnector.connect()
+        await asyncio.sleep(0.2)  # the probes are validated and running
+        h.made[0].die()
+        await wait_until(lambda: closing, 5)
+        await asyncio.wait(closing)  # no bound of ours: pytest-timeout guards the hang
+        assert closing[0].exception() is None
+        assert h.made[1].closed and h.names() == ["reconnecting", "reconnected"]
+    finally:
+        server.close()
+        await server.wait_closed()
 
 
 async def test_a_refusing_whep_server_is_final_within_about_a_second() -> None:

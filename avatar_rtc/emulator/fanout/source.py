@@ -11,7 +11,6 @@ keyframe when it asks for one. The task runs while there are outlets, and stops 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
 import time
@@ -22,6 +21,7 @@ from avatar_rtc.emulator.fanout.outlet import Outlet
 from avatar_rtc.emulator.media.encoder import AUDIO_CLOCK, AUDIO_FRAME, VIDEO_CLOCK, video_pts
 from avatar_rtc.emulator.media.options import AvatarMediaOptions
 from avatar_rtc.emulator.media.timeline import MediaKind
+from avatar_rtc.tasks import cancel_and_wait
 
 __all__ = ["FanoutSource", "FanoutStats"]
 
@@ -87,9 +87,7 @@ class FanoutSource:
             self._outlets.remove(outlet)
         if not self._outlets and self._task is not None:
             task, self._task = self._task, None
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await cancel_and_wait(task)
 
     async def _run(self, loop: EncodedLoop) -> None:
         clock = asyncio.get_running_loop()  # its time() is time.monotonic()

@@ -16,7 +16,6 @@ one head further back (:mod:`.media_faults`). Audio events are at the media time
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
 import time
@@ -56,6 +55,7 @@ from avatar_rtc.emulator.media.tracks import PacketTrack
 from avatar_rtc.emulator.media.tts import Synthesizer, make_synthesizer
 from avatar_rtc.emulator.media.viewer import MediaClosedError, Viewer
 from avatar_rtc.emulator.media.viewer_slot import check_room, negotiate_reserved
+from avatar_rtc.tasks import cancel_and_wait
 
 logger = logging.getLogger(__name__)
 
@@ -377,10 +377,9 @@ class AvatarMedia:
         self.interrupt()
         self.closed = True
         for task in self._tasks:
-            task.cancel()
+            task.cancel()  # all at once, then each awaited
         for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await cancel_and_wait(task)
         self._tasks = []
         for resource_id in list(self._viewers):
             await self.disconnect_viewer(resource_id)

@@ -32,10 +32,15 @@ async def cancel_and_wait(task: asyncio.Future[Any] | None) -> None:
 
 async def wait_ended(task: asyncio.Future[Any]) -> None:
     """Wait until ``task`` has ended, without cancelling it: its ``CancelledError`` ends
-    here, the caller's own cancellation is raised, so is an exception the task ended with."""
+    here, the caller's own cancellation is raised, so is an exception the task ended with.
+
+    "Own" means requested while it waits: cleanup that runs after the caller was cancelled
+    (and took that cancellation) still waits for its tasks.
+    """
+    current = asyncio.current_task()
+    requested = 0 if current is None else current.cancelling()
     try:
         await task
     except asyncio.CancelledError:
-        current = asyncio.current_task()
-        if current is not None and current.cancelling():
+        if current is not None and current.cancelling() > requested:
             raise

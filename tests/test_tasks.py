@@ -75,3 +75,25 @@ async def test_wait_ended_does_not_cancel() -> None:
     task = asyncio.create_task(short())
     await wait_ended(task)
     assert task.result() == "done"
+
+
+async def test_cleanup_after_the_caller_took_a_cancellation_still_waits() -> None:
+    # As in a close() run from an ``except CancelledError`` block: the caller's earlier
+    # cancellation is no reason to cut the cleanup short.
+    finished: list[str] = []
+
+    async def caller() -> None:
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            helper = asyncio.create_task(_slow_to_stop())
+            await asyncio.sleep(0)
+            await cancel_and_wait(helper)
+            finished.append("cleanup done")
+            raise
+
+    task = asyncio.create_task(caller())
+    await asyncio.sleep(0)
+    task.cancel()
+    await asyncio.wait({task})
+    assert task.cancelled() and finished == ["cleanup done"]

@@ -30,10 +30,6 @@ __all__ = ["FrameSource", "Recorder"]
 
 log = logging.getLogger(__name__)
 
-# The writer thread takes what is queued every 0.1 s, not a wake-up per frame (the wake-up
-# cost the event loop more than the frame's whole receive path: ``queue.py``).
-WRITER_BATCH_DELAY = 0.1
-
 
 _Item = (
     tuple[str, EncodedFrame, float]
@@ -97,9 +93,7 @@ class Recorder:
             resolve_codecs(self.spec, self.options.encode)  # fail now, not in the thread
         self._book = StatsBook()
         self._queue: ByteBoundedQueue[_Item] = ByteBoundedQueue(
-            self.options.max_queue_bytes,
-            self.options.max_queue_items,
-            batch_delay=WRITER_BATCH_DELAY,
+            self.options.max_queue_bytes, self.options.max_queue_items
         )
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None

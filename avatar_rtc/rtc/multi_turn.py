@@ -18,7 +18,11 @@ Gathering ends before the offer is sent (a WHEP trickle PATCH only repeats those
 so this is the only place to trade completeness for time.
 
 After ICE nominated a pair, the relay allocations that were not selected are released
-(REFRESH lifetime 0), so a session does not hold four allocations on the TURN server.
+(REFRESH lifetime 0), so a session does not hold four allocations on the TURN server — but
+only once the peer has sent us media (DTLS, RTP or RTCP) and ``release_settle`` more seconds
+went by, and never one that carried media: aioice (and any peer with aggressive nomination,
+RFC 8445) may pick another of the nominated pairs than we did, and sends its media *to that
+relay*. Releasing it on our choice alone cut such a session off with 0 packets.
 
 It is installed per peer connection by :func:`install` (a class swap of the connection aiortc
 just created, before gathering) — no process-global patch. aioice's private state is reached
@@ -34,7 +38,7 @@ import logging
 import socket
 import ssl
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,7 +46,7 @@ import aioice.ice
 from aioice import Candidate, Connection, stun, turn
 from aioice.candidate import candidate_foundation, candidate_priority
 
-from ..tasks import wait_ended
+from ..tasks import cancel_and_wait, wait_ended
 from . import aiortc_seam as seam
 from .candidate_pair import RelayTransport, SelectedPair
 from .ice_servers import IceServer, parse_ice_url
@@ -54,6 +58,27 @@ logger = logging.getLogger(__name__)
 # Local preference of relay candidates by how the TURN server is reached (UDP best, like
 # libwebrtc); the URL's position breaks ties so the service's order is kept.
 _TRANSPORT_RANK: dict[RelayTransport, int] = {"udp": 0, "tcp": 1, "tls": 2}
+
+# How long the unused relays are kept after the peer's first media (the peer may still switch
+# pairs while the last checks complete), and how long we wait for that media at most.
+RELEASE_SETTLE = 2.0
+_MEDIA_EVIDENCE_TIMEOUT = 30.0
+
+
+class RelayProtocol(aioice.ice.StunProtocol):
+    """The protocol of one relay candidate; notes whether the peer sent media through it."""
+
+    def __init__(self, receiver: Connection, on_media: Callable[[], None]) -> None:
+        super().__init__(receiver)
+        self.media_seen = False
+        self._on_media = on_media
+
+    def datagram_received(self, data: bytes | str, addr: tuple[Any, ...]) -> None:
+        # STUN's first byte is 0..3; DTLS, RTP and RTCP start above it (RFC 7983).
+        if not self.media_seen and isinstance(data, bytes) and data and data[0] > 3:
+            self.media_seen = True
+            self._on_media()
+        super().datagram_received(data, addr)
 
 
 @dataclass(frozen=True)
@@ -124,6 +149,9 @@ class MultiTurnConnection(Connection):
     _mt_timeout: float
     _mt_relay_of: dict[int, TurnEndpoint]
     _mt_release_task: asyncio.Task[None] | None
+    _mt_releasing: bool
+    _mt_media: asyncio.Event
+    _mt_settle: float
     _mt_closed: bool
     gather_report: GatherReport
 
@@ -135,6 +163,7 @@ class MultiTurnConnection(Connection):
         ssl_context: ssl.SSLContext | None,
         relay_grace: float,
         gather_timeout: float,
+        release_settle: float = RELEASE_SETTLE,
     ) -> None:
         self._mt_stun, self._mt_turn = split_servers(servers)
         self._mt_hosts = list(host_addresses) if host_addresses is not None else None
@@ -143,6 +172,9 @@ class MultiTurnConnection(Connection):
         self._mt_timeout = gather_timeout
         self._mt_relay_of = {}
         self._mt_release_task = None
+        self._mt_releasing = False
+        self._mt_media = asyncio.Event()  # a relay got the peer's first media
+        self._mt_settle = release_settle
         self._mt_closed = False
         self.gather_report = GatherReport()
 
@@ -261,12 +293,12 @@ class MultiTurnConnection(Connection):
 
     async def _allocate(
         self, component: int, endpoint: TurnEndpoint, *, hide_related: bool
-    ) -> tuple[Candidate, aioice.ice.StunProtocol]:
+    ) -> tuple[Candidate, RelayProtocol]:
         """One TURN allocation (what ``aioice.ice.relayed_candidate`` does, plus TLS context,
         a per-URL foundation and a per-transport priority)."""
         tls = endpoint.transport == "tls"
         _, protocol = await turn.create_turn_endpoint(
-            lambda: aioice.ice.StunProtocol(self),
+            lambda: RelayProtocol(self, self._mt_media.set),
             server_addr=(endpoint.host, endpoint.port),
             username=endpoint.username,
             password=endpoint.password,
@@ -321,18 +353,34 @@ class MultiTurnConnection(Connection):
         if self._mt_closed:  # close() ran while connect() finished: nothing may outlive it
             seam.cancel_consent_checks(self)
             return
-        nominated = {id(pair.protocol) for pair in seam.nominated_pairs(self).values()}
-        own = seam.protocols(self)
-        unused = [p for p in own if p.local_candidate.type == "relay" and id(p) not in nominated]
-        if unused:
-            for protocol in unused:
-                own.remove(protocol)
-            # In the background: releasing costs a round trip per allocation, and DTLS
-            # should start now. close() waits for it.
-            self._mt_release_task = asyncio.create_task(self._release(unused))
+        if any(p.local_candidate.type == "relay" for p in seam.protocols(self)):
+            # In the background: DTLS starts now. close() cancels the wait, or waits for
+            # a release under way.
+            self._mt_release_task = asyncio.create_task(self._release_unused())
 
-    async def _release(self, protocols: list[aioice.ice.StunProtocol]) -> None:
-        for protocol in protocols:
+    async def _release_unused(self) -> None:
+        """Release the relays neither we nor the peer use, once the peer's media shows which
+        one it sends to (see the module docstring)."""
+        relays = [p for p in seam.protocols(self) if isinstance(p, RelayProtocol)]
+        try:
+            async with asyncio.timeout(_MEDIA_EVIDENCE_TIMEOUT):
+                await self._mt_media.wait()
+        except TimeoutError:
+            return  # no media at all: the connection fails anyway; close() releases them
+        await asyncio.sleep(self._mt_settle)
+        nominated = {id(pair.protocol) for pair in seam.nominated_pairs(self).values()}
+        unused = [p for p in relays if id(p) not in nominated and not p.media_seen]
+        kept = [p for p in relays if id(p) not in nominated and p.media_seen]
+        if kept:
+            logger.info(
+                "the peer sends to another relay than the one we nominated: keeping %s",
+                ", ".join(self._mt_relay_of[id(p)].url for p in kept),
+            )
+        own = seam.protocols(self)
+        for protocol in unused:
+            own.remove(protocol)
+        self._mt_releasing = True  # from here on close() waits: these are no longer its own
+        for protocol in unused:
             endpoint = self._mt_relay_of.get(id(protocol))
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(protocol.close(), 5.0)
@@ -342,8 +390,11 @@ class MultiTurnConnection(Connection):
         self._mt_closed = True
         task = self._mt_release_task
         if task is not None and not task.done():
-            with contextlib.suppress(Exception):
-                await wait_ended(task)  # the release goes on: no TURN allocation left
+            if self._mt_releasing:
+                with contextlib.suppress(Exception):
+                    await wait_ended(task)  # the release goes on: no TURN allocation left
+            else:  # still waiting for media: super().close() releases them all
+                await cancel_and_wait(task)
         await super().close()
 
     def relay_urls(self) -> list[str]:

@@ -16,6 +16,7 @@ from avatar_rtc.errors import ConnectError, NoCandidatesError
 from avatar_rtc.rtc.connection import MediaConnection
 from avatar_rtc.rtc.ice_options import IceOptions
 from avatar_rtc.rtc.ice_servers import IceServer, TurnPorts
+from tests.support import wait_until
 from tests.turn_server import PASSWORD, USERNAME, TurnServer, turn_server
 
 from .whep_sender import AiortcWhepSender
@@ -74,13 +75,17 @@ async def test_relay_only_over(turn_server: TurnServer, transport: str) -> None:
         assert sender.counters.deletes == 1
 
 
-async def test_four_urls_all_reachable(turn_server: TurnServer) -> None:
-    ice = IceOptions(
+def four_urls(turn: TurnServer) -> IceOptions:
+    return IceOptions(
         policy="relay",
-        turn=turn_server.turn_config,
-        turn_ports=turn_server.ports,
-        turn_ca_file=str(turn_server.ca_file),
+        turn=turn.turn_config,
+        turn_ports=turn.ports,
+        turn_ca_file=str(turn.ca_file),
     )
+
+
+async def test_four_urls_all_reachable(turn_server: TurnServer) -> None:
+    ice = four_urls(turn_server)
     async with AiortcWhepSender() as sender:
         connection = await connect_and_receive(sender.url, ice)
         try:
@@ -90,13 +95,61 @@ async def test_four_urls_all_reachable(turn_server: TurnServer) -> None:
             assert list(report.outcomes.values()).count("ok") >= 2
             pair = connection.selected_pair()
             assert pair is not None and pair.relay_url in report.outcomes
-            # Relays that were not selected are released right after ICE.
-            assert connection._ice_connection is not None
-            for _ in range(50):
-                if connection._ice_connection.relay_urls() == [pair.relay_url]:
-                    break
-                await asyncio.sleep(0.05)
-            assert connection._ice_connection.relay_urls() == [pair.relay_url]
+            # Relays neither side uses are released once media flows (the sender may send
+            # to another relay than the one we nominated: that one stays).
+            ice_connection = connection._ice_connection
+            assert ice_connection is not None
+            await wait_until(lambda: len(ice_connection.relay_urls()) <= 2, 10)
+            assert pair.relay_url in ice_connection.relay_urls()
+        finally:
+            await connection.close()
+
+
+async def test_the_relay_the_peer_sends_to_is_kept(turn_server: TurnServer) -> None:
+    """A peer may nominate another of our relays than we did (aggressive nomination, as
+    aioice does) and send its media there: that relay must outlive the unused ones' release.
+    Before the fix every frame stopped once the unused relays were released."""
+    connection: MediaConnection | None = None
+    opened: list[tuple[str, int]] = []
+
+    def ours() -> tuple[str, int] | None:
+        pair = connection.selected_pair() if connection is not None else None
+        if pair is None:
+            return None
+        if not opened:
+            # As our checks from several relays do when they race: every relay we still
+            # hold lets the sender in.
+            assert connection is not None and connection._ice_connection is not None
+            connection._ice_connection.open_permissions([pair.remote_address])
+            opened.append(pair.remote_address)
+        return pair.local_address
+
+    video: list[RTCRtpReceiver] = []
+
+    def hook(receiver: RTCRtpReceiver, kind: str) -> None:
+        if kind == "video":
+            video.append(receiver)
+
+    async with AiortcWhepSender(avoid=ours) as sender:
+        connection = MediaConnection(
+            sender.url, ice=four_urls(turn_server), connect_timeout=10, on_receiver=hook
+        )
+        await connection.connect()
+        try:
+            await wait_until(lambda: sender.switched_to is not None, 5)
+            pair = connection.selected_pair()
+            assert pair is not None and sender.switched_to != pair.local_address
+            ice_connection = connection._ice_connection
+            assert ice_connection is not None
+            # Frames go on arriving until the unused relays are gone, and 30 more after.
+            frames = 0
+            while len(ice_connection.relay_urls()) > 2:
+                await asyncio.wait_for(video[0].track.recv(), 5)
+                frames += 1
+            for _ in range(30):
+                await asyncio.wait_for(video[0].track.recv(), 5)
+            assert pair.relay_url in ice_connection.relay_urls()
+            assert len(ice_connection.relay_urls()) == 2, ice_connection.relay_urls()
         finally:
             await connection.close()
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import av
 from aiohttp import web
+from aioice.ice import CandidatePair
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import AudioStreamTrack, VideoStreamTrack
 from aiortc.rtcconfiguration import RTCBundlePolicy
@@ -25,6 +26,7 @@ from avatar_rtc.rtc.sdp_candidates import SDPFRAG_TYPE, build_sdpfrag
 from .answer_shapes import Shape, candidate_lines, without_candidates
 
 PostHook = Callable[[web.Request], Awaitable[web.StreamResponse | None]]
+Address = tuple[str, int]
 
 
 @dataclass
@@ -63,6 +65,7 @@ class AiortcWhepSender:
         counter_offer: bool = False,
         answer_shape: Shape | None = None,
         trickle: bool = False,
+        avoid: Callable[[], Address | None] | None = None,
     ) -> None:
         """``counter_offer=True``: answer every POST with 406 + our own offer (WHEP -03+),
         and expect the client's answer in a PATCH.
@@ -71,13 +74,21 @@ class AiortcWhepSender:
         ``trickle=True``: the answer carries no candidate; they are returned (sdpfrag) in
         the 200 of the client's trickle PATCH, which must match the ETag (If-Match).
         ``video_size``: the video's size for the connections made from then on (``None``:
-        aiortc's 640x480); change it, then :meth:`drop_all`, and a reconnect gets the new one."""
+        aiortc's 640x480); change it, then :meth:`drop_all`, and a reconnect gets the new one.
+
+        ``avoid``: once ICE completed, send to another of the client's candidates than the
+        address ``avoid()`` returns (the one the client nominated), as a peer with aggressive
+        nomination may; ``switched_to`` then says where. (The client's relay must let the
+        sender in: a TURN permission for its address.)"""
         self.host = host
         self.counter_offer = counter_offer
         self.answer_shape = answer_shape
         self.trickle = trickle
         self.trickled: list[str] = []  # sdpfrag bodies the client PATCHed
         self.video_size: tuple[int, int] | None = None
+        self.avoid = avoid
+        self.switched_to: Address | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
         self.counters = SenderCounters()
         self.before_post = before_post
         self._pcs: dict[str, RTCPeerConnection] = {}
@@ -99,6 +110,9 @@ class AiortcWhepSender:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         await asyncio.gather(*(pc.close() for pc in self._pcs.values()))
         self._pcs.clear()
         if self._runner is not None:
@@ -137,7 +151,35 @@ class AiortcWhepSender:
             answer = self.answer_shape(answer)
         if self.trickle:
             answer = without_candidates(answer)
+        if self.avoid is not None:
+            task = asyncio.create_task(self._send_elsewhere(pc, self.avoid))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
         return self._new_resource(pc, 201, answer)
+
+    async def _send_elsewhere(
+        self, pc: RTCPeerConnection, avoid: Callable[[], Address | None]
+    ) -> None:
+        """Point the sender's nominated pair at another client candidate than ``avoid()``,
+        and keep it there for a few seconds (a later check would otherwise move it back).
+        A test double's liberty with aioice's private state: only here."""
+        connection = seam.ice_connection(pc.getTransceivers()[0])
+        nominated = seam.nominated_pairs(connection)
+        chosen = None
+        for _ in range(600):  # 3 s
+            await asyncio.sleep(0.005)
+            excluded = avoid()
+            if chosen is None and excluded is not None and 1 in nominated:
+                others = [
+                    candidate
+                    for candidate in connection._remote_candidates
+                    if candidate.component == 1 and (candidate.host, candidate.port) != excluded
+                ]
+                if others:
+                    chosen = CandidatePair(nominated[1].protocol, others[0])
+                    self.switched_to = chosen.remote_addr
+            if chosen is not None and nominated.get(1) is not chosen:
+                nominated[1] = chosen
 
     def _new_resource(
         self, pc: RTCPeerConnection, status: int, sdp: str | None = None

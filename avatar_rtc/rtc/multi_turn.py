@@ -65,8 +65,9 @@ RELEASE_SETTLE = 2.0
 _MEDIA_EVIDENCE_TIMEOUT = 30.0
 
 
-class RelayProtocol(aioice.ice.StunProtocol):
-    """The protocol of one relay candidate; notes whether the peer sent media through it."""
+class LocalProtocol(aioice.ice.StunProtocol):
+    """The protocol of one local candidate (host or relay); notes whether the peer sent media
+    to it."""
 
     def __init__(self, receiver: Connection, on_media: Callable[[], None]) -> None:
         super().__init__(receiver)
@@ -173,7 +174,7 @@ class MultiTurnConnection(Connection):
         self._mt_relay_of = {}
         self._mt_release_task = None
         self._mt_releasing = False
-        self._mt_media = asyncio.Event()  # a relay got the peer's first media
+        self._mt_media = asyncio.Event()  # one of our candidates got the peer's first media
         self._mt_settle = release_settle
         self._mt_closed = False
         self.gather_report = GatherReport()
@@ -198,7 +199,7 @@ class MultiTurnConnection(Connection):
     async def _gather_component(self, component: int) -> list[Candidate]:
         relay_only = seam.relay_only(self)
         candidates: list[Candidate] = []
-        host_protocols: list[aioice.ice.StunProtocol] = []
+        host_protocols: list[LocalProtocol] = []
         if not relay_only:
             host_protocols = await self._bind_hosts(component)
             candidates += [p.local_candidate for p in host_protocols]
@@ -259,17 +260,17 @@ class MultiTurnConnection(Connection):
                             await asyncio.wait_for(result[1].close(), 2.0)
         return candidates
 
-    async def _bind_hosts(self, component: int) -> list[aioice.ice.StunProtocol]:
+    async def _bind_hosts(self, component: int) -> list[LocalProtocol]:
         addresses = self._mt_hosts
         if addresses is None:
             use_ipv4, use_ipv6 = seam.use_ip_versions(self)
             addresses = aioice.ice.get_host_addresses(use_ipv4=use_ipv4, use_ipv6=use_ipv6)
         loop = asyncio.get_running_loop()
-        protocols: list[aioice.ice.StunProtocol] = []
+        protocols: list[LocalProtocol] = []
         for address in addresses:
             try:
                 transport, protocol = await loop.create_datagram_endpoint(
-                    lambda: aioice.ice.StunProtocol(self), local_addr=(address, 0)
+                    lambda: LocalProtocol(self, self._mt_media.set), local_addr=(address, 0)
                 )
             except OSError as exc:
                 logger.info("could not bind host candidate on %s: %s", address, exc)
@@ -293,12 +294,12 @@ class MultiTurnConnection(Connection):
 
     async def _allocate(
         self, component: int, endpoint: TurnEndpoint, *, hide_related: bool
-    ) -> tuple[Candidate, RelayProtocol]:
+    ) -> tuple[Candidate, LocalProtocol]:
         """One TURN allocation (what ``aioice.ice.relayed_candidate`` does, plus TLS context,
         a per-URL foundation and a per-transport priority)."""
         tls = endpoint.transport == "tls"
         _, protocol = await turn.create_turn_endpoint(
-            lambda: RelayProtocol(self, self._mt_media.set),
+            lambda: LocalProtocol(self, self._mt_media.set),
             server_addr=(endpoint.host, endpoint.port),
             username=endpoint.username,
             password=endpoint.password,
@@ -361,7 +362,10 @@ class MultiTurnConnection(Connection):
     async def _release_unused(self) -> None:
         """Release the relays neither we nor the peer use, once the peer's media shows which
         one it sends to (see the module docstring)."""
-        relays = [p for p in seam.protocols(self) if isinstance(p, RelayProtocol)]
+        own = seam.protocols(self)
+        relays = [
+            p for p in own if isinstance(p, LocalProtocol) and p.local_candidate.type == "relay"
+        ]
         try:
             async with asyncio.timeout(_MEDIA_EVIDENCE_TIMEOUT):
                 await self._mt_media.wait()
@@ -376,7 +380,6 @@ class MultiTurnConnection(Connection):
                 "the peer sends to another relay than the one we nominated: keeping %s",
                 ", ".join(self._mt_relay_of[id(p)].url for p in kept),
             )
-        own = seam.protocols(self)
         for protocol in unused:
             own.remove(protocol)
         self._mt_releasing = True  # from here on close() waits: these are no longer its own
@@ -397,11 +400,13 @@ class MultiTurnConnection(Connection):
                 await cancel_and_wait(task)
         await super().close()
 
-    def relay_urls(self) -> list[str]:
-        """TURN URLs whose allocation this connection still holds."""
-        return [
-            self._mt_relay_of[id(p)].url for p in seam.protocols(self) if id(p) in self._mt_relay_of
-        ]
+    def relays(self) -> dict[str, tuple[str, int]]:
+        """TURN URL -> relayed address, of the allocations this connection still holds."""
+        return {
+            self._mt_relay_of[id(p)].url: (p.local_candidate.host, p.local_candidate.port)
+            for p in seam.protocols(self)
+            if id(p) in self._mt_relay_of
+        }
 
     def selected_pair(self, component: int = 1) -> SelectedPair | None:
         """The nominated pair of ``component``, or ``None`` before ICE completed."""

@@ -84,6 +84,15 @@ def four_urls(turn: TurnServer) -> IceOptions:
     )
 
 
+def unused_relays(connection: MediaConnection, sender: AiortcWhepSender) -> set[str]:
+    """Relays the connection still holds that neither it nor the sender uses."""
+    ice_connection = connection._ice_connection
+    pair = connection.selected_pair()
+    assert ice_connection is not None and pair is not None
+    used = {pair.local_address} | sender.sending_to()
+    return {url for url, address in ice_connection.relays().items() if address not in used}
+
+
 async def test_four_urls_all_reachable(turn_server: TurnServer) -> None:
     ice = four_urls(turn_server)
     async with AiortcWhepSender() as sender:
@@ -97,10 +106,10 @@ async def test_four_urls_all_reachable(turn_server: TurnServer) -> None:
             assert pair is not None and pair.relay_url in report.outcomes
             # Relays neither side uses are released once media flows (the sender may send
             # to another relay than the one we nominated: that one stays).
+            await wait_until(lambda: unused_relays(connection, sender) == set(), 10)
             ice_connection = connection._ice_connection
             assert ice_connection is not None
-            await wait_until(lambda: len(ice_connection.relay_urls()) <= 2, 10)
-            assert pair.relay_url in ice_connection.relay_urls()
+            assert pair.relay_url in ice_connection.relays()
         finally:
             await connection.close()
 
@@ -142,14 +151,12 @@ async def test_the_relay_the_peer_sends_to_is_kept(turn_server: TurnServer) -> N
             ice_connection = connection._ice_connection
             assert ice_connection is not None
             # Frames go on arriving until the unused relays are gone, and 30 more after.
-            frames = 0
-            while len(ice_connection.relay_urls()) > 2:
+            while len(ice_connection.relays()) > 2:
                 await asyncio.wait_for(video[0].track.recv(), 5)
-                frames += 1
             for _ in range(30):
                 await asyncio.wait_for(video[0].track.recv(), 5)
-            assert pair.relay_url in ice_connection.relay_urls()
-            assert len(ice_connection.relay_urls()) == 2, ice_connection.relay_urls()
+            relays = ice_connection.relays()
+            assert set(relays.values()) == {pair.local_address, sender.switched_to}, relays
         finally:
             await connection.close()
 
@@ -230,6 +237,8 @@ async def test_policy_all_gathers_host_and_relay(turn_server: TurnServer) -> Non
         async with MediaConnection(sender.url, ice=ice) as connection:
             pair = connection.selected_pair()
             assert pair is not None and pair.local_type in ("host", "relay")
+            # The relay goes once media flows, unless one side uses it.
+            await wait_until(lambda: unused_relays(connection, sender) == set(), 10)
         offer = sender.counters.offers[0]
     assert "typ host" in offer and "typ relay" in offer
     assert "raddr 0.0.0.0" not in offer  # related address hidden only under relay policy

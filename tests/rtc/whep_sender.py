@@ -122,6 +122,14 @@ class AiortcWhepSender:
     def active(self) -> int:
         return len(self._pcs)
 
+    def sending_to(self) -> set[Address]:
+        """The client candidates the peer connections send their media to (nominated pairs)."""
+        return {
+            pair.remote_addr
+            for pc in self._pcs.values()
+            for pair in seam.nominated_pairs(seam.ice_connection(pc.getTransceivers()[0])).values()
+        }
+
     async def drop_all(self) -> None:
         """Close every peer connection from our side (the viewers see DTLS closed)."""
         pcs, self._pcs = list(self._pcs.values()), {}

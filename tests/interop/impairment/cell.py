@@ -51,7 +51,11 @@ from avatar_rtc.session import AvatarSession, SessionEvent
 from tests.interop.harness import ROOT, _stop, gstreamer_sender, read_until
 from tests.interop.impairment import impair, metrics
 from tests.interop.impairment.metrics import ReceiverFigures
-from tests.interop.peers.chromium_receiver.receiver import ChromiumReceiver, ChromiumWatch
+from tests.interop.peers.chromium_receiver.receiver import (
+    ChromiumReceiver,
+    ChromiumWatch,
+    StatsSample,
+)
 from tests.interop.peers.chromium_sender.relay import die_with_parent
 from tests.interop.production.netns import Namespace
 from tests.turn_server import PASSWORD, USERNAME, TurnServer
@@ -66,14 +70,10 @@ EMULATOR_PORT = 8001
 EVENT_AFTER = 3.0  # seconds after our first frame
 FIRST_FRAME_TIMEOUT = 40.0
 TYPED_ERROR_TIMEOUT = 90.0
-# Chromium watches this much longer than the window: our connect, and our first frame when it
-# comes late (8.8 s after launch at 5 % loss from a NACK-deaf sender on a CI run with a busy
-# core, with 4.0 here: an 11 s window of 15).
-CHROMIUM_EXTRA = 10.0
-# Chromium's first frame can come late under loss (8.3 s at 5 % from a NACK-deaf sender on a
-# CI run with a busy core, which left an 11 s window of 15): it then watches on for a full
-# window after its first frame, up to this much longer.
-CHROMIUM_LATE_FIRST_MAX = 30.0
+# Chromium is stopped once both receivers had a full window after the later first frame
+# (either can come late under loss: 8.3 s and 8.8 s after launch were seen at 5 % from a
+# NACK-deaf sender on CI with a busy core); this bounds the watch if that never happens.
+CHROMIUM_WATCH_MAX = FIRST_FRAME_TIMEOUT + 30.0
 SETTLE = 0.5  # the window starts this long after the later first frame
 
 
@@ -266,15 +266,23 @@ async def run_inside(cell: Cell, kind: SenderKind, seconds: float, chromium_path
             config = await api.init_client(handle)
         ice = [{"urls": f"turn:127.0.0.1:{CHROMIUM_PORT}?transport=udp",
                 "username": USERNAME, "credential": PASSWORD}]  # fmt: skip
-        watch_seconds = seconds + CHROMIUM_EXTRA + cell.outage_s
+        window = seconds + cell.outage_s
+        our_frames: list[_Frames] = []  # [0] once our session is up
+
+        def full_window(samples: list[StatsSample]) -> bool:  # (a control-server thread)
+            chrome_first = next((s.wall for s in samples if s.frames_decoded > 0), None)
+            if chrome_first is None or not our_frames or not our_frames[0].arrivals:
+                return False
+            start = max(our_frames[0].arrivals[0], chrome_first) + SETTLE
+            return samples[-1].wall >= start + window + SETTLE
+
         t_launch = time.time()
         future = browser.watch_async(
             config.whep_url,
             bearer=handle.token.reveal(),
             ice_servers=ice,
-            seconds=watch_seconds,
-            after_first_frame=seconds + cell.outage_s + 2 * SETTLE,
-            max_seconds=watch_seconds + CHROMIUM_LATE_FIRST_MAX,
+            seconds=window + CHROMIUM_WATCH_MAX,
+            until=full_window,
         )
         our_turn = IceServer(f"turn:127.0.0.1:{OUR_PORT}?transport=udp", USERNAME, PASSWORD)
         options = SessionOptions(api_url=sender.api_url, ks=Secret(sender.ks),
@@ -286,6 +294,7 @@ async def run_inside(cell: Cell, kind: SenderKind, seconds: float, chromium_path
             for name in ("reconnecting", "reconnected", "disconnected", "error"):
                 session.on(name, lambda e: events.append(_event_row(e)))
             frames = _Frames(session)
+            our_frames.append(frames)
             await frames.first(FIRST_FRAME_TIMEOUT)
             if cell.event is not None:
                 await asyncio.sleep(EVENT_AFTER)
@@ -308,7 +317,7 @@ async def run_inside(cell: Cell, kind: SenderKind, seconds: float, chromium_path
     # freezes are the steady state's (the time to first frame is reported on its own).
     start = max(our_first, chrome_first or our_first) + SETTLE
     chrome_end = watch.samples[-1].wall if watch.samples else start
-    end = min(our_end, chrome_end, start + seconds + cell.outage_s)
+    end = min(our_end, chrome_end, start + window)
     ours = metrics.ours(frames.arrivals, (start, end))
     ours.residual_loss_pct = metrics.our_residual_loss(stats.video)
     if stats.playout_delay_s is not None:

@@ -1,8 +1,7 @@
 // WHEP receiver page: long-polls the control server for watches. Each watch offers
 // recvonly video+audio (the control server does the WHEP POST), plays the stream in a
-// <video> and posts getStats() samples every `period` s until `seconds` after the answer
-// (or, with `after_first`, until that long after the first decoded frame, at most
-// `max_seconds` after the answer).
+// <video> and posts getStats() samples every `period` s until `seconds` after the answer,
+// or until the control server answers a sample with "stop".
 // Never log the ICE servers: they carry TURN credentials.
 "use strict";
 
@@ -110,23 +109,18 @@ async function watch(cmd) {
     await pc.setRemoteDescription({ type: "answer", sdp: await resp.text() });
     // Absolute ticks, so a slow getStats() does not stretch the period.
     const t0 = performance.now();
-    let end = t0 + cmd.seconds * 1000;
-    const limit = t0 + Math.max(cmd.seconds, cmd.max_seconds ?? 0) * 1000;
-    let firstDecodedAt = null;
+    const end = t0 + cmd.seconds * 1000;
     for (let k = 1; ; k += 1) {
       const due = t0 + k * cmd.period * 1000;
       if (due > end) break;
       await sleep(Math.max(0, due - performance.now()));
       const got = sample(await pc.getStats());
-      if (cmd.after_first != null && firstDecodedAt === null && got.sample.frames_decoded > 0) {
-        firstDecodedAt = performance.now();
-        end = Math.min(limit, Math.max(end, firstDecodedAt + cmd.after_first * 1000));
-      }
       if (got.candidate_type) {
         done.candidate_type = got.candidate_type;
         done.relay_protocol = got.relay_protocol;
       }
-      await post(`/sample/${cmd.id}`, got.sample);
+      const resp = await post(`/sample/${cmd.id}`, got.sample);
+      if (resp.status === 200 && (await resp.text()) === "stop") break;
     }
   } catch (e) {
     done.error = String(e);

@@ -29,7 +29,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, fields
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -104,12 +104,16 @@ class ChromiumWatch:
         return (last.frames_decoded - first.frames_decoded) / (last.wall - first.wall)
 
 
+Until = Callable[[list["StatsSample"]], bool]  # the samples so far -> stop now?
+
+
 @dataclass
 class _Pending:
     """A watch in progress: what the page reported so far."""
 
     whep_url: str
     bearer: str | None
+    until: Until | None = None
     result: ChromiumWatch = field(default_factory=ChromiumWatch)
     resource_url: str | None = None
     done: threading.Event = field(default_factory=threading.Event)
@@ -162,8 +166,12 @@ class _Handler(BaseHTTPRequestHandler):
             status, answer = owner.whep_offer(pending, body.decode())
             self._reply(status, answer.encode(), "application/sdp")
         elif kind == "sample":
-            pending.result.samples.append(StatsSample.from_page(json.loads(body)))
-            self._reply(204, b"")
+            samples = pending.result.samples
+            samples.append(StatsSample.from_page(json.loads(body)))
+            if pending.until is not None and pending.until(samples):
+                self._reply(200, b"stop")  # the page ends the watch
+            else:
+                self._reply(204, b"")
         elif kind == "done":
             report = json.loads(body)
             pending.result.error = report.get("error") or pending.result.error
@@ -233,23 +241,22 @@ class ChromiumReceiver:
         ice_servers: list[dict[str, Any]],
         relay_only: bool = True,
         seconds: float,
-        after_first_frame: float | None = None,
-        max_seconds: float | None = None,
+        until: Until | None = None,
         start_wall: float | None = None,
     ) -> ChromiumWatch:
         """Watch ``whep_url`` for ``seconds`` (from the answer on), sampling every 0.25 s.
 
-        ``after_first_frame``: watch at least this long after the first decoded frame too,
-        but no longer than ``max_seconds`` after the answer (a receiver slow to its first
-        frame under loss still gets a full window). ``start_wall``: the time.time() at which
-        to begin (the offer); default now. Never raises for a failed watch: ``error`` says
-        what went wrong, samples hold what came.
+        ``until``: called (in a server thread) with the samples so far after each one; the
+        watch ends as soon as it returns True, and ``seconds`` is only its upper bound (a
+        receiver slow to its first frame under loss still gets a full window: the caller
+        decides what full means). ``start_wall``: the time.time() at which to begin (the
+        offer); default now. Never raises for a failed watch: ``error`` says what went wrong,
+        samples hold what came.
         """
-        longest = max(seconds, max_seconds or 0.0)
         if start_wall is not None:
             time.sleep(max(0.0, start_wall - time.time()))
         watch_id = uuid.uuid4().hex
-        pending = _Pending(whep_url, bearer)
+        pending = _Pending(whep_url, bearer, until)
         self.pending[watch_id] = pending
         self.commands.put(
             {
@@ -258,13 +265,11 @@ class ChromiumReceiver:
                 "ice_servers": ice_servers,
                 "relay_only": relay_only,
                 "seconds": seconds,
-                "after_first": after_first_frame,
-                "max_seconds": longest,
                 "period": SAMPLE_PERIOD_S,
             }
         )
         try:
-            if not pending.done.wait(longest + WATCH_SLACK_S):
+            if not pending.done.wait(seconds + WATCH_SLACK_S):
                 pending.result.error = pending.result.error or "the page did not finish the watch"
         finally:
             self.pending.pop(watch_id, None)
@@ -279,8 +284,7 @@ class ChromiumReceiver:
         ice_servers: list[dict[str, Any]],
         relay_only: bool = True,
         seconds: float,
-        after_first_frame: float | None = None,
-        max_seconds: float | None = None,
+        until: Until | None = None,
         start_wall: float | None = None,
     ) -> concurrent.futures.Future[ChromiumWatch]:
         """:meth:`watch` in a background thread; ``.result()`` waits for it."""
@@ -291,8 +295,7 @@ class ChromiumReceiver:
             ice_servers=ice_servers,
             relay_only=relay_only,
             seconds=seconds,
-            after_first_frame=after_first_frame,
-            max_seconds=max_seconds,
+            until=until,
             start_wall=start_wall,
         )
 

@@ -31,7 +31,12 @@ from avatar_rtc.api.models import TurnConfig
 from avatar_rtc.emulator import DEFAULT_VISUAL_ID, DEFAULT_VOICE_ID, Emulator
 from avatar_rtc.redact import Secret
 from avatar_rtc.rtc.ice_servers import ice_servers_from_turn
-from tests.interop.peers.chromium_receiver.receiver import ChromiumReceiver, ChromiumWatch
+from tests.interop.peers.chromium_receiver.receiver import (
+    ChromiumReceiver,
+    ChromiumWatch,
+    StatsSample,
+    Until,
+)
 from tests.turn_server import TurnServer
 
 TURN_PORT, TURN_TLS_PORT, RELAY_PORTS = 80, 443, (49152, 49252)
@@ -81,10 +86,10 @@ def run(workdir: Path, chromium: str, seconds: float, secrets_out: Path | None,
         with ChromiumReceiver.start(chromium, workdir / "chromium") as browser:
             call(f"{emulator.api_url}/{session_id}/say-text", auth, {"text": SPEECH})
             started = time.monotonic()
-            longest = None if after_first is None else seconds + 30
+            until = None if after_first is None else _after_first(after_first)
+            longest = seconds if after_first is None else seconds + 30
             watch = browser.watch(init["whepUrl"], bearer=token, ice_servers=ice_servers,
-                                  seconds=seconds, after_first_frame=after_first,
-                                  max_seconds=longest)  # fmt: skip
+                                  seconds=longest, until=until)  # fmt: skip
             watch_seconds = time.monotonic() - started
             startup = browser.startup_seconds
         stopped = time.monotonic() - launched
@@ -97,6 +102,16 @@ def run(workdir: Path, chromium: str, seconds: float, secrets_out: Path | None,
         "viewers_left": viewers_left,
         **_as_json(watch),
     }
+
+
+def _after_first(seconds: float) -> Until:
+    """Stop ``seconds`` after the first sample with a decoded frame."""
+
+    def enough(samples: list[StatsSample]) -> bool:
+        first = next((s.wall for s in samples if s.frames_decoded > 0), None)
+        return first is not None and samples[-1].wall - first >= seconds
+
+    return enough
 
 
 def _viewers(emulator: Emulator, session_id: str) -> int:
@@ -116,7 +131,11 @@ def main() -> None:
     parser.add_argument("--chromium", required=True)
     parser.add_argument("--seconds", type=float, default=4.0)
     parser.add_argument("--secrets-out", type=Path)
-    parser.add_argument("--after-first", type=float, help="watch this long after the first frame")
+    parser.add_argument(
+        "--after-first",
+        type=float,
+        help="stop this long after the first decoded frame (at most --seconds + 30 in all)",
+    )
     args = parser.parse_args()
     # Everything the peer logs goes to stderr (the secrets test reads it all).
     logging.basicConfig(level=logging.DEBUG, stream=sys.stderr)

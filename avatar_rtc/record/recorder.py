@@ -30,6 +30,10 @@ __all__ = ["FrameSource", "Recorder"]
 
 log = logging.getLogger(__name__)
 
+# The writer thread takes what is queued every 0.1 s, not a wake-up per frame (the wake-up
+# cost the event loop more than the frame's whole receive path: ``queue.py``).
+WRITER_BATCH_DELAY = 0.1
+
 
 _Item = (
     tuple[str, EncodedFrame, float]
@@ -93,7 +97,9 @@ class Recorder:
             resolve_codecs(self.spec, self.options.encode)  # fail now, not in the thread
         self._book = StatsBook()
         self._queue: ByteBoundedQueue[_Item] = ByteBoundedQueue(
-            self.options.max_queue_bytes, self.options.max_queue_items
+            self.options.max_queue_bytes,
+            self.options.max_queue_items,
+            batch_delay=WRITER_BATCH_DELAY,
         )
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -312,7 +318,12 @@ class Recorder:
         return self._error
 
     def stats(self) -> RecorderStats:
-        """A consistent snapshot of the counters (cheap; any thread)."""
+        """A consistent snapshot of the counters (cheap; any thread).
+
+        The writer takes queued frames every ``WRITER_BATCH_DELAY`` s; a call also wakes it, so
+        the next snapshot (e.g. a poll 20 ms later) counts everything received until now.
+        """
+        self._queue.wake()
         items, nbytes, peak_items, peak_bytes = self._queue.depth()
         with self._book.lock:
             book = self._book

@@ -19,7 +19,7 @@ so this is the only place to trade completeness for time.
 
 After ICE nominated a pair, the relay allocations that were not selected are released
 (REFRESH lifetime 0), so a session does not hold four allocations on the TURN server — but
-only once the peer has sent us media (DTLS, RTP or RTCP) and ``release_settle`` more seconds
+only once the peer has sent us media (DTLS, RTP or RTCP) and ``RELEASE_SETTLE`` more seconds
 went by, and never one that carried media: aioice (and any peer with aggressive nomination,
 RFC 8445) may pick another of the nominated pairs than we did, and sends its media *to that
 relay*. Releasing it on our choice alone cut such a session off with 0 packets.
@@ -152,7 +152,6 @@ class MultiTurnConnection(Connection):
     _mt_release_task: asyncio.Task[None] | None
     _mt_releasing: bool
     _mt_media: asyncio.Event
-    _mt_settle: float
     _mt_closed: bool
     gather_report: GatherReport
 
@@ -164,7 +163,6 @@ class MultiTurnConnection(Connection):
         ssl_context: ssl.SSLContext | None,
         relay_grace: float,
         gather_timeout: float,
-        release_settle: float = RELEASE_SETTLE,
     ) -> None:
         self._mt_stun, self._mt_turn = split_servers(servers)
         self._mt_hosts = list(host_addresses) if host_addresses is not None else None
@@ -175,7 +173,6 @@ class MultiTurnConnection(Connection):
         self._mt_release_task = None
         self._mt_releasing = False
         self._mt_media = asyncio.Event()  # one of our candidates got the peer's first media
-        self._mt_settle = release_settle
         self._mt_closed = False
         self.gather_report = GatherReport()
 
@@ -371,7 +368,7 @@ class MultiTurnConnection(Connection):
                 await self._mt_media.wait()
         except TimeoutError:
             return  # no media at all: the connection fails anyway; close() releases them
-        await asyncio.sleep(self._mt_settle)
+        await asyncio.sleep(RELEASE_SETTLE)
         nominated = {id(pair.protocol) for pair in seam.nominated_pairs(self).values()}
         unused = [p for p in relays if id(p) not in nominated and not p.media_seen]
         kept = [p for p in relays if id(p) not in nominated and p.media_seen]

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import socket
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -39,13 +40,19 @@ def single_url(turn: TurnServer, transport: str) -> IceOptions:
     )
 
 
-async def connect_and_receive(url: str, ice: IceOptions) -> MediaConnection:
+def video_receivers() -> tuple[list[RTCRtpReceiver], Callable[[RTCRtpReceiver, str], None]]:
+    """A list that fills with the connection's video receivers, and the hook that fills it."""
     video: list[RTCRtpReceiver] = []
 
     def hook(receiver: RTCRtpReceiver, kind: str) -> None:
         if kind == "video":
             video.append(receiver)
 
+    return video, hook
+
+
+async def connect_and_receive(url: str, ice: IceOptions) -> MediaConnection:
+    video, hook = video_receivers()
     connection = MediaConnection(url, ice=ice, connect_timeout=10, on_receiver=hook)
     await connection.connect()
     try:
@@ -133,12 +140,7 @@ async def test_the_relay_the_peer_sends_to_is_kept(turn_server: TurnServer) -> N
             opened.append(pair.remote_address)
         return pair.local_address
 
-    video: list[RTCRtpReceiver] = []
-
-    def hook(receiver: RTCRtpReceiver, kind: str) -> None:
-        if kind == "video":
-            video.append(receiver)
-
+    video, hook = video_receivers()
     async with AiortcWhepSender(avoid=ours) as sender:
         connection = MediaConnection(
             sender.url, ice=four_urls(turn_server), connect_timeout=10, on_receiver=hook

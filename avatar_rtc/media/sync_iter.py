@@ -82,7 +82,12 @@ def _run_on(
     loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, R], timeout: float | None
 ) -> R:
     future = asyncio.run_coroutine_threadsafe(coro, loop)
-    if not _wait_done(future, timeout):
+    try:
+        finished = _wait_done(future, timeout)
+    except BaseException:  # Ctrl-C: the work on the loop stops with the wait
+        future.cancel()
+        raise
+    if not finished:
         future.cancel()
         raise TimeoutError(f"no result within {timeout} s")
     return future.result()

@@ -346,7 +346,7 @@ class AvatarMedia:
             configuration=configuration,
             connect_timeout=self.options.viewer_connect_timeout,
             host_addresses=self.options.host_addresses,
-            capture_time=self._capture_time,
+            capture_time=self.capture_time,
         )
         viewer.tap.video_loss = self._video_loss()
         if self._renderer is None and self._executor is not None:
@@ -442,19 +442,32 @@ class AvatarMedia:
             self._live(self._video_tracks) or self._live(self._audio_tracks) or self.speaking
         )
 
-    def _capture_time(self, media_time: float) -> float:
+    def capture_time(self, media_time: float) -> float:
         """``time.monotonic()`` at which ``media_time`` is (was) produced."""
         return self._clock_base + media_time
 
+    def _on_grid(self, base: float) -> float:
+        """``base`` moved on to the next instant of the emulator-wide frame grid.
+
+        Every session's clock starts on a common multiple of the audio and video frame
+        periods of ``time.monotonic()`` (of the video period alone where that multiple is over
+        0.1 s, a start delay to avoid): sessions of one emulator send their frames at the same
+        instants, so viewers of two sessions compared side by side (us and Chromium in an
+        impairment cell) meet an outage at the same phase of their streams."""
+        grid = 1 / math.gcd(self.options.fps, round(1 / FRAME_SECONDS))
+        if grid > 0.1:
+            grid = 1 / self.options.fps
+        return math.ceil(base / grid - 1e-9) * grid
+
     async def _run_clock(self) -> None:
         loop = asyncio.get_running_loop()  # its time() is time.monotonic()
-        self._clock_base = loop.time()
+        self._clock_base = self._on_grid(loop.time())
         while True:
             if not self._active():
                 self._wake.clear()
                 await self._wake.wait()
                 # Continue the media clock where it stopped; wall time while asleep is skipped.
-                self._clock_base = loop.time() - self._audio_index * FRAME_SECONDS
+                self._clock_base = self._on_grid(loop.time() - self._audio_index * FRAME_SECONDS)
                 continue
             delay = self._clock_base + self._audio_index * FRAME_SECONDS - loop.time()
             if delay > 0:

@@ -149,6 +149,28 @@ async def test_pli_forces_a_keyframe_quickly() -> None:
         assert emu_viewer.pli_count == 1
 
 
+@pytest.mark.parametrize("fps", [25, 30])
+async def test_sessions_send_their_frames_at_the_same_instants(fps: int) -> None:
+    # Two sessions started 13 ms apart: their media clocks start on one grid of the monotonic
+    # clock (40 ms at 25 fps, 100 ms at 30), so frame k of each is due at the same instants.
+    grid = {25: 0.04, 30: 0.1}[fps]
+    medias = {name: AvatarMedia(AvatarMediaOptions(tts="builtin", fps=fps)) for name in "ab"}
+    async with whep_server(medias) as srv:
+        viewers = []
+        try:
+            for name in "ab":
+                viewers.append(await connect_viewer(srv.url(name)))
+                await asyncio.sleep(0.013)
+            for viewer in viewers:
+                await viewer.wait_video(10)
+            starts = [media.capture_time(0.0) for media in medias.values()]
+        finally:
+            for viewer in viewers:
+                await viewer.close()
+    for start in starts:
+        assert abs(start / grid - round(start / grid)) < 1e-6
+
+
 async def test_dropped_video_packets_are_repaired_by_nack() -> None:
     media = AvatarMedia(AvatarMediaOptions(tts="builtin", keyframe_interval=10.0))
     async with _watching(media) as viewer:

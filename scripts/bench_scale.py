@@ -27,6 +27,12 @@ per mode and a JSON line.
 
 ``--netns`` runs everything in a fresh network namespace (``unshare -n``, root): the UDP
 counters are then this benchmark's alone, not the machine's.
+
+``--turn`` puts a coturn between sender and receivers and makes every receiver (ours and
+aiortc's) relay-only, as in production, where the service's media always comes through its
+TURN relay; coturn's own CPU is reported per session apart (``turn%/s``).
+
+    python scripts/bench_scale.py --netns --turn --sessions 4,8 --modes copy-record,aiortc
 """
 
 from __future__ import annotations
@@ -81,11 +87,16 @@ async def run_generator() -> None:
 
 
 # ---------------------------------------------------------------------------- receivers
-def _options(api_url: str, ks: str) -> Any:
+def _options(api_url: str, ks: str, turn: dict[str, str] | None) -> Any:
     from avatar_rtc.options import SessionOptions
     from avatar_rtc.rtc.ice_options import IceOptions
+    from avatar_rtc.rtc.ice_servers import IceServer
 
-    ice = IceOptions(host_addresses=("127.0.0.1",))
+    if turn is None:
+        ice = IceOptions(host_addresses=("127.0.0.1",))
+    else:
+        server = IceServer(turn["url"], turn["username"], turn["credential"])
+        ice = IceOptions(host_addresses=("127.0.0.1",), policy="relay", extra_servers=(server,))
     return SessionOptions(
         api_url=api_url, ks=ks, avatar_id="bench", ice=ice, video_codecs=("H264",)
     )
@@ -95,7 +106,7 @@ async def run_ours(mode: str, n: int, procs: int, gen: dict[str, Any], seconds: 
     """N sessions of ours in a SessionPool; prints "started", then the results (JSON)."""
     from avatar_rtc.fleet import FleetJob, SessionPool
 
-    options = _options(gen["api_url"], gen["ks"])
+    options = _options(gen["api_url"], gen["ks"], gen.get("turn"))
     out = tempfile.mkdtemp(prefix="bench-scale-")
     try:
         # Admission off (limit 1, no cost): the benchmark measures raw capacity.
@@ -125,7 +136,13 @@ async def run_ours(mode: str, n: int, procs: int, gen: dict[str, Any], seconds: 
 async def _aiortc_session(gen: dict[str, Any], seconds: float) -> dict[str, Any]:
     """One plain aiortc session: Control API + WHEP, track.recv(), decode to numpy."""
     import aiohttp
-    from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+    from aiortc import (
+        RTCConfiguration,
+        RTCIceServer,
+        RTCPeerConnection,
+        RTCSessionDescription,
+    )
+    from aiortc.rtcconfiguration import RTCIceTransportPolicy
     from bench_receive import _rtp_origin
 
     from avatar_rtc.api.client import ControlClient
@@ -137,8 +154,14 @@ async def _aiortc_session(gen: dict[str, Any], seconds: float) -> dict[str, Any]
     async with ControlClient(gen["api_url"], gen["ks"]) as api, aiohttp.ClientSession() as http:
         handle = await api.create("bench")
         config = await api.init_client(handle)
+        turn = gen.get("turn")
+        if turn is None:
+            configuration = RTCConfiguration(iceServers=[])
+        else:
+            server = RTCIceServer(turn["url"], turn["username"], turn["credential"])
+            configuration = RTCConfiguration([server], RTCIceTransportPolicy.RELAY)
         with loopback_ice():
-            pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+            pc = RTCPeerConnection(configuration)
             video = pc.addTransceiver("video", direction="recvonly")
             audio = pc.addTransceiver("audio", direction="recvonly")
             origin = _rtp_origin(video.receiver)
@@ -302,21 +325,47 @@ def spawn_receiver(
     return receiver
 
 
-def one_cell(mode: str, n: int, procs: int, seconds: float) -> dict[str, Any]:
+@contextlib.contextmanager
+def turn_server(enabled: bool) -> Iterator[tuple[dict[str, str], int] | None]:
+    """A coturn on 127.0.0.1 for the whole run (``--turn``): (its URL and user, its pid)."""
+    if not enabled:
+        yield None
+        return
+    from tests.turn_server import PASSWORD, USERNAME, TurnServer
+
+    binary = shutil.which("turnserver")
+    if binary is None:
+        raise SystemExit("bench_scale --turn: coturn (turnserver) is not installed")
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-scale-turn-") as workdir,
+        TurnServer.start(Path(workdir), binary=binary) as server,
+    ):
+        url = f"turn:{server.host}:{server.port}?transport=udp"
+        yield {"url": url, "username": USERNAME, "credential": PASSWORD}, server.process.pid
+
+
+def one_cell(
+    mode: str, n: int, procs: int, seconds: float, turn: tuple[dict[str, str], int] | None = None
+) -> dict[str, Any]:
     """One run of one cell: a fresh generator and receivers; the figures."""
     with load_generator() as gen:
+        if turn is not None:
+            gen["turn"] = turn[0]
+        turn_pids = [] if turn is None else [turn[1]]
         receiver = spawn_receiver(__file__, mode, n, seconds, gen, "--procs", str(procs))
         assert receiver.stdout is not None
         json.loads(receiver.stdout.readline())  # started: sessions connecting
         time.sleep(WARMUP + 1.5)  # connect + warm-up: measure the steady part only
         pids = _tree(receiver.pid)
         cpu0, gen0, err0 = _cpu_seconds(pids), _cpu_seconds([gen["pid"]]), _rcvbuf_errors()
+        turn0 = _cpu_seconds(turn_pids)
         wall0 = time.monotonic()
         time.sleep(seconds - 1.0)
         rss = _rss_mb(pids)
         wall = time.monotonic() - wall0
         cpu = (_cpu_seconds(_tree(receiver.pid)) - cpu0) / wall
         gen_cpu = (_cpu_seconds([gen["pid"]]) - gen0) / wall
+        turn_cpu = (_cpu_seconds(turn_pids) - turn0) / wall
         errors = _rcvbuf_errors() - err0
         results = json.loads(receiver.stdout.readline())["results"]
         receiver.wait(timeout=60)
@@ -337,6 +386,7 @@ def one_cell(mode: str, n: int, procs: int, seconds: float) -> dict[str, Any]:
         "cpu_percent": 100 * cpu,
         "cpu_per_session": 100 * cpu / n,
         "gen_cpu_per_session": 100 * gen_cpu / n,
+        "turn_cpu_per_session": 100 * turn_cpu / n if turn is not None else None,
         "rss_mb": rss,
     }
 
@@ -372,6 +422,7 @@ COLUMNS = (
     ("cpu_percent", "rxCPU%", ".0f"),
     ("cpu_per_session", "rx%/s", ".1f"),
     ("gen_cpu_per_session", "gen%/s", ".2f"),
+    ("turn_cpu_per_session", "turn%/s", ".2f"),
     ("rss_mb", "RSS MB", ".0f"),
     ("clean_runs", "clean", "d"),
 )
@@ -402,6 +453,7 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=8.0, help="measured seconds per cell")
     ap.add_argument("--procs", type=int, default=os.cpu_count() or 1, help="receiver processes")
     ap.add_argument("--netns", action="store_true", help="run in a fresh network namespace")
+    ap.add_argument("--turn", action="store_true", help="relay-only through a coturn")
     ap.add_argument(
         "--stop-when-unclean",
         action="store_true",
@@ -436,18 +488,20 @@ def main() -> int:
     sessions = [int(v) for v in args.sessions.split(",")]
     modes = [m for m in args.modes.split(",") if m]
     cells = []
-    for n in sessions:
-        for mode in modes:
-            if args.stop_when_unclean and any(
-                c["mode"] == mode and c["clean_runs"] == 0 for c in cells
-            ):
-                continue
-            runs = []
-            for i in range(args.runs):
-                run = one_cell(mode, n, args.procs, args.seconds)
-                runs.append(run)
-                print(f"N={n} {mode} run {i + 1}: {json.dumps(run)}", file=sys.stderr, flush=True)
-            cells.append(median_cell(runs))
+    with turn_server(args.turn) as turn:
+        for n in sessions:
+            for mode in modes:
+                if args.stop_when_unclean and any(
+                    c["mode"] == mode and c["clean_runs"] == 0 for c in cells
+                ):
+                    continue
+                runs = []
+                for i in range(args.runs):
+                    run = one_cell(mode, n, args.procs, args.seconds, turn)
+                    runs.append(run)
+                    line = f"N={n} {mode} run {i + 1}: {json.dumps(run)}"
+                    print(line, file=sys.stderr, flush=True)
+                cells.append(median_cell(runs))
     print_table(cells, args.runs)
     print(
         json.dumps(
@@ -456,6 +510,7 @@ def main() -> int:
                 "procs": args.procs,
                 "seconds": args.seconds,
                 "runs": args.runs,
+                "turn": args.turn,
                 "cells": cells,
             }
         )

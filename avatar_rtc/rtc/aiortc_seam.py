@@ -9,7 +9,9 @@ aiortc 1.16 and aioice 0.13 offer no public hook for what this client needs:
   replaces aiortc's jitter buffer and decoder (``receiver``);
 - a sender's SSRC and its DTLS transport's plain-RTP send, for the emulator's RTP tap;
 - a DTLS transport's SRTP session, RTP router, header-extension map and receive counters, so
-  ``datagram_batch`` can unprotect and route RTP without aiortc's per-datagram task hop.
+  ``datagram_batch`` can unprotect and route RTP without aiortc's per-datagram task hop;
+- the TURN client protocol behind a relay candidate's transport, whose UDP socket
+  ``datagram_batch`` drains too (media from the service always comes through its relay).
 
 Every private name used is listed in :data:`PRIVATE_NAMES`; :func:`missing_private_names`
 checks them against the installed versions on real objects, and a test runs it, so an upgrade
@@ -23,7 +25,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 import aioice
-from aioice import Candidate, Connection
+from aioice import Candidate, Connection, turn
 from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCRtpSender, RTCRtpTransceiver
 from aiortc.rtcdtlstransport import RTCDtlsTransport
 from aiortc.rtcrtpreceiver import StreamStatistics
@@ -62,6 +64,7 @@ __all__ = [
     "swap_connection_class",
     "take_over_receiver",
     "transport_ice_connection",
+    "turn_client",
     "use_ip_versions",
 ]
 
@@ -97,6 +100,7 @@ PRIVATE_NAMES: tuple[tuple[str, str], ...] = (
     ("RTCDtlsTransport instance", "_rtp_header_extensions_map"),
     ("RTCDtlsTransport instance", "_RTCDtlsTransport__rx_packets"),
     ("RTCDtlsTransport instance", "_RTCDtlsTransport__rx_bytes"),
+    ("aioice.TurnTransport instance", "_TurnTransport__inner_protocol"),
 )
 
 # --- aioice: the ICE connection behind a transceiver ---------------------------------------
@@ -277,6 +281,14 @@ def count_received(dtls: RTCDtlsTransport, packets: int, octets: int) -> None:
     t._RTCDtlsTransport__rx_bytes += octets
 
 
+def turn_client(transport: Any) -> Any:
+    """The TURN client protocol (aioice ``TurnClientUdpProtocol`` or its TCP twin) behind a
+    relay candidate's ``TurnTransport``; None for any other transport."""
+    if isinstance(transport, turn.TurnTransport):
+        return transport._TurnTransport__inner_protocol  # type: ignore[attr-defined]
+    return None
+
+
 def handle_rtp_packet(receiver: RTCRtpReceiver, packet: Any, arrival_time_ms: int) -> Any:
     """The coroutine of ``receiver``'s own RTP handler (ours, when taken over)."""
     return receiver._handle_rtp_packet(packet, arrival_time_ms=arrival_time_ms)
@@ -333,6 +345,7 @@ async def missing_private_names() -> list[str]:
             "RTCRtpSender": RTCRtpSender,
             "RTCDtlsTransport": RTCDtlsTransport,
             "RTCDtlsTransport instance": transceiver.receiver.transport,
+            "aioice.TurnTransport instance": turn.TurnTransport(None),  # type: ignore[arg-type]
         }
         return [
             f"{owner}.{name}" for owner, name in PRIVATE_NAMES if not hasattr(owners[owner], name)

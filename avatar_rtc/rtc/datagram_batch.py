@@ -8,9 +8,13 @@ receivers our pipelines took over, this module does it in the socket's ``datagra
 - an SRTP RTP datagram (first byte 128..191, not RTCP) once the DTLS handshake has set up the
   SRTP session is unprotected, parsed, routed by aiortc's own router and handed to the
   pipeline's synchronous handler at once;
-- then, on a plain UDP socket, every further datagram already queued in the socket is read
-  (non-blocking, at most ``MAX_BATCH``) and dispatched the same way, so a burst costs one
-  wake-up of the event loop, not one per packet;
+- then every further datagram already queued in the socket is read (non-blocking, at most
+  ``MAX_BATCH``) and dispatched the same way, so a burst costs one wake-up of the event loop,
+  not one per packet. For a relay candidate (TURN over UDP, the service's only path) the
+  socket drained is the one to the TURN server: ChannelData is unwrapped here (the channel's
+  peer from aioice's own table), anything else (STUN: responses, Data indications) goes to
+  aioice's TURN client as if its socket had read it. TURN over TCP/TLS is a byte stream: one
+  wake-up per read, as before;
 - anything else (STUN, DTLS, SRTCP, a datagram before the handshake) takes aioice's and
   aiortc's own path unchanged, as does RTP routed to a receiver that is not ours;
 - the first datagram after ``PATH_SILENCE`` seconds without any (an outage is over) is told
@@ -69,15 +73,20 @@ def attach(
 
 
 class _Socket:
-    """One hooked protocol: its own ``datagram_received`` and, on plain UDP, a dup of its
-    socket to drain (closed on removal, or as soon as the protocol's transport closes)."""
+    """One hooked protocol: its own ``datagram_received`` and, over UDP, a dup of the socket
+    its datagrams come from, to drain (closed on removal, or as soon as the transport that owns
+    the socket closes). ``turn``: the TURN client protocol when that socket is the one to the
+    TURN server (its datagrams are ChannelData or STUN, not ours as they are)."""
 
-    __slots__ = ("original", "protocol", "sock")
+    __slots__ = ("original", "owner", "protocol", "sock", "turn")
 
-    def __init__(self, protocol: Any, original: Datagram, sock: socket.socket | None) -> None:
+    def __init__(self, protocol: Any, original: Datagram) -> None:
         self.protocol = protocol
         self.original = original
-        self.sock = sock
+        self.turn: Any = seam.turn_client(getattr(protocol, "transport", None))
+        # the transport that reads the socket: the protocol's, or the TURN client's
+        self.owner: Any = getattr(protocol if self.turn is None else self.turn, "transport", None)
+        self.sock = _drainable(self.owner)
 
     def close(self) -> None:
         if self.sock is not None:
@@ -96,6 +105,7 @@ class DatagramBatch:
         self._last_wakeup: float | None = None
         self._sockets: list[_Socket] = []
         self._tasks: set[asyncio.Task[None]] = set()
+        self._draining = False
         self.closed = False
         # counters (tests, diagnostics)
         self.wakeups = 0
@@ -104,6 +114,11 @@ class DatagramBatch:
         self.unprotect_errors = 0
         for protocol in seam.protocols(seam.transport_ice_connection(dtls)):
             self._hook(protocol)
+
+    @property
+    def drained_sockets(self) -> int:
+        """How many sockets are drained per wake-up (host UDP, or a UDP TURN server's)."""
+        return sum(hooked.sock is not None for hooked in self._sockets)
 
     def add(
         self,
@@ -133,7 +148,7 @@ class DatagramBatch:
     # -- hooks ---------------------------------------------------------------------------
     def _hook(self, protocol: Any) -> None:
         original: Datagram = protocol.datagram_received
-        hooked = _Socket(protocol, original, _drainable(protocol))
+        hooked = _Socket(protocol, original)
 
         def datagram_received(data: bytes, addr: Any) -> None:
             self._wakeup(hooked, data, addr)
@@ -142,35 +157,50 @@ class DatagramBatch:
         self._sockets.append(hooked)
 
     def _wakeup(self, hooked: _Socket, data: bytes, addr: Any) -> None:
+        if self._draining:  # a TURN Data indication our drain gave aioice, handed back
+            self._count(*self._dispatch(hooked, data, addr))
+            return
         self.wakeups += 1
         now = time.monotonic()
         last, self._last_wakeup = self._last_wakeup, now
         received, octets = self._dispatch(hooked, data, addr)
-        if hooked.sock is not None and hooked.protocol.transport.is_closing():
+        if hooked.sock is not None and hooked.owner.is_closing():
             hooked.close()  # don't keep the port open past aioice's close
-        for _ in range(MAX_BATCH):
-            sock = hooked.sock  # None once removed, maybe by a handler just called
-            if sock is None:
-                break
-            try:
-                data, addr = sock.recvfrom(RECV_SIZE)
-            except (BlockingIOError, InterruptedError):
-                break
-            except OSError as exc:
-                hooked.protocol.error_received(exc)
-                break
-            n, size = self._dispatch(hooked, data, addr)
-            received += n
-            octets += size
-        dtls = self._dtls()
-        if received and dtls is not None:
-            seam.count_received(dtls, received, octets)
+        self._draining = True
+        try:
+            for _ in range(MAX_BATCH):
+                sock = hooked.sock  # None once removed, maybe by a handler just called
+                if sock is None:
+                    break
+                try:
+                    data, addr = sock.recvfrom(RECV_SIZE)
+                except (BlockingIOError, InterruptedError):
+                    break
+                except OSError as exc:
+                    (hooked.turn or hooked.protocol).error_received(exc)
+                    break
+                if hooked.turn is not None:
+                    payload, addr = _from_turn(hooked.turn, data, addr)
+                    if payload is None:
+                        continue
+                    data = payload
+                n, size = self._dispatch(hooked, data, addr)
+                received += n
+                octets += size
+        finally:
+            self._draining = False
+        self._count(received, octets)
         if last is not None and now - last >= PATH_SILENCE:
             for path_back in list(self._path_back.values()):
                 try:
                     path_back()
                 except Exception:
                     logger.exception("path-back handler failed")
+
+    def _count(self, received: int, octets: int) -> None:
+        dtls = self._dtls()
+        if received and dtls is not None:
+            seam.count_received(dtls, received, octets)
 
     def _dispatch(self, hooked: _Socket, data: bytes, addr: Any) -> tuple[int, int]:
         """One datagram; (1, its size) when the fast path took it, else (0, 0)."""
@@ -208,10 +238,23 @@ class DatagramBatch:
         return 1, len(data)
 
 
-def _drainable(protocol: Any) -> socket.socket | None:
-    """A non-blocking dup of the protocol's own UDP socket (a TURN relay has none: the relay
-    protocol's socket carries TURN framing, and aioice's TurnTransport answers None)."""
-    transport = getattr(protocol, "transport", None)
+def _from_turn(client: Any, data: bytes, addr: Any) -> tuple[bytes | None, Any]:
+    """A datagram read from the TURN server's socket: ChannelData's payload and the channel's
+    peer (None when the channel is not bound: dropped, as aioice does); anything else is handed
+    to aioice's TURN client (which passes a Data indication's payload back to the relay's
+    protocol) and answers None."""
+    if len(data) >= 4 and 0x40 <= data[0] < 0x80:  # ChannelData: channel numbers 0x4000-0x7FFF
+        length = (data[2] << 8) | data[3]
+        peer = client.channel_to_peer.get((data[0] << 8) | data[1])
+        if peer is None or len(data) < length + 4:
+            return None, None
+        return data[4 : 4 + length], peer
+    client.datagram_received(data, addr)
+    return None, None
+
+
+def _drainable(transport: Any) -> socket.socket | None:
+    """A non-blocking dup of the transport's UDP socket (None over TCP/TLS)."""
     if transport is None:  # not an isinstance check: uvloop's transports are not BaseTransports
         return None
     trsock = transport.get_extra_info("socket")

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from aioice import stun, turn
 from aiortc.clock import current_ms
 from aiortc.rtp import HeaderExtensionsMap, RtpPacket
 
@@ -147,6 +148,59 @@ def test_a_burst_is_one_wakeup_on_uvloop_too(fake_transport: dict[str, Any]) -> 
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         assert "uvloop" in type(runner.get_loop()).__module__
         runner.run(burst())
+
+
+async def test_a_burst_through_a_turn_relay_is_one_wakeup(
+    fake_transport: dict[str, Any],
+) -> None:
+    """A relay candidate's datagrams come from the TURN server's socket: the burst there is
+    drained too, ChannelData unwrapped (unbound channels dropped, as aioice does), a Data
+    indication's payload and SRTCP reach the relay's protocol, with the peer's address."""
+    loop = asyncio.get_running_loop()
+    peer = ("192.0.2.7", 40000)
+    client_transport, client = await loop.create_datagram_endpoint(
+        lambda: turn.TurnClientUdpProtocol(("127.0.0.1", 3478), "u", "p", 600, 300),
+        local_addr=("127.0.0.1", 0),
+    )
+    client.channel_to_peer[0x4000] = peer
+    client.peer_to_channel[peer] = 0x4000
+    relay = Recording()
+    relay.connection_made(turn.TurnTransport(client))  # as aioice wires a relay candidate
+    client.receiver = relay
+    sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        fake_transport["protocols"].append(relay)
+        dtls = FakeDtls()
+        batch = DatagramBatch(dtls)  # type: ignore[arg-type]
+        got: list[int] = []
+        batch.add(fake_transport["receiver"], lambda p, ms: got.append(p.sequence_number))
+
+        def channel(data: bytes, number: int = 0x4000) -> bytes:
+            return struct.pack("!HH", number, len(data)) + data
+
+        indication = stun.Message(stun.Method.DATA, stun.Class.INDICATION)
+        indication.attributes["XOR-PEER-ADDRESS"] = peer
+        indication.attributes["DATA"] = rtp(5)
+        rtcp_sr = struct.pack("!BBHI", 0x80, 200, 6, 1234) + bytes(20)
+        burst = [
+            *(channel(rtp(seq)) for seq in range(5)),
+            bytes(indication),
+            channel(rtp(99), number=0x4001),  # no such channel: dropped
+            channel(rtcp_sr),
+            *(channel(rtp(seq)) for seq in range(6, 10)),
+        ]
+        for data in burst:
+            sender.sendto(data, client_transport.get_extra_info("sockname"))
+        await wait_for(lambda: len(got) == 10, limit=5.0)
+        await asyncio.sleep(0.05)  # nothing more comes
+        assert got == list(range(10))
+        assert batch.wakeups == 1 and batch.datagrams == 11  # 10 RTP + the SRTCP
+        assert relay.received == [rtcp_sr]  # SRTCP: aiortc's path
+        batch.remove(fake_transport["receiver"])  # type: ignore[arg-type]
+        assert "datagram_received" not in vars(relay) and batch.closed
+    finally:
+        sender.close()
+        client_transport.close()
 
 
 async def test_before_the_handshake_everything_takes_aiortcs_path(

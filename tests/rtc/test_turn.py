@@ -14,9 +14,12 @@ from aiortc import RTCRtpReceiver
 from av import VideoFrame
 
 from avatar_rtc.errors import ConnectError, NoCandidatesError
+from avatar_rtc.rtc import datagram_batch
 from avatar_rtc.rtc.connection import MediaConnection
+from avatar_rtc.rtc.encoded_frame import EncodedFrame
 from avatar_rtc.rtc.ice_options import IceOptions
 from avatar_rtc.rtc.ice_servers import IceServer, TurnPorts
+from avatar_rtc.rtc.receiver import ReceivePipeline
 from tests.support import wait_until
 from tests.turn_server import PASSWORD, USERNAME, TurnServer, turn_server
 
@@ -119,6 +122,36 @@ async def test_four_urls_all_reachable(turn_server: TurnServer) -> None:
             assert pair.relay_url in ice_connection.relays()
         finally:
             await connection.close()
+
+
+async def test_relayed_media_takes_our_fast_path(turn_server: TurnServer) -> None:
+    """Media through a UDP relay (the service's only path) reaches our pipelines from the TURN
+    server's socket, which ``datagram_batch`` drains (ChannelData unwrapped there)."""
+    video, audio = ReceivePipeline("video"), ReceivePipeline("audio")
+    frames: list[EncodedFrame] = []
+    video.subscribe(frames.append)
+
+    def hook(receiver: RTCRtpReceiver, kind: str) -> None:
+        (video if kind == "video" else audio).attach(receiver)
+
+    async with AiortcWhepSender() as sender:
+        ice = single_url(turn_server, "udp")
+        connection = MediaConnection(sender.url, ice=ice, connect_timeout=10, on_receiver=hook)
+        await connection.connect()
+        try:
+            await wait_until(lambda: len(frames) >= 60, 15)
+            pair = connection.selected_pair()
+            assert pair is not None and (pair.local_type, pair.relay_transport) == ("relay", "udp")
+            assert video.receiver is not None
+            batch = datagram_batch._BATCHES[video.receiver.transport]
+            assert batch.drained_sockets >= 1  # the TURN server's socket
+            packets = video.stats().packets + audio.stats().packets
+            assert batch.fast_packets >= packets - 5 > 0  # (a few may precede the handshake)
+            assert video.stats().frames_dropped == 0
+        finally:
+            await connection.close()
+            video.close()
+            audio.close()
 
 
 async def test_the_relay_the_peer_sends_to_is_kept(turn_server: TurnServer) -> None:

@@ -164,8 +164,9 @@ class DatagramBatch:
         now = time.monotonic()
         last, self._last_wakeup = self._last_wakeup, now
         received, octets = self._dispatch(hooked, data, addr)
-        if hooked.sock is not None and hooked.owner.is_closing():
-            hooked.close()  # don't keep the port open past aioice's close
+        for each in self._sockets:  # (a released TURN allocation's socket never wakes again)
+            if each.sock is not None and each.owner.is_closing():
+                each.close()  # don't keep the port open past aioice's close
         self._draining = True
         try:
             for _ in range(MAX_BATCH):

@@ -155,7 +155,8 @@ async def test_a_burst_through_a_turn_relay_is_one_wakeup(
 ) -> None:
     """A relay candidate's datagrams come from the TURN server's socket: the burst there is
     drained too, ChannelData unwrapped (unbound channels dropped, as aioice does), a Data
-    indication's payload and SRTCP reach the relay's protocol, with the peer's address."""
+    indication's payload and SRTCP reach the relay's protocol, with the peer's address. A
+    released allocation's socket (it never wakes again) is let go at any other wake-up."""
     loop = asyncio.get_running_loop()
     peer = ("192.0.2.7", 40000)
     client_transport, client = await loop.create_datagram_endpoint(
@@ -167,39 +168,41 @@ async def test_a_burst_through_a_turn_relay_is_one_wakeup(
     relay = Recording()
     relay.connection_made(turn.TurnTransport(client))  # as aioice wires a relay candidate
     client.receiver = relay
-    sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    fake_transport["protocols"].append(relay)
     try:
-        fake_transport["protocols"].append(relay)
-        dtls = FakeDtls()
-        batch = DatagramBatch(dtls)  # type: ignore[arg-type]
-        got: list[int] = []
-        batch.add(fake_transport["receiver"], lambda p, ms: got.append(p.sequence_number))
+        async with batch_on_a_socket(fake_transport) as (batch, _, sender, host_address):
+            assert batch.drained_sockets == 2  # the host socket and the TURN server's
+            got: list[int] = []
+            batch.add(fake_transport["receiver"], lambda p, ms: got.append(p.sequence_number))
 
-        def channel(data: bytes, number: int = 0x4000) -> bytes:
-            return struct.pack("!HH", number, len(data)) + data
+            def channel(data: bytes, number: int = 0x4000) -> bytes:
+                return struct.pack("!HH", number, len(data)) + data
 
-        indication = stun.Message(stun.Method.DATA, stun.Class.INDICATION)
-        indication.attributes["XOR-PEER-ADDRESS"] = peer
-        indication.attributes["DATA"] = rtp(5)
-        rtcp_sr = struct.pack("!BBHI", 0x80, 200, 6, 1234) + bytes(20)
-        burst = [
-            *(channel(rtp(seq)) for seq in range(5)),
-            bytes(indication),
-            channel(rtp(99), number=0x4001),  # no such channel: dropped
-            channel(rtcp_sr),
-            *(channel(rtp(seq)) for seq in range(6, 10)),
-        ]
-        for data in burst:
-            sender.sendto(data, client_transport.get_extra_info("sockname"))
-        await wait_for(lambda: len(got) == 10, limit=5.0)
-        await asyncio.sleep(0.05)  # nothing more comes
-        assert got == list(range(10))
-        assert batch.wakeups == 1 and batch.datagrams == 11  # 10 RTP + the SRTCP
-        assert relay.received == [rtcp_sr]  # SRTCP: aiortc's path
-        batch.remove(fake_transport["receiver"])  # type: ignore[arg-type]
-        assert "datagram_received" not in vars(relay) and batch.closed
+            indication = stun.Message(stun.Method.DATA, stun.Class.INDICATION)
+            indication.attributes["XOR-PEER-ADDRESS"] = peer
+            indication.attributes["DATA"] = rtp(5)
+            rtcp_sr = struct.pack("!BBHI", 0x80, 200, 6, 1234) + bytes(20)
+            burst = [
+                *(channel(rtp(seq)) for seq in range(5)),
+                bytes(indication),
+                channel(rtp(99), number=0x4001),  # no such channel: dropped
+                channel(rtcp_sr),
+                *(channel(rtp(seq)) for seq in range(6, 10)),
+            ]
+            for data in burst:
+                sender.sendto(data, client_transport.get_extra_info("sockname"))
+            await wait_for(lambda: len(got) == 10, limit=5.0)
+            await asyncio.sleep(0.05)  # nothing more comes
+            assert got == list(range(10))
+            assert batch.wakeups == 1 and batch.datagrams == 11  # 10 RTP + the SRTCP
+            assert relay.received == [rtcp_sr]  # SRTCP: aiortc's path
+            client_transport.close()  # the allocation released (aioice closes the socket)
+            sender.sendto(rtp(10), host_address)
+            await wait_for(lambda: len(got) == 11, limit=5.0)
+            assert batch.drained_sockets == 1  # only the host socket's dup is left open
+            batch.remove(fake_transport["receiver"])  # type: ignore[arg-type]
+            assert "datagram_received" not in vars(relay) and batch.closed
     finally:
-        sender.close()
         client_transport.close()
 
 

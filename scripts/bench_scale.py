@@ -87,7 +87,7 @@ async def run_generator() -> None:
 
 
 # ---------------------------------------------------------------------------- receivers
-def _options(api_url: str, ks: str, turn: dict[str, str] | None) -> Any:
+def _options(api_url: str, ks: str, turn: dict[str, str] | None = None) -> Any:
     from avatar_rtc.options import SessionOptions
     from avatar_rtc.rtc.ice_options import IceOptions
     from avatar_rtc.rtc.ice_servers import IceServer

@@ -21,6 +21,7 @@ JSON line.
 
     pip install py-spy  # not among the dev extras: only this script uses it
     python scripts/profile_receive.py --modes decode,copy-record,aiortc --sessions 4
+    python scripts/profile_receive.py --modes copy-record --turn   # through a coturn (root)
 """
 
 from __future__ import annotations
@@ -109,7 +110,9 @@ async def _ours(mode: str, gen: dict[str, Any], counter: _Counter, stop: asyncio
 
     # As the fleet's runner (bench_scale's receivers) runs a job without speech.
     options = replace(
-        _options(gen["api_url"], gen["ks"]), detect_speech=False, decode_video_on_loop=True
+        _options(gen["api_url"], gen["ks"], gen.get("turn")),
+        detect_speech=False,
+        decode_video_on_loop=True,
     )
     session = AvatarSession(options)
     await session.start()
@@ -236,13 +239,22 @@ def top_costs(
 
 
 def profile_mode(
-    mode: str, n: int, seconds: float, rate: int, top: int, out_dir: Path, gil: bool = False
+    mode: str,
+    n: int,
+    seconds: float,
+    rate: int,
+    top: int,
+    out_dir: Path,
+    gil: bool = False,
+    turn: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     from bench_scale import load_generator, spawn_receiver
 
     out_dir.mkdir(parents=True, exist_ok=True)
     raw = out_dir / f"profile-{mode}-{n}.raw"
     with load_generator() as gen:
+        if turn is not None:
+            gen["turn"] = turn
         receiver = spawn_receiver(__file__, mode, n, seconds, gen)
         assert receiver.stdout is not None
         json.loads(receiver.stdout.readline())  # ready: the window starts
@@ -325,6 +337,7 @@ def main() -> int:
     ap.add_argument(
         "--gil", action="store_true", help="only samples holding the GIL (Python CPU, no waits)"
     )
+    ap.add_argument("--turn", action="store_true", help="relay-only through a coturn (root)")
     ap.add_argument("--receiver", choices=MODES, help=argparse.SUPPRESS)
     ap.add_argument("--n", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--gen", help=argparse.SUPPRESS)
@@ -335,13 +348,23 @@ def main() -> int:
     if shutil.which("py-spy") is None:
         print("profile_receive: py-spy is not installed (pip install py-spy)", file=sys.stderr)
         return 2
+    from bench_scale import turn_server
+
     profiles = []
-    for mode in [m for m in args.modes.split(",") if m]:
-        profile = profile_mode(
-            mode, args.sessions, args.seconds, args.rate, args.top, Path(args.out), args.gil
-        )
-        profiles.append(profile)
-        print_profile(profile)
+    with turn_server(args.turn) as turn:
+        for mode in [m for m in args.modes.split(",") if m]:
+            profile = profile_mode(
+                mode,
+                args.sessions,
+                args.seconds,
+                args.rate,
+                args.top,
+                Path(args.out),
+                args.gil,
+                None if turn is None else turn[0],
+            )
+            profiles.append(profile)
+            print_profile(profile)
     if args.json:
         print(json.dumps(profiles))
     return 0

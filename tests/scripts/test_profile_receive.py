@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import subprocess
 import sys
@@ -11,17 +10,14 @@ from types import ModuleType
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "profile_receive.py"
+from tests.support import SCRIPTS, load_script
+
+SCRIPT = SCRIPTS / "profile_receive.py"
 
 
 @pytest.fixture(scope="module")
 def profile() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("profile_receive", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["profile_receive"] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_script("profile_receive")
 
 
 LOOP = "thread (7): MainThread;main (x.py);_run_once (asyncio/base_events.py)"

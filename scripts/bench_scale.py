@@ -88,15 +88,16 @@ async def run_generator() -> None:
 
 # ---------------------------------------------------------------------------- receivers
 def _options(api_url: str, ks: str, turn: dict[str, str] | None = None) -> Any:
+    from dataclasses import replace
+
     from avatar_rtc.options import SessionOptions
     from avatar_rtc.rtc.ice_options import IceOptions
     from avatar_rtc.rtc.ice_servers import IceServer
 
-    if turn is None:
-        ice = IceOptions(host_addresses=("127.0.0.1",))
-    else:
+    ice = IceOptions(host_addresses=("127.0.0.1",))
+    if turn is not None:
         server = IceServer(turn["url"], turn["username"], turn["credential"])
-        ice = IceOptions(host_addresses=("127.0.0.1",), policy="relay", extra_servers=(server,))
+        ice = replace(ice, policy="relay", extra_servers=(server,))
     return SessionOptions(
         api_url=api_url, ks=ks, avatar_id="bench", ice=ice, video_codecs=("H264",)
     )

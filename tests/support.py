@@ -16,8 +16,6 @@ from types import ModuleType
 import pytest
 
 IN_CI = bool(os.environ.get("CI"))
-
-
 SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
 
 

@@ -28,6 +28,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequenc
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal
 
+from .. import event_loop
 from ..errors import AvatarRTCError, ConfigurationError, NoMediaError
 from ..options import SessionOptions
 from ..redact import Secret, redact
@@ -298,10 +299,14 @@ def run_command(command: str, body: Callable[[StopSignals], Awaitable[int]]) -> 
     A signal that cancels it prints ``avatar-rtc COMMAND: interrupted`` and gives 128 + the
     signal number; an error of the service/connection/OS is one line on stderr and the
     error's exit status (``exit_code``); Ctrl-C without signal handlers (Windows) gives 130.
-    A closed stdout (``BrokenPipeError``) is left to ``main``.
+    A closed stdout (``BrokenPipeError``) is left to ``main``. The loop is uvloop's when it is
+    installed (:mod:`avatar_rtc.event_loop`).
     """
     try:
-        return asyncio.run(_run_stoppable(command, body))
+        return event_loop.run(_run_stoppable(command, body))
+    except ConfigurationError as exc:  # AVATAR_RTC_EVENT_LOOP: misspelt, or uvloop missing
+        print_error(command, exc)
+        return exit_code_of(exc)
     except KeyboardInterrupt:  # before our handlers were installed, or none (Windows)
         print(f"avatar-rtc {command}: interrupted", file=sys.stderr, flush=True)
         return EXIT_SIGINT

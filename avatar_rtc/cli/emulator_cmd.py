@@ -10,6 +10,7 @@ import signal
 import sys
 from typing import TYPE_CHECKING, Any
 
+from .. import event_loop
 from ..errors import AvatarRTCError, ConfigurationError
 from ..redact import Secret
 from .arguments import add_command, parse_size
@@ -212,9 +213,12 @@ def run(args: argparse.Namespace) -> int:
         print(f"avatar-rtc emulator: {exc}", file=sys.stderr)
         return ConfigurationError.exit_code
     try:
-        asyncio.run(_serve(emulator, given_ks=bool(args.ks)))
+        event_loop.run(_serve(emulator, given_ks=bool(args.ks)))
     except BrokenPipeError:
         raise  # stdout closed: main() exits quietly
+    except ConfigurationError as exc:  # AVATAR_RTC_EVENT_LOOP: misspelt, or uvloop missing
+        print(f"avatar-rtc emulator: {exc}", file=sys.stderr)
+        return exc.exit_code
     except OSError as exc:
         print(
             f"avatar-rtc emulator: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
 
+from .. import event_loop
 from .admission import DEFAULT_LIMIT, Admission, Load
 from .engine import Engine
 from .frames import FrameMeta, FrameRing, RingSpec, SharedFrame
@@ -258,7 +259,7 @@ def worker_main(conn: Connection, ring: RingSpec | None, log_level: int) -> None
         format="%(asctime)s %(levelname)s %(processName)s %(name)s: %(message)s",
     )
     logging.getLogger("avatar_rtc").setLevel(log_level)
-    asyncio.run(_serve(conn, FrameRing.attach(ring) if ring else None))
+    event_loop.run(_serve(conn, FrameRing.attach(ring) if ring else None))
 
 
 async def _serve(conn: Connection, ring: FrameRing | None) -> None:

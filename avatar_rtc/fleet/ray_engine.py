@@ -23,6 +23,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from .. import event_loop
 from .admission import DEFAULT_LIMIT, SESSION_COST, Load
 from .engine import Engine
 from .jobs import FleetJob, JobKind, JobResult
@@ -170,7 +171,7 @@ def _ray_job(job: FleetJob) -> tuple[JobResult, dict[str, bytes]]:
     folder = tempfile.mkdtemp(prefix="avatar-rtc-fleet-")
     try:
         local = dataclasses.replace(job, out_dir=folder) if job.out_dir is not None else job
-        result = asyncio.run(run_job(local))
+        result = event_loop.run(run_job(local))
         files = {
             field: Path(path).read_bytes()
             for field in ("file", "report_file")

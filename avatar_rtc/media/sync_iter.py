@@ -22,6 +22,7 @@ import threading
 from collections.abc import Callable, Coroutine, Iterator
 from typing import Any, Generic, TypeVar
 
+from .. import event_loop
 from ..rtc.encoded_frame import FrameSource
 from .decoder import TrackDecoder
 from .formats import AudioFormat, VideoFormat
@@ -38,7 +39,7 @@ class BackgroundLoop:
     """An asyncio event loop running in a daemon thread; ``run(coro)`` blocks for the result."""
 
     def __init__(self, *, name: str = "avatar-rtc-loop") -> None:
-        self.loop = asyncio.new_event_loop()
+        self.loop = event_loop.new_event_loop()
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._main, name=name, daemon=True)
         self._thread.start()

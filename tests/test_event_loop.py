@@ -35,12 +35,8 @@ def uvloop_missing(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "uvloop", None)  # import uvloop -> ImportError
 
 
-def _module_of_running_loop() -> str:
-    return type(asyncio.get_running_loop()).__module__
-
-
 async def _running_loop_module() -> str:
-    return _module_of_running_loop()
+    return type(asyncio.get_running_loop()).__module__
 
 
 def test_asyncio_by_default_uvloop_when_asked_for(

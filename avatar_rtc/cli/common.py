@@ -299,8 +299,8 @@ def run_command(command: str, body: Callable[[StopSignals], Awaitable[int]]) -> 
     A signal that cancels it prints ``avatar-rtc COMMAND: interrupted`` and gives 128 + the
     signal number; an error of the service/connection/OS is one line on stderr and the
     error's exit status (``exit_code``); Ctrl-C without signal handlers (Windows) gives 130.
-    A closed stdout (``BrokenPipeError``) is left to ``main``. The loop is uvloop's when it is
-    installed (:mod:`avatar_rtc.event_loop`).
+    A closed stdout (``BrokenPipeError``) is left to ``main``. The loop is asyncio's unless
+    ``AVATAR_RTC_EVENT_LOOP`` asks for uvloop's (:mod:`avatar_rtc.event_loop`).
     """
     try:
         return event_loop.run(_run_stoppable(command, body))

@@ -60,19 +60,24 @@ def loop_kind() -> LoopKind:
     return "asyncio"
 
 
+def _chosen() -> tuple[LoopKind, Callable[[], asyncio.AbstractEventLoop]]:
+    kind = loop_kind()
+    factory = _uvloop_factory() if kind == "uvloop" else None
+    return kind, factory or asyncio.new_event_loop
+
+
 def new_event_loop() -> asyncio.AbstractEventLoop:
     """A new event loop of the kind :func:`loop_kind` says."""
-    factory = _uvloop_factory() if loop_kind() == "uvloop" else None
-    return factory() if factory is not None else asyncio.new_event_loop()
+    return _chosen()[1]()
 
 
 def run(main: Coroutine[Any, Any, T]) -> T:
-    """``asyncio.run(main)`` on a loop from :func:`new_event_loop`."""
+    """``asyncio.run(main)`` on a loop of the kind :func:`loop_kind` says."""
     try:
-        kind = loop_kind()  # a misspelt AVATAR_RTC_EVENT_LOOP fails here, before ``main`` starts
+        kind, factory = _chosen()  # a misspelt AVATAR_RTC_EVENT_LOOP fails before ``main`` runs
     except ConfigurationError:
         main.close()  # no "coroutine was never awaited" warning
         raise
     logger.info("event loop: %s", kind)
-    with asyncio.Runner(loop_factory=new_event_loop) as runner:
+    with asyncio.Runner(loop_factory=factory) as runner:
         return runner.run(main)

@@ -14,6 +14,7 @@ from .. import event_loop
 from ..errors import AvatarRTCError, ConfigurationError
 from ..redact import Secret
 from .arguments import add_command, parse_size
+from .exit_status import exit_code_of, print_error
 
 if TYPE_CHECKING:
     from ..emulator import Emulator
@@ -217,8 +218,8 @@ def run(args: argparse.Namespace) -> int:
     except BrokenPipeError:
         raise  # stdout closed: main() exits quietly
     except ConfigurationError as exc:  # AVATAR_RTC_EVENT_LOOP: misspelt, or uvloop missing
-        print(f"avatar-rtc emulator: {exc}", file=sys.stderr)
-        return exc.exit_code
+        print_error("emulator", exc)
+        return exit_code_of(exc)
     except OSError as exc:
         print(
             f"avatar-rtc emulator: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr

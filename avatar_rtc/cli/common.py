@@ -191,6 +191,8 @@ def announce_reconnects(
                 if outage.new_session
                 else "a new connection"
                 if outage.replaced
+                else "the same connection, ICE restarted"
+                if outage.ice_restarted
                 else "the same connection"
             )
             text = f"media back after {outage.seconds:.1f} s on {how}"

@@ -93,6 +93,11 @@ def register(subparsers: Any) -> None:
         "(default %(default)s)",
     )
     parser.add_argument(
+        "--ice-restart",
+        action="store_true",
+        help="WHEP resources take PATCH and restart ICE (the service announces no PATCH)",
+    )
+    parser.add_argument(
         "--say-text-requires-voice",
         action="store_true",
         help="answer say-text 503 for sessions created without a voice (as seen live)",
@@ -265,6 +270,7 @@ def _build(args: argparse.Namespace) -> Emulator:
         turn_secret=turn_secret,
         whep_url_template=args.whep_url_override,
         fanout=args.fanout,
+        ice_restart=args.ice_restart,
     )
 
 

@@ -49,6 +49,8 @@ class Emulator:
     init-client hands out this WHEP URL (``{session_id}`` replaced) instead of ours.
     ``fanout=True``: a load generator, every session plays one shared pre-encoded stream
     (``emulator.fanout``; say-text is accepted and ignored).
+    ``ice_restart=True``: WHEP resources take PATCH and restart ICE (``emulator.whep``); the
+    service announces no PATCH, so by default neither does the emulator.
     """
 
     def __init__(
@@ -68,6 +70,7 @@ class Emulator:
         turn_secret: str | None = None,
         whep_url_template: str | None = None,
         fanout: bool = False,
+        ice_restart: bool = False,
     ) -> None:
         if ended_end_status not in (404, 410):
             raise ValueError("ended_end_status must be 404 or 410")
@@ -98,6 +101,7 @@ class Emulator:
         self._media_enabled = media_enabled
         self._media_factory = media_factory
         self._fanout = fanout
+        self._ice_restart = ice_restart
         self._control: ControlApi | None = None
         self._runner: web.AppRunner | None = None
         self._sweeper: asyncio.Task[None] | None = None
@@ -224,7 +228,7 @@ class Emulator:
             media = self._registry.live_media(session_id)
             return media if isinstance(media, AvatarMedia | FanoutMedia) else None
 
-        add_whep_routes(app, lookup)
+        add_whep_routes(app, lookup, ice_restart=self._ice_restart)
 
     async def stop(self) -> None:
         if self._sweeper is not None:

@@ -4,7 +4,8 @@ aiortc 1.16 and aioice 0.13 offer no public hook for what this client needs:
 
 - the ICE connection of a transport, to gather from every TURN URL (``multi_turn``) and to
   report the selected pair;
-- the gathering and pairing state that an ``aioice.Connection`` subclass must keep in step;
+- the gathering and pairing state that an ``aioice.Connection`` subclass must keep in step,
+  and the agent state an ICE restart in place starts afresh (aioice has no ICE restart);
 - an RTP receiver's packet handlers, statistics and RTCP feedback, so our receive pipeline
   replaces aiortc's jitter buffer and decoder (``receiver``);
 - a sender's SSRC and its DTLS transport's plain-RTP send, for the emulator's RTP tap;
@@ -21,11 +22,13 @@ Tested versions: :data:`TESTED_VERSIONS`.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 import aioice
 from aioice import Candidate, Connection, turn
+from aioice.utils import random_string
 from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCRtpSender, RTCRtpTransceiver
 from aiortc.rtcdtlstransport import RTCDtlsTransport
 from aiortc.rtcrtpreceiver import StreamStatistics
@@ -33,6 +36,7 @@ from aiortc.rtcrtpreceiver import StreamStatistics
 __all__ = [
     "PRIVATE_NAMES",
     "TESTED_VERSIONS",
+    "RestartableConnection",
     "RtpHandler",
     "add_protocol",
     "components",
@@ -52,6 +56,7 @@ __all__ = [
     "receiver_statistics",
     "relay_only",
     "release_receiver",
+    "restart_ice_agent",
     "restore_outgoing_rtp",
     "route_rtp",
     "rtp_header_extensions",
@@ -83,6 +88,17 @@ PRIVATE_NAMES: tuple[tuple[str, str], ...] = (
     ("aioice.Connection instance", "_transport_policy"),
     ("aioice.Connection instance", "_use_ipv4"),
     ("aioice.Connection instance", "_use_ipv6"),
+    ("aioice.Connection instance", "_local_username"),
+    ("aioice.Connection instance", "_local_password"),
+    ("aioice.Connection instance", "_check_list"),
+    ("aioice.Connection instance", "_check_list_done"),
+    ("aioice.Connection instance", "_check_list_state"),
+    ("aioice.Connection instance", "_early_checks"),
+    ("aioice.Connection instance", "_early_checks_done"),
+    ("aioice.Connection instance", "_nominating"),
+    ("aioice.Connection instance", "_remote_candidates"),
+    ("aioice.Connection instance", "_remote_candidates_end"),
+    ("aioice.Connection", "_check_list_maybe_complete"),
     ("RTCRtpReceiver", "_handle_rtp_packet"),
     ("RTCRtpReceiver", "_handle_rtcp_packet"),
     ("RTCRtpReceiver", "_send_rtcp"),
@@ -181,6 +197,53 @@ def nominated_pairs(connection: Connection) -> dict[int, Any]:
     """Component -> nominated ``CandidatePair`` (empty before ICE completes)."""
     found: dict[int, Any] = connection._nominated
     return found
+
+
+def restart_ice_agent(connection: Connection, *, regather: bool) -> list[Any]:
+    """Start an ICE restart (RFC 8445 section 9) in place, which aioice cannot do itself.
+
+    New local credentials; the check list, the peer's credentials and candidates and the
+    consent checks start afresh (set the peer's, then ``connect()`` runs the checks again).
+    The nominated pair stays, so whatever still comes (and DTLS above it) flows until the new
+    checks nominate another; :class:`RestartableConnection` keeps that stale pair from ending
+    the new check list. ``regather``: the local candidates go too (gather again, on
+    new sockets); their protocols are returned, detached from the connection: close them once
+    a new pair is nominated (closing the nominated pair's socket first would end ``recv``).
+    Otherwise they are kept and ``[]`` is returned.
+    """
+    cancel_consent_checks(connection)
+    connection._query_consent_task = None
+    for pair in connection._check_list:
+        if pair.task is not None:
+            pair.task.cancel()
+    connection._local_username = random_string(4)
+    connection._local_password = random_string(22)
+    connection.remote_username = connection.remote_password = None
+    connection._check_list = []
+    connection._check_list_done = False
+    connection._check_list_state = asyncio.Queue()
+    connection._early_checks.clear()  # checks with the old credentials: answered 401 now
+    connection._early_checks_done = False  # the peer's new checks wait for its credentials
+    connection._nominating = set()
+    connection._remote_candidates = []
+    connection._remote_candidates_end = False
+    if not regather:
+        return []
+    retired = list(connection._protocols)
+    connection._protocols.clear()
+    connection._local_candidates = []
+    connection._local_candidates_start = connection._local_candidates_end = False
+    return retired
+
+
+class RestartableConnection(Connection):
+    """An ``aioice.Connection`` whose check list, after :func:`restart_ice_agent`, completes
+    only once every component has a pair nominated by the new checks: aioice completes it as
+    soon as any component has a nominated pair, which the one from before would be."""
+
+    def _check_list_maybe_complete(self) -> bool:
+        stale = any(pair not in self._check_list for pair in self._nominated.values())
+        return not stale and super()._check_list_maybe_complete()
 
 
 # --- aiortc: taking over an RTP receiver ----------------------------------------------------
@@ -339,6 +402,7 @@ async def missing_private_names() -> list[str]:
         owners: dict[str, object] = {
             "RTCIceGatherer instance": gatherer,
             "aioice.Connection instance": getattr(gatherer, "_connection", None),
+            "aioice.Connection": Connection,
             "RTCRtpReceiver": RTCRtpReceiver,
             "RTCRtpReceiver instance": transceiver.receiver,
             "RTCRtpSender instance": transceiver.sender,

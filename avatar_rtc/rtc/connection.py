@@ -32,7 +32,7 @@ from aiortc.sdp import candidate_from_sdp
 from ..errors import ConnectError, ConnectTimeoutError, NoCandidatesError, WhepError
 from ..redact import Secret, install_log_redaction, redact, redact_exception
 from . import aiortc_seam as seam
-from . import codec_negotiation, multi_turn, sdp_candidates
+from . import codec_negotiation, datagram_batch, ice_restart, multi_turn, sdp_candidates
 from .candidate_pair import SelectedPair
 from .ice_options import IceOptions
 from .ice_servers import IceServer
@@ -137,6 +137,7 @@ class MediaConnection:
         self._connected = asyncio.Event()
         self._closing: asyncio.Task[None] | None = None
         self._trickle_task: asyncio.Future[None] | None = None
+        self._restarting = asyncio.Lock()  # one ICE restart at a time
 
     # --- public API -----------------------------------------------------------------
 
@@ -183,6 +184,46 @@ class MediaConnection:
             # Includes cancellation: the WHEP resource must not outlive us.
             await self._abort()
             raise
+
+    @property
+    def can_restart_ice(self) -> bool:
+        """Connected to a WHEP server that takes PATCH (``Accept-Patch`` with the sdpfrag type)."""
+        return self._state == "connected" and self._whep.accepts_trickle
+
+    async def restart_ice(self) -> bool:
+        """ICE restart through WHEP PATCH: this peer connection, its DTLS session and receivers
+        carry on over a newly checked path (see ``ice_restart``), candidates gathered again.
+
+        Returns True once ICE nominated the new path (media may take a round trip more), False
+        when it cannot be tried (not connected, no ``Accept-Patch``) or the server does not
+        restart ICE (405/422/501): then only a new connection brings media back. Raises
+        ``WhepNotFoundError`` (the resource is gone), ``WhepError``/``TransportError`` for
+        other HTTP failures, ``ConnectError`` when the new checks fail. After a refusal or an
+        error our agent holds credentials the server does not: its consent checks to us fail
+        within ~30 s, so replace the connection (``Reconnector`` does, in the same attempt).
+        """
+        async with self._restarting:
+            return await self._restart_ice()
+
+    async def _restart_ice(self) -> bool:
+        ice, pc = self._ice_connection, self._pc
+        if ice is None or pc is None or not self.can_restart_ice:
+            return False
+        transceiver = next(t for t in pc.getTransceivers() if t.mid is not None)
+        assert transceiver.mid is not None
+        dtls = transceiver.receiver.transport
+        offer, before = await ice_restart.offer(ice, transceiver.mid)
+        datagram_batch.sockets_changed(dtls)  # the new sockets' media takes the fast path too
+        reply = await self._whep.restart_ice(offer)
+        if reply is None:
+            return False
+        try:
+            await ice_restart.complete(ice, sdp_candidates.parse_sdpfrag(reply), before)
+        except (ConnectionError, ValueError) as exc:
+            raise ConnectError(f"ICE restart failed: {exc}") from None
+        pair = self.selected_pair()
+        logger.info("ICE restarted: media via %s", pair.describe() if pair else "?")
+        return True
 
     async def close(self) -> None:
         """DELETE the WHEP resource (best-effort) and close the peer connection. Idempotent."""

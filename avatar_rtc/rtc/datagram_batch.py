@@ -44,7 +44,7 @@ from aiortc.rtp import RtpPacket, is_rtcp
 
 from . import aiortc_seam as seam
 
-__all__ = ["MAX_BATCH", "DatagramBatch", "RtpCallback", "attach"]
+__all__ = ["MAX_BATCH", "DatagramBatch", "RtpCallback", "attach", "sockets_changed"]
 
 logger = logging.getLogger(__name__)
 
@@ -70,6 +70,14 @@ def attach(
         batch = _BATCHES[dtls] = DatagramBatch(dtls)
     batch.add(receiver, callback, on_path_back=on_path_back)
     return batch
+
+
+def sockets_changed(dtls: RTCDtlsTransport) -> None:
+    """The ICE connection under ``dtls`` has new sockets (an ICE restart gathered again): the
+    fast path takes them too, and lets go of closed ones it no longer holds."""
+    batch = _BATCHES.get(dtls)
+    if batch is not None and not batch.closed:
+        batch.rehook()
 
 
 class _Socket:
@@ -144,6 +152,22 @@ class DatagramBatch:
                 hooked.protocol.__dict__.pop("datagram_received", None)
                 hooked.close()
             self._sockets.clear()
+
+    def rehook(self) -> None:
+        """Hook the connection's protocols not hooked yet; forget the closed ones it dropped."""
+        dtls = self._dtls()
+        if dtls is None:
+            return
+        current = seam.protocols(seam.transport_ice_connection(dtls))
+        held = {id(p) for p in current}
+        for hooked in [h for h in self._sockets if id(h.protocol) not in held]:
+            if hooked.owner is None or hooked.owner.is_closing():
+                hooked.close()
+                self._sockets.remove(hooked)
+        known = {id(h.protocol) for h in self._sockets}
+        for protocol in current:
+            if id(protocol) not in known:
+                self._hook(protocol)
 
     # -- hooks ---------------------------------------------------------------------------
     def _hook(self, protocol: Any) -> None:

@@ -24,6 +24,11 @@ went by, and never one that carried media: aioice (and any peer with aggressive 
 RFC 8445) may pick another of the nominated pairs than we did, and sends its media *to that
 relay*. Releasing it on our choice alone cut such a session off with 0 packets.
 
+It can also restart ICE in place (:meth:`MultiTurnConnection.restart`, RFC 8445 section 9;
+aioice cannot): new credentials and, for the WHEP player, candidates gathered again on new
+sockets (a TURN server that restarted lost our allocations). The pair nominated before keeps
+carrying what comes until the new checks nominate another; then the old sockets are closed.
+
 It is installed per peer connection by :func:`install` (a class swap of the connection aiortc
 just created, before gathering) — no process-global patch. aioice's private state is reached
 only through ``aiortc_seam``.
@@ -138,7 +143,7 @@ class GatherReport:
         return "; ".join(f"{url}: {outcome}" for url, outcome in self.outcomes.items())
 
 
-class MultiTurnConnection(Connection):
+class MultiTurnConnection(seam.RestartableConnection):
     """``aioice.Connection`` with multi-server gathering; configure with :meth:`configure`."""
 
     # No class-level defaults: install() calls configure() right after the class swap.
@@ -153,6 +158,8 @@ class MultiTurnConnection(Connection):
     _mt_releasing: bool
     _mt_media: asyncio.Event
     _mt_closed: bool
+    _mt_retired: list[Any]
+    _mt_retire_task: asyncio.Task[None] | None
     gather_report: GatherReport
 
     def configure(
@@ -174,6 +181,8 @@ class MultiTurnConnection(Connection):
         self._mt_releasing = False
         self._mt_media = asyncio.Event()  # one of our candidates got the peer's first media
         self._mt_closed = False
+        self._mt_retired = []  # protocols of the candidates an ICE restart replaced
+        self._mt_retire_task = None
         self.gather_report = GatherReport()
 
     # --- gathering ------------------------------------------------------------------
@@ -351,6 +360,8 @@ class MultiTurnConnection(Connection):
         if self._mt_closed:  # close() ran while connect() finished: nothing may outlive it
             seam.cancel_consent_checks(self)
             return
+        if self._mt_retired:  # a new pair is nominated: the old sockets may go
+            self._mt_retire_task = asyncio.create_task(self._close_retired())
         if any(p.local_candidate.type == "relay" for p in seam.protocols(self)):
             # In the background: DTLS starts now. close() cancels the wait, or waits for
             # a release under way.
@@ -388,14 +399,46 @@ class MultiTurnConnection(Connection):
 
     async def close(self) -> None:
         self._mt_closed = True
+        await self._stop_release()
+        if self._mt_retire_task is not None:
+            with contextlib.suppress(Exception):
+                await wait_ended(self._mt_retire_task)
+        await self._close_retired()  # a restart that never nominated leaves them here
+        await super().close()
+
+    async def _stop_release(self) -> None:
         task = self._mt_release_task
         if task is not None and not task.done():
             if self._mt_releasing:
                 with contextlib.suppress(Exception):
                     await wait_ended(task)  # the release goes on: no TURN allocation left
-            else:  # still waiting for media: super().close() releases them all
+            else:  # still waiting for media: close() or a restart's gathering releases them
                 await cancel_and_wait(task)
-        await super().close()
+        self._mt_release_task = None
+
+    # --- ICE restart ----------------------------------------------------------------
+
+    async def restart(self, *, regather: bool) -> None:
+        """Begin an ICE restart: new :attr:`local_username`/:attr:`local_password`, the
+        checks and the peer's credentials and candidates afresh (``aiortc_seam.
+        restart_ice_agent``). ``regather``: new local candidates, gathered before this returns
+        (the old sockets close once :meth:`connect` nominated a new pair, or on close).
+        Then set ``remote_username``/``remote_password``, add the peer's candidates and run
+        :meth:`connect` again."""
+        await self._stop_release()
+        self._mt_retired += seam.restart_ice_agent(self, regather=regather)
+        if regather:
+            self._mt_media = asyncio.Event()  # which new relay the peer sends to, see connect()
+            self.gather_report = GatherReport()
+            await self.gather_candidates()
+
+    async def _close_retired(self) -> None:
+        retired, self._mt_retired = self._mt_retired, []
+        if retired:
+            await asyncio.gather(
+                *(asyncio.wait_for(p.close(), 5.0) for p in retired), return_exceptions=True
+            )
+            logger.debug("closed %d socket(s) an ICE restart replaced", len(retired))
 
     def relays(self) -> dict[str, tuple[str, int]]:
         """TURN URL -> relayed address, of the allocations this connection still holds."""

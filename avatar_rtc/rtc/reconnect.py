@@ -8,17 +8,21 @@ no RTP/RTCP for ``media_timeout`` s, ICE failed, DTLS closed). After a loss it e
    consent timeout): nothing is torn down while the network is down (:mod:`.reachability`
    probes the WHEP server and the path's first hop), and when it comes back the old path gets
    ``_COMEBACK_GRACE`` s to deliver media before it is replaced.
-2. Otherwise a new peer connection: DELETE the old WHEP resource first (the avatar service
-   takes one viewer per stream), POST a new offer, ICE, DTLS, first packet. The receive
-   pipelines move to the new receivers (the connection's ``on_receiver`` hook), so streams,
-   decoders and recorders carry on; the new stream's first frame is a keyframe.
+2. Otherwise, where the WHEP server announced PATCH (``Accept-Patch``), an ICE restart
+   (:meth:`.connection.MediaConnection.restart_ice`): new credentials and candidates (a new
+   TURN allocation) by PATCH, a new path checked, the same peer connection, DTLS session,
+   streams and SSRCs; media back after one more round trip.
+3. Otherwise (no PATCH, the server refused it, or the new checks failed), in the same attempt,
+   a new peer connection: DELETE the old WHEP resource first (the avatar service takes one
+   viewer per stream), POST a new offer, ICE, DTLS, first packet. The receive pipelines move
+   to the new receivers (the connection's ``on_receiver`` hook), so streams, decoders and
+   recorders carry on; the new stream's first frame is a keyframe.
 
-aiortc cannot restart ICE on a peer connection (no ICE restart in aioice), so a WHEP ICE-restart
-PATCH (:meth:`.whep.WhepClient.restart_ice`) is not used here: it would restart the server's
-ICE agent for credentials no local agent holds. A new POST answered 404 means the service
-session is gone: :class:`~avatar_rtc.errors.WhepNotFoundError` at once, unless the policy says
-``new_session_on_not_found`` and the owner gave a ``renew`` hook (``AvatarSession`` creates a
-new service session for the same avatar; the POST is then made to its WHEP URL). A new POST
+A server that refused an ICE restart (405/422/501) is not asked again. A new POST answered
+404 means the service session is gone: :class:`~avatar_rtc.errors.WhepNotFoundError` at once,
+unless the policy says ``new_session_on_not_found`` and the owner gave a ``renew`` hook
+(``AvatarSession`` creates a new service session for the same avatar; the POST is then made
+to its WHEP URL). A new POST
 refused (TCP RST: the network works, the WHEP server does not listen) ``refused_attempts``
 times in a row, spaced ``initial_delay`` apart, means the sender is gone:
 :class:`~avatar_rtc.errors.ServiceUnreachableError`, about a second after the loss was
@@ -89,6 +93,8 @@ class ReconnectPolicy:
     - ``refused_attempts``: new connections refused by the WHEP server's host in a row (the
       network works, nothing listens: the sender is gone) after which the loss is final
       (:class:`~avatar_rtc.errors.ServiceUnreachableError`); they are ``initial_delay`` apart.
+    - ``ice_restart``: try an ICE restart through WHEP PATCH first where the server announced
+      PATCH (``Accept-Patch``); False: always a new connection.
     - ``new_session_on_not_found``: when WHEP answers 404 (the service session is gone),
       create a new service session (same avatar and options) and connect to it, instead of
       failing with :class:`~avatar_rtc.errors.WhepNotFoundError` (``AvatarSession`` with the
@@ -105,6 +111,7 @@ class ReconnectPolicy:
     attempt_timeout: float = 10.0
     probe_interval: float = 0.25
     refused_attempts: int = 3
+    ice_restart: bool = True
     new_session_on_not_found: bool = False
 
     def __post_init__(self) -> None:
@@ -140,8 +147,9 @@ class Outage:
     """One loss of media: the data of the ``reconnecting`` and ``reconnected`` events.
 
     ``started``: ``time.monotonic()`` of the last media before the loss. ``seconds``: from then
-    to the first media after it (``None`` while it lasts). ``attempts``: new connections tried.
-    ``replaced``: the media came back on a new peer connection (False: the old one recovered).
+    to the first media after it (``None`` while it lasts). ``attempts``: ICE restarts and new
+    connections tried. ``replaced``: the media came back on a new peer connection (False: the
+    old one recovered). ``ice_restarted``: it came back on the old one after an ICE restart.
     ``new_session``: a new service session was created for it (WHEP 404, see
     ``ReconnectPolicy.new_session_on_not_found``).
     """
@@ -151,6 +159,7 @@ class Outage:
     attempts: int = 0
     seconds: float | None = None
     replaced: bool = False
+    ice_restarted: bool = False
     new_session: bool = False
 
 
@@ -158,8 +167,9 @@ class Outage:
 class ReconnectStats:
     """Counters of a :class:`Reconnector` (part of ``SessionStats``).
 
-    ``outages``: losses noticed; ``reconnects``: of those, recovered; ``attempts``: new
-    connections tried; ``outage_seconds``: media time lost in total (the current outage
+    ``outages``: losses noticed; ``reconnects``: of those, recovered; ``attempts``: ICE
+    restarts and new connections tried; ``ice_restarts``: of the reconnects, those an ICE
+    restart brought back; ``outage_seconds``: media time lost in total (the current outage
     included); ``reconnecting``: an outage is under way.
     """
 
@@ -167,6 +177,7 @@ class ReconnectStats:
     outages: int = 0
     reconnects: int = 0
     attempts: int = 0
+    ice_restarts: int = 0
     outage_seconds: float = 0.0
     last_outage_seconds: float | None = None
     last_error: str | None = None
@@ -221,6 +232,7 @@ class Reconnector:
         self._task: asyncio.Task[None] | None = None
         self._outage: Outage | None = None
         self._stats = ReconnectStats()
+        self._ice_restart = policy.ice_restart  # off once a server refused one
 
     # --- public API -----------------------------------------------------------------
 
@@ -357,7 +369,7 @@ class Reconnector:
                     self._recovered(replaced=False)
                     return
                 try:
-                    await self._attempt()
+                    replaced = await self._attempt()
                 except WhepNotFoundError:
                     raise  # the service session is gone (and not renewed): final
                 except (ConnectError, WhepError, TransportError, *_RENEW_RETRIED) as exc:
@@ -368,7 +380,7 @@ class Reconnector:
                     if refused >= self.policy.refused_attempts:
                         raise self._unreachable(reason, refused, started) from exc
                     continue
-                self._recovered(replaced=True)
+                self._recovered(replaced=replaced)
                 return
         finally:
             await monitor.stop()
@@ -396,11 +408,17 @@ class Reconnector:
                 return "down" if monitor.down else "up"
             await asyncio.sleep(_TICK)
 
-    async def _attempt(self) -> None:
-        """One new connection; on WHEP 404, a new service session first if asked for."""
+    async def _attempt(self) -> bool:
+        """An ICE restart where it can be tried, else one new connection (returns True); on
+        WHEP 404, a new service session first if asked for."""
+        if await self._restart_ice():
+            if self._outage is not None:
+                self._outage = replace(self._outage, ice_restarted=True)
+            self._stats = replace(self._stats, ice_restarts=self._stats.ice_restarts + 1)
+            return False
         try:
             await self._replace()
-            return
+            return True
         except WhepNotFoundError as exc:
             if self._renew is None or not self.policy.new_session_on_not_found:
                 exc.add_note("(while reconnecting: the service session is gone)")
@@ -410,6 +428,32 @@ class Reconnector:
         if self._outage is not None:
             self._outage = replace(self._outage, new_session=True)
         await self._replace()
+        return True
+
+    async def _restart_ice(self) -> bool:
+        """An ICE restart of the current connection (WHEP PATCH), if it can be tried; True when
+        media came back on it. Its failures are logged: a new connection comes next."""
+        connection = self._connection
+        if not self._ice_restart or connection is None or not connection.can_restart_ice:
+            return False
+        self._count_attempt()
+        try:
+            async with asyncio.timeout(self.policy.attempt_timeout):
+                if not await connection.restart_ice():
+                    self._ice_restart = False
+                    logger.info("the WHEP server does not restart ICE: new connections only")
+                    return False
+                if not await self._watchdog.media_within(self.policy.media_timeout):
+                    raise NoMediaError(
+                        f"ICE restarted, but no media within {self.policy.media_timeout:.1f} s"
+                    )
+        except (TimeoutError, ConnectError, WhepError, TransportError) as exc:
+            reason = str(exc) or f"not done within {self.policy.attempt_timeout:.1f} s"
+            self._stats = replace(self._stats, last_error=reason)
+            logger.info("ICE restart failed (%s): a new connection next", reason)
+            return False
+        self._watch(connection)
+        return True
 
     async def _refused(self, error: BaseException) -> bool:
         """Did the attempt fail because the WHEP server's host refuses connections (RST)?"""
@@ -484,6 +528,8 @@ class Reconnector:
             last_outage_seconds=seconds,
         )
         how = "on a new connection" if replaced else "on the same connection"
+        if done.ice_restarted:
+            how += " (ICE restarted)"
         logger.warning("media back after %.1f s %s (%d attempt(s))", seconds, how, done.attempts)
         if self._request_keyframe is not None:
             self._request_keyframe()  # the decoder and a recording restart at a keyframe

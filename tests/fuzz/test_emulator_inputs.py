@@ -27,6 +27,10 @@ from avatar_rtc.api import ControlClient, SessionHandle
 from avatar_rtc.emulator import Emulator
 from avatar_rtc.emulator import jwt as emulator_jwt
 from avatar_rtc.emulator.auth import KsAuthority, TokenAuthority, parse_authorization
+from avatar_rtc.rtc import ice_restart
+from avatar_rtc.rtc.connection import MediaConnection
+from avatar_rtc.rtc.ice_options import IceOptions
+from avatar_rtc.rtc.sdp_candidates import SDPFRAG_TYPE
 
 from .conftest import fuzz_settings
 from .planted import CASES, DEADLINE, assert_no_secret
@@ -54,6 +58,7 @@ pytestmark = [
 REQUEST_CASES = 1500
 PARSE_CASES = 2000
 OFFER_CASES = 300
+PATCH_CASES = 300
 STATUSES: Counter[int] = Counter()  # of the WHEP POSTs: the fuzz reaches both outcomes
 
 ACTIONS = ("init-client", "say-text", "say-audio", "interrupt", "keep-alive", "end")
@@ -219,6 +224,75 @@ def test_emulator_whep_answers_offers_4xx_never_5xx(caplog: pytest.LogCaptureFix
             runner.run(emulator.stop())
     assert CASES["emulator-whep"] >= OFFER_CASES
     assert STATUSES[201] and STATUSES[400], STATUSES  # offers taken and refused, both
+
+
+def test_emulator_whep_patch_answers_4xx_never_5xx(caplog: pytest.LogCaptureFixture) -> None:
+    """ICE restart and trickle PATCHes (``Emulator(ice_restart=True)``) to a live viewer:
+    sdpfrags mutated from a real restart fragment of ours, bodies that are not sdpfrags or not
+    UTF-8, any If-Match and Content-Type. A restart it takes runs checks that may fail (logged
+    at INFO); the next case restarts again."""
+    caplog.set_level(logging.INFO)
+    with asyncio.Runner() as runner:
+        emulator = Emulator(ice_restart=True)
+        runner.run(emulator.start())
+        connection, seed = runner.run(_restart_seed(emulator))
+        url, etag = connection.whep.location or "", connection.whep.etag or ""
+        mutated = sdp_mutation([seed])
+        others = ("application/sdp", "text/plain", "")
+
+        def request(rng: random.Random) -> tuple[bytes, str, str | None]:
+            body = raw_body(rng) if rng.random() < 0.15 else loopback_only(mutated(rng)).encode()
+            text = "".join(c for c in small_text(rng) if " " <= c <= "~")  # a header's
+            if_match = rng.choice(["*", '"*"', '"*"', etag, '"stale"', text, None])
+            content_type = SDPFRAG_TYPE if rng.random() < 0.8 else rng.choice(others)
+            return body, content_type, if_match
+
+        @fuzz_settings(PATCH_CASES)
+        @given(patch=seeded(request))
+        @example((seed.encode(), SDPFRAG_TYPE, '"*"'))
+        @example((b"a=ice-ufrag:\xc3(\r\n", SDPFRAG_TYPE, "*"))  # not UTF-8
+        def case(patch: tuple[bytes, str, str | None]) -> None:
+            note(f"input: {patch!r}")
+            caplog.clear()
+            status = runner.run(asyncio.wait_for(_patch(url, *patch), DEADLINE))
+            assert 200 <= status < 500, f"HTTP {status}"
+            errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+            assert not errors, errors
+            CASES["emulator-whep-patch"] += 1
+
+        try:
+            case()
+        finally:
+            runner.run(connection.close())
+            runner.run(emulator.stop())
+    print(f"PATCH statuses: {dict(PATCH_STATUSES)}")
+    assert CASES["emulator-whep-patch"] >= PATCH_CASES
+    assert PATCH_STATUSES[200] and PATCH_STATUSES[400], PATCH_STATUSES  # restarts, refusals
+
+
+PATCH_STATUSES: Counter[int] = Counter()
+
+
+async def _restart_seed(emulator: Emulator) -> tuple[MediaConnection, str]:
+    """A live viewer (our connection to it) and a real restart sdpfrag of ours for it."""
+    async with ControlClient(emulator.api_url, emulator.ks) as client:
+        config = await client.init_client(await client.create("av-1"))
+    connection = MediaConnection(config.whep_url, ice=IceOptions(host_addresses=("127.0.0.1",)))
+    await connection.connect()
+    ice = connection._ice_connection
+    assert ice is not None and connection.whep.location and connection.whep.etag
+    return connection, ice_restart.fragment(ice, "0")
+
+
+async def _patch(url: str, body: bytes, content_type: str, if_match: str | None) -> int:
+    headers = {"Content-Type": content_type} if content_type else {}
+    if if_match is not None:
+        headers["If-Match"] = if_match
+    async with aiohttp.ClientSession() as http, http.patch(url, data=body, headers=headers) as r:
+        await r.read()
+        status = r.status
+    PATCH_STATUSES[status] += 1
+    return status
 
 
 async def _whep_path(emulator: Emulator) -> str:

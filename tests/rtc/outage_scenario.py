@@ -10,7 +10,9 @@ mode) and consumes one video stream. After ~2 s of media:
 - ``network``: nft drops every UDP and TCP packet on the input hook for ``S`` s (media,
   signalling and the Control API alike), then the table is deleted (the network is back);
 - ``turn``: relay-only through coturn (one ``turn:...?transport=udp`` URL); coturn is stopped
-  for ``S`` s, then started again on the same ports (its allocations are gone).
+  for ``S`` s, then started again on the same ports (its allocations are gone). With
+  ``--ice-restart`` the emulator takes WHEP PATCH: media must come back by an ICE restart of
+  the same peer connection (a new allocation), not a new one.
 
 Then media must come back on the same stream iterator and into the same file. Prints one JSON
 object; times are ``time.monotonic()`` seconds relative to the restore (network back, or the
@@ -219,7 +221,9 @@ async def nft(*args: str, stdin: str | None = None) -> None:
     await asyncio.to_thread(subprocess.run, ["nft", *args], input=stdin, text=True, check=True)
 
 
-async def run(case: str, out: Path, outage: float, workdir: Path) -> dict[str, Any]:
+async def run(
+    case: str, out: Path, outage: float, workdir: Path, *, ice_restart: bool = False
+) -> dict[str, Any]:
     turn_binary = shutil.which("turnserver") or ""
     url = f"turn:127.0.0.1:{TURN_PORT}?transport=udp"
     relay = IceOptions(policy="relay", extra_servers=(IceServer(url, USERNAME, PASSWORD),))
@@ -230,7 +234,10 @@ async def run(case: str, out: Path, outage: float, workdir: Path) -> dict[str, A
         turn = None
         if case == "turn":
             turn = stack.enter_context(coturn(workdir / "turn1", turn_binary))
-        async with Emulator() as emulator, session_for(emulator, ice) as session:
+        async with (
+            Emulator(ice_restart=ice_restart) as emulator,
+            session_for(emulator, ice) as session,
+        ):
             for name in ("reconnecting", "reconnected", "disconnected", "error"):
                 session.on(name, lambda e: events.append(_event(e)))
             await session.wait_first_frame(20)
@@ -292,6 +299,7 @@ def main() -> None:
     parser.add_argument("case", choices=("network", "turn", "sender_killed"))
     parser.add_argument("out", type=Path)
     parser.add_argument("--outage", type=float, default=10.0)
+    parser.add_argument("--ice-restart", action="store_true", help="the emulator takes PATCH")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     logging.getLogger("avatar_rtc").setLevel(logging.INFO)  # the log tells the attempts
@@ -300,7 +308,9 @@ def main() -> None:
         if args.case == "sender_killed":
             result = asyncio.run(run_sender_killed(args.out, Path(tmp)))
         else:
-            result = asyncio.run(run(args.case, args.out, args.outage, Path(tmp)))
+            result = asyncio.run(
+                run(args.case, args.out, args.outage, Path(tmp), ice_restart=args.ice_restart)
+            )
     print(json.dumps(result))
     sys.stdout.flush()
 

@@ -64,6 +64,10 @@ class FakeConnection:
         self.fail, self.hang = fail, hang
         self.closed = False
         self.started: float | None = None
+        # ICE restart outcomes, in order: "media" (restarted, media flows again), "silent"
+        # (restarted, no media), "refused" (the server does not restart ICE), or an error
+        self.restarts: list[str | BaseException] = []
+        self.can_restart_ice = False
 
     async def connect(self) -> None:
         self.log.append(("connect", self.number))
@@ -77,6 +81,14 @@ class FakeConnection:
     async def close(self) -> None:
         self.log.append(("close", self.number))
         self.closed = True
+
+    async def restart_ice(self) -> bool:
+        self.log.append(("restart", self.number))
+        outcome = self.restarts.pop(0)
+        if isinstance(outcome, BaseException):
+            raise outcome
+        self.net.flowing = outcome == "media"
+        return outcome != "refused"
 
     def selected_pair(self) -> None:
         return None
@@ -378,3 +390,74 @@ async def test_a_failed_renewal_is_retried_like_an_attempt() -> None:
         await wait_until(lambda: "reconnected" in h.names(), 2)
     assert len(calls) == 2 and h.event("reconnected").new_session
     assert h.names() == ["reconnecting", "reconnected"]
+
+
+def _restartable(h: Harness, *outcomes: str | BaseException) -> FakeConnection:
+    first = h.made[0]
+    first.can_restart_ice = True
+    first.restarts = list(outcomes)
+    return first
+
+
+async def _cut_media(h: Harness) -> None:
+    await asyncio.sleep(0.05)  # media seen first: the watchdog waits for it
+    h.net.flowing = False
+
+
+async def test_an_ice_restart_comes_first_where_the_server_takes_patch() -> None:
+    async with running(Harness()) as h:
+        _restartable(h, "media")
+        await _cut_media(h)
+        await wait_until(lambda: "reconnected" in h.names(), 2)
+        outage = h.event("reconnected")
+        assert outage.ice_restarted and not outage.replaced and outage.attempts == 1
+        assert h.log == [("connect", 1), ("restart", 1)]  # no DELETE, no new POST
+        stats = h.reconnector.stats()
+        assert (stats.reconnects, stats.attempts, stats.ice_restarts) == (1, 1, 1)
+        assert h.reconnector.connection is h.made[0]
+
+
+async def test_a_refused_ice_restart_means_a_new_connection_now_and_no_restart_later() -> None:
+    async with running(Harness()) as h:
+        _restartable(h, "refused")
+        await _cut_media(h)
+        await wait_until(lambda: "reconnected" in h.names(), 2)
+        outage = h.event("reconnected")
+        assert outage.replaced and not outage.ice_restarted and outage.attempts == 2
+        assert h.log == [("connect", 1), ("restart", 1), ("close", 1), ("connect", 2)]
+        h.made[1].can_restart_ice = True  # (it would say so) but the server refused once
+        h.made[1].restarts = ["media"]
+        await _cut_media(h)
+        await wait_until(lambda: h.names().count("reconnected") == 2, 2)
+        assert h.log[-2:] == [("close", 2), ("connect", 3)]
+        assert h.reconnector.stats().ice_restarts == 0
+
+
+@pytest.mark.parametrize(
+    "failure", [ConnectError("ICE restart failed: ICE negotiation failed"), "silent"]
+)
+async def test_a_failed_ice_restart_falls_back_to_a_new_connection(
+    failure: str | BaseException,
+) -> None:
+    async with running(Harness()) as h:
+        _restartable(h, failure)
+        await _cut_media(h)
+        await wait_until(lambda: "reconnected" in h.names(), 4)
+        outage = h.event("reconnected")
+        assert outage.replaced and not outage.ice_restarted
+        assert h.log == [("connect", 1), ("restart", 1), ("close", 1), ("connect", 2)]
+        assert "ICE restart" in (h.reconnector.stats().last_error or "") or failure == "silent"
+        # A failure is not a refusal: the next connection's restart is tried.
+        h.made[1].can_restart_ice = True
+        h.made[1].restarts = ["media"]
+        await _cut_media(h)
+        await wait_until(lambda: h.names().count("reconnected") == 2, 2)
+        assert h.log[-1] == ("restart", 2)
+
+
+async def test_ice_restart_off_in_the_policy() -> None:
+    async with running(Harness(dataclasses.replace(FAST, ice_restart=False))) as h:
+        _restartable(h, "media")
+        await _cut_media(h)
+        await wait_until(lambda: "reconnected" in h.names(), 2)
+        assert h.log == [("connect", 1), ("close", 1), ("connect", 2)]

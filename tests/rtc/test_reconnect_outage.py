@@ -66,7 +66,9 @@ def _scenario(case: str, out: Path, *extra: str) -> dict[str, Any]:
     return result
 
 
-def _check(result: dict[str, Any], out: Path, *, replaced: bool) -> None:
+def _check(
+    result: dict[str, Any], out: Path, *, replaced: bool, ice_restarted: bool = False
+) -> None:
     summary = {k: v for k, v in result.items() if k != "pts"}
     print(json.dumps(summary))
     # Media back, on the same iterator, within the bound.
@@ -79,6 +81,8 @@ def _check(result: dict[str, Any], out: Path, *, replaced: bool) -> None:
     assert names == ["reconnecting", "reconnected"], summary
     outage = result["events"][1]["outage"]
     assert outage["replaced"] is replaced, summary
+    assert outage["ice_restarted"] is ice_restarted, summary
+    assert result["reconnect"]["ice_restarts"] == int(ice_restarted), summary
     assert outage["seconds"] >= OUTAGE - 0.5, summary
     stats = result["reconnect"]
     assert stats["outages"] == stats["reconnects"] == 1 and not stats["reconnecting"], summary
@@ -111,6 +115,18 @@ def test_turn_restart_media_back_on_a_new_connection(tmp_path: Path) -> None:
     _check(result, out, replaced=True)
     assert result["reconnect"]["attempts"] >= 1
     assert result["pair_after"].startswith("relay") and result["pair_after"] != result["pair"]
+
+
+def test_turn_restart_media_back_by_an_ice_restart(tmp_path: Path) -> None:
+    """The same, with a WHEP server that takes PATCH: an ICE restart (new credentials, a new
+    allocation on the restarted coturn) brings media back on the same peer connection: no new
+    POST, the same DTLS session and SSRCs; the stream and the file carry on."""
+    out = tmp_path / "turn.mp4"
+    result = _scenario("turn", out, "--outage", str(OUTAGE), "--ice-restart")
+    _check(result, out, replaced=False, ice_restarted=True)
+    assert result["reconnect"]["attempts"] == 1, result["log"]
+    assert result["pair_after"].startswith("relay") and result["pair_after"] != result["pair"]
+    assert any("ICE restarted" in line for line in result["log"]), result["log"]
 
 
 def test_sender_killed_is_a_typed_error_within_5s(tmp_path: Path) -> None:

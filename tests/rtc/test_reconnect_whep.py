@@ -1,8 +1,8 @@
 """WHEP ICE restart (RFC 9725 section 4.3.2) against a scripted server, and the emulator's
-clean refusal of it.
+clean refusal of it by default (the service announces no PATCH).
 
-aiortc cannot restart ICE on a peer connection, so ``Reconnector`` reconnects with a new POST;
-``WhepClient.restart_ice`` implements the protocol for a client whose ICE agent can.
+``WhepClient.restart_ice`` speaks the protocol; ``MediaConnection.restart_ice`` restarts our
+ICE agent with it (``test_ice_restart.py``).
 """
 
 from __future__ import annotations

@@ -23,7 +23,8 @@ from avatar_rtc.emulator.media.rtp_tap import RtpTap
 from avatar_rtc.emulator.media.timeline import MediaKind
 from avatar_rtc.emulator.media.tracks import PacketTrack
 from avatar_rtc.rtc import aiortc_seam as seam
-from avatar_rtc.rtc import multi_turn
+from avatar_rtc.rtc import ice_restart, multi_turn
+from avatar_rtc.rtc.sdp_candidates import SdpFragment
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +45,14 @@ class ViewerLimitError(ViewerError):
 
 class NegotiationError(ViewerError):
     status = 400
+
+
+class NotConnectedError(ViewerError):
+    status = 409
+
+
+class IceRestartUnsupportedError(ViewerError):
+    status = 422
 
 
 FrameSentHook = Callable[[MediaKind, int, int, int], None]  # kind, pts, rtp ts, clock rate
@@ -86,8 +95,10 @@ class Viewer:
         self._host_addresses = host_addresses
         self._capture_time = capture_time
         self._watchdog: asyncio.Task[None] | None = None
+        self._ice_checks: asyncio.Task[None] | None = None
         self._closed = False
         self.pli_count = 0
+        self.ice_restarts = 0
 
     @property
     def connection_state(self) -> str:
@@ -136,6 +147,32 @@ class Viewer:
         self._watchdog = asyncio.ensure_future(self._watch_connect())
         self.answer_sdp = str(pc.localDescription.sdp)
         return self.answer_sdp
+
+    async def restart_ice(self, fragment: SdpFragment) -> str:
+        """ICE restart asked by the viewer (WHEP PATCH): the answer sdpfrag (our new credentials
+        and candidates); the checks run on in the background, media goes on once they nominate
+        a pair. ``NegotiationError`` for a fragment without credentials or UDP candidates."""
+        transceiver = next((t for t in self.pc.getTransceivers() if t.mid is not None), None)
+        ice = seam.ice_connection(transceiver) if transceiver is not None else None
+        if transceiver is None or transceiver.mid is None or self._closed:
+            raise MediaClosedError("this viewer is not connected")
+        if self.pc.connectionState != "connected":
+            raise NotConnectedError("this viewer is not connected yet")
+        if not isinstance(ice, multi_turn.MultiTurnConnection):  # host addresses not pinned
+            raise IceRestartUnsupportedError("this viewer's ICE agent cannot restart")
+        if self._ice_checks is not None:
+            self._ice_checks.cancel()  # a restart's checks still running: this one replaces it
+        try:
+            answer, self._ice_checks = await ice_restart.answer(ice, fragment, transceiver.mid)
+        except ValueError as exc:
+            raise NegotiationError(str(exc)) from None
+        self._ice_checks.add_done_callback(self._ice_checks_done)
+        self.ice_restarts += 1
+        return answer
+
+    def _ice_checks_done(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            logger.info("viewer %s: ICE restart failed: %s", self.resource_id, task.exception())
 
     def _check_video_codec(self, media: list[sdp.MediaDescription]) -> None:
         # Like the service, the avatar sends one codec only: name both sides when it is missing.
@@ -205,6 +242,8 @@ class Viewer:
         self._closed = True
         if self._watchdog is not None and self._watchdog is not asyncio.current_task():
             self._watchdog.cancel()
+        if self._ice_checks is not None:
+            self._ice_checks.cancel()
         self.video.stop()
         self.audio.stop()
         with contextlib.suppress(Exception):

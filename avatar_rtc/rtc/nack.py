@@ -33,6 +33,16 @@ missing packet of its last 128 on each new gap; our old per-packet retries sent 
 - retries go out in batches (one RTCP packet per ``retry_interval`` at most), first NACKs with
   the packet that revealed the gap, like aiortc.
 
+Echoes (``echo_after``, off by default; the receive pipeline sets 20 ms): where the measured
+round trip is ``echo_min_rtt`` or more, a first NACK goes again ``echo_after`` later, once.
+With independent loss a lost NACK or a lost retransmission then costs no second round trip,
+which on a long one outlasts the playout delay (a freeze). A sender that ignores a repeat
+within a round trip of its retransmission (libwebrtc does) still answers the echo of a lost
+NACK. Never while the last second's loss exceeds ``echo_max_loss``, nor within
+``echo_quiet`` seconds of a burst or of packets that came after ``echo_stall`` seconds without
+any (a stalled event loop reads its socket late): there the loss is congestion or our own
+overload, and more feedback would add to it.
+
 At most ``max_missing`` entries are tracked (oldest dropped), so RTCP feedback stays small.
 
 ``sender_repairs`` turns False once ``deaf_after`` NACKed packets in a row never came (an
@@ -77,6 +87,11 @@ class NackTracker:
         outage_pause: float = 0.25,
         outage_tail: int = 128,
         deaf_after: int = 16,
+        echo_after: float | None = None,
+        echo_min_rtt: float = 0.05,
+        echo_max_loss: float = 0.15,
+        echo_quiet: float = 5.0,
+        echo_stall: float = 0.1,
     ) -> None:
         self._retry_interval = retry_interval
         self._max_retries = max_retries
@@ -89,6 +104,18 @@ class NackTracker:
         self._outage_pause = outage_pause
         self._outage_tail = outage_tail
         self._deaf_after = deaf_after
+        self._echo_after = echo_after
+        self._echo_min_rtt = echo_min_rtt
+        self._echo_max_loss = echo_max_loss
+        self._echo_quiet = echo_quiet
+        self._echo_stall = echo_stall
+        # When a run too long to NACK ended, or packets came after a stall (our own overload,
+        # an outage): no echoes for echo_quiet seconds.
+        self._trouble = -1e9
+        self._window_lost = 0  # packets found missing / received since the rate's mark
+        self._window_received = 0
+        self.loss_fraction = 0.0  # of the last RATE_SPAN (retransmissions not counted)
+        self.echoes = 0
         self._unanswered = 0  # NACKed packets given up in a row that never came
         self._tokens = budget_burst
         self._last_arrival: float | None = None
@@ -131,6 +158,8 @@ class NackTracker:
         if self._tokens < self._budget_burst:  # an outage's tail grant stays until spent
             self._tokens = min(self._budget_burst, self._tokens + self._budget)
         paused = self.silent(now)
+        if self._last_arrival is not None and now - self._last_arrival >= self._echo_stall:
+            self._trouble = now
         self._last_arrival = now
         if self._highest is None:
             self._highest = seq
@@ -151,6 +180,7 @@ class NackTracker:
             self._highest = seq
             if gap > self._max_burst:
                 self.bursts += 1
+                self._trouble = now
                 if gap > self._max_gap:
                     self._drop(list(self._missing))
                 tail = min(gap, self._outage_tail) if paused else 0
@@ -217,12 +247,16 @@ class NackTracker:
         self._highest = highest
 
     def _measure_rate(self, seq: int, now: float) -> None:
+        self._window_received += 1
         mark = self._rate_mark
         if mark is None:
             self._rate_mark = (now, seq)
         elif seq > mark[1] and now - mark[0] >= RATE_SPAN:
             self.packet_rate = (seq - mark[1]) / (now - mark[0])
             self._rate_mark = (now, seq)
+            seen = self._window_lost + self._window_received
+            self.loss_fraction = self._window_lost / seen if seen else 0.0
+            self._window_lost = self._window_received = 0
 
     def _track(
         self, start: int, end: int, now: float, *, tail: bool = False, guessed: bool = False
@@ -231,6 +265,7 @@ class NackTracker:
         for s in range(start, end):
             self._missing[s] = _Missing(now, tail=tail, guessed=guessed)
         self._fresh += end - start
+        self._window_lost += end - start
         if len(self._missing) > self._max_missing:
             self._drop(sorted(self._missing)[: len(self._missing) - self._max_missing])
 
@@ -248,11 +283,21 @@ class NackTracker:
             interval = max(interval, 1.2 * self.rtt)
         retrying = retries and now - self._last_batch >= interval
         first: list[int] = []
+        echo: list[int] = []
         again: list[int] = []
         exhausted: list[int] = []
+        echoing = self._echoing(now)
         for seq, m in self._missing.items():
             if m.last_nack is None:
                 first.append(seq)
+            elif (
+                echoing
+                and m.retries == 1
+                and not m.tail
+                and m.first_nack is not None
+                and now - m.first_nack >= self._echo_after  # type: ignore[operator]
+            ):
+                echo.append(seq)
             elif not retrying or now - m.last_nack < interval:
                 continue
             elif m.retries >= self._max_retries:
@@ -260,7 +305,7 @@ class NackTracker:
             else:
                 again.append(seq)
         self._drop(exhausted)
-        wanted = first + again
+        wanted = first + echo + again
         out = wanted[: int(self._tokens)]
         for seq in wanted[len(out) :]:
             self._missing[seq].deferred = True
@@ -269,6 +314,7 @@ class NackTracker:
         self._tokens -= len(out)
         if retrying and again:
             self._last_batch = now
+        self.echoes += len(set(out).intersection(echo))
         for seq in out:
             m = self._missing[seq]
             if m.first_nack is None:
@@ -277,6 +323,17 @@ class NackTracker:
             m.last_nack = now
             m.retries += 1
         return sorted(out)
+
+    def _echoing(self, now: float) -> bool:
+        """Echo first NACKs now? Only where a second round trip is long (a retry would come
+        too late) and the loss looks like the network's: not high, no burst lately."""
+        return (
+            self._echo_after is not None
+            and self.rtt is not None
+            and self.rtt >= self._echo_min_rtt
+            and self.loss_fraction <= self._echo_max_loss
+            and now - self._trouble >= self._echo_quiet
+        )
 
     def forget_before(self, seq: int) -> None:
         """Stop asking for packets older than ``seq`` (the jitter buffer gave up on them)."""

@@ -77,6 +77,7 @@ logger = logging.getLogger(__name__)
 
 MAX_RETRANSMIT_WAIT = 0.5  # seconds: past this a keyframe repairs sooner than retries would
 RETRANSMIT_SLACK = 0.05  # seconds over the three round trips (NACK pacing, a frame interval)
+NACK_ECHO_AFTER = 0.02  # a first NACK goes again this long after (nack.py: echo)
 # seconds a hole is waited for when the sender answers no NACK: reordering only
 REORDER_WAIT = 0.03
 
@@ -118,6 +119,8 @@ class ReceiveStats:
     # Outages whose lost tail was NACKed as soon as the transport carried anything again,
     # before this stream's own next packet (``NackTracker.guess_outage_tail``).
     early_tail_nacks: int = 0
+    # First NACKs sent again 20 ms later on a long round trip (``NackTracker``: echoes).
+    nack_echoes: int = 0
 
 
 class _Unwrapper:
@@ -192,7 +195,10 @@ class ReceivePipeline:
         self._keyframe_wait = keyframe_wait
         self._max_packets = max_packets
         self._nack = NackTracker(
-            retry_interval=nack_interval, max_retries=nack_retries, max_age=max_wait
+            retry_interval=nack_interval,
+            max_retries=nack_retries,
+            max_age=max_wait,
+            echo_after=NACK_ECHO_AFTER,
         )
         # Keep aiortc's REMB feedback (from abs-send-time): senders that negotiated goog-remb
         # would otherwise never learn they may raise their bitrate.
@@ -393,6 +399,7 @@ class ReceivePipeline:
             sender_repairs=self._sender_repairs(),
             hole_wait=self._hole_wait() if self.kind == "video" else 0.0,
             early_tail_nacks=self._nack.tail_guesses,
+            nack_echoes=self._nack.echoes,
         )
 
     def close(self) -> None:

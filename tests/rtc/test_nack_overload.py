@@ -9,10 +9,10 @@ or 200 ms: an overloaded receiver reads its socket late).
 
 - aiortc: its own ``NackGenerator`` (``aiortc.rtcrtpreceiver``), called as its receiver does:
   on every packet, and when it reports a new gap, one NACK listing every missing packet.
-- ours: ``NackTracker`` called as ``ReceivePipeline`` does: on every packet (first NACKs at
-  once; a PLI instead when it says the gap is a burst) and on a 10 ms timer (retries), with the
-  pipeline's horizon (``max_age`` = the jitter buffer's wait, ``retransmit_wait`` of the
-  measured round trip, set on every timer tick).
+- ours: ``NackTracker`` called and configured as ``ReceivePipeline`` does: on every packet
+  (first NACKs at once; a PLI instead when it says the gap is a burst) and on a 10 ms timer
+  (echoes and retries), with the pipeline's horizon (``max_age`` = the jitter buffer's wait,
+  ``retransmit_wait`` of the measured round trip, set on every timer tick).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from aiortc.rtcrtpreceiver import NackGenerator
 from aiortc.rtp import RtpPacket
 
 from avatar_rtc.rtc.nack import NackTracker
-from avatar_rtc.rtc.receiver import retransmit_wait
+from avatar_rtc.rtc.receiver import NACK_ECHO_AFTER, retransmit_wait
 
 RATE = 300  # packets/s (a 720p stream at ~2.5 Mbit/s)
 HISTORY = 128  # aiortc's sender keeps this many packets for retransmission
@@ -84,7 +84,7 @@ def simulate(
         events += [(k * TICK, -1, -1, False) for k in range(int(seconds / TICK))]
     heapq.heapify(events)
     aiortc = NackGenerator()
-    ours = NackTracker(max_age=MAX_WAIT)
+    ours = NackTracker(max_age=MAX_WAIT, echo_after=NACK_ECHO_AFTER)
     highest_sent = -1
 
     def deliver_at(t: float) -> float | None:

@@ -340,6 +340,9 @@ async def run_inside(cell: Cell, kind: SenderKind, seconds: float, chromium_path
             chrome.media_back_s = metrics.first_after(chrome_times, t_back)
             notes.append(f"ours: {stats.video.early_tail_nacks} outage tail(s) NACKed on the "
                          "transport's first datagram back")  # fmt: skip
+    video = stats.video
+    notes.append(f"ours: {video.nacked_packets} packets NACKed ({video.nack_echoes} echoed), "
+                 f"{video.recovered_packets} recovered")  # fmt: skip
     notes += [f"ours {name} at {t - start:+.2f} s {what}" for name, t, what in events]
     return CellResult(cell.name, kind, end - start, ours, chrome, notes)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from avatar_rtc.media.freezes import FreezeMeter
 from avatar_rtc.rtc.receiver import ReceiveStats
@@ -33,6 +33,8 @@ class ReceiverFigures:
     last_frame_after_event_s: float | None = None  # last frame after the event (sender killed)
     error_after_event_s: float | None = None  # our typed error after the event
     error: str | None = None
+    # ours: each freeze as (seconds into the window where it began, its length)
+    freeze_at: list[tuple[float, float]] = field(default_factory=list)
 
 
 def _rates(figures: ReceiverFigures, frames: int, freezes: int, frozen: float, span: float) -> None:
@@ -50,6 +52,7 @@ def ours(arrivals: Sequence[float], window: tuple[float, float]) -> ReceiverFigu
     frozen = 0.0
     previous: float | None = None
     pauses = 0
+    at: list[tuple[float, float]] = []
     for t in arrivals:
         paused = meter.pauses
         was_freeze = meter.add(t)
@@ -59,8 +62,11 @@ def ours(arrivals: Sequence[float], window: tuple[float, float]) -> ReceiverFigu
             if was_freeze and previous is not None:
                 freezes += 1
                 frozen += t - previous
+                at.append((round(previous - start, 2), round(t - previous, 3)))
         previous = t
-    figures = ReceiverFigures(first_frame_wall=arrivals[0] if arrivals else None, pauses=pauses)
+    figures = ReceiverFigures(
+        first_frame_wall=arrivals[0] if arrivals else None, pauses=pauses, freeze_at=at
+    )
     _rates(figures, frames, freezes, frozen, end - start)
     return figures
 

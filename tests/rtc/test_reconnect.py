@@ -392,24 +392,21 @@ async def test_a_failed_renewal_is_retried_like_an_attempt() -> None:
     assert h.names() == ["reconnecting", "reconnected"]
 
 
-def _restartable(h: Harness, *outcomes: str | BaseException) -> FakeConnection:
-    first = h.made[0]
-    first.can_restart_ice = True
-    first.restarts = list(outcomes)
-    return first
-
-
-async def _cut_media(h: Harness) -> None:
+async def _outage(h: Harness, number: int, *outcomes: str | BaseException) -> Outage:
+    """Connection ``number`` takes PATCH with these ICE restart outcomes; its media stops;
+    returns the outage once media is back."""
+    connection = h.made[number - 1]
+    connection.can_restart_ice = True
+    connection.restarts = list(outcomes)
     await asyncio.sleep(0.05)  # media seen first: the watchdog waits for it
     h.net.flowing = False
+    await wait_until(lambda: h.names().count("reconnected") == number, 4)
+    return cast(Outage, [data for name, data, _ in h.events if name == "reconnected"][-1])
 
 
 async def test_an_ice_restart_comes_first_where_the_server_takes_patch() -> None:
     async with running(Harness()) as h:
-        _restartable(h, "media")
-        await _cut_media(h)
-        await wait_until(lambda: "reconnected" in h.names(), 2)
-        outage = h.event("reconnected")
+        outage = await _outage(h, 1, "media")
         assert outage.ice_restarted and not outage.replaced and outage.attempts == 1
         assert h.log == [("connect", 1), ("restart", 1)]  # no DELETE, no new POST
         stats = h.reconnector.stats()
@@ -419,16 +416,10 @@ async def test_an_ice_restart_comes_first_where_the_server_takes_patch() -> None
 
 async def test_a_refused_ice_restart_means_a_new_connection_now_and_no_restart_later() -> None:
     async with running(Harness()) as h:
-        _restartable(h, "refused")
-        await _cut_media(h)
-        await wait_until(lambda: "reconnected" in h.names(), 2)
-        outage = h.event("reconnected")
+        outage = await _outage(h, 1, "refused")
         assert outage.replaced and not outage.ice_restarted and outage.attempts == 2
         assert h.log == [("connect", 1), ("restart", 1), ("close", 1), ("connect", 2)]
-        h.made[1].can_restart_ice = True  # (it would say so) but the server refused once
-        h.made[1].restarts = ["media"]
-        await _cut_media(h)
-        await wait_until(lambda: h.names().count("reconnected") == 2, 2)
+        await _outage(h, 2, "media")  # (it would say so) but the server refused once
         assert h.log[-2:] == [("close", 2), ("connect", 3)]
         assert h.reconnector.stats().ice_restarts == 0
 
@@ -440,24 +431,16 @@ async def test_a_failed_ice_restart_falls_back_to_a_new_connection(
     failure: str | BaseException,
 ) -> None:
     async with running(Harness()) as h:
-        _restartable(h, failure)
-        await _cut_media(h)
-        await wait_until(lambda: "reconnected" in h.names(), 4)
-        outage = h.event("reconnected")
+        outage = await _outage(h, 1, failure)
         assert outage.replaced and not outage.ice_restarted
         assert h.log == [("connect", 1), ("restart", 1), ("close", 1), ("connect", 2)]
         assert "ICE restart" in (h.reconnector.stats().last_error or "") or failure == "silent"
         # A failure is not a refusal: the next connection's restart is tried.
-        h.made[1].can_restart_ice = True
-        h.made[1].restarts = ["media"]
-        await _cut_media(h)
-        await wait_until(lambda: h.names().count("reconnected") == 2, 2)
+        assert (await _outage(h, 2, "media")).ice_restarted
         assert h.log[-1] == ("restart", 2)
 
 
 async def test_ice_restart_off_in_the_policy() -> None:
     async with running(Harness(dataclasses.replace(FAST, ice_restart=False))) as h:
-        _restartable(h, "media")
-        await _cut_media(h)
-        await wait_until(lambda: "reconnected" in h.names(), 2)
+        assert (await _outage(h, 1, "media")).replaced
         assert h.log == [("connect", 1), ("close", 1), ("connect", 2)]

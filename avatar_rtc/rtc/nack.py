@@ -326,7 +326,7 @@ class NackTracker:
 
     def _echoing(self, now: float) -> bool:
         """Echo first NACKs now? Only where a second round trip is long (a retry would come
-        too late) and the loss looks like the network's: not high, no burst lately."""
+        too late) and the loss looks like the network's: not high, no burst or stall lately."""
         return (
             self._echo_after is not None
             and self.rtt is not None

@@ -22,11 +22,11 @@ A server that refused an ICE restart (405/422/501) is not asked again. A new POS
 404 means the service session is gone: :class:`~avatar_rtc.errors.WhepNotFoundError` at once,
 unless the policy says ``new_session_on_not_found`` and the owner gave a ``renew`` hook
 (``AvatarSession`` creates a new service session for the same avatar; the POST is then made
-to its WHEP URL). A new POST
-refused (TCP RST: the network works, the WHEP server does not listen) ``refused_attempts``
-times in a row, spaced ``initial_delay`` apart, means the sender is gone:
-:class:`~avatar_rtc.errors.ServiceUnreachableError`, about a second after the loss was
-noticed. After ``max_attempts`` the loss is final: :class:`~avatar_rtc.errors.MediaLostError`.
+to its WHEP URL). A new POST refused (TCP RST: the network works, the WHEP server does not
+listen) ``refused_attempts`` times in a row, spaced ``initial_delay`` apart, means the
+sender is gone: :class:`~avatar_rtc.errors.ServiceUnreachableError`, about a second after the
+loss was noticed. After ``max_attempts`` the loss is final:
+:class:`~avatar_rtc.errors.MediaLostError`.
 
 This module stays light (no aiortc import): :mod:`avatar_rtc.options` imports the policy.
 """

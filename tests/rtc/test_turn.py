@@ -157,7 +157,12 @@ async def test_relayed_media_takes_our_fast_path(turn_server: TurnServer) -> Non
 async def test_the_relay_the_peer_sends_to_is_kept(turn_server: TurnServer) -> None:
     """A peer may nominate another of our relays than we did (aggressive nomination, as
     aioice does) and send its media there: that relay must outlive the unused ones' release.
-    Before the fix every frame stopped once the unused relays were released."""
+    Before the fix every frame stopped once the unused relays were released.
+
+    Our own nomination may move afterwards too (aioice nominates on every successful check,
+    triggered ones included: a check from the peer on the relay it sends to can make that
+    relay ours as well), so what must survive is the relay the peer sends to and the one we
+    nominate at the end, and nothing else once the unused ones are released."""
     connection: MediaConnection | None = None
     opened: list[tuple[str, int]] = []
 
@@ -181,8 +186,6 @@ async def test_the_relay_the_peer_sends_to_is_kept(turn_server: TurnServer) -> N
         await connection.connect()
         try:
             await wait_until(lambda: sender.switched_to is not None, 5)
-            pair = connection.selected_pair()
-            assert pair is not None and sender.switched_to != pair.local_address
             ice_connection = connection._ice_connection
             assert ice_connection is not None
             # Frames go on arriving until the unused relays are gone, and 30 more after.
@@ -190,8 +193,10 @@ async def test_the_relay_the_peer_sends_to_is_kept(turn_server: TurnServer) -> N
                 await asyncio.wait_for(video[0].track.recv(), 5)
             for _ in range(30):
                 await asyncio.wait_for(video[0].track.recv(), 5)
-            relays = ice_connection.relays()
-            assert set(relays.values()) == {pair.local_address, sender.switched_to}, relays
+            relays = set(ice_connection.relays().values())
+            pair = connection.selected_pair()
+            assert pair is not None and len(relays) <= 2
+            assert {pair.local_address, sender.switched_to} <= relays, relays
         finally:
             await connection.close()
 

@@ -51,6 +51,11 @@ class HelpFormatter(argparse.HelpFormatter):
         return "\n\n".join(paragraphs)
 
 
+# The modules a command that connects runs on: main() imports a command's ``imports`` before
+# its handler, with Ctrl-C held until they are in.
+SESSION_STACK = ("avatar_rtc.session", "avatar_rtc.emulator")
+
+
 def add_command(
     subparsers: Any, name: str, *, help: str, description: str, epilog: str = ""
 ) -> argparse.ArgumentParser:

@@ -132,7 +132,7 @@ def register(subparsers: Any) -> None:
         "is ignored)",
     )
     _add_fault_options(parser)
-    parser.set_defaults(handler=run)
+    parser.set_defaults(handler=run, imports=("avatar_rtc.emulator",))
 
 
 def _add_fault_options(parser: argparse.ArgumentParser) -> None:

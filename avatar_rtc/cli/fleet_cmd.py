@@ -25,7 +25,13 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from ..errors import AvatarRTCError, ConfigurationError, ThresholdError
 from ..redact import redact
-from .arguments import add_command, add_speech_options, add_target_options, positive_float
+from .arguments import (
+    SESSION_STACK,
+    add_command,
+    add_speech_options,
+    add_target_options,
+    positive_float,
+)
 from .exit_status import print_error
 from .output_file import check_output_file
 from .progress import format_duration
@@ -123,7 +129,7 @@ def register(subparsers: Any) -> None:
     output.add_argument("--plot", metavar="OUT.png", help="draw the distributions to OUT.png")
     output.add_argument("--no-progress", action="store_true", help="no progress on stderr")
     add_target_options(parser)
-    parser.set_defaults(handler=run)
+    parser.set_defaults(handler=run, imports=(*SESSION_STACK, "avatar_rtc.fleet"))
 
 
 def _positive_int(value: str) -> int:

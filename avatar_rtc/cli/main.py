@@ -13,10 +13,13 @@ status, never a traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import importlib
 import logging
+import signal
 import sys
-from collections.abc import Callable, Sequence
-from types import ModuleType
+from collections.abc import Callable, Iterator, Sequence
+from types import FrameType, ModuleType
 
 from .. import __version__
 from .arguments import VERBOSE_HELP, HelpFormatter, verbosity
@@ -59,6 +62,40 @@ def _configure_logging(verbosity: int) -> None:
     install_log_redaction()
 
 
+@contextlib.contextmanager
+def _interrupt_held() -> Iterator[None]:
+    """A Ctrl-C inside the block is raised when it ends: a C extension interrupted while it
+    imports (numpy's, importing ``datetime``) swallows the KeyboardInterrupt and raises an
+    ImportError instead. Only where Ctrl-C raises KeyboardInterrupt (not when ignored)."""
+    if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        yield
+        return
+    interrupted = False
+
+    def remember(signum: int, frame: FrameType | None) -> None:
+        nonlocal interrupted
+        interrupted = True
+
+    signal.signal(signal.SIGINT, remember)
+    try:
+        yield
+    finally:
+        # Restored before the handler runs: asyncio.run() installs its own Ctrl-C handling
+        # only over the default one.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    if interrupted:
+        raise KeyboardInterrupt
+
+
+def _import_all(names: Sequence[str]) -> None:
+    """The media stack a command runs on, imported with Ctrl-C held (seconds, the first time)."""
+    with _interrupt_held():
+        for name in names:
+            # An extra not installed: the command says so its own way.
+            with contextlib.suppress(ImportError):
+                importlib.import_module(name)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; the process exit status (see ``avatar-rtc --help``)."""
     command = "avatar-rtc"
@@ -69,6 +106,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             command = f"avatar-rtc {args.command}"
             _configure_logging(verbosity(args))
             handler: Handler = args.handler
+            _import_all(getattr(args, "imports", ()))
             return handler(args)
         finally:
             # A closed pipe shows on this flush (raised here), not in the flush at exit.

@@ -20,7 +20,13 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import AvatarRTCError, ConfigurationError, NoMediaError
 from ..redact import redact
-from .arguments import add_command, add_speech_options, add_target_options, positive_float
+from .arguments import (
+    SESSION_STACK,
+    add_command,
+    add_speech_options,
+    add_target_options,
+    positive_float,
+)
 from .exit_status import exit_code_of, print_error
 
 if TYPE_CHECKING:
@@ -63,7 +69,7 @@ def register(subparsers: Any) -> None:
     add_speech_options(parser, "once the first frame arrived")
     parser.add_argument("--compact", action="store_true", help="one-line JSON")
     add_target_options(parser)
-    parser.set_defaults(handler=run)
+    parser.set_defaults(handler=run, imports=SESSION_STACK)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -38,7 +38,14 @@ from ..errors import (
     NoMediaError,
     ThresholdError,
 )
-from .arguments import Speech, add_command, add_speech_options, add_target_options, positive_float
+from .arguments import (
+    SESSION_STACK,
+    Speech,
+    add_command,
+    add_speech_options,
+    add_target_options,
+    positive_float,
+)
 from .exit_status import print_error
 
 if TYPE_CHECKING:
@@ -107,7 +114,8 @@ def register(subparsers: Any) -> None:
     )
     live.add_argument("--record", metavar="OUT", help="also record the session to OUT")
     add_target_options(parser)
-    parser.set_defaults(handler=run)
+    imports = (*SESSION_STACK, "avatar_rtc.record", "avatar_rtc.qa")
+    parser.set_defaults(handler=run, imports=imports)
 
 
 def run(args: argparse.Namespace) -> int:

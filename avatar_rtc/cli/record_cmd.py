@@ -34,6 +34,7 @@ from ..errors import (
 from ..redact import redact
 from ..tasks import cancel_and_wait
 from .arguments import (
+    SESSION_STACK,
     add_command,
     add_speech_options,
     add_target_options,
@@ -142,7 +143,7 @@ def register(subparsers: Any) -> None:
         "OUT.qa.json; exit 4 when a threshold is breached",
     )
     add_target_options(parser)
-    parser.set_defaults(handler=run)
+    parser.set_defaults(handler=run, imports=(*SESSION_STACK, "avatar_rtc.record"))
 
 
 def _size(value: str) -> tuple[int, int]:

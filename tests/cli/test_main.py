@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -231,3 +232,43 @@ def test_ctrl_c_outside_a_command_is_exit_130(
     monkeypatch.setattr("avatar_rtc.cli.probe_cmd.run", interrupted)
     assert main(["probe"]) == 130
     assert capsys.readouterr().err == "avatar-rtc probe: interrupted\n"
+
+
+def test_ctrl_c_while_the_media_stack_imports_waits_for_the_import(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """A C extension interrupted mid-import (numpy's) raised an ImportError traceback (CI):
+    the command's imports now run with Ctrl-C held, and it is raised once they are in."""
+    (tmp_path / "interrupted_stack.py").write_text(
+        "import os, signal\nos.kill(os.getpid(), signal.SIGINT)\nFINISHED = True\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr("avatar_rtc.cli.probe_cmd.SESSION_STACK", ("interrupted_stack",))
+    ran: list[argparse.Namespace] = []
+    monkeypatch.setattr("avatar_rtc.cli.probe_cmd.run", lambda args: ran.append(args) or 0)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+    assert main(["probe"]) == 130
+    assert capsys.readouterr().err == "avatar-rtc probe: interrupted\n"
+    assert sys.modules["interrupted_stack"].FINISHED and not ran
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    monkeypatch.delitem(sys.modules, "interrupted_stack")
+
+
+def test_imports_held_run_before_the_handler_with_ctrl_c_as_it_was(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The handler starts with the default Ctrl-C handler (asyncio.run() installs its own
+    only over that one), and an ignored Ctrl-C (a runner in the background) stays ignored."""
+    seen: list[object] = []
+    monkeypatch.setattr(
+        "avatar_rtc.cli.probe_cmd.run", lambda args: seen.append(signal.getsignal(signal.SIGINT))
+    )
+    monkeypatch.setattr("avatar_rtc.cli.probe_cmd.SESSION_STACK", ("json",))
+    main(["probe"])
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        main(["probe"])
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert seen == [signal.default_int_handler, signal.SIG_IGN]

@@ -5,9 +5,10 @@ Each subcommand module exposes ``register(subparsers)`` which adds its parser (t
 subcommand: add its module to :func:`_subcommands`.
 
 Start-up stays fast (``--help``, ``--version``): this module and the subcommand modules import
-only the standard library and light parts of the package; each handler imports the media stack
-when it runs. A Ctrl-C or a closed stdout at any point after this module loaded is an exit
-status, never a traceback.
+only the standard library and light parts of the package; the media stack a command runs on
+(its ``imports`` default) is imported once its arguments parsed, with Ctrl-C held. A Ctrl-C
+or a closed stdout at any point after this module loaded is an exit status, never a
+traceback.
 """
 
 from __future__ import annotations

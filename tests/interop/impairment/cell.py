@@ -341,8 +341,11 @@ async def run_inside(cell: Cell, kind: SenderKind, seconds: float, chromium_path
             notes.append(f"ours: {stats.video.early_tail_nacks} outage tail(s) NACKed on the "
                          "transport's first datagram back")  # fmt: skip
     video = stats.video
-    notes.append(f"ours: {video.nacked_packets} packets NACKed ({video.nack_echoes} echoed), "
-                 f"{video.recovered_packets} recovered")  # fmt: skip
+    notes.append(f"ours: {video.lost} lost, {video.nacked_packets} packets NACKed "
+                 f"({video.nack_echoes} echoed), {video.recovered_packets} recovered, "
+                 f"{video.late_packets} late, {video.loss_bursts} bursts not NACKed, "
+                 f"{video.nacks_throttled} throttled, sender repairs {video.sender_repairs}, "
+                 f"hole wait {video.hole_wait:.3f} s")  # fmt: skip
     notes += [f"ours {name} at {t - start:+.2f} s {what}" for name, t, what in events]
     return CellResult(cell.name, kind, end - start, ours, chrome, notes)
 

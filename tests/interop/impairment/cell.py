@@ -241,6 +241,7 @@ async def _event(
 async def run_inside(cell: Cell, kind: SenderKind, seconds: float, chromium_path: str,
                      workdir: Path, playout: float | None = None) -> CellResult:  # fmt: skip
     notes: list[str] = []
+    overflows = impair.udp_receive_buffer_errors()
     turn_kwargs: dict[str, Any] = dict(port=TURN_PORT, tls_port=TURN_TLS_PORT,
                                        relay_ports=RELAY_PORTS,
                                        binary=shutil.which("turnserver"))  # fmt: skip
@@ -307,6 +308,8 @@ async def run_inside(cell: Cell, kind: SenderKind, seconds: float, chromium_path
             stats = session.stats()
             frames.task.cancel()
             await asyncio.gather(frames.task, return_exceptions=True)
+    overflows = impair.udp_receive_buffer_errors() - overflows
+    notes.append(f"namespace: {overflows} datagrams dropped by full UDP receive buffers")
     if watch.error:
         notes.append(f"chromium: {watch.error}")
     if watch.candidate_type != "relay":

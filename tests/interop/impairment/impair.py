@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import subprocess
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 
 LOSS_TABLE = "avatar_rtc_loss"
 OUTAGE_TABLE = "avatar_rtc_cut"
@@ -105,3 +106,12 @@ def tbf_drops() -> int:
         elif in_tbf and "dropped" in line:
             drops += int(line.split("dropped")[1].split(",")[0])
     return drops
+
+
+def udp_receive_buffer_errors() -> int:
+    """Datagrams this namespace's UDP sockets dropped for a full receive buffer
+    (``RcvbufErrors`` of ``/proc/net/snmp``): a process on the path that stalled on a loaded
+    machine, not the cell's impairment."""
+    lines = [line.split() for line in Path("/proc/net/snmp").read_text().splitlines()]
+    names, values = (row for row in lines if row[0] == "Udp:")
+    return int(values[names.index("RcvbufErrors")])

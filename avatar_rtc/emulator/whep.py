@@ -70,10 +70,18 @@ def add_whep_routes(
     (default: no ICE servers, host candidates only). ``ice_restart``: PATCH restarts ICE
     (module docstring).
     """
-    etags: dict[str, str] = {}  # resource id -> current ETag (with ice_restart)
+    # (session id, resource id) -> current ETag (with ice_restart). A resource can end without
+    # a DELETE (its session ended, its peer failed): those are forgotten on the next new tag.
+    etags: dict[tuple[str, str], str] = {}
 
-    def new_etag(resource_id: str) -> str:
-        etag = etags[resource_id] = f'"{secrets.token_hex(8)}"'
+    def ended(key: tuple[str, str]) -> bool:
+        media = lookup(key[0])
+        return media is None or media.closed or key[1] not in media.viewers
+
+    def new_etag(session_id: str, resource_id: str) -> str:
+        for key in [key for key in etags if ended(key)]:
+            del etags[key]
+        etag = etags[session_id, resource_id] = f'"{secrets.token_hex(8)}"'
         return etag
 
     async def post_offer(request: web.Request) -> web.StreamResponse:
@@ -101,7 +109,7 @@ def add_whep_routes(
         location = f"{WHEP_PREFIX}/{session_id}/{viewer.resource_id}"
         headers = {"Location": location}
         if ice_restart:
-            headers["ETag"] = new_etag(viewer.resource_id)
+            headers["ETag"] = new_etag(session_id, viewer.resource_id)
             headers["Accept-Patch"] = SDPFRAG_TYPE
         # body= (not text=) so the Content-Type carries no charset parameter.
         return web.Response(
@@ -109,16 +117,18 @@ def add_whep_routes(
         )
 
     async def delete_resource(request: web.Request) -> web.StreamResponse:
-        media = lookup(request.match_info["session_id"])
-        resource_id = request.match_info["resource_id"]
-        etags.pop(resource_id, None)
+        match = request.match_info
+        session_id, resource_id = match["session_id"], match["resource_id"]
+        etags.pop((session_id, resource_id), None)
+        media = lookup(session_id)
         if media is None or not await media.disconnect_viewer(resource_id):
             return _problem(404, "no such WHEP resource")
         return web.Response(status=204)
 
     async def patch_resource(request: web.Request) -> web.StreamResponse:
-        media = lookup(request.match_info["session_id"])
-        resource_id = request.match_info["resource_id"]
+        match = request.match_info
+        session_id, resource_id = match["session_id"], match["resource_id"]
+        media = lookup(session_id)
         viewer = media.viewers.get(resource_id) if media is not None else None
         if media is None or media.closed or viewer is None:
             return _problem(404, "no such WHEP resource")
@@ -128,7 +138,7 @@ def add_whep_routes(
         if if_match is None:
             return _problem(428, "If-Match is required")
         restart = if_match in ("*", '"*"')  # RFC 9110 wildcard; the WHEP draft quotes it
-        if not restart and if_match != etags.get(resource_id):
+        if not restart and if_match != etags.get((session_id, resource_id)):
             return _problem(412, "ETag does not match")
         if request.content_length is not None and request.content_length > MAX_OFFER_BYTES:
             return _problem(413, "fragment too large")
@@ -147,7 +157,7 @@ def add_whep_routes(
             status=200,
             body=answer.encode(),
             content_type=SDPFRAG_TYPE,
-            headers={"ETag": new_etag(resource_id)},
+            headers={"ETag": new_etag(session_id, resource_id)},
         )
 
     async def options(request: web.Request) -> web.StreamResponse:

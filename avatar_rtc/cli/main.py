@@ -19,6 +19,7 @@ import importlib
 import logging
 import signal
 import sys
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from types import FrameType, ModuleType
 
@@ -67,8 +68,12 @@ def _configure_logging(verbosity: int) -> None:
 def _interrupt_held() -> Iterator[None]:
     """A Ctrl-C inside the block is raised when it ends: a C extension interrupted while it
     imports (numpy's, importing ``datetime``) swallows the KeyboardInterrupt and raises an
-    ImportError instead. Only where Ctrl-C raises KeyboardInterrupt (not when ignored)."""
-    if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+    ImportError instead. Only where Ctrl-C raises KeyboardInterrupt (not when ignored), and
+    only in the main thread (the only one that may set a signal handler)."""
+    if (
+        threading.current_thread() is not threading.main_thread()
+        or signal.getsignal(signal.SIGINT) is not signal.default_int_handler
+    ):
         yield
         return
     interrupted = False

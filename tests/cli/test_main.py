@@ -4,6 +4,7 @@ defaults and exit statuses, one exit status per error type, a closed stdout is n
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import os
 import re
 import signal
@@ -271,4 +272,6 @@ def test_imports_held_run_before_the_handler_with_ctrl_c_as_it_was(
         main(["probe"])
     finally:
         signal.signal(signal.SIGINT, previous)
-    assert seen == [signal.default_int_handler, signal.SIG_IGN]
+    with concurrent.futures.ThreadPoolExecutor(1) as thread:  # where no handler may be set
+        thread.submit(main, ["probe"]).result()
+    assert seen == [signal.default_int_handler, signal.SIG_IGN, signal.default_int_handler]

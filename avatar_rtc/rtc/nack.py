@@ -137,6 +137,9 @@ class NackTracker:
         self._given_up: dict[int, float] = {}
         self.rtt: float | None = None  # smallest recent NACK -> retransmission delay
         self.recovered = 0
+        # Retransmissions that came after their hole was given up (the jitter buffer went on
+        # without them): received, so not lost, but too late to be of use.
+        self.late_repairs = 0
         self.bursts = 0  # gaps not NACKed: too long (a PLI is asked for instead)
         self.tail_guesses = 0  # outages whose tail guess_outage_tail asked for
         self.throttled = 0  # missing packets given up without a single NACK (budget)
@@ -144,6 +147,12 @@ class NackTracker:
     @property
     def missing_count(self) -> int:
         return len(self._missing)
+
+    @property
+    def awaited(self) -> int:
+        """Packets missing and still asked for: their fate is not known yet (a guessed outage
+        tail aside: those may never have been sent)."""
+        return sum(1 for m in self._missing.values() if not m.guessed)
 
     @property
     def sender_repairs(self) -> bool:
@@ -202,6 +211,8 @@ class NackTracker:
                 self._unanswered = 0
                 self._rtt_sample(now - entry.first_nack)
             elif seq in self._given_up:
+                if retransmission:
+                    self.late_repairs += 1
                 self._unanswered = 0
                 self._rtt_sample(now - self._given_up.pop(seq))
         return True

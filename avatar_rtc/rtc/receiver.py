@@ -121,6 +121,12 @@ class ReceiveStats:
     early_tail_nacks: int = 0
     # First NACKs sent again 20 ms later on a long round trip (``NackTracker``: echoes).
     nack_echoes: int = 0
+    # Retransmissions that came after their hole was given up (received, but too late to be
+    # decoded with), and missing packets still asked for when these stats were taken (not
+    # lost for good yet). Both are counted in ``lost``, which is aiortc's count of first
+    # transmissions missed.
+    late_repairs: int = 0
+    repairs_awaited: int = 0
 
 
 class _Unwrapper:
@@ -400,6 +406,8 @@ class ReceivePipeline:
             hole_wait=self._hole_wait() if self.kind == "video" else 0.0,
             early_tail_nacks=self._nack.tail_guesses,
             nack_echoes=self._nack.echoes,
+            late_repairs=self._nack.late_repairs,
+            repairs_awaited=self._nack.awaited,
         )
 
     def close(self) -> None:

@@ -230,3 +230,23 @@ def test_a_round_trip_longer_than_the_base_wait_is_learnt_then_waited_for() -> N
     assert tracker.due(1.44) == []
     tracker.on_packet(4, 1.45)
     assert tracker.recovered == 1 and tracker.missing_count == 0
+
+
+def test_retransmissions_after_the_hole_was_given_up_are_counted_apart() -> None:
+    tracker = NackTracker(max_age=MAX_WAIT)
+    tracker.on_packet(0, 0.0)
+    tracker.on_packet(3, 0.0)
+    assert tracker.due(0.0) == [1, 2]
+    assert tracker.awaited == 2
+    tracker.forget_before(2)  # the jitter buffer went on without 1
+    assert tracker.awaited == 1
+    tracker.on_packet(1, 0.15, retransmission=True)
+    tracker.on_packet(1, 0.16, retransmission=True)  # an echo's duplicate: counted once
+    tracker.on_packet(2, 0.15, retransmission=True)
+    assert (tracker.recovered, tracker.late_repairs, tracker.awaited) == (1, 1, 0)
+    tracker.on_packet(4, 1.0)
+    tracker.on_packet(6, 1.0)
+    tracker.due(1.0)
+    tracker.forget_before(6)
+    tracker.on_packet(5, 1.2)  # a first transmission reordered, not a repair
+    assert tracker.late_repairs == 1

@@ -348,7 +348,8 @@ async def run_inside(cell: Cell, kind: SenderKind, seconds: float, chromium_path
                  f"({video.nack_echoes} echoed), {video.recovered_packets} recovered, "
                  f"{video.late_packets} late, {video.loss_bursts} bursts not NACKed, "
                  f"{video.nacks_throttled} throttled, sender repairs {video.sender_repairs}, "
-                 f"hole wait {video.hole_wait:.3f} s")  # fmt: skip
+                 f"hole wait {video.hole_wait:.3f} s, {video.late_repairs} repaired late, "
+                 f"{video.repairs_awaited} still asked for at the end")  # fmt: skip
     notes += [f"ours {name} at {t - start:+.2f} s {what}" for name, t, what in events]
     return CellResult(cell.name, kind, end - start, ours, chrome, notes)
 

@@ -51,6 +51,10 @@ def test_our_residual_loss_nets_rtx_recoveries() -> None:
     # 1000 sent, 50 first transmissions lost, 48 came back as RTX: 2 never
     video = _video(packets=950 + 48, rtx_packets=48, lost=50, recovered_packets=48)
     assert metrics.our_residual_loss(video) == pytest.approx(0.2)
+    # one of the 2 came back too late to be used, the other is still asked for: neither lost
+    late = _video(packets=950 + 49, rtx_packets=49, lost=50, recovered_packets=48,
+                  late_repairs=1, repairs_awaited=1)  # fmt: skip
+    assert metrics.our_residual_loss(late) == 0.0
     # no RTX: retransmissions on the media SSRC are already netted in ``lost``
     assert metrics.our_residual_loss(_video(packets=990, lost=10)) == pytest.approx(1.0)
     assert metrics.our_residual_loss(_video()) is None

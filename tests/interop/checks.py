@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
+from tests.interop import harness
 from tests.interop.harness import Sender
 
 MIN_VIDEO_FRAMES = 30
@@ -29,3 +31,23 @@ def assert_received_media(
     assert summary["ttff_s"] is not None and summary["ttff_s"] > 0, context
     # WHEP: the client DELETEs its resource when it closes.
     assert sender.deleted_sessions() == deleted_before + 1, context
+
+
+def receive_and_check(
+    sender: Sender,
+    name: str,
+    codec: str,
+    client: str,
+    record_property: Callable[[str, object], None],
+) -> dict[str, Any]:
+    """Receive from ``sender`` with ``client``, record the time to first frame, check the
+    media (:func:`assert_received_media`); the summary, for checks of the sender's own."""
+    assert sender.alive(), sender.log_tail()
+    deleted_before = sender.deleted_sessions()
+    summary = harness.receive_check(sender, codec, client=client)
+    record_property("ttff_s", summary["ttff_s"])
+    record_property("client", summary["client"])
+    assert summary["client"].startswith(client), summary
+    print(f"{name} {codec} client={summary['client']} ttff={summary['ttff_s']}")
+    assert_received_media(summary, codec, sender, deleted_before)
+    return summary

@@ -7,7 +7,7 @@ from collections.abc import Callable
 import pytest
 
 from tests.interop import harness
-from tests.interop.checks import assert_received_media
+from tests.interop.checks import receive_and_check
 
 pytestmark = pytest.mark.interop
 
@@ -19,14 +19,7 @@ def test_gstreamer_sender_video_and_audio(
     codec: str,
     record_property: Callable[[str, object], None],
 ) -> None:
-    assert gst_sender.alive(), gst_sender.log_tail()
-    deleted_before = gst_sender.deleted_sessions()
-    summary = harness.receive_check(gst_sender, codec, client=interop_client)
-    record_property("ttff_s", summary["ttff_s"])
-    record_property("client", summary["client"])
-    assert summary["client"].startswith(interop_client), summary
-    print(f"gstreamer {codec} client={summary['client']} ttff={summary['ttff_s']}")
-    assert_received_media(summary, codec, gst_sender, deleted_before)
+    summary = receive_and_check(gst_sender, "gstreamer", codec, interop_client, record_property)
     if summary["client"].startswith("avatar_rtc"):
         # webrtcbin answers "nack pli" but no generic "nack": we must not NACK it, and we
         # know from the SDP that it repairs nothing (each hole is waited for only briefly).

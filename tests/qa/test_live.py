@@ -78,12 +78,17 @@ async def _run(folder: Path) -> Run:
         session = AvatarSession(SessionOptions(api_url=emulator.api_url, ks=emulator.ks, ice=ice))
         qa = LiveQa(session)
         qa.start()
-        received: list[EncodedFrame] = []
+        # (kind, RTP timestamp as sent) -> presentation time, of every frame received
+        presented: dict[tuple[str, int], float] = {}
+
+        def keep(f: EncodedFrame) -> None:
+            presented[(f.kind, f.rtp_timestamp & 0xFFFFFFFF)] = f.presentation_time
+
         try:
             async with session:
                 session.record(recording)
-                session.video_pipeline.subscribe(received.append)
-                session.audio_pipeline.subscribe(received.append)
+                session.video_pipeline.subscribe(keep)
+                session.audio_pipeline.subscribe(keep)
                 await session.wait_first_frame(timeout=20)
                 await asyncio.sleep(1.0)  # the mouth's rest level
                 ids = []
@@ -99,9 +104,6 @@ async def _run(folder: Path) -> Run:
                 assert session.session_id is not None and session.clock.origin is not None
                 media = emulator.session(session.session_id).media
                 assert isinstance(media, AvatarMedia)
-                presented = {
-                    (f.kind, f.rtp_timestamp & 0xFFFFFFFF): f.presentation_time for f in received
-                }
                 events = [e for turn in ids for e in media.events(turn)]
                 truth: dict[str, dict[str, float]] = {turn: {} for turn in ids}
                 sent: dict[str, dict[str, float]] = {turn: {} for turn in ids}

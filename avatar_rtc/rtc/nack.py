@@ -56,8 +56,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["NackTracker"]
+__all__ = ["RETRY_RTTS", "NackTracker"]
 
+RETRY_RTTS = 1.2  # a retry goes this many measured round trips after the NACK before it
 RATE_SPAN = 1.0  # seconds over which the packet rate is measured (a keyframe's burst included)
 
 
@@ -291,7 +292,7 @@ class NackTracker:
             self._drop([s for s, m in self._missing.items() if now - m.noticed > self.max_age])
         interval = self._retry_interval
         if self.rtt is not None:
-            interval = max(interval, 1.2 * self.rtt)
+            interval = max(interval, RETRY_RTTS * self.rtt)
         retrying = retries and now - self._last_batch >= interval
         first: list[int] = []
         echo: list[int] = []

@@ -69,13 +69,15 @@ from . import datagram_batch, h264
 from .clock import AvClock
 from .encoded_frame import EncodedFrame, MediaKind
 from .jitter_buffer import AssembledFrame, VideoJitterBuffer
-from .nack import NackTracker
+from .nack import RETRY_RTTS, NackTracker
 
 __all__ = ["ReceivePipeline", "ReceiveStats"]
 
 logger = logging.getLogger(__name__)
 
 MAX_RETRANSMIT_WAIT = 0.5  # seconds: past this a keyframe repairs sooner than retries would
+# seconds: the longest wait for one retry's answer, on a round trip too long for two in the above
+MAX_ONE_RETRY_WAIT = 1.0
 RETRANSMIT_SLACK = 0.05  # seconds over the three round trips (NACK pacing, a frame interval)
 NACK_ECHO_AFTER = 0.02  # a first NACK goes again this long after (nack.py: echo)
 # seconds a hole is waited for when the sender answers no NACK: reordering only
@@ -805,11 +807,25 @@ class ReceivePipeline:
 
 
 def retransmit_wait(base: float, rtt: float | None) -> float:
-    """How long a hole is waited for: a NACK, one retry and the retransmission (three round
-    trips) plus a frame interval of slack, within [``base``, ``MAX_RETRANSMIT_WAIT``]."""
+    """How long a hole is waited for, ``base`` at least: a NACK, one retry and the
+    retransmission (three round trips) plus a frame interval of slack, up to
+    ``MAX_RETRANSMIT_WAIT``. On a round trip too long for that (10 % loss and 200 ms each way:
+    ~0.4 s), the answer to one retry (its echo, the retry ``RETRY_RTTS`` round trips later,
+    the round trip, slack) if it can come within ``MAX_ONE_RETRY_WAIT``: a keyframe asked for
+    instead comes a round trip after the give-up, and at the loss that needs retries one of
+    its many packets needs a repair as well (measured: a second-long freeze each time, and the
+    retransmissions came after the give-up)."""
     if rtt is None:
         return base
-    return max(base, min(3 * rtt + RETRANSMIT_SLACK, MAX_RETRANSMIT_WAIT))
+    two_retries = 3 * rtt + RETRANSMIT_SLACK
+    one_retry = NACK_ECHO_AFTER + (1 + RETRY_RTTS) * rtt + RETRANSMIT_SLACK
+    if two_retries <= MAX_RETRANSMIT_WAIT:
+        wait = two_retries
+    elif one_retry <= MAX_ONE_RETRY_WAIT:
+        wait = max(MAX_RETRANSMIT_WAIT, one_retry)
+    else:
+        wait = MAX_RETRANSMIT_WAIT
+    return max(base, wait)
 
 
 async def _send_all(sends: list[Coroutine[Any, Any, None]]) -> None:

@@ -210,7 +210,10 @@ def test_the_wait_follows_the_measured_round_trip() -> None:
     assert retransmit_wait(0.15, None) == 0.15  # nothing measured yet
     assert retransmit_wait(0.15, 0.01) == 0.15  # never below the base
     assert retransmit_wait(0.15, 0.1) == pytest.approx(0.35)  # three round trips + slack
-    assert retransmit_wait(0.15, 2.0) == 0.5  # capped: a keyframe repairs sooner
+    assert retransmit_wait(0.15, 0.16) == 0.5  # capped: a keyframe repairs sooner
+    # too long for two retries: one retry's answer (echo 0.02 + 2.2 x 0.4 + slack)
+    assert retransmit_wait(0.15, 0.4) == pytest.approx(0.95)
+    assert retransmit_wait(0.15, 2.0) == 0.5  # not even one retry in time
 
 
 def test_a_round_trip_longer_than_the_base_wait_is_learnt_then_waited_for() -> None:
@@ -222,7 +225,7 @@ def test_a_round_trip_longer_than_the_base_wait_is_learnt_then_waited_for() -> N
     tracker.on_packet(1, 0.2)  # the retransmission, late: it measures the round trip
     assert tracker.rtt == pytest.approx(0.2)
     tracker.max_age = retransmit_wait(MAX_WAIT, tracker.rtt)  # as the pipeline's timer does
-    assert tracker.max_age == pytest.approx(0.5)
+    assert tracker.max_age == pytest.approx(0.51)  # one retry's answer (0.02 + 2.2 x 0.2 + 0.05)
     tracker.on_packet(3, 1.0)
     tracker.on_packet(5, 1.0)
     assert tracker.due(1.0) == [4]  # its retransmission is lost too

@@ -8,7 +8,8 @@ Loss repair, bounded both ways: NACK volume stays a fraction of the packet rate 
 bursts (our own receive-buffer overflow, outages) get a PLI instead (``nack``); a hole is waited
 for as long as two retransmissions take on the measured NACK round trip (``max_wait`` at least,
 ``MAX_RETRANSMIT_WAIT`` at most: at 5 % loss and 100 ms of round trip a fixed 150 ms gave up on
-most retransmissions and froze until the next keyframe); a PLI nobody answers (no packet of a
+most retransmissions and froze until the next keyframe; on a longer round trip, one retry's
+answer, see ``retransmit_wait``); a PLI nobody answers (no packet of a
 keyframe comes) is repeated with backoff (``pli_retry`` doubling to ``pli_retry_max``), and
 after ``keyframe_wait`` seconds the jitter buffer releases frames without a keyframe
 (concealment) so video never stays frozen; ``stats()`` counts the waits either way.

@@ -6,7 +6,6 @@ from collections.abc import Callable
 from typing import Any
 
 from tests.interop import harness
-from tests.interop.harness import Sender
 
 MIN_VIDEO_FRAMES = 30
 MIN_AUDIO_FRAMES = 50
@@ -14,7 +13,7 @@ MIN_AUDIO_RMS = 300.0  # int16 scale; both senders play a 440 Hz tone at ~0.3 fu
 
 
 def assert_received_media(
-    summary: dict[str, Any], codec: str, sender: Sender, deleted_before: int
+    summary: dict[str, Any], codec: str, sender: harness.Sender, deleted_before: int
 ) -> None:
     context = f"summary={summary}\n--- sender log ---\n{sender.log_tail()}"
     assert summary["error"] is None, context
@@ -34,7 +33,7 @@ def assert_received_media(
 
 
 def receive_and_check(
-    sender: Sender,
+    sender: harness.Sender,
     name: str,
     codec: str,
     client: str,

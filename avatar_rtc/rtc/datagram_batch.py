@@ -15,6 +15,11 @@ receivers our pipelines took over, this module does it in the socket's ``datagra
   peer from aioice's own table), anything else (STUN: responses, Data indications) goes to
   aioice's TURN client as if its socket had read it. TURN over TCP/TLS is a byte stream: one
   wake-up per read, as before;
+- a wake-up dispatches for ``MAX_BATCH_SECONDS`` at most; the socket stays readable, so the
+  loop comes back for the rest after one iteration. An outage's retransmitted tail comes as
+  one long burst, and a frame a decoder thread hands back meanwhile waits for the loop: without
+  the cap, for the whole burst (the first frame after a 2 s outage came 15.9 ms after the
+  network, median of 6 runs; with it 8.4 ms);
 - anything else (STUN, DTLS, SRTCP, a datagram before the handshake) takes aioice's and
   aiortc's own path unchanged, as does RTP routed to a receiver that is not ours;
 - the first datagram after ``PATH_SILENCE`` seconds without any (an outage is over) is told
@@ -44,11 +49,19 @@ from aiortc.rtp import RtpPacket, is_rtcp
 
 from . import aiortc_seam as seam
 
-__all__ = ["MAX_BATCH", "DatagramBatch", "RtpCallback", "attach", "sockets_changed"]
+__all__ = [
+    "MAX_BATCH",
+    "MAX_BATCH_SECONDS",
+    "DatagramBatch",
+    "RtpCallback",
+    "attach",
+    "sockets_changed",
+]
 
 logger = logging.getLogger(__name__)
 
 MAX_BATCH = 64  # datagrams read per wake-up beyond the first: other sockets get their turn
+MAX_BATCH_SECONDS = 0.002  # of dispatching per wake-up (see the module docstring)
 RECV_SIZE = 65536
 PATH_SILENCE = 0.25  # seconds without a datagram that make the next one an outage's end
 NTP_UNIX_OFFSET = 2_208_988_800  # seconds from 1900 (NTP) to 1970 (Unix)
@@ -193,9 +206,10 @@ class DatagramBatch:
                 each.close()  # don't keep the port open past aioice's close
         self._draining = True
         try:
+            until = now + MAX_BATCH_SECONDS
             for _ in range(MAX_BATCH):
                 sock = hooked.sock  # None once removed, maybe by a handler just called
-                if sock is None:
+                if sock is None or time.monotonic() >= until:
                     break
                 try:
                     data, addr = sock.recvfrom(RECV_SIZE)

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import socket
 import struct
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -71,6 +72,9 @@ def fake_transport(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     monkeypatch.setattr(seam, "rtp_header_extensions", lambda dtls: HeaderExtensionsMap())
     monkeypatch.setattr(seam, "route_rtp", lambda dtls, packet: receiver)
     monkeypatch.setattr(seam, "count_received", count)
+    # A busy machine can pause us mid-burst past the time cap: these tests count wake-ups of
+    # whole bursts (the cap has its own test).
+    monkeypatch.setattr(datagram_batch, "MAX_BATCH_SECONDS", 60.0)
     return state
 
 
@@ -125,6 +129,31 @@ async def test_a_burst_is_read_in_one_wakeup_and_the_rest_goes_its_own_way(
         sender.sendto(rtp(11), address)
         await wait_for(lambda: len(protocol.received) == 3, limit=5.0)
         assert len(got) == 10 and batch.datagrams == 12
+
+
+async def test_a_long_burst_lets_the_loop_run_between_wakeups(
+    fake_transport: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Dispatching stops after MAX_BATCH_SECONDS: what the loop has to run meanwhile (a frame
+    a decoder thread hands over) goes before the rest of the burst, not after all of it."""
+    monkeypatch.setattr(datagram_batch, "MAX_BATCH_SECONDS", 0.002)
+    async with batch_on_a_socket(fake_transport) as (batch, _, sender, address):
+        loop = asyncio.get_running_loop()
+        order: list[int | str] = []
+
+        def slow(packet: RtpPacket, arrival_ms: int) -> None:
+            order.append(packet.sequence_number)
+            if packet.sequence_number == 0:
+                loop.call_soon(order.append, "loop")
+            time.sleep(0.003)  # past the cap: one datagram per wake-up
+
+        batch.add(fake_transport["receiver"], slow)
+        for seq in range(5):  # all queued before the loop looks at the socket
+            sender.sendto(rtp(seq), address)
+        await wait_for(lambda: len(order) == 6, limit=5.0)
+        assert order == [0, "loop", 1, 2, 3, 4]
+        assert batch.wakeups == 5 and batch.datagrams == 5
+        batch.remove(fake_transport["receiver"])  # type: ignore[arg-type]
 
 
 def test_a_burst_is_one_wakeup_on_uvloop_too(fake_transport: dict[str, Any]) -> None:

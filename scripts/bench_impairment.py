@@ -36,9 +36,10 @@ from tests.interop.impairment.cell import CELLS, CellError, CellResult, run_cell
 from tests.interop.production.netns import Namespace  # noqa: E402
 
 FIGURES = ("fps", "freezes_per_min", "freeze_seconds", "residual_loss_pct", "media_back_s",
-           "error_after_event_s", "first_frame_s", "playout_delay_ms")  # fmt: skip
+           "error_after_event_s", "first_frame_s", "playout_delay_ms",
+           "frame_latency_ms")  # fmt: skip
 OUTAGES = ("outage-2s", "outage-10s", "turn-restart")
-HEAD = ("fps", "frz/min", "frz s", "loss %", "back s", "err s", "1st s", "delay ms")
+HEAD = ("fps", "frz/min", "frz s", "loss %", "back s", "err s", "1st s", "delay ms", "lat ms")
 
 
 def median(values: list[float | None]) -> float | None:

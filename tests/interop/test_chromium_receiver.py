@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import statistics
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -72,11 +73,19 @@ def test_chromium_decodes_the_emulator_stream_through_the_relay(chromium_run: Ru
     last = samples[-1]
     assert last.packets_received > 0 and last.audio_packets_received > 0, last
     assert isinstance(last.freeze_count, int) and last.freeze_count >= 0
+    # The frames shown (requestVideoFrameCallback), each with its latency from its last packet
+    shown = [frame for s in samples for frame in s.shown]
+    latencies = [latency for _, latency in shown if latency is not None]
+    assert len(shown) >= last.frames_decoded / 2, (len(shown), last.frames_decoded)
+    assert [wall for wall, _ in shown] == sorted(wall for wall, _ in shown)
+    assert walls[0] - 30 < shown[0][0] <= walls[-1]  # the same (wall) clock as the samples
+    assert len(latencies) >= len(shown) / 2 and all(0 <= x < 5 for x in latencies), latencies
     fps = ChromiumWatch(samples).fps()
     emulator_fps = AvatarMediaOptions().fps
     startup, took = result["startup_seconds"], result["watch_seconds"]
     print(f"chromium receiver: {fps:.1f} fps (emulator {emulator_fps}), startup {startup:.2f} s, "
-          f"watch of {WATCH_SECONDS} s took {took:.2f} s")  # fmt: skip
+          f"watch of {WATCH_SECONDS} s took {took:.2f} s, {len(shown)} frames shown, latency "
+          f"median {1000 * statistics.median(latencies):.1f} ms")  # fmt: skip
     # Not more than sent (a wrong counter or clock), not much less (frames really decoded).
     assert MIN_FPS <= fps <= emulator_fps * 1.2, decoded
 

@@ -202,14 +202,16 @@ class _Frames:
 
     def __init__(self, session: AvatarSession) -> None:
         self.arrivals: list[float] = []
+        self.latencies: list[float] = []  # from each frame's last packet to here, seconds
         self.error: BaseException | None = None
         self.ended_at: float | None = None
         self.task = asyncio.ensure_future(self._run(session))
 
     async def _run(self, session: AvatarSession) -> None:
         try:
-            async for _ in session.video(VideoFormat(pixel_format=None)):
+            async for frame in session.video(VideoFormat(pixel_format=None)):
                 self.arrivals.append(time.time())
+                self.latencies.append(time.monotonic() - frame.arrival_time)
         except AvatarRTCError as exc:
             self.error = exc
         self.ended_at = time.time()
@@ -226,16 +228,27 @@ class _Frames:
 async def _event(
     cell: Cell, sender: _Sender, restart_turn: Callable[[], None]
 ) -> tuple[float, float]:
-    """Make the cell's event happen: (wall when it started, wall when the network is back)."""
+    """Make the cell's event happen: (wall when it started, wall when the network is back).
+
+    nft runs in a thread: it blocks for up to ~15 ms (a table's deletion waits for the kernel),
+    and on our receiver's event loop that would hold back the first packets after the outage
+    while Chromium already had them. The network is back once the deletion started, at the
+    earliest: both receivers' times to media are counted from there."""
     t_cut = time.time()
+    t_back = None
     if cell.event == "outage":
-        with impair.outage((OUR_PORT, CHROMIUM_PORT)):
+        cut = impair.outage((OUR_PORT, CHROMIUM_PORT))
+        await asyncio.to_thread(cut.__enter__)
+        try:
             await asyncio.sleep(cell.outage_s)
+        finally:
+            t_back = time.time()
+            await asyncio.to_thread(cut.__exit__, None, None, None)
     elif cell.event == "turn-restart":
         await asyncio.to_thread(restart_turn)  # back once the new coturn is ready
     elif cell.event == "sender-kill":
         sender.kill()
-    return t_cut, time.time()
+    return t_cut, time.time() if t_back is None else t_back
 
 
 async def run_inside(cell: Cell, kind: SenderKind, seconds: float, chromium_path: str,
@@ -321,7 +334,7 @@ async def run_inside(cell: Cell, kind: SenderKind, seconds: float, chromium_path
     start = max(our_first, chrome_first or our_first) + SETTLE
     chrome_end = watch.samples[-1].wall if watch.samples else start
     end = min(our_end, chrome_end, start + window)
-    ours = metrics.ours(frames.arrivals, (start, end))
+    ours = metrics.ours(frames.arrivals, (start, end), frames.latencies)
     ours.residual_loss_pct = metrics.our_residual_loss(stats.video)
     if stats.playout_delay_s is not None:
         ours.playout_delay_ms = 1000 * stats.playout_delay_s

@@ -3,12 +3,18 @@
 Both are measured over the same wall-clock window (``time.time()`` seconds). Ours come from
 the arrival times of the frames our ``VideoStream`` yielded (freezes by
 :class:`~avatar_rtc.media.freezes.FreezeMeter`); Chromium's from its W3C ``getStats()``
-counters, sampled every 0.25 s (deltas between the samples that bound the window).
+counters, sampled every 0.25 s (deltas between the samples that bound the window), and from the
+frames its page was shown (``requestVideoFrameCallback``): their times and latencies.
+
+Frame latency: from a frame's last packet to our consumer getting it / to Chromium presenting
+it. Chromium's W3C freezes are timed at its renderer, so a receiver that shows frames later in
+steady state starts each freeze later: an outage's freeze is shorter by the difference.
 """
 
 from __future__ import annotations
 
 import itertools
+import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -26,6 +32,7 @@ class ReceiverFigures:
     pauses: int | None = None  # W3C pauses (>= 5 s without a frame; ours only: not in samples)
     # Chromium: jitterBufferDelay / emitted over the window; ours: the delay in force at the end
     playout_delay_ms: float | None = None
+    frame_latency_ms: float | None = None  # median in the window (see the module docstring)
     residual_loss_pct: float | None = None  # packets never recovered / expected, whole run
     first_frame_wall: float | None = None
     first_frame_s: float | None = None  # since both receivers were started
@@ -43,9 +50,12 @@ def _rates(figures: ReceiverFigures, frames: int, freezes: int, frozen: float, s
     figures.freezes_per_min = freezes / (span / 60) if span > 0 else 0.0
 
 
-def ours(arrivals: Sequence[float], window: tuple[float, float]) -> ReceiverFigures:
+def ours(
+    arrivals: Sequence[float], window: tuple[float, float], latencies: Sequence[float] = ()
+) -> ReceiverFigures:
     """From our frames' arrival times: freezes are counted over the whole run (the rule needs
-    the history) and kept when the frame that ended them arrived in the window."""
+    the history) and kept when the frame that ended them arrived in the window. ``latencies``:
+    each frame's, in seconds (the same order as ``arrivals``)."""
     start, end = window
     meter = FreezeMeter()
     frames = freezes = 0
@@ -68,7 +78,15 @@ def ours(arrivals: Sequence[float], window: tuple[float, float]) -> ReceiverFigu
         first_frame_wall=arrivals[0] if arrivals else None, pauses=pauses, freeze_at=at
     )
     _rates(figures, frames, freezes, frozen, end - start)
+    figures.frame_latency_ms = _median_ms(
+        [lat for t, lat in zip(arrivals, latencies, strict=False) if start < t <= end]
+    )
     return figures
+
+
+def _median_ms(seconds: Sequence[float | None]) -> float | None:
+    known = [s for s in seconds if s is not None]
+    return 1000 * statistics.median(known) if known else None
 
 
 def _at(samples: Sequence[StatsSample], t: float) -> StatsSample | None:
@@ -92,6 +110,9 @@ def chromium(samples: Sequence[StatsSample], window: tuple[float, float]) -> Rec
     if emitted > 0:
         delay = b.jitter_buffer_delay - a.jitter_buffer_delay
         figures.playout_delay_ms = 1000 * delay / emitted
+    figures.frame_latency_ms = _median_ms(
+        [lat for s in samples for wall, lat in s.shown if start < wall <= end]
+    )
     last = samples[-1]
     expected = last.packets_received + last.packets_lost
     figures.residual_loss_pct = 100 * last.packets_lost / expected if expected else None
@@ -124,6 +145,11 @@ def first_after(times: Sequence[float], t: float) -> float | None:
 
 
 def chromium_frame_times(samples: Sequence[StatsSample]) -> list[float]:
-    """Walls of the samples at which Chromium had decoded new frames (0.25 s resolution)."""
+    """When Chromium presented each frame; where its page could not tell (no
+    ``requestVideoFrameCallback``), the walls of the samples at which it had decoded new
+    frames (0.25 s resolution)."""
+    shown = [wall for s in samples for wall, _ in s.shown]
+    if shown:
+        return shown
     return [b.wall for a, b in itertools.pairwise(samples)
             if b.frames_decoded > a.frames_decoded]  # fmt: skip

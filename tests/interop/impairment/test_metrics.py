@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from avatar_rtc.rtc.receiver import ReceiveStats
@@ -41,7 +43,7 @@ def test_chromium_takes_counter_deltas_between_the_bounding_samples() -> None:
 
 
 def _video(**kw: int) -> ReceiveStats:
-    base = dict(packets=0, bytes=0, rtx_packets=0, late_packets=0, lost=0, frames=0,
+    base: dict[str, Any] = dict(packets=0, bytes=0, rtx_packets=0, late_packets=0, lost=0, frames=0,
                 keyframes=0, frames_dropped=0, nacks_sent=0, nacked_packets=0,
                 recovered_packets=0, plis_sent=0, sender_reports=0)  # fmt: skip
     return ReceiveStats(kind="video", codec="H264", clock_source=None, **{**base, **kw})
@@ -64,4 +66,18 @@ def test_media_back_and_chromium_frame_times() -> None:
     assert metrics.first_after([1.0, 2.0, 5.5], 3.0) == 2.5
     assert metrics.first_after([1.0], 3.0) is None
     samples = [StatsSample(wall=w, frames_decoded=n) for w, n in ((1, 5), (2, 5), (3, 9))]
-    assert metrics.chromium_frame_times(samples) == [3]
+    assert metrics.chromium_frame_times(samples) == [3]  # no frame times: the samples'
+    samples[2].shown = [(2.5, 0.01), (2.9, None)]
+    assert metrics.chromium_frame_times(samples) == [2.5, 2.9]
+
+
+def test_frame_latency_is_the_median_in_the_window() -> None:
+    arrivals = [T0 + i * 0.04 for i in range(100)]
+    latencies = [0.001 * (i % 10) for i in range(100)]  # 0..9 ms
+    figures = metrics.ours(arrivals, (T0 + 1, T0 + 3), latencies)
+    assert figures.frame_latency_ms == pytest.approx(4.5)
+    assert metrics.ours(arrivals, (T0 + 1, T0 + 3)).frame_latency_ms is None
+    samples = [_sample(i) for i in range(41)]
+    samples[10].shown = [(T0 + 2.4, 0.020), (T0 + 2.44, None), (T0 + 2.48, 0.030)]
+    samples[39].shown = [(T0 + 9.7, 0.5)]  # outside the window
+    assert metrics.chromium(samples, (T0 + 2, T0 + 8)).frame_latency_ms == pytest.approx(25.0)

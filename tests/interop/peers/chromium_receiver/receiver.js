@@ -1,7 +1,9 @@
 // WHEP receiver page: long-polls the control server for watches. Each watch offers
 // recvonly video+audio (the control server does the WHEP POST), plays the stream in a
 // <video> and posts getStats() samples every `period` s until `seconds` after the answer,
-// or until the control server answers a sample with "stop".
+// or until the control server answers a sample with "stop". Each sample also carries the
+// frames shown since the previous one (requestVideoFrameCallback): [wall s, s from the
+// frame's last packet to its presentation].
 // Never log the ICE servers: they carry TURN credentials.
 "use strict";
 
@@ -91,6 +93,14 @@ async function watch(cmd) {
   document.body.appendChild(video);
   const stream = new MediaStream();
   video.srcObject = stream;
+  const shown = [];
+  const onFrame = (now, md) => {
+    const wall = (performance.timeOrigin + md.presentationTime) / 1000;
+    const latency = md.receiveTime === undefined ? null : (md.presentationTime - md.receiveTime) / 1000;
+    shown.push([wall, latency]);
+    video.requestVideoFrameCallback(onFrame);
+  };
+  if ("requestVideoFrameCallback" in video) video.requestVideoFrameCallback(onFrame);
   pc.addEventListener("track", (ev) => {
     stream.addTrack(ev.track);
     video.play().catch((e) => log(`watch ${cmd.id}: play() failed: ${e}`));
@@ -115,6 +125,7 @@ async function watch(cmd) {
       if (due > end) break;
       await sleep(Math.max(0, due - performance.now()));
       const got = sample(await pc.getStats());
+      got.sample.shown = shown.splice(0);
       if (got.candidate_type) {
         done.candidate_type = got.candidate_type;
         done.relay_protocol = got.relay_protocol;

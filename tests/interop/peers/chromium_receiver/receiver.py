@@ -66,14 +66,21 @@ class StatsSample:
     jitter_buffer_emitted_count: int = 0
     audio_packets_received: int = 0
     audio_packets_lost: int = 0
+    # Frames presented since the previous sample (requestVideoFrameCallback): (wall, seconds
+    # from the frame's last packet to its presentation, None when the page could not tell)
+    shown: list[tuple[float, float | None]] = field(default_factory=list)
 
     @classmethod
     def from_page(cls, data: dict[str, Any]) -> StatsSample:
-        known = {f.name: f.type for f in fields(cls)}
+        known = {f.name: f.type for f in fields(cls) if f.name != "shown"}
         values: dict[str, Any] = {}
         for name, kind in known.items():
             raw = data.get(name) or 0
             values[name] = float(raw) if kind == "float" else int(raw)
+        shown = data.get("shown") or []
+        values["shown"] = [
+            (float(wall), None if latency is None else float(latency)) for wall, latency in shown
+        ]
         return cls(**values)
 
 

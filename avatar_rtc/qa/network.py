@@ -3,7 +3,10 @@
 - **packets**/**bytes**: RTP packets (retransmissions included) and payload bytes received.
 - **lost**: packets the sender sent on the media stream that never arrived (RTCP's cumulative
   loss: before any retransmission repaired them); **loss_pct**: of those expected.
-- **nacks**/**recovered**: NACKs sent, and lost packets a retransmission brought back.
+- **nacks**/**recovered**: NACKs sent, and lost packets a retransmission brought back;
+  **late_repairs**: retransmissions that came after the picture had gone on without them.
+- **unrepaired**/**residual_loss_pct**: packets lost for good, not even retransmitted
+  (``ReceiveStats.unrepaired``), and their share of those expected: the loss that shows.
 - **plis**: keyframe requests sent (PLI).
 - **jitter_ms**: RFC 3550 interarrival jitter (``J += (|D| - J) / 16``, ``D`` the change of
   transit time between consecutive frames), per frame as it leaves the jitter buffer: for
@@ -100,7 +103,7 @@ def _kbps(now: TrackSample, before: TrackSample, seconds: float) -> float | None
 
 def _totals(first: TrackSample, last: TrackSample, span: float) -> dict[str, Any]:
     s = last.stats
-    expected = max(s.packets - s.rtx_packets, 0) + max(s.lost, 0)
+    expected = s.expected
     return {
         "codec": s.codec,
         "packets": s.packets,
@@ -109,6 +112,9 @@ def _totals(first: TrackSample, last: TrackSample, span: float) -> dict[str, Any
         "loss_pct": round(100.0 * max(s.lost, 0) / expected, 2) if expected else None,
         "nacks": s.nacks_sent,
         "recovered": s.recovered_packets,
+        "late_repairs": s.late_repairs,
+        "unrepaired": s.unrepaired,
+        "residual_loss_pct": round(100.0 * s.unrepaired / expected, 2) if expected else None,
         "retransmitted": s.rtx_packets,
         "plis": s.plis_sent,
         "jitter_ms": round(last.jitter * 1000.0, 2),

@@ -76,7 +76,8 @@ def _live_headline(d: dict[str, Any]) -> str:
     video, pair = network["video"], network["selected_pair"]
     if video is not None:
         parts.append(
-            f"loss {video['loss_pct'] or 0:.1f} %, NACKs {video['nacks']}, PLIs {video['plis']}, "
+            f"loss {video['loss_pct'] or 0:.1f} % ({video['residual_loss_pct'] or 0:.1f} % after "
+            f"repair), NACKs {video['nacks']}, PLIs {video['plis']}, "
             f"jitter {video['jitter_ms']:.1f} ms"
         )
     if pair is not None:

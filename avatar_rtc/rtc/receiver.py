@@ -131,6 +131,25 @@ class ReceiveStats:
     late_repairs: int = 0
     repairs_awaited: int = 0
 
+    @property
+    def expected(self) -> int:
+        """Packets the sender sent on the media stream: first transmissions received + lost."""
+        return max(self.packets - self.rtx_packets, 0) + max(self.lost, 0)
+
+    @property
+    def unrepaired(self) -> int:
+        """Packets lost for good: never received, not even as a retransmission.
+
+        ``lost`` counts first transmissions missed. Over RTX (its own SSRC) the retransmissions
+        that came are taken off: in time (``recovered_packets``) or too late to be decoded with
+        (``late_repairs``: received, so not lost; what their lateness cost shows as freezes).
+        Without RTX a retransmission lands on the media SSRC, and ``lost`` already nets it.
+        Packets still asked for (``repairs_awaited``) are not lost yet."""
+        never = self.lost - self.repairs_awaited
+        if self.rtx_packets:
+            never -= self.recovered_packets + self.late_repairs
+        return max(0, never)
+
 
 class _Unwrapper:
     """Extends a wrapping counter (16-bit seq, 32-bit timestamp) to a monotonic int."""

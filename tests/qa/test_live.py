@@ -184,5 +184,6 @@ def test_network_section_names_the_pair_and_counts_rising_packets(run: Run) -> N
         assert all(b > a for a, b in itertools.pairwise(packets)), packets
         totals = network[kind]
         assert totals["packets"] == packets[-1] and totals["lost"] == 0
+        assert totals["unrepaired"] == 0 and totals["residual_loss_pct"] == 0.0
         assert totals["kbps"] > 0 and 0 <= totals["jitter_ms"] < 100
     assert network["video"]["plis"] >= 0 and network["audio"]["codec"] == "opus"

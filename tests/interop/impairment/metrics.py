@@ -120,23 +120,9 @@ def chromium(samples: Sequence[StatsSample], window: tuple[float, float]) -> Rec
 
 
 def our_residual_loss(video: ReceiveStats) -> float | None:
-    """Packets of the media SSRC never received, not even as a retransmission, per expected.
-
-    ``lost`` is aiortc's RR count for the media SSRC (RTX arrives on its own SSRC, so it
-    counts the first transmissions missed); the NACKs brought back ``recovered_packets`` in
-    time and ``late_repairs`` after the jitter buffer had gone on without them (received, so
-    not lost; what their lateness cost shows in freezes and fps). Without RTX a retransmission
-    lands on the media SSRC and ``lost`` already nets it. Packets still asked for when the
-    stats were read (``repairs_awaited``, a round trip's worth) are not lost yet.
-    """
-    originals = video.packets - video.rtx_packets
-    expected = originals + video.lost
-    if expected <= 0:
-        return None
-    never = video.lost - video.repairs_awaited
-    if video.rtx_packets:
-        never -= video.recovered_packets + video.late_repairs
-    return 100 * max(0, never) / expected
+    """Per cent of the media packets never received, not even as a retransmission
+    (``ReceiveStats.unrepaired``)."""
+    return 100 * video.unrepaired / video.expected if video.expected > 0 else None
 
 
 def first_after(times: Sequence[float], t: float) -> float | None:

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 
-from avatar_rtc.rtc.receiver import ReceiveStats
 from tests.interop.impairment import metrics
 from tests.interop.peers.chromium_receiver.receiver import StatsSample
+from tests.rtc.test_receive_stats import receive_stats
 
 T0 = 1000.0
 
@@ -42,24 +40,11 @@ def test_chromium_takes_counter_deltas_between_the_bounding_samples() -> None:
     assert figures.first_frame_wall == T0 + 0.25
 
 
-def _video(**kw: int) -> ReceiveStats:
-    base: dict[str, Any] = dict(packets=0, bytes=0, rtx_packets=0, late_packets=0, lost=0, frames=0,
-                keyframes=0, frames_dropped=0, nacks_sent=0, nacked_packets=0,
-                recovered_packets=0, plis_sent=0, sender_reports=0)  # fmt: skip
-    return ReceiveStats(kind="video", codec="H264", clock_source=None, **{**base, **kw})
-
-
-def test_our_residual_loss_nets_rtx_recoveries() -> None:
+def test_our_residual_loss_is_the_unrepaired_share() -> None:
     # 1000 sent, 50 first transmissions lost, 48 came back as RTX: 2 never
-    video = _video(packets=950 + 48, rtx_packets=48, lost=50, recovered_packets=48)
+    video = receive_stats(packets=950 + 48, rtx_packets=48, lost=50, recovered_packets=48)
     assert metrics.our_residual_loss(video) == pytest.approx(0.2)
-    # one of the 2 came back too late to be used, the other is still asked for: neither lost
-    late = _video(packets=950 + 49, rtx_packets=49, lost=50, recovered_packets=48,
-                  late_repairs=1, repairs_awaited=1)  # fmt: skip
-    assert metrics.our_residual_loss(late) == 0.0
-    # no RTX: retransmissions on the media SSRC are already netted in ``lost``
-    assert metrics.our_residual_loss(_video(packets=990, lost=10)) == pytest.approx(1.0)
-    assert metrics.our_residual_loss(_video()) is None
+    assert metrics.our_residual_loss(receive_stats()) is None
 
 
 def test_media_back_and_chromium_frame_times() -> None:

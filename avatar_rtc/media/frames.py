@@ -2,9 +2,12 @@
 
 ``VideoFrame`` wraps the decoded ``av.VideoFrame``; nothing is converted until asked.
 ``to_ndarray`` does colour conversion and resize in one ``reformat`` (one ``sws_scale`` on this
-thread, :mod:`.scale`, which releases the GIL) and copies into a pooled buffer: a fresh large
-array per frame costs ~3x more (page faults of a new mmap each time). A pooled buffer is reused
-only when nothing but the pool references it (``sys.getrefcount``), so arrays handed out are
+thread, :mod:`.scale`, which releases the GIL) into a frame of its own, and hands out that
+frame's buffer as the array when its rows have no padding (the usual case: swscale's rows are
+padded to 64 bytes only when ``width * channels`` is not a multiple of it): no copy, and the
+array keeps the buffer alive. Padded rows are copied into a pooled buffer (a fresh large array
+per frame costs ~3x more: page faults of a new mmap each time); a pooled buffer is reused only
+when nothing but the pool references it (``sys.getrefcount``). Either way arrays handed out are
 never overwritten under the user.
 
 ``AudioFrame`` is PCM already converted to the caller's rate/layout/format by
@@ -185,10 +188,18 @@ class VideoFrame:
                 raise ValueError(f"invalid size {size!r}")
             out_frame = scale(self.av_frame, width=width, height=height, format=fmt)
             channels = _CHANNELS[fmt]
-            src = _plane_array(out_frame.planes[0], height, width * channels)
             shape = (height, width) if channels == 1 else (height, width, channels)
-            arr = _POOL.get(shape)
-            np.copyto(arr.reshape(height, width * channels), src)
+            plane: Any = out_frame.planes[0]
+            row_bytes = width * channels
+            arr: npt.NDArray[np.uint8]
+            if plane.line_size == row_bytes and out_frame is not self.av_frame:
+                # A frame of our own (reformat returns its input when there is nothing to do,
+                # and the decoder's frame may be shared by other sinks): its buffer, no copy.
+                arr = np.frombuffer(plane, dtype=np.uint8, count=height * row_bytes)
+                arr = arr.reshape(shape)
+            else:
+                arr = _POOL.get(shape)
+                np.copyto(arr.reshape(height, row_bytes), _plane_array(plane, height, row_bytes))
             self._cache = (fmt, size, arr)
             return arr
 

@@ -10,7 +10,7 @@ import av
 import numpy as np
 import pytest
 
-from avatar_rtc.media.formats import AudioFormat
+from avatar_rtc.media.formats import AudioFormat, PixelFormat
 from avatar_rtc.media.frames import AudioRechunker, VideoFrame
 from tests.media.loopback import BLUE, GREEN, RED, WHITE, Pattern
 
@@ -69,11 +69,12 @@ def test_yuv_planes_without_conversion() -> None:
 
 
 def test_pooled_buffers_are_never_overwritten_while_referenced() -> None:
-    f1, _ = make_frame()
+    f1, _ = make_frame(100, 64)  # padded rows (300 bytes of 336): the pooled copy
     a = f1.to_ndarray("rgb24")
+    assert a.flags.owndata
     keep = a.copy()
     for _ in range(10):
-        f, _ = make_frame()
+        f, _ = make_frame(100, 64)
         f.to_ndarray("gray")
         b = f.to_ndarray("rgb24")
         assert b is not a
@@ -81,6 +82,35 @@ def test_pooled_buffers_are_never_overwritten_while_referenced() -> None:
     assert np.array_equal(a, keep)
     del f1, a
     gc.collect()
+
+
+def test_unpadded_rows_are_the_converted_frames_own_buffer() -> None:
+    # 320 * 3 bytes a row: swscale pads nothing, so the array is its output frame's buffer
+    f1, _ = make_frame(320, 240)
+    f2, _ = make_frame(320, 240)
+    a, b = f1.to_ndarray("rgb24"), f2.to_ndarray("rgb24")
+    assert a.flags.c_contiguous and a.flags.writeable and a.shape == (240, 320, 3)
+    assert not a.flags.owndata  # a view of that buffer: no copy
+    assert not np.shares_memory(a, b)
+    plane = f1.av_frame.planes[0]  # the decoded picture is not what the array points into
+    assert not np.shares_memory(a, np.frombuffer(plane, dtype=np.uint8))
+    keep = a.copy()
+    a[:] = 0  # the user's to write into: the frame converts afresh for another format
+    assert f1.to_ndarray("bgr24")[10, 10].tolist() == keep[10, 10, ::-1].tolist()
+    del f1
+    gc.collect()
+    assert np.array_equal(b, f2.to_ndarray("rgb24"))  # cached
+    assert a[10, 10].tolist() == [0, 0, 0]  # alive without its frame
+
+
+@pytest.mark.parametrize(("width", "fmt"), [(100, "rgb24"), (854, "gray")])
+def test_padded_rows_are_copied_contiguous(width: int, fmt: PixelFormat) -> None:
+    f, _ = make_frame(width, 64)
+    arr = f.to_ndarray(fmt)
+    assert arr.flags.c_contiguous and arr.shape[:2] == (64, width)
+    out = f.av_frame.reformat(format=fmt)
+    assert out.planes[0].line_size != width * arr.itemsize * (arr.shape[2] if arr.ndim == 3 else 1)
+    assert np.array_equal(arr, out.to_ndarray())
 
 
 def sine(n: int, start: int, rate: int = 48000, hz: float = 440.0) -> av.AudioFrame:

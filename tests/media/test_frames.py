@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import itertools
 import math
+from typing import Any
 
 import av
 import numpy as np
@@ -92,7 +93,7 @@ def test_unpadded_rows_are_the_converted_frames_own_buffer() -> None:
     assert a.flags.c_contiguous and a.flags.writeable and a.shape == (240, 320, 3)
     assert not a.flags.owndata  # a view of that buffer: no copy
     assert not np.shares_memory(a, b)
-    plane = f1.av_frame.planes[0]  # the decoded picture is not what the array points into
+    plane: Any = f1.av_frame.planes[0]  # the decoded picture is not what the array points into
     assert not np.shares_memory(a, np.frombuffer(plane, dtype=np.uint8))
     keep = a.copy()
     a[:] = 0  # the user's to write into: the frame converts afresh for another format

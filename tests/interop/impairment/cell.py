@@ -230,20 +230,14 @@ async def _event(
 ) -> tuple[float, float]:
     """Make the cell's event happen: (wall when it started, wall when the network is back).
 
-    nft runs in a thread: it blocks for up to ~15 ms (a table's deletion waits for the kernel),
-    and on our receiver's event loop that would hold back the first packets after the outage
-    while Chromium already had them. The network is back once the deletion started, at the
-    earliest: both receivers' times to media are counted from there."""
+    The network is back once the outage's nft table deletion started, at the earliest (it
+    takes up to ~15 ms): both receivers' times to media are counted from there."""
     t_cut = time.time()
     t_back = None
     if cell.event == "outage":
-        cut = impair.outage((OUR_PORT, CHROMIUM_PORT))
-        await asyncio.to_thread(cut.__enter__)
-        try:
+        async with impair.outage((OUR_PORT, CHROMIUM_PORT)):
             await asyncio.sleep(cell.outage_s)
-        finally:
             t_back = time.time()
-            await asyncio.to_thread(cut.__exit__, None, None, None)
     elif cell.event == "turn-restart":
         await asyncio.to_thread(restart_turn)  # back once the new coturn is ready
     elif cell.event == "sender-kill":

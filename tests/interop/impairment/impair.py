@@ -5,7 +5,8 @@ Run inside a namespace of our own (``unshare -n``, root): the rules apply to ``l
 - :func:`random_loss`: nft ``numgen random`` drops on the **input** hook, both directions of
   each port (on the output hook the sending socket would get EPERM instead of silent loss);
   every packet is an independent draw.
-- :func:`outage`: every UDP packet to or from the ports is dropped while inside the block.
+- :func:`outage`: every UDP packet to or from the ports is dropped while inside the block
+  (an ``async with`` block: nft runs in a thread, see there).
 - :func:`rate_cap`: a ``tbf`` under an ``htb`` class per port, for packets *from* the port (the
   media direction when the port is the delay relay's), so each receiver has a cap of its own;
   other traffic goes through an unlimited default class. (netem is not in these kernels;
@@ -14,9 +15,10 @@ Run inside a namespace of our own (``unshare -n``, root): the rules apply to ``l
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import subprocess
-from collections.abc import Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
 
 LOSS_TABLE = "avatar_rtc_loss"
@@ -45,13 +47,21 @@ table inet {table} {{
 """
 
 
+def _add_table(table: str, ports: Sequence[int], verdict: str) -> None:
+    _run("nft", "-f", "-", stdin=_drop_table(table, ports, verdict))
+
+
+def _delete_table(table: str) -> None:
+    _run("nft", "delete", "table", "inet", table)
+
+
 @contextlib.contextmanager
 def _table(table: str, ports: Sequence[int], verdict: str) -> Iterator[None]:
-    _run("nft", "-f", "-", stdin=_drop_table(table, ports, verdict))
+    _add_table(table, ports, verdict)
     try:
         yield
     finally:
-        _run("nft", "delete", "table", "inet", table)
+        _delete_table(table)
 
 
 @contextlib.contextmanager
@@ -64,11 +74,18 @@ def random_loss(ports: Sequence[int], percent: int) -> Iterator[None]:
         yield
 
 
-@contextlib.contextmanager
-def outage(ports: Sequence[int]) -> Iterator[None]:
-    """No UDP to or from ``ports`` while inside the block."""
-    with _table(OUTAGE_TABLE, ports, "drop"):
+@contextlib.asynccontextmanager
+async def outage(ports: Sequence[int]) -> AsyncIterator[None]:
+    """No UDP to or from ``ports`` while inside the block.
+
+    nft runs in a thread: a table's deletion blocks for up to ~15 ms (it waits for the kernel),
+    and on a receiver's event loop that would hold back the first packets after the outage
+    while a receiver in another process already had them."""
+    await asyncio.to_thread(_add_table, OUTAGE_TABLE, ports, "drop")
+    try:
         yield
+    finally:
+        await asyncio.to_thread(_delete_table, OUTAGE_TABLE)
 
 
 @contextlib.contextmanager

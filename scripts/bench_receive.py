@@ -382,7 +382,11 @@ async def run_receiver_emulator(
             )
             origin = _rtp_origin(vt.receiver)
             up = asyncio.Event()
-            pc.on("connectionstatechange", lambda: pc.connectionState == "connected" and up.set())
+
+            @pc.on("connectionstatechange")
+            def on_state() -> None:
+                if pc.connectionState == "connected":
+                    up.set()
 
             async def consume_video() -> None:
                 track = vt.receiver.track

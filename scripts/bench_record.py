@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
+from typing import NotRequired, TypedDict
 
 import av
 
@@ -35,6 +36,19 @@ from avatar_rtc.rtc.encoded_frame import EncodedFrame  # noqa: E402
 from tests.record.synth import Scenario, encoded_frames  # noqa: E402
 
 Decoded = list[tuple[str, av.VideoFrame | av.AudioFrame, float]]
+
+
+class Measured(TypedDict):
+    """One method's figures (medians over the runs); main() adds the two ratios."""
+
+    cpu_s: float
+    caller_thread_cpu_s: float
+    wall_s: float
+    file_bytes: int
+    runs: int
+    cpu_all: list[float]
+    ratio_vs_copy: NotRequired[float | None]
+    cpu_percent_of_realtime: NotRequired[float]
 
 
 def decode_all(frames: list[EncodedFrame]) -> Decoded:
@@ -90,7 +104,7 @@ def run_media_recorder(decoded: Decoded, path: Path) -> None:
                     self._frames.append(frame)
             self._i = 0
 
-        async def recv(self) -> av.VideoFrame | av.AudioFrame:  # type: ignore[override]
+        async def recv(self) -> av.VideoFrame | av.AudioFrame:
             if self._i >= len(self._frames):
                 self.stop()
                 self._done.set()
@@ -113,7 +127,7 @@ def run_media_recorder(decoded: Decoded, path: Path) -> None:
     asyncio.run(main())
 
 
-def measure(fn: Callable[[Path], None], runs: int, ext: str) -> dict[str, object]:
+def measure(fn: Callable[[Path], None], runs: int, ext: str) -> Measured:
     cpu: list[float] = []
     caller: list[float] = []
     wall: list[float] = []
@@ -159,7 +173,7 @@ def main() -> None:
             lambda p: run_media_recorder(decoded, p), args.runs, ".mp4"
         ),
     }
-    base = float(results["copy"]["cpu_s"])  # type: ignore[arg-type]
+    base = float(results["copy"]["cpu_s"])
     print(f"input: {args.seconds:g} s of 512x512 25 fps H264 + Opus; {args.runs} runs, medians")
     print(
         f"decoding the input once (paid by the media layer for encode/MediaRecorder): "
@@ -170,14 +184,14 @@ def main() -> None:
         f"{'% of realtime':>15}{'file KB':>10}"
     )
     for name, r in results.items():
-        cpu = float(r["cpu_s"])  # type: ignore[arg-type]
+        cpu = float(r["cpu_s"])
         r["ratio_vs_copy"] = cpu / base if base else None
         r["cpu_percent_of_realtime"] = 100 * cpu / args.seconds
         print(
             f"{name:<22}{cpu:>9.3f}{cpu / base:>9.1f}{r['caller_thread_cpu_s']:>14.3f}"
             f"{r['wall_s']:>9.3f}{100 * cpu / args.seconds:>14.2f}%"
             f"{int(r['file_bytes']) // 1024:>10}"
-        )  # type: ignore[call-overload]
+        )
     report = {
         "input_seconds": args.seconds,
         "decode_cpu_s": decode_cpu,

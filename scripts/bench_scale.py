@@ -51,7 +51,10 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from avatar_rtc.fleet import JobKind
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -91,6 +94,7 @@ def _options(api_url: str, ks: str, turn: dict[str, str] | None = None) -> Any:
     from dataclasses import replace
 
     from avatar_rtc.options import SessionOptions
+    from avatar_rtc.redact import Secret
     from avatar_rtc.rtc.ice_options import IceOptions
     from avatar_rtc.rtc.ice_servers import IceServer
 
@@ -99,11 +103,11 @@ def _options(api_url: str, ks: str, turn: dict[str, str] | None = None) -> Any:
         server = IceServer(turn["url"], turn["username"], turn["credential"])
         ice = replace(ice, policy="relay", extra_servers=(server,))
     return SessionOptions(
-        api_url=api_url, ks=ks, avatar_id="bench", ice=ice, video_codecs=("H264",)
+        api_url=api_url, ks=Secret(ks), avatar_id="bench", ice=ice, video_codecs=("H264",)
     )
 
 
-async def run_ours(mode: str, n: int, procs: int, gen: dict[str, Any], seconds: float) -> None:
+async def run_ours(mode: JobKind, n: int, procs: int, gen: dict[str, Any], seconds: float) -> None:
     """N sessions of ours in a SessionPool; prints "started", then the results (JSON)."""
     from avatar_rtc.fleet import FleetJob, SessionPool
 
@@ -111,7 +115,7 @@ async def run_ours(mode: str, n: int, procs: int, gen: dict[str, Any], seconds: 
     out = tempfile.mkdtemp(prefix="bench-scale-")
     try:
         # Admission off (limit 1, no cost): the benchmark measures raw capacity.
-        costs = {"decode": 0.0, "copy-record": 0.0, "encode-record": 0.0}
+        costs: dict[JobKind, float] = {"decode": 0.0, "copy-record": 0.0, "encode-record": 0.0}
         async with SessionPool(procs, limit=1.0, costs=costs) as pool:
             futures = [
                 pool.submit(
@@ -393,7 +397,7 @@ def one_cell(
 
 
 def clean(cell: dict[str, Any]) -> bool:
-    return (
+    return bool(
         cell["failed"] == 0
         and cell["min_fps"] >= CLEAN_FPS
         and cell["min_worst_second"] >= CLEAN_WORST
@@ -488,7 +492,7 @@ def main() -> int:
 
     sessions = [int(v) for v in args.sessions.split(",")]
     modes = [m for m in args.modes.split(",") if m]
-    cells = []
+    cells: list[dict[str, Any]] = []
     with turn_server(args.turn) as turn:
         for n in sessions:
             for mode in modes:

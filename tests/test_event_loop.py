@@ -11,6 +11,7 @@ import importlib.util
 import json
 import subprocess
 import sys
+import types
 import warnings
 from pathlib import Path
 
@@ -72,6 +73,7 @@ def test_a_misspelt_choice_is_a_typed_error_before_anything_runs(
         started.append(True)
 
     coro = body()
+    assert isinstance(coro, types.CoroutineType)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # "coroutine ... was never awaited" would be one
         with pytest.raises(ConfigurationError, match="AVATAR_RTC_EVENT_LOOP='uvlop'"):

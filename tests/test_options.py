@@ -11,6 +11,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -44,9 +45,9 @@ def test_secrets_are_wrapped_and_codecs_normalised() -> None:
         ({"max_playout_delay": 0.0}, "max_playout_delay"),
     ],
 )
-def test_inconsistent_session_options_are_refused(changes: dict[str, object], message: str) -> None:
+def test_inconsistent_session_options_are_refused(changes: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigurationError, match=message):
-        SessionOptions(**changes)  # type: ignore[arg-type]
+        SessionOptions(**changes)
     with pytest.raises(ConfigurationError, match=message):
         dataclasses.replace(SessionOptions(), **changes)  # replace() checks as well
 

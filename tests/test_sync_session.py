@@ -17,6 +17,7 @@ import numpy as np
 from avatar_rtc import (
     AvatarSession,
     IceOptions,
+    Secret,
     SessionOptions,
     SessionState,
     SyncAvatarSession,
@@ -91,7 +92,7 @@ def test_plain_script_in_a_subprocess(tmp_path: Path) -> None:
 
 def test_close_without_with_and_on_garbage_collection() -> None:
     with Emulator().in_thread() as emu:
-        options = SessionOptions(api_url=emu.api_url, ks=emu.ks, ice=LOOPBACK)
+        options = SessionOptions(api_url=emu.api_url, ks=Secret(emu.ks), ice=LOOPBACK)
         avatar = SyncAvatarSession(options)
         avatar.start()
         frames = avatar.iter_video(timeout=5)
@@ -114,7 +115,9 @@ def test_close_without_with_and_on_garbage_collection() -> None:
 
 def test_the_sync_and_async_sessions_take_the_same_options() -> None:
     with Emulator().in_thread() as emu:
-        options = SessionOptions(api_url=emu.api_url, ks=emu.ks, ice=LOOPBACK, detect_speech=False)
+        options = SessionOptions(
+            api_url=emu.api_url, ks=Secret(emu.ks), ice=LOOPBACK, detect_speech=False
+        )
         small = VideoFormat(size=(64, 48))
         with SyncAvatarSession(options) as avatar:
             assert avatar.options is options

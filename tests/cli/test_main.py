@@ -246,7 +246,12 @@ def test_ctrl_c_while_the_media_stack_imports_waits_for_the_import(
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.setattr("avatar_rtc.cli.probe_cmd.SESSION_STACK", ("interrupted_stack",))
     ran: list[argparse.Namespace] = []
-    monkeypatch.setattr("avatar_rtc.cli.probe_cmd.run", lambda args: ran.append(args) or 0)
+
+    def run(args: argparse.Namespace) -> int:
+        ran.append(args)
+        return 0
+
+    monkeypatch.setattr("avatar_rtc.cli.probe_cmd.run", run)
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
     assert main(["probe"]) == 130

@@ -9,12 +9,15 @@ import pytest
 from avatar_rtc.fleet.jobs import FleetJob, JobResult
 from avatar_rtc.fleet.runner import FrameWatch
 from avatar_rtc.options import SessionOptions
-from avatar_rtc.redact import redact
+from avatar_rtc.redact import Secret, redact
 
 
 def test_a_job_survives_pickling_with_its_secret_masked() -> None:
     job = FleetJob(
-        3, "qa", SessionOptions(api_url="http://127.0.0.1:1", ks="a-fleet-ks"), out_dir="/tmp/x"
+        3,
+        "qa",
+        SessionOptions(api_url="http://127.0.0.1:1", ks=Secret("a-fleet-ks")),
+        out_dir="/tmp/x",
     )
     copy = pickle.loads(pickle.dumps(job))
     assert copy == job and copy.name == "session-003"

@@ -20,6 +20,7 @@ from avatar_rtc.emulator import Emulator
 from avatar_rtc.emulator.media import markers_for
 from avatar_rtc.fleet import FleetJob, JobResult, SessionPool, SharedFrame, Utterance
 from avatar_rtc.options import SessionOptions
+from avatar_rtc.redact import Secret
 from avatar_rtc.rtc.ice_options import IceOptions
 
 pytestmark = pytest.mark.slow
@@ -32,7 +33,7 @@ async def options() -> AsyncIterator[SessionOptions]:
     async with Emulator() as emulator:
         yield SessionOptions(
             api_url=emulator.api_url,
-            ks=emulator.ks,
+            ks=Secret(emulator.ks),
             avatar_id="fleet-test",
             ice=IceOptions(host_addresses=("127.0.0.1",)),
         )

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import statistics
 
-from avatar_rtc import AvatarSession, IceOptions, SessionOptions
+from avatar_rtc import AvatarSession, IceOptions, Secret, SessionOptions
 from avatar_rtc.emulator import Emulator
 from avatar_rtc.emulator.media import AvatarMedia
 from avatar_rtc.emulator.media.timeline import SentFrame
@@ -35,7 +35,7 @@ async def test_presentation_times_match_what_the_emulator_sent() -> None:
         session = AvatarSession(
             SessionOptions(
                 api_url=emulator.api_url,
-                ks=emulator.ks,
+                ks=Secret(emulator.ks),
                 ice=IceOptions(host_addresses=("127.0.0.1",)),
             )
         )

@@ -116,7 +116,12 @@ def test_a_decoder_behind_in_time_drops_too() -> None:
     source = FakeSource()
     dec = TrackDecoder(source, video_queue=1000, max_queue_delay=0.05)
     got: list[DecodedFrame] = []
-    remove = dec.add_sink(lambda frame: (got.append(frame), time.sleep(0.02)))
+
+    def slow_sink(frame: DecodedFrame) -> None:
+        got.append(frame)
+        time.sleep(0.02)
+
+    remove = dec.add_sink(slow_sink)
     for f in frames:
         source.push(f)
         time.sleep(0.005)

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import numpy as np
@@ -54,7 +55,7 @@ def near(px: np.ndarray, colour: tuple[int, ...], tol: int = 40) -> bool:
     return bool(np.all(np.abs(px.astype(int) - np.array(colour)) <= tol))
 
 
-async def next_frame(stream: VideoStream | AudioStream, limit: float = 5.0) -> object:
+async def next_frame(stream: AsyncIterator[object], limit: float = 5.0) -> object:
     return await asyncio.wait_for(stream.__anext__(), limit)
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from avatar_rtc import AvatarSession, IceOptions, SessionOptions, VideoFormat
+from avatar_rtc import AvatarSession, IceOptions, Secret, SessionOptions, VideoFormat
 from avatar_rtc.emulator import Emulator
 from avatar_rtc.emulator.media import AvatarMedia
 from avatar_rtc.media.decoder import decoder_for
@@ -27,7 +27,7 @@ async def avatar() -> AsyncIterator[tuple[AvatarSession, AvatarMedia]]:
         session = AvatarSession(
             SessionOptions(
                 api_url=emulator.api_url,
-                ks=emulator.ks,
+                ks=Secret(emulator.ks),
                 ice=IceOptions(host_addresses=("127.0.0.1",)),
             )
         )
@@ -108,7 +108,7 @@ async def test_video_decoded_on_the_loop_when_asked() -> None:
     async with Emulator() as emulator:
         options = SessionOptions(
             api_url=emulator.api_url,
-            ks=emulator.ks,
+            ks=Secret(emulator.ks),
             ice=IceOptions(host_addresses=("127.0.0.1",)),
             detect_speech=False,
             decode_video_on_loop=True,

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Literal
+from typing import Literal, cast
 
 import av
 import cv2
@@ -107,7 +107,7 @@ class PhotoFace:
         down = np.clip(1.0 - (yy - cy) / self.JAW, 0.0, 1.0)
         shift = opening * self.MAX_GAP * across * np.where(yy >= cy, down, 0.0)
         source_y = (yy - shift).astype(np.float32)
-        out = cv2.remap(rgb, xx, source_y, cv2.INTER_LINEAR)
+        out = cast(npt.NDArray[np.uint8], cv2.remap(rgb, xx, source_y, cv2.INTER_LINEAR))
         inside = (yy >= cy) & (source_y < cy) & (shift >= self.MIN_GAP)
         out[inside] = self.INSIDE
         return out
@@ -155,7 +155,7 @@ def _sway(frame: Yuv, width: int, height: int, t: float, pixels: float) -> Yuv:
         plane = (
             frame[top:bottom].reshape(-1, int(width * scale)) if scale < 1 else frame[top:bottom]
         )
-        m = np.float32([[1, 0, dx * scale], [0, 1, dy * scale]])
+        m = np.array([[1, 0, dx * scale], [0, 1, dy * scale]], dtype=np.float32)
         moved = cv2.warpAffine(plane, m, plane.shape[::-1], borderMode=cv2.BORDER_REPLICATE)
         out[top:bottom] = moved.reshape(out[top:bottom].shape)
     return out
@@ -189,6 +189,7 @@ def write_media(
 
     container = av.open(str(path), "w")
     video = container.add_stream(video_codec, rate=FPS)
+    assert isinstance(video, av.VideoStream)
     video.width, video.height, video.pix_fmt = width, height, "yuv420p"
     video.codec_context.time_base = Fraction(1, FPS)
     if video_codec == "libx264":
@@ -232,11 +233,11 @@ def write_media(
     step = 960
     for k in range(0, total - step + 1, step):
         chunk = np.ascontiguousarray(stereo[:, k : k + step].T.reshape(1, -1))
-        frame = av.AudioFrame.from_ndarray(chunk, format="flt", layout="stereo")
-        frame.sample_rate = RATE
-        frame.pts = k
-        frame.time_base = Fraction(1, RATE)
-        container.mux(audio.encode(frame))
+        sound = av.AudioFrame.from_ndarray(chunk, format="flt", layout="stereo")
+        sound.sample_rate = RATE
+        sound.pts = k
+        sound.time_base = Fraction(1, RATE)
+        container.mux(audio.encode(sound))
     container.mux(audio.encode(None))
     container.close()
     return duration

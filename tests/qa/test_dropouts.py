@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import numpy.typing as npt
 
 from avatar_rtc.qa.dropouts import confirm_by_mouth
 from avatar_rtc.qa.spans import Span
@@ -11,8 +12,10 @@ FPS = 25
 SPEECH = [Span(1.0, 3.0), Span(4.6, 3.0)]  # a 0.6 s gap between the two
 GAP = Span(4.0, 0.6)
 
+Floats = npt.NDArray[np.float64]
 
-def mouth(talking_in_gap: bool) -> tuple[np.ndarray, ...]:
+
+def mouth(talking_in_gap: bool) -> tuple[Floats, Floats, Floats, Floats]:
     """Openness and motion per frame: open and moving while speaking, shut and still else."""
     times = np.arange(0, 9.0, 1 / FPS)
     speaking = np.zeros(len(times), dtype=bool)

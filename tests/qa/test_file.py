@@ -118,12 +118,12 @@ def ffmpeg_ebur128(path: Path) -> tuple[float, float]:
 
 @pytest.mark.parametrize("name", ["photo_0.mkv", "photo_dropout.mkv", "clean.webm"])
 def test_loudness_agrees_with_ffmpeg_ebur128(make_media: MakeMedia, name: str) -> None:
-    kwargs = {
+    media: dict[str, dict[str, object]] = {
         "photo_0.mkv": {"faults": Faults(0.0)},
         "photo_dropout.mkv": {"faults": Faults(dropout=(4.0, 0.6))},
         "clean.webm": {"faults": Faults(0.04), "video_codec": "libvpx"},
-    }[name]
-    path = make_media(name, face="photo", **kwargs)
+    }
+    path = make_media(name, face="photo", **media[name])
     lufs, peak = ffmpeg_ebur128(path)
     audio = analyse_file(path, lipsync=False).audio
     assert audio is not None and audio.loudness.integrated_lufs is not None

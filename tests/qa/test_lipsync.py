@@ -7,9 +7,11 @@ truth; speech that does not match the mouth gets a lower confidence than every s
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import av
+import numpy as np
+import numpy.typing as npt
 import pytest
 
 from avatar_rtc.qa.lipsync import LipSyncAnalyser, SyncBands, sync_verdict
@@ -89,9 +91,11 @@ def test_without_a_face_the_frame_centre_still_gives_the_offset(make_media: Make
         for frame in container.decode(video=0, audio=0):
             if isinstance(frame, av.VideoFrame):
                 gray = frame.reformat(width=320, height=320, format="gray").to_ndarray()
-                analyser.feed_video(gray, float(frame.time))
+                analyser.feed_video(cast(npt.NDArray[np.uint8], gray), float(frame.time))
             else:
-                analyser.feed_audio(frame.to_ndarray(), float(frame.time), frame.rate)
+                assert isinstance(frame, av.AudioFrame) and frame.time is not None
+                samples = cast(npt.NDArray[np.float32], frame.to_ndarray())  # Opus: planar float
+                analyser.feed_audio(samples, float(frame.time), frame.rate)
     result = analyser.result()
     assert result.mouth_source == "frame"
     assert result.offset_ms == pytest.approx(80.0, abs=20.0)

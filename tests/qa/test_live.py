@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from avatar_rtc import AvatarSession, IceOptions, SessionOptions
+from avatar_rtc import AvatarSession, IceOptions, Secret, SessionOptions
 from avatar_rtc.emulator import Emulator
 from avatar_rtc.emulator.media import AvatarMedia
 from avatar_rtc.qa import LiveQa, QaReport, analyse_file
@@ -75,7 +75,9 @@ async def _run(folder: Path) -> Run:
     recording = folder / "live.mkv"
     async with Emulator() as emulator:
         ice = IceOptions(host_addresses=("127.0.0.1",))
-        session = AvatarSession(SessionOptions(api_url=emulator.api_url, ks=emulator.ks, ice=ice))
+        session = AvatarSession(
+            SessionOptions(api_url=emulator.api_url, ks=Secret(emulator.ks), ice=ice)
+        )
         qa = LiveQa(session)
         qa.start()
         # (kind, RTP timestamp as sent) -> presentation time, of every frame received

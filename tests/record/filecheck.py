@@ -84,16 +84,18 @@ def mark_times(path: Path) -> tuple[float | None, float | None]:
         for frame in container.decode(vstream):
             luma = frame.reformat(format="gray").to_ndarray()
             if luma.mean() > 200 and frame.pts is not None:
+                assert frame.time_base is not None
                 video_t = float(frame.pts * frame.time_base)
                 break
     with av.open(str(path)) as container:
         astream = container.streams.audio[0]
-        for frame in container.decode(astream):
-            samples = frame.to_ndarray().astype(np.float64)
-            if frame.format.name.startswith("s16"):
+        for aframe in container.decode(astream):
+            samples = aframe.to_ndarray().astype(np.float64)
+            if aframe.format.name.startswith("s16"):
                 samples = samples / 32768.0
             loud = np.nonzero(np.abs(samples).max(axis=0) > 0.15)[0]
-            if loud.size and frame.pts is not None:
-                audio_t = float(frame.pts * frame.time_base) + loud[0] / frame.sample_rate
+            if loud.size and aframe.pts is not None:
+                assert aframe.time_base is not None
+                audio_t = float(aframe.pts * aframe.time_base) + loud[0] / aframe.sample_rate
                 break
     return video_t, audio_t

@@ -74,8 +74,10 @@ def video_frames(sc: Scenario) -> list[tuple[float, bytes, bool]]:
         frame.planes[2].update(bytes([128]) * frame.planes[2].buffer_size)
         frame.pts = i
         for packet in enc.encode(frame):
+            assert packet.pts is not None
             out.append((packet.pts / FPS, bytes(packet), packet.is_keyframe))
     for packet in enc.encode(None):
+        assert packet.pts is not None
         out.append((packet.pts / FPS, bytes(packet), packet.is_keyframe))
     return out
 

@@ -15,7 +15,7 @@ import av
 import numpy as np
 import pytest
 
-from avatar_rtc import AvatarSession, IceOptions, SessionOptions
+from avatar_rtc import AvatarSession, IceOptions, Secret, SessionOptions
 from avatar_rtc.emulator import Emulator
 from avatar_rtc.emulator.media import AvatarMedia
 from avatar_rtc.emulator.media.avatar_media import MOUTH_OPEN
@@ -40,6 +40,7 @@ def _first_mouth_open(path: Path, after: float) -> float:
 def _speech_start(path: Path, after: float) -> float:
     with av.open(str(path)) as container:
         for frame in container.decode(audio=0):
+            assert frame.time is not None
             t = float(frame.time)
             pcm = frame.to_ndarray().astype(np.float64)  # planar float in [-1, 1]
             level = 20 * np.log10(max(float(np.sqrt(np.mean(pcm**2))), 1e-9))
@@ -57,7 +58,7 @@ async def test_mouth_vs_speech_onset_in_the_file_within_40ms(
         session = AvatarSession(
             SessionOptions(
                 api_url=emulator.api_url,
-                ks=emulator.ks,
+                ks=Secret(emulator.ks),
                 ice=IceOptions(host_addresses=("127.0.0.1",)),
             )
         )

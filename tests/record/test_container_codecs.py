@@ -32,7 +32,7 @@ from avatar_rtc.emulator import Emulator
 from avatar_rtc.emulator.media import AvatarMedia, AvatarMediaOptions
 from avatar_rtc.emulator.media.options import VideoCodec
 from avatar_rtc.errors import CodecNegotiationError, WhepError
-from avatar_rtc.record import RecorderStats, StreamRoute, StreamStats
+from avatar_rtc.record import RecorderStats, StreamAction, StreamRoute, StreamStats
 from avatar_rtc.redact import Secret
 from avatar_rtc.rtc.codec_negotiation import (
     RECEIVABLE_VIDEO_CODECS,
@@ -51,7 +51,7 @@ from tests.support import require_tool
 LOOPBACK = IceOptions(host_addresses=("127.0.0.1",))
 SECONDS = 2.0
 # (sender codec, extension) -> (action, codec in the file)
-EXPECTED = {
+EXPECTED: dict[tuple[str, str], tuple[StreamAction, str]] = {
     ("H264", "mp4"): ("copy", "h264"),
     ("H264", "mkv"): ("copy", "h264"),
     ("H264", "webm"): ("transcode", "vp8"),
@@ -118,8 +118,8 @@ def _assert_file(out: Path, video_codec: str, recorded: float) -> None:
 
 @pytest.mark.parametrize("codec", ["H264", "VP8"])
 async def test_the_emulator_answers_its_one_codec_to_the_full_offer(codec: VideoCodec) -> None:
-    options = AvatarMediaOptions(video_codec=codec, tts="builtin")
-    async with Emulator(media_options=options) as emulator:
+    media_options = AvatarMediaOptions(video_codec=codec, tts="builtin")
+    async with Emulator(media_options=media_options) as emulator:
         options = SessionOptions(api_url=emulator.api_url, ks=Secret(emulator.ks), ice=LOOPBACK)
         session = AvatarSession(options)
         async with session:

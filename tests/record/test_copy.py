@@ -14,7 +14,7 @@ from pathlib import Path
 import av
 import pytest
 
-from avatar_rtc.record import Recorder, RecordError, RecordOptions
+from avatar_rtc.record import Recorder, RecordError, RecorderStats, RecordOptions
 from avatar_rtc.record import recorder as recorder_module
 from avatar_rtc.record.bitstream import iter_annexb_nals
 from avatar_rtc.record.muxer import CopyMuxer
@@ -36,7 +36,9 @@ def frames_for(sc: Scenario) -> tuple[EncodedFrame, ...]:
     return tuple(encoded_frames(sc))
 
 
-def record(path: Path, frames: tuple[EncodedFrame, ...] | list[EncodedFrame], **kw: object):
+def record(
+    path: Path, frames: tuple[EncodedFrame, ...] | list[EncodedFrame], **kw: object
+) -> RecorderStats:
     recorder = Recorder(path, **kw).start()  # type: ignore[arg-type]
     for frame in frames:
         recorder.write(frame)
@@ -45,7 +47,7 @@ def record(path: Path, frames: tuple[EncodedFrame, ...] | list[EncodedFrame], **
 
 def assert_av_file(path: Path, video_codec: str, duration: float) -> None:
     streams = ffprobe_streams(path)
-    assert sorted(s["codec_type"] for s in streams) == ["audio", "video"]
+    assert sorted(str(s["codec_type"]) for s in streams) == ["audio", "video"]
     video = next(s for s in streams if s["codec_type"] == "video")
     audio = next(s for s in streams if s["codec_type"] == "audio")
     assert video["codec_name"] == video_codec
@@ -236,7 +238,7 @@ async def test_attach_and_astop_from_the_event_loop(tmp_path: Path) -> None:
     pipeline = FakePipeline()
     path = tmp_path / "attached.mp4"
     async with Recorder(path) as recorder:
-        recorder.attach(pipeline)
+        recorder.attach(pipeline)  # type: ignore[arg-type]  # subscribe() is all it uses
         for frame in frames_for(PLAIN["H264"]):
             pipeline.emit(frame)
             if frame.index % 50 == 0:

@@ -21,6 +21,7 @@ from avatar_rtc.emulator import Emulator
 from avatar_rtc.emulator.media import AvatarMedia
 from avatar_rtc.options import SessionOptions
 from avatar_rtc.record.options import RecordMode, RecordOptions
+from avatar_rtc.redact import Secret
 from avatar_rtc.rtc.ice_options import IceOptions
 from avatar_rtc.rtc.reconnect import Outage
 from avatar_rtc.session import AvatarSession, SessionEvent
@@ -45,7 +46,9 @@ async def test_recording_keeps_growing_across_a_reconnect(
 ) -> None:
     require_tool("ffmpeg")
     out = tmp_path / f"reconnect-{mode}.mp4"
-    options = SessionOptions(api_url=emu.api_url, ks=emu.ks, ice=LOOPBACK, detect_speech=False)
+    options = SessionOptions(
+        api_url=emu.api_url, ks=Secret(emu.ks), ice=LOOPBACK, detect_speech=False
+    )
     outages: list[Outage] = []
 
     def on_reconnected(event: SessionEvent) -> None:

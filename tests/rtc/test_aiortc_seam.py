@@ -32,11 +32,11 @@ def test_the_check_reports_a_missing_name(monkeypatch: object) -> None:
 
     names = (*seam.PRIVATE_NAMES, ("RTCRtpReceiver", "_renamed_in_a_future_release"))
     original = seam.PRIVATE_NAMES
-    seam.PRIVATE_NAMES = names  # type: ignore[misc]
+    seam.PRIVATE_NAMES = names
     try:
         missing = asyncio.run(seam.missing_private_names())
     finally:
-        seam.PRIVATE_NAMES = original  # type: ignore[misc]
+        seam.PRIVATE_NAMES = original
     assert missing == ["RTCRtpReceiver._renamed_in_a_future_release"]
 
 

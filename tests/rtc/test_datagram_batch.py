@@ -8,7 +8,7 @@ import socket
 import struct
 import time
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from aioice import stun, turn
@@ -124,7 +124,7 @@ async def test_a_burst_is_read_in_one_wakeup_and_the_rest_goes_its_own_way(
         assert protocol.received == [stun, rtcp_sr]  # STUN and SRTCP: aioice's/aiortc's path
         assert fake_transport["counted"] == [10, sum(len(d) for d in burst)]
         # The last handler removed: the protocol's own handler is back, the dup is closed.
-        batch.remove(fake_transport["receiver"])  # type: ignore[arg-type]
+        batch.remove(fake_transport["receiver"])
         assert "datagram_received" not in vars(protocol) and batch.closed
         sender.sendto(rtp(11), address)
         await wait_for(lambda: len(protocol.received) == 3, limit=5.0)
@@ -153,7 +153,7 @@ async def test_a_long_burst_lets_the_loop_run_between_wakeups(
         await wait_for(lambda: len(order) == 6, limit=5.0)
         assert order == [0, "loop", 1, 2, 3, 4]
         assert batch.wakeups == 5 and batch.datagrams == 5
-        batch.remove(fake_transport["receiver"])  # type: ignore[arg-type]
+        batch.remove(fake_transport["receiver"])
 
 
 def test_a_burst_is_one_wakeup_on_uvloop_too(fake_transport: dict[str, Any]) -> None:
@@ -195,7 +195,8 @@ async def test_a_burst_through_a_turn_relay_is_one_wakeup(
     client.channel_to_peer[0x4000] = peer
     client.peer_to_channel[peer] = 0x4000
     relay = Recording()
-    relay.connection_made(turn.TurnTransport(client))  # as aioice wires a relay candidate
+    # As aioice wires a relay candidate: its TurnTransport cast to a datagram transport.
+    relay.connection_made(cast(asyncio.DatagramTransport, turn.TurnTransport(client)))
     client.receiver = relay
     fake_transport["protocols"].append(relay)
     try:
@@ -229,7 +230,7 @@ async def test_a_burst_through_a_turn_relay_is_one_wakeup(
             sender.sendto(rtp(10), host_address)
             await wait_for(lambda: len(got) == 11, limit=5.0)
             assert batch.drained_sockets == 1  # only the host socket's dup is left open
-            batch.remove(fake_transport["receiver"])  # type: ignore[arg-type]
+            batch.remove(fake_transport["receiver"])
             assert "datagram_received" not in vars(relay) and batch.closed
     finally:
         client_transport.close()
@@ -253,7 +254,7 @@ async def test_before_the_handshake_everything_takes_aiortcs_path(
         sender.sendto(rtp(1), transport.get_extra_info("sockname"))
         await wait_for(lambda: len(protocol.received) == 1, limit=5.0)
         assert not got and fake_transport["counted"] == [0, 0]
-        batch.remove(fake_transport["receiver"])  # type: ignore[arg-type]
+        batch.remove(fake_transport["receiver"])
     finally:
         sender.close()
         transport.close()

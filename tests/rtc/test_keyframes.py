@@ -14,6 +14,7 @@ import fractions
 import subprocess
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Literal
 
 import av
 import numpy as np
@@ -188,7 +189,7 @@ def h264_stream(access_units: list[bytes], order: str, mode: str) -> list[Packet
 
 
 # -- decoding --------------------------------------------------------------------------------
-def decoded(codec: str, frames: Iterable[bytes]) -> int:
+def decoded(codec: Literal["h264", "vp8"], frames: Iterable[bytes]) -> int:
     """Pictures PyAV decodes from these frames (errors count nothing)."""
     ctx = av.CodecContext.create(codec, "r")
     count = 0

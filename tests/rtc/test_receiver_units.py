@@ -7,7 +7,7 @@ import struct
 import pytest
 
 from avatar_rtc.rtc.clock import AvClock
-from avatar_rtc.rtc.jitter_buffer import VideoJitterBuffer, parse_video_payload
+from avatar_rtc.rtc.jitter_buffer import AssembledFrame, VideoJitterBuffer, parse_video_payload
 from avatar_rtc.rtc.nack import NackTracker
 
 SPS = b"\x67\x42\x00\x1f\xaa"
@@ -43,8 +43,10 @@ def pframe(seq: int, ts: int, n: int = 2) -> list[tuple[int, int, bool, bytes]]:
     return out
 
 
-def feed(jb: VideoJitterBuffer, pkts: list[tuple[int, int, bool, bytes]], now: float = 0.0) -> list:
-    out = []
+def feed(
+    jb: VideoJitterBuffer, pkts: list[tuple[int, int, bool, bytes]], now: float = 0.0
+) -> list[AssembledFrame]:
+    out: list[AssembledFrame] = []
     for seq, ts, marker, payload in pkts:
         jb.insert(seq, ts, marker, payload, now)
         out += jb.pop()

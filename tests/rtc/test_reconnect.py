@@ -169,7 +169,7 @@ async def test_a_dead_connection_is_replaced_the_old_resource_deleted_first() ->
         assert outage.replaced and outage.attempts == 1
         # DELETE (close) of the old one before the new POST (connect): one viewer per stream.
         assert h.log == [("connect", 1), ("close", 1), ("connect", 2)]
-        assert h.reconnector.connection is h.made[1]
+        assert h.reconnector.connection is cast(MediaConnection, h.made[1])
         assert h.made[1].connect_timeout == FAST.attempt_timeout
         # The replacement is watched in turn.
         h.made[1].die("failed")
@@ -411,7 +411,7 @@ async def test_an_ice_restart_comes_first_where_the_server_takes_patch() -> None
         assert h.log == [("connect", 1), ("restart", 1)]  # no DELETE, no new POST
         stats = h.reconnector.stats()
         assert (stats.reconnects, stats.attempts, stats.ice_restarts) == (1, 1, 1)
-        assert h.reconnector.connection is h.made[0]
+        assert h.reconnector.connection is cast(MediaConnection, h.made[0])
 
 
 async def test_a_refused_ice_restart_means_a_new_connection_now_and_no_restart_later() -> None:

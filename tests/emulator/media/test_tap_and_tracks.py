@@ -62,7 +62,7 @@ async def test_tap_reports_frames_and_drops_video() -> None:
     assert "_send_rtp" not in transport.__dict__
 
 
-def _packet(pts: int) -> av.Packet:
+def _packet(pts: int) -> av.Packet[Any]:
     packet = av.Packet(b"x")
     packet.pts = pts
     packet.time_base = Fraction(1, 90000)

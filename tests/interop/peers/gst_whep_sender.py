@@ -23,12 +23,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-import gi
+import gi  # type: ignore[import-not-found]  # Debian's, not in this interpreter
 
 gi.require_version("Gst", "1.0")
 gi.require_version("GstSdp", "1.0")
 gi.require_version("GstWebRTC", "1.0")
-from gi.repository import Gst, GstSdp, GstWebRTC  # noqa: E402
+from gi.repository import Gst, GstSdp, GstWebRTC  # type: ignore[import-not-found]  # noqa: E402
 
 GATHER_TIMEOUT_S = 10.0
 

@@ -6,7 +6,14 @@ import json
 import sys
 import threading
 
-from avatar_rtc.media import AudioFormat, BackgroundLoop, VideoFormat, iter_audio, iter_video
+from avatar_rtc.media import (
+    AudioFormat,
+    BackgroundLoop,
+    TrackDecoder,
+    VideoFormat,
+    iter_audio,
+    iter_video,
+)
 from tests.media.loopback import open_loopback
 
 
@@ -48,7 +55,7 @@ def main() -> int:
     return 0
 
 
-async def _running(dec: object) -> bool:
+async def _running(dec: TrackDecoder) -> bool:
     import gc
 
     gc.collect()

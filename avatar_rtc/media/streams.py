@@ -34,7 +34,7 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, ClassVar, Generic, Literal, TypeVar
+from typing import Any, ClassVar, Generic, Literal, Self, TypeVar
 
 from ..rtc.encoded_frame import FrameSource
 from .decoder import DecodedFrame, TrackDecoder, call_from_sink, decoder_for
@@ -122,7 +122,7 @@ class _Stream(Generic[T]):
         )
 
     # -- public --------------------------------------------------------------------------
-    def __aiter__(self) -> _Stream[T]:
+    def __aiter__(self) -> Self:
         return self
 
     async def __anext__(self) -> T:
@@ -194,7 +194,7 @@ class _Stream(Generic[T]):
     async def aclose(self) -> None:
         self.close()
 
-    async def __aenter__(self) -> _Stream[T]:
+    async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(self, *exc: object) -> None:

@@ -3,9 +3,9 @@
 ``VideoFrame`` wraps the decoded ``av.VideoFrame``; nothing is converted until asked.
 ``to_ndarray`` does colour conversion and resize in one ``reformat`` (one ``sws_scale`` on this
 thread, :mod:`.scale`, which releases the GIL) into a frame of its own, and hands out that
-frame's buffer as the array when its rows have no padding (the usual case: swscale's rows are
-padded to 64 bytes only when ``width * channels`` is not a multiple of it): no copy, and the
-array keeps the buffer alive. Padded rows are copied into a pooled buffer (a fresh large array
+frame's buffer as the array when its rows have no padding (the usual case: PyAV's FFmpeg pads
+a row only when ``width * channels`` is not a multiple of 16 bytes): no copy, and the array
+keeps the buffer alive. Padded rows are copied into a pooled buffer (a fresh large array
 per frame costs ~3x more: page faults of a new mmap each time); a pooled buffer is reused only
 when nothing but the pool references it (``sys.getrefcount``). Either way arrays handed out are
 never overwritten under the user.

@@ -24,13 +24,13 @@ ms (under load, tens of ms) after its capture. The mapping uses, of the last ``s
 of a track, the one with the earliest NTP time for its RTP time (a windowed minimum, so slow
 clock drift still passes), and a track switches to SR timing only once it has ``min_srs``.
 
-Continuity: whenever a track's mapping changes (arrival -> SR, or a newer SR that disagrees
-by a few ms), the difference is turned into a per-track *correction* so that the output does not
-jump; the correction is then slewed back to zero at ``slew_rate`` seconds per second of media
-(10 % by default: a 50 ms difference is gone after 0.5 s). Because the slew is slower than
-media time, the output stays strictly monotonic; a final clamp guards against reordered RTP
-timestamps. Differences above ``max_correction`` (e.g. the sender restarted its clock) are
-applied as a jump instead of being slewed.
+Continuity: whenever a track's mapping changes after its first frame (arrival -> SR, a newer
+SR that disagrees by a few ms, a faster arrival), the difference is turned into a per-track
+*correction* so that the output does not jump; the correction is then slewed back to zero at
+``slew_rate`` seconds per second of media (10 % by default: a 50 ms difference is gone after
+0.5 s). Because the slew is slower than media time, the output stays strictly monotonic; a
+final clamp guards against reordered RTP timestamps. Differences above ``max_correction``
+(e.g. the sender restarted its clock) are applied as a jump instead of being slewed.
 
 All methods are called from the event-loop thread (the receive pipelines); no locking.
 """
@@ -167,7 +167,9 @@ class AvClock:
                 self._lag = max(0.0, track.anchor_time - track.min_transit)
             else:
                 target = track.min_transit + self._lag
-                if abs(target - track.anchor_time) > 0.002:
+                if track.last_out is None:
+                    track.anchor_time = target  # first frame: no earlier output to continue
+                elif abs(target - track.anchor_time) > 0.002:
                     before = track.raw(rtp_timestamp) + track.correction
                     track.anchor_time = target
                     track.correction = before - track.raw(rtp_timestamp)  # slewed away

@@ -34,6 +34,7 @@ from ..redact import Secret, install_log_redaction, redact, redact_exception
 from . import aiortc_seam as seam
 from . import codec_negotiation, datagram_batch, ice_restart, multi_turn, sdp_candidates
 from .candidate_pair import SelectedPair
+from .encoded_frame import MediaKind
 from .ice_options import IceOptions
 from .ice_servers import IceServer
 from .video_codecs import RECEIVABLE_VIDEO_CODECS
@@ -50,8 +51,7 @@ install_log_redaction()
 ConnectionState = Literal[
     "new", "gathering", "signaling", "connecting", "connected", "failed", "closed"
 ]
-MediaKindName = Literal["video", "audio"]
-ReceiverHook = Callable[[RTCRtpReceiver, MediaKindName], None]
+ReceiverHook = Callable[[RTCRtpReceiver, MediaKind], None]
 
 
 @dataclass

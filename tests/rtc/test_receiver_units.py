@@ -1,4 +1,4 @@
-"""Unit tests of the receive pipeline's pieces: jitter buffer, NACK tracker, A/V clock."""
+"""Unit tests of the receive pipeline's pieces: jitter buffer and NACK tracker."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import struct
 
 import pytest
 
-from avatar_rtc.rtc.clock import AvClock
 from avatar_rtc.rtc.jitter_buffer import AssembledFrame, VideoJitterBuffer, parse_video_payload
 from avatar_rtc.rtc.nack import NackTracker
 
@@ -205,81 +204,6 @@ def test_nack_bounded_and_forget() -> None:
     n.forget_before(95)
     assert n.due(0.0) == [95, 96, 97, 98, 99]
     assert not n.on_packet(10_000, 0.0)  # huge jump: not NACKable
-
-
-def test_clock_arrival_then_sr_is_continuous_and_monotonic() -> None:
-    clock = AvClock(slew_rate=0.1, min_srs=1)
-    t_arr = 100.0
-    outs = []
-    # video at 30 fps, arrival-based first
-    for i in range(30):
-        pts, src = clock.map("video", 1, 1000 + i * 3000, 90000, t_arr + i / 30)
-        assert src == "arrival"
-        outs.append(pts)
-    assert outs[0] == 0.0 and outs[29] == pytest.approx(29 / 30)
-    # SR says rtp 1000 was at NTP 5000.0 s: switching must not jump
-    clock.on_sender_report("video", 1, int(5000.0 * 2**32), 1000)
-    prev = outs[-1]
-    for i in range(30, 120):
-        pts, src = clock.map("video", 1, 1000 + i * 3000, 90000, t_arr + i / 30)
-        assert src == "rtcp-sr"
-        assert pts > prev
-        assert pts - prev < 1 / 30 + 1e-6
-        prev = pts
-
-
-def test_clock_aligns_audio_and_video_through_sr() -> None:
-    clock = AvClock(slew_rate=0.1, min_srs=1)
-    # audio arrives 80 ms "late" relative to video (jitter buffer / network), same sender time
-    for i in range(200):
-        t = i * 0.02
-        if i % 2 == 0:
-            clock.map("video", 1, 90 * int(t * 1000), 90000, 10.0 + t)
-        clock.map("audio", 2, 48 * int(t * 1000), 48000, 10.08 + t)
-        if i == 50:
-            ntp = int((7000.0 + t) * 2**32)
-            clock.on_sender_report("video", 1, ntp, 90 * int(t * 1000))
-            clock.on_sender_report("audio", 2, ntp, 48 * int(t * 1000))
-    v, _ = clock.map("video", 1, 90 * 4000, 90000, 14.0)
-    a, _ = clock.map("audio", 2, 48 * 4000, 48000, 14.08)
-    assert abs(v - a) < 0.002  # corrections slewed away: same sender time -> same pts
-
-
-def test_clock_waits_for_two_sender_reports_by_default() -> None:
-    clock = AvClock()
-    for i in range(60):
-        if i in (10, 40):
-            clock.on_sender_report("video", 1, int((5000.0 + i / 30) * 2**32), i * 3000)
-        _, src = clock.map("video", 1, i * 3000, 90000, 100.0 + i / 30)
-        assert src == ("arrival" if i < 40 else "rtcp-sr"), i
-
-
-def test_clock_video_follows_the_audio_masters_arrival_lag() -> None:
-    clock = AvClock()
-    # Audio's first packet is 40 ms late, later ones on time; video always on time.
-    clock.map("audio", 2, 0, 48000, 10.04)
-    for i in range(1, 100):
-        clock.map("audio", 2, i * 960, 48000, 10.0 + i * 0.02)
-    a, _ = clock.map("audio", 2, 100 * 960, 48000, 12.0)
-    for i in range(0, 120, 2):
-        v, _ = clock.map("video", 1, i * 1800, 90000, 10.0 + i * 0.02)
-    v, _ = clock.map("video", 1, 120 * 1800, 90000, 12.4)
-    a, _ = clock.map("audio", 2, 120 * 960, 48000, 12.4)
-    # Same sender time -> same presentation time: video took audio's 40 ms lag.
-    assert v == pytest.approx(a, abs=0.003)
-
-
-def test_clock_arrival_anchor_follows_fastest_transit() -> None:
-    clock = AvClock(slew_rate=0.1)
-    # the first video frame arrives 300 ms late (encoder start-up); later ones on time
-    clock.map("video", 1, 0, 90000, 10.3)
-    prev = 0.0
-    for i in range(1, 150):
-        pts, _ = clock.map("video", 1, i * 3000, 90000, 10.0 + i / 30)
-        assert pts > prev
-        prev = pts
-    # after 5 s the 300 ms start-up delay has been slewed out: pts follow the fast transit
-    assert prev == pytest.approx(149 / 30 - 0.3, abs=0.005)
 
 
 def test_padding_packets_are_not_holes() -> None:

@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import pytest
@@ -55,7 +56,10 @@ def near(px: np.ndarray, colour: tuple[int, ...], tol: int = 40) -> bool:
     return bool(np.all(np.abs(px.astype(int) - np.array(colour)) <= tol))
 
 
-async def next_frame(stream: AsyncIterator[object], limit: float = 5.0) -> object:
+T = TypeVar("T")
+
+
+async def next_frame(stream: AsyncIterator[T], limit: float = 5.0) -> T:
     return await asyncio.wait_for(stream.__anext__(), limit)
 
 

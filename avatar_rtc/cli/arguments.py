@@ -182,7 +182,11 @@ def add_target_options(parser: argparse.ArgumentParser) -> None:
     target.add_argument(
         "--api-url", metavar="URL", help="Control API base URL (env AVATAR_API_URL)"
     )
-    target.add_argument("--ks", metavar="KS", help="Kaltura session (env AVATAR_KS); never printed")
+    target.add_argument(
+        "--ks",
+        metavar="KS",
+        help="Kaltura session (env AVATAR_KS; --ks=KS if it begins with '-'); never printed",
+    )
     target.add_argument("--whep-url", metavar="URL", help="receive from this WHEP endpoint")
     target.add_argument("--bearer", metavar="TOKEN", help="Bearer token for --whep-url")
     target.add_argument(

@@ -82,7 +82,8 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--ks",
         metavar="KS",
-        help="admin KS to accept (default: a random one, printed); a given one is never printed",
+        help="admin KS to accept (default: a random one, printed; --ks=KS if it begins with "
+        "'-'); a given one is never printed",
     )
     parser.add_argument(
         "--ended-end-status",

@@ -92,6 +92,9 @@ def test_a_ks_selects_the_service() -> None:
     env_url = {"AVATAR_API_URL": "http://h/v1/avatar-session"}
     target = _target("--ks", "ks-cli-value", env=env_url)
     assert target.options.api_url == "http://h/v1/avatar-session"
+    # A KS that begins with '-' (URL-safe base64 may) goes as one argument, as the help says.
+    ks = _target("--ks=-dash-first-ks", env=env_url).options.ks
+    assert ks is not None and ks.reveal() == "-dash-first-ks"
 
 
 def test_whep_url_selects_a_bare_whep_source() -> None:

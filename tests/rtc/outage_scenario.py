@@ -143,7 +143,7 @@ class EmulatorProcess:
         self.ks = secrets.token_urlsafe(24)
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "avatar_rtc.cli", "emulator", "--port", str(port),
-             "--ks", self.ks],
+             f"--ks={self.ks}"],  # one argument: a random KS may begin with '-'
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, text=True,
             start_new_session=True,
         )  # fmt: skip

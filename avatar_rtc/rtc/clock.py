@@ -13,7 +13,8 @@ Every RTP timestamp is mapped to *presentation seconds* on one session-wide time
 Master track (``master="audio"``): audio timestamps stay sample-exact (consecutive frames
 exactly ``samples / rate`` apart), video adapts. Audio is anchored on its first frame's arrival
 and never moved; when a later audio frame shows a faster transit (the first one was late by
-``lag``), video is anchored ``lag`` later instead, so the two stay aligned. Video switches
+``lag``), video is anchored ``lag`` later instead, so the two stay aligned (also once audio
+is on SR timing, which goes on where its arrival timing had put it). Video switches
 to SR timing only after audio did (or after ``master_wait`` s without an audio SR), so the
 session origin is set by audio and audio never needs a correction; later audio SRs within
 ``master_tolerance`` of the current mapping are ignored. Without an audio track, video works
@@ -59,8 +60,12 @@ class _Track:
     # mapping: out_raw = anchor_time + (rtp - anchor_rtp) / clock_rate
     anchor_rtp: int
     anchor_time: float
+    # The first frame (its RTP timestamp and arrival, origin-relative): transits are measured
+    # from it on every timing.
+    first_rtp: int
+    first_time: float
     correction: float = 0.0
-    min_transit: float | None = None  # fastest transit seen (arrival timing), origin-relative
+    min_transit: float | None = None  # fastest transit seen, origin-relative
     last_rtp: int | None = None
     last_out: float | None = None
     pending_sr: tuple[float, int] | None = None  # (ntp seconds, 32-bit rtp timestamp)
@@ -91,7 +96,7 @@ class AvClock:
         self._master_wait = master_wait
         self._master_tolerance = master_tolerance
         self._min_srs = min_srs
-        # How late the master's fixed arrival anchor is against its fastest transit.
+        # How late the master is presented against its fastest transit (video follows).
         self._lag = 0.0
         self._slew_rate = slew_rate
         self._max_correction = max_correction
@@ -134,15 +139,16 @@ class AvClock:
             self._origin = arrival_time
         track = self._tracks.get(kind)
         if track is None or track.ssrc != ssrc or track.clock_rate != clock_rate:
+            first_time = max(0.0, arrival_time - self._origin)
             track = _Track(
                 ssrc=ssrc,
                 clock_rate=clock_rate,
                 source="arrival",
                 anchor_rtp=rtp_timestamp,
-                anchor_time=arrival_time - self._origin,
+                anchor_time=first_time,
+                first_rtp=rtp_timestamp,
+                first_time=first_time,
             )
-            if track.anchor_time < 0.0:
-                track.anchor_time = 0.0
             track.pending_sr = self._early_sr.pop((kind, ssrc), None)
             self._tracks[kind] = track
 
@@ -154,31 +160,34 @@ class AvClock:
             else:
                 track.correction -= step if track.correction > 0 else -step
 
+        # The fastest transit seen: a first frame that arrived late (encoder start-up, a big
+        # keyframe, a burst) must not delay the whole track.
+        transit = arrival_time - self._origin - (rtp_timestamp - track.first_rtp) / clock_rate
+        if track.min_transit is None or transit < track.min_transit:
+            track.min_transit = transit
+
         if track.pending_sr is not None and self._may_apply_sr(kind, arrival_time):
             self._apply_sr(kind, track, rtp_timestamp)
-        elif track.source == "arrival":
-            # Anchor on the fastest transit seen: a first frame that arrived late (encoder
-            # start-up, a big keyframe, a burst) must not delay the whole track.
-            transit = arrival_time - self._origin - (rtp_timestamp - track.anchor_rtp) / clock_rate
-            if track.min_transit is None or transit < track.min_transit:
-                track.min_transit = transit
-            if kind == self._master:
-                # Kept once the master switches to SR timing, until video does too.
-                self._lag = max(0.0, track.anchor_time - track.min_transit)
-            else:
-                target = track.min_transit + self._lag
-                if track.last_out is None:
-                    track.anchor_time = target  # first frame: no earlier output to continue
-                elif abs(target - track.anchor_time) > 0.002:
-                    before = track.raw(rtp_timestamp) + track.correction
-                    track.anchor_time = target
-                    track.correction = before - track.raw(rtp_timestamp)  # slewed away
+        elif track.source == "arrival" and kind != self._master:
+            target = track.min_transit + self._lag
+            if track.last_out is None:
+                track.anchor_time = target  # first frame: no earlier output to continue
+            elif abs(target - track.anchor_time) > 0.002:
+                before = track.raw(rtp_timestamp) + track.correction
+                track.anchor_time = target
+                track.correction = before - track.raw(rtp_timestamp)  # slewed away
 
         out = track.raw(rtp_timestamp) + track.correction
         if track.last_out is not None and out < track.last_out:
             out = track.last_out  # reordered timestamps: never go backwards
         track.last_rtp = rtp_timestamp
         track.last_out = out
+        if kind == self._master:
+            # How late the master is presented against its fastest transit: video is anchored
+            # as late. Also once the master is on SR timing (it goes on where its arrival timing
+            # had put it) and video is not yet: a faster audio packet still tells.
+            presented = out - (rtp_timestamp - track.first_rtp) / clock_rate
+            self._lag = max(0.0, presented - track.min_transit)
         return out, track.source
 
     def _may_apply_sr(self, kind: str, arrival_time: float) -> bool:

@@ -104,6 +104,24 @@ def test_first_video_frame_takes_the_audio_masters_lag() -> None:
     assert v == pytest.approx(a, abs=0.003)
 
 
+def test_video_follows_an_audio_lag_learnt_after_audio_went_on_sender_reports() -> None:
+    clock = AvClock()
+    # Audio arrives 32 ms late for 2 s (a busy sender), then on time; its sender reports switch
+    # it to SR timing at 1 s, where it goes on as its arrival timing had put it: 32 ms late.
+    # Video, always on time, has no sender reports yet: it must follow audio's lag.
+    for i in range(200):
+        t = i * 0.02
+        if i in (25, 50):
+            clock.on_sender_report("audio", 2, int((7000.0 + t) * 2**32), i * 960)
+        clock.map("audio", 2, i * 960, 48000, 10.0 + t + (0.032 if t < 2.0 else 0.0))
+        if i % 2 == 0:
+            clock.map("video", 1, i * 1800, 90000, 10.0 + t)
+    assert clock.source("audio") == "rtcp-sr" and clock.source("video") == "arrival"
+    a, _ = clock.map("audio", 2, 200 * 960, 48000, 14.0)
+    v, _ = clock.map("video", 1, 200 * 1800, 90000, 14.0)
+    assert v == pytest.approx(a, abs=0.003)  # same sender time: the 32 ms slewed in
+
+
 def _simulated_run(seed: int) -> tuple[list[tuple[EncodedFrame, float]], dict[str, float]]:
     """8 s of 50 audio and 25 video frames a second through a clock: a start-up burst, stalls
     that hold arrivals back, jitter, a sender whose video leaves late, exact sender reports
@@ -121,7 +139,9 @@ def _simulated_run(seed: int) -> tuple[list[tuple[EncodedFrame, float]], dict[st
     if rng.random() < 0.7:
         stalls.append((0.0, rng.uniform(0.0, 0.4)))  # start-up burst
     video_start = rng.uniform(0.0, 0.5)  # the first keyframe comes later
-    video_skew = rng.choice([-0.02, 0.0, 0.02, 0.04, 0.06])  # video leaves later than audio
+    video_skew = rng.choice([-0.02, 0.0, 0.02, 0.04, 0.06])  # video leaves after audio (or before)
+    # A sender (or receiver) busy in the first seconds: audio arrives this much late until then.
+    audio_late, audio_late_until = rng.choice([0.0, 0.03, 0.1]), rng.uniform(0.5, 3.0)
     sent: list[tuple[MediaKind, float]] = [("audio", i * 0.02) for i in range(400)]
     sent += [("video", video_start + i * 0.04) for i in range(200)]
     arrivals: list[tuple[float, MediaKind, float]] = []
@@ -130,6 +150,8 @@ def _simulated_run(seed: int) -> tuple[list[tuple[EncodedFrame, float]], dict[st
         at = media + 0.002 + rng.expovariate(1 / 0.003)
         if kind == "video":
             at += video_skew + (rng.uniform(0.0, 0.1) if rng.random() < 0.05 else 0.0)
+        elif media < audio_late_until:
+            at += audio_late
         for begin, end in stalls:
             if begin <= at < end:
                 at = end

@@ -29,8 +29,9 @@ Continuity: whenever a track's mapping changes after its first frame (arrival ->
 SR that disagrees by a few ms, a faster arrival), the difference is turned into a per-track
 *correction* so that the output does not jump; the correction is then slewed back to zero at
 ``slew_rate`` seconds per second of media (10 % by default: a 50 ms difference is gone after
-0.5 s). Because the slew is slower than media time, the output stays strictly monotonic; a
-final clamp guards against reordered RTP timestamps. Differences above ``max_correction``
+0.5 s), from the track's previous frame on (a gap in its frames is media time too). Because
+the slew is slower than media time, the output stays strictly monotonic; a final clamp
+guards against reordered RTP timestamps. Differences above ``max_correction``
 (e.g. the sender restarted its clock) are applied as a jump instead of being slewed.
 
 All methods are called from the event-loop thread (the receive pipelines); no locking.
@@ -152,14 +153,6 @@ class AvClock:
             track.pending_sr = self._early_sr.pop((kind, ssrc), None)
             self._tracks[kind] = track
 
-        # Slew the correction towards zero, proportionally to elapsed media time.
-        if track.last_rtp is not None and track.correction != 0.0:
-            step = self._slew_rate * max(0, rtp_timestamp - track.last_rtp) / clock_rate
-            if abs(track.correction) <= step:
-                track.correction = 0.0
-            else:
-                track.correction -= step if track.correction > 0 else -step
-
         # The fastest transit seen: a first frame that arrived late (encoder start-up, a big
         # keyframe, a burst) must not delay the whole track.
         transit = arrival_time - self._origin - (rtp_timestamp - track.first_rtp) / clock_rate
@@ -168,7 +161,7 @@ class AvClock:
 
         if track.pending_sr is not None and self._may_apply_sr(kind, arrival_time):
             self._apply_sr(kind, track, rtp_timestamp)
-        elif track.source == "arrival" and kind != self._master:
+        if track.source == "arrival" and kind != self._master:  # (an SR may not switch it yet)
             target = track.min_transit + self._lag
             if track.last_out is None:
                 track.anchor_time = target  # first frame: no earlier output to continue
@@ -176,6 +169,15 @@ class AvClock:
                 before = track.raw(rtp_timestamp) + track.correction
                 track.anchor_time = target
                 track.correction = before - track.raw(rtp_timestamp)  # slewed away
+
+        # Slew the correction towards zero by the media time since the track's last frame: a
+        # gap in its frames (a sender that skipped ahead, lost frames) is time it slews too.
+        if track.last_rtp is not None and track.correction != 0.0:
+            step = self._slew_rate * max(0, rtp_timestamp - track.last_rtp) / clock_rate
+            if abs(track.correction) <= step:
+                track.correction = 0.0
+            else:
+                track.correction -= step if track.correction > 0 else -step
 
         out = track.raw(rtp_timestamp) + track.correction
         if track.last_out is not None and out < track.last_out:

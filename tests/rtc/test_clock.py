@@ -122,10 +122,33 @@ def test_video_follows_an_audio_lag_learnt_after_audio_went_on_sender_reports() 
     assert v == pytest.approx(a, abs=0.003)  # same sender time: the 32 ms slewed in
 
 
+def test_a_gap_in_the_video_is_media_time_its_correction_slews_over() -> None:
+    clock = AvClock()
+    # Audio on time. Video's first frame (media 0.2 s) comes 300 ms late (its keyframe's
+    # encoding); then the sender skips 320 ms ahead; the frames after it are on time.
+    events = [("audio", i * 0.02, 10.0 + i * 0.02) for i in range(100)]
+    events += [("video", 0.2, 10.5)]
+    events += [("video", 0.52 + i * 0.04, 10.52 + i * 0.04) for i in range(20)]
+    errors = []
+    audio_offset = 0.0
+    for kind, media, arrival in sorted(events, key=lambda e: e[2]):
+        rate = 48000 if kind == "audio" else 90000
+        pts, _ = clock.map(kind, 2 if kind == "audio" else 1, round(media * rate), rate, arrival)
+        if kind == "audio":
+            audio_offset = pts - media
+        else:
+            errors.append(pts - media - audio_offset)
+    assert errors[0] == pytest.approx(0.3, abs=0.003)  # what its arrival tells
+    # The next one is 320 ms of media later: 10 % of that slewed away.
+    assert errors[1] == pytest.approx(0.3 - 0.032, abs=0.003)
+    assert errors[-1] == pytest.approx(0.3 - 0.032 - 0.1 * 19 * 0.04, abs=0.003)
+
+
 def _simulated_run(seed: int) -> tuple[list[tuple[EncodedFrame, float]], dict[str, float]]:
     """8 s of 50 audio and 25 video frames a second through a clock: a start-up burst, stalls
-    that hold arrivals back, jitter, a sender whose video leaves late, exact sender reports
-    every second. Returns (frame, its sender media time) and the tracks' RTP-to-media offsets.
+    that hold arrivals back, jitter, a sender whose video leaves late, a sender that skips
+    ahead, lost video frames, exact sender reports every second. Returns (frame, its sender
+    media time) and the tracks' RTP-to-media offsets.
     """
     rng = random.Random(seed)
     clock = AvClock()
@@ -142,11 +165,20 @@ def _simulated_run(seed: int) -> tuple[list[tuple[EncodedFrame, float]], dict[st
     video_skew = rng.choice([-0.02, 0.0, 0.02, 0.04, 0.06])  # video leaves after audio (or before)
     # A sender (or receiver) busy in the first seconds: audio arrives this much late until then.
     audio_late, audio_late_until = rng.choice([0.0, 0.03, 0.1]), rng.uniform(0.5, 3.0)
+    # The sender skipped ahead once (its loop held up); video's first frames (before a
+    # keyframe) and some others never reach the clock.
+    skip_at, skip_length = rng.uniform(0.0, 2.0), rng.choice([0.0, 0.1, 0.3, 0.5])
+    video_from = video_start + rng.choice([0, 0, 3, 8]) * 0.04
+    video_lost = rng.choice([0.0, 0.02, 0.1])
     sent: list[tuple[MediaKind, float]] = [("audio", i * 0.02) for i in range(400)]
     sent += [("video", video_start + i * 0.04) for i in range(200)]
     arrivals: list[tuple[float, MediaKind, float]] = []
     previous: dict[str, float] = {}
     for kind, media in sent:
+        if skip_at <= media < skip_at + skip_length:
+            continue
+        if kind == "video" and (media < video_from or rng.random() < video_lost):
+            continue
         at = media + 0.002 + rng.expovariate(1 / 0.003)
         if kind == "video":
             at += video_skew + (rng.uniform(0.0, 0.1) if rng.random() < 0.05 else 0.0)

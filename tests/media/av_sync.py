@@ -23,6 +23,7 @@ from avatar_rtc.rtc.clock import AvClock
 from avatar_rtc.rtc.encoded_frame import EncodedFrame
 
 SLEW_RATE: float = inspect.signature(AvClock).parameters["slew_rate"].default  # session's clock
+TOLERANCE = 0.020  # A/V alignment the sync tests hold the clock to, beyond the allowance
 
 
 def arrival_allowance(

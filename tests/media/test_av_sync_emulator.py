@@ -22,10 +22,9 @@ from avatar_rtc.emulator import Emulator
 from avatar_rtc.emulator.media import AvatarMedia
 from avatar_rtc.emulator.media.timeline import SentFrame
 from avatar_rtc.rtc.encoded_frame import EncodedFrame
-from tests.media.av_sync import arrival_allowance
+from tests.media.av_sync import TOLERANCE, arrival_allowance
 from tests.support import wait_until
 
-TOLERANCE = 0.020
 SR_SECONDS = 2.5  # of sender-report timing: the switch's residue slews away, then exact
 
 

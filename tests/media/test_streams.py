@@ -31,7 +31,7 @@ from avatar_rtc.media import (
 )
 from avatar_rtc.media.decoder import DecodedFrame, TrackDecoder
 from avatar_rtc.rtc.encoded_frame import EncodedFrame
-from tests.media.av_sync import arrival_allowance
+from tests.media.av_sync import TOLERANCE, arrival_allowance
 from tests.media.frame_gaps import assert_no_unexplained_gaps
 from tests.media.loopback import (
     BLUE,
@@ -162,9 +162,9 @@ async def test_av_sync_within_20ms() -> None:
             nearest = min(onsets, key=lambda o: abs(o - t))
             print(
                 f"flash {t:.4f} beep {nearest:.4f} diff {1000 * (nearest - t):+.1f} ms "
-                f"(allowed {1000 * (0.020 + extra):.1f})"
+                f"(allowed {1000 * (TOLERANCE + extra):.1f})"
             )
-            assert abs(nearest - t) < 0.020 + extra, (t, nearest, extra, onsets)
+            assert abs(nearest - t) < TOLERANCE + extra, (t, nearest, extra, onsets)
 
 
 async def test_latest_policy_slow_consumer_gets_newest_and_memory_stays_flat() -> None:

@@ -9,9 +9,7 @@ import pytest
 
 from avatar_rtc.rtc.clock import AvClock
 from avatar_rtc.rtc.encoded_frame import EncodedFrame, MediaKind
-from tests.media.av_sync import arrival_allowance
-
-TOLERANCE = 0.020  # the A/V sync tests' tolerance
+from tests.media.av_sync import TOLERANCE, arrival_allowance
 
 
 def test_clock_arrival_then_sr_is_continuous_and_monotonic() -> None:

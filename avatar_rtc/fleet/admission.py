@@ -2,14 +2,18 @@
 
 Each job kind has a CPU cost per session, in cores (:data:`SESSION_COST`), measured with
 ``scripts/bench_scale.py``: receiver CPU per session (all processes of the pool) of a 512x512
-25 fps H264 (~1 Mbit/s) + Opus stream from the emulator's fan-out load generator, median of 3
-runs, rounded up from the 1-2 session figures (2026-12-03: decode 0.034-0.061, copy-record
-0.026-0.035, encode-record 0.158-0.170 cores per session; at 8-24 sessions decode and
-copy-record are 0.024-0.040 and 0.013-0.019 as the pool's fixed share spreads) on this
-project's 2-core reference machine, shared and noisy. ``qa`` is copy-record plus the file
-analysis, 0.05 core-seconds per second of media, spread over the session. They are the
-defaults of one place: the pool and the Ray engine read them; a caller passes its own
-(``costs=``) for other streams or machines.
+25 fps H264 (~1 Mbit/s) + Opus stream from the emulator's fan-out load generator, medians of 3
+runs, on this project's 2-core reference machine, shared and noisy. The cost is the largest
+figure measured at 8 or more sessions, rounded up (decode 0.021-0.040, copy-record
+0.007-0.019, encode-record 0.109-0.115 cores per session, 2026-12-03 and 2026-12-05): what
+each further session adds to a busy process. A process's first sessions cost more (5-7 % of a
+core for one decode session, 2-3 % for copy-record: the pool's fixed share); that is within
+the headroom the limit keeps, and a process with nothing running takes any job anyway. With
+these, 2 cores admit 40 decode or 80 copy-record sessions at once; the bench measured them
+clean up to 64 and 128 (plain aiortc: 32). ``qa`` is copy-record plus the file analysis,
+0.05 core-seconds per second of media, spread over the session. They are the defaults of one
+place: the pool and the Ray engine read them; a caller passes its own (``costs=``) for other
+streams or machines.
 
 :class:`Admission` books costs against processes of one core each: a job goes to the least
 loaded process whose load plus the job's cost stays within ``limit`` (80 % by default, so a
@@ -30,10 +34,10 @@ DEFAULT_LIMIT = 0.8
 
 # Cores per session, by job kind (see the module docstring for how they were measured).
 SESSION_COST: Mapping[JobKind, float] = {
-    "decode": 0.07,
-    "copy-record": 0.04,
-    "encode-record": 0.18,
-    "qa": 0.09,
+    "decode": 0.04,
+    "copy-record": 0.02,
+    "encode-record": 0.12,
+    "qa": 0.07,
 }
 
 

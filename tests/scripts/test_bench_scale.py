@@ -1,4 +1,4 @@
-"""scripts/bench_scale.py: the receivers' options, with host candidates or relay-only (--turn)."""
+"""scripts/bench_scale.py: the receivers' options (host candidates or relay-only), the summary."""
 
 from __future__ import annotations
 
@@ -27,3 +27,16 @@ def test_receivers_use_host_candidates_unless_turn_is_given(bench: ModuleType) -
 def test_without_turn_no_coturn_is_started(bench: ModuleType) -> None:
     with bench.turn_server(False) as turn:
         assert turn is None
+
+
+def _cell(n: int, *, min_fps: float) -> dict[str, object]:
+    return {"n": n, "failed": 0, "min_fps": min_fps, "min_worst_second": 24, "rcvbuf_errors": 0}
+
+
+def test_the_largest_clean_n_says_when_no_larger_n_was_tried(bench: ModuleType) -> None:
+    clean, collapsed = 25.0, 15.9
+    rows = [_cell(32, min_fps=clean), _cell(64, min_fps=clean)]
+    assert bench.largest_clean(rows) == "64 (the largest N tried: the ceiling is higher)"
+    rows.append(_cell(80, min_fps=collapsed))
+    assert bench.largest_clean(rows) == "64"
+    assert bench.largest_clean([_cell(1, min_fps=collapsed)]) == "none"

@@ -20,7 +20,7 @@ worst session's p95 latency, NACKs and PLIs sent (all sessions), UDP receive-buf
 (``/proc/net/snmp`` RcvbufErrors, delta over the measured window), receiver CPU (% of one core,
 and per session), the load generator's CPU per session, receiver RSS. Clean: every session
 >= 24 fps, worst second >= 20 fps, no receive-buffer error. Prints the table, the largest clean N
-per mode (flagged when it is the largest N tried: the ceiling is higher) and a JSON line.
+per mode (flagged when it is the largest N tried: the ceiling may be higher) and a JSON line.
 
     python scripts/bench_scale.py --netns --stop-when-unclean  # full run (about 35 minutes)
     python scripts/bench_scale.py --netns --sessions 1,4,8 --modes decode,aiortc --runs 3
@@ -440,7 +440,7 @@ def largest_clean(rows: list[dict[str, Any]]) -> str:
         return "none"
     largest = max(clean_n)
     if largest == max(c["n"] for c in rows):
-        return f"{largest} (the largest N tried: the ceiling is higher)"
+        return f"{largest} (the largest N tried: the ceiling may be higher)"
     return str(largest)
 
 

@@ -36,7 +36,7 @@ def _cell(n: int, *, min_fps: float) -> dict[str, object]:
 def test_the_largest_clean_n_says_when_no_larger_n_was_tried(bench: ModuleType) -> None:
     clean, collapsed = 25.0, 15.9
     rows = [_cell(32, min_fps=clean), _cell(64, min_fps=clean)]
-    assert bench.largest_clean(rows) == "64 (the largest N tried: the ceiling is higher)"
+    assert bench.largest_clean(rows) == "64 (the largest N tried: the ceiling may be higher)"
     rows.append(_cell(80, min_fps=collapsed))
     assert bench.largest_clean(rows) == "64"
     assert bench.largest_clean([_cell(1, min_fps=collapsed)]) == "none"

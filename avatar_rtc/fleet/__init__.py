@@ -13,7 +13,7 @@
 processes that run sessions.
 """
 
-from .admission import DEFAULT_LIMIT, SESSION_COST, Admission, Load
+from .admission import DEFAULT_LIMIT, PROCESS_COST, SESSION_COST, Admission, Load
 from .aggregate import FleetReport, aggregate, plot_fleet
 from .engine import Engine
 from .frames import SharedFrame
@@ -25,6 +25,7 @@ __all__ = [
     "DEFAULT_LIMIT",
     "DEFAULT_SAY",
     "JOB_KINDS",
+    "PROCESS_COST",
     "SESSION_COST",
     "Admission",
     "Engine",

@@ -6,14 +6,15 @@ Each job kind has a CPU cost per session, in cores (:data:`SESSION_COST`), measu
 runs, on this project's 2-core reference machine, shared and noisy. The cost is the largest
 figure measured at 8 or more sessions, rounded up (decode 0.021-0.040, copy-record
 0.007-0.019, encode-record 0.109-0.115 cores per session, 2026-12-03 and 2026-12-05): what
-each further session adds to a busy process. A process's first sessions cost more (5-7 % of a
-core for one decode session, 2-3 % for copy-record: the pool's fixed share); that is within
-the headroom the limit keeps, and a process with nothing running takes any job anyway. With
-these, 2 cores admit 40 decode or 80 copy-record sessions at once; the bench measured them
-clean up to 64 and 128 (plain aiortc: 32). ``qa`` is copy-record plus the file analysis,
-0.05 core-seconds per second of media, spread over the session. They are the defaults of one
-place: the pool and the Ray engine read them; a caller passes its own (``costs=``) for other
-streams or machines.
+each further session adds to a busy process. A process's first session costs more, its fixed
+share (:data:`PROCESS_COST`): the pool's processes carry many sessions each and pay it once,
+within the headroom the limit keeps (and a process with nothing running takes any job anyway);
+with these, 2 cores admit 40 decode or 80 copy-record sessions at once, which the bench
+measured clean up to 64 and 128 (plain aiortc: 32). A Ray task is a process of its own and
+books the fixed share with every job (:mod:`.ray_engine`). ``qa`` is copy-record plus the file
+analysis, 0.05 core-seconds per second of media, spread over the session. They are the
+defaults of one place: the pool and the Ray engine read them; a caller passes its own
+(``costs=``) for other streams or machines.
 
 :class:`Admission` books costs against processes of one core each: a job goes to the least
 loaded process whose load plus the job's cost stays within ``limit`` (80 % by default, so a
@@ -28,7 +29,7 @@ from dataclasses import dataclass
 
 from .jobs import JobKind
 
-__all__ = ["DEFAULT_LIMIT", "SESSION_COST", "Admission", "Load"]
+__all__ = ["DEFAULT_LIMIT", "PROCESS_COST", "SESSION_COST", "Admission", "Load"]
 
 DEFAULT_LIMIT = 0.8
 
@@ -39,6 +40,11 @@ SESSION_COST: Mapping[JobKind, float] = {
     "encode-record": 0.12,
     "qa": 0.07,
 }
+
+# A worker process's fixed share, in cores: what one session alone costs beyond a further one
+# (one decode session 4.1-5.9 % of a core against 2.1-3.3 % at 8 or more; copy-record 2.0-2.6
+# against 0.7-1.3), rounded up.
+PROCESS_COST = 0.03
 
 
 @dataclass(frozen=True)

@@ -2,8 +2,10 @@
 
 Needs the ``ray`` extra (``pip install 'avatar-rtc[ray]'``). Each job is one Ray task running
 :func:`~.runner.run_job` on its own event loop in a Ray worker process. Admission is Ray's own
-resource accounting: a task asks for ``cost / limit`` CPUs (:mod:`.admission`), so a node runs
-jobs while their measured cost stays under ``limit`` of its cores, and queues the rest.
+resource accounting: a task asks for ``(PROCESS_COST + cost) / limit`` CPUs (:mod:`.admission`:
+the task's worker process serves this one session, so its fixed share is the job's too), so a
+node runs jobs while their measured cost stays under ``limit`` of its cores, and queues the
+rest.
 
 The worker writes the recording and the QA report on its node (a temporary folder), then
 sends both back with the result: the caller writes them into its ``out_dir``, so files are
@@ -24,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import event_loop
-from .admission import DEFAULT_LIMIT, SESSION_COST, Load
+from .admission import DEFAULT_LIMIT, PROCESS_COST, SESSION_COST, Load
 from .engine import Engine
 from .jobs import FleetJob, JobKind, JobResult
 
@@ -96,13 +98,16 @@ class RayEngine(Engine):
             raise RuntimeError("the engine is not accepting jobs (not started, or draining)")
         if job.share_frames:
             raise ValueError("share_frames needs the local pool (shared memory)")
-        cpus = self.costs[job.kind] / self.limit
-        ref = self._remote.options(num_cpus=cpus).remote(job)
+        ref = self._remote.options(num_cpus=self.task_cpus(job.kind)).remote(job)
         self._pending[ref] = job
         future = asyncio.ensure_future(self._gather(ref, job))
         self._results.add(future)
         future.add_done_callback(self._results.discard)
         return future
+
+    def task_cpus(self, kind: JobKind) -> float:
+        """The CPUs a ``kind`` task asks Ray for: its cost and its process's, over the limit."""
+        return (PROCESS_COST + self.costs[kind]) / self.limit
 
     async def _gather(self, ref: Any, job: FleetJob) -> JobResult:
         try:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from avatar_rtc.fleet.admission import DEFAULT_LIMIT, SESSION_COST, Admission
+from avatar_rtc.fleet.admission import DEFAULT_LIMIT, PROCESS_COST, SESSION_COST, Admission
 from avatar_rtc.fleet.jobs import JOB_KINDS
+from avatar_rtc.fleet.ray_engine import RayEngine
 
 
 def test_every_job_kind_has_a_measured_cost_and_the_limit_is_80_percent() -> None:
@@ -54,3 +55,12 @@ def test_a_limit_outside_0_1_is_refused(limit: float) -> None:
 def test_jobs_of_no_cost_still_spread_over_the_processes() -> None:
     admission = Admission(3, costs={"decode": 0.0})
     assert [admission.place("decode") for _ in range(6)] == [0, 1, 2, 0, 1, 2]
+
+
+def test_a_ray_task_books_its_process_share_too_a_pool_session_only_its_own() -> None:
+    # A Ray task serves one session from a worker process of its own; a pool process serves many.
+    engine = RayEngine(limit=0.8, costs={"decode": 0.04})  # no Ray needed until start()
+    assert engine.task_cpus("decode") == pytest.approx((PROCESS_COST + 0.04) / 0.8)
+    assert int(2 / engine.task_cpus("decode")) == 22  # decode tasks at once on 2 CPUs
+    admission = Admission(2, limit=0.8, costs={"decode": 0.04})
+    assert sum(admission.place("decode") is not None for _ in range(50)) == 40

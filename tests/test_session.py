@@ -204,6 +204,7 @@ async def test_slow_consumer_drops_under_latest(shared: tuple[AvatarSession, Eve
     assert stats.keep_alive is not None and stats.connection_state == "connected"
 
 
+@pytest.mark.slow
 async def test_say_speaking_events_and_mouth(shared: tuple[AvatarSession, Events]) -> None:
     session, events = shared
     stream = session.video(VideoFormat(size=(256, 256)), policy="all", capacity=300)

@@ -91,6 +91,7 @@ async def test_a_failing_on_gone_callback_does_not_break_the_task(
     assert keep_alive.state is KeepAliveState.GONE
 
 
+@pytest.mark.slow
 async def test_stop_during_a_slow_request_is_clean(emu: Emulator, client: ControlClient) -> None:
     handle = await client.create(AVATAR_ID)
     emu.faults.set_latency("keep-alive", 4.0)  # the emulator's teardown waits it out

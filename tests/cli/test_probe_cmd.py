@@ -186,6 +186,7 @@ def test_probe_the_embedded_emulator() -> None:
     assert video["packets"] > 0 and video["lost"] >= 0
 
 
+@pytest.mark.slow
 def test_probe_the_embedded_emulator_in_vp8() -> None:
     result = _cli("probe", "--duration", "2", "--codec", "VP8")
     assert result.returncode == 0, result.stderr
@@ -195,6 +196,7 @@ def test_probe_the_embedded_emulator_in_vp8() -> None:
     assert report["probe"]["video"]["frames"] > 0 and report["audio"]["frames"] > 0
 
 
+@pytest.mark.slow
 def test_probe_level_is_of_the_whole_run_and_say_audio_is_spoken(tmp_path: Path) -> None:
     """A 1 s tone at -9 dBFS (RMS), said with --say-audio, in a 3 s probe: the peak is the
     tone's level, the run's level its energy spread over the run (no speech otherwise)."""

@@ -361,6 +361,7 @@ def test_record_json_summary(tmp_path: Path) -> None:
     assert summary["size"] == out.stat().st_size > 0 and summary["dropped"] == 0
 
 
+@pytest.mark.slow
 def test_say_audio_is_recorded_until_idle(tmp_path: Path) -> None:
     tone = tmp_path / "tone.wav"
     write_tone(tone, seconds=1.5, amplitude=0.5)

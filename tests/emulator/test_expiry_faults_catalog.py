@@ -85,6 +85,7 @@ async def test_faults_apply_to_their_endpoint_only(api: Api, emu: Emulator) -> N
     assert emu.session(session_id).say_text_calls == []
 
 
+@pytest.mark.slow
 async def test_latency_per_endpoint_and_global(api: Api, emu: Emulator) -> None:
     session_id, token = await api.create()
     # Latencies long enough that a call without one (milliseconds, more on a busy machine)

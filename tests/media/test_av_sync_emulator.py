@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import statistics
 
+import pytest
+
 from avatar_rtc import AvatarSession, IceOptions, Secret, SessionOptions
 from avatar_rtc.emulator import Emulator
 from avatar_rtc.emulator.media import AvatarMedia
@@ -28,6 +30,7 @@ from tests.support import wait_until
 SR_SECONDS = 2.5  # of sender-report timing: the switch's residue slews away, then exact
 
 
+@pytest.mark.slow
 async def test_presentation_times_match_what_the_emulator_sent() -> None:
     received: list[EncodedFrame] = []
     sent: list[SentFrame] = []

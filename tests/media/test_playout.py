@@ -105,6 +105,7 @@ class FakeSource:
         self.keyframes += 1
 
 
+@pytest.mark.slow
 async def test_late_bursts_play_out_without_freezes_in_order() -> None:
     source = FakeSource()
     playout = PlayoutSource(source, max_delay=0.4)

@@ -119,6 +119,7 @@ async def test_audio_16k_mono_sample_count() -> None:
         assert float(np.abs(np.concatenate([f.data for f in frames])).max()) > 0.3  # beeps
 
 
+@pytest.mark.slow
 async def test_av_sync_within_20ms() -> None:
     """The sender flashes video and starts a beep at the same media time each second.
 
@@ -167,6 +168,7 @@ async def test_av_sync_within_20ms() -> None:
             assert abs(nearest - t) < TOLERANCE + extra, (t, nearest, extra, onsets)
 
 
+@pytest.mark.slow
 async def test_latest_policy_slow_consumer_gets_newest_and_memory_stays_flat() -> None:
     async with loopback(size=(640, 480)) as lb:
         stream = VideoStream(lb.video, VideoFormat("rgb24"))  # policy latest, capacity 2

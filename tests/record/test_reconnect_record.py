@@ -41,6 +41,7 @@ async def emu() -> AsyncIterator[Emulator]:
 
 
 @pytest.mark.parametrize("mode", ["copy", "encode"])
+@pytest.mark.slow
 async def test_recording_keeps_growing_across_a_reconnect(
     emu: Emulator, tmp_path: Path, mode: RecordMode
 ) -> None:

@@ -42,6 +42,7 @@ def _port_free(address: tuple[str, int]) -> bool:
     return True
 
 
+@pytest.mark.slow
 async def test_a_live_session_restarts_ice_and_its_stream_goes_on() -> None:
     async with Emulator(ice_restart=True) as emulator:
         options = SessionOptions(

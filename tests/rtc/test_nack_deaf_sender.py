@@ -13,6 +13,8 @@ from __future__ import annotations
 import random
 import time
 
+import pytest
+
 from avatar_rtc.rtc.jitter_buffer import VideoJitterBuffer
 from avatar_rtc.rtc.nack import NackTracker
 from avatar_rtc.rtc.receiver import REORDER_WAIT
@@ -108,6 +110,7 @@ def test_conceal_at_once_is_off_when_the_user_never_conceals() -> None:
 
 
 # -- the pipeline against aiortc's sender with its retransmissions dropped -------------------
+@pytest.mark.slow
 async def test_a_sender_deaf_to_nack_gets_short_waits_and_concealment_then_normal_again() -> None:
     rng = random.Random(7)
     async with loopback() as lb:

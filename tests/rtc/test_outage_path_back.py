@@ -130,6 +130,7 @@ async def test_the_first_datagram_after_a_silence_tells_the_path_is_back(
 
 
 # -- the pipeline against aiortc's sender ----------------------------------------------------
+@pytest.mark.slow
 async def test_after_an_outage_video_is_repaired_before_its_own_next_packet(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -152,6 +152,7 @@ def test_decoder_behind_conceals_when_no_keyframe_comes(keyframe_wait: float | N
 
 
 # -- the whole pipeline against a sender deaf to PLI ------------------------------------------
+@pytest.mark.slow
 async def test_video_resumes_without_keyframe_from_a_pli_deaf_sender(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -59,6 +59,7 @@ async def test_encoded_frames_and_aiortc_path_stays_idle(codec: str) -> None:
         assert st.frames >= 45 and st.keyframes >= 1 and st.lost == 0
 
 
+@pytest.mark.slow
 async def test_receiver_reports_still_reach_the_sender() -> None:
     async with loopback() as lb:
         receiver: Any = lb.video_receiver
@@ -106,6 +107,7 @@ async def test_pli_at_start_when_first_packet_is_not_a_keyframe() -> None:
         assert first_at - stop_dropping < PLI_KEYFRAME_WITHIN
 
 
+@pytest.mark.slow
 async def test_single_loss_recovered_by_nack() -> None:
     async with loopback() as lb:
         media, _rtx = video_pts(lb)
@@ -133,6 +135,7 @@ async def test_single_loss_recovered_by_nack() -> None:
         assert all(b - a == 3000 for a, b in itertools.pairwise(idx))  # no frame lost
 
 
+@pytest.mark.slow
 async def test_burst_loss_resumes_quickly_through_pli() -> None:
     async with loopback() as lb:
         media, rtx = video_pts(lb)

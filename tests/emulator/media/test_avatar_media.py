@@ -70,6 +70,7 @@ async def _watching(media: AvatarMedia) -> AsyncIterator[Viewer]:
             await viewer.close()
 
 
+@pytest.mark.slow
 async def test_speech_opens_mouth_and_raises_audio_then_idle() -> None:
     media = AvatarMedia(AvatarMediaOptions(tts="builtin"))
     sent: list[SentFrame] = []

@@ -48,7 +48,8 @@ def ray_available() -> bool:
 class RayEngine(Engine):
     """See the module docstring. ``address``: a Ray cluster (``ray://...``, ``host:port``,
     ``auto``); ``None`` starts a local Ray instance with ``num_cpus`` (default: every core),
-    stopped again by :meth:`close`."""
+    stopped again by :meth:`close`. ``costs`` and ``process_cost``: the caller's own figures
+    for other streams or machines (defaults: :mod:`.admission`'s)."""
 
     def __init__(
         self,
@@ -56,13 +57,17 @@ class RayEngine(Engine):
         *,
         limit: float = DEFAULT_LIMIT,
         costs: Mapping[JobKind, float] | None = None,
+        process_cost: float = PROCESS_COST,
         num_cpus: int | None = None,
     ) -> None:
         if not 0 < limit <= 1:
             raise ValueError("limit must be within (0, 1]")
+        if process_cost < 0:
+            raise ValueError("process_cost must be >= 0")
         self.address = address
         self.limit = limit
         self.costs: Mapping[JobKind, float] = {**SESSION_COST, **(costs or {})}
+        self.process_cost = process_cost
         self._num_cpus = num_cpus
         self._remote: Any = None
         self._started_ray = False
@@ -107,7 +112,7 @@ class RayEngine(Engine):
 
     def task_cpus(self, kind: JobKind) -> float:
         """The CPUs a ``kind`` task asks Ray for: its cost and its process's, over the limit."""
-        return (PROCESS_COST + self.costs[kind]) / self.limit
+        return (self.process_cost + self.costs[kind]) / self.limit
 
     async def _gather(self, ref: Any, job: FleetJob) -> JobResult:
         try:

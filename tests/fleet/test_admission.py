@@ -64,3 +64,8 @@ def test_a_ray_task_books_its_process_share_too_a_pool_session_only_its_own() ->
     assert int(2 / engine.task_cpus("decode")) == 22  # decode tasks at once on 2 CPUs
     admission = Admission(2, limit=0.8, costs={"decode": 0.04})
     assert sum(admission.place("decode") is not None for _ in range(50)) == 40
+    # A caller's own figure for the process's share, as for the sessions' costs.
+    own = RayEngine(limit=0.8, costs={"decode": 0.04}, process_cost=0.0)
+    assert own.task_cpus("decode") == pytest.approx(0.04 / 0.8)
+    with pytest.raises(ValueError):
+        RayEngine(process_cost=-0.01)

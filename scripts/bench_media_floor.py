@@ -11,7 +11,8 @@ frame's own buffer). CPU time is ``time.thread_time``, on warm caches: in a live
 sessions on one event loop, ``profile_receive.py``) the same work measured about 1.8x this.
 
 Prints µs per video frame (decode, rgb24) and per Opus packet, and the floor in % of one core
-for a session (25 frames and 50 packets a second): medians of ``--runs`` passes over the loop.
+for a session (the loop's frames and packets a second: 25 and 50): medians of ``--runs``
+passes over the loop.
 
     python scripts/bench_media_floor.py --runs 5
 """
@@ -31,18 +32,17 @@ sys.path.insert(0, str(ROOT))
 
 import av  # noqa: E402
 import numpy as np  # noqa: E402
-from aiortc.codecs.h264 import H264PayloadDescriptor  # noqa: E402
 
-from avatar_rtc.emulator.fanout.loop import encoded_loop  # noqa: E402
+from avatar_rtc.emulator.fanout.loop import AUDIO_FRAMES_PER_SECOND, encoded_loop  # noqa: E402
+from avatar_rtc.emulator.media.options import AvatarMediaOptions  # noqa: E402
 from avatar_rtc.media.codecs import create_decoder  # noqa: E402
 from avatar_rtc.media.scale import scale  # noqa: E402
-
-FPS, OPUS_PER_SECOND = 25, 50
+from avatar_rtc.rtc.jitter_buffer import parse_video_payload  # noqa: E402
 
 
 def access_units(payloads: tuple[tuple[bytes, ...], ...]) -> list[bytes]:
-    """Each frame's RTP payloads (FU-A, STAP-A, single NAL) as one Annex-B access unit."""
-    return [b"".join(H264PayloadDescriptor.parse(p)[1] for p in frame) for frame in payloads]
+    """Each frame's RTP payloads as one Annex-B access unit, depayloaded as our receiver does."""
+    return [b"".join(parse_video_payload("H264", p).data for p in frame) for frame in payloads]
 
 
 def video_pass(units: list[bytes]) -> tuple[float, float]:
@@ -82,14 +82,16 @@ def main() -> int:
     if args.runs < 1:
         ap.error("--runs must be >= 1")
 
-    loop = encoded_loop(512, 512, FPS, "H264")
+    o = AvatarMediaOptions()  # the loop the fan-out source encodes (its defaults)
+    loop = encoded_loop(o.width, o.height, o.fps, "H264", o.video_bitrate)
     units = access_units(tuple(frame.payloads for frame in loop.video))
     video = [video_pass(units) for _ in range(args.runs)]
     audio = [audio_pass(loop.audio) for _ in range(args.runs)]
     decode_us = statistics.median(v[0] for v in video)
     rgb24_us = statistics.median(v[1] for v in video)
     opus_us = statistics.median(audio)
-    floor = ((decode_us + rgb24_us) * FPS + opus_us * OPUS_PER_SECOND) / 10_000  # % of a core
+    per_second = (decode_us + rgb24_us) * loop.fps + opus_us * AUDIO_FRAMES_PER_SECOND
+    floor = per_second / 10_000  # µs of CPU a second -> % of a core
     print(
         f"{len(units)} frames, {len(loop.audio)} Opus packets, medians of {args.runs}: "
         f"H264 decode {decode_us:.0f} µs/frame, rgb24 {rgb24_us:.0f} µs/frame, "

@@ -79,6 +79,10 @@ class RecordOptions:
     def __post_init__(self) -> None:
         if self.mode not in get_args(RecordMode):
             raise ConfigurationError(f"unknown record mode {self.mode!r} (use 'copy' or 'encode')")
+        for name in ("fragment_seconds", "cluster_seconds"):
+            value = getattr(self, name)
+            if not 0 < value <= 60:  # also refuses NaN
+                raise ConfigurationError(f"{name} must be > 0 and <= 60 s, not {value!r}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +125,11 @@ def container_for_path(path: str | Path) -> ContainerSpec:
         ) from None
 
 
+def piece_seconds(spec: ContainerSpec, options: RecordOptions) -> float:
+    """How often the file gains a readable piece: an MP4 fragment, a Matroska cluster."""
+    return options.fragment_seconds if spec.format_name == "mp4" else options.cluster_seconds
+
+
 def container_options(spec: ContainerSpec, options: RecordOptions) -> dict[str, str]:
     """FFmpeg muxer options that keep a file playable when the process is killed."""
     opts = {
@@ -131,7 +140,7 @@ def container_options(spec: ContainerSpec, options: RecordOptions) -> dict[str, 
     }
     if spec.format_name == "mp4":
         opts["movflags"] = "frag_keyframe+empty_moov+default_base_moof"
-        opts["frag_duration"] = str(int(options.fragment_seconds * 1_000_000))
+        opts["frag_duration"] = str(int(piece_seconds(spec, options) * 1_000_000))
     else:
-        opts["cluster_time_limit"] = str(int(options.cluster_seconds * 1000))
+        opts["cluster_time_limit"] = str(int(piece_seconds(spec, options) * 1000))
     return opts

@@ -375,7 +375,7 @@ class AvatarSession:
         link = self._link = Reconnector(
             new_connection,
             policy=options.reconnect,
-            activity=self._media_activity,
+            last_activity=self._last_media_activity,
             on_reconnecting=self._on_reconnecting,
             on_reconnected=self._on_reconnected,
             on_failed=self._on_media_failed,
@@ -547,9 +547,12 @@ class AvatarSession:
             self._emit("speaking_ended", event)
         self._speech_changed.set()
 
-    def _media_activity(self) -> int:
-        """Grows while media arrives: RTP packets and sender reports of both tracks."""
-        return self.video_pipeline.activity + self.audio_pipeline.activity
+    def _last_media_activity(self) -> float | None:
+        """``time.monotonic()`` of the last RTP packet or sender report of either track."""
+        video, audio = self.video_pipeline.last_activity, self.audio_pipeline.last_activity
+        if video is None or audio is None:
+            return audio if video is None else video
+        return max(video, audio)
 
     def _on_reconnecting(self, outage: Outage) -> None:
         if self._state is SessionState.CONNECTED:

@@ -271,6 +271,7 @@ class ReceivePipeline:
         self._nacked = 0
         self._plis = 0
         self._srs = 0
+        self._last_activity: float | None = None  # time.monotonic(): last RTP packet or SR
 
     # -- public API ----------------------------------------------------------------------
     @property
@@ -388,10 +389,10 @@ class ReceivePipeline:
                 loop.call_soon_threadsafe(self._request_pli)
 
     @property
-    def activity(self) -> int:
-        """Grows while media arrives (RTP packets and sender reports): what the watchdog polls
-        every 50 ms, without building the whole of ``stats()``."""
-        return self._packets + self._srs
+    def last_activity(self) -> float | None:
+        """``time.monotonic()`` of the last RTP packet or sender report (None before any):
+        what the media watchdog reads, without building the whole of ``stats()``."""
+        return self._last_activity
 
     def stats(self) -> ReceiveStats:
         stream = self._remote_streams.get(self._ssrc) if self._ssrc is not None else None
@@ -485,6 +486,7 @@ class ReceivePipeline:
             # Before the first RTP packet the SSRC is unknown: the clock keeps the SR for later.
             if packet.ssrc == self._ssrc:
                 self._srs += 1
+                self._last_activity = time.monotonic()
             info = packet.sender_info
             self.clock.on_sender_report(
                 self.kind, packet.ssrc, info.ntp_timestamp, info.rtp_timestamp
@@ -573,7 +575,7 @@ class ReceivePipeline:
         receiver = self._receiver
         if receiver is None or not seam.receiver_enabled(receiver) or self._closed:
             return sends
-        now = time.monotonic()
+        now = self._last_activity = time.monotonic()
         self._packets += 1
         self._bytes += len(packet.payload)
 

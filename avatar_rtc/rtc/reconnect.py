@@ -190,8 +190,9 @@ class Reconnector:
     """Keeps a :class:`MediaConnection` up; see the module docstring.
 
     ``new_connection()`` builds an unconnected connection (its ``on_receiver`` hook attaches
-    the receive pipelines, so media continues where the last one stopped). ``activity()``
-    grows while media arrives (RTP packets + sender reports of every track).
+    the receive pipelines, so media continues where the last one stopped). ``last_activity()``
+    is ``time.monotonic()`` of the last RTP packet or sender report of any track (None before
+    any).
     ``on_reconnecting`` / ``on_reconnected`` get the :class:`Outage`; ``on_failed`` the final
     error (after it nothing is retried; the last connection stays open until :meth:`close`).
     ``renew()``: makes a new service session that ``new_connection()`` connects to next
@@ -204,7 +205,7 @@ class Reconnector:
         new_connection: Callable[[], MediaConnection],
         *,
         policy: ReconnectPolicy,
-        activity: Callable[[], int],
+        last_activity: Callable[[], float | None],
         on_reconnecting: OutageHandler | None = None,
         on_reconnected: OutageHandler | None = None,
         on_failed: Callable[[AvatarRTCError], None] | None = None,
@@ -216,7 +217,9 @@ class Reconnector:
         self.policy = policy
         self._new_connection = new_connection
         self._watchdog = MediaWatchdog(
-            activity, timeout=policy.media_timeout if policy.enabled else None, clock=clock
+            last_activity,
+            timeout=policy.media_timeout if policy.enabled else None,
+            clock=clock,
         )
         self._on_reconnecting = on_reconnecting
         self._on_reconnected = on_reconnected

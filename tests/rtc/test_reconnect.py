@@ -40,16 +40,16 @@ NO_PROBES = "whep:endpoint"  # no host: nothing to probe, the network always cou
 
 
 class Net:
-    """Media of every fake connection: while ``flowing``, each poll sees new packets."""
+    """Media of every fake connection: while ``flowing``, each look finds a packet just in."""
 
     def __init__(self) -> None:
         self.flowing = True
-        self.count = 0
+        self.last: float | None = None
 
-    def activity(self) -> int:
+    def last_activity(self) -> float | None:
         if self.flowing:
-            self.count += 1
-        return self.count
+            self.last = time.monotonic()
+        return self.last
 
 
 class FakeConnection:
@@ -109,7 +109,7 @@ class Harness:
         self.events: list[tuple[str, Outage | AvatarRTCError, float]] = []
         self.on_event: Callable[[str], None] | None = None  # called after each event
         self.reconnector = Reconnector(
-            self._new, policy=policy, activity=self.net.activity,
+            self._new, policy=policy, last_activity=self.net.last_activity,
             on_reconnecting=lambda o: self._event("reconnecting", o),
             on_reconnected=lambda o: self._event("reconnected", o),
             on_failed=lambda e: self._event("failed", e),

@@ -3,20 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 
 from avatar_rtc.rtc.watchdog import MediaWatchdog
-
-
-class Counter:
-    """An activity counter the test moves by hand."""
-
-    def __init__(self) -> None:
-        self.value = 0
-
-    def __call__(self) -> int:
-        return self.value
 
 
 class Clock:
@@ -27,12 +18,27 @@ class Clock:
         return self.now
 
 
+class Media:
+    """The time of the last activity, which the test moves by hand (on ``clock``)."""
+
+    def __init__(self, clock: Clock | None = None) -> None:
+        self.clock = clock
+        self.last: float | None = None
+
+    def arrives(self) -> None:
+        self.last = self.clock.now if self.clock is not None else time.monotonic()
+
+    def __call__(self) -> float | None:
+        return self.last
+
+
 def test_silence_counts_only_after_media_flowed() -> None:
-    counter, clock = Counter(), Clock()
-    watchdog = MediaWatchdog(counter, timeout=2.0, clock=clock)
+    clock = Clock()
+    media = Media(clock)
+    watchdog = MediaWatchdog(media, timeout=2.0, clock=clock)
     clock.now += 60.0  # a sender slow to start is not a loss
     assert watchdog.loss() is None and watchdog.last_media is None
-    counter.value += 1
+    media.arrives()
     assert watchdog.loss() is None and watchdog.last_media == clock.now
     clock.now += 1.9
     assert watchdog.loss() is None
@@ -42,11 +48,12 @@ def test_silence_counts_only_after_media_flowed() -> None:
 
 
 def test_any_activity_resets_the_silence() -> None:
-    counter, clock = Counter(), Clock()
-    watchdog = MediaWatchdog(counter, timeout=2.0, clock=clock)
+    clock = Clock()
+    media = Media(clock)
+    watchdog = MediaWatchdog(media, timeout=2.0, clock=clock)
     for _ in range(10):  # 15 s in all, never 2 s quiet (e.g. sender reports while RTP pauses)
-        counter.value += 1
         clock.now += 1.5
+        media.arrives()
         assert watchdog.loss() is None
     clock.now += 1.5
     assert watchdog.loss() is None
@@ -55,9 +62,11 @@ def test_any_activity_resets_the_silence() -> None:
 
 
 def test_a_dead_connection_is_a_loss_at_once_until_rearmed() -> None:
-    counter, clock = Counter(), Clock()
-    watchdog = MediaWatchdog(counter, timeout=None, clock=clock)  # no-media detection off
-    counter.value += 1
+    clock = Clock()
+    media = Media(clock)
+    watchdog = MediaWatchdog(media, timeout=None, clock=clock)  # no-media detection off
+    clock.now += 1.0
+    media.arrives()
     clock.now += 3600.0
     assert watchdog.loss() is None  # silence alone never counts without a timeout
     watchdog.mark_dead("media connection closed")
@@ -68,41 +77,70 @@ def test_a_dead_connection_is_a_loss_at_once_until_rearmed() -> None:
 
 
 def test_rearm_waits_for_media_on_the_new_connection() -> None:
-    counter, clock = Counter(), Clock()
-    watchdog = MediaWatchdog(counter, timeout=1.0, clock=clock)
-    counter.value += 1
-    watchdog.poll()
+    clock = Clock()
+    media = Media(clock)
+    watchdog = MediaWatchdog(media, timeout=1.0, clock=clock)
+    clock.now += 1.0
+    media.arrives()
+    clock.now += 0.5
     watchdog.rearm()
     clock.now += 5.0
     assert watchdog.loss() is None  # no media yet on the new connection: not a loss
-    counter.value += 1
-    watchdog.poll()
+    media.arrives()
     clock.now += 1.0
     assert watchdog.loss() == "no media for 1.0 s"
 
 
 def test_timeout_must_be_positive() -> None:
     with pytest.raises(ValueError):
-        MediaWatchdog(Counter(), timeout=0)
+        MediaWatchdog(Media(), timeout=0)
 
 
 async def test_lost_and_media_within_on_the_real_clock() -> None:
-    counter = Counter()
-    watchdog = MediaWatchdog(counter, timeout=0.2)
-    counter.value += 1
-    watchdog.poll()
+    media = Media()
+    watchdog = MediaWatchdog(media, timeout=0.2)
+    await asyncio.sleep(0.01)  # media after the watchdog was armed
+    media.arrives()
     reason = await asyncio.wait_for(watchdog.lost(), 5)
     assert reason.startswith("no media for")
+    assert watchdog.silence() >= 0.2  # not before the timeout
     assert await watchdog.media_within(0.1) is False
 
     async def later() -> None:
         await asyncio.sleep(0.05)
-        counter.value += 1
+        media.arrives()
 
     task = asyncio.ensure_future(later())
     assert await watchdog.media_within(5.0) is True
     await task
     mark = watchdog.mark()
     assert not watchdog.media_since(mark)
-    counter.value += 1
+    await asyncio.sleep(0.01)
+    media.arrives()
     assert watchdog.media_since(mark)
+
+
+async def test_lost_sleeps_until_the_loss_can_be_due_and_mark_dead_wakes_it() -> None:
+    media = Media()
+    watchdog = MediaWatchdog(media, timeout=30.0)
+    await asyncio.sleep(0.01)
+    media.arrives()
+    waiter = asyncio.ensure_future(watchdog.lost())
+    await asyncio.sleep(0.2)
+    assert not waiter.done()  # 30 s of silence to go: asleep
+    watchdog.mark_dead("media connection closed")
+    assert await asyncio.wait_for(waiter, 5) == "media connection closed"
+
+
+async def test_media_that_keeps_flowing_is_never_a_loss() -> None:
+    media = Media()
+    watchdog = MediaWatchdog(media, timeout=0.15)
+    await asyncio.sleep(0.01)
+    media.arrives()
+    waiter = asyncio.ensure_future(watchdog.lost())
+    for _ in range(20):  # 0.5 s of media every 25 ms: each wake-up finds the deadline moved
+        await asyncio.sleep(0.025)
+        media.arrives()
+        assert not waiter.done()
+    reason = await asyncio.wait_for(waiter, 5)  # then silence
+    assert reason.startswith("no media for")

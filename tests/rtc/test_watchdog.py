@@ -96,11 +96,17 @@ def test_timeout_must_be_positive() -> None:
         MediaWatchdog(Media(), timeout=0)
 
 
-async def test_lost_and_media_within_on_the_real_clock() -> None:
+async def _flowing(media_timeout: float) -> tuple[Media, MediaWatchdog]:
+    """A watchdog on the real clock, and media that arrived after it was armed."""
     media = Media()
-    watchdog = MediaWatchdog(media, timeout=0.2)
-    await asyncio.sleep(0.01)  # media after the watchdog was armed
+    watchdog = MediaWatchdog(media, timeout=media_timeout)
+    await asyncio.sleep(0.01)
     media.arrives()
+    return media, watchdog
+
+
+async def test_lost_and_media_within_on_the_real_clock() -> None:
+    media, watchdog = await _flowing(media_timeout=0.2)
     reason = await asyncio.wait_for(watchdog.lost(), 5)
     assert reason.startswith("no media for")
     assert watchdog.silence() >= 0.2  # not before the timeout
@@ -121,10 +127,7 @@ async def test_lost_and_media_within_on_the_real_clock() -> None:
 
 
 async def test_lost_sleeps_until_the_loss_can_be_due_and_mark_dead_wakes_it() -> None:
-    media = Media()
-    watchdog = MediaWatchdog(media, timeout=30.0)
-    await asyncio.sleep(0.01)
-    media.arrives()
+    _, watchdog = await _flowing(media_timeout=30.0)
     waiter = asyncio.ensure_future(watchdog.lost())
     await asyncio.sleep(0.2)
     assert not waiter.done()  # 30 s of silence to go: asleep
@@ -133,14 +136,12 @@ async def test_lost_sleeps_until_the_loss_can_be_due_and_mark_dead_wakes_it() ->
 
 
 async def test_media_that_keeps_flowing_is_never_a_loss() -> None:
-    media = Media()
-    watchdog = MediaWatchdog(media, timeout=0.15)
-    await asyncio.sleep(0.01)
-    media.arrives()
+    media, watchdog = await _flowing(media_timeout=1.0)  # (a busy machine's stalls are shorter)
     waiter = asyncio.ensure_future(watchdog.lost())
-    for _ in range(20):  # 0.5 s of media every 25 ms: each wake-up finds the deadline moved
-        await asyncio.sleep(0.025)
+    for _ in range(50):  # 2.5 s of media every 50 ms: each wake-up finds the deadline moved
+        await asyncio.sleep(0.05)
         media.arrives()
         assert not waiter.done()
-    reason = await asyncio.wait_for(waiter, 5)  # then silence
+    reason = await asyncio.wait_for(waiter, 10)  # then silence
     assert reason.startswith("no media for")
+    assert watchdog.silence() >= 1.0

@@ -58,9 +58,11 @@ class RecordOptions:
     max_queue_bytes: int = 256 * 1024 * 1024
     max_queue_items: int = 50_000
     # Fragmented MP4: also cut a fragment every this many seconds (WebRTC keyframes can be
-    # minutes apart; a fragment only reaches the file when it is cut).
+    # minutes apart; a fragment only reaches the file when it is cut). The writer thread takes
+    # queued frames as often (``piece_seconds``).
     fragment_seconds: float = 0.5
-    # Matroska: close a cluster at least this often (a cluster is buffered until closed).
+    # Matroska: close a cluster at least this often (a cluster is buffered until closed); the
+    # writer's period too.
     cluster_seconds: float = 0.5
     # Longest wait for the other stream before the muxer writes anyway (FFmpeg interleaving).
     max_interleave_seconds: float = 1.0

@@ -60,7 +60,7 @@ from ..errors import (
 )
 from ..tasks import cancel_and_wait
 from .reachability import ReachabilityMonitor, probe_targets, verdict
-from .watchdog import MediaWatchdog
+from .watchdog import LastActivity, MediaWatchdog
 
 if TYPE_CHECKING:
     from .connection import ConnectionState, MediaConnection
@@ -205,7 +205,7 @@ class Reconnector:
         new_connection: Callable[[], MediaConnection],
         *,
         policy: ReconnectPolicy,
-        last_activity: Callable[[], float | None],
+        last_activity: LastActivity,
         on_reconnecting: OutageHandler | None = None,
         on_reconnected: OutageHandler | None = None,
         on_failed: Callable[[AvatarRTCError], None] | None = None,

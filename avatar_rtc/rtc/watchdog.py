@@ -21,7 +21,7 @@ import asyncio
 import time
 from collections.abc import Callable
 
-__all__ = ["MediaWatchdog"]
+__all__ = ["LastActivity", "MediaWatchdog"]
 
 _TICK = 0.05  # polling period (s) of media_within(): reconnects only
 
@@ -113,6 +113,7 @@ class MediaWatchdog:
         return max(0.0, last + self.timeout - self._clock())
 
     async def _pause(self, seconds: float | None) -> None:
+        """Sleep ``seconds`` (``None``: without end) or until :meth:`mark_dead`."""
         wake = self._wake = asyncio.get_running_loop().create_future()
         try:
             await asyncio.wait_for(wake, seconds)

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
-import time
 from pathlib import Path
 
 import pytest
@@ -12,6 +12,7 @@ from avatar_rtc import ConfigurationError
 from avatar_rtc.record import Recorder, RecordOptions
 from avatar_rtc.record.options import container_for_path, container_options, piece_seconds
 from tests.record.synth import Scenario, encoded_frames
+from tests.support import wait_until
 
 
 @pytest.mark.parametrize("value", [0.0, -1.0, math.nan, 61.0])
@@ -36,32 +37,27 @@ def _queue_two_seconds(recorder: Recorder) -> None:
         assert recorder.write(frame)
 
 
-def test_the_writer_takes_queued_frames_once_per_piece_on_its_own(tmp_path: Path) -> None:
+async def test_the_writer_takes_queued_frames_once_per_piece_on_its_own(tmp_path: Path) -> None:
     path = tmp_path / "short.mkv"
     recorder = Recorder(path, RecordOptions(cluster_seconds=0.2)).start()
     try:
         _queue_two_seconds(recorder)  # far below a quarter of a bound: no wake-up by a put
-        deadline = time.monotonic() + 30
-        while not path.exists() and time.monotonic() < deadline:
-            time.sleep(0.05)  # no stats() call here: it would wake the writer
-        assert path.exists(), "the writer never looked at its queue on its own"
+        await wait_until(path.exists, 30)  # no stats() call here: it would wake the writer
     finally:
         stats = recorder.stop()
     assert stats.video.frames == 50 and stats.dropped == 0
 
 
-def test_the_writer_does_not_look_more_often_than_once_per_piece(tmp_path: Path) -> None:
+async def test_the_writer_does_not_look_more_often_than_once_per_piece(tmp_path: Path) -> None:
     path = tmp_path / "long.mkv"
     recorder = Recorder(path, RecordOptions(cluster_seconds=60.0)).start()
     try:
         _queue_two_seconds(recorder)
-        time.sleep(1.0)  # a writer looking every 0.1 s (or woken by each put) would have begun
+        # A writer looking every 0.1 s (or woken by each put) would have begun in a second.
+        await asyncio.sleep(1.0)
         assert not path.exists()
         recorder.stats()  # a reader of progress wakes it: the file starts now
-        deadline = time.monotonic() + 30
-        while not path.exists() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert path.exists()
+        await wait_until(path.exists, 30)
     finally:
         stats = recorder.stop()
     assert stats.video.frames == 50 and stats.dropped == 0

@@ -178,6 +178,14 @@ class VideoJitterBuffer:
         return self._waiting_key or self._conceal
 
     @property
+    def waits_on_time(self) -> bool:
+        """``expire`` has work to come: a hole in the head frame (given up after
+        ``max_wait``), or a keyframe wanted (asked for again; concealment after
+        ``keyframe_wait``). Packets of a frame still arriving in order are not: nothing expires
+        until a later packet shows a hole."""
+        return self._hole is not None or self._waiting_key or self._conceal
+
+    @property
     def concealing(self) -> bool:
         return self._conceal
 

@@ -83,6 +83,12 @@ RETRANSMIT_SLACK = 0.05  # seconds over the three round trips (NACK pacing, a fr
 NACK_ECHO_AFTER = 0.02  # a first NACK goes again this long after (nack.py: echo)
 # seconds a hole is waited for when the sender answers no NACK: reordering only
 REORDER_WAIT = 0.03
+# The video timer's period while something waits on time (NACK retries, a hole's give-up, a
+# PLI), and while nothing does: then the packet path wakes it when that changes. Waking 20
+# times a second per session for nothing was ~10 % of a copy-record session's CPU (a cold
+# event-loop wake-up costs ~100 us, several times a packet's work).
+BUSY_TICK = 0.01
+IDLE_TICK = 0.5
 
 FrameCallback = Callable[[EncodedFrame], None]
 
@@ -238,6 +244,7 @@ class ReceivePipeline:
         self._remote_streams: dict[int, StreamStatistics] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._timer: asyncio.Task[None] | None = None
+        self._idle: asyncio.Future[bool] | None = None  # the timer's wait while idle
         self._pli_tasks: set[asyncio.Task[None]] = set()  # the loop keeps only weak refs
         self._subscribers: list[FrameCallback] = []
         self._close_callbacks: list[Callable[[], None]] = []
@@ -529,6 +536,7 @@ class ReceivePipeline:
             task.add_done_callback(self._pli_tasks.discard)
         else:
             self._pli_pending = True  # the timer sends it when the interval has passed
+            self._wake_timer()
 
     # -- RTP -----------------------------------------------------------------------------
     async def _on_rtp(self, packet: RtpPacket, arrival_time_ms: int = 0) -> None:
@@ -568,6 +576,7 @@ class ReceivePipeline:
         logger.info("ReceivePipeline(video): path back; NACKing the %d newest packets", len(lost))
         if lost:  # (called on the loop, from datagram_batch)
             self._send_soon([self._send_nack(lost)])
+        self._wake_timer()  # their retries
 
     def _receive(self, packet: RtpPacket, arrival_time_ms: int) -> list[Coroutine[Any, Any, None]]:
         """Handle one RTP packet; returns the RTCP feedback (REMB, NACK) to send, in order."""
@@ -663,6 +672,8 @@ class ReceivePipeline:
             sends.append(self._send_nack(lost))
         if jb.take_pli_request():
             self._request_pli()
+        if self._idle is not None and self._waits_on_time():
+            self._wake_timer()
         return sends
 
     def _unwrap_rtx(
@@ -768,16 +779,24 @@ class ReceivePipeline:
 
     # -- timer ---------------------------------------------------------------------------
     async def _run_timer(self) -> None:
-        """Re-NACK, expire stalled frames, and re-PLI while no keyframe comes."""
+        """Re-NACK, expire stalled frames, and re-PLI while no keyframe comes: every
+        ``BUSY_TICK`` while something waits on time, else asleep until the packet path says
+        something does (``IDLE_TICK`` at most)."""
+        loop = asyncio.get_running_loop()
         try:
             while not self._closed:
-                jb = self._jb
-                busy = (
-                    self._nack.missing_count > 0
-                    or self._pli_pending
-                    or (jb is not None and len(jb) > 0)
-                )
-                await asyncio.sleep(0.01 if busy else 0.05)
+                if self._waits_on_time():
+                    await asyncio.sleep(BUSY_TICK)
+                else:
+                    idle = self._idle = loop.create_future()
+                    wake = loop.call_later(IDLE_TICK, _set_done, idle)
+                    try:
+                        await idle
+                    finally:
+                        wake.cancel()
+                        self._idle = None
+                    if idle.result():  # woken: tick a BUSY_TICK from now, as before
+                        continue
                 if self._closed:
                     break
                 await self._tick(time.monotonic())
@@ -785,6 +804,22 @@ class ReceivePipeline:
             pass
         except Exception:
             logger.exception("ReceivePipeline(%s): timer failed", self.kind)
+
+    def _waits_on_time(self) -> bool:
+        """Something the timer does is due at some time: a NACK retry, a hole's give-up, a
+        PLI asked for (or repeated while a keyframe is wanted), concealment."""
+        jb = self._jb
+        return (
+            self._nack.missing_count > 0
+            or self._pli_pending
+            or (jb is not None and jb.waits_on_time)
+        )
+
+    def _wake_timer(self) -> None:
+        idle = self._idle
+        if idle is not None:
+            self._idle = None
+            _set_done(idle, True)
 
     def _nack_negotiated(self) -> bool:
         """The sender's answer offers generic NACK for the current codec (``a=rtcp-fb:PT
@@ -848,6 +883,11 @@ def retransmit_wait(base: float, rtt: float | None) -> float:
     else:
         wait = MAX_RETRANSMIT_WAIT
     return max(base, wait)
+
+
+def _set_done(future: asyncio.Future[bool], woken: bool = False) -> None:
+    if not future.done():
+        future.set_result(woken)
 
 
 async def _send_all(sends: list[Coroutine[Any, Any, None]]) -> None:

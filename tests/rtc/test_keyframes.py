@@ -19,15 +19,12 @@ from typing import Literal
 import av
 import numpy as np
 import pytest
-from aiortc import RTCCertificate, RTCDtlsTransport, RTCIceGatherer, RTCIceTransport, RTCRtpReceiver
 from aiortc.codecs.h264 import H264Encoder
-from aiortc.rtcrtpparameters import RTCRtpCodecParameters, RTCRtpReceiveParameters
-from aiortc.rtp import RtpPacket
 
 from avatar_rtc.rtc.encoded_frame import EncodedFrame
 from avatar_rtc.rtc.h264 import carries_idr, has_parameter_sets, with_parameter_sets
 from avatar_rtc.rtc.jitter_buffer import AssembledFrame, VideoJitterBuffer
-from avatar_rtc.rtc.receiver import ReceivePipeline
+from tests.rtc.detached_pipeline import detached_pipeline, feed_rtp, h264_codec
 from tests.rtc.test_receiver_units import feed
 from tests.support import require, require_tool
 
@@ -310,20 +307,10 @@ async def test_pipeline_prepends_sprop_parameter_sets(via: str) -> None:
     units[0] = annexb(n for n in nals if n not in params)
     # Unpadded base64, as some senders write it.
     sprop = ",".join(base64.b64encode(n).decode().rstrip("=") for n in params)
-    codec = RTCRtpCodecParameters(
-        mimeType="video/H264",
-        clockRate=90000,
-        payloadType=102,
-        parameters={"packetization-mode": "1"},
-    )
+    codec = h264_codec()
     if via == "codec":
         codec.parameters["sprop-parameter-sets"] = sprop
-    ice = RTCIceTransport(RTCIceGatherer())
-    receiver = RTCRtpReceiver(
-        "video", RTCDtlsTransport(ice, [RTCCertificate.generateCertificate()])
-    )
-    pipeline = ReceivePipeline("video")
-    pipeline.attach(receiver)
+    receiver, pipeline = detached_pipeline(codec)
     got: list[EncodedFrame] = []
     pipeline.subscribe(got.append)
     if via == "remote-description":
@@ -331,19 +318,8 @@ async def test_pipeline_prepends_sprop_parameter_sets(via: str) -> None:
             f"m=video 9 UDP/TLS/RTP/SAVPF 102\r\n"
             f"a=fmtp:102 packetization-mode=1;sprop-parameter-sets={sprop}\r\n"
         )
-    # What the wrapped ``receive`` learns first (aiortc's own receive needs a negotiated track).
-    pipeline._learn(RTCRtpReceiveParameters(codecs=[codec]))
     try:
-        for seq, ts, marker, payload in h264_stream(units, "as-encoded", "aiortc"):
-            packet = RtpPacket(
-                payload_type=102,
-                marker=int(marker),
-                sequence_number=seq & 0xFFFF,
-                timestamp=ts,
-                ssrc=1234,
-                payload=payload,
-            )
-            await receiver._handle_rtp_packet(packet, arrival_time_ms=0)
+        await feed_rtp(receiver, h264_stream(units, "as-encoded", "aiortc"))
     finally:
         pipeline.close()
     assert len(got) == FRAMES and got[0].keyframe

@@ -17,19 +17,16 @@ import time
 from typing import Any
 
 import pytest
-from aiortc import RTCCertificate, RTCDtlsTransport, RTCIceGatherer, RTCIceTransport, RTCRtpReceiver
 from aiortc.codecs import h264
-from aiortc.rtcrtpparameters import RTCRtpCodecParameters, RTCRtpReceiveParameters
-from aiortc.rtp import RtpPacket
 
 from avatar_rtc.media.decoder import DecodedFrame, TrackDecoder, decoder_for
 from avatar_rtc.media.frames import VideoFrame
 from avatar_rtc.rtc import aiortc_seam as seam
 from avatar_rtc.rtc.encoded_frame import EncodedFrame
 from avatar_rtc.rtc.jitter_buffer import VideoJitterBuffer
-from avatar_rtc.rtc.receiver import ReceivePipeline
 from tests.media.loopback import loopback
 from tests.media.test_decoder import FakeSource, h264_frames
+from tests.rtc.detached_pipeline import detached_pipeline, feed_rtp, h264_codec
 from tests.rtc.test_keyframes import decoded, h264_stream, x264
 from tests.rtc.test_receiver_loopback import video_pts, wait_for
 from tests.rtc.test_receiver_units import feed
@@ -226,26 +223,15 @@ async def test_a_pli_asked_for_again_is_answered_by_the_keyframe_that_comes(
         plis.append(media_ssrc)
 
     monkeypatch.setattr(seam, "send_pli", counted)
-    codec = RTCRtpCodecParameters(
-        mimeType="video/H264", clockRate=90000, payloadType=102,
-        parameters={"packetization-mode": "1"},
-    )  # fmt: skip
-    certificate = RTCCertificate.generateCertificate()
-    dtls = RTCDtlsTransport(RTCIceTransport(RTCIceGatherer()), [certificate])
-    receiver = RTCRtpReceiver("video", dtls)
-    pipeline = ReceivePipeline("video")
-    pipeline.attach(receiver)
-    pipeline._learn(RTCRtpReceiveParameters(codecs=[codec]))  # what the wrapped receive learns
+    receiver, pipeline = detached_pipeline(h264_codec())
     got: list[EncodedFrame] = []
     pipeline.subscribe(got.append)
     units = x264(10, idr_at=(5,))
     # Joined mid-stream (the first keyframe is not seen): a PLI at once, then asked again.
     packets = [p for p in h264_stream(units, "as-encoded", "aiortc") if p[1] != 0]
     try:
-        for i, (seq, ts, marker, payload) in enumerate(packets):
-            packet = RtpPacket(payload_type=102, marker=int(marker), sequence_number=seq,
-                               timestamp=ts, ssrc=1234, payload=payload)  # fmt: skip
-            await receiver._handle_rtp_packet(packet, arrival_time_ms=0)
+        for i, packet in enumerate(packets):
+            await feed_rtp(receiver, [packet])
             if i == 0:
                 await asyncio.sleep(0)  # the first PLI's task
                 assert len(plis) == 1

@@ -1,8 +1,8 @@
 """The video pipeline's timer sleeps while nothing waits on time, and the packet path wakes it.
 
-A pipeline on an aiortc receiver that is never started (the packets are handed to its RTP
-handler directly, as the DTLS transport would), H264 from libx264, with ``IDLE_TICK`` raised
-to a minute: whatever the timer does within these tests, it did because something woke it.
+A pipeline on an aiortc receiver that is never started (``detached_pipeline``), H264 from
+libx264, with ``IDLE_TICK`` raised to a minute: whatever the timer does within these tests,
+it did because something woke it.
 """
 
 from __future__ import annotations
@@ -13,23 +13,13 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from aiortc import RTCCertificate, RTCDtlsTransport, RTCIceGatherer, RTCIceTransport, RTCRtpReceiver
-from aiortc.rtcrtpparameters import (
-    RTCRtcpFeedback,
-    RTCRtpCodecParameters,
-    RTCRtpReceiveParameters,
-)
-from aiortc.rtp import RtpPacket
 
 from avatar_rtc.rtc import aiortc_seam as seam
 from avatar_rtc.rtc import receiver as receiver_module
 from avatar_rtc.rtc.encoded_frame import EncodedFrame
-from avatar_rtc.rtc.receiver import ReceivePipeline
+from tests.rtc.detached_pipeline import Packet, detached_pipeline, feed_rtp, h264_codec
 from tests.rtc.test_keyframes import h264_stream, x264
 from tests.support import wait_until
-
-PT = 102
-Packet = tuple[int, int, bool, bytes]  # seq, timestamp, marker, payload
 
 
 class Fixture:
@@ -48,18 +38,7 @@ class Fixture:
         monkeypatch.setattr(seam, "send_pli", send_pli)
         monkeypatch.setattr(seam, "send_nack", send_nack)
         monkeypatch.setattr(receiver_module, "IDLE_TICK", 60.0)
-        feedback = [RTCRtcpFeedback(type="nack"), RTCRtcpFeedback(type="nack", parameter="pli")]
-        codec = RTCRtpCodecParameters(
-            mimeType="video/H264", clockRate=90000, payloadType=PT,
-            parameters={"packetization-mode": "1"}, rtcpFeedback=feedback,
-        )  # fmt: skip
-        dtls = RTCDtlsTransport(
-            RTCIceTransport(RTCIceGatherer()), [RTCCertificate.generateCertificate()]
-        )
-        self.receiver = RTCRtpReceiver("video", dtls)
-        self.pipeline = ReceivePipeline("video")
-        self.pipeline.attach(self.receiver)
-        self.pipeline._learn(RTCRtpReceiveParameters(codecs=[codec]))  # as receive() does
+        self.receiver, self.pipeline = detached_pipeline(h264_codec(nack=True))
         self.pipeline._start_timer()
         self.pipeline.subscribe(self.frames.append)
         tick = self.pipeline._tick
@@ -71,10 +50,7 @@ class Fixture:
         self.pipeline._tick = counted  # type: ignore[method-assign]
 
     async def feed(self, packets: list[Packet]) -> None:
-        for seq, ts, marker, payload in packets:
-            packet = RtpPacket(payload_type=PT, marker=int(marker), sequence_number=seq,
-                               timestamp=ts, ssrc=1234, payload=payload)  # fmt: skip
-            await self.receiver._handle_rtp_packet(packet, arrival_time_ms=0)
+        await feed_rtp(self.receiver, packets)
 
 
 @pytest.fixture

@@ -30,6 +30,7 @@ __all__ = [
     "local_sdpfrag",
     "normalize_answer",
     "parse_sdpfrag",
+    "split_sections",
     "unpairable_addresses",
     "well_formed",
 ]
@@ -81,7 +82,7 @@ def candidate_key(value: str) -> tuple[str, str, str, str]:
 def normalize_answer(sdp: str) -> AnswerCandidates:
     """Spread the BUNDLE group's candidates over every bundled m= section (see module doc)."""
     eol = "\r\n" if "\r\n" in sdp else "\n"
-    session, sections = _split(sdp)
+    session, sections = split_sections(sdp)
     bundle = _bundle_mids(session)
     ice_lite = any(line.strip() == "a=ice-lite" for line in session)
     bundled = [s for s in sections if _mid(s) in bundle] if bundle else sections[:1]
@@ -183,7 +184,7 @@ def build_sdpfrag(
 
 def local_sdpfrag(local_sdp: str) -> str | None:
     """Our own gathered candidates as an sdpfrag (first bundled section), or None if none."""
-    session, sections = _split(local_sdp)
+    session, sections = split_sections(local_sdp)
     if not sections:
         return None
     bundle = _bundle_mids(session)
@@ -201,7 +202,8 @@ def local_sdpfrag(local_sdp: str) -> str | None:
 # --- SDP helpers ------------------------------------------------------------------------------
 
 
-def _split(sdp: str) -> tuple[list[str], list[list[str]]]:
+def split_sections(sdp: str) -> tuple[list[str], list[list[str]]]:
+    """The session-level lines of ``sdp`` and the lines of each m= section (blank lines dropped)."""
     session: list[str] = []
     sections: list[list[str]] = []
     for line in sdp.splitlines():

@@ -8,22 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from avatar_rtc.rtc.sdp_candidates import split_sections as _sections
+
 Shape = Callable[[str], str]
-
-
-def _sections(sdp: str) -> tuple[list[str], list[list[str]]]:
-    session: list[str] = []
-    sections: list[list[str]] = []
-    for line in sdp.splitlines():
-        if not line:
-            continue
-        if line.startswith("m="):
-            sections.append([line])
-        elif sections:
-            sections[-1].append(line)
-        else:
-            session.append(line)
-    return session, sections
 
 
 def _join(session: list[str], sections: list[list[str]]) -> str:

@@ -16,9 +16,12 @@ the lowest latency):
   before the frame ahead of it;
 - a frame later than ``max_delay`` cannot be covered: it is handed on at once and counts as
   ``max_delay`` late; the backlog that comes with it (frames arriving at less than half
-  their RTP spacing, e.g. the NACKed tail of an outage) is handed on at once and left out of
-  the history. Recorded, an outage's seconds of backlog would hold every later frame
-  ``max_delay`` back, and held in RTP time order they kept the stream a whole outage behind;
+  their RTP spacing, e.g. the NACKed tail of an outage, and then any frame still later than
+  the delay in force, e.g. the tail's last frames, asked for a round trip after the rest) is
+  handed on at once and left out of the history, until a frame comes on time. Recorded, an
+  outage's seconds of backlog would hold every later frame ``max_delay`` back, held in RTP
+  time order they kept the stream a whole outage behind, and a tail's last frames counted as
+  lateness raised the delay for the window's length (35 ms for 5 s after a 2 s outage);
 - a jump of the RTP clock (a new sender after a reconnect) starts the history over: at once
   when it makes frames early by ``RESET``, after ``NEW_CLOCK_RUN`` frames in a row (not a
   backlog) each later than ``max_delay`` when it makes them late.
@@ -81,8 +84,8 @@ class PlayoutDelay:
                     self._update_delay()
                     return arrival
                 history.clear()
-            elif self._backlog and hurried:
-                return arrival
+            elif self._backlog and (hurried or transit - base > self.delay):
+                return arrival  # still the backlog's: until a frame is on time
         self._backlog = False
         self._late_run = 0
         history.append((arrival, transit))

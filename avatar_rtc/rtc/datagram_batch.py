@@ -24,7 +24,9 @@ receivers our pipelines took over, this module does it in the socket's ``datagra
   aiortc's own path unchanged, as does RTP routed to a receiver that is not ours;
 - the first datagram after ``PATH_SILENCE`` seconds without any (an outage is over) is told
   to every handler's ``on_path_back`` once its batch is dispatched: a video stream whose own
-  next packet is still up to a frame interval away can ask for what it lost at once.
+  next packet is still up to a frame interval away can ask for what it lost at once. Sooner
+  over UDP TURN: during the silence :class:`~.silence_probe.SilenceProbe` probes the TURN
+  server, and its first answer after unanswered ones tells the handlers (once a silence).
 
 One :class:`DatagramBatch` per DTLS transport (bundled: audio and video share it), installed by
 :func:`attach` and removed with the last handler (:meth:`DatagramBatch.remove`). The private
@@ -48,6 +50,7 @@ from aiortc.rtcdtlstransport import RTCDtlsTransport
 from aiortc.rtp import RtpPacket, is_rtcp
 
 from . import aiortc_seam as seam
+from .silence_probe import SilenceProbe
 
 __all__ = [
     "MAX_BATCH",
@@ -99,7 +102,7 @@ class _Socket:
     the socket closes). ``turn``: the TURN client protocol when that socket is the one to the
     TURN server (its datagrams are ChannelData or STUN, not ours as they are)."""
 
-    __slots__ = ("original", "owner", "protocol", "sock", "turn")
+    __slots__ = ("first_hop", "original", "owner", "protocol", "sock", "turn")
 
     def __init__(self, protocol: Any, original: Datagram) -> None:
         self.protocol = protocol
@@ -108,6 +111,7 @@ class _Socket:
         # the transport that reads the socket: the protocol's, or the TURN client's
         self.owner: Any = getattr(protocol if self.turn is None else self.turn, "transport", None)
         self.sock = _drainable(self.owner)
+        self.first_hop = _first_hop(self.turn, self.owner, self.sock)
 
     def close(self) -> None:
         if self.sock is not None:
@@ -127,6 +131,8 @@ class DatagramBatch:
         self._sockets: list[_Socket] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self._draining = False
+        self._probe = SilenceProbe(self._probe_says_back, silence=PATH_SILENCE)
+        self._told_back = False  # by the probe, for the silence now ending
         self.closed = False
         # counters (tests, diagnostics)
         self.wakeups = 0
@@ -165,6 +171,16 @@ class DatagramBatch:
                 hooked.protocol.__dict__.pop("datagram_received", None)
                 hooked.close()
             self._sockets.clear()
+            self._probe.close()
+
+    @property
+    def probe(self) -> SilenceProbe:
+        return self._probe
+
+    @property
+    def first_hops(self) -> list[tuple[str, int]]:
+        """What a silence's probe probes: the TURN server of each UDP TURN socket hooked."""
+        return [hooked.first_hop for hooked in self._sockets if hooked.first_hop is not None]
 
     def rehook(self) -> None:
         """Hook the connection's protocols not hooked yet; forget the closed ones it dropped."""
@@ -229,12 +245,22 @@ class DatagramBatch:
         finally:
             self._draining = False
         self._count(received, octets)
-        if last is not None and now - last >= PATH_SILENCE:
-            for path_back in list(self._path_back.values()):
-                try:
-                    path_back()
-                except Exception:
-                    logger.exception("path-back handler failed")
+        told, self._told_back = self._told_back, False
+        if last is not None and now - last >= PATH_SILENCE and not told:
+            self._path_is_back()
+        self._probe.datagram(now, hooked.first_hop if self._path_back else None)
+
+    def _probe_says_back(self) -> None:
+        """Before the datagram that ends the silence, which then tells nobody."""
+        self._told_back = True
+        self._path_is_back()
+
+    def _path_is_back(self) -> None:
+        for path_back in list(self._path_back.values()):
+            try:
+                path_back()
+            except Exception:
+                logger.exception("path-back handler failed")
 
     def _count(self, received: int, octets: int) -> None:
         dtls = self._dtls()
@@ -290,6 +316,15 @@ def _from_turn(client: Any, data: bytes, addr: Any) -> tuple[bytes | None, Any]:
         return data[4 : 4 + length], peer
     client.datagram_received(data, addr)
     return None, None
+
+
+def _first_hop(turn: Any, owner: Any, sock: socket.socket | None) -> tuple[str, int] | None:
+    """What to probe in a silence: the TURN server, over UDP (the peer its socket sends to);
+    None for any other socket."""
+    if turn is None or sock is None:
+        return None
+    peer = owner.get_extra_info("peername")
+    return (str(peer[0]), int(peer[1])) if isinstance(peer, tuple) and len(peer) >= 2 else None
 
 
 def _drainable(transport: Any) -> socket.socket | None:

@@ -68,6 +68,26 @@ def test_an_outages_backlog_plays_at_once_and_leaves_no_lag() -> None:
     assert playout.delay == pytest.approx(0.0)
 
 
+def test_an_outages_tail_in_two_bursts_does_not_raise_the_delay() -> None:
+    """The tail comes in two bursts (the last frames of the outage were asked for when the
+    first fresh packet showed they were missing, a round trip later): those frames are late,
+    but under the cap, and not hurried. They are the backlog's, not the network's lateness:
+    the delay stays as it was (it rose to 35 ms for 5 s, measured, when they counted)."""
+    playout = PlayoutDelay(max_delay=0.5)
+    for i in range(100):
+        playout.due(i / FPS, 10.0 + i / FPS)
+    back = 10.0 + 150 / FPS  # frames 100..149 lost: 100..146 come back at once
+    for k, i in enumerate(range(100, 147)):
+        arrival = back + 0.0005 * k
+        assert playout.due(i / FPS, arrival) == pytest.approx(arrival)
+    for k, i in enumerate(range(147, 150)):  # the rest, 27 ms later: 0.1 s late and less
+        arrival = back + 0.05 + 0.0005 * k
+        assert playout.due(i / FPS, arrival) <= arrival  # at once
+    for i in range(150, 300):  # fresh frames, on time: not held
+        assert playout.due(i / FPS, 10.0 + i / FPS) == pytest.approx(10.0 + i / FPS)
+    assert playout.delay == pytest.approx(0.0)
+
+
 def test_a_new_rtp_clock_that_makes_frames_late_starts_over_after_a_few() -> None:
     playout = PlayoutDelay(max_delay=0.3)
     for i in range(100):

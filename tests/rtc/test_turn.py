@@ -20,6 +20,7 @@ from avatar_rtc.rtc.encoded_frame import EncodedFrame
 from avatar_rtc.rtc.ice_options import IceOptions
 from avatar_rtc.rtc.ice_servers import IceServer, TurnPorts
 from avatar_rtc.rtc.receiver import ReceivePipeline
+from avatar_rtc.rtc.silence_probe import SilenceProbe
 from tests.support import wait_until
 from tests.turn_server import PASSWORD, USERNAME, TurnServer, turn_server
 
@@ -145,6 +146,18 @@ async def test_relayed_media_takes_our_fast_path(turn_server: TurnServer) -> Non
             assert video.receiver is not None
             batch = datagram_batch._BATCHES[video.receiver.transport]
             assert batch.drained_sockets >= 1  # the TURN server's socket
+            # probed in a silence: the TURN server, which answers at once while the path works
+            assert ("127.0.0.1", turn_server.port) in batch.first_hops
+            told: list[int] = []
+            probe = SilenceProbe(lambda: told.append(1), silence=0.0)
+            probe.datagram(time.monotonic(), ("127.0.0.1", turn_server.port))
+            await wait_until(lambda: probe.probes > 0, 5)
+            await asyncio.sleep(0.2)
+            sent = probe.probes
+            await asyncio.sleep(0.1)
+            probe.close()
+            # answered (the first probe): probing stopped, the path was never down
+            assert probe.probes == sent and told == [] and probe.paths_back == 0
             packets = video.stats().packets + audio.stats().packets
             assert batch.fast_packets >= packets - 5 > 0  # (a few may precede the handshake)
             assert video.stats().frames_dropped == 0

@@ -29,7 +29,8 @@ class ReceiverFigures:
     freezes: int = 0
     freeze_seconds: float = 0.0
     freezes_per_min: float = 0.0
-    pauses: int | None = None  # W3C pauses (>= 5 s without a frame; ours only: not in samples)
+    # W3C pauses, not freezes (ours: >= 5 s without a frame; Chromium: its pauseCount)
+    pauses: int | None = None
     # Chromium: jitterBufferDelay / emitted over the window; ours: the delay in force at the end
     playout_delay_ms: float | None = None
     frame_latency_ms: float | None = None  # median in the window (see the module docstring)
@@ -104,6 +105,7 @@ def chromium(samples: Sequence[StatsSample], window: tuple[float, float]) -> Rec
         return figures
     _rates(figures, b.frames_decoded - a.frames_decoded, b.freeze_count - a.freeze_count,
            b.total_freezes_duration - a.total_freezes_duration, b.wall - a.wall)  # fmt: skip
+    figures.pauses = b.pause_count - a.pause_count
     # Freezes per minute of the window itself, as ours: equal counts read as equal rates.
     figures.freezes_per_min = figures.freezes / ((end - start) / 60) if end > start else 0.0
     emitted = b.jitter_buffer_emitted_count - a.jitter_buffer_emitted_count

@@ -53,6 +53,8 @@ function sample(report) {
         frames_dropped: st.framesDropped,
         freeze_count: st.freezeCount,
         total_freezes_duration: st.totalFreezesDuration,
+        pause_count: st.pauseCount,
+        total_pauses_duration: st.totalPausesDuration,
         packets_received: st.packetsReceived,
         packets_lost: st.packetsLost,
         nack_count: st.nackCount,

@@ -132,7 +132,7 @@ class DatagramBatch:
         self._tasks: set[asyncio.Task[None]] = set()
         self._draining = False
         self._probe = SilenceProbe(self._probe_says_back, silence=PATH_SILENCE)
-        self._told_back = False  # by the probe, for the silence now ending
+        self._told_at: float | None = None  # when the probe told the path was back
         self.closed = False
         # counters (tests, diagnostics)
         self.wakeups = 0
@@ -245,14 +245,15 @@ class DatagramBatch:
         finally:
             self._draining = False
         self._count(received, octets)
-        told, self._told_back = self._told_back, False
-        if last is not None and now - last >= PATH_SILENCE and not told:
-            self._path_is_back()
+        if last is not None and now - last >= PATH_SILENCE:
+            told = self._told_at
+            if told is None or told < last:  # (the probe told during this silence: done)
+                self._path_is_back()
         self._probe.datagram(now, hooked.first_hop if self._path_back else None)
 
     def _probe_says_back(self) -> None:
         """Before the datagram that ends the silence, which then tells nobody."""
-        self._told_back = True
+        self._told_at = time.monotonic()
         self._path_is_back()
 
     def _path_is_back(self) -> None:

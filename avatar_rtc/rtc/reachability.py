@@ -33,11 +33,20 @@ from ..tasks import cancel_and_wait
 from .candidate_pair import SelectedPair
 from .ice_servers import parse_ice_url
 
-__all__ = ["ProbeTarget", "ReachabilityMonitor", "Verdict", "probe", "probe_targets", "verdict"]
+__all__ = [
+    "BINDING_REQUEST",
+    "ProbeTarget",
+    "ReachabilityMonitor",
+    "Verdict",
+    "binding_request",
+    "probe",
+    "probe_targets",
+    "verdict",
+]
 
 logger = logging.getLogger(__name__)
 
-_BINDING_REQUEST = 0x0001
+BINDING_REQUEST = 0x0001
 _MAGIC_COOKIE = 0x2112A442
 _STUN_RESEND = 0.2  # a lost probe datagram is resent within one probe
 
@@ -76,6 +85,12 @@ def probe_targets(whep_url: str, pair: SelectedPair | None) -> list[ProbeTarget]
         host, port = pair.remote_address
         targets.append(ProbeTarget("stun", host, port, True, "peer"))
     return targets
+
+
+def binding_request(transaction_id: bytes) -> bytes:
+    """A STUN Binding request without attributes (RFC 8489): any STUN server answers it, an
+    ICE agent with an error (no credentials); either answer proves the path."""
+    return struct.pack("!HHI", BINDING_REQUEST, 0, _MAGIC_COOKIE) + transaction_id
 
 
 async def probe(target: ProbeTarget, within: float) -> bool:
@@ -128,7 +143,7 @@ class _StunProbe(asyncio.DatagramProtocol):
 async def _stun_probe(target: ProbeTarget) -> Verdict:
     loop = asyncio.get_running_loop()
     transaction_id = os.urandom(12)
-    request = struct.pack("!HHI", _BINDING_REQUEST, 0, _MAGIC_COOKIE) + transaction_id
+    request = binding_request(transaction_id)
     answered: asyncio.Future[Verdict] = loop.create_future()
     try:
         transport, _ = await loop.create_datagram_endpoint(

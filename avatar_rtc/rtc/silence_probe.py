@@ -25,18 +25,16 @@ import asyncio
 import contextlib
 import logging
 import os
-import struct
 import time
 from collections.abc import Callable
+
+from .reachability import binding_request
 
 __all__ = ["SilenceProbe"]
 
 logger = logging.getLogger(__name__)
 
-BINDING_REQUEST = 0x0001
-MAGIC_COOKIE = 0x2112A442
 INTERVAL = 0.005  # between probes: the path's return is known within this (plus a round trip)
-REQUEST_HEADER = struct.pack("!HHI", BINDING_REQUEST, 0, MAGIC_COOKIE)
 GIVE_UP = 30.0  # seconds of probing; longer outages are the reconnector's (it probes too)
 
 Address = tuple[str, int]
@@ -129,7 +127,7 @@ class SilenceProbe:
             while loop.time() < deadline:
                 transaction_id = os.urandom(12)
                 sent[transaction_id] = len(sent)
-                transport.sendto(REQUEST_HEADER + transaction_id)
+                transport.sendto(binding_request(transaction_id))
                 self.probes += 1
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(self._interval):

@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 
 from avatar_rtc.rtc import datagram_batch
-from avatar_rtc.rtc.silence_probe import BINDING_REQUEST, SilenceProbe
+from avatar_rtc.rtc.reachability import BINDING_REQUEST
+from avatar_rtc.rtc.silence_probe import SilenceProbe
 from tests.rtc.test_datagram_batch import batch_on_a_socket, fake_transport, rtp
 from tests.rtc.test_receiver_loopback import wait_for
 

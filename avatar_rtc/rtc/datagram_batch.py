@@ -175,6 +175,7 @@ class DatagramBatch:
 
     @property
     def probe(self) -> SilenceProbe:
+        """The silences' prober (its counters: ``probes``, ``paths_back``)."""
         return self._probe
 
     @property

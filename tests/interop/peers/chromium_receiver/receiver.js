@@ -54,7 +54,6 @@ function sample(report) {
         freeze_count: st.freezeCount,
         total_freezes_duration: st.totalFreezesDuration,
         pause_count: st.pauseCount,
-        total_pauses_duration: st.totalPausesDuration,
         packets_received: st.packetsReceived,
         packets_lost: st.packetsLost,
         nack_count: st.nackCount,

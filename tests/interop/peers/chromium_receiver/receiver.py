@@ -59,7 +59,6 @@ class StatsSample:
     freeze_count: int = 0
     total_freezes_duration: float = 0.0  # seconds
     pause_count: int = 0  # W3C pauses (libwebrtc: a gap once its stream counted as inactive)
-    total_pauses_duration: float = 0.0  # seconds
     packets_received: int = 0
     packets_lost: int = 0
     nack_count: int = 0

@@ -15,8 +15,9 @@ relayed) every ``interval``, from a socket of its own, each with a transaction I
 - a datagram on the media path, ``give_up`` seconds of probing, or :meth:`close` end it too.
 
 A STUN server answers a Binding request without state (RFC 8489); a 20-byte request every
-5 ms is ~8 kbit/s toward the TURN server, for the silence only. In steady state the cost is
-one timer callback per ``silence`` seconds.
+5 ms is 200 datagrams, ~77 kbit/s with IP and UDP headers, a second toward the TURN server, for
+the silence only (at most ``give_up`` seconds of it). In steady state the cost is one timer
+callback per ``silence`` seconds.
 """
 
 from __future__ import annotations

@@ -327,12 +327,21 @@ def load_generator() -> Iterator[dict[str, Any]]:
 def spawn_receiver(
     script: str, mode: str, n: int, seconds: float, gen: dict[str, Any], *extra: str
 ) -> subprocess.Popen[str]:
-    """``script --receiver MODE`` for ``n`` sessions of ``gen``; its stdout is a pipe."""
+    """``script --receiver MODE`` for ``n`` sessions of ``gen``; its stdout is a pipe.
+
+    ``gen`` (it holds the KS, and the TURN credential if any) goes to the receiver's stdin as
+    one JSON line, not on its command line, which any local user can read (``ps``)."""
     cmd = [sys.executable, script, "--receiver", mode, "--n", str(n), "--seconds", str(seconds)]
     receiver = subprocess.Popen(
-        [*cmd, *extra, "--gen", json.dumps(gen)], stdout=subprocess.PIPE, text=True, cwd=str(ROOT)
+        [*cmd, *extra],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=str(ROOT),
     )
-    assert receiver.stdout is not None
+    assert receiver.stdin is not None and receiver.stdout is not None
+    receiver.stdin.write(json.dumps(gen) + "\n")
+    receiver.stdin.close()
     return receiver
 
 
@@ -487,7 +496,6 @@ def main() -> int:
     ap.add_argument("--generator", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--receiver", choices=MODES, help=argparse.SUPPRESS)
     ap.add_argument("--n", type=int, help=argparse.SUPPRESS)
-    ap.add_argument("--gen", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.generator:
         from avatar_rtc import event_loop
@@ -496,7 +504,7 @@ def main() -> int:
         event_loop.run(run_generator())
         return 0
     if args.receiver:
-        gen = json.loads(args.gen)
+        gen = json.loads(sys.stdin.readline())  # from spawn_receiver
         if args.receiver == "aiortc":
             asyncio.run(run_aiortc(args.n, args.procs, gen, args.seconds))
         else:

@@ -340,10 +340,10 @@ def main() -> int:
     ap.add_argument("--turn", action="store_true", help="relay-only through a coturn (root)")
     ap.add_argument("--receiver", choices=MODES, help=argparse.SUPPRESS)
     ap.add_argument("--n", type=int, help=argparse.SUPPRESS)
-    ap.add_argument("--gen", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.receiver:
-        asyncio.run(run_receiver(args.receiver, args.n, json.loads(args.gen), args.seconds))
+        gen = json.loads(sys.stdin.readline())  # from bench_scale.spawn_receiver
+        asyncio.run(run_receiver(args.receiver, args.n, gen, args.seconds))
         return 0
     if shutil.which("py-spy") is None:
         print("profile_receive: py-spy is not installed (pip install py-spy)", file=sys.stderr)

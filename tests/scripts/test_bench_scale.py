@@ -1,7 +1,10 @@
-"""scripts/bench_scale.py: the receivers' options (host candidates or relay-only), the summary."""
+"""scripts/bench_scale.py: the receivers' options (host candidates or relay-only), the summary, and
+the receiver's command line (no credential on it)."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from types import ModuleType
 
 import pytest
@@ -40,3 +43,19 @@ def test_the_largest_clean_n_says_when_no_larger_n_was_tried(bench: ModuleType) 
     rows.append(_cell(80, min_fps=collapsed))
     assert bench.largest_clean(rows) == "64"
     assert bench.largest_clean([_cell(1, min_fps=collapsed)]) == "none"
+
+
+def test_the_receiver_gets_the_ks_on_stdin_not_its_command_line(
+    bench: ModuleType, tmp_path: Path
+) -> None:
+    echo = tmp_path / "echo.py"
+    echo.write_text(
+        "import json, sys\nprint(json.dumps({'argv': sys.argv, 'stdin': sys.stdin.readline()}))\n"
+    )
+    gen = {"ks": "secret-ks-42", "turn": {"credential": "secret-turn-7"}}
+    receiver = bench.spawn_receiver(str(echo), "decode", 2, 8.0, gen, "--procs", "2")
+    seen = json.loads(receiver.stdout.read())  # as the bench reads it: the stdin is closed
+    assert receiver.wait(timeout=60) == 0
+    assert "secret" not in " ".join(seen["argv"])
+    assert seen["argv"][1:5] == ["--receiver", "decode", "--n", "2"]
+    assert json.loads(seen["stdin"]) == gen

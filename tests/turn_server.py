@@ -168,21 +168,26 @@ class TurnServer:
             relay_base = random.randrange(40000, 60000, 200)
             relay_ports = (relay_base, relay_base + 199)
         log_file = workdir / "turnserver.log"
+        # The credentials go in a config file only we can read: a command line is anyone's (ps).
         if auth_secret is not None:
-            auth = ["--use-auth-secret", f"--static-auth-secret={auth_secret}",
-                    "--userdb", str(workdir / "turndb")]  # fmt: skip
+            lines = ["use-auth-secret", f"static-auth-secret={auth_secret}",
+                     f"userdb={workdir / 'turndb'}"]  # fmt: skip
         else:
-            auth = ["--lt-cred-mech", "--user", f"{USERNAME}:{PASSWORD}"]
+            lines = ["lt-cred-mech", f"user={USERNAME}:{PASSWORD}"]
+        config = workdir / "turnserver.conf"
+        config.touch(mode=0o600)
+        config.chmod(0o600)
+        config.write_text("\n".join(lines) + "\n")
         # With DTLS on, coturn serves plain TURN and TLS/DTLS on both ports (the service's
         # 80 + 443); otherwise a second plain UDP port comes from an aux server.
         listeners = [] if dtls else ["--aux-server", f"{host}:{port + 1}", "--no-dtls"]
         args = [
-            *wrap, binary, "-n", "--listening-ip", host, "--relay-ip", host,
+            *wrap, binary, "-c", str(config), "--listening-ip", host, "--relay-ip", host,
             "--listening-port", str(port), *listeners,
             "--tls-listening-port", str(tls_port), "--alt-tls-listening-port", str(tls_port),
             "--cert", str(cert), "--pkey", str(key),
             "--min-port", str(relay_ports[0]), "--max-port", str(relay_ports[1]),
-            *auth, "--realm", "test",
+            "--realm", "test",
             "--fingerprint", "--no-cli", "--allow-loopback-peers", "--no-multicast-peers",
             "--pidfile", str(workdir / "turnserver.pid"), "--log-file", str(log_file),
             "--simple-log", "--no-stdout-log",

@@ -225,6 +225,14 @@ async def test_wrong_credentials_fail_fast(turn_server: TurnServer) -> None:
         assert sender.counters.posts == 0
 
 
+def test_coturns_command_line_shows_no_credential(turn_server: TurnServer) -> None:
+    # the relay tests above prove coturn took the credential from its config file
+    cmdline = Path(f"/proc/{turn_server.process.pid}/cmdline").read_bytes()
+    assert PASSWORD.encode() not in cmdline and USERNAME.encode() not in cmdline
+    config = next(Path(arg.decode()) for arg in cmdline.split(b"\0") if arg.endswith(b".conf"))
+    assert config.stat().st_mode & 0o777 == 0o600
+
+
 async def test_tls_certificate_is_verified_by_default(turn_server: TurnServer) -> None:
     ice = single_url(turn_server, "tls")
     untrusted = IceOptions(policy=ice.policy, extra_servers=ice.extra_servers)

@@ -185,10 +185,13 @@ def add_target_options(parser: argparse.ArgumentParser) -> None:
     target.add_argument(
         "--ks",
         metavar="KS",
-        help="Kaltura session (env AVATAR_KS; --ks=KS if it begins with '-'); never printed",
+        help="Kaltura session; never printed. Prefer env AVATAR_KS: other local users can read "
+        "a command line (--ks=KS if it begins with '-')",
     )
     target.add_argument("--whep-url", metavar="URL", help="receive from this WHEP endpoint")
-    target.add_argument("--bearer", metavar="TOKEN", help="Bearer token for --whep-url")
+    target.add_argument(
+        "--bearer", metavar="TOKEN", help="Bearer token for --whep-url (or env AVATAR_BEARER)"
+    )
     target.add_argument(
         "--avatar-id",
         metavar="ID",
@@ -258,7 +261,9 @@ def add_target_options(parser: argparse.ArgumentParser) -> None:
     )
     ice.add_argument("--turn-username", metavar="U", help="username of the --turn servers")
     ice.add_argument(
-        "--turn-credential", metavar="C", help="credential of the --turn servers; never printed"
+        "--turn-credential",
+        metavar="C",
+        help="credential of the --turn servers (or env AVATAR_TURN_CREDENTIAL); never printed",
     )
     ice.add_argument(
         "--gather-timeout",

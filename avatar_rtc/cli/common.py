@@ -5,15 +5,17 @@ session options import the network stack, too slow for ``--help``.
 
 Target selection (first match wins):
 
-1. ``--whep-url URL`` (``--bearer TOKEN``): any WHEP source, no Control API.
+1. ``--whep-url URL`` (``--bearer TOKEN`` or env ``AVATAR_BEARER``): any WHEP source, no
+   Control API.
 2. a KS or an API URL (``--ks``/``--api-url`` or env ``AVATAR_KS``/``AVATAR_API_URL``):
    the avatar service (or an emulator running elsewhere).
 3. nothing: the embedded emulator, started in this process on a random loopback port.
 
 The flags become one :class:`~avatar_rtc.options.SessionOptions` (the session's own type, which
-also checks their consistency). Secrets given on the command line are wrapped in
-:class:`~avatar_rtc.redact.Secret` at once, so the log filter masks them; every message this
-package prints goes through :func:`redact`.
+also checks their consistency). Each secret can come from the environment instead (``AVATAR_KS``,
+``AVATAR_BEARER``, ``AVATAR_TURN_CREDENTIAL``): a command line is readable by other local users.
+Secrets are wrapped in :class:`~avatar_rtc.redact.Secret` at once, so the log filter masks them;
+every message this package prints goes through :func:`redact`.
 """
 
 from __future__ import annotations
@@ -88,10 +90,12 @@ def target_from_args(args: argparse.Namespace, environ: Mapping[str, str] | None
     """The :class:`Target` of parsed options; ``ConfigurationError`` on inconsistent ones."""
     env = os.environ if environ is None else environ
     kind: TargetKind
+    bearer: str | None = None
     if args.whep_url:
         kind = "whep"
         # Only flags conflict with it (SessionOptions says so): the environment's KS is unused.
         api_url, ks = args.api_url, args.ks
+        bearer = args.bearer or env.get("AVATAR_BEARER") or None
     else:
         api_url = args.api_url or env.get("AVATAR_API_URL") or None
         ks = args.ks or env.get("AVATAR_KS") or None
@@ -110,8 +114,8 @@ def target_from_args(args: argparse.Namespace, environ: Mapping[str, str] | None
         avatar_id=avatar_id,
         voice_id=voice_id,
         whep_url=args.whep_url,
-        bearer=Secret(args.bearer) if args.bearer else None,
-        ice=ice_options_from_args(args, embedded=kind == "emulator"),
+        bearer=Secret(bearer) if bearer else None,
+        ice=ice_options_from_args(args, embedded=kind == "emulator", environ=env),
         video_codecs=tuple(args.codecs or RECEIVABLE_VIDEO_CODECS),
         connect_timeout=args.connect_timeout,
         reconnect=ReconnectPolicy(new_session_on_not_found=args.renew_session),
@@ -121,8 +125,13 @@ def target_from_args(args: argparse.Namespace, environ: Mapping[str, str] | None
     return Target(kind, options)
 
 
-def ice_options_from_args(args: argparse.Namespace, *, embedded: bool) -> IceOptions:
-    """IceOptions of the ICE flags; the embedded emulator is reached over loopback."""
+def ice_options_from_args(
+    args: argparse.Namespace, *, embedded: bool, environ: Mapping[str, str] | None = None
+) -> IceOptions:
+    """IceOptions of the ICE flags; the embedded emulator is reached over loopback. The TURN
+    credential may come from env ``AVATAR_TURN_CREDENTIAL`` (used only with ``--turn``)."""
+    env = os.environ if environ is None else environ
+    credential = args.turn_credential or env.get("AVATAR_TURN_CREDENTIAL") or None
     servers: list[IceServer] = []
     for url in args.stun:
         _check_ice_url(url, ("stun", "stuns"), "--stun")
@@ -131,7 +140,7 @@ def ice_options_from_args(args: argparse.Namespace, *, embedded: bool) -> IceOpt
         raise ConfigurationError("--turn-username/--turn-credential need a --turn URL")
     for url in args.turn:
         _check_ice_url(url, ("turn", "turns"), "--turn")
-        servers.append(IceServer(url, args.turn_username, args.turn_credential))
+        servers.append(IceServer(url, args.turn_username, credential))
     hosts: Sequence[str] | None = args.host_addresses or ((LOOPBACK,) if embedded else None)
     try:
         return IceOptions(

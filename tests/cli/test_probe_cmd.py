@@ -107,6 +107,24 @@ def test_whep_url_selects_a_bare_whep_source() -> None:
     assert _target("--whep-url", "https://x/whep", env={"AVATAR_KS": "ks-abcd"}).kind == "whep"
 
 
+def test_the_bearer_and_the_turn_credential_can_come_from_the_environment() -> None:
+    env = {"AVATAR_BEARER": "bearer-env-2", "AVATAR_TURN_CREDENTIAL": "turn-env-3"}
+    argv = ["--turn", "turn:127.0.0.1:3478?transport=udp", "--turn-username", "u1"]
+    target = _target("--whep-url", "http://127.0.0.1:9/whep", *argv, env=env)
+    bearer = target.options.bearer
+    assert bearer is not None and bearer.reveal() == "bearer-env-2"
+    assert [s.credential for s in target.options.ice.extra_servers] == ["turn-env-3"]
+    assert "bearer-env-2" not in repr(target) and "turn-env-3" not in repr(target)
+    # a flag wins over the environment
+    flags = _target("--whep-url", "http://h/w", "--bearer", "b-flag", *argv, "--turn-credential",
+                    "t-flag", env=env)  # fmt: skip
+    assert flags.options.bearer is not None and flags.options.bearer.reveal() == "b-flag"
+    assert [s.credential for s in flags.options.ice.extra_servers] == ["t-flag"]
+    # used only where its flag would be: no WHEP URL, no bearer; no --turn, no TURN server
+    service = _target(env={**env, "AVATAR_KS": "ks-env-4"})
+    assert service.options.bearer is None and service.options.ice.extra_servers == ()
+
+
 @pytest.mark.parametrize(
     "argv",
     [

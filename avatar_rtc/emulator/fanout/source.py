@@ -20,6 +20,7 @@ from avatar_rtc.emulator.fanout.loop import AUDIO_FRAMES_PER_SECOND, EncodedLoop
 from avatar_rtc.emulator.fanout.outlet import Outlet
 from avatar_rtc.emulator.media.encoder import AUDIO_CLOCK, AUDIO_FRAME, VIDEO_CLOCK, video_pts
 from avatar_rtc.emulator.media.options import AvatarMediaOptions
+from avatar_rtc.emulator.media.pacing import wait_until_due
 from avatar_rtc.emulator.media.timeline import MediaKind
 from avatar_rtc.tasks import cancel_and_wait
 
@@ -28,7 +29,6 @@ __all__ = ["FanoutSource", "FanoutStats"]
 logger = logging.getLogger(__name__)
 
 TICK = AUDIO_FRAME / AUDIO_CLOCK  # 20 ms
-MAX_LATE = 0.25  # seconds behind schedule before the clock skips instead of bursting
 
 
 @dataclass
@@ -93,13 +93,9 @@ class FanoutSource:
         clock = asyncio.get_running_loop()  # its time() is time.monotonic()
         tick = math.ceil((clock.time() - self.epoch) / TICK)  # the clock runs on while idle
         while True:
-            delay = self.epoch + tick * TICK - clock.time()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            elif delay < -MAX_LATE:
-                skipped = int(-delay / TICK)
-                self.stats.skipped_ticks += skipped
-                tick += skipped
+            skipped = await wait_until_due(self.epoch + tick * TICK, TICK)
+            self.stats.skipped_ticks += skipped
+            tick += skipped
             started = time.thread_time()
             try:
                 await self._tick(loop, tick)

@@ -48,6 +48,7 @@ from avatar_rtc.emulator.media.media_faults import (
     VideoAction,
 )
 from avatar_rtc.emulator.media.options import AvatarMediaOptions
+from avatar_rtc.emulator.media.pacing import wait_until_due
 from avatar_rtc.emulator.media.speech import PlayerEvent, Segment, SpeechPlayer
 from avatar_rtc.emulator.media.tape import SpeechTape
 from avatar_rtc.emulator.media.timeline import MediaKind, SentFrame, Timeline, TimelineEvent
@@ -64,7 +65,6 @@ ONSET_DB = -40.0  # an audio frame above this level is the turn's audible onset
 MOUTH_OPEN = 0.15  # mouth opening that counts as "open" for the timeline
 MAX_PENDING_VIDEO = 3  # frames queued to the worker before new ones are skipped
 MIN_KEYFRAME_GAP = 0.1  # seconds between two forced keyframes
-MAX_LATE = 0.25  # seconds behind schedule before the clock skips instead of bursting
 # Samples both tape heads trail the player: the mouth's window reaches this far past its centre.
 LATENCY = AUDIO_FRAME
 MOUTH_HALF_WINDOW = AUDIO_FRAME  # the mouth opening is the speech level of 2 x 20 ms around it
@@ -469,11 +469,10 @@ class AvatarMedia:
                 # Continue the media clock where it stopped; wall time while asleep is skipped.
                 self._clock_base = self._on_grid(loop.time() - self._audio_index * FRAME_SECONDS)
                 continue
-            delay = self._clock_base + self._audio_index * FRAME_SECONDS - loop.time()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            elif delay < -MAX_LATE:
-                self._skip(int(-delay / FRAME_SECONDS))
+            due = self._clock_base + self._audio_index * FRAME_SECONDS
+            skipped = await wait_until_due(due, FRAME_SECONDS)
+            if skipped:
+                self._skip(skipped)
             try:
                 self._tick()
             except Exception:

@@ -10,8 +10,10 @@ relayed) every ``interval``, from a socket of its own, each with a transaction I
 
 - the first request answered: the path works, the sender is quiet (a pause, an outage further
   on): nothing to tell; probing stops until the next silence;
-- a later one answered while the earlier ones were not: the path was down and is back;
-  ``on_back()`` is called (before the sender's next packet, by about half its interval);
+- a later one answered while at least ``MIN_UNANSWERED`` earlier ones were not: the path was
+  down and is back; ``on_back()`` is called (before the sender's next packet, by about half
+  its interval). Fewer unanswered ones are loss on a working path, read as a pause: on_back
+  would make video guess an outage's tail and ask for a keyframe that nothing lost;
 - a datagram on the media path, ``give_up`` seconds of probing, or :meth:`close` end it too.
 
 A STUN server answers a Binding request without state (RFC 8489); a 20-byte request every
@@ -37,6 +39,9 @@ logger = logging.getLogger(__name__)
 
 INTERVAL = 0.005  # between probes: the path's return is known within this (plus a round trip)
 GIVE_UP = 30.0  # seconds of probing; longer outages are the reconnector's (it probes too)
+# Unanswered probes before an answered one that mean "the path was down": at 5 % loss each
+# way, three in a row on a working path is about one silence in 10,000 (0.0975 ** 3).
+MIN_UNANSWERED = 3
 
 Address = tuple[str, int]
 
@@ -133,7 +138,7 @@ class SilenceProbe:
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(self._interval):
                         index = await asyncio.shield(answered)
-                        if index > 0:  # earlier probes went unanswered: down, now back
+                        if index >= MIN_UNANSWERED:  # unanswered before it: down, now back
                             self.paths_back += 1
                             logger.debug("silence probe: path back (%d probes)", len(sent))
                             self._on_back()

@@ -15,7 +15,7 @@ import pytest
 
 from avatar_rtc.rtc import datagram_batch
 from avatar_rtc.rtc.reachability import BINDING_REQUEST
-from avatar_rtc.rtc.silence_probe import SilenceProbe
+from avatar_rtc.rtc.silence_probe import MIN_UNANSWERED, SilenceProbe
 from tests.rtc.test_datagram_batch import batch_on_a_socket, fake_transport, rtp
 from tests.rtc.test_receiver_loopback import wait_for
 
@@ -26,11 +26,13 @@ INTERVAL = 0.005
 
 
 class Responder(asyncio.DatagramProtocol):
-    """Answers STUN Binding requests (success, same transaction ID) while ``answering``."""
+    """Answers STUN Binding requests (success, same transaction ID) while ``answering``, but
+    for the first ``lose_first`` (lost on a working path)."""
 
     def __init__(self) -> None:
         self.transport: Any = None
         self.answering = True
+        self.lose_first = 0
         self.requests = 0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -40,7 +42,7 @@ class Responder(asyncio.DatagramProtocol):
         if len(data) < 20 or int.from_bytes(data[:2], "big") != BINDING_REQUEST:
             return
         self.requests += 1
-        if self.answering:
+        if self.answering and self.requests > self.lose_first:
             self.transport.sendto(b"\x01\x01\x00\x00" + data[4:20], addr)
 
 
@@ -87,6 +89,23 @@ async def test_a_silence_on_a_working_path_is_the_senders_pause() -> None:
             await asyncio.sleep(20 * INTERVAL)
             # The first request was answered: probing stopped, the path was never down.
             sent = probe.probes
+            await asyncio.sleep(20 * INTERVAL)
+            assert told == [] and probe.paths_back == 0
+            assert probe.probes == stun.requests == sent
+        finally:
+            probe.close()
+
+
+async def test_a_pause_whose_first_probes_are_lost_is_still_a_pause() -> None:
+    told: list[int] = []
+    async with responder() as (stun, address):
+        stun.lose_first = MIN_UNANSWERED - 1  # loss on a working path, not an outage
+        probe = SilenceProbe(lambda: told.append(1), silence=SILENCE, interval=INTERVAL)
+        try:
+            probe.datagram(time.monotonic(), address)
+            await wait_for(lambda: stun.requests >= MIN_UNANSWERED, limit=10.0)
+            await asyncio.sleep(20 * INTERVAL)
+            sent = probe.probes  # the first answer stopped it: as many as were sent by then
             await asyncio.sleep(20 * INTERVAL)
             assert told == [] and probe.paths_back == 0
             assert probe.probes == stun.requests == sent

@@ -40,7 +40,7 @@ logger = logging.getLogger(__name__)
 INTERVAL = 0.005  # between probes: the path's return is known within this (plus a round trip)
 GIVE_UP = 30.0  # seconds of probing; longer outages are the reconnector's (it probes too)
 # Unanswered probes before an answered one that mean "the path was down": at 5 % loss each
-# way, three in a row on a working path is about one silence in 10,000 (0.0975 ** 3).
+# way (0.0975 a round trip), the first three lost on a working path is one pause in ~1,100.
 MIN_UNANSWERED = 3
 
 Address = tuple[str, int]

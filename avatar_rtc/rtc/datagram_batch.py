@@ -26,7 +26,8 @@ receivers our pipelines took over, this module does it in the socket's ``datagra
   to every handler's ``on_path_back`` once its batch is dispatched: a video stream whose own
   next packet is still up to a frame interval away can ask for what it lost at once. Sooner
   over UDP TURN: during the silence :class:`~.silence_probe.SilenceProbe` probes the TURN
-  server, and its first answer after unanswered ones tells the handlers (once a silence).
+  server, and its first answer after ``MIN_UNANSWERED`` or more unanswered ones tells the
+  handlers (once a silence).
 
 One :class:`DatagramBatch` per DTLS transport (bundled: audio and video share it), installed by
 :func:`attach` and removed with the last handler (:meth:`DatagramBatch.remove`). The private

@@ -109,7 +109,7 @@ class SilenceProbe:
     def _check(self) -> None:
         self._timer = None
         target = self._target
-        if self._closed or target is None or self._task is not None:
+        if self._closed or target is None:  # (no task runs: a datagram ended it, or it ended)
             return
         wait = self._last + self._silence - time.monotonic()
         if wait > 0:  # a datagram came since: wait for its silence

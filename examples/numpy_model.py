@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import time
-from collections.abc import AsyncIterator
 
 import numpy as np
 import numpy.typing as npt
 
-from avatar_rtc import AvatarSession, IceOptions, Secret, SessionOptions, VideoFormat
+from avatar_rtc import AvatarSession, VideoFormat
+
+from _target import target  # the real service, or an emulator started here
 
 SIZE = (224, 224)  # what a typical vision model takes
 
@@ -36,23 +36,6 @@ class MouthModel:
         patch = rgb[self.rows, self.cols].astype(np.float32)
         dark = (patch.max(axis=2) < 90).mean()
         return float(min(1.0, dark * 1.5))
-
-
-@contextlib.asynccontextmanager
-async def target(service: bool) -> AsyncIterator[SessionOptions]:
-    """AvatarSession arguments: the real service (env) or an emulator started here."""
-    if service:
-        yield SessionOptions()
-        return
-    from avatar_rtc.emulator import Emulator
-
-    async with Emulator() as emulator:
-        # The emulator is on 127.0.0.1, which ICE skips unless asked for it.
-        yield SessionOptions(
-            api_url=emulator.api_url,
-            ks=Secret(emulator.ks),
-            ice=IceOptions(host_addresses=("127.0.0.1",)),
-        )
 
 
 async def main(args: argparse.Namespace) -> None:

@@ -13,15 +13,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import sys
 import time
-from collections.abc import AsyncIterator
 
 import numpy as np
 import numpy.typing as npt
 
-from avatar_rtc import AvatarSession, IceOptions, Secret, SessionOptions, VideoFormat
+from avatar_rtc import AvatarSession, VideoFormat
+
+from _target import target  # the real service, or an emulator started here
 
 try:
     import cv2
@@ -38,21 +38,6 @@ def mouth_box(width: int, height: int) -> tuple[int, int, int, int]:
     """(x, y, w, h) of the lower middle of the frame: a centred talking head's mouth."""
     x, y = int(width * 0.35), int(height * 0.58)
     return x, y, int(width * 0.30), int(height * 0.20)
-
-
-@contextlib.asynccontextmanager
-async def target(service: bool) -> AsyncIterator[SessionOptions]:
-    if service:
-        yield SessionOptions()
-        return
-    from avatar_rtc.emulator import Emulator
-
-    async with Emulator() as emulator:
-        yield SessionOptions(
-            api_url=emulator.api_url,
-            ks=Secret(emulator.ks),
-            ice=IceOptions(host_addresses=("127.0.0.1",)),  # loopback
-        )
 
 
 async def main(args: argparse.Namespace) -> None:

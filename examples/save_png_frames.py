@@ -12,16 +12,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import av
 import numpy as np
 import numpy.typing as npt
 
-from avatar_rtc import AvatarSession, IceOptions, Secret, SessionOptions, VideoFormat
+from avatar_rtc import AvatarSession, VideoFormat
+
+from _target import target  # the real service, or an emulator started here
 
 
 def write_png(rgb: npt.NDArray[np.uint8], path: Path) -> None:
@@ -30,21 +30,6 @@ def write_png(rgb: npt.NDArray[np.uint8], path: Path) -> None:
     codec = av.CodecContext.create("png", "w")
     codec.width, codec.height, codec.pix_fmt = frame.width, frame.height, "rgb24"
     path.write_bytes(b"".join(bytes(p) for p in [*codec.encode(frame), *codec.encode(None)]))
-
-
-@contextlib.asynccontextmanager
-async def target(service: bool) -> AsyncIterator[SessionOptions]:
-    if service:
-        yield SessionOptions()
-        return
-    from avatar_rtc.emulator import Emulator
-
-    async with Emulator() as emulator:
-        yield SessionOptions(
-            api_url=emulator.api_url,
-            ks=Secret(emulator.ks),
-            ice=IceOptions(host_addresses=("127.0.0.1",)),  # loopback
-        )
 
 
 async def main(args: argparse.Namespace) -> None:

@@ -9,38 +9,20 @@ waits until the avatar is quiet again, prints the session's stats and exits.
 from __future__ import annotations
 
 import argparse
-import contextlib
-from collections.abc import Iterator
 
 import numpy as np
 
 from avatar_rtc import (
     AudioFormat,
-    IceOptions,
-    Secret,
-    SessionOptions,
     SyncAvatarSession,
     VideoFormat,
 )
 
-
-@contextlib.contextmanager
-def target(service: bool) -> Iterator[SessionOptions]:
-    if service:
-        yield SessionOptions()
-        return
-    from avatar_rtc.emulator import Emulator
-
-    with Emulator().in_thread() as emulator:
-        yield SessionOptions(
-            api_url=emulator.api_url,
-            ks=Secret(emulator.ks),
-            ice=IceOptions(host_addresses=("127.0.0.1",)),  # loopback
-        )
+from _target import sync_target  # the real service, or an emulator started here
 
 
 def main(args: argparse.Namespace) -> None:
-    with target(args.service) as options, SyncAvatarSession(options) as avatar:
+    with sync_target(args.service) as options, SyncAvatarSession(options) as avatar:
         first = avatar.wait_first_frame()
         print(f"connected: session {avatar.session_id}, first frame {first.width}x{first.height}")
         print(

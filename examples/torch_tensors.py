@@ -14,21 +14,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import sys
 import time
-from collections.abc import AsyncIterator
 
 from avatar_rtc import (
     AudioFormat,
     AudioStream,
     AvatarSession,
-    IceOptions,
-    Secret,
-    SessionOptions,
     VideoFormat,
     VideoStream,
 )
+
+from _target import target  # the real service, or an emulator started here
 
 try:
     import torch
@@ -62,21 +59,6 @@ def to_batch(frames: list[torch.Tensor]) -> torch.Tensor:
 
 def span(values: list[float], digits: int) -> str:
     return f"{min(values):.{digits}f}..{max(values):.{digits}f}"
-
-
-@contextlib.asynccontextmanager
-async def target(service: bool) -> AsyncIterator[SessionOptions]:
-    if service:
-        yield SessionOptions()
-        return
-    from avatar_rtc.emulator import Emulator
-
-    async with Emulator() as emulator:
-        yield SessionOptions(
-            api_url=emulator.api_url,
-            ks=Secret(emulator.ks),
-            ice=IceOptions(host_addresses=("127.0.0.1",)),  # loopback
-        )
 
 
 async def video_batches(video: VideoStream, model: MouthModel, deadline: float) -> list[float]:

@@ -174,7 +174,7 @@ async def test_audio_16k_mono_sample_counts(shared: tuple[AvatarSession, Events]
     assert sum(f.samples for f in frames) == 16000  # one second of audio
     steps = np.diff([f.presentation_time for f in frames])
     assert np.allclose(steps, 0.02, atol=1e-6)  # gapless, contiguous
-    assert 0.5 < elapsed < 2.0  # paced by the sender in real time
+    assert elapsed > 0.5  # paced by the sender in real time, not a backlog in a burst
 
 
 async def test_slow_consumer_drops_under_latest(shared: tuple[AvatarSession, Events]) -> None:

@@ -1,5 +1,5 @@
-"""The code stays mypy --strict (the library, its tests and scripts), ruff and import-linter
-clean (part of the suite, so CI runs them)."""
+"""The code stays mypy --strict (the library, its tests, scripts and examples), ruff and
+import-linter clean (part of the suite, so CI runs them)."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ def _run(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_mypy_strict_is_clean() -> None:
-    result = _run("mypy", "--strict", "avatar_rtc", "tests", "scripts")
+    result = _run("mypy", "--strict", "avatar_rtc", "tests", "scripts", "examples")
     assert result.returncode == 0, result.stdout + result.stderr
 
 

@@ -114,11 +114,12 @@ async def test_close_is_idempotent() -> None:
 
 async def test_relay_policy_without_turn_fails_before_posting() -> None:
     async with ScriptedWhep(post=[created()]) as server:
-        connection = MediaConnection(server.url(), ice=IceOptions(policy="relay"))
+        ice = IceOptions(policy="relay", gather_timeout=60.0)
+        connection = MediaConnection(server.url(), ice=ice, connect_timeout=120.0)
         started = time.monotonic()
         with pytest.raises(NoCandidatesError, match="no candidate"):
             await connection.connect()
-        assert time.monotonic() - started < IceOptions().gather_timeout / 2  # did not wait it out
+        assert time.monotonic() - started < ice.gather_timeout / 2  # did not wait it out
         assert not server.seen and connection.state == "closed"
 
 

@@ -190,7 +190,8 @@ async def test_retry_after_seconds_are_honoured(header: str, at_least: float) ->
         await client.offer(OFFER)
         elapsed = time.monotonic() - started
         await client.aclose()
-    assert at_least <= elapsed < 3.0
+    # Not a backoff of its own (below), nor the header read as ten times more (above).
+    assert at_least <= elapsed < 10 * at_least
 
 
 async def test_409_without_retry_after_is_a_conflict_at_once() -> None:
@@ -215,15 +216,15 @@ async def test_409_retries_are_bounded() -> None:
 
 
 async def test_retry_after_beyond_deadline_fails_at_once() -> None:
-    script = [web.Response(status=503, headers={"Retry-After": "60"}), created()]
+    script = [web.Response(status=503, headers={"Retry-After": "600"}), created()]
     async with ScriptedWhep(post=script) as server:
-        client = WhepClient(server.url(), retry_deadline=10.0)
+        client = WhepClient(server.url(), retry_deadline=60.0, max_retry_wait=600.0)
         started = time.monotonic()
         with pytest.raises(WhepError) as info:
             await client.offer(OFFER)
         await client.aclose()
-    # Not even part of the deadline waited (one request takes milliseconds).
-    assert info.value.status == 503 and time.monotonic() - started < 5.0
+    # Not even half the deadline waited (one request takes milliseconds).
+    assert info.value.status == 503 and time.monotonic() - started < 30.0
 
 
 @pytest.mark.parametrize(

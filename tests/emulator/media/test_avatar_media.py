@@ -144,9 +144,9 @@ async def test_pli_forces_a_keyframe_quickly() -> None:
         await wait_until(lambda: media.stats.keyframes == 2, 10.0)
         await wait_until(lambda: any(s.key_frame for s in viewer.video_since(asked)), 10.0)
         first_key = next(s for s in viewer.video_since(asked) if s.key_frame)
-        # The next frame (40 ms) + transport; the periodic keyframe is 10 s away: 3 s leaves
-        # room for a busy machine.
-        assert first_key.at - asked < 3.0
+        # The next frame (40 ms) + transport; the periodic keyframe is 10 s away: half of
+        # that leaves room for a busy machine.
+        assert first_key.at - asked < 5.0
         assert emu_viewer.pli_count == 1
 
 

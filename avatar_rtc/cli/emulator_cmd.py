@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 __all__ = ["register", "run"]
 
 ENV_TURN_SECRET = "AVATAR_EMULATOR_TURN_SECRET"
+ENV_KS = "AVATAR_EMULATOR_KS"
 
 
 def register(subparsers: Any) -> None:
@@ -83,7 +84,8 @@ def register(subparsers: Any) -> None:
         "--ks",
         metavar="KS",
         help="admin KS to accept (default: a random one, printed; --ks=KS if it begins with "
-        "'-'); a given one is never printed",
+        f"'-'; env {ENV_KS}, better for a real one: not on the command line); a given one is "
+        "never printed",
     )
     parser.add_argument(
         "--ended-end-status",
@@ -220,7 +222,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"avatar-rtc emulator: {exc}", file=sys.stderr)
         return ConfigurationError.exit_code
     try:
-        event_loop.run(_serve(emulator, given_ks=bool(args.ks)))
+        event_loop.run(_serve(emulator, given_ks=_given_ks(args) is not None))
     except BrokenPipeError:
         raise  # stdout closed: main() exits quietly
     except ConfigurationError as exc:  # AVATAR_RTC_EVENT_LOOP: misspelt, or uvloop missing
@@ -232,6 +234,11 @@ def run(args: argparse.Namespace) -> int:
         )
         return AvatarRTCError.exit_code
     return 0
+
+
+def _given_ks(args: argparse.Namespace) -> str | None:
+    """The KS to accept: --ks, else the environment; None: the emulator makes one up."""
+    return args.ks or os.environ.get(ENV_KS) or None
 
 
 def _build(args: argparse.Namespace) -> Emulator:
@@ -267,7 +274,7 @@ def _build(args: argparse.Namespace) -> Emulator:
         media_options=media_options,
         say_text_requires_voice=args.say_text_requires_voice,
         ended_end_status=args.ended_end_status,
-        ks=args.ks,
+        ks=_given_ks(args),
         turn_secret=turn_secret,
         whep_url_template=args.whep_url_override,
         fanout=args.fanout,
@@ -286,7 +293,7 @@ async def _serve(emulator: Emulator, *, given_ks: bool) -> None:
             loop.add_signal_handler(sig, stop.set)
     async with emulator:
         # The generated KS opens only this emulator; one given with --ks may be real: never echo it.
-        ks = "(the one given with --ks)" if given_ks else emulator.ks
+        ks = f"(the one given with --ks or {ENV_KS})" if given_ks else emulator.ks
         print(f"avatar-rtc emulator listening on {emulator.base_url}")
         print(f"AVATAR_API_URL={emulator.api_url}")
         print(f"AVATAR_KS={ks}")

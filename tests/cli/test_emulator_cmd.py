@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import aiohttp
 import pytest
@@ -15,13 +16,15 @@ import pytest
 from avatar_rtc.cli.main import build_parser
 
 
-def _start(*extra: str) -> tuple[subprocess.Popen[str], dict[str, str]]:
+def _start(
+    *extra: str, env: dict[str, str] | None = None
+) -> tuple[subprocess.Popen[str], dict[str, str]]:
     proc = subprocess.Popen(
         [sys.executable, "-m", "avatar_rtc.cli.main", "emulator", "--port", "0", *extra],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
     )
     assert proc.stdout is not None
     found: dict[str, str] = {}
@@ -66,6 +69,29 @@ async def test_given_ks_is_not_printed() -> None:
     out, _ = proc.communicate(timeout=10)
     assert proc.returncode == 0
     assert "secret-real-ks-value" not in out + found["AVATAR_KS"]
+
+
+def _cmdline(pid: int) -> bytes:
+    return Path(f"/proc/{pid}/cmdline").read_bytes()
+
+
+async def test_ks_from_the_environment_is_accepted_and_not_printed() -> None:
+    proc, found = _start("--no-media", env={"AVATAR_EMULATOR_KS": "secret-env-ks-value"})
+    try:
+        cmdline = _cmdline(proc.pid)
+        async with aiohttp.ClientSession() as http:
+            body = {"visualConfig": {"id": "x"}}
+            for ks, status in (("secret-env-ks-value", 200), ("another-ks", 401)):
+                headers = {"Authorization": f"KS {ks}"}
+                url = f"{found['AVATAR_API_URL']}/create"
+                async with http.post(url, json=body, headers=headers) as resp:
+                    assert resp.status == status, (ks, await resp.text())
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=10)
+    assert proc.returncode == 0, err
+    assert b"secret-env-ks-value" not in cmdline
+    assert "secret-env-ks-value" not in out + err + found["AVATAR_KS"]
 
 
 def test_parser_options() -> None:

@@ -25,7 +25,9 @@ worst session's p95 latency, NACKs and PLIs sent (all sessions), UDP receive-buf
 (``/proc/net/snmp`` RcvbufErrors, delta over the measured window), receiver CPU (% of one core,
 and per session), the load generator's CPU per session, receiver RSS. Clean: every session
 >= 24 fps, worst second >= 20 fps, no receive-buffer error. Prints the table, the largest clean N
-per mode (flagged when it is the largest N tried: the ceiling may be higher) and a JSON line.
+per mode (flagged when it is the largest N tried: the ceiling may be higher), each mode's CPU per
+session over plain aiortc's at the same N against the targets (decode <= 0.5, copy-record <= 0.2)
+and a JSON line.
 
     python scripts/bench_scale.py --netns --stop-when-unclean  # full run (about 35 minutes)
     python scripts/bench_scale.py --netns --sessions 1,4,8 --modes decode,aiortc --runs 3
@@ -68,6 +70,8 @@ sys.path.insert(0, str(ROOT / "scripts"))
 MODES = ("decode", "copy-record", "encode-record", "aiortc")
 WARMUP = 4.0  # seconds after the first frame before figures count (the others connect)
 CLEAN_FPS, CLEAN_WORST = 24.0, 20.0
+# Issue 11's targets: CPU per session at most this share of plain aiortc's decode session's.
+TARGET_RATIO = {"decode": 0.5, "copy-record": 0.2}
 
 
 # ------------------------------------------------------------------------- load generator
@@ -460,6 +464,32 @@ def largest_clean(rows: list[dict[str, Any]]) -> str:
     return str(largest)
 
 
+def ratios(cells: list[dict[str, Any]]) -> dict[str, dict[int, float]]:
+    """Per mode and N: median CPU per session / plain aiortc's median at the same N."""
+    base = {c["n"]: c["cpu_per_session"] for c in cells if c["mode"] == "aiortc"}
+    out: dict[str, dict[int, float]] = {}
+    for c in cells:
+        aiortc = base.get(c["n"])
+        if c["mode"] != "aiortc" and aiortc and c["cpu_per_session"] is not None:
+            out.setdefault(c["mode"], {})[c["n"]] = c["cpu_per_session"] / aiortc
+    return out
+
+
+def print_ratios(cells: list[dict[str, Any]]) -> None:
+    by_mode = ratios(cells)
+    if not by_mode:
+        return
+    print("\nCPU per session / plain aiortc's (decode to numpy), same N, medians:")
+    for mode, by_n in by_mode.items():
+        row = "  ".join(f"N={n} {r:.3f}" for n, r in sorted(by_n.items()))
+        print(f"{mode:>13s}  {row}")
+        target = TARGET_RATIO.get(mode)
+        if target is not None:
+            missed = [n for n, r in sorted(by_n.items()) if r > target]
+            verdict = f"missed at N = {missed}" if missed else "met at every N"
+            print(f"{'':>13s}  target <= {target:g}: {verdict}")
+
+
 def print_table(cells: list[dict[str, Any]], runs: int) -> None:
     print(
         f"\nmedians of {runs} runs; clean = runs out of {runs} with every session >= "
@@ -539,6 +569,7 @@ def main() -> int:
                     print(line, file=sys.stderr, flush=True)
                 cells.append(median_cell(runs))
     print_table(cells, args.runs)
+    print_ratios(cells)
     print(
         json.dumps(
             {
@@ -548,6 +579,7 @@ def main() -> int:
                 "runs": args.runs,
                 "turn": args.turn,
                 "cells": cells,
+                "ratios_to_aiortc": ratios(cells),
             }
         )
     )

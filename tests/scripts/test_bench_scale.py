@@ -45,6 +45,24 @@ def test_the_largest_clean_n_says_when_no_larger_n_was_tried(bench: ModuleType) 
     assert bench.largest_clean([_cell(1, min_fps=collapsed)]) == "none"
 
 
+def test_ratios_are_against_aiortc_at_the_same_n(
+    bench: ModuleType, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def cell(mode: str, n: int, cpu: float | None) -> dict[str, object]:
+        return {"mode": mode, "n": n, "cpu_per_session": cpu}
+
+    cells = [
+        cell("decode", 1, 3.0), cell("copy-record", 1, 1.0), cell("aiortc", 1, 8.0),
+        cell("decode", 2, 3.0), cell("copy-record", 2, None), cell("aiortc", 2, 5.0),
+        cell("decode", 4, 2.0),  # no aiortc cell at N = 4: no ratio
+    ]  # fmt: skip
+    assert bench.ratios(cells) == {"decode": {1: 0.375, 2: 0.6}, "copy-record": {1: 0.125}}
+    bench.print_ratios(cells)
+    out = capsys.readouterr().out
+    assert "target <= 0.5: missed at N = [2]" in out
+    assert "target <= 0.2: met at every N" in out
+
+
 def test_the_receiver_gets_the_ks_on_stdin_not_its_command_line(
     bench: ModuleType, tmp_path: Path
 ) -> None:

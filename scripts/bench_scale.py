@@ -27,7 +27,9 @@ and per session), the load generator's CPU per session, receiver RSS. Clean: eve
 >= 24 fps, worst second >= 20 fps, no receive-buffer error. Prints the table, the largest clean N
 per mode (flagged when it is the largest N tried: the ceiling may be higher), each mode's CPU per
 session over plain aiortc's at the same N against the targets (decode <= 0.5, copy-record <= 0.2)
-and a JSON line.
+and a JSON line. For each N the modes take turns run by run (decode, copy-record, aiortc,
+decode, ...), and a ratio is the median of the ratios of runs taken side by side: the machine's
+load drifts over minutes, and both sides of a ratio then saw the same stretch of it.
 
     python scripts/bench_scale.py --netns --stop-when-unclean  # full run (about 35 minutes)
     python scripts/bench_scale.py --netns --sessions 1,4,8 --modes decode,aiortc --runs 3
@@ -433,6 +435,7 @@ def median_cell(runs: list[dict[str, Any]]) -> dict[str, Any]:
             cell[key] = statistics.median(values) if values else None
     cell["runs"] = len(runs)
     cell["clean_runs"] = sum(clean(r) for r in runs)
+    cell["cpu_per_session_runs"] = [r["cpu_per_session"] for r in runs]  # in run order
     return cell
 
 
@@ -465,13 +468,22 @@ def largest_clean(rows: list[dict[str, Any]]) -> str:
 
 
 def ratios(cells: list[dict[str, Any]]) -> dict[str, dict[int, float]]:
-    """Per mode and N: median CPU per session / plain aiortc's median at the same N."""
-    base = {c["n"]: c["cpu_per_session"] for c in cells if c["mode"] == "aiortc"}
+    """Per mode and N: CPU per session / plain aiortc's at the same N, the median of the
+    ratios of runs taken side by side (run i of each mode ran in the same stretch of machine
+    load, see main), else of the cells' medians."""
+    base = {c["n"]: c for c in cells if c["mode"] == "aiortc"}
     out: dict[str, dict[int, float]] = {}
     for c in cells:
         aiortc = base.get(c["n"])
-        if c["mode"] != "aiortc" and aiortc and c["cpu_per_session"] is not None:
-            out.setdefault(c["mode"], {})[c["n"]] = c["cpu_per_session"] / aiortc
+        if c["mode"] == "aiortc" or aiortc is None:
+            continue
+        ours, theirs = c.get("cpu_per_session_runs"), aiortc.get("cpu_per_session_runs")
+        if ours and theirs and len(ours) == len(theirs) and all(theirs):
+            out.setdefault(c["mode"], {})[c["n"]] = statistics.median(
+                a / b for a, b in zip(ours, theirs, strict=True)
+            )
+        elif c["cpu_per_session"] is not None and aiortc["cpu_per_session"]:
+            out.setdefault(c["mode"], {})[c["n"]] = c["cpu_per_session"] / aiortc["cpu_per_session"]
     return out
 
 
@@ -479,7 +491,7 @@ def print_ratios(cells: list[dict[str, Any]]) -> None:
     by_mode = ratios(cells)
     if not by_mode:
         return
-    print("\nCPU per session / plain aiortc's (decode to numpy), same N, medians:")
+    print("\nCPU per session / plain aiortc's (decode to numpy), same N, median of paired runs:")
     for mode, by_n in by_mode.items():
         row = "  ".join(f"N={n} {r:.3f}" for n, r in sorted(by_n.items()))
         print(f"{mode:>13s}  {row}")
@@ -556,18 +568,22 @@ def main() -> int:
     cells: list[dict[str, Any]] = []
     with turn_server(args.turn) as turn:
         for n in sessions:
-            for mode in modes:
-                if args.stop_when_unclean and any(
-                    c["mode"] == mode and c["clean_runs"] == 0 for c in cells
-                ):
-                    continue
-                runs = []
-                for i in range(args.runs):
+            active = [
+                m
+                for m in modes
+                if not args.stop_when_unclean
+                or not any(c["mode"] == m and c["clean_runs"] == 0 for c in cells)
+            ]
+            runs: dict[str, list[dict[str, Any]]] = {m: [] for m in active}
+            # Modes take turns, run by run: on a shared machine whose load drifts over
+            # minutes, ours and aiortc's runs i see the same stretch of it (ratios pair them).
+            for i in range(args.runs):
+                for mode in active:
                     run = one_cell(mode, n, args.procs, args.seconds, turn)
-                    runs.append(run)
+                    runs[mode].append(run)
                     line = f"N={n} {mode} run {i + 1}: {json.dumps(run)}"
                     print(line, file=sys.stderr, flush=True)
-                cells.append(median_cell(runs))
+            cells += [median_cell(runs[m]) for m in active]
     print_table(cells, args.runs)
     print_ratios(cells)
     print(

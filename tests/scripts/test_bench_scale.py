@@ -62,6 +62,16 @@ def test_ratios_are_against_aiortc_at_the_same_n(
     assert "target <= 0.5: missed at N = [2]" in out
     assert "target <= 0.2: met at every N" in out
 
+    # With the runs kept (median_cell keeps them in run order), runs i are paired: the median
+    # of 2/4, 4/8, 3/12 is 0.5, where the medians' ratio would be 3/8.
+    def runs(*cpu: float) -> list[dict[str, object]]:
+        return [{**_cell(1, min_fps=25.0), "cpu_per_session": v} for v in cpu]
+
+    decode, aiortc = bench.median_cell(runs(2.0, 4.0, 3.0)), bench.median_cell(runs(4.0, 8.0, 12.0))
+    decode["mode"], aiortc["mode"] = "decode", "aiortc"
+    assert decode["cpu_per_session"] == 3.0 and aiortc["cpu_per_session"] == 8.0
+    assert bench.ratios([decode, aiortc]) == {"decode": {1: 0.5}}
+
 
 def test_the_receiver_gets_the_ks_on_stdin_not_its_command_line(
     bench: ModuleType, tmp_path: Path

@@ -12,11 +12,7 @@ import argparse
 
 import numpy as np
 
-from avatar_rtc import (
-    AudioFormat,
-    SyncAvatarSession,
-    VideoFormat,
-)
+from avatar_rtc import AudioFormat, SyncAvatarSession, VideoFormat
 
 from _target import sync_target  # the real service, or an emulator started here
 

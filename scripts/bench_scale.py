@@ -285,15 +285,21 @@ def _tree(pid: int) -> list[int]:
     return found
 
 
+def _process_cpu_clock(pid: int) -> int:
+    """The CPU-time clock of process ``pid`` (every thread, ended ones too): Linux's
+    ``MAKE_PROCESS_CPUCLOCK(pid, CPUCLOCK_SCHED)``, what clock_getcpuclockid(3) returns."""
+    return (~pid << 3) | 2
+
+
 def _cpu_seconds(pids: list[int]) -> float:
-    tick = os.sysconf("SC_CLK_TCK")
-    total = 0
+    """User + system CPU seconds of ``pids``, to the nanosecond. (/proc's utime and stime come
+    in 10 ms ticks: over the measured window, 0.14 % of a core, a tenth of a one-session
+    copy-record figure.)"""
+    total = 0.0
     for pid in pids:
-        with contextlib.suppress(OSError):
-            with open(f"/proc/{pid}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])
-    return total / tick
+        with contextlib.suppress(OSError):  # the process ended since it was listed
+            total += time.clock_gettime(_process_cpu_clock(pid))
+    return total
 
 
 def _rss_mb(pids: list[int]) -> float:

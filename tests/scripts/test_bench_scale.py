@@ -4,6 +4,9 @@ the receiver's command line (no credential on it)."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 from types import ModuleType
 
@@ -71,6 +74,35 @@ def test_ratios_are_against_aiortc_at_the_same_n(
     decode["mode"], aiortc["mode"] = "decode", "aiortc"
     assert decode["cpu_per_session"] == 3.0 and aiortc["cpu_per_session"] == 8.0
     assert bench.ratios([decode, aiortc]) == {"decode": {1: 0.5}}
+
+
+def test_cpu_seconds_count_every_thread_to_the_nanosecond(bench: ModuleType) -> None:
+    spin = (
+        "import sys, threading, time\n"
+        "def spin():\n"
+        "    t = time.thread_time()\n"
+        "    while time.thread_time() - t < 0.2: pass\n"
+        "threads = [threading.Thread(target=spin) for _ in range(2)]\n"
+        "for t in threads: t.start()\n"
+        "for t in threads: t.join()\n"
+        "print('spun', flush=True)\n"
+        "sys.stdin.read()\n"
+    )
+    child = subprocess.Popen(
+        [sys.executable, "-c", spin], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    assert child.stdin is not None and child.stdout is not None
+    assert child.stdout.readline() == "spun\n"  # both threads have ended; it waits on stdin
+    with open(f"/proc/{child.pid}/stat") as f:  # first: the child may still run a little
+        fields = f.read().rsplit(")", 1)[1].split()
+    ticks = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    cpu = bench._cpu_seconds([child.pid])
+    child.stdin.close()
+    assert child.wait(timeout=60) == 0
+    assert cpu >= 0.4  # the two ended threads' time is in
+    # /proc's figure, whose utime and stime are each rounded down to a 10 ms tick
+    assert ticks <= cpu < ticks + 0.021
+    assert bench._cpu_seconds([child.pid]) == 0.0  # gone: nothing, no error
 
 
 def test_the_receiver_gets_the_ks_on_stdin_not_its_command_line(

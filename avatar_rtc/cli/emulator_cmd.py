@@ -216,13 +216,14 @@ def _faults(args: argparse.Namespace) -> MediaFaults:
 
 
 def run(args: argparse.Namespace) -> int:
+    args.ks = _given_ks(args)  # resolved once: the emulator accepts it, _serve hides it
     try:
         emulator = _build(args)
     except ValueError as exc:  # options out of range (media size, fps, timeouts)
         print(f"avatar-rtc emulator: {exc}", file=sys.stderr)
         return ConfigurationError.exit_code
     try:
-        event_loop.run(_serve(emulator, given_ks=_given_ks(args) is not None))
+        event_loop.run(_serve(emulator, given_ks=args.ks is not None))
     except BrokenPipeError:
         raise  # stdout closed: main() exits quietly
     except ConfigurationError as exc:  # AVATAR_RTC_EVENT_LOOP: misspelt, or uvloop missing
@@ -274,7 +275,7 @@ def _build(args: argparse.Namespace) -> Emulator:
         media_options=media_options,
         say_text_requires_voice=args.say_text_requires_voice,
         ended_end_status=args.ended_end_status,
-        ks=_given_ks(args),
+        ks=args.ks,
         turn_secret=turn_secret,
         whep_url_template=args.whep_url_override,
         fanout=args.fanout,
@@ -292,7 +293,7 @@ async def _serve(emulator: Emulator, *, given_ks: bool) -> None:
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
     async with emulator:
-        # The generated KS opens only this emulator; one given with --ks may be real: never echo it.
+        # The generated KS opens only this emulator; a given one may be real: never echo it.
         ks = f"(the one given with --ks or {ENV_KS})" if given_ks else emulator.ks
         print(f"avatar-rtc emulator listening on {emulator.base_url}")
         print(f"AVATAR_API_URL={emulator.api_url}")

@@ -23,7 +23,9 @@ or send -> complete encoded frame (record), across processes (CLOCK_MONOTONIC).
 Per cell (mode, N; median of ``--runs``): the worst session's fps and worst 1-s bucket, the
 worst session's p95 latency, NACKs and PLIs sent (all sessions), UDP receive-buffer errors
 (``/proc/net/snmp`` RcvbufErrors, delta over the measured window), receiver CPU (% of one core,
-and per session), the load generator's CPU per session, receiver RSS. Clean: every session
+and per session), the receiver's wake-ups a second per session (``wake/s``: voluntary context
+switches of all its threads, see ``_wakeups``), the load generator's CPU per session, receiver
+RSS. Clean: every session
 >= 24 fps, worst second >= 20 fps, no receive-buffer error. Prints the table, the largest clean N
 per mode (flagged when it is the largest N tried: the ceiling may be higher), each mode's CPU per
 session over plain aiortc's at the same N against the targets (decode <= 0.5, copy-record <= 0.2)
@@ -302,6 +304,32 @@ def _cpu_seconds(pids: list[int]) -> float:
     return total
 
 
+def _wakeups(pids: list[int]) -> dict[tuple[int, int], int]:
+    """Voluntary context switches of every thread of ``pids`` by (pid, tid): each is a time
+    the thread blocked and was woken again (an event loop's wake-up, a decoder thread's). On a
+    virtual machine a wake-up costs ~50-200 µs of the process's CPU even when it does nothing
+    (``asyncio.sleep`` 25-400 times a second, measured here): a receiver's CPU follows how
+    often it wakes, not only what it does per packet."""
+    found: dict[tuple[int, int], int] = {}
+    for pid in pids:
+        try:
+            tids = os.listdir(f"/proc/{pid}/task")
+        except OSError:  # the process ended since it was listed
+            continue
+        for tid in tids:
+            with contextlib.suppress(OSError), open(f"/proc/{pid}/task/{tid}/status") as f:
+                for line in f:
+                    if line.startswith("voluntary_ctxt_switches:"):
+                        found[(pid, int(tid))] = int(line.split()[1])
+    return found
+
+
+def _wakeups_since(before: dict[tuple[int, int], int], after: dict[tuple[int, int], int]) -> int:
+    """Wake-ups of the threads alive at the end (from 0 for the ones started meanwhile; a
+    thread that ended meanwhile is not counted: /proc keeps no total of ended threads)."""
+    return sum(count - before.get(key, 0) for key, count in after.items())
+
+
 def _rss_mb(pids: list[int]) -> float:
     total = 0
     for pid in pids:
@@ -391,6 +419,7 @@ def one_cell(
         pids = _tree(receiver.pid)
         cpu0, gen0, err0 = _cpu_seconds(pids), _cpu_seconds([gen["pid"]]), _rcvbuf_errors()
         turn0 = _cpu_seconds(turn_pids)
+        wake0, gen_wake0 = _wakeups(pids), _wakeups([gen["pid"]])
         wall0 = time.monotonic()
         time.sleep(seconds - 1.0)
         rss = _rss_mb(pids)
@@ -398,6 +427,8 @@ def one_cell(
         cpu = (_cpu_seconds(_tree(receiver.pid)) - cpu0) / wall
         gen_cpu = (_cpu_seconds([gen["pid"]]) - gen0) / wall
         turn_cpu = (_cpu_seconds(turn_pids) - turn0) / wall
+        wakeups = _wakeups_since(wake0, _wakeups(_tree(receiver.pid))) / wall
+        gen_wakeups = _wakeups_since(gen_wake0, _wakeups([gen["pid"]])) / wall
         errors = _rcvbuf_errors() - err0
         results = json.loads(receiver.stdout.readline())["results"]
         receiver.wait(timeout=60)
@@ -418,6 +449,8 @@ def one_cell(
         "cpu_percent": 100 * cpu,
         "cpu_per_session": 100 * cpu / n,
         "gen_cpu_per_session": 100 * gen_cpu / n,
+        "wakeups_per_session": wakeups / n,  # per second, every receiver thread
+        "gen_wakeups": gen_wakeups,  # per second, the load generator's threads
         "turn_cpu_per_session": 100 * turn_cpu / n if turn is not None else None,
         "rss_mb": rss,
         "generator_loop": gen["loop"],
@@ -455,6 +488,7 @@ COLUMNS = (
     ("rcvbuf_errors", "rcvbuf", ".0f"),
     ("cpu_percent", "rxCPU%", ".0f"),
     ("cpu_per_session", "rx%/s", ".1f"),
+    ("wakeups_per_session", "wake/s", ".0f"),
     ("gen_cpu_per_session", "gen%/s", ".2f"),
     ("turn_cpu_per_session", "turn%/s", ".2f"),
     ("rss_mb", "RSS MB", ".0f"),

@@ -119,3 +119,40 @@ def test_the_receiver_gets_the_ks_on_stdin_not_its_command_line(
     assert "secret" not in " ".join(seen["argv"])
     assert seen["argv"][1:5] == ["--receiver", "decode", "--n", "2"]
     assert json.loads(seen["stdin"]) == gen
+
+
+def test_wakeups_count_each_time_a_thread_blocked_and_woke(bench: ModuleType) -> None:
+    sleeper = (
+        "import sys, threading, time\n"
+        "go, done = threading.Event(), threading.Event()\n"
+        "def nap():\n"
+        "    go.wait()\n"
+        "    for _ in range(40): time.sleep(0.005)\n"
+        "    print('napped', flush=True)\n"
+        "    done.wait()\n"
+        "t = threading.Thread(target=nap); t.start()\n"
+        "print('ready', flush=True)\n"
+        "sys.stdin.readline(); go.set()\n"
+        "sys.stdin.readline(); done.set(); t.join()\n"
+    )
+    child = subprocess.Popen(
+        [sys.executable, "-c", sleeper], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    assert child.stdin is not None and child.stdout is not None
+    assert child.stdout.readline() == "ready\n"
+    before = bench._wakeups([child.pid])
+    assert (child.pid, child.pid) in before  # the main thread, blocked on stdin
+    child.stdin.write("go\n")
+    child.stdin.flush()
+    assert child.stdout.readline() == "napped\n"  # both threads blocked again, alive
+    after = bench._wakeups([child.pid])
+    assert set(after) == set(before) and len(after) == 2
+    woken = bench._wakeups_since(before, after)
+    # the 40 naps, and a few blocking waits (stdin, the events) around them
+    assert 40 <= woken < 60
+    child.stdin.write("end\n")
+    child.stdin.flush()
+    assert child.wait(timeout=60) == 0
+    started = {**after, (child.pid, 1): 45}  # a thread started meanwhile counts from 0
+    assert bench._wakeups_since(before, started) == woken + 45
+    assert bench._wakeups([child.pid]) == {}  # gone: nothing, no error

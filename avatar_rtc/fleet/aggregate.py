@@ -108,13 +108,12 @@ def aggregate(
 
 def plot_fleet(report: FleetReport, path: str | os.PathLike[str]) -> None:
     """One panel per metric: each session's value (dots) and the P50/P95/P99 lines."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    # Not pyplot's (nor its backend switch): a figure of our own, freed with its reference.
+    from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
 
-    fig, axes = plt.subplots(len(METRICS), 1, figsize=(8, 2.2 * len(METRICS)))
+    fig = Figure(figsize=(8, 2.2 * len(METRICS)))
+    axes = fig.subplots(len(METRICS), 1)
     for ax, (name, (label, unit)) in zip(axes, METRICS.items(), strict=True):
         points = [(r.index, v) for r in report.results if (v := getattr(r, name)) is not None]
         summary = report.metrics[name]
@@ -132,4 +131,3 @@ def plot_fleet(report: FleetReport, path: str | os.PathLike[str]) -> None:
     fig.suptitle(f"avatar-rtc fleet: {report.ok}/{report.sessions} sessions ok", fontsize=10)
     fig.tight_layout()
     fig.savefig(os.fspath(path), dpi=100)
-    plt.close(fig)

@@ -6,14 +6,15 @@ speech segments, silences and dropouts; the mouth opening. A headline gives the 
 A live session adds each turn (a dashed line at its say, arrows to its first speech and its
 first mouth opening, labelled with the latencies), a fourth row with the received bitrate and
 the packets lost, NACKs and PLIs of each second, and a second headline line with the time to
-first frame, the latency percentiles and the network totals.
+first frame, the latency percentiles and the network totals. The headline's parts wrap onto
+as many lines as the figure's width needs.
 matplotlib (the ``qa`` extra) with the non-interactive Agg backend: no display needed.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -22,7 +23,10 @@ from .report import QaReport
 from .spans import Span
 from .turns import Turn
 
-__all__ = ["headline", "plot_report"]
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+__all__ = ["headline", "plot_report", "timeline_figure"]
 
 FREEZE_COLOUR = "tab:red"
 BLACK_COLOUR = "black"
@@ -31,9 +35,13 @@ SPEECH_COLOUR = "tab:green"
 SILENCE_COLOUR = "0.85"
 DROPOUT_COLOUR = "tab:red"
 TURN_COLOUR = "tab:blue"
+HEADLINE_CHARS = 110  # a headline line's most characters: what the 12-inch figure holds
+SEPARATOR = "  |  "
 
 
-def headline(report: QaReport) -> str:
+def headline(report: QaReport, width: int = HEADLINE_CHARS) -> str:
+    """The verdicts, in parts of at most ``width`` characters a line; a live session's
+    start-up, turns and network on the lines after."""
     d = report.to_dict()
     parts = [f"QA {report.verdict.upper()}"]
     video, audio, sync = d["video"], d["audio"], d["lipsync"]
@@ -55,15 +63,29 @@ def headline(report: QaReport) -> str:
         )
     else:
         parts.append("lip sync unknown")
-    line = "  |  ".join(parts)
-    return line if report.live is None else f"{line}\n{_live_headline(d)}"
+    lines = _wrap(parts, width)
+    if report.live is not None:
+        lines += _wrap(_live_parts(d), width)
+    return "\n".join(lines)
+
+
+def _wrap(parts: list[str], width: int) -> list[str]:
+    """``parts`` joined by the separator, a new line where the next would pass ``width``."""
+    lines = [parts[0]]
+    for part in parts[1:]:
+        joined = lines[-1] + SEPARATOR + part
+        if len(joined) > width:
+            lines.append(part)
+        else:
+            lines[-1] = joined
+    return lines
 
 
 def _seconds(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}"
 
 
-def _live_headline(d: dict[str, Any]) -> str:
+def _live_parts(d: dict[str, Any]) -> list[str]:
     turns, network = d["turns"], d["network"]
     parts = [f"TTFF {_seconds(d['start']['total'])} s"]
     if turns["count"]:
@@ -83,33 +105,35 @@ def _live_headline(d: dict[str, Any]) -> str:
     if pair is not None:
         relay = f" (TURN/{network['turn_transport']})" if network["turn_transport"] else ""
         parts.append(f"{pair['local_type']}{relay}\u2192{pair['remote_type']}")
-    return "  |  ".join(parts)
+    return parts
 
 
 def plot_report(report: QaReport, path: str | Path) -> None:
     """Write the timeline of ``report`` to ``path`` (PNG)."""
-    import matplotlib
+    fig = timeline_figure(report)
+    fig.savefig(str(path), dpi=100)
 
-    matplotlib.use("Agg")
-    from matplotlib import pyplot as plt
+
+def timeline_figure(report: QaReport) -> Figure:
+    """The timeline of ``report`` as a matplotlib figure (12 inches wide), to show or save."""
+    # Not pyplot's: a figure pyplot does not track is freed with its last reference.
+    from matplotlib.figure import Figure
 
     live = report.live is not None
     rows, height = (4, 9) if live else (3, 7)
-    fig, axes = plt.subplots(rows, 1, figsize=(12, height), sharex=True, constrained_layout=True)
-    try:
-        fig.suptitle(headline(report), fontsize=10 if live else 11, fontweight="bold")
-        _video_row(axes[0], report)
-        _audio_row(axes[1], report)
-        _mouth_row(axes[2], report)
-        if live:
-            _network_row(axes[3], report)
-            _turn_marks(axes, report)
-        axes[-1].set_xlabel("seconds from the first frame")
-        end = max(report.duration, 1.0)
-        axes[-1].set_xlim(0.0, end)
-        fig.savefig(str(path), dpi=100)
-    finally:
-        plt.close(fig)
+    fig = Figure(figsize=(12, height), layout="constrained")
+    axes = fig.subplots(rows, 1, sharex=True)
+    fig.suptitle(headline(report), fontsize=10 if live else 11, fontweight="bold")
+    _video_row(axes[0], report)
+    _audio_row(axes[1], report)
+    _mouth_row(axes[2], report)
+    if live:
+        _network_row(axes[3], report)
+        _turn_marks(axes, report)
+    axes[-1].set_xlabel("seconds from the first frame")
+    end = max(report.duration, 1.0)
+    axes[-1].set_xlim(0.0, end)
+    return fig
 
 
 def _mark(ax: Any, spans: list[Span], origin: float, colour: str, label: str) -> None:

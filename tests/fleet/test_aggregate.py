@@ -77,6 +77,15 @@ def test_a_metric_nobody_measured_is_null() -> None:
 
 
 def test_plot_writes_a_png(tmp_path: Path) -> None:
+    import matplotlib
+
+    before = matplotlib.get_backend()
+    matplotlib.use("svg")  # the caller's choice: plotting leaves it alone
+    try:
+        plot_fleet(aggregate(results()), tmp_path / "first.png")
+        assert matplotlib.get_backend() == "svg"
+    finally:
+        matplotlib.use(before)
     out = tmp_path / "fleet.png"
     plot_fleet(aggregate(results()), out)
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -76,6 +76,7 @@ WARMUP = 4.0  # seconds after the first frame before figures count (the others c
 CLEAN_FPS, CLEAN_WORST = 24.0, 20.0
 # Issue 11's targets: CPU per session at most this share of plain aiortc's decode session's.
 TARGET_RATIO = {"decode": 0.5, "copy-record": 0.2}
+GENERATOR_TARGET = 2.0  # and the load generator's CPU per session at most this % of a core
 
 
 # ------------------------------------------------------------------------- load generator
@@ -542,6 +543,27 @@ def print_ratios(cells: list[dict[str, Any]]) -> None:
             print(f"{'':>13s}  target <= {target:g}: {verdict}")
 
 
+def generator_over_target(cells: list[dict[str, Any]]) -> list[tuple[str, int]]:
+    """The cells (mode, N) whose median load-generator CPU per session is over the target."""
+    return [
+        (c["mode"], c["n"])
+        for c in cells
+        if c.get("gen_cpu_per_session") is not None and c["gen_cpu_per_session"] > GENERATOR_TARGET
+    ]
+
+
+def print_generator(cells: list[dict[str, Any]]) -> None:
+    figures = [c["gen_cpu_per_session"] for c in cells if c.get("gen_cpu_per_session") is not None]
+    if not figures:
+        return
+    over = generator_over_target(cells)
+    verdict = f"missed in {over}" if over else "met in every cell"
+    print(
+        f"\nload generator, CPU per session (cell medians): {min(figures):.2f}-{max(figures):.2f} %"
+        f" of a core; target <= {GENERATOR_TARGET:g} %: {verdict}"
+    )
+
+
 def print_table(cells: list[dict[str, Any]], runs: int) -> None:
     print(
         f"\nmedians of {runs} runs; clean = runs out of {runs} with every session >= "
@@ -626,6 +648,7 @@ def main() -> int:
             cells += [median_cell(runs[m]) for m in active]
     print_table(cells, args.runs)
     print_ratios(cells)
+    print_generator(cells)
     print(
         json.dumps(
             {

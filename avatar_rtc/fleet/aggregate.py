@@ -127,7 +127,7 @@ def plot_fleet(report: FleetReport, path: str | os.PathLike[str]) -> None:
             ax.axhline(value, color="tab:red", linestyle=style, linewidth=1, label=f"P{p}")
         ax.set_xlabel("session", fontsize=8)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.legend(fontsize=7, loc="upper right")
+        ax.legend(fontsize=7, loc="best")  # not over a session's dot
     fig.suptitle(f"avatar-rtc fleet: {report.ok}/{report.sessions} sessions ok", fontsize=10)
     fig.tight_layout()
     fig.savefig(os.fspath(path), dpi=100)

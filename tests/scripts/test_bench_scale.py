@@ -156,3 +156,21 @@ def test_wakeups_count_each_time_a_thread_blocked_and_woke(bench: ModuleType) ->
     started = {**after, (child.pid, 1): 45}  # a thread started meanwhile counts from 0
     assert bench._wakeups_since(before, started) == woken + 45
     assert bench._wakeups([child.pid]) == {}  # gone: nothing, no error
+
+
+def test_the_generator_verdict_names_the_cells_over_its_target(
+    bench: ModuleType, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cells = [
+        {"mode": "decode", "n": 1, "gen_cpu_per_session": 2.14},
+        {"mode": "aiortc", "n": 1, "gen_cpu_per_session": 1.9},
+        {"mode": "decode", "n": 8, "gen_cpu_per_session": 0.55},
+        {"mode": "decode", "n": 16, "gen_cpu_per_session": None},  # not measured: no verdict
+    ]
+    assert bench.generator_over_target(cells) == [("decode", 1)]
+    bench.print_generator(cells)
+    out = capsys.readouterr().out
+    assert "0.55-2.14 %" in out and "target <= 2 %: missed in [('decode', 1)]" in out
+    bench.print_generator(cells[1:])
+    out = capsys.readouterr().out
+    assert "0.55-1.90 %" in out and "met in every cell" in out

@@ -46,6 +46,7 @@ __all__ = ["register", "run"]
 COMMAND = "fleet"
 JOBS = {"record": "copy-record", "qa": "qa"}  # --job -> FleetJob.kind
 CONTAINER = "mp4"
+LOW_FPS_SHARE = 0.95  # a session under this share of the embedded emulator's rate: say why
 
 DESCRIPTION = """\
 Run N avatar sessions at once (default target: one embedded emulator serving them all), each
@@ -233,7 +234,7 @@ async def _fleet(args: argparse.Namespace, target: Target, stop: StopSignals) ->
         results = [future.result() for future in futures]
     report = aggregate(results, wall_seconds=time.monotonic() - started, engine=args.engine)
     _write_outputs(args, report)
-    _print_summary(report, args)
+    _print_summary(report, args, _emulator_fps(target))
     return stop.exit_code or exit_status(results)
 
 
@@ -289,7 +290,20 @@ def _write_outputs(args: argparse.Namespace, report: FleetReport) -> None:
             print_error(COMMAND, RuntimeError(f"--plot needs the qa extra ({exc})"))
 
 
-def _print_summary(report: FleetReport, args: argparse.Namespace) -> None:
+def _emulator_fps(target: Target) -> int | None:
+    """The frame rate the embedded emulator sends (None: another target)."""
+    if target.kind != "emulator":
+        return None
+    from ..emulator.media import AvatarMediaOptions
+
+    return AvatarMediaOptions().fps  # what open_target starts it with
+
+
+def _print_summary(
+    report: FleetReport, args: argparse.Namespace, emulator_fps: int | None = None
+) -> None:
+    """The counts, each metric's percentiles, the lowest video rates; ``emulator_fps``: the
+    embedded emulator's rate, to say when sessions got less (it is then the bottleneck)."""
     from ..fleet.aggregate import METRICS
 
     lines = [
@@ -307,6 +321,20 @@ def _print_summary(report: FleetReport, args: argparse.Namespace) -> None:
             )
         else:
             lines.append(f"  {label:20s} not measured")
+    fps, worst = (report.video or {}).get("fps"), (report.video or {}).get("worst_second_fps")
+    if fps is not None and fps.n and fps.min is not None and fps.p50 is not None:
+        worst_min = f", worst second {worst.min:.0f} fps" if worst and worst.min is not None else ""
+        lines.append(
+            f"  {'video fps':20s} p50 {fps.p50:8.1f}  min {fps.min:8.1f}{worst_min}"
+            f"  ({fps.n} sessions)"
+        )
+        if emulator_fps is not None and fps.min < LOW_FPS_SHARE * emulator_fps:
+            lines.append(
+                f"  note: some sessions got under the {emulator_fps} fps the embedded emulator"
+                " sends: it renders and encodes every session's video in this process, and"
+                " that is the limit here. Fewer --sessions, or a target of its own"
+                " (avatar-rtc emulator elsewhere, or the service)."
+            )
     for result in report.results:
         if not result.ok:
             lines.append(f"  session-{result.index:03d}: {result.error}")

@@ -1,10 +1,12 @@
 """The fleet report: P50/P95/P99 across sessions of what each session measured.
 
 Metrics (:data:`METRICS`): time to first frame, say -> speech, lip-sync offset (QA) and
-freezes per minute (QA). Percentiles are NumPy's default (linear interpolation between the
-closest ranks) over the sessions that measured the metric; ``n`` says how many did. The JSON
-(``to_dict()``) also lists every session's result; :func:`plot_fleet` draws the
-distributions as a PNG (needs matplotlib, the ``qa`` extra).
+freezes per minute (QA); and the video each session received (:data:`VIDEO_METRICS`: frames a
+second over the run and in its worst second, where the low end matters: ``min``).
+Percentiles are NumPy's default (linear interpolation between the closest ranks) over the
+sessions that measured the metric; ``n`` says how many did. The JSON (``to_dict()``) also
+lists every session's result; :func:`plot_fleet` draws the distributions as a PNG (needs
+matplotlib, the ``qa`` extra).
 """
 
 from __future__ import annotations
@@ -18,7 +20,15 @@ import numpy as np
 
 from .jobs import JobResult
 
-__all__ = ["METRICS", "PERCENTILES", "FleetReport", "MetricSummary", "aggregate", "plot_fleet"]
+__all__ = [
+    "METRICS",
+    "PERCENTILES",
+    "VIDEO_METRICS",
+    "FleetReport",
+    "MetricSummary",
+    "aggregate",
+    "plot_fleet",
+]
 
 SCHEMA_VERSION = 1
 PERCENTILES = (50, 95, 99)
@@ -28,6 +38,10 @@ METRICS: dict[str, tuple[str, str]] = {
     "say_to_speech_s": ("say -> speech", "s"),
     "lipsync_offset_ms": ("lip-sync offset", "ms"),
     "freezes_per_minute": ("freezes per minute", "/min"),
+}
+VIDEO_METRICS: dict[str, tuple[str, str]] = {
+    "fps": ("video fps", "fps"),
+    "worst_second_fps": ("worst second", "fps"),
 }
 
 
@@ -70,6 +84,7 @@ class FleetReport:
     results: tuple[JobResult, ...]
     wall_seconds: float | None = None
     engine: str | None = None
+    video: dict[str, MetricSummary] | None = None  # VIDEO_METRICS; None: not aggregated
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -81,6 +96,7 @@ class FleetReport:
             "qa": {"pass": self.qa_pass, "fail": self.qa_fail},
             "wall_seconds": None if self.wall_seconds is None else round(self.wall_seconds, 3),
             "metrics": {name: m.to_dict() for name, m in self.metrics.items()},
+            "video": {name: m.to_dict() for name, m in (self.video or {}).items()},
             "results": [r.to_dict() for r in self.results],
         }
 
@@ -89,10 +105,13 @@ def aggregate(
     results: Sequence[JobResult], *, wall_seconds: float | None = None, engine: str | None = None
 ) -> FleetReport:
     ordered = tuple(sorted(results, key=lambda r: r.index))
-    metrics = {
-        name: summarise([v for r in ordered if (v := getattr(r, name)) is not None])
-        for name in METRICS
-    }
+    metrics, video = (
+        {
+            name: summarise([v for r in ordered if (v := getattr(r, name)) is not None])
+            for name in names
+        }
+        for names in (METRICS, VIDEO_METRICS)
+    )
     return FleetReport(
         sessions=len(ordered),
         ok=sum(r.ok for r in ordered),
@@ -103,6 +122,7 @@ def aggregate(
         results=ordered,
         wall_seconds=wall_seconds,
         engine=engine,
+        video=video,
     )
 
 

@@ -89,3 +89,18 @@ def test_plot_writes_a_png(tmp_path: Path) -> None:
     out = tmp_path / "fleet.png"
     plot_fleet(aggregate(results()), out)
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_video_received_is_summarised_with_its_low_end() -> None:
+    fps = [25.0, 24.8, None, 13.6]  # a session that failed before its first frame: None
+    rs = [JobResult(i, "decode", ok=v is not None, fps=v, worst_second_fps=v and v - 5)
+          for i, v in enumerate(fps)]  # fmt: skip
+    report = aggregate(rs)
+    assert report.video is not None
+    measured = [v for v in fps if v is not None]
+    summary = report.video["fps"]
+    assert (summary.n, summary.min, summary.max) == (3, 13.6, 25.0)
+    assert summary.p50 == pytest.approx(percentile(measured, 50))
+    assert report.video["worst_second_fps"].min == pytest.approx(8.6)
+    data = json.loads(json.dumps(report.to_dict()))
+    assert data["video"]["fps"]["min"] == 13.6 and data["video"]["worst_second_fps"]["n"] == 3

@@ -7,6 +7,7 @@ report's percentiles are recomputed here from the individual reports.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import re
@@ -14,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from avatar_rtc.cli.fleet_cmd import FleetProgress, exit_status
-from avatar_rtc.fleet import JobResult, Load
+from avatar_rtc.cli.fleet_cmd import FleetProgress, _print_summary, exit_status
+from avatar_rtc.fleet import JobResult, Load, aggregate
 from avatar_rtc.fleet.ray_engine import ray_available
 from tests.cli.test_record_cmd import cli
 from tests.fleet.test_aggregate import percentile
@@ -100,6 +101,10 @@ def test_ray_runs_8_record_and_qa_sessions_and_the_report_adds_up(tmp_path: Path
         for p in (50, 95, 99):
             expected = percentile(values, p)
             assert report["metrics"][name][f"p{p}"] == pytest.approx(expected, abs=1e-3)
+    fps = [r["fps"] for r in results]
+    assert report["video"]["fps"]["n"] == 8 and report["video"]["fps"]["min"] == pytest.approx(
+        min(fps), abs=1e-3
+    )
     assert plot.read_bytes()[:4] == b"\x89PNG"
     said = re.search(r"8/8 sessions ok \(ray engine, ([\d.]+) s\)", done.stdout)
     assert said is not None, done.stdout
@@ -135,3 +140,31 @@ def test_exit_status_a_failed_session_then_a_qa_breach() -> None:
     assert exit_status([ok, ok]) == 0
     assert exit_status([ok, breached]) == 4
     assert exit_status([breached, no_media]) == 3
+
+
+def _summary(results: list[JobResult], emulator_fps: int | None) -> list[str]:
+    import argparse
+
+    args = argparse.Namespace(engine="local", out="out", job="record")
+    stdout = io.StringIO()
+    with contextlib.redirect_stdout(stdout):
+        _print_summary(aggregate(results, wall_seconds=6.0), args, emulator_fps)
+    return stdout.getvalue().splitlines()
+
+
+def test_the_summary_gives_the_lowest_video_rate_and_says_when_the_emulator_is_the_limit() -> None:
+    rates = [25.0, 24.9, 15.3, 13.6]
+    results = [JobResult(i, "copy-record", ok=True, fps=v, worst_second_fps=v - 4)
+               for i, v in enumerate(rates)]  # fmt: skip
+    lines = _summary(results, emulator_fps=25)
+    [video] = [line for line in lines if line.strip().startswith("video fps")]
+    assert "p50     20.1" in video and "min     13.6" in video and "worst second 10 fps" in video
+    assert "(4 sessions)" in video
+    [note] = [line for line in lines if line.strip().startswith("note:")]
+    assert "under the 25 fps the embedded emulator sends" in note
+    # every session at the emulator's rate (within 5 %), or another target: no note
+    assert not any("note:" in line for line in _summary(results[:2], emulator_fps=25))
+    assert not any("note:" in line for line in _summary(results, emulator_fps=None))
+    # no frame figures (every session failed before its first frame): no video line
+    failed = [JobResult(0, "copy-record", ok=False, error="refused", exit_code=5)]
+    assert not any("video fps" in line for line in _summary(failed, emulator_fps=25))

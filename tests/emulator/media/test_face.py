@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import itertools
+
 import av
 import numpy as np
 import pytest
 
-from avatar_rtc.emulator.media import BACKGROUND, MARKERS, FaceRenderer, markers_for, mouth_opening
+from avatar_rtc.emulator.media import (
+    BACKGROUND,
+    MARKERS,
+    FaceRenderer,
+    face,
+    markers_for,
+    mouth_opening,
+)
 
 
 def _rgb(yuv: np.ndarray) -> np.ndarray:
@@ -53,3 +62,49 @@ def test_render_reuses_buffer_and_leaves_static_parts() -> None:
     again = renderer.render(0.0, out=out)
     assert again is out
     assert np.array_equal(again, renderer.render(0.0))
+
+
+def test_open_eyes_are_drawn_once_per_gaze_phase_and_shared() -> None:
+    face.clear_open_eyes()
+    first, second = FaceRenderer(), FaceRenderer()
+    eyes = first._eyes  # the eye patch itself, not the whole frame
+    t = 1.36  # eyes open: 1.36 s is past the first blink's close
+    patch = eyes.draw(t)
+    assert all(not plane.flags.writeable for plane in patch)  # shared: read-only
+    # The same gaze phase a turn, or several, later; in another face of the same size: the
+    # same arrays, as drawn for that phase afresh.
+    for later in (t + face.GAZE_PERIOD, t + 8 * face.GAZE_PERIOD):
+        assert face.blink_closure(later) == 0.0
+        assert eyes.draw(later) is patch
+    assert second._eyes.draw(t + 2 * face.GAZE_PERIOD) is patch
+    fresh = eyes._draw(t % face.GAZE_PERIOD, 0.0)
+    assert all(np.array_equal(a, b) for a, b in zip(fresh, patch, strict=True))
+    # 25 fps over two turns of the gaze: 125 phases, whatever the time
+    for k in range(500):
+        first.render(0.0, t=k / 25)
+    assert len(face._open_eyes) == 125
+    # another size draws its own
+    FaceRenderer(320, 240).render(0.0, t=t)
+    assert len(face._open_eyes) == 126
+
+
+def test_a_blink_is_drawn_for_its_frame_and_not_kept() -> None:
+    face.clear_open_eyes()
+    eyes = FaceRenderer()._eyes
+    t = 2 * face.BLINK_PERIOD + 0.08  # two thirds closed
+    assert 0.5 < face.blink_closure(t) < 1.0
+    blink = eyes.draw(t)
+    assert face._open_eyes == {}
+    open_ = eyes.draw(t + 0.2)  # the lids up again
+    assert face.blink_closure(t + 0.2) == 0.0
+    assert not np.array_equal(blink[0], eyes._draw(t % face.GAZE_PERIOD, 0.0)[0])
+    assert len(face._open_eyes) == 1 and open_ is not blink
+
+
+def test_the_open_eyes_kept_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    face.clear_open_eyes()
+    monkeypatch.setattr(face, "OPEN_EYES_CACHED", 10)
+    renderer = FaceRenderer()
+    frames = [renderer.render(0.0, t=0.5 + k * 0.013).copy() for k in range(40)]  # 40 phases
+    assert len(face._open_eyes) == 10
+    assert all(not np.array_equal(a, b) for a, b in itertools.pairwise(frames))

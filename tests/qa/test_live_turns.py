@@ -53,7 +53,7 @@ def test_the_mouth_counts_from_its_rest_level_before_the_turn() -> None:
     assert turn.speech_latency is None
 
 
-def _fed(speech_at: float) -> MediaQa:
+def fed(speech_at: float) -> MediaQa:
     """4 s of a moving picture, silence then a tone from ``speech_at``."""
     qa = MediaQa(lipsync=False)
     for i in range(4 * FPS):
@@ -73,7 +73,7 @@ def _live(ttff: float, say_at: float = 0.5) -> LiveResult:
 
 
 def test_live_checks_time_to_first_frame_and_say_to_speech() -> None:
-    d = _fed(speech_at=1.0).report(live=_live(ttff=0.8)).to_dict()
+    d = fed(speech_at=1.0).report(live=_live(ttff=0.8)).to_dict()
     checks = {c["name"]: c for c in d["checks"]}
     assert checks["start.ttff_s"] == {
         "name": "start.ttff_s",
@@ -86,13 +86,13 @@ def test_live_checks_time_to_first_frame_and_say_to_speech() -> None:
     assert d["turns"]["items"][0]["speech_latency_s"] == pytest.approx(0.5, abs=0.011)
     assert d["start"] == {"session_id": "s1", "total": 0.8}
 
-    slow = _fed(speech_at=3.2).report(live=_live(ttff=3.5)).to_dict()
+    slow = fed(speech_at=3.2).report(live=_live(ttff=3.5)).to_dict()
     failed = {c["name"] for c in slow["checks"] if not c["ok"]}
     assert failed == {"start.ttff_s", "turns.say_to_speech_s"}  # 3.5 s > 3; 2.7 s > 2.5
 
 
 def test_a_turn_never_heard_breaches_say_to_speech_and_limits_come_from_toml() -> None:
-    silent = _fed(speech_at=9.0).report(live=_live(ttff=0.5)).to_dict()
+    silent = fed(speech_at=9.0).report(live=_live(ttff=0.5)).to_dict()
     check = next(c for c in silent["checks"] if c["name"] == "turns.say_to_speech_s")
     assert check == {"name": "turns.say_to_speech_s", "value": None, "limit": "<= 2.5", "ok": False}
 

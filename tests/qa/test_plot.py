@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 
-from avatar_rtc.qa import LiveResult, MediaQa, Say
+from avatar_rtc.qa import LiveResult, Say
 from avatar_rtc.qa.network import NetworkResult, NetworkSample, TrackSample
 from avatar_rtc.qa.plot import HEADLINE_CHARS, SEPARATOR, headline, plot_report, timeline_figure
 from avatar_rtc.qa.report import QaReport
@@ -16,6 +15,7 @@ from tests.rtc.test_receive_stats import receive_stats
 
 from .conftest import Analysed
 from .media import Faults
+from .test_live_turns import fed
 
 
 @pytest.mark.slow
@@ -33,18 +33,9 @@ def test_timeline_png_of_a_file_with_a_dropout(analysed: Analysed, tmp_path: Pat
 
 
 def _long_live_report() -> QaReport:
-    """4 s of fed media, and a live part with every headline item at its longest: a lip-sync
-    verdict, two turns, loss with decimals, a relayed pair through TURN over TLS."""
-    rate, fps = 48_000, 25
-    qa = MediaQa()
-    for i in range(4 * fps):
-        frame = np.full((48, 64), 100, dtype=np.uint8)
-        frame[10:20, i % 50 : i % 50 + 10] = 220
-        qa.feed_video(frame, i / fps)
-    n = np.arange(4 * rate)
-    pcm = (0.1 * np.sin(2 * np.pi * 440 * n / rate)).astype(np.float32)
-    for i in range(0, len(n), 960):
-        qa.feed_audio(pcm[None, i : i + 960], i / rate, rate)
+    """4 s of fed media, and a live part with every headline item at its longest: two turns,
+    loss with decimals, a relayed pair through TURN over TLS."""
+    qa = fed(speech_at=0.0)
     start = TrackSample(receive_stats(), jitter=0.0)
     video = TrackSample(
         receive_stats(packets=9_870, bytes=5_000_000, lost=1_234, recovered_packets=1_111,

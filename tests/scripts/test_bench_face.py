@@ -3,19 +3,12 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
-from tests.support import SCRIPTS
+from tests.support import run_script
 
 
 def test_it_prints_both_figures_and_their_ratio() -> None:
-    done = subprocess.run(
-        [sys.executable, str(SCRIPTS / "bench_face.py"), "--runs", "1", "--seconds", "2", "--json"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    done = run_script("bench_face", "--runs", "1", "--seconds", "2", "--json")
     assert done.returncode == 0, done.stderr
     summary, line = done.stdout.strip().splitlines()
     figures = json.loads(line)
@@ -28,10 +21,5 @@ def test_it_prints_both_figures_and_their_ratio() -> None:
 
 
 def test_bad_arguments_are_refused() -> None:
-    done = subprocess.run(
-        [sys.executable, str(SCRIPTS / "bench_face.py"), "--runs", "0"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = run_script("bench_face", "--runs", "0")
     assert done.returncode == 2 and "--runs must be >= 1" in done.stderr

@@ -3,19 +3,12 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
-from tests.support import SCRIPTS
+from tests.support import run_script
 
 
 def test_it_prints_the_floor_from_its_parts() -> None:
-    done = subprocess.run(
-        [sys.executable, str(SCRIPTS / "bench_media_floor.py"), "--runs", "1", "--json"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    done = run_script("bench_media_floor", "--runs", "1", "--json")
     assert done.returncode == 0, done.stderr
     summary, line = done.stdout.strip().splitlines()
     figures = json.loads(line)
@@ -30,11 +23,6 @@ def test_it_prints_the_floor_from_its_parts() -> None:
 
 
 def test_runs_below_one_are_refused() -> None:
-    done = subprocess.run(
-        [sys.executable, str(SCRIPTS / "bench_media_floor.py"), "--runs", "0"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = run_script("bench_media_floor", "--runs", "0")
     assert done.returncode == 2
     assert "--runs must be >= 1" in done.stderr

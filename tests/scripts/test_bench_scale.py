@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 from types import ModuleType
+from typing import IO
 
 import pytest
 
@@ -76,6 +77,15 @@ def test_ratios_are_against_aiortc_at_the_same_n(
     assert bench.ratios([decode, aiortc]) == {"decode": {1: 0.5}}
 
 
+def _python(code: str) -> tuple[subprocess.Popen[str], IO[str], IO[str]]:
+    """``python -c code``, and its stdin and stdout (text pipes)."""
+    child = subprocess.Popen(
+        [sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    assert child.stdin is not None and child.stdout is not None
+    return child, child.stdin, child.stdout
+
+
 def test_cpu_seconds_count_every_thread_to_the_nanosecond(bench: ModuleType) -> None:
     spin = (
         "import sys, threading, time\n"
@@ -88,16 +98,13 @@ def test_cpu_seconds_count_every_thread_to_the_nanosecond(bench: ModuleType) -> 
         "print('spun', flush=True)\n"
         "sys.stdin.read()\n"
     )
-    child = subprocess.Popen(
-        [sys.executable, "-c", spin], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
-    )
-    assert child.stdin is not None and child.stdout is not None
-    assert child.stdout.readline() == "spun\n"  # both threads have ended; it waits on stdin
+    child, stdin, stdout = _python(spin)
+    assert stdout.readline() == "spun\n"  # both threads have ended; it waits on stdin
     with open(f"/proc/{child.pid}/stat") as f:  # first: the child may still run a little
         fields = f.read().rsplit(")", 1)[1].split()
     ticks = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
     cpu = bench._cpu_seconds([child.pid])
-    child.stdin.close()
+    stdin.close()
     assert child.wait(timeout=60) == 0
     assert cpu >= 0.4  # the two ended threads' time is in
     # /proc's figure, whose utime and stime are each rounded down to a 10 ms tick
@@ -135,23 +142,20 @@ def test_wakeups_count_each_time_a_thread_blocked_and_woke(bench: ModuleType) ->
         "sys.stdin.readline(); go.set()\n"
         "sys.stdin.readline(); done.set(); t.join()\n"
     )
-    child = subprocess.Popen(
-        [sys.executable, "-c", sleeper], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
-    )
-    assert child.stdin is not None and child.stdout is not None
-    assert child.stdout.readline() == "ready\n"
+    child, stdin, stdout = _python(sleeper)
+    assert stdout.readline() == "ready\n"
     before = bench._wakeups([child.pid])
     assert (child.pid, child.pid) in before  # the main thread, blocked on stdin
-    child.stdin.write("go\n")
-    child.stdin.flush()
-    assert child.stdout.readline() == "napped\n"  # both threads blocked again, alive
+    stdin.write("go\n")
+    stdin.flush()
+    assert stdout.readline() == "napped\n"  # both threads blocked again, alive
     after = bench._wakeups([child.pid])
     assert set(after) == set(before) and len(after) == 2
     woken = bench._wakeups_since(before, after)
     # the 40 naps, and a few blocking waits (stdin, the events) around them
     assert 40 <= woken < 60
-    child.stdin.write("end\n")
-    child.stdin.flush()
+    stdin.write("end\n")
+    stdin.flush()
     assert child.wait(timeout=60) == 0
     started = {**after, (child.pid, 1): 45}  # a thread started meanwhile counts from 0
     assert bench._wakeups_since(before, started) == woken + 45

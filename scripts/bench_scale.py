@@ -25,13 +25,14 @@ worst session's p95 latency, NACKs and PLIs sent (all sessions), UDP receive-buf
 (``/proc/net/snmp`` RcvbufErrors, delta over the measured window), receiver CPU (% of one core,
 and per session), the receiver's wake-ups a second per session (``wake/s``: voluntary context
 switches of all its threads, see ``_wakeups``), the load generator's CPU per session, receiver
-RSS. Clean: every session
->= 24 fps, worst second >= 20 fps, no receive-buffer error. Prints the table, the largest clean N
-per mode (flagged when it is the largest N tried: the ceiling may be higher), each mode's CPU per
-session over plain aiortc's at the same N against the targets (decode <= 0.5, copy-record <= 0.2)
-and a JSON line. For each N the modes take turns run by run (decode, copy-record, aiortc,
-decode, ...), and a ratio is the median of the ratios of runs taken side by side: the machine's
-load drifts over minutes, and both sides of a ratio then saw the same stretch of it.
+RSS. Clean: every session >= 24 fps, worst second >= 20 fps, no receive-buffer error. Prints
+the table, the largest clean N per mode (flagged when it is the largest N tried: the ceiling
+may be higher), each mode's CPU per session over plain aiortc's at the same N against the
+targets (decode <= 0.5, copy-record <= 0.2), the load generator's against its own (<= 2 % of a
+core per session) and a JSON line. For each N the modes take turns run by run (decode,
+copy-record, aiortc, decode, ...), and a ratio is the median of the ratios of runs taken side
+by side: the machine's load drifts over minutes, and both sides of a ratio then saw the same
+stretch of it.
 
     python scripts/bench_scale.py --netns --stop-when-unclean  # full run (about 35 minutes)
     python scripts/bench_scale.py --netns --sessions 1,4,8 --modes decode,aiortc --runs 3

@@ -12,7 +12,7 @@ matplotlib, the ``qa`` extra).
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -105,25 +105,26 @@ def aggregate(
     results: Sequence[JobResult], *, wall_seconds: float | None = None, engine: str | None = None
 ) -> FleetReport:
     ordered = tuple(sorted(results, key=lambda r: r.index))
-    metrics, video = (
-        {
-            name: summarise([v for r in ordered if (v := getattr(r, name)) is not None])
-            for name in names
-        }
-        for names in (METRICS, VIDEO_METRICS)
-    )
     return FleetReport(
         sessions=len(ordered),
         ok=sum(r.ok for r in ordered),
         failed=sum(not r.ok for r in ordered),
         qa_pass=sum(r.verdict == "pass" for r in ordered),
         qa_fail=sum(r.verdict == "fail" for r in ordered),
-        metrics=metrics,
+        metrics=_summaries(ordered, METRICS),
         results=ordered,
         wall_seconds=wall_seconds,
         engine=engine,
-        video=video,
+        video=_summaries(ordered, VIDEO_METRICS),
     )
+
+
+def _summaries(results: Sequence[JobResult], names: Iterable[str]) -> dict[str, MetricSummary]:
+    """Each ``JobResult`` field of ``names``, over the sessions that measured it."""
+    return {
+        name: summarise([v for r in results if (v := getattr(r, name)) is not None])
+        for name in names
+    }
 
 
 def plot_fleet(report: FleetReport, path: str | os.PathLike[str]) -> None:

@@ -8,7 +8,8 @@ first mouth opening, labelled with the latencies), a fourth row with the receive
 the packets lost, NACKs and PLIs of each second, and a second headline line with the time to
 first frame, the latency percentiles and the network totals. The headline's parts wrap onto
 as many lines as the figure's width needs.
-matplotlib (the ``qa`` extra) with the non-interactive Agg backend: no display needed.
+matplotlib (the ``qa`` extra): a ``Figure`` of our own, not pyplot's, which Agg draws on
+saving: no display needed, and the caller's pyplot (its backend, its figures) is left alone.
 """
 
 from __future__ import annotations

@@ -40,7 +40,7 @@ METRICS: dict[str, tuple[str, str]] = {
     "freezes_per_minute": ("freezes per minute", "/min"),
 }
 VIDEO_METRICS: dict[str, tuple[str, str]] = {
-    "fps": ("video fps", "fps"),
+    "fps": ("received video", "fps"),
     "worst_second_fps": ("worst second", "fps"),
 }
 
@@ -128,24 +128,33 @@ def _summaries(results: Sequence[JobResult], names: Iterable[str]) -> dict[str, 
 
 
 def plot_fleet(report: FleetReport, path: str | os.PathLike[str]) -> None:
-    """One panel per metric: each session's value (dots) and the P50/P95/P99 lines."""
+    """One panel per metric: each session's value (dots) and the P50/P95/P99 lines; then the
+    video fps each session received, with its P50 and the lowest."""
     # Not pyplot's (nor its backend switch): a figure of our own, freed with its reference.
     from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
 
-    fig = Figure(figsize=(8, 2.2 * len(METRICS)))
-    axes = fig.subplots(len(METRICS), 1)
-    for ax, (name, (label, unit)) in zip(axes, METRICS.items(), strict=True):
+    percentiles = tuple((f"p{p}", f"P{p}") for p in PERCENTILES)  # (attribute, legend)
+    panels = [
+        (name, label, unit, report.metrics[name], percentiles)
+        for name, (label, unit) in METRICS.items()
+    ]
+    fps = (report.video or {}).get("fps")
+    if fps is not None and fps.n:  # the low end is what matters: P50 and the lowest
+        label, unit = VIDEO_METRICS["fps"]
+        panels.append(("fps", label, unit, fps, (("p50", "P50"), ("min", "lowest"))))
+    fig = Figure(figsize=(8, 2.2 * len(panels)))
+    axes = fig.subplots(len(panels), 1)
+    for ax, (name, label, unit, summary, lines) in zip(axes, panels, strict=True):
         points = [(r.index, v) for r in report.results if (v := getattr(r, name)) is not None]
-        summary = report.metrics[name]
         ax.set_title(f"{label} ({unit}), {summary.n} of {report.sessions} sessions", fontsize=9)
         if not points:
             ax.text(0.5, 0.5, "not measured", ha="center", va="center", transform=ax.transAxes)
             continue
         ax.plot([i for i, _ in points], [v for _, v in points], "o", color="tab:blue")
-        for p, style in zip(PERCENTILES, ("-", "--", ":"), strict=True):
-            value = getattr(summary, f"p{p}")
-            ax.axhline(value, color="tab:red", linestyle=style, linewidth=1, label=f"P{p}")
+        for (attribute, legend), style in zip(lines, ("-", "--", ":"), strict=False):
+            value = getattr(summary, attribute)
+            ax.axhline(value, color="tab:red", linestyle=style, linewidth=1, label=legend)
         ax.set_xlabel("session", fontsize=8)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.legend(fontsize=7, loc="best")  # not over a session's dot

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -88,7 +89,14 @@ def test_plot_writes_a_png(tmp_path: Path) -> None:
         matplotlib.use(before)
     out = tmp_path / "fleet.png"
     plot_fleet(aggregate(results()), out)
-    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    data = out.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    # 2.2 inches at 100 dpi a panel: the four metrics; sessions with frame figures add the
+    # received video's panel
+    assert int.from_bytes(data[20:24], "big") == 4 * 220
+    with_video = [replace(r, fps=24.0 + r.index / 10) for r in results()]
+    plot_fleet(aggregate(with_video), out)
+    assert int.from_bytes(out.read_bytes()[20:24], "big") == 5 * 220
 
 
 def test_the_video_received_is_summarised_with_its_low_end() -> None:

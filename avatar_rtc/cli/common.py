@@ -42,6 +42,7 @@ from ..tasks import cancel_and_wait
 from .exit_status import EXIT_SIGINT, exit_code_of, print_error
 
 if TYPE_CHECKING:
+    from ..emulator.media import AvatarMediaOptions
     from ..session import AvatarSession, SessionEvent
 
 __all__ = [
@@ -49,6 +50,7 @@ __all__ = [
     "Target",
     "TargetKind",
     "announce_reconnects",
+    "embedded_emulator_media",
     "open_target",
     "race_stop",
     "run_command",
@@ -173,13 +175,19 @@ async def open_target(target: Target) -> AsyncIterator[SessionOptions]:
         return
 
     from ..emulator import Emulator
-    from ..emulator.media import AvatarMediaOptions
 
-    # The emulator sends what was asked first, so --codec VP8 gets VP8 end to end.
-    first = target.options.video_codecs[0]
-    media = AvatarMediaOptions(video_codec="VP8" if first == "VP8" else "H264")
+    media = embedded_emulator_media(target)
     async with Emulator(host=LOOPBACK, port=0, media_options=media) as emulator:
         yield replace(target.options, api_url=emulator.api_url, ks=Secret(emulator.ks))
+
+
+def embedded_emulator_media(target: Target) -> AvatarMediaOptions:
+    """What the embedded emulator of ``target`` sends: the codec asked for first (so --codec
+    VP8 gets VP8 end to end), the rest its defaults."""
+    from ..emulator.media import AvatarMediaOptions
+
+    first = target.options.video_codecs[0]
+    return AvatarMediaOptions(video_codec="VP8" if first == "VP8" else "H264")
 
 
 def announce_reconnects(

@@ -292,11 +292,9 @@ def _write_outputs(args: argparse.Namespace, report: FleetReport) -> None:
 
 def _emulator_fps(target: Target) -> int | None:
     """The frame rate the embedded emulator sends (None: another target)."""
-    if target.kind != "emulator":
-        return None
-    from ..emulator.media import AvatarMediaOptions
+    from .common import embedded_emulator_media
 
-    return AvatarMediaOptions().fps  # what open_target starts it with
+    return embedded_emulator_media(target).fps if target.kind == "emulator" else None
 
 
 def _print_summary(
@@ -321,7 +319,7 @@ def _print_summary(
             )
         else:
             lines.append(f"  {label:20s} not measured")
-    fps, worst = (report.video or {}).get("fps"), (report.video or {}).get("worst_second_fps")
+    fps, worst = report.video.get("fps"), report.video.get("worst_second_fps")
     if fps is not None and fps.n and fps.min is not None and fps.p50 is not None:
         worst_min = f", worst second {worst.min:.0f} fps" if worst and worst.min is not None else ""
         lines.append(

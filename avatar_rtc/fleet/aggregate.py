@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -84,7 +84,7 @@ class FleetReport:
     results: tuple[JobResult, ...]
     wall_seconds: float | None = None
     engine: str | None = None
-    video: dict[str, MetricSummary] | None = None  # VIDEO_METRICS; None: not aggregated
+    video: dict[str, MetricSummary] = field(default_factory=dict)  # VIDEO_METRICS
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -96,7 +96,7 @@ class FleetReport:
             "qa": {"pass": self.qa_pass, "fail": self.qa_fail},
             "wall_seconds": None if self.wall_seconds is None else round(self.wall_seconds, 3),
             "metrics": {name: m.to_dict() for name, m in self.metrics.items()},
-            "video": {name: m.to_dict() for name, m in (self.video or {}).items()},
+            "video": {name: m.to_dict() for name, m in self.video.items()},
             "results": [r.to_dict() for r in self.results],
         }
 
@@ -139,7 +139,7 @@ def plot_fleet(report: FleetReport, path: str | os.PathLike[str]) -> None:
         (name, label, unit, report.metrics[name], percentiles)
         for name, (label, unit) in METRICS.items()
     ]
-    fps = (report.video or {}).get("fps")
+    fps = report.video.get("fps")
     if fps is not None and fps.n:  # the low end is what matters: P50 and the lowest
         label, unit = VIDEO_METRICS["fps"]
         panels.append(("fps", label, unit, fps, (("p50", "P50"), ("min", "lowest"))))

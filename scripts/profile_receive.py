@@ -11,13 +11,19 @@ process, so all of them share one event loop, in one of these modes:
   detection, video decoded on the event loop);
 - ``aiortc``: plain aiortc (``bench_scale``'s receiver: ``track.recv()`` + ``to_ndarray``).
 
-After a warm-up, ``py-spy record --format raw --threads`` samples the receiver for
-``--seconds`` (idle stacks excluded: a sample is time the thread ran Python). Only the stacks
-of the event-loop thread (the main thread: ``asyncio.run``) are kept. Packets are the RTP
-packets the receivers handled in the same window. Printed: µs of event-loop time per packet in
-all, and the top functions by inclusive and by self time (samples x interval / packets), and
-the receiver process CPU per session (``/proc/self/stat``, all threads). ``--json`` adds a
-JSON line.
+After a warm-up the receiver's CPU is measured for ``--seconds`` with nothing attached: the
+process CPU per session (``/proc/self/stat``, all threads) and per thread. Then
+``py-spy record --format raw --threads`` samples it for another ``--seconds`` (idle stacks
+excluded: a sample is time the thread ran Python). Only the stacks of the event-loop thread
+(the main thread: ``asyncio.run``) are kept. Packets are the RTP packets the receivers handled
+in the same window. Printed: the CPU figures of the first window, µs of event-loop time per
+packet in all, and the top functions by inclusive and by self time (samples x interval /
+packets). ``--json`` adds a JSON line.
+
+The CPU is not taken while py-spy samples: it stops every thread of the process at each
+sample (``--rate`` a second), and each stop is two context switches a thread (on the
+reference machine ~415 a second for each of 25 threads of ``copy-record x8``, most of them
+idle), so the process spends more (printed too, as "while sampled").
 
     pip install py-spy  # not among the dev extras: only this script uses it
     python scripts/profile_receive.py --modes decode,copy-record,aiortc --sessions 4
@@ -161,8 +167,27 @@ def _count_aiortc_packets(counter: _Counter) -> None:
     RTCRtpReceiver._handle_rtp_packet = counting  # type: ignore[method-assign]
 
 
+async def _window(counter: _Counter, seconds: float) -> dict[str, Any]:
+    """The receivers' figures over the next ``seconds``."""
+    packets0, cpu0, wall0 = counter.packets(), _cpu_seconds(), time.monotonic()
+    threads0, batches0 = _thread_cpu(), _batch_counts()
+    await asyncio.sleep(seconds)
+    packets, cpu = counter.packets() - packets0, _cpu_seconds() - cpu0
+    wall = time.monotonic() - wall0
+    threads, batches = _thread_cpu(), _batch_counts()
+    return {
+        "batches": {name: n - batches0.get(name, 0) for name, n in batches.items()},
+        "threads": {name: t - threads0.get(name, 0.0) for name, t in threads.items()},
+        "packets": packets,
+        "cpu": cpu,
+        "wall": wall,
+        "packet_rate": packets / wall,
+    }
+
+
 async def run_receiver(mode: str, n: int, gen: dict[str, Any], seconds: float) -> None:
-    """N sessions on this loop; "ready" after warm-up, then the window's figures (JSON)."""
+    """N sessions on this loop; after warm-up a window's figures (JSON), then "ready" and
+    the figures of a second window (the profiled one), with the sessions' errors."""
     counter = _Counter()
     stop = asyncio.Event()
     if mode == "aiortc":
@@ -178,30 +203,13 @@ async def run_receiver(mode: str, n: int, gen: dict[str, Any], seconds: float) -
         while len(counter.sessions) < n and not any(t.done() for t in tasks):  # noqa: ASYNC110
             await asyncio.sleep(0.1)
         await asyncio.sleep(WARMUP)
-    packets0, cpu0, wall0 = counter.packets(), _cpu_seconds(), time.monotonic()
-    threads0 = _thread_cpu()
+    print(json.dumps(await _window(counter, seconds)), flush=True)
     print(json.dumps({"ready": True}), flush=True)
-    await asyncio.sleep(seconds)
-    packets, cpu = counter.packets() - packets0, _cpu_seconds() - cpu0
-    wall = time.monotonic() - wall0
-    threads, batches = _thread_cpu(), _batch_counts()
+    profiled = await _window(counter, seconds)
     stop.set()
     results = await asyncio.gather(*tasks, return_exceptions=True)
-    errors = [repr(r) for r in results if isinstance(r, BaseException)]
-    print(
-        json.dumps(
-            {
-                "batches": batches,
-                "threads": {name: t - threads0.get(name, 0.0) for name, t in threads.items()},
-                "packets": packets,
-                "cpu": cpu,
-                "wall": wall,
-                "packet_rate": packets / wall,
-                "errors": errors,
-            }
-        ),
-        flush=True,
-    )
+    profiled["errors"] = [repr(r) for r in results if isinstance(r, BaseException)]
+    print(json.dumps(profiled), flush=True)
 
 
 # --------------------------------------------------------------------------- the profile
@@ -257,7 +265,8 @@ def profile_mode(
             gen["turn"] = turn
         receiver = spawn_receiver(__file__, mode, n, seconds, gen)
         assert receiver.stdout is not None
-        json.loads(receiver.stdout.readline())  # ready: the window starts
+        clean = json.loads(receiver.stdout.readline())
+        json.loads(receiver.stdout.readline())  # ready: the profiled window starts
         spy = subprocess.run(
             [
                 "py-spy",
@@ -279,26 +288,34 @@ def profile_mode(
             capture_output=True,
             text=True,
         )
-        window = json.loads(receiver.stdout.readline())
+        profiled = json.loads(receiver.stdout.readline())
         receiver.wait(timeout=60)
     if spy.returncode != 0 or not raw.exists():
         raise RuntimeError(f"py-spy failed: {spy.stderr[-500:]}")
-    packets_in_spy = window["packet_rate"] * int(seconds)
-    per_sample_us = 1e6 / rate / packets_in_spy
-    costs = top_costs(parse_raw(raw), per_sample_us, top)
+    packets_in_spy = profiled["packet_rate"] * int(seconds)
+    costs = top_costs(parse_raw(raw), 1e6 / rate / packets_in_spy, top)
+    return summarise(mode, n, clean, profiled, costs)
+
+
+def summarise(
+    mode: str, n: int, clean: dict[str, Any], profiled: dict[str, Any], costs: dict[str, Any]
+) -> dict[str, Any]:
+    """One mode's figures: CPU from the window nothing sampled (``clean``), the event-loop
+    costs from py-spy's (``profiled``), and the CPU of that window apart."""
     return {
         "mode": mode,
         "n": n,
-        "packets_per_s": window["packet_rate"],
-        "cpu_per_session_pct": 100 * window["cpu"] / window["wall"] / n,
-        "cpu_us_per_packet": 1e6 * window["cpu"] / window["packets"] if window["packets"] else None,
+        "packets_per_s": clean["packet_rate"],
+        "cpu_per_session_pct": _per_session_pct(clean["cpu"], clean, n),
+        "cpu_us_per_packet": 1e6 * clean["cpu"] / clean["packets"] if clean["packets"] else None,
+        "sampled_cpu_per_session_pct": _per_session_pct(profiled["cpu"], profiled, n),
         "loop_us_per_packet": costs["total_us"] - costs["select_us"],
         "select_us_per_packet": costs["select_us"],
-        "errors": window["errors"],
-        "batches": window["batches"],
+        "errors": profiled["errors"],
+        "batches": clean["batches"],
         "thread_cpu_per_session_pct": {
-            name: round(100 * t / window["wall"] / n, 2)
-            for name, t in sorted(window["threads"].items(), key=lambda kv: -kv[1])
+            name: round(_per_session_pct(t, clean, n), 2)
+            for name, t in sorted(clean["threads"].items(), key=lambda kv: -kv[1])
             if t > 0
         },
         "top_inclusive": costs["inclusive"],
@@ -306,11 +323,16 @@ def profile_mode(
     }
 
 
+def _per_session_pct(cpu: float, window: dict[str, Any], n: int) -> float:
+    return float(100 * cpu / window["wall"] / n)
+
+
 def print_profile(p: dict[str, Any]) -> None:
     print(
         f"\n== {p['mode']} x{p['n']}: {p['packets_per_s']:.0f} packets/s, "
         f"process CPU {p['cpu_per_session_pct']:.1f} % of a core per session "
-        f"({p['cpu_us_per_packet']:.0f} µs/packet, all threads); "
+        f"({p['cpu_us_per_packet']:.0f} µs/packet, all threads; "
+        f"{p['sampled_cpu_per_session_pct']:.1f} % while sampled); "
         f"event-loop thread {p['loop_us_per_packet']:.0f} µs/packet busy "
         f"(+{p['select_us_per_packet']:.0f} in select: idle or waiting for the GIL)"
     )

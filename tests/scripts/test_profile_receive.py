@@ -58,3 +58,36 @@ def test_without_py_spy_it_says_what_to_install(tmp_path: Path) -> None:
     )
     assert done.returncode == 2
     assert done.stderr.strip() == "profile_receive: py-spy is not installed (pip install py-spy)"
+
+
+def test_the_cpu_figures_come_from_the_window_nothing_sampled(profile: ModuleType) -> None:
+    # py-spy stops every thread at each sample, which costs the process CPU of its own: the
+    # CPU per session is the first window's; the sampled window's is given apart.
+    clean = {
+        "cpu": 0.72,
+        "wall": 10.0,
+        "packets": 12_000,
+        "packet_rate": 1200.0,
+        "threads": {"MainThread": 0.6, "recorder:session.mp": 0.12, "idle": 0.0},
+        "batches": {"wakeups": 5000, "datagrams": 12_100},
+    }
+    profiled = {
+        "cpu": 1.04,
+        "wall": 10.0,
+        "packets": 12_100,
+        "packet_rate": 1210.0,
+        "threads": {"MainThread": 0.9, "recorder:session.mp": 0.14},
+        "batches": {"wakeups": 5100, "datagrams": 12_200},
+        "errors": [],
+    }
+    costs = {"total_us": 60.0, "select_us": 15.0, "inclusive": [], "self": []}
+    figures = profile.summarise("copy-record", 8, clean, profiled, costs)
+    assert figures["cpu_per_session_pct"] == pytest.approx(0.9)  # 0.72 s / 10 s / 8
+    assert figures["sampled_cpu_per_session_pct"] == pytest.approx(1.3)
+    assert figures["cpu_us_per_packet"] == pytest.approx(60.0)  # 0.72 s / 12,000 packets
+    assert figures["thread_cpu_per_session_pct"] == {
+        "MainThread": 0.75,
+        "recorder:session.mp": 0.15,
+    }
+    assert figures["batches"] == clean["batches"]
+    assert figures["loop_us_per_packet"] == 45.0 and figures["select_us_per_packet"] == 15.0

@@ -509,10 +509,13 @@ def largest_clean(rows: list[dict[str, Any]]) -> str:
     return str(largest)
 
 
-def ratios(cells: list[dict[str, Any]]) -> dict[str, dict[int, float]]:
+def ratios(
+    cells: list[dict[str, Any]], *, unpaired: set[tuple[str, int]] | None = None
+) -> dict[str, dict[int, float]]:
     """Per mode and N: CPU per session / plain aiortc's at the same N, the median of the
     ratios of runs taken side by side (run i of each mode ran in the same stretch of machine
-    load, see main), else of the cells' medians."""
+    load, see main), else (JSON of a bench without per-run figures) of the cells' medians:
+    those (mode, N) are added to ``unpaired`` when given."""
     base = {c["n"]: c for c in cells if c["mode"] == "aiortc"}
     out: dict[str, dict[int, float]] = {}
     for c in cells:
@@ -526,22 +529,29 @@ def ratios(cells: list[dict[str, Any]]) -> dict[str, dict[int, float]]:
             )
         elif c["cpu_per_session"] is not None and aiortc["cpu_per_session"]:
             out.setdefault(c["mode"], {})[c["n"]] = c["cpu_per_session"] / aiortc["cpu_per_session"]
+            if unpaired is not None:
+                unpaired.add((c["mode"], c["n"]))
     return out
 
 
 def print_ratios(cells: list[dict[str, Any]]) -> None:
-    by_mode = ratios(cells)
+    unpaired: set[tuple[str, int]] = set()
+    by_mode = ratios(cells, unpaired=unpaired)
     if not by_mode:
         return
     print("\nCPU per session / plain aiortc's (decode to numpy), same N, median of paired runs:")
     for mode, by_n in by_mode.items():
-        row = "  ".join(f"N={n} {r:.3f}" for n, r in sorted(by_n.items()))
+        row = "  ".join(
+            f"N={n} {r:.3f}{'*' if (mode, n) in unpaired else ''}" for n, r in sorted(by_n.items())
+        )
         print(f"{mode:>13s}  {row}")
         target = TARGET_RATIO.get(mode)
         if target is not None:
             missed = [n for n, r in sorted(by_n.items()) if r > target]
             verdict = f"missed at N = {missed}" if missed else "met at every N"
             print(f"{'':>13s}  target <= {target:g}: {verdict}")
+    if unpaired:
+        print("  * no runs side by side in the JSON: the ratio of the cells' medians")
 
 
 def generator_over_target(cells: list[dict[str, Any]]) -> list[tuple[str, int]]:

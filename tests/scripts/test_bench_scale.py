@@ -65,6 +65,9 @@ def test_ratios_are_against_aiortc_at_the_same_n(
     out = capsys.readouterr().out
     assert "target <= 0.5: missed at N = [2]" in out
     assert "target <= 0.2: met at every N" in out
+    # Cells without their runs (JSON of an older bench): the medians' ratio, marked as such.
+    assert "N=1 0.375*  N=2 0.600*" in out
+    assert "* no runs side by side in the JSON: the ratio of the cells' medians" in out
 
     # With the runs kept (median_cell keeps them in run order), runs i are paired: the median
     # of 2/4, 4/8, 3/12 is 0.5, where the medians' ratio would be 3/8.
@@ -75,6 +78,9 @@ def test_ratios_are_against_aiortc_at_the_same_n(
     decode["mode"], aiortc["mode"] = "decode", "aiortc"
     assert decode["cpu_per_session"] == 3.0 and aiortc["cpu_per_session"] == 8.0
     assert bench.ratios([decode, aiortc]) == {"decode": {1: 0.5}}
+    bench.print_ratios([decode, aiortc])
+    out = capsys.readouterr().out
+    assert "N=1 0.500\n" in out and "*" not in out
 
 
 def _python(code: str) -> tuple[subprocess.Popen[str], IO[str], IO[str]]:

@@ -194,8 +194,10 @@ async def run_receiver(mode: str, n: int, gen: dict[str, Any], seconds: float) -
         from bench_scale import _aiortc_session
 
         _count_aiortc_packets(counter)
+        # Up to the end of both windows, and a little more.
+        lasts = WARMUP + 1.0 + 2 * seconds + 2.0
         tasks: list[asyncio.Task[object]] = [
-            asyncio.create_task(_aiortc_session(gen, WARMUP + seconds + 2.0)) for _ in range(n)
+            asyncio.create_task(_aiortc_session(gen, lasts)) for _ in range(n)
         ]
         await asyncio.sleep(WARMUP + 1.0)
     else:

@@ -20,11 +20,22 @@ defaults of one place: the pool and the Ray engine read them; a caller passes it
 loaded process whose load plus the job's cost stays within ``limit`` (80 % by default, so a
 core keeps headroom for bursts: keyframes, start-up, the QA analysis); a process with
 nothing running takes any one job, even one costing more than the limit.
+
+A process's load is its jobs' costs or, when more, what it was measured to use
+(:meth:`Admission.measured`, which :class:`~.pool.SessionPool` feeds every second from
+:mod:`.process_cpu`) plus the costs of the jobs it took in the last :data:`HOLD` seconds
+(still connecting: not in the measurement yet). The costs are a machine's figures; on a slower
+or busier day, or for a heavier stream, a session costs more than they say, and the
+measurement books that (on the reference machine, 2026-12-06: copy-record 0.019-0.024 cores per
+session at 4-16 sessions, over its 0.02). The Ray engine asks Ray for the costs' CPUs: Ray's
+scheduler places its tasks by them, unmeasured.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import collections
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from .jobs import JobKind
@@ -46,19 +57,25 @@ SESSION_COST: Mapping[JobKind, float] = {
 # against 0.7-1.3), rounded up.
 PROCESS_COST = 0.03
 
+# Seconds a new job's cost is booked on top of its process's measured use: a session connects
+# and gets its first frames within a few seconds, and the measurement spans 3 more.
+HOLD = 10.0
+
 
 @dataclass(frozen=True)
 class Load:
-    """Booked cost per process (cores), and what is queued for admission."""
+    """Load per process (cores: what admission goes by), and what is queued for admission.
+    ``measured``: what each process was measured to use (None: not measured), when known."""
 
     per_process: tuple[float, ...]
     running: int
     queued: int
     limit: float
+    measured: tuple[float | None, ...] = ()
 
     @property
     def fraction(self) -> float:
-        """Booked cost over all processes' capacity (1.0: every core fully booked)."""
+        """Load over all processes' capacity (1.0: every core fully booked)."""
         return sum(self.per_process) / len(self.per_process) if self.per_process else 0.0
 
     def to_dict(self) -> dict[str, object]:
@@ -68,6 +85,7 @@ class Load:
             "running": self.running,
             "queued": self.queued,
             "limit": self.limit,
+            "measured": [None if c is None else round(c, 3) for c in self.measured],
         }
 
 
@@ -80,6 +98,7 @@ class Admission:
         *,
         limit: float = DEFAULT_LIMIT,
         costs: Mapping[JobKind, float] | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if processes < 1:
             raise ValueError("processes must be >= 1")
@@ -87,8 +106,14 @@ class Admission:
             raise ValueError("limit must be within (0, 1]")
         self.limit = limit
         self.costs: Mapping[JobKind, float] = {**SESSION_COST, **(costs or {})}
+        self._clock = clock
         self._booked = [0.0] * processes
         self._jobs = [0] * processes
+        self._measured: list[float | None] = [None] * processes
+        # (when, cost) of each process's jobs taken within the last HOLD seconds
+        self._taken: list[collections.deque[tuple[float, float]]] = [
+            collections.deque() for _ in range(processes)
+        ]
 
     def cost(self, kind: JobKind) -> float:
         return self.costs[kind]
@@ -96,14 +121,21 @@ class Admission:
     def place(self, kind: JobKind) -> int | None:
         """Book a ``kind`` job on a process and return its number; None when none has room."""
         cost = self.cost(kind)
-        # Least booked first; among equals, fewest jobs (jobs of no cost spread out too).
-        order = sorted(range(len(self._booked)), key=lambda p: (self._booked[p], self._jobs[p]))
+        now = self._clock()
+        loads = [self._load(p, now) for p in range(len(self._booked))]
+        # Least loaded first; among equals, fewest jobs (jobs of no cost spread out too).
+        order = sorted(range(len(loads)), key=lambda p: (loads[p], self._jobs[p]))
         for process in order:
-            if self._jobs[process] == 0 or self._booked[process] + cost <= self.limit + 1e-9:
+            if self._jobs[process] == 0 or loads[process] + cost <= self.limit + 1e-9:
                 self._booked[process] += cost
                 self._jobs[process] += 1
+                self._taken[process].append((now, cost))
                 return process
         return None
+
+    def measured(self, process: int, cores: float | None) -> None:
+        """What ``process`` used lately, in cores (None: not known)."""
+        self._measured[process] = cores
 
     def release(self, process: int, kind: JobKind) -> None:
         self._jobs[process] -= 1
@@ -112,4 +144,18 @@ class Admission:
         self._booked[process] = max(0.0, left) if self._jobs[process] else 0.0
 
     def load(self, queued: int = 0) -> Load:
-        return Load(tuple(self._booked), sum(self._jobs), queued, self.limit)
+        now = self._clock()
+        loads = tuple(self._load(p, now) for p in range(len(self._booked)))
+        return Load(loads, sum(self._jobs), queued, self.limit, tuple(self._measured))
+
+    def _load(self, process: int, now: float) -> float:
+        """The jobs' costs, or the measured use plus the jobs still held, when more."""
+        booked, measured = self._booked[process], self._measured[process]
+        taken = self._taken[process]
+        while taken and taken[0][0] <= now - HOLD:
+            taken.popleft()
+        if measured is None or not self._jobs[process]:
+            return booked
+        # (capped: a held job that ended meanwhile is not booked any more)
+        held = min(booked, sum(cost for _, cost in taken))
+        return max(booked, measured + held)

@@ -2,7 +2,9 @@
 
 One core's saturation or one slow consumer stalls only the sessions of that process. Jobs
 (:class:`~.jobs.FleetJob`) go to the workers by measured cost (:class:`~.admission.Admission`:
-a job waits in the pool's queue until a worker has room under the limit); a worker runs its
+a job waits in the pool's queue until a worker has room under the limit; every second the
+pool measures what each worker uses, :mod:`.process_cpu`, and admission books that when it is
+more than the worker's jobs' costs); a worker runs its
 jobs concurrently on its loop (:func:`~.runner.run_job`), writes files and QA reports itself
 and sends back only the :class:`~.jobs.JobResult`. Frames of ``decode`` jobs with
 ``share_frames`` reach the caller through the worker's shared-memory ring
@@ -39,6 +41,7 @@ from .admission import DEFAULT_LIMIT, Admission, Load
 from .engine import Engine
 from .frames import FrameMeta, FrameRing, RingSpec, SharedFrame
 from .jobs import FleetJob, JobKind, JobResult
+from .process_cpu import CpuMeter
 
 __all__ = ["FrameCallback", "SessionPool"]
 
@@ -46,6 +49,7 @@ logger = logging.getLogger(__name__)
 
 FrameCallback = Callable[[SharedFrame], None]
 EXIT_TIMEOUT = 30.0  # bound on a worker's exit once told to (its sessions close first)
+MEASURE_INTERVAL = 1.0  # seconds between measurements of the workers' CPU
 
 
 @dataclass
@@ -91,6 +95,8 @@ class SessionPool(Engine):
         self._frame_callbacks: list[FrameCallback] = []
         self._accepting = False
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._meter = CpuMeter()
+        self._measuring: asyncio.Task[None] | None = None
 
     # --- lifecycle --------------------------------------------------------------------------
 
@@ -114,6 +120,7 @@ class SessionPool(Engine):
             self._workers.append(_Worker(process, ours, ring))
             self._loop.add_reader(ours.fileno(), self._on_message, number)
         self._accepting = True
+        self._measuring = asyncio.create_task(self._measure())
         logger.info("session pool: %d worker processes", self.processes)
         return self
 
@@ -137,6 +144,11 @@ class SessionPool(Engine):
     async def close(self) -> None:
         """Drain, then end the worker processes and free the rings."""
         await self.drain()
+        if self._measuring is not None:
+            self._measuring.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._measuring
+            self._measuring = None
         for worker in self._workers:
             self._send(worker, ("exit",))
         for worker in self._workers:
@@ -171,6 +183,16 @@ class SessionPool(Engine):
         ``release()`` the frame (or keep a ``copy()``): the slot stays taken until then."""
         self._frame_callbacks.append(callback)
         return lambda: self._frame_callbacks.remove(callback)
+
+    async def _measure(self) -> None:
+        """Every MEASURE_INTERVAL: each worker's CPU to the admission, then admit again (a
+        worker measured busy may have room now)."""
+        while True:
+            for number, worker in enumerate(self._workers):
+                cores = self._meter.sample(worker.process.pid) if worker.alive else None
+                self.admission.measured(number, cores)
+            self._admit()
+            await asyncio.sleep(MEASURE_INTERVAL)
 
     def _admit(self) -> None:
         while self._queue:

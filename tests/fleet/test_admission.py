@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from avatar_rtc.fleet.admission import DEFAULT_LIMIT, PROCESS_COST, SESSION_COST, Admission
+from avatar_rtc.fleet.admission import (
+    DEFAULT_LIMIT,
+    HOLD,
+    PROCESS_COST,
+    SESSION_COST,
+    Admission,
+)
 from avatar_rtc.fleet.jobs import JOB_KINDS
 from avatar_rtc.fleet.ray_engine import RayEngine
 
@@ -69,3 +75,58 @@ def test_a_ray_task_books_its_process_share_too_a_pool_session_only_its_own() ->
     assert own.task_cpus("decode") == pytest.approx(0.04 / 0.8)
     with pytest.raises(ValueError):
         RayEngine(process_cost=-0.01)
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_process_measured_busier_than_its_jobs_costs_is_booked_at_its_measure() -> None:
+    clock = FakeClock()
+    admission = Admission(2, limit=0.8, costs={"decode": 0.1}, clock=clock)
+    assert [admission.place("decode") for _ in range(4)] == [0, 1, 0, 1]  # 0.2 booked on each
+    clock.now += HOLD  # connected: their costs are in the measurements now
+    admission.measured(0, 0.75)  # a slow day: 0.375 a session
+    admission.measured(1, 0.15)  # under its costs: the costs count
+    load = admission.load()
+    assert load.per_process == pytest.approx((0.75, 0.2))
+    assert load.measured == (0.75, 0.15)
+    assert load.to_dict()["measured"] == [0.75, 0.15]
+    # process 0 has no room for another 0.1; process 1 takes jobs until 0.8
+    assert [admission.place("decode") for _ in range(7)] == [1, 1, 1, 1, 1, 1, None]
+    assert admission.load().per_process == pytest.approx((0.75, 0.8))
+
+
+def test_a_job_just_taken_counts_on_top_of_the_measure_until_the_hold_ends() -> None:
+    clock = FakeClock()
+    admission = Admission(1, limit=0.8, costs={"copy-record": 0.3}, clock=clock)
+    assert admission.place("copy-record") == 0
+    admission.measured(0, 0.35)  # its start-up, not yet its steady use
+    assert admission.load().per_process == pytest.approx((0.65,))  # 0.35 + 0.3 held
+    assert admission.place("copy-record") is None  # 0.95 > 0.8
+    clock.now += HOLD
+    assert admission.load().per_process == pytest.approx((0.35,))
+    assert admission.place("copy-record") == 0  # 0.35 + 0.3 fits
+    assert admission.load().per_process == pytest.approx((0.65,))  # the new one is held
+
+
+def test_an_idle_process_is_not_held_back_by_its_last_measure() -> None:
+    clock = FakeClock()
+    admission = Admission(1, limit=0.8, costs={"qa": 0.2}, clock=clock)
+    assert admission.place("qa") == 0
+    admission.measured(0, 0.9)  # measured while the job ran
+    admission.release(0, "qa")
+    assert admission.load().per_process == (0.0,)
+    assert admission.place("qa") == 0
+
+
+def test_without_a_measure_the_costs_alone_are_booked() -> None:
+    admission = Admission(1, limit=0.8, costs={"decode": 0.3})
+    assert [admission.place("decode") for _ in range(3)] == [0, 0, None]
+    admission.measured(0, None)
+    assert admission.load().per_process == pytest.approx((0.6,))
+    assert admission.load().measured == (None,)

@@ -109,6 +109,9 @@ async def test_stop_finishes_running_files_and_runs_no_queued_job(
         futures = [pool.submit(job) for job in jobs]
         assert (pool.load().running, pool.load().queued) == (2, 1)
         await asyncio.sleep(3.0)  # connected and recording
+        # the pool measures its workers every second (what admission books when it is more)
+        measured = pool.load().measured
+        assert len(measured) == 2 and all(m is not None and m > 0 for m in measured), measured
         pool.stop()
         with pytest.raises(RuntimeError, match="not accepting"):
             pool.submit(jobs[0])

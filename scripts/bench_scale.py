@@ -130,9 +130,9 @@ async def run_ours(mode: JobKind, n: int, procs: int, gen: dict[str, Any], secon
     options = _options(gen["api_url"], gen["ks"], gen.get("turn"))
     out = tempfile.mkdtemp(prefix="bench-scale-")
     try:
-        # Admission off (limit 1, no cost): the benchmark measures raw capacity.
+        # Admission off (limit 1, no cost, nothing measured): the benchmark measures raw capacity.
         costs: dict[JobKind, float] = {"decode": 0.0, "copy-record": 0.0, "encode-record": 0.0}
-        async with SessionPool(procs, limit=1.0, costs=costs) as pool:
+        async with SessionPool(procs, limit=1.0, costs=costs, measure=False) as pool:
             futures = [
                 pool.submit(
                     FleetJob(

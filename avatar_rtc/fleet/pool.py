@@ -71,7 +71,8 @@ class SessionPool(Engine):
     """See the module docstring.
 
     ``processes``: worker processes (default: one per core). ``limit`` and ``costs``: the
-    admission (:mod:`.admission`). ``frame_size`` ``(width, height)``: give each worker a
+    admission (:mod:`.admission`); ``measure=False`` books the costs alone, not what the
+    workers are measured to use. ``frame_size`` ``(width, height)``: give each worker a
     ring of ``frame_slots`` rgb24 frames of that size, for ``share_frames`` jobs.
     """
 
@@ -83,6 +84,7 @@ class SessionPool(Engine):
         costs: Mapping[JobKind, float] | None = None,
         frame_size: tuple[int, int] | None = None,
         frame_slots: int = 8,
+        measure: bool = True,
     ) -> None:
         self.processes = processes or os.cpu_count() or 1
         self.admission = Admission(self.processes, limit=limit, costs=costs)
@@ -95,7 +97,7 @@ class SessionPool(Engine):
         self._frame_callbacks: list[FrameCallback] = []
         self._accepting = False
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._meter = CpuMeter()
+        self._meter = CpuMeter() if measure else None
         self._measuring: asyncio.Task[None] | None = None
 
     # --- lifecycle --------------------------------------------------------------------------
@@ -120,7 +122,8 @@ class SessionPool(Engine):
             self._workers.append(_Worker(process, ours, ring))
             self._loop.add_reader(ours.fileno(), self._on_message, number)
         self._accepting = True
-        self._measuring = asyncio.create_task(self._measure())
+        if self._meter is not None:
+            self._measuring = asyncio.create_task(self._measure(self._meter))
         logger.info("session pool: %d worker processes", self.processes)
         return self
 
@@ -184,12 +187,12 @@ class SessionPool(Engine):
         self._frame_callbacks.append(callback)
         return lambda: self._frame_callbacks.remove(callback)
 
-    async def _measure(self) -> None:
+    async def _measure(self, meter: CpuMeter) -> None:
         """Every MEASURE_INTERVAL: each worker's CPU to the admission, then admit again (a
         worker measured busy may have room now)."""
         while True:
             for number, worker in enumerate(self._workers):
-                cores = self._meter.sample(worker.process.pid) if worker.alive else None
+                cores = meter.sample(worker.process.pid) if worker.alive else None
                 self.admission.measured(number, cores)
             self._admit()
             await asyncio.sleep(MEASURE_INTERVAL)

@@ -62,7 +62,8 @@ async def test_four_jobs_in_two_workers_admitted_by_cost(
             frames.append((frame.job, frame.array[1:5, 1:5].mean(axis=(0, 1))))
 
     running_seen: list[int] = []
-    pool = SessionPool(2, costs={"qa": 0.5, "decode": 0.5}, frame_size=SIZE)
+    # the costs alone (measure=False): one job a worker whatever the workers are measured to use
+    pool = SessionPool(2, costs={"qa": 0.5, "decode": 0.5}, frame_size=SIZE, measure=False)
     async with pool:
         pool.on_frame(on_frame)
         futures = [pool.submit(job) for job in jobs]
@@ -71,6 +72,7 @@ async def test_four_jobs_in_two_workers_admitted_by_cost(
             running_seen.append(pool.load().running)
             await asyncio.sleep(0.05)
         results = [f.result() for f in futures]
+        assert pool.load().measured == (None, None)
 
     assert max(running_seen) == 2  # never more than one job per worker
     assert all(r.ok for r in results), [r.error for r in results]

@@ -27,8 +27,8 @@ import asyncio
 import json
 import os
 import statistics
-import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -133,20 +133,10 @@ def main() -> int:
     modes = [m for m in args.modes.split(",") if m]
     if not modes or any(m not in MODES for m in modes):
         ap.error(f"--modes: of {', '.join(MODES)}")
+    from bench_scale import load_generator, rerun_in_netns
+
     if args.netns:
-        command = " ".join(
-            [
-                "ip link set lo up && exec",
-                sys.executable,
-                __file__,
-                *[a for a in sys.argv[1:] if a != "--netns"],
-            ]
-        )
-        return subprocess.call(["unshare", "-n", "sh", "-c", command])
-
-    import tempfile
-
-    from bench_scale import load_generator
+        return rerun_in_netns(__file__)
 
     runs: dict[str, list[dict[str, Any]]] = {m: [] for m in modes}
     with tempfile.TemporaryDirectory(prefix="bench-admission-") as out:

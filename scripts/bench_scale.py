@@ -348,6 +348,14 @@ def _rcvbuf_errors() -> int:
     return int(rows[1][rows[0].index("RcvbufErrors")])
 
 
+def rerun_in_netns(script: str) -> int:
+    """Run ``script`` again with this command line but ``--netns``, in a fresh network
+    namespace (``unshare -n``, root) with its loopback up; its exit status."""
+    argv = [a for a in sys.argv[1:] if a != "--netns"]
+    command = " ".join(["ip link set lo up && exec", sys.executable, script, *argv])
+    return subprocess.call(["unshare", "-n", "sh", "-c", command])
+
+
 @contextlib.contextmanager
 def load_generator() -> Iterator[dict[str, Any]]:
     """The fan-out load generator in a process of its own; yields its hello (URLs, pid)."""
@@ -626,15 +634,7 @@ def main() -> int:
             asyncio.run(run_ours(args.receiver, args.n, args.procs, gen, args.seconds))
         return 0
     if args.netns:
-        command = " ".join(
-            [
-                "ip link set lo up && exec",
-                sys.executable,
-                __file__,
-                *[a for a in sys.argv[1:] if a != "--netns"],
-            ]
-        )
-        return subprocess.call(["unshare", "-n", "sh", "-c", command])
+        return rerun_in_netns(__file__)
 
     sessions = [int(v) for v in args.sessions.split(",")]
     modes = [m for m in args.modes.split(",") if m]

@@ -7,8 +7,8 @@ machine; on a slower or busier machine, or with a heavier stream, a session cost
 jobs' costs, as LiveKit Egress books a running egress at the greater of its declared and its
 measured CPU.
 
-Linux only (``/proc/PID/stat``): elsewhere :func:`cpu_seconds` answers None and admission
-books the costs alone.
+Where ``/proc/PID/stat`` cannot be read, :func:`cpu_seconds` answers None and admission books
+the costs alone.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ __all__ = ["CpuMeter", "cpu_seconds"]
 
 WINDOW = 3.0  # seconds measured: a keyframe's decode is a blip, a new session's load is not
 
-_TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+_TICK = os.sysconf("SC_CLK_TCK")  # /proc's unit of CPU time
 
 
 def cpu_seconds(pid: int) -> float | None:
@@ -69,6 +69,3 @@ class CpuMeter:
         if now <= then:
             return None
         return max(0.0, cpu - before) / (now - then)
-
-    def forget(self, pid: int) -> None:
-        self._samples.pop(pid, None)

@@ -61,9 +61,12 @@ SELECT_FRAME = "EpollSelector.select (selectors.py)"
 
 # ------------------------------------------------------------------------------ receiver
 def _cpu_seconds() -> float:
-    with open("/proc/self/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """This process's CPU seconds, all threads (as the fleet's admission reads its workers)."""
+    from avatar_rtc.fleet.process_cpu import cpu_seconds
+
+    seconds = cpu_seconds(os.getpid())
+    assert seconds is not None  # (its own /proc entry)
+    return seconds
 
 
 def _thread_cpu() -> dict[str, float]:

@@ -13,7 +13,7 @@
 processes that run sessions.
 """
 
-from .admission import DEFAULT_LIMIT, PROCESS_COST, SESSION_COST, Admission, Load
+from .admission import DEFAULT_LIMIT, PROCESS_COST, SESSION_COST, Admission, Booking, Load
 from .aggregate import FleetReport, aggregate, plot_fleet
 from .engine import Engine
 from .frames import SharedFrame
@@ -28,6 +28,7 @@ __all__ = [
     "PROCESS_COST",
     "SESSION_COST",
     "Admission",
+    "Booking",
     "Engine",
     "FleetJob",
     "FleetReport",

@@ -24,11 +24,14 @@ nothing running takes any one job, even one costing more than the limit.
 A process's load is its jobs' costs or, when more, what it was measured to use
 (:meth:`Admission.measured`, which :class:`~.pool.SessionPool` feeds every second from
 :mod:`.process_cpu`) plus the costs of the jobs it took in the last :data:`HOLD` seconds
-(still connecting: not in the measurement yet). The costs are a machine's figures; on a slower
-or busier day, or for a heavier stream, a session costs more than they say, and the
-measurement books that (on the reference machine, 2026-12-06: copy-record 0.019-0.024 cores per
-session at 4-16 sessions, over its 0.02). The Ray engine asks Ray for the costs' CPUs: Ray's
-scheduler places its tasks by them, unmeasured.
+(still connecting: not in the measurement yet). A job that ended stays in the measurement
+for a window (:data:`~.process_cpu.WINDOW`, 3 s): the measurement is split between the running jobs
+and the ended ones by cost x seconds run within the window, and only the running jobs' part
+is booked (else a queued job waits for the measurement to forget the ended ones). The costs are
+a machine's figures; on a slower or busier day, or for a heavier stream, a session costs
+more than they say, and the measurement books that (on the reference machine, 2026-12-06:
+copy-record 0.019-0.024 cores per session at 4-16 sessions, over its 0.02). The Ray engine
+asks Ray for the costs' CPUs: Ray's scheduler places its tasks by them, unmeasured.
 """
 
 from __future__ import annotations
@@ -39,8 +42,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from .jobs import JobKind
+from .process_cpu import WINDOW
 
-__all__ = ["DEFAULT_LIMIT", "PROCESS_COST", "SESSION_COST", "Admission", "Load"]
+__all__ = ["DEFAULT_LIMIT", "PROCESS_COST", "SESSION_COST", "Admission", "Booking", "Load"]
 
 DEFAULT_LIMIT = 0.8
 
@@ -89,6 +93,15 @@ class Load:
         }
 
 
+@dataclass(frozen=True, eq=False)
+class Booking:
+    """A job's place: its ``process``, its ``cost`` and when it was ``taken``."""
+
+    process: int
+    cost: float
+    taken: float
+
+
 class Admission:
     """Cost bookkeeping over ``processes`` processes of one core each."""
 
@@ -107,55 +120,68 @@ class Admission:
         self.limit = limit
         self.costs: Mapping[JobKind, float] = {**SESSION_COST, **(costs or {})}
         self._clock = clock
-        self._booked = [0.0] * processes
-        self._jobs = [0] * processes
+        self._running: list[list[Booking]] = [[] for _ in range(processes)]
         self._measured: list[float | None] = [None] * processes
-        # (when, cost) of each process's jobs taken within the last HOLD seconds
-        self._taken: list[collections.deque[tuple[float, float]]] = [
+        self._measured_at = [float("-inf")] * processes
+        # (booking, when it ended) of each process's jobs that ended lately
+        self._ended: list[collections.deque[tuple[Booking, float]]] = [
             collections.deque() for _ in range(processes)
         ]
 
     def cost(self, kind: JobKind) -> float:
         return self.costs[kind]
 
-    def place(self, kind: JobKind) -> int | None:
-        """Book a ``kind`` job on a process and return its number; None when none has room."""
+    def place(self, kind: JobKind) -> Booking | None:
+        """Book a ``kind`` job on a process; None when none has room."""
         cost = self.cost(kind)
         now = self._clock()
-        loads = [self._load(p, now) for p in range(len(self._booked))]
+        loads = [self._load(p, now) for p in range(len(self._running))]
         # Least loaded first; among equals, fewest jobs (jobs of no cost spread out too).
-        order = sorted(range(len(loads)), key=lambda p: (loads[p], self._jobs[p]))
+        order = sorted(range(len(loads)), key=lambda p: (loads[p], len(self._running[p])))
         for process in order:
-            if self._jobs[process] == 0 or loads[process] + cost <= self.limit + 1e-9:
-                self._booked[process] += cost
-                self._jobs[process] += 1
-                self._taken[process].append((now, cost))
-                return process
+            if not self._running[process] or loads[process] + cost <= self.limit + 1e-9:
+                booking = Booking(process, cost, now)
+                self._running[process].append(booking)
+                return booking
         return None
 
     def measured(self, process: int, cores: float | None) -> None:
         """What ``process`` used lately, in cores (None: not known)."""
         self._measured[process] = cores
+        self._measured_at[process] = self._clock()
 
-    def release(self, process: int, kind: JobKind) -> None:
-        self._jobs[process] -= 1
-        # Back to exactly 0 when idle: no float dust keeps a core "busy".
-        left = self._booked[process] - self.cost(kind)
-        self._booked[process] = max(0.0, left) if self._jobs[process] else 0.0
+    def release(self, booking: Booking, *, ran: bool = True) -> None:
+        """``booking``'s job ended (``ran=False``: it never started)."""
+        self._running[booking.process].remove(booking)
+        if ran:
+            self._ended[booking.process].append((booking, self._clock()))
 
     def load(self, queued: int = 0) -> Load:
         now = self._clock()
-        loads = tuple(self._load(p, now) for p in range(len(self._booked)))
-        return Load(loads, sum(self._jobs), queued, self.limit, tuple(self._measured))
+        loads = tuple(self._load(p, now) for p in range(len(self._running)))
+        running = sum(len(jobs) for jobs in self._running)
+        return Load(loads, running, queued, self.limit, tuple(self._measured))
 
     def _load(self, process: int, now: float) -> float:
-        """The jobs' costs, or the measured use plus the jobs still held, when more."""
-        booked, measured = self._booked[process], self._measured[process]
-        taken = self._taken[process]
-        while taken and taken[0][0] <= now - HOLD:
-            taken.popleft()
-        if measured is None or not self._jobs[process]:
+        """The jobs' costs or, when more, the measured use of the jobs still running (its
+        share of what ended jobs still weigh in it taken off) plus the jobs still held."""
+        jobs, measured = self._running[process], self._measured[process]
+        booked = sum(job.cost for job in jobs)
+        # The measure spans the last WINDOW seconds at least: what an ended job ran of those.
+        at = self._measured_at[process]
+        since = at - WINDOW
+        ended = self._ended[process]
+        while ended and (ended[0][1] <= since or ended[0][1] <= now - HOLD):
+            ended.popleft()  # (a measure older than HOLD: not taken off, as it was)
+        if measured is None or not jobs:
             return booked
-        # (capped: a held job that ended meanwhile is not booked any more)
-        held = min(booked, sum(cost for _, cost in taken))
+        held = sum(job.cost for job in jobs if job.taken > now - HOLD)
+        gone = sum(
+            job.cost * max(0.0, min(end, at) - max(job.taken, since)) / WINDOW for job, end in ended
+        )
+        # The measure split by cost x seconds between the running jobs and the ended ones.
+        # A held job counts in both parts: connecting costs more than its cost says (booking
+        # held jobs only at their costs let too many start: sessions fell under 24 fps).
+        if gone > 0:
+            measured *= booked / (booked + gone)
         return max(booked, measured + held)

@@ -37,7 +37,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from .. import event_loop
-from .admission import DEFAULT_LIMIT, Admission, Load
+from .admission import DEFAULT_LIMIT, Admission, Booking, Load
 from .engine import Engine
 from .frames import FrameMeta, FrameRing, RingSpec, SharedFrame
 from .jobs import FleetJob, JobKind, JobResult
@@ -62,7 +62,7 @@ class _Worker:
 
 @dataclass
 class _Running:
-    worker: int
+    booking: Booking  # its worker is booking.process
     job: FleetJob
     future: asyncio.Future[JobResult]
 
@@ -200,16 +200,16 @@ class SessionPool(Engine):
     def _admit(self) -> None:
         while self._queue:
             job_id, job, future = self._queue[0]
-            number = self.admission.place(job.kind)
-            if number is None:
+            booking = self.admission.place(job.kind)
+            if booking is None:
                 return
             self._queue.pop(0)
-            worker = self._workers[number]
+            worker = self._workers[booking.process]
             if not worker.alive:
-                self.admission.release(number, job.kind)
+                self.admission.release(booking, ran=False)
                 future.set_result(_not_run(job, "not run: its worker process is gone"))
                 continue
-            self._running[job_id] = _Running(number, job, future)
+            self._running[job_id] = _Running(booking, job, future)
             self._send(worker, ("run", job_id, job))
 
     # --- from the workers -------------------------------------------------------------------
@@ -224,7 +224,7 @@ class SessionPool(Engine):
         if message[0] == "result":
             _, job_id, result = message
             running = self._running.pop(job_id)
-            self.admission.release(running.worker, running.job.kind)
+            self.admission.release(running.booking)
             if not running.future.done():
                 running.future.set_result(result)
             self._admit()
@@ -247,9 +247,9 @@ class SessionPool(Engine):
         self._drop(worker)
         code = worker.process.exitcode
         for job_id, running in list(self._running.items()):
-            if running.worker == number:
+            if running.booking.process == number:
                 del self._running[job_id]
-                self.admission.release(number, running.job.kind)
+                self.admission.release(running.booking)
                 if not running.future.done():
                     error = f"its worker process ended (exit code {code})"
                     running.future.set_result(_not_run(running.job, error))

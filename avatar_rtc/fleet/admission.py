@@ -25,13 +25,13 @@ A process's load is its jobs' costs or, when more, what it was measured to use
 (:meth:`Admission.measured`, which :class:`~.pool.SessionPool` feeds every second from
 :mod:`.process_cpu`) plus the costs of the jobs it took in the last :data:`HOLD` seconds
 (still connecting: not in the measurement yet). A job that ended stays in the measurement
-for a window (:data:`~.process_cpu.WINDOW`, 3 s): the measurement is split between the running jobs
-and the ended ones by cost x seconds run within the window, and only the running jobs' part
-is booked (else a queued job waits for the measurement to forget the ended ones). The costs are
-a machine's figures; on a slower or busier day, or for a heavier stream, a session costs
-more than they say, and the measurement books that (on the reference machine, 2026-12-06:
-copy-record 0.019-0.024 cores per session at 4-16 sessions, over its 0.02). The Ray engine
-asks Ray for the costs' CPUs: Ray's scheduler places its tasks by them, unmeasured.
+for its window (:data:`~.process_cpu.WINDOW`, 3 s): the measurement is split between the
+running jobs and the ended ones by cost x seconds run within the window, and only the running
+jobs' part is booked (else a queued job waits for the measurement to forget the ended ones).
+The costs are a machine's figures; on a slower or busier day, or for a heavier stream, a
+session costs more than they say, and the measurement books that (on the reference machine,
+2026-12-06: copy-record 0.019-0.024 cores per session at 4-16 sessions, over its 0.02). The
+Ray engine asks Ray for the costs' CPUs: Ray's scheduler places its tasks by them, unmeasured.
 """
 
 from __future__ import annotations
@@ -163,8 +163,8 @@ class Admission:
         return Load(loads, running, queued, self.limit, tuple(self._measured))
 
     def _load(self, process: int, now: float) -> float:
-        """The jobs' costs or, when more, the measured use of the jobs still running (its
-        share of what ended jobs still weigh in it taken off) plus the jobs still held."""
+        """The jobs' costs or, when more, the running jobs' part of the measured use plus
+        the costs of the jobs still held."""
         jobs, measured = self._running[process], self._measured[process]
         booked = sum(job.cost for job in jobs)
         # The measure spans the last WINDOW seconds at least: what an ended job ran of those.
@@ -172,7 +172,7 @@ class Admission:
         since = at - WINDOW
         ended = self._ended[process]
         while ended and (ended[0][1] <= since or ended[0][1] <= now - HOLD):
-            ended.popleft()  # (a measure older than HOLD: not taken off, as it was)
+            ended.popleft()  # (by HOLD too: a pool that measures nothing keeps none)
         if measured is None or not jobs:
             return booked
         held = sum(job.cost for job in jobs if job.taken > now - HOLD)

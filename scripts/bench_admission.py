@@ -37,6 +37,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
+from avatar_rtc.fleet.admission import DEFAULT_LIMIT  # noqa: E402  (after the path above)
+
 MODES = ("measured", "costs")
 CLEAN_FPS = 24.0
 WARMUP = 2.0  # seconds of each session not counted in its fps
@@ -117,7 +119,9 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--kind", default="decode", choices=("decode", "copy-record"))
     ap.add_argument("--cost", type=float, default=0.02, help="cores a session, as the pool is told")
-    ap.add_argument("--limit", type=float, default=0.8, help="the pool's limit (default its own)")
+    ap.add_argument(
+        "--limit", type=float, default=DEFAULT_LIMIT, help="the pool's limit (default its own)"
+    )
     ap.add_argument("--sessions", type=int, default=64)
     ap.add_argument("--gap", type=float, default=0.5, help="seconds between two arrivals")
     ap.add_argument("--duration", type=float, default=30.0, help="seconds each session runs")

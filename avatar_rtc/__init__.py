@@ -42,11 +42,13 @@ if TYPE_CHECKING:
     from .media.frames import AudioFrame, VideoFrame
     from .media.streams import AudioStream, VideoStream
     from .options import SessionOptions
+    from .record.errors import RecordError
     from .record.options import EncodeOptions, RecordOptions
     from .record.recorder import Recorder
+    from .rtc.candidate_pair import SelectedPair
     from .rtc.ice_options import IceOptions
     from .rtc.reconnect import Outage, ReconnectPolicy
-    from .session import AvatarSession, SessionClosedError, SessionEvent
+    from .session import AvatarSession, SessionClosedError, SessionEvent, SessionStateError
     from .session_stats import SessionState, SessionStats, SessionTimings
     from .sync_session import SyncAvatarSession
 
@@ -68,12 +70,15 @@ _LAZY: dict[str, str] = {
     "IceOptions": ".rtc.ice_options",
     "Outage": ".rtc.reconnect",
     "ReconnectPolicy": ".rtc.reconnect",
+    "RecordError": ".record.errors",
     "RecordOptions": ".record.options",
     "Recorder": ".record.recorder",
+    "SelectedPair": ".rtc.candidate_pair",
     "SessionClosedError": ".session",
     "SessionEvent": ".session",
     "SessionOptions": ".options",
     "SessionState": ".session_stats",
+    "SessionStateError": ".session",
     "SessionStats": ".session_stats",
     "SessionTimings": ".session_stats",
     "SyncAvatarSession": ".sync_session",
@@ -117,10 +122,12 @@ __all__ = [
     "PermissionDeniedError",
     "RateLimitedError",
     "ReconnectPolicy",
+    "RecordError",
     "RecordOptions",
     "Recorder",
     "RequestTimeoutError",
     "Secret",
+    "SelectedPair",
     "ServerError",
     "ServiceUnreachableError",
     "SessionClosedError",
@@ -129,6 +136,7 @@ __all__ = [
     "SessionNotFoundError",
     "SessionOptions",
     "SessionState",
+    "SessionStateError",
     "SessionStats",
     "SessionTimings",
     "SyncAvatarSession",

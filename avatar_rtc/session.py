@@ -105,7 +105,12 @@ EVENTS: frozenset[str] = frozenset(EventName.__args__)  # type: ignore[attr-defi
 _CLOSED = frozenset({SessionState.CLOSING, SessionState.ENDED, SessionState.FAILED})
 
 
-class SessionClosedError(AvatarRTCError):
+class SessionStateError(AvatarRTCError, RuntimeError):
+    """The session's state does not allow the call: ``say()`` before ``start()``, say, or
+    ``start()`` twice."""
+
+
+class SessionClosedError(SessionStateError):
     """The session was closed (or closed itself) before the operation could complete."""
 
 
@@ -257,7 +262,7 @@ class AvatarSession:
     def on(self, event: EventName | str, handler: EventHandler) -> Callable[[], None]:
         """Call ``handler(SessionEvent)`` on every ``event``; returns the remover."""
         if event not in EVENTS:
-            raise ValueError(f"unknown event {event!r}; one of {sorted(EVENTS)}")
+            raise ConfigurationError(f"unknown event {event!r}; one of {sorted(EVENTS)}")
         handlers = self._handlers.setdefault(event, [])
         handlers.append(handler)
 
@@ -314,8 +319,10 @@ class AvatarSession:
 
         ``close()`` from another task while this runs aborts it (``SessionClosedError``).
         """
+        if self._state in _CLOSED:
+            raise SessionClosedError(f"start(): the session is {self._state.value}")
         if self._state is not SessionState.NEW:
-            raise RuntimeError(f"start() called in state {self._state.value!r}")
+            raise SessionStateError(f"start() called in state {self._state.value!r}")
         loop = self._loop = asyncio.get_running_loop()
         self._t_start = time.monotonic()
         self._first_frame = loop.create_future()
@@ -449,10 +456,12 @@ class AvatarSession:
             raise
 
     async def _close(self, failed: bool) -> None:
-        if self._state is SessionState.NEW:
-            self._state = SessionState.ENDED
-            return
-        self._set_state(SessionState.CLOSING)
+        never_started = self._state is SessionState.NEW
+        if never_started:  # (silently: no event ever said it started)
+            self._state = SessionState.CLOSING
+        else:
+            self._set_state(SessionState.CLOSING)
+        # Streams and recorders can be opened before start(): they close either way.
         for stream in tuple(self._streams):
             stream.close()
         for cleanup in (*self._cleanups, self._unsub_keyframe, self._remove_first_sink):
@@ -472,11 +481,10 @@ class AvatarSession:
             self._errors.append(f"close: {exc}")
         self.video_pipeline.close()
         self.audio_pipeline.close()
-        if self._first_frame is not None and not self._first_frame.done():
-            self._first_frame.set_exception(
-                SessionClosedError("the session closed before the first video frame")
-            )
-            self._first_frame.exception()  # retrieved: no "never retrieved" warning
+        self._no_first_frame(SessionClosedError("the session closed before the first video frame"))
+        if never_started:
+            self._state = SessionState.ENDED
+            return
         self._set_state(SessionState.FAILED if failed else SessionState.ENDED)
         self._emit("ended")
 
@@ -591,6 +599,13 @@ class AvatarSession:
         if connected:  # (while starting, start() fails and cleans up itself)
             self.video_pipeline.close()
             self.audio_pipeline.close()
+            self._no_first_frame(error)
+
+    def _no_first_frame(self, error: AvatarRTCError) -> None:
+        """No first frame will come: ``wait_first_frame()`` raises ``error``."""
+        if self._first_frame is not None and not self._first_frame.done():
+            self._first_frame.set_exception(error)
+            self._first_frame.exception()  # retrieved: no "never retrieved" warning
 
     # --- speech -------------------------------------------------------------------------
 
@@ -600,7 +615,7 @@ class AvatarSession:
         if self._live is None:
             if self._options.whep_url is not None:
                 raise ConfigurationError(f"{what} needs the Control API (bare WHEP session)")
-            raise RuntimeError(f"{what}: the session is not started")
+            raise SessionStateError(f"{what}: the session is not started")
         return self._live
 
     async def say(self, text: str) -> str:
@@ -621,9 +636,13 @@ class AvatarSession:
 
     # timeout= (ASYNC109): part of the public contract, mirrored by the sync facade.
     async def wait_first_frame(self, timeout: float | None = 20.0) -> VideoFrame:  # noqa: ASYNC109
-        """The first decoded video frame (``TimeoutError`` after ``timeout`` seconds)."""
+        """The first decoded video frame (``TimeoutError`` after ``timeout`` seconds).
+
+        If none can come, raises :class:`SessionClosedError` (the session closed) or the
+        error that lost the media for good (:class:`~avatar_rtc.MediaLostError`, ...).
+        """
         if self._first_frame is None:
-            raise RuntimeError("wait_first_frame(): the session is not started")
+            raise SessionStateError("wait_first_frame(): the session is not started")
         async with asyncio.timeout(timeout):
             return await asyncio.shield(self._first_frame)
 
@@ -682,9 +701,11 @@ class AvatarSession:
 
         ``policy`` ``latest`` (default: the newest picture, for models; 2 frames) or ``all``
         (lossless while you keep up; 300 frames); ``capacity`` overrides the frame count.
-        Closed with the session, or by ``async with avatar.video() as stream``. Call on the
-        session's event loop.
+        Closed with the session, or by ``async with avatar.video() as stream``; opened after
+        the media was lost for good, it ends at once. Call on the session's event loop.
+        :class:`SessionClosedError` once the session is closed.
         """
+        self._require_open("video()")
         stream = VideoStream(self._video_source, format, capacity=capacity, policy=policy)
         self._track(stream)
         return stream
@@ -697,9 +718,14 @@ class AvatarSession:
         policy: Policy | None = None,
     ) -> AudioStream:
         """A stream of PCM frames in ``format`` (see :class:`AudioFormat`), policy ``all``."""
+        self._require_open("audio()")
         stream = AudioStream(self.audio_pipeline, format, capacity=capacity, policy=policy)
         self._track(stream)
         return stream
+
+    def _require_open(self, what: str) -> None:
+        if self._state in _CLOSED:
+            raise SessionClosedError(f"{what}: the session is {self._state.value}")
 
     def _track(self, stream: VideoStream | AudioStream) -> None:
         # Forget closed streams (a long session may open many), keeping their drop counts.
@@ -717,7 +743,11 @@ class AvatarSession:
         Started and fed at once; stopped (file finalised) by ``close()`` or ``stop()``. Copy
         mode keeps the codec that arrived when the container holds it (mp4: H264; mkv: H264 or
         VP8; webm: VP8) and re-encodes the video otherwise; ``stats().video_route`` says which.
+        :class:`SessionClosedError` once the session is closed or lost its media for good.
         """
+        self._require_open("record()")
+        if self.video_pipeline.closed:  # nothing would ever be written
+            raise SessionClosedError("record(): the media connection was lost for good")
         recorder = Recorder(path, options)
         recorder.start()
         self._recorders.append(recorder)
@@ -728,14 +758,9 @@ class AvatarSession:
             self.video_pipeline.request_keyframe()
             return recorder
 
-        def video(decoded: DecodedFrame) -> None:
-            recorder.write_video(decoded.frame, decoded.encoded.presentation_time)
-
-        def audio(decoded: DecodedFrame) -> None:
-            recorder.write_audio(decoded.frame, decoded.encoded.presentation_time)
-
-        self._cleanups.append(decoder_for(self.video_pipeline).add_sink(video))
-        self._cleanups.append(decoder_for(self.audio_pipeline).add_sink(audio))
+        # Its sinks go with stop(): the decoders stop when nothing else uses them.
+        recorder.attach_decoded(decoder_for(self._video_source))
+        recorder.attach_decoded(decoder_for(self.audio_pipeline))
         return recorder
 
     # --- stats --------------------------------------------------------------------------
@@ -748,7 +773,7 @@ class AvatarSession:
             keep_alive = KeepAliveStats(
                 ka.state, ka.sent, str(ka.last_error) if ka.last_error else None
             )
-        video_decoder = decoder_for(self.video_pipeline)
+        video_decoder = decoder_for(self._video_source)  # (after the playout stage, if any)
         audio_decoder = decoder_for(self.audio_pipeline)
         return SessionStats(
             state=self._state,

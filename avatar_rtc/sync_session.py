@@ -34,7 +34,7 @@ from .options import SessionOptions
 from .record.options import RecordOptions
 from .record.recorder import Recorder
 from .rtc.candidate_pair import SelectedPair
-from .session import AvatarSession, EventHandler, EventName
+from .session import AvatarSession, EventHandler, EventName, SessionClosedError
 from .session_stats import SessionState, SessionStats, SessionTimings
 
 __all__ = ["SessionFrames", "SyncAvatarSession"]
@@ -87,7 +87,8 @@ class SessionFrames(Generic[F]):
 def _finalize(session: AvatarSession, bg: BackgroundLoop) -> None:
     """Close the session and stop the loop thread (at close, garbage collection or exit)."""
     try:
-        if session.state not in (SessionState.NEW, SessionState.ENDED, SessionState.FAILED):
+        # (NEW too: streams and recorders opened before start() close with the session)
+        if session.state not in (SessionState.ENDED, SessionState.FAILED):
             try:
                 bg.run(session.close(), timeout=_CLOSE_TIMEOUT)
             except Exception as exc:
@@ -100,7 +101,13 @@ def _finalize(session: AvatarSession, bg: BackgroundLoop) -> None:
 
 class SyncAvatarSession:
     """Blocking facade of :class:`AvatarSession`; same arguments (the same
-    :class:`SessionOptions`), same methods."""
+    :class:`SessionOptions`), same methods and errors (``live`` and ``connection`` belong to the
+    loop: reach them through :attr:`session`, on :attr:`loop`).
+
+    After :meth:`close` the loop thread is gone: the methods raise
+    :class:`~avatar_rtc.SessionClosedError` (as the async session's do), ``stats()`` still
+    answers.
+    """
 
     def __init__(
         self, options: SessionOptions | None = None, *, client: ControlClient | None = None
@@ -117,6 +124,9 @@ class SyncAvatarSession:
     # --- plumbing -----------------------------------------------------------------------
 
     def _run(self, coro: Coroutine[Any, Any, R], timeout: float | None = None) -> R:
+        if self._bg.closed:
+            coro.close()  # never awaited, on purpose
+            raise SessionClosedError(f"the session is {self._session.state.value}")
         return self._bg.run(coro, timeout)
 
     @property
@@ -184,6 +194,8 @@ class SyncAvatarSession:
         return self._session.speaking
 
     def stats(self) -> SessionStats:
+        if self._bg.closed:  # nothing runs on the session any more: read it here
+            return self._session.stats()
         return self._run(_call(self._session.stats))
 
     def on(self, event: EventName | str, handler: EventHandler) -> Callable[[], None]:

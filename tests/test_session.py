@@ -10,6 +10,8 @@ import asyncio
 import dataclasses
 import io
 import logging
+import re
+import threading
 import time
 import wave
 from collections.abc import AsyncIterator, Callable
@@ -29,7 +31,7 @@ from avatar_rtc.options import SessionOptions
 from avatar_rtc.record.options import RecordOptions
 from avatar_rtc.redact import Secret
 from avatar_rtc.rtc.ice_options import IceOptions
-from avatar_rtc.session import AvatarSession, SessionClosedError, SessionEvent
+from avatar_rtc.session import AvatarSession, SessionClosedError, SessionEvent, SessionStateError
 from avatar_rtc.session_stats import SessionState
 from avatar_rtc.speech_detector import SpeechDetector, rms_dbfs
 
@@ -334,6 +336,8 @@ async def test_playout_delay_plays_the_stream_out_in_order(emu: Emulator) -> Non
                 break
         delay = session.stats().playout_delay_s  # the delay in force, within the bound
         assert delay is not None and 0.0 <= delay <= 0.3
+        decoder = session.stats().video_decoder  # the one the streams read, after playout
+        assert decoder is not None and decoder.decoded >= 25
     assert stamps == sorted(stamps) and len(set(stamps)) == 25
     assert session.stats().video.frames >= 25
 
@@ -483,6 +487,78 @@ async def test_record_copy_and_encode_stop_on_close(
     # Secrets never reach the logs (KS of the emulator, session JWT).
     assert token and token not in caplog.text and emu.ks not in caplog.text
     assert "first video frame" in caplog.text
+
+
+async def test_stopping_an_encode_recorder_stops_its_decoders(emu: Emulator, tmp_path: Any) -> None:
+    async with new_session(emu) as session:
+        await session.wait_first_frame(10)
+        video, audio = decoder_for(session.video_pipeline), decoder_for(session.audio_pipeline)
+        recorder = session.record(tmp_path / "encode.mkv", RecordOptions(mode="encode"))
+        await wait_for(lambda: recorder.stats().video.frames >= 5)
+        assert video.running and audio.running
+        stats = await recorder.astop()
+        # Not when the session closes: nothing else uses them.
+        assert not video.running and not audio.running
+        assert stats.error is None and stats.video.frames >= 5
+        decoded = video.stats().decoded
+        await asyncio.sleep(0.3)
+        assert video.stats().decoded == decoded and recorder.stats().late_writes == 0
+
+
+# --- calls out of turn ------------------------------------------------------------------------
+
+
+def _threads(prefix: str) -> list[str]:
+    return [t.name for t in threading.enumerate() if t.name.startswith(prefix)]
+
+
+async def test_streams_and_recorders_opened_before_start_close_with_the_session(
+    emu: Emulator, tmp_path: Any
+) -> None:
+    session = new_session(emu)
+    stream = session.video()
+    recorder = session.record(tmp_path / "never.mkv")
+    assert _threads("recorder:never.mkv")
+    await session.close()  # never started
+    assert session.state is SessionState.ENDED
+    assert stream.closed and recorder.stats().closed
+    assert not decoder_for(session.video_pipeline).running
+    assert not _threads("recorder:never.mkv")
+
+
+async def test_calls_on_a_closed_session_raise_session_closed(emu: Emulator, tmp_path: Any) -> None:
+    async with new_session(emu) as session:
+        await session.wait_first_frame(10)
+    calls: dict[str, Callable[[], object]] = {
+        "video()": session.video,
+        "audio()": session.audio,
+        "record()": lambda: session.record(tmp_path / "late.mkv"),
+    }
+    for what, call in calls.items():
+        with pytest.raises(SessionClosedError, match=re.escape(what)):
+            call()
+    with pytest.raises(SessionClosedError):
+        await session.say("too late")
+    with pytest.raises(SessionClosedError):
+        await session.start()
+    assert not _threads("recorder:late.mkv") and not (tmp_path / "late.mkv").exists()
+    assert session.stats().state is SessionState.ENDED  # stats still answer
+
+
+async def test_usage_errors_are_typed(emu: Emulator) -> None:
+    session = new_session(emu)
+    with pytest.raises(ConfigurationError, match="frist_frame"):
+        session.on("frist_frame", lambda event: None)
+    with pytest.raises(ConfigurationError, match="policy"):
+        session.video(policy="newest")  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match="capacity"):
+        session.audio(capacity=0)
+    with pytest.raises(SessionStateError, match="not started") as info:
+        await session.say("hello")
+    assert isinstance(info.value, RuntimeError)  # what it was before it had a type
+    with pytest.raises(SessionStateError, match="not started"):
+        await session.wait_first_frame(1)
+    await session.close()
 
 
 # --- speech detector (unit) -----------------------------------------------------------------

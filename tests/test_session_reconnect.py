@@ -13,6 +13,7 @@ The network outage and the TURN restart (nftables, coturn): tests/rtc/test_recon
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import itertools
 import statistics
@@ -28,13 +29,14 @@ from avatar_rtc.cli.common import announce_reconnects
 from avatar_rtc.emulator import Emulator
 from avatar_rtc.emulator.media import AvatarMedia
 from avatar_rtc.errors import AvatarRTCError, MediaLostError, WhepNotFoundError
+from avatar_rtc.media.decoder import decoder_for
 from avatar_rtc.media.formats import VideoFormat
 from avatar_rtc.options import SessionOptions
 from avatar_rtc.record.options import RecordOptions
 from avatar_rtc.redact import Secret
 from avatar_rtc.rtc.ice_options import IceOptions
 from avatar_rtc.rtc.reconnect import Outage, ReconnectPolicy
-from avatar_rtc.session import AvatarSession, SessionEvent
+from avatar_rtc.session import AvatarSession, SessionClosedError, SessionEvent
 from avatar_rtc.session_stats import SessionState
 from tests.record.filecheck import decodes_cleanly
 from tests.rtc.outage_scenario import Frames, packet_times
@@ -187,7 +189,7 @@ async def test_session_ended_is_replaced_by_a_new_one_when_asked(
     assert len(packet_times(out, "v")) >= stats.video.frames >= before + 10
 
 
-async def test_reconnect_off_makes_the_first_loss_final(emu: Emulator) -> None:
+async def test_reconnect_off_makes_the_first_loss_final(emu: Emulator, tmp_path: Path) -> None:
     async with new_session(emu, reconnect=ReconnectPolicy.disabled()) as session:
         events = Events(session)
         frames = Frames(session.video(RAW))
@@ -201,6 +203,14 @@ async def test_reconnect_off_makes_the_first_loss_final(emu: Emulator) -> None:
         await wait_until(lambda: frames.ended_at is not None, 5)
         assert session.state is SessionState.DISCONNECTED
         assert media.viewers == {}  # no new connection was made
+        # What is opened after the loss ends at once rather than wait for frames.
+        late = session.video()
+        async with asyncio.timeout(10):  # (a hang, were it to wait)
+            assert [frame async for frame in late] == [] and late.closed
+        assert not decoder_for(session.video_pipeline).running
+        with pytest.raises(SessionClosedError, match="lost for good"):
+            session.record(tmp_path / "late.mkv")
+        assert not (tmp_path / "late.mkv").exists()
 
 
 async def test_cli_announces_the_outage_and_the_recovery(

@@ -10,20 +10,25 @@ import signal
 import subprocess
 import sys
 import textwrap
+import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from avatar_rtc import (
     AvatarSession,
     IceOptions,
     Secret,
+    SessionClosedError,
     SessionOptions,
     SessionState,
     SyncAvatarSession,
     VideoFormat,
 )
 from avatar_rtc.emulator import Emulator
+from avatar_rtc.media.decoder import decoder_for
 
 ROOT = Path(__file__).resolve().parents[1]
 LOOPBACK = IceOptions(host_addresses=("127.0.0.1",))
@@ -111,6 +116,39 @@ def test_close_without_with_and_on_garbage_collection() -> None:
         del dropped
         gc.collect()
         assert emu.counters.sessions_ended == 2
+
+
+def test_after_close_the_methods_raise_as_the_async_ones_do(tmp_path: Path) -> None:
+    with Emulator().in_thread() as emu:
+        options = SessionOptions(api_url=emu.api_url, ks=Secret(emu.ks), ice=LOOPBACK)
+        with SyncAvatarSession(options) as avatar:
+            avatar.wait_first_frame(10)
+        calls: dict[str, Callable[[], object]] = {
+            "say": lambda: avatar.say("too late"),
+            "wait_first_frame": lambda: avatar.wait_first_frame(1),
+            "video": avatar.video,
+            "iter_audio": avatar.iter_audio,
+            "record": lambda: avatar.record(tmp_path / "late.mkv"),
+        }
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            for call in calls.values():
+                with pytest.raises(SessionClosedError, match="ended"):
+                    call()
+            gc.collect()  # a coroutine made and never awaited warns when collected
+        assert [str(w.message) for w in caught] == []
+        assert avatar.stats().state is SessionState.ENDED  # still answers
+        assert not (tmp_path / "late.mkv").exists()
+
+
+def test_a_never_started_session_closes_its_streams() -> None:
+    with Emulator().in_thread() as emu:
+        options = SessionOptions(api_url=emu.api_url, ks=Secret(emu.ks), ice=LOOPBACK)
+        avatar = SyncAvatarSession(options)
+        stream = avatar.video()
+        avatar.close()
+        assert stream.closed and avatar.state is SessionState.ENDED
+        assert not decoder_for(avatar.session.video_pipeline).running
 
 
 def test_the_sync_and_async_sessions_take_the_same_options() -> None:

@@ -41,6 +41,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+from ..errors import ConfigurationError
 from .jobs import JobKind
 from .process_cpu import WINDOW
 
@@ -114,9 +115,9 @@ class Admission:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if processes < 1:
-            raise ValueError("processes must be >= 1")
+            raise ConfigurationError("processes must be >= 1")
         if not 0 < limit <= 1:
-            raise ValueError("limit must be within (0, 1]")
+            raise ConfigurationError("limit must be within (0, 1]")
         self.limit = limit
         self.costs: Mapping[JobKind, float] = {**SESSION_COST, **(costs or {})}
         self._clock = clock

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from ..errors import ConfigurationError
 from ..media.scale import scale
 
 __all__ = ["FrameMeta", "FrameRing", "RingSpec", "SharedFrame"]
@@ -77,7 +78,7 @@ class FrameRing:
     @classmethod
     def create(cls, slots: int, width: int, height: int) -> FrameRing:
         if slots < 1 or width < 1 or height < 1:
-            raise ValueError("slots, width and height must be >= 1")
+            raise ConfigurationError("slots, width and height must be >= 1")
         size = -(-slots // _ALIGN) * _ALIGN + slots * width * height * 3
         memory = shared_memory.SharedMemory(create=True, size=size)
         return cls(memory, RingSpec(memory.name, slots, width, height), owner=True)

@@ -16,6 +16,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
+from ..errors import ConfigurationError
 from ..options import SessionOptions
 
 __all__ = [
@@ -70,11 +71,11 @@ class FleetJob:
 
     def __post_init__(self) -> None:
         if self.kind not in JOB_KINDS:
-            raise ValueError(f"job kind {self.kind!r}: one of {', '.join(JOB_KINDS)}")
-        if self.duration <= 0 or not 0 <= self.warmup < self.duration:
-            raise ValueError("duration must be > 0, warmup within [0, duration)")
+            raise ConfigurationError(f"job kind {self.kind!r}: one of {', '.join(JOB_KINDS)}")
+        if not self.duration > 0 or not 0 <= self.warmup < self.duration:  # (NaN too)
+            raise ConfigurationError("duration must be > 0, warmup within [0, duration)")
         if self.kind != "decode" and self.out_dir is None:
-            raise ValueError(f"a {self.kind} job needs out_dir")
+            raise ConfigurationError(f"a {self.kind} job needs out_dir")
 
     @property
     def name(self) -> str:

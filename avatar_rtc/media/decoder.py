@@ -209,8 +209,14 @@ class TrackDecoder:
     def add_sink(self, sink: Sink, on_end: Callable[[], None] | None = None) -> Callable[[], None]:
         """Deliver decoded frames to ``sink`` (on the decoder thread); returns the remover.
 
-        ``on_end()`` is called (on the event loop) when the source closes.
+        ``on_end()`` is called (on the event loop) when the source closes; at once, with
+        nothing started, if it already did.
         """
+        source = self._source()
+        if source is None or getattr(source, "closed", False):
+            if on_end is not None:
+                on_end()
+            return _nothing_to_remove
         with self._sinks_lock:
             self._sinks.append(sink)
             if on_end is not None:
@@ -426,3 +432,7 @@ class TrackDecoder:
                 sink(frame)
             except Exception:
                 logger.exception("decoded-frame sink failed")
+
+
+def _nothing_to_remove() -> None:
+    """The remover of a sink that was never added (its source had closed)."""

@@ -8,6 +8,7 @@ arguments of the stream itself.
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 from typing import Literal, get_args
 
@@ -40,10 +41,13 @@ class VideoFormat:
             raise ConfigurationError(
                 f"pixel_format {self.pixel_format!r}: one of {get_args(PixelFormat)} or None"
             )
-        if self.size is not None:
-            width, height = self.size
-            if width <= 0 or height <= 0:
-                raise ConfigurationError(f"size {self.size!r}: width and height must be > 0")
+        # Checked here: a bad size would only fail on the decoder thread, frame by frame.
+        if self.size is not None and not (
+            isinstance(self.size, tuple)
+            and len(self.size) == 2
+            and all(_is_int(n) and n > 0 for n in self.size)
+        ):
+            raise ConfigurationError(f"size {self.size!r}: (width, height), two whole numbers > 0")
 
     @property
     def array_format(self) -> PixelFormat:
@@ -53,7 +57,11 @@ class VideoFormat:
 
 @dataclass(frozen=True, slots=True)
 class AudioFormat:
-    """PCM frames of ``frame_ms`` milliseconds each, shape (samples, channels), ``dtype``."""
+    """PCM frames of ``frame_ms`` milliseconds each, shape (samples, channels), ``dtype``.
+
+    A frame holds whole samples: ``sample_rate * frame_ms // 1000`` of them
+    (:attr:`frame_samples`; 22050 Hz at 10 ms: 220, 9.977 ms).
+    """
 
     sample_rate: int = 48000
     channels: int = 1
@@ -61,8 +69,10 @@ class AudioFormat:
     dtype: SampleFormat = "int16"
 
     def __post_init__(self) -> None:
-        if self.sample_rate <= 0:
-            raise ConfigurationError(f"sample_rate {self.sample_rate!r} must be > 0")
+        if not _is_int(self.sample_rate) or self.sample_rate <= 0:
+            raise ConfigurationError(f"sample_rate {self.sample_rate!r}: a whole number > 0")
+        if not _is_int(self.frame_ms) or self.frame_ms <= 0:
+            raise ConfigurationError(f"frame_ms {self.frame_ms!r}: a whole number > 0")
         if self.channels not in (1, 2):
             raise ConfigurationError("channels must be 1 or 2")
         if self.dtype not in get_args(SampleFormat):
@@ -74,3 +84,7 @@ class AudioFormat:
     def frame_samples(self) -> int:
         """Samples per channel in one frame."""
         return self.sample_rate * self.frame_ms // 1000
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)  # numpy's too

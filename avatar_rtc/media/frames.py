@@ -28,6 +28,7 @@ import av
 import numpy as np
 import numpy.typing as npt
 
+from ..errors import ConfigurationError
 from ..rtc.clock import ClockSource
 from .formats import AudioFormat, PixelFormat, VideoFormat
 from .scale import scale
@@ -172,20 +173,22 @@ class VideoFrame:
     ) -> npt.NDArray[np.uint8]:
         """HxWx3 (rgb24/bgr24), HxWx4 (rgba) or HxW (gray) ``uint8``; ``size`` is (w, h).
 
+        No argument: the stream's format and size (:attr:`array`). ``format`` alone: that
+        format at the decoded size; ``size`` alone: the stream's pixel format at that size.
         The result of the last call is cached; don't write into it if you call again.
         """
         fmt: PixelFormat = format or self.format.array_format
         if format is None and size is None:
             size = self.format.size
         if fmt not in _CHANNELS:
-            raise ValueError(f"unsupported format {fmt!r}; use one of {sorted(_CHANNELS)}")
+            raise ConfigurationError(f"unsupported format {fmt!r}; one of {sorted(_CHANNELS)}")
         with self._lock:
             cached = self._cache
             if cached is not None and cached[0] == fmt and cached[1] == size:
                 return cached[2]
             width, height = size if size is not None else (self.width, self.height)
             if width <= 0 or height <= 0:
-                raise ValueError(f"invalid size {size!r}")
+                raise ConfigurationError(f"invalid size {size!r}")
             out_frame = scale(self.av_frame, width=width, height=height, format=fmt)
             channels = _CHANNELS[fmt]
             shape = (height, width) if channels == 1 else (height, width, channels)

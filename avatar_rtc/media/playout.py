@@ -121,6 +121,10 @@ class PlayoutSource:
     def frames_released(self) -> int:
         return int(getattr(self._source, "frames_released", 1))
 
+    @property
+    def closed(self) -> bool:
+        return bool(getattr(self._source, "closed", False))
+
     def request_keyframe(self) -> None:
         self._source.request_keyframe()
 

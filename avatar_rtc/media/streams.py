@@ -36,6 +36,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar, Generic, Literal, Self, TypeVar
 
+from ..errors import ConfigurationError
 from ..rtc.encoded_frame import FrameSource
 from .decoder import DecodedFrame, TrackDecoder, call_from_sink, decoder_for
 from .formats import AudioFormat, VideoFormat
@@ -94,16 +95,16 @@ class _Stream(Generic[T]):
     ) -> None:
         policy = policy if policy is not None else self.default_policy
         if policy not in ("latest", "all"):
-            raise ValueError("policy must be 'latest' or 'all'")
+            raise ConfigurationError(f"policy {policy!r}: 'latest' or 'all'")
         capacity = capacity if capacity is not None else self._default_capacity(policy)
         if capacity < 1:
-            raise ValueError("capacity must be >= 1")
+            raise ConfigurationError(f"capacity {capacity!r}: at least 1")
         self.capacity = capacity
         self.policy: Policy = policy
         self._loop = loop if loop is not None else asyncio.get_running_loop()
         self._decoder = source if isinstance(source, TrackDecoder) else decoder_for(source)
         if self._decoder.kind != self._kind:
-            raise ValueError(f"{type(self).__name__} needs a {self._kind} source")
+            raise ConfigurationError(f"{type(self).__name__} needs a {self._kind} source")
         self._lock = threading.Lock()
         self._queue: collections.deque[T] = collections.deque()
         self._waiter: asyncio.Future[None] | None = None
@@ -117,9 +118,8 @@ class _Stream(Generic[T]):
         self._cb_dropped = 0
         self._overflows = 0
         self._behind = False  # overflowed and not caught up since (the queue never emptied)
-        self._remove_sink: Callable[[], None] | None = self._decoder.add_sink(
-            self._on_decoded, on_end=self.close
-        )
+        self._remove_sink: Callable[[], None] | None = None  # (on_end may come at once)
+        self._remove_sink = self._decoder.add_sink(self._on_decoded, on_end=self.close)
 
     # -- public --------------------------------------------------------------------------
     def __aiter__(self) -> Self:

@@ -65,6 +65,10 @@ class BackgroundLoop:
             raise RuntimeError("BackgroundLoop.run() called from its own loop thread")
         return _run_on(self.loop, coro, timeout)
 
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
     def close(self, timeout: float = 5.0) -> None:
         if self._closed:
             return

@@ -18,6 +18,7 @@ from types import TracebackType
 
 import av
 
+from ..media.decoder import DecodedFrame, TrackDecoder
 from ..rtc.encoded_frame import EncodedFrame, FrameSource
 from .encoder import EncodeMuxer, resolve_codecs
 from .errors import RecordError
@@ -126,7 +127,10 @@ class Recorder:
         with self._lock:
             if self._thread is not None:
                 raise RecordError("recorder already started")
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:  # (a file where a folder should be, no permission...)
+                raise RecordError(f"cannot create the folder of {self.path}: {exc}") from exc
             self._thread = threading.Thread(
                 target=self._run, name=f"recorder:{self.path.name}", daemon=True
             )
@@ -142,6 +146,20 @@ class Recorder:
         unsubscribe = source.subscribe(self._on_frame)
         self._unsubscribe.append(unsubscribe)
         return unsubscribe
+
+    def attach_decoded(self, decoder: TrackDecoder) -> Callable[[], None]:
+        """Feed ``decoder``'s frames (encode mode); returns the remover (also done by stop,
+        so that the decoder stops with the last of its sinks, not with the session)."""
+        if self.mode != "encode":
+            raise RecordError("attach_decoded() feeds decoded frames: use mode='encode'")
+        write = self.write_video if decoder.kind == "video" else self.write_audio
+
+        def sink(decoded: DecodedFrame) -> None:
+            write(decoded.frame, decoded.encoded.presentation_time)
+
+        remove = decoder.add_sink(sink)
+        self._unsubscribe.append(remove)
+        return remove
 
     def stop(self, timeout: float | None = None) -> RecorderStats:
         """Stop taking frames, write everything queued, finalise the file; idempotent.

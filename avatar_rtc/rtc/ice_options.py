@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from ..api.models import TurnConfig
+from ..errors import ConfigurationError
 from .ice_servers import IceServer, TurnPorts, ice_servers_from_turn, parse_ice_url
 
 __all__ = ["IceOptions", "IcePolicy"]
@@ -44,9 +45,9 @@ class IceOptions:
 
     def __post_init__(self) -> None:
         if self.policy not in ("all", "relay"):
-            raise ValueError(f"policy must be 'all' or 'relay', not {self.policy!r}")
-        if self.gather_timeout <= 0 or self.relay_grace < 0:
-            raise ValueError("gather_timeout must be > 0 and relay_grace >= 0")
+            raise ConfigurationError(f"policy must be 'all' or 'relay', not {self.policy!r}")
+        if not self.gather_timeout > 0 or not self.relay_grace >= 0:  # (NaN too)
+            raise ConfigurationError("gather_timeout must be > 0 and relay_grace >= 0")
         for server in self.extra_servers:
             parse_ice_url(server.url)  # fail early on a malformed URL
 

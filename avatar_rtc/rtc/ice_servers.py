@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from ..api.models import TurnConfig
+from ..errors import ConfigurationError
 from ..redact import register_secret
 
 __all__ = ["IceServer", "IceUrl", "TurnPorts", "ice_servers_from_turn", "parse_ice_url"]
@@ -64,31 +65,32 @@ _URL_RE = re.compile(
 
 
 def parse_ice_url(url: str) -> IceUrl:
-    """Parse an ICE server URL; ``ValueError`` when malformed or unsupported.
+    """Parse an ICE server URL; ``ConfigurationError`` (a ``ValueError``) when malformed or
+    unsupported.
 
     Default ports: 3478 (``stun``/``turn``), 5349 (``stuns``/``turns``). ``turn`` defaults
     to UDP; ``turns`` must be TCP (TLS over TCP; DTLS is not supported by aioice).
     """
     match = _URL_RE.fullmatch(url.strip())
     if match is None:
-        raise ValueError(f"malformed ICE server URL {url!r}")
+        raise ConfigurationError(f"malformed ICE server URL {url!r}")
     scheme = match["scheme"].lower()
     host = match["host"].strip("[]")
     secure = scheme.endswith("s")
     port = int(match["port"]) if match["port"] else (5349 if secure else 3478)
     if not 0 < port < 65536:
-        raise ValueError(f"bad port in ICE server URL {url!r}")
+        raise ConfigurationError(f"bad port in ICE server URL {url!r}")
     transport_param = (match["transport"] or "").lower()
     if scheme in ("stun", "stuns"):
         if transport_param:
-            raise ValueError(f"{scheme}: URLs take no transport: {url!r}")
+            raise ConfigurationError(f"{scheme}: URLs take no transport: {url!r}")
         return IceUrl("stuns" if secure else "stun", host, port, None)
     if scheme == "turns":
         if transport_param not in ("", "tcp"):
-            raise ValueError(f"turns: supports only transport=tcp: {url!r}")
+            raise ConfigurationError(f"turns: supports only transport=tcp: {url!r}")
         return IceUrl("turns", host, port, "tls")
     if transport_param not in ("", "udp", "tcp"):
-        raise ValueError(f"turn: supports transport=udp|tcp: {url!r}")
+        raise ConfigurationError(f"turn: supports transport=udp|tcp: {url!r}")
     return IceUrl("turn", host, port, "tcp" if transport_param == "tcp" else "udp")
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from avatar_rtc.errors import ConfigurationError
 from avatar_rtc.fleet.admission import (
     DEFAULT_LIMIT,
     HOLD,
@@ -69,7 +70,7 @@ def test_kinds_are_booked_at_their_own_cost() -> None:
 
 @pytest.mark.parametrize("limit", [0.0, 1.5])
 def test_a_limit_outside_0_1_is_refused(limit: float) -> None:
-    with pytest.raises(ValueError, match="limit"):
+    with pytest.raises(ConfigurationError, match="limit"):
         Admission(1, limit=limit)
 
 
@@ -88,7 +89,7 @@ def test_a_ray_task_books_its_process_share_too_a_pool_session_only_its_own() ->
     # A caller's own figure for the process's share, as for the sessions' costs.
     own = RayEngine(limit=0.8, costs={"decode": 0.04}, process_cost=0.0)
     assert own.task_cpus("decode") == pytest.approx(0.04 / 0.8)
-    with pytest.raises(ValueError):
+    with pytest.raises(ConfigurationError):
         RayEngine(process_cost=-0.01)
 
 

@@ -6,6 +6,7 @@ import pickle
 
 import pytest
 
+from avatar_rtc.errors import ConfigurationError
 from avatar_rtc.fleet.jobs import FleetJob, JobResult
 from avatar_rtc.fleet.runner import FrameWatch
 from avatar_rtc.options import SessionOptions
@@ -36,7 +37,7 @@ def test_a_job_survives_pickling_with_its_secret_masked() -> None:
     ],
 )
 def test_inconsistent_jobs_are_refused(kwargs: dict[str, object], message: str) -> None:
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(ConfigurationError, match=message):
         FleetJob(0, options=SessionOptions(), **kwargs)  # type: ignore[arg-type]
 
 

@@ -343,3 +343,19 @@ def test_a_codec_without_a_decoder_is_logged_once_and_counted(
     assert dec.stats().decode_errors == 3
     errors = [r for r in caplog.records if "cannot create a G7221 decoder" in r.getMessage()]
     assert len(errors) == 1, [r.getMessage() for r in caplog.records]
+
+
+class ClosedSource(FakeSource):
+    closed = True
+
+
+def test_a_sink_added_to_a_closed_source_ends_at_once_and_starts_nothing() -> None:
+    source = ClosedSource()
+    dec = TrackDecoder(source)
+    ended: list[bool] = []
+    remove = dec.add_sink(lambda decoded: None, on_end=lambda: ended.append(True))
+    assert ended == [True]  # called at once: a stream on it stops waiting
+    assert not dec.running and not source.callbacks  # no thread, no subscription
+    assert source.keyframe_requests == 0
+    remove()  # a no-op, harmless
+    assert not dec.running

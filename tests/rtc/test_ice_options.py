@@ -7,6 +7,7 @@ import ssl
 import pytest
 
 from avatar_rtc.api.models import TurnConfig
+from avatar_rtc.errors import ConfigurationError
 from avatar_rtc.redact import Secret, redact
 from avatar_rtc.rtc.ice_options import IceOptions
 from avatar_rtc.rtc.ice_servers import IceServer, IceUrl, TurnPorts, parse_ice_url
@@ -37,7 +38,7 @@ def test_parse_ice_url(url: str, expected: IceUrl) -> None:
     ["http://h", "turn:", "turns:h?transport=udp", "turn:h?transport=sctp", "stun:h?transport=udp"],
 )
 def test_parse_ice_url_rejects(url: str) -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ConfigurationError):
         parse_ice_url(url)
 
 
@@ -100,5 +101,5 @@ def test_tls_is_verified_by_default() -> None:
     ],
 )
 def test_invalid_options(kwargs: dict[str, object]) -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ConfigurationError):
         IceOptions(**kwargs)  # type: ignore[arg-type]

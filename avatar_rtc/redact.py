@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import urllib.parse
 
 __all__ = [
     "RedactedError",
@@ -42,10 +43,38 @@ _MIN_LEN = 4
 
 
 def register_secret(value: str) -> None:
-    """Remember ``value`` so that :func:`redact` masks it wherever it appears."""
+    """Remember ``value`` so that :func:`redact` masks it wherever it appears, also as a
+    server may send it back in an error: URL-encoded, or escaped in JSON."""
     if len(value) >= _MIN_LEN:
         with _lock:
-            _registered.add(value)
+            _registered.update(encoded_forms(value))
+
+
+# What JSON encoders escape that a KS or a TURN credential (base64) holds: PHP writes "\/",
+# .NET "\u002B" (and "\u0026", "\u003C"... for the characters HTML cares about).
+_JSON_UNICODE_ESCAPED = frozenset("+<>&'\"")
+
+
+def encoded_forms(value: str) -> set[str]:
+    """``value`` and how it reads URL-encoded (either hex case) and JSON-escaped."""
+    quoted = urllib.parse.quote(value, safe="")
+    forms = {
+        value,
+        quoted,
+        _lower_hex(quoted, "%"),
+        urllib.parse.quote_plus(value, safe=""),
+        value.replace("/", "\\/"),
+    }
+    escaped = "".join(f"\\u{ord(c):04X}" if c in _JSON_UNICODE_ESCAPED else c for c in value)
+    forms |= {escaped, _lower_hex(escaped, "\\u")}
+    return forms
+
+
+def _lower_hex(text: str, prefix: str) -> str:
+    """``text`` with the hex digits after each ``prefix`` in lower case."""
+    width = 2 if prefix == "%" else 4
+    parts = text.split(prefix)
+    return prefix.join([parts[0], *(p[:width].lower() + p[width:] for p in parts[1:])])
 
 
 def redact(text: str) -> str:

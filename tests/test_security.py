@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import logging
 import ssl
 import traceback
+import urllib.parse
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -25,6 +27,7 @@ import pytest
 from aiohttp import web
 
 from avatar_rtc.api import ControlClient, RetryPolicy
+from avatar_rtc.cli.main import main
 from avatar_rtc.emulator import Emulator
 from avatar_rtc.emulator import jwt as emulator_jwt
 from avatar_rtc.errors import AvatarRTCError, ConfigurationError, NetworkError, NoCandidatesError
@@ -193,6 +196,45 @@ async def test_control_api_redirects_drop_credentials_off_origin() -> None:
         async with ControlClient(f"{home.base}/v1/avatar-session", "ks-redirected-1") as client:
             await client.create("av-1")
     assert _auth(home) == ["KS ks-redirected-1"] and _auth(other) == [None]
+
+
+# A KS-shaped secret (base64: + / =), and how servers send one back in an error.
+ECHOED_KS = "djJ8MTIzNDU2fGFi+Y2RlZmdo/aWprbG1u+b3BxcnN0/dXZ3eHl6==" + "QUJDREVGR0hJSktMTU5P"
+ECHOES = {
+    "url-encoded": urllib.parse.quote(ECHOED_KS, safe="").encode(),
+    "url-encoded, lower-case hex": urllib.parse.quote(ECHOED_KS, safe="")
+    .replace("%2B", "%2b")
+    .replace("%2F", "%2f")
+    .replace("%3D", "%3d")
+    .encode(),
+    "json, slashes escaped (PHP)": json.dumps({"detail": ECHOED_KS}).replace("/", "\\/").encode(),
+    "json, + escaped (.NET)": json.dumps({"detail": ECHOED_KS}).replace("+", "\\u002B").encode(),
+}
+
+
+@pytest.mark.parametrize("form", sorted(ECHOES))
+async def test_a_ks_a_server_echoes_encoded_is_masked(form: str) -> None:
+    async with ReplyServer() as server:
+        server.answer(Canned(401, {"Content-Type": "application/json"}, ECHOES[form]))
+        async with ControlClient(
+            f"{server.base}/v1/avatar-session", ECHOED_KS, retry=RetryPolicy(max_attempts=1)
+        ) as client:
+            with pytest.raises(AvatarRTCError) as info:
+                await client.create("av-1")
+    shown = _shown(info.value)
+    assert info.value.status == 401 and "***" in shown  # type: ignore[attr-defined]
+    for piece in ("aWprbG1u", "dXZ3eHl6", "QUJDREVGR0hJSktMTU5P"):  # from its middle and end
+        assert piece not in shown, shown
+
+
+def test_a_ks_argparse_refuses_is_not_printed_back(capsys: pytest.CaptureFixture[str]) -> None:
+    ks = "ks-in-the-wrong-place-5c2e"
+    for argv in (["--ks", ks, "probe"], ["probe", f"--turn-={ks}"], ["emulator", "--bearer", ks]):
+        with pytest.raises(SystemExit) as info:
+            main(argv)
+        err = capsys.readouterr().err
+        assert info.value.code == 2 and "error:" in err and "***" in err
+        assert ks not in err, argv
 
 
 def test_a_ks_that_cannot_be_a_header_is_refused_before_sending() -> None:

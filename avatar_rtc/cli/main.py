@@ -22,8 +22,10 @@ import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from types import FrameType, ModuleType
+from typing import NoReturn
 
 from .. import __version__
+from ..redact import redact, register_secret
 from .arguments import VERBOSE_HELP, HelpFormatter, verbosity
 from .exit_status import EXIT_SIGINT, exit_status_help, stdout_gone
 
@@ -39,8 +41,39 @@ def _subcommands() -> tuple[ModuleType, ...]:
     return (emulator_cmd, fleet_cmd, probe_cmd, qa_cmd, record_cmd)
 
 
+# Options whose value is a credential, in every command (their values are masked in the
+# parser's own error messages too).
+SECRET_OPTIONS = ("--ks", "--bearer", "--turn-username", "--turn-credential", "--turn-secret")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse repeats a refused value in its error ("invalid choice: 'VALUE'"): a KS given
+    in the wrong place is masked there too (its subcommands' parsers are of this class)."""
+
+    def error(self, message: str) -> NoReturn:
+        super().error(redact(message))
+
+
+def secret_arguments(argv: Sequence[str]) -> list[str]:
+    """The values given to :data:`SECRET_OPTIONS` in ``argv`` (``--opt V``, ``--opt=V``, and
+    the abbreviations argparse accepts, even ambiguous ones), wherever they stand."""
+    values = []
+    for i, token in enumerate(argv):
+        name, eq, value = token.partition("=")
+        if (
+            len(name) > 2
+            and name.startswith("--")
+            and any(o.startswith(name) for o in SECRET_OPTIONS)
+        ):
+            if eq:
+                values.append(value)
+            elif i + 1 < len(argv):
+                values.append(argv[i + 1])
+    return values
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="avatar-rtc",
         description="Headless WebRTC media client for the Kaltura Avatar real-time API.",
         epilog=f"{exit_status_help()}\n\n'avatar-rtc COMMAND --help' shows a command's options.",
@@ -107,6 +140,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = "avatar-rtc"
     try:
         try:
+            for value in secret_arguments(sys.argv[1:] if argv is None else argv):
+                register_secret(value)  # before parsing: its errors may quote them
             parser = build_parser()
             args = parser.parse_args(argv)
             command = f"avatar-rtc {args.command}"

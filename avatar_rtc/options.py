@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from .api.keepalive import DEFAULT_KEEP_ALIVE_INTERVAL
 from .errors import ConfigurationError
+from .http.transport import check_http_url
 from .redact import Secret
 from .rtc.ice_options import IceOptions
 from .rtc.reconnect import ReconnectPolicy
@@ -91,8 +92,9 @@ class SessionOptions:
         if self.whep_url is not None:
             if self.api_url is not None or self.ks is not None:
                 raise ConfigurationError("whep_url (bare WHEP mode) excludes api_url and ks")
-            if not self.whep_url.startswith(("http://", "https://")):
-                raise ConfigurationError("whep_url must be an http:// or https:// URL")
+            check_http_url("whep_url", self.whep_url)
+        if self.api_url is not None:
+            check_http_url("api_url", self.api_url)
         codecs = tuple(dict.fromkeys(str(codec).upper() for codec in self.video_codecs))
         unknown = [codec for codec in codecs if codec not in RECEIVABLE_VIDEO_CODECS]
         if not codecs or unknown:
@@ -101,7 +103,8 @@ class SessionOptions:
                 f"{', '.join(RECEIVABLE_VIDEO_CODECS)}"
             )
         object.__setattr__(self, "video_codecs", codecs)
-        if self.connect_timeout <= 0 or self.keep_alive_interval <= 0:
+        # `not x > 0`, not `x <= 0`: NaN fails it too (infinity is "never")
+        if not self.connect_timeout > 0 or not self.keep_alive_interval > 0:
             raise ConfigurationError("connect_timeout and keep_alive_interval must be > 0")
         if self.keyframe_wait is not None and not self.keyframe_wait > 0:
             raise ConfigurationError("keyframe_wait must be > 0 seconds (or None: never)")

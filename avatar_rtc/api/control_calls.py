@@ -30,7 +30,7 @@ from ..errors import (
     api_error_for_status,
 )
 from ..http.retry import RetryPolicy, call_with_retry
-from ..http.transport import HttpTransport, header_safe, json_object
+from ..http.transport import HttpTransport, check_http_url, header_safe, json_object
 from ..redact import Secret, redact
 from .audio_duration import audio_duration
 from .models import CatalogItem, ClientConfig, SessionHandle, TurnConfig
@@ -79,6 +79,7 @@ class ControlCalls:
         session: aiohttp.ClientSession | None = None,
     ) -> None:
         url = base_url or os.environ.get(ENV_API_URL) or DEFAULT_BASE_URL
+        check_http_url("the Control API URL", url)
         self.base_url = url.rstrip("/")
         ks = ks if ks is not None else os.environ.get(ENV_KS)
         if isinstance(ks, str):
@@ -205,7 +206,10 @@ class ControlCalls:
             path = Path(audio)
             data, filename = await asyncio.to_thread(path.read_bytes), path.name
         if duration is None:
-            duration = await asyncio.to_thread(audio_duration, data)
+            try:
+                duration = await asyncio.to_thread(audio_duration, data)
+            except ValueError as exc:
+                raise ConfigurationError(f"say-audio {filename}: {exc}") from None
         turn_id = turn_id or new_turn_id()
         form = aiohttp.FormData()
         form.add_field("turnId", turn_id)

@@ -23,6 +23,7 @@ __all__ = [
     "add_speech_options",
     "add_target_options",
     "parse_size",
+    "port_number",
     "positive_float",
     "verbosity",
 ]
@@ -97,9 +98,19 @@ def positive_float(value: str) -> float:
         number = float(value)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number, got {value!r}") from None
-    if number <= 0:
+    if not number > 0:  # (NaN too)
         raise argparse.ArgumentTypeError(f"expected a positive number, got {value!r}")
     return number
+
+
+def port_number(value: str) -> int:
+    try:
+        port = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a port number, got {value!r}") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a port within 0-65535, got {value!r}")
+    return port
 
 
 def _seconds_or_never(value: str) -> float | None:
@@ -134,6 +145,8 @@ class Speech:
 
 
 def _say_text(value: str) -> Speech:
+    if not value.strip():  # the service refuses it (HTTP 400), after we connected
+        raise argparse.ArgumentTypeError("expected some text to say")
     return Speech("text", value)
 
 

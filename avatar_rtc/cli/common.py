@@ -104,6 +104,8 @@ def target_from_args(args: argparse.Namespace, environ: Mapping[str, str] | None
         kind = "service" if api_url or ks else "emulator"
     if kind != "whep" and args.bearer:
         raise ConfigurationError("--bearer only applies to --whep-url")
+    if kind == "service" and not ks:  # (the client would say so once connecting)
+        raise ConfigurationError("--api-url needs a KS: --ks, or env AVATAR_KS")
     avatar_id, voice_id = args.avatar_id, args.voice_id
     if kind == "emulator":
         from ..emulator import DEFAULT_VISUAL_ID, DEFAULT_VOICE_ID

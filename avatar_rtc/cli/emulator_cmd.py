@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from .. import event_loop
 from ..errors import AvatarRTCError, ConfigurationError
 from ..redact import Secret
-from .arguments import add_command, parse_size
+from .arguments import add_command, parse_size, port_number
 from .exit_status import exit_code_of, print_error
 
 if TYPE_CHECKING:
@@ -36,7 +36,7 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default %(default)s)")
     parser.add_argument(
-        "--port", type=int, default=8080, help="0 picks a free port (default %(default)s)"
+        "--port", type=port_number, default=8080, help="0 picks a free port (default %(default)s)"
     )
     parser.add_argument(
         "--idle-timeout",
@@ -159,7 +159,7 @@ def _add_fault_options(parser: argparse.ArgumentParser) -> None:
     )
     faults.add_argument(
         "--packet-loss",
-        type=float,
+        type=_percent,
         default=0.0,
         metavar="PCT",
         help="percent of video RTP packets dropped at random (NACKs may repair them)",
@@ -235,6 +235,17 @@ def run(args: argparse.Namespace) -> int:
         )
         return AvatarRTCError.exit_code
     return 0
+
+
+def _percent(value: str) -> float:
+    """A loss percentage: within [0, 100)."""
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a percentage, got {value!r}") from None
+    if not 0 <= number < 100:  # (NaN too)
+        raise argparse.ArgumentTypeError(f"expected a percentage within [0, 100), got {value!r}")
+    return number
 
 
 def _given_ks(args: argparse.Namespace) -> str | None:

@@ -33,7 +33,7 @@ from .arguments import (
     positive_float,
 )
 from .exit_status import print_error
-from .output_file import check_output_file
+from .output_file import check_output_file, check_report_files
 from .progress import format_duration
 
 if TYPE_CHECKING:
@@ -159,6 +159,7 @@ def run(args: argparse.Namespace) -> int:
         target = target_from_args(args)
         check_speech(args.speech, target)
         _check_engine(args)
+        check_report_files(args.json, args.plot)
         for index in range(args.sessions):
             for suffix in (f".{CONTAINER}", ".qa.json"):
                 path = Path(args.out) / f"session-{index:03d}{suffix}"
@@ -233,9 +234,9 @@ async def _fleet(args: argparse.Namespace, target: Target, stop: StopSignals) ->
             await engine.close()
         results = [future.result() for future in futures]
     report = aggregate(results, wall_seconds=time.monotonic() - started, engine=args.engine)
-    _write_outputs(args, report)
-    _print_summary(report, args, _emulator_fps(target))
-    return stop.exit_code or exit_status(results)
+    _print_summary(report, args, _emulator_fps(target))  # first: the work is done
+    written = _write_outputs(args, report)
+    return stop.exit_code or exit_status(results) or written
 
 
 async def _wait(
@@ -277,17 +278,24 @@ def exit_status(results: list[JobResult]) -> int:
     return 0
 
 
-def _write_outputs(args: argparse.Namespace, report: FleetReport) -> None:
+def _write_outputs(args: argparse.Namespace, report: FleetReport) -> int:
+    """``--json`` and ``--plot``; 0, or the exit status of a failure to write them."""
     text = redact(json.dumps(report.to_dict(), indent=2))
-    if args.json:
-        Path(args.json).write_text(text + "\n", encoding="utf-8")
-    if args.plot:
-        from ..fleet import plot_fleet
+    try:
+        if args.json:
+            Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+            Path(args.json).write_text(text + "\n", encoding="utf-8")
+        if args.plot:
+            from ..fleet import plot_fleet
 
-        try:
+            Path(args.plot).parent.mkdir(parents=True, exist_ok=True)
             plot_fleet(report, args.plot)
-        except ImportError as exc:  # matplotlib: the qa extra
-            print_error(COMMAND, RuntimeError(f"--plot needs the qa extra ({exc})"))
+    except ImportError as exc:  # matplotlib: the qa extra
+        print_error(COMMAND, RuntimeError(f"--plot needs the qa extra ({exc})"))
+    except (OSError, ValueError) as exc:  # (checked before the sessions ran: rare)
+        print_error(COMMAND, exc)
+        return AvatarRTCError.exit_code
+    return 0
 
 
 def _emulator_fps(target: Target) -> int | None:

@@ -1,4 +1,5 @@
-"""``record OUT``: is OUT usable? Checked before connecting, so a wrong path costs nothing."""
+"""``record OUT``, ``--json``, ``--plot``: usable paths? Checked before connecting, so a wrong
+path costs nothing (not a session's worth of work lost at the end)."""
 
 from __future__ import annotations
 
@@ -8,21 +9,40 @@ from pathlib import Path
 
 from ..errors import ConfigurationError
 
-__all__ = ["check_output_file"]
+__all__ = ["PLOT_SUFFIXES", "check_output_file", "check_report_files"]
+
+# What --plot writes (matplotlib picks the format by the suffix).
+PLOT_SUFFIXES = (".png", ".svg", ".pdf")
 
 
-def check_output_file(path: str, *, force: bool) -> None:
-    """``ConfigurationError`` unless a recording can be written to ``path``.
+def check_report_files(json_path: str | None, plot_path: str | None) -> None:
+    """``--json`` / ``--plot``: ``ConfigurationError`` unless each can be written (an existing
+    file is replaced; missing folders are made when it is written)."""
+    if json_path:
+        check_output_file(json_path, force=True, what="write --json to")
+    if plot_path:
+        if Path(plot_path).suffix.lower() not in PLOT_SUFFIXES:
+            raise ConfigurationError(
+                f"--plot {plot_path!r}: a {', '.join(PLOT_SUFFIXES)} file (by its suffix)"
+            )
+        check_output_file(plot_path, force=True, what="write --plot to")
 
-    An existing file is refused unless ``force`` (then it is overwritten); a directory always.
+
+def check_output_file(path: str, *, force: bool | None, what: str = "record to") -> None:
+    """``ConfigurationError`` unless a file can be written to ``path`` (``what``: "record to").
+
+    An existing file is refused unless ``force`` (then it is overwritten; ``None``: a command
+    without ``--force``, whose message asks for another name); a directory always.
     Missing parent directories are fine (the recorder creates them) if the nearest existing
     one is a directory that takes a new file: tried by creating and deleting a temporary file,
     since ``os.access`` says yes to root even on ``/proc``.
     """
     out = Path(path)
     if out.is_dir():
-        raise ConfigurationError(f"cannot record to {path!r}: it is a directory")
+        raise ConfigurationError(f"cannot {what} {path!r}: it is a directory")
     if out.exists():
+        if force is None:
+            raise ConfigurationError(f"{path!r} exists: give another name")
         if not force:
             raise ConfigurationError(f"{path!r} exists: use --force to overwrite it")
         if not os.access(out, os.W_OK):
@@ -31,12 +51,12 @@ def check_output_file(path: str, *, force: bool) -> None:
     while not folder.exists() and folder != folder.parent:
         folder = folder.parent
     if not folder.is_dir():
-        raise ConfigurationError(f"cannot record to {path!r}: {str(folder)!r} is not a directory")
+        raise ConfigurationError(f"cannot {what} {path!r}: {str(folder)!r} is not a directory")
     try:
         handle, probe = tempfile.mkstemp(prefix=".avatar-rtc-", dir=folder)
     except OSError as exc:
         raise ConfigurationError(
-            f"cannot record to {path!r}: cannot create a file in {str(folder)!r} "
+            f"cannot {what} {path!r}: cannot create a file in {str(folder)!r} "
             f"({exc.strerror or exc})"
         ) from None
     os.close(handle)

@@ -47,6 +47,7 @@ from .arguments import (
     positive_float,
 )
 from .exit_status import print_error
+from .output_file import check_report_files
 
 if TYPE_CHECKING:
     from ..qa import LiveQa, QaReport, Thresholds
@@ -127,12 +128,14 @@ def run(args: argparse.Namespace) -> int:
         return AvatarRTCError.exit_code
     try:
         thresholds = load_thresholds(args.thresholds) if args.thresholds else None
+        check_report_files(args.json, args.plot)
         if args.file is not None:
             given = [name for name in LIVE_ONLY if getattr(args, name)]
             if given:
+                verb = "applies" if len(given) == 1 else "apply"
                 raise ConfigurationError(
                     f"FILE is analysed as it is: {', '.join(_flag(n) for n in given)} "
-                    "only apply to a live session (without FILE)"
+                    f"only {verb} to a live session (without FILE)"
                 )
             return _file(args, thresholds)
         return _live(args, thresholds)
@@ -160,10 +163,12 @@ def emit(args: argparse.Namespace, report: QaReport, *, interrupted: int | None 
     print(text, flush=True)  # a closed stdout (BrokenPipeError): main() exits quietly
     try:
         if args.json:
+            Path(args.json).parent.mkdir(parents=True, exist_ok=True)
             Path(args.json).write_text(text + "\n", encoding="utf-8")
         if args.plot:
             from ..qa.plot import plot_report
 
+            Path(args.plot).parent.mkdir(parents=True, exist_ok=True)
             plot_report(report, args.plot)
     except ImportError as exc:
         print_error(COMMAND, RuntimeError(f"{EXTRA_HINT} ({exc})"))
@@ -204,7 +209,7 @@ def _live(args: argparse.Namespace, thresholds: Thresholds | None) -> int:
     check_speech(turns, target)
     if args.record:
         container_for_path(args.record)
-        check_output_file(args.record, force=False)
+        check_output_file(args.record, force=None)  # (qa has no --force)
     return run_command(COMMAND, lambda stop: _session(args, target, turns, thresholds, stop))
 
 

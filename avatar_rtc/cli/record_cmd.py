@@ -165,7 +165,8 @@ def encode_options(args: argparse.Namespace) -> EncodeOptions | None:
     if args.mode == "copy":
         if given:
             flags = ", ".join("--" + name.replace("_", "-") for name in given)
-            raise ConfigurationError(f"{flags} only apply to --mode encode")
+            verb = "applies" if len(given) == 1 else "apply"
+            raise ConfigurationError(f"{flags} only {verb} to --mode encode")
         return None
     width, height = args.size if args.size else (None, None)
     return EncodeOptions(
@@ -188,6 +189,8 @@ def check_until_idle(args: argparse.Namespace) -> None:
 
 def run(args: argparse.Namespace) -> int:
     # Imported here: the session options and the recorder load the media stack.
+    from ..record import EncodeOptions, RecordError
+    from ..record.encoder import resolve_codecs
     from ..record.options import container_for_path
     from .common import run_command, target_from_args
     from .speech import check_speech
@@ -197,7 +200,12 @@ def run(args: argparse.Namespace) -> int:
         encode = encode_options(args)
         # The extension chooses the container; the offer never depends on it (every codec we
         # can receive unless --codec says otherwise): video it cannot hold is re-encoded.
-        container_for_path(args.out)
+        spec = container_for_path(args.out)
+        if args.mode == "encode":
+            try:  # (the recorder checks it too, but only once connected)
+                resolve_codecs(spec, encode or EncodeOptions())
+            except RecordError as exc:
+                raise ConfigurationError(str(exc)) from None
         check_output_file(args.out, force=args.force)
         if args.report:
             check_qa_extra()

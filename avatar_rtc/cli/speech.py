@@ -16,11 +16,20 @@ __all__ = ["check_speech", "speak"]
 
 
 def check_speech(speech: Sequence[Speech], target: Target) -> None:
-    """``ConfigurationError`` when there is speech but no Control API to send it to."""
+    """``ConfigurationError`` when there is speech but no Control API to send it to, or a
+    ``--say-audio`` file that is not audio (found now, not after connecting and recording)."""
     if speech and target.kind == "whep":
         raise ConfigurationError(
             "--say/--say-audio need the Control API (not available with --whep-url)"
         )
+    from ..api.audio_duration import audio_duration
+
+    for item in speech:
+        if item.kind == "audio":
+            try:
+                audio_duration(item.value)  # decodes it: a short file takes milliseconds
+            except (OSError, ValueError) as exc:
+                raise ConfigurationError(f"--say-audio {item.value}: {exc}") from None
 
 
 async def speak(session: AvatarSession, speech: Sequence[Speech]) -> None:

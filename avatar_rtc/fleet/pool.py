@@ -34,9 +34,11 @@ import signal
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
+from multiprocessing.context import SpawnContext
 from typing import Any
 
 from .. import event_loop
+from ..errors import ConfigurationError
 from .admission import DEFAULT_LIMIT, Admission, Booking, Load
 from .engine import Engine
 from .frames import FrameMeta, FrameRing, RingSpec, SharedFrame
@@ -106,26 +108,41 @@ class SessionPool(Engine):
         self._loop = asyncio.get_running_loop()
         context = multiprocessing.get_context("spawn")
         level = logging.getLogger("avatar_rtc").getEffectiveLevel()
-        for number in range(self.processes):
-            ring = None
-            if self._frame_size is not None:
-                ring = FrameRing.create(self._frame_slots, *self._frame_size)
-            ours, theirs = context.Pipe()
-            process = context.Process(
-                target=worker_main,
-                args=(theirs, ring.spec if ring else None, level),
-                name=f"avatar-rtc-fleet-{number}",
-                daemon=True,
-            )
-            process.start()
-            theirs.close()
-            self._workers.append(_Worker(process, ours, ring))
-            self._loop.add_reader(ours.fileno(), self._on_message, number)
+        try:
+            for number in range(self.processes):
+                self._spawn(context, number, level)
+        except BaseException:  # (no shared memory, no process...): end those that started
+            await self.close()
+            raise
         self._accepting = True
         if self._meter is not None:
             self._measuring = asyncio.create_task(self._measure(self._meter))
         logger.info("session pool: %d worker processes", self.processes)
         return self
+
+    def _spawn(self, context: SpawnContext, number: int, level: int) -> None:
+        assert self._loop is not None
+        ring = None
+        if self._frame_size is not None:
+            ring = FrameRing.create(self._frame_slots, *self._frame_size)
+        ours, theirs = context.Pipe()
+        process = context.Process(
+            target=worker_main,
+            args=(theirs, ring.spec if ring else None, level),
+            name=f"avatar-rtc-fleet-{number}",
+            daemon=True,
+        )
+        try:
+            process.start()
+        except BaseException:
+            ours.close()
+            if ring is not None:
+                ring.close()
+            raise
+        finally:
+            theirs.close()
+        self._workers.append(_Worker(process, ours, ring))
+        self._loop.add_reader(ours.fileno(), self._on_message, number)
 
     def stop(self) -> None:
         """Run no queued job; running ones end now (files finalised, results still come)."""
@@ -172,7 +189,7 @@ class SessionPool(Engine):
         if not self._accepting or self._loop is None:
             raise RuntimeError("the pool is not accepting jobs (not started, or draining)")
         if job.share_frames and self._frame_size is None:
-            raise ValueError("share_frames needs a pool with frame_size")
+            raise ConfigurationError("share_frames needs a pool with frame_size")
         future: asyncio.Future[JobResult] = self._loop.create_future()
         self._queue.append((next(self._ids), job, future))
         self._admit()
@@ -185,7 +202,12 @@ class SessionPool(Engine):
         """Call ``callback(frame)`` for every shared frame (on the event loop); it must
         ``release()`` the frame (or keep a ``copy()``): the slot stays taken until then."""
         self._frame_callbacks.append(callback)
-        return lambda: self._frame_callbacks.remove(callback)
+
+        def remove() -> None:  # (twice is no error, as for a session's handlers)
+            with contextlib.suppress(ValueError):
+                self._frame_callbacks.remove(callback)
+
+        return remove
 
     async def _measure(self, meter: CpuMeter) -> None:
         """Every MEASURE_INTERVAL: each worker's CPU to the admission, then admit again (a

@@ -18,14 +18,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import logging
 import shutil
 import tempfile
-from collections.abc import Mapping
+import threading
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from .. import event_loop
+from ..errors import ConfigurationError, NetworkError
 from .admission import DEFAULT_LIMIT, PROCESS_COST, SESSION_COST, Load
 from .engine import Engine
 from .jobs import FleetJob, JobKind, JobResult
@@ -35,6 +38,10 @@ __all__ = ["RayEngine", "ray_available"]
 logger = logging.getLogger(__name__)
 
 EXTRA_HINT = "pip install 'avatar-rtc[ray]'"
+# Ray retries an address where no cluster answers for minutes: we ask it first, for this long,
+# and give ray.init() this long in all (a local start takes seconds).
+REACH_TIMEOUT = 5.0
+INIT_TIMEOUT = 120.0
 
 
 def ray_available() -> bool:
@@ -61,9 +68,9 @@ class RayEngine(Engine):
         num_cpus: int | None = None,
     ) -> None:
         if not 0 < limit <= 1:
-            raise ValueError("limit must be within (0, 1]")
+            raise ConfigurationError("limit must be within (0, 1]")
         if process_cost < 0:
-            raise ValueError("process_cost must be >= 0")
+            raise ConfigurationError("process_cost must be >= 0")
         self.address = address
         self.limit = limit
         self.costs: Mapping[JobKind, float] = {**SESSION_COST, **(costs or {})}
@@ -79,12 +86,11 @@ class RayEngine(Engine):
         try:
             import ray
         except ImportError as exc:
-            raise RuntimeError(
-                "the Ray engine needs the ray extra: pip install 'avatar-rtc[ray]'"
-            ) from exc
+            raise ConfigurationError(f"the Ray engine needs the ray extra: {EXTRA_HINT}") from exc
         if not ray.is_initialized():
-            # Blocking (seconds for a local start): off the event loop.
-            await asyncio.to_thread(
+            if self.address is not None:
+                await _reachable(self.address)
+            init = functools.partial(
                 ray.init,
                 address=self.address,
                 num_cpus=self._num_cpus if self.address is None else None,
@@ -92,6 +98,12 @@ class RayEngine(Engine):
                 log_to_driver=False,
                 configure_logging=False,
             )
+            try:
+                async with asyncio.timeout(INIT_TIMEOUT):
+                    await _in_daemon_thread(init)
+            except TimeoutError:
+                where = f"at {self.address}" if self.address else "locally"
+                raise NetworkError(f"Ray did not start {where} within {INIT_TIMEOUT:g} s") from None
             self._started_ray = True
         self._remote = ray.remote(max_retries=0)(_ray_job)
         self._accepting = True
@@ -102,7 +114,7 @@ class RayEngine(Engine):
         if not self._accepting:
             raise RuntimeError("the engine is not accepting jobs (not started, or draining)")
         if job.share_frames:
-            raise ValueError("share_frames needs the local pool (shared memory)")
+            raise ConfigurationError("share_frames needs the local pool (shared memory)")
         ref = self._remote.options(num_cpus=self.task_cpus(job.kind)).remote(job)
         self._pending[ref] = job
         future = asyncio.ensure_future(self._gather(ref, job))
@@ -190,3 +202,47 @@ def _ray_job(job: FleetJob) -> tuple[JobResult, dict[str, bytes]]:
         return result, files
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+async def _reachable(address: str) -> None:
+    """A ``host:port`` (or ``ray://host:port``) where nothing listens is a NetworkError in
+    seconds (``auto`` and other forms are left to Ray)."""
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        return
+    try:
+        async with asyncio.timeout(REACH_TIMEOUT):
+            _, writer = await asyncio.open_connection(host.strip("[]"), int(port))
+    except (OSError, TimeoutError) as exc:
+        reason = str(exc) or type(exc).__name__
+        raise NetworkError(f"no Ray cluster answers at {address}: {reason}") from None
+    writer.close()
+    with contextlib.suppress(OSError):
+        await writer.wait_closed()
+
+
+async def _in_daemon_thread(fn: Callable[[], object]) -> None:
+    """``fn()`` in a daemon thread: a cancellation (Ctrl-C, SIGTERM, a timeout) ends the
+    wait, and the process may exit while ``fn`` still blocks (``asyncio.to_thread``'s threads
+    are joined at exit: a ``ray.init`` stuck on an address kept the CLI from ending)."""
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[None] = loop.create_future()
+
+    def settle(error: BaseException | None) -> None:
+        if not done.done():
+            if error is None:
+                done.set_result(None)
+            else:
+                done.set_exception(error)
+
+    def run() -> None:
+        error: BaseException | None = None
+        try:
+            fn()
+        except BaseException as exc:  # handed to the waiting coroutine
+            error = exc
+        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+            loop.call_soon_threadsafe(settle, error)
+
+    threading.Thread(target=run, name="avatar-rtc-ray-init", daemon=True).start()
+    await done

@@ -35,7 +35,7 @@ from urllib.parse import urlsplit
 import aiohttp
 from multidict import CIMultiDictProxy
 
-from ..errors import NetworkError, RequestTimeoutError, TransportError
+from ..errors import ConfigurationError, NetworkError, RequestTimeoutError, TransportError
 from ..redact import redact, redact_exception
 from .retry import parse_retry_after
 
@@ -44,6 +44,7 @@ __all__ = [
     "HttpResponse",
     "HttpTransport",
     "RedirectPolicy",
+    "check_http_url",
     "header_safe",
     "json_object",
     "same_origin",
@@ -91,6 +92,18 @@ def json_object(body: str | bytes) -> dict[str, Any] | None:
     except (ValueError, RecursionError):  # RecursionError: nested too deep for the parser
         return None
     return data if isinstance(data, dict) else None
+
+
+def check_http_url(name: str, url: str) -> None:
+    """``ConfigurationError`` unless ``url`` is http(s) with a host and a valid port (else its
+    first request fails as a network error: "request failed: :///v1/...")."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 (raises ValueError when out of range)
+    except ValueError as exc:
+        raise ConfigurationError(f"{name} {url!r}: {exc}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigurationError(f"{name} {url!r}: an http:// or https:// URL with a host")
 
 
 def header_safe(value: str) -> bool:

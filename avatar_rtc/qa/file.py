@@ -25,7 +25,7 @@ logger = logging.getLogger(__name__)
 
 
 class NoMediaInFileError(AvatarRTCError):
-    """The file is not media, or has neither a video nor an audio frame."""
+    """The file is not media, has neither a video nor an audio frame, or no time (an image)."""
 
     exit_code = 3
 
@@ -59,6 +59,8 @@ def analyse_file(
     report = qa.report(media)
     if report.video is None and report.audio is None:
         raise NoMediaInFileError(f"{path}: no frame decoded")
+    if not report.duration > 0:  # a still image passed every check, on nothing
+        raise NoMediaInFileError(f"{path}: no media time (one picture, no sound)")
     return report
 
 

@@ -172,6 +172,17 @@ async def test_say_audio_rejects_non_positive_duration(
     assert emu.counters.calls["say-audio"] == 0
 
 
+async def test_say_audio_of_a_file_that_is_not_audio_names_it(
+    emu: Emulator, client: ControlClient, tmp_path: Path
+) -> None:
+    notes = tmp_path / "notes.wav"
+    notes.write_text("not a sound")
+    handle = await client.create(AVATAR_ID)
+    with pytest.raises(ConfigurationError, match=r"say-audio notes\.wav: not readable audio"):
+        await client.say_audio(handle, notes)
+    assert emu.counters.calls["say-audio"] == 0
+
+
 async def test_interrupt_keep_alive_end(emu: Emulator, client: ControlClient) -> None:
     handle = await client.create(AVATAR_ID)
     await client.interrupt(handle)

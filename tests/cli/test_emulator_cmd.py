@@ -117,8 +117,34 @@ def test_busy_port_is_a_clean_error(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 @pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        # a traceback before: bind() raises OverflowError
+        (["--port", "99999"], "argument --port: expected a port within 0-65535"),
+        (["--port", "-1"], "argument --port: expected a port within 0-65535"),
+        (["--port", "http"], "argument --port: expected a port number"),
+        # "video_packet_loss must be within [0, 1)" before: a fraction for a percentage
+        (["--packet-loss", "150"], "argument --packet-loss: expected a percentage within"),
+    ],
+)
+def test_values_out_of_range_are_usage_errors(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from avatar_rtc.cli.main import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["emulator", *argv])
+    assert exc.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
     "argv",
-    [["--size", "100x100"], ["--no-media", "--idle-timeout", "0"], ["--fps", "0"]],
+    [
+        ["--size", "100x100"],
+        ["--no-media", "--idle-timeout", "0"],
+        ["--fps", "0"],
+    ],
 )
 def test_bad_options_exit_2(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     from avatar_rtc.cli.main import main

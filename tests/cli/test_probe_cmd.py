@@ -85,10 +85,13 @@ def test_a_ks_selects_the_service() -> None:
     assert options.ice.host_addresses is None  # every interface against a real service
     assert options.avatar_id is None  # the session picks $AVATAR_ID / the catalog's first
 
-    target = _target("--api-url", "http://127.0.0.1:1/v1/avatar-session", "--avatar-id", "a1")
+    url = "http://127.0.0.1:1/v1/avatar-session"
+    target = _target("--api-url", url, "--ks", "ks-cli-value", "--avatar-id", "a1")
     assert (target.kind, target.options.api_url, target.options.avatar_id) == (
-        "service", "http://127.0.0.1:1/v1/avatar-session", "a1",
+        "service", url, "a1",
     )  # fmt: skip
+    with pytest.raises(ConfigurationError, match="--api-url needs a KS"):  # found now, not
+        _target("--api-url", url)  # once connecting (and said in the CLI's words)
     env_url = {"AVATAR_API_URL": "http://h/v1/avatar-session"}
     target = _target("--ks", "ks-cli-value", env=env_url)
     assert target.options.api_url == "http://h/v1/avatar-session"

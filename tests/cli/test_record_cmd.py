@@ -143,7 +143,14 @@ def test_encode_options() -> None:
 
 @pytest.mark.parametrize(
     "argv",
-    [["--size", "321x240"], ["--size", "big"], ["--duration", "0"], ["--mode", "transcode"]],
+    [
+        ["--size", "321x240"],
+        ["--size", "big"],
+        ["--duration", "0"],
+        ["--duration", "nan"],
+        ["--mode", "transcode"],
+        ["--say", "  "],  # the service refuses it (HTTP 400), once connected
+    ],
 )
 def test_bad_option_values_exit_2(argv: list[str]) -> None:
     with pytest.raises(SystemExit) as exc:
@@ -160,6 +167,11 @@ def test_bad_option_values_exit_2(argv: list[str]) -> None:
         (["o.mp4", "--bearer", "tok-en"], "--whep-url"),
         (["o.mp4", "--turn-username", "u"], "--turn URL"),
         (["o.mp4", "--stun", "turn:h:3478"], "stun"),
+        (["o.mp4", "--ks", "ks-abcdef", "--api-url", "not-a-url"], "http:// or https://"),
+        (["o.mp4", "--ks", "ks-abcdef", "--api-url", "http://h:99999/v1"], "Port out of range"),
+        (["o.mp4", "--api-url", "http://127.0.0.1:9/v1"], "--api-url needs a KS"),
+        (["o.webm", "--mode", "encode", "--audio-codec", "aac"], "cannot hold audio"),
+        (["o.mp4", "--mode", "encode", "--video-codec", "libvpx"], "cannot hold video"),
     ],
 )
 def test_inconsistent_options_exit_2(
@@ -232,6 +244,7 @@ def test_force_overwrites_and_missing_folders_are_fine(
         (["--until-idle"], "--until-idle needs --say or --say-audio"),
         (["--until-idle", "--duration", "5"], "--until-idle needs --say or --say-audio"),
         (["--say", "hi", "--whep-url", "http://127.0.0.1:9/w"], "need the Control API"),
+        (["--say-audio", "NOT_AUDIO"], "NOT_AUDIO: not readable audio"),
     ],
 )
 def test_speech_options_are_checked_before_connecting(
@@ -241,9 +254,15 @@ def test_speech_options_are_checked_before_connecting(
     connections: list[str],
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    assert main(["record", str(tmp_path / "o.mp4"), *argv]) == 2
+    not_audio = tmp_path / "notes.wav"
+    not_audio.write_text("not a sound")
+    (tmp_path / "o.mp4").write_bytes(b"keep me")  # (--force given: kept all the same)
+    argv = [str(not_audio) if a == "NOT_AUDIO" else a for a in argv]
+    message = message.replace("NOT_AUDIO", str(not_audio))
+    assert main(["record", str(tmp_path / "o.mp4"), "--force", *argv]) == 2
     assert message in capsys.readouterr().err
     assert connections == []
+    assert (tmp_path / "o.mp4").read_bytes() == b"keep me"
 
 
 # --- progress -------------------------------------------------------------------------------

@@ -32,6 +32,8 @@ RAY_RUN_TIMEOUT = 300
         (["--whep-url", "http://127.0.0.1:9/whep", "--say", "hi"], "need the Control API"),
         (["--limit", "1.5"], "fraction"),
         (["--sessions", "0"], "at least 1"),
+        (["--plot", "fleet.txt"], "a .png, .svg, .pdf file"),  # found after the sessions ran
+        (["--json", "/proc/fleet.json"], "cannot create a file in '/proc'"),
     ],
 )
 def test_bad_options_are_usage_errors(argv: list[str], message: str, tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import multiprocessing
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -19,6 +20,7 @@ import pytest
 from avatar_rtc.emulator import Emulator
 from avatar_rtc.emulator.media import markers_for
 from avatar_rtc.fleet import FleetJob, JobResult, SessionPool, SharedFrame, Utterance
+from avatar_rtc.fleet.frames import FrameRing
 from avatar_rtc.options import SessionOptions
 from avatar_rtc.redact import Secret
 from avatar_rtc.rtc.ice_options import IceOptions
@@ -131,3 +133,32 @@ def assert_playable(results: list[JobResult]) -> None:
     for result in results:
         with av.open(str(result.file)) as container:
             assert sum(1 for _ in container.decode(video=0)) > 10
+
+
+async def test_a_pool_that_fails_to_start_ends_the_workers_it_started(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    create = FrameRing.create
+    made: list[object] = []
+
+    def second_fails(slots: int, width: int, height: int) -> FrameRing:
+        if made:
+            raise OSError("no shared memory left")
+        made.append(ring := create(slots, width, height))
+        return ring
+
+    monkeypatch.setattr(FrameRing, "create", second_fails)  # (the class the pool uses)
+    before = {p.pid for p in multiprocessing.active_children()}
+    pool = SessionPool(2, frame_size=SIZE)
+    with pytest.raises(OSError, match="no shared memory"):
+        await pool.start()
+    assert made  # the first worker was started, with its ring
+    left = [p for p in multiprocessing.active_children() if p.pid not in before]
+    assert left == [], left  # and ended again
+
+
+async def test_a_frame_callback_removed_twice_is_no_error() -> None:
+    pool = SessionPool(1)
+    remove = pool.on_frame(lambda frame: frame.release())
+    remove()
+    remove()

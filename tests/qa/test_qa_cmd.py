@@ -62,6 +62,66 @@ def test_no_media_exit_3_usage_exit_2(tmp_path: Path, capsys: pytest.CaptureFixt
     assert exc.value.code == 2
 
 
+def test_a_still_image_is_no_media(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import av
+    import numpy as np
+
+    image = tmp_path / "talk.png"
+    with av.open(str(image), "w", format="image2") as container:  # one PNG picture
+        stream = container.add_stream("png", rate=1)
+        stream.width = stream.height = 16
+        stream.pix_fmt = "rgb24"
+        picture = av.VideoFrame.from_ndarray(np.zeros((16, 16, 3), np.uint8), format="rgb24")
+        container.mux(stream.encode(picture))
+        container.mux(stream.encode(None))
+    assert image.read_bytes()[:4] == b"\x89PNG"
+    assert main(["qa", str(image)]) == 3  # it passed every check before, on nothing
+    assert "no media time" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--plot", "PLACE/r.txt"], "a .png, .svg, .pdf file"),
+        (["--json", "PLACE/notes.txt/r.json"], "is not a directory"),
+        (["--json", "PLACE"], "is a directory"),
+    ],
+)
+def test_report_paths_are_checked_before_the_analysis(
+    make_media: MakeMedia,
+    tmp_path: Path,
+    argv: list[str],
+    message: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    path = make_media("drawn_0.mkv", face="drawn", faults=Faults(0.0))
+    (tmp_path / "notes.txt").write_text("x")
+    argv = [a.replace("PLACE", str(tmp_path)) for a in argv]
+    assert main(["qa", str(path), *argv]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and message in captured.err  # refused before any work
+
+
+def test_a_live_recording_is_not_written_over(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    kept = tmp_path / "take1.mkv"
+    kept.write_bytes(b"keep me")
+    assert main(["qa", "--record", str(kept), "--duration", "1"]) == 2  # before connecting
+    assert "exists: give another name" in capsys.readouterr().err  # (qa has no --force)
+    assert kept.read_bytes() == b"keep me"
+
+
+def test_report_folders_are_made(
+    make_media: MakeMedia, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = make_media("drawn_0.mkv", face="drawn", faults=Faults(0.0))
+    out_json, out_svg = tmp_path / "a" / "r.json", tmp_path / "b" / "c" / "r.svg"
+    assert main(["qa", str(path), "--json", str(out_json), "--plot", str(out_svg)]) == 0
+    assert json.loads(out_json.read_text())["verdict"] == "pass"
+    assert out_svg.read_bytes().lstrip().startswith(b"<?xml")
+
+
 def test_the_cli_does_not_load_the_qa_stack_until_qa_runs() -> None:
     # --version / --help and the other commands stay fast: no SciPy/OpenCV at start.
     code = (

@@ -1,0 +1,53 @@
+"""RayEngine's start: an address where no cluster answers fails in seconds, and a stuck start
+does not hold the process (the CLI hung for minutes, deaf to Ctrl-C, on such an address)."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+
+import pytest
+
+from avatar_rtc.errors import NetworkError
+from avatar_rtc.fleet.ray_engine import RayEngine, _in_daemon_thread, ray_available
+from tests.support import require
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:  # free a moment ago: nothing listens
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.mark.parametrize("scheme", ["", "ray://"])
+async def test_an_address_where_nothing_listens_is_a_network_error(scheme: str) -> None:
+    require(ray_available(), "Ray (the ray extra)")
+    address = f"{scheme}127.0.0.1:{_free_port()}"
+    engine = RayEngine(address)
+    with pytest.raises(NetworkError, match="no Ray cluster answers at"):
+        await engine.start()
+    import ray
+
+    assert not ray.is_initialized()  # ray.init was never called
+
+
+async def test_a_blocked_start_is_left_behind_on_cancellation() -> None:
+    release = threading.Event()
+    wait = asyncio.ensure_future(_in_daemon_thread(release.wait))
+    await asyncio.sleep(0.05)
+    wait.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await wait
+    (thread,) = [t for t in threading.enumerate() if t.name == "avatar-rtc-ray-init"]
+    assert thread.daemon and thread.is_alive()  # still blocked, and no reason to wait at exit
+    release.set()
+    thread.join(5)
+
+
+async def test_what_the_thread_raises_reaches_the_caller() -> None:
+    def fail() -> None:
+        raise ValueError("bad address")
+
+    with pytest.raises(ValueError, match="bad address"):
+        await _in_daemon_thread(fail)

@@ -81,6 +81,8 @@ class RayEngine(Engine):
         self._pending: dict[Any, FleetJob] = {}  # ObjectRef -> job, until its result came
         self._results: set[asyncio.Future[JobResult]] = set()
         self._accepting = False
+        # Set once Ray is shut down: the thread that started it may end (see _call_in_keeper).
+        self._ray_stopped = threading.Event()
 
     async def start(self) -> RayEngine:
         try:
@@ -100,7 +102,7 @@ class RayEngine(Engine):
             )
             try:
                 async with asyncio.timeout(INIT_TIMEOUT):
-                    await _in_daemon_thread(init)
+                    await _call_in_keeper(init, self._ray_stopped)
             except TimeoutError:
                 where = f"at {self.address}" if self.address else "locally"
                 raise NetworkError(f"Ray did not start {where} within {INIT_TIMEOUT:g} s") from None
@@ -171,6 +173,7 @@ class RayEngine(Engine):
 
             await asyncio.to_thread(ray.shutdown)
             self._started_ray = False
+            self._ray_stopped.set()
 
 
 def _write_gathered(job: FleetJob, result: JobResult, files: dict[str, bytes]) -> None:
@@ -221,10 +224,15 @@ async def _reachable(address: str) -> None:
         await writer.wait_closed()
 
 
-async def _in_daemon_thread(fn: Callable[[], object]) -> None:
-    """``fn()`` in a daemon thread: a cancellation (Ctrl-C, SIGTERM, a timeout) ends the
-    wait, and the process may exit while ``fn`` still blocks (``asyncio.to_thread``'s threads
-    are joined at exit: a ``ray.init`` stuck on an address kept the CLI from ending)."""
+async def _call_in_keeper(fn: Callable[[], object], release: threading.Event) -> None:
+    """``fn()`` in a daemon thread that, once it returned, lives on until ``release`` is set.
+
+    Daemon: a cancellation (Ctrl-C, SIGTERM, a timeout) ends the wait, and the process may
+    exit while ``fn`` still blocks (``asyncio.to_thread``'s threads are joined at exit: a
+    ``ray.init`` stuck on an address kept the CLI from ending). Kept: Ray ties the processes
+    it starts (GCS, raylet) to the thread that started them (``PR_SET_PDEATHSIG``), which
+    kills them when that thread ends.
+    """
     loop = asyncio.get_running_loop()
     done: asyncio.Future[None] = loop.create_future()
 
@@ -243,6 +251,8 @@ async def _in_daemon_thread(fn: Callable[[], object]) -> None:
             error = exc
         with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
             loop.call_soon_threadsafe(settle, error)
+        if error is None:
+            release.wait()
 
     threading.Thread(target=run, name="avatar-rtc-ray-init", daemon=True).start()
     await done

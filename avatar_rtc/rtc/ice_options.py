@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -50,6 +51,11 @@ class IceOptions:
             raise ConfigurationError("gather_timeout must be > 0 and relay_grace >= 0")
         for server in self.extra_servers:
             parse_ice_url(server.url)  # fail early on a malformed URL
+        for address in self.host_addresses or ():
+            try:  # (else: no candidate to gather, NoCandidatesError once connecting)
+                ipaddress.ip_address(address)
+            except ValueError:
+                raise ConfigurationError(f"host address {address!r}: not an IP address") from None
 
     def servers(self) -> list[IceServer]:
         """Every ICE server, TURN object's four URLs first (their order is a preference)."""

@@ -1,5 +1,7 @@
-"""RayEngine's start: an address where no cluster answers fails in seconds, and a stuck start
-does not hold the process (the CLI hung for minutes, deaf to Ctrl-C, on such an address)."""
+"""RayEngine's start: an address where no cluster answers fails in seconds, a stuck start does
+not hold the process (the CLI hung for minutes, deaf to Ctrl-C, on such an address), and the
+thread that started Ray outlives the start (Ray's processes die with it: PR_SET_PDEATHSIG).
+The Ray acceptance run (tests/fleet/test_fleet_cmd.py) starts a real local Ray through it."""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ import threading
 import pytest
 
 from avatar_rtc.errors import NetworkError
-from avatar_rtc.fleet.ray_engine import RayEngine, _in_daemon_thread, ray_available
+from avatar_rtc.fleet.ray_engine import RayEngine, _call_in_keeper, ray_available
 from tests.support import require
 
 
@@ -32,17 +34,34 @@ async def test_an_address_where_nothing_listens_is_a_network_error(scheme: str) 
     assert not ray.is_initialized()  # ray.init was never called
 
 
+def _keeper() -> threading.Thread:
+    (thread,) = [t for t in threading.enumerate() if t.name == "avatar-rtc-ray-init"]
+    return thread
+
+
 async def test_a_blocked_start_is_left_behind_on_cancellation() -> None:
-    release = threading.Event()
-    wait = asyncio.ensure_future(_in_daemon_thread(release.wait))
+    unblock, stopped = threading.Event(), threading.Event()
+    wait = asyncio.ensure_future(_call_in_keeper(unblock.wait, stopped))
     await asyncio.sleep(0.05)
     wait.cancel()
     with pytest.raises(asyncio.CancelledError):
         await wait
-    (thread,) = [t for t in threading.enumerate() if t.name == "avatar-rtc-ray-init"]
+    thread = _keeper()
     assert thread.daemon and thread.is_alive()  # still blocked, and no reason to wait at exit
-    release.set()
+    unblock.set()
+    stopped.set()
     thread.join(5)
+    assert not thread.is_alive()
+
+
+async def test_the_starting_thread_lives_until_released() -> None:
+    started, stopped = [], threading.Event()
+    await _call_in_keeper(lambda: started.append(True), stopped)
+    thread = _keeper()
+    assert started == [True] and thread.is_alive()  # what it started lives on
+    stopped.set()
+    thread.join(5)
+    assert not thread.is_alive()
 
 
 async def test_what_the_thread_raises_reaches_the_caller() -> None:
@@ -50,4 +69,4 @@ async def test_what_the_thread_raises_reaches_the_caller() -> None:
         raise ValueError("bad address")
 
     with pytest.raises(ValueError, match="bad address"):
-        await _in_daemon_thread(fail)
+        await _call_in_keeper(fail, threading.Event())  # (and the thread ends)

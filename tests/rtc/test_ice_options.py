@@ -98,6 +98,9 @@ def test_tls_is_verified_by_default() -> None:
         {"gather_timeout": 0},
         {"relay_grace": -1},
         {"extra_servers": (IceServer("turn:h?transport=quic"),)},
+        {"gather_timeout": float("nan")},
+        {"host_addresses": ("999.1.1.1",)},
+        {"host_addresses": ("127.0.0.1", "localhost")},
     ],
 )
 def test_invalid_options(kwargs: dict[str, object]) -> None:

@@ -136,7 +136,8 @@ def test_after_close_the_methods_raise_as_the_async_ones_do(tmp_path: Path) -> N
                 with pytest.raises(SessionClosedError, match="ended"):
                     call()
             gc.collect()  # a coroutine made and never awaited warns when collected
-        assert [str(w.message) for w in caught] == []
+        # (only this kind: the collection may free other tests' objects, with their warnings)
+        assert [str(w.message) for w in caught if "never awaited" in str(w.message)] == []
         assert avatar.stats().state is SessionState.ENDED  # still answers
         assert not (tmp_path / "late.mkv").exists()
 

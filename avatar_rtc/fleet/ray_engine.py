@@ -85,13 +85,13 @@ class RayEngine(Engine):
         self._ray_stopped = threading.Event()
 
     async def start(self) -> RayEngine:
+        if self.address is not None:
+            await _reachable(self.address)
         try:
             import ray
         except ImportError as exc:
             raise ConfigurationError(f"the Ray engine needs the ray extra: {EXTRA_HINT}") from exc
         if not ray.is_initialized():
-            if self.address is not None:
-                await _reachable(self.address)
             init = functools.partial(
                 ray.init,
                 address=self.address,

@@ -12,8 +12,7 @@ import threading
 import pytest
 
 from avatar_rtc.errors import NetworkError
-from avatar_rtc.fleet.ray_engine import RayEngine, _call_in_keeper, ray_available
-from tests.support import require
+from avatar_rtc.fleet.ray_engine import RayEngine, _call_in_keeper
 
 
 def _free_port() -> int:
@@ -24,14 +23,10 @@ def _free_port() -> int:
 
 @pytest.mark.parametrize("scheme", ["", "ray://"])
 async def test_an_address_where_nothing_listens_is_a_network_error(scheme: str) -> None:
-    require(ray_available(), "Ray (the ray extra)")
     address = f"{scheme}127.0.0.1:{_free_port()}"
     engine = RayEngine(address)
-    with pytest.raises(NetworkError, match="no Ray cluster answers at"):
+    with pytest.raises(NetworkError, match="no Ray cluster answers at"):  # (Ray or not)
         await engine.start()
-    import ray
-
-    assert not ray.is_initialized()  # ray.init was never called
 
 
 def _keeper() -> threading.Thread:

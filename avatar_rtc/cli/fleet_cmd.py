@@ -33,7 +33,7 @@ from .arguments import (
     positive_float,
 )
 from .exit_status import print_error
-from .output_file import check_output_file, check_report_files
+from .output_file import check_output_file, check_report_files, write_report_files
 from .progress import format_duration
 
 if TYPE_CHECKING:
@@ -280,16 +280,15 @@ def exit_status(results: list[JobResult]) -> int:
 
 def _write_outputs(args: argparse.Namespace, report: FleetReport) -> int:
     """``--json`` and ``--plot``; 0, or the exit status of a failure to write them."""
+
+    def plot(path: Path) -> None:
+        from ..fleet import plot_fleet
+
+        plot_fleet(report, path)
+
     text = redact(json.dumps(report.to_dict(), indent=2))
     try:
-        if args.json:
-            Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-            Path(args.json).write_text(text + "\n", encoding="utf-8")
-        if args.plot:
-            from ..fleet import plot_fleet
-
-            Path(args.plot).parent.mkdir(parents=True, exist_ok=True)
-            plot_fleet(report, args.plot)
+        write_report_files(args.json, text, args.plot, plot)
     except ImportError as exc:  # matplotlib: the qa extra
         print_error(COMMAND, RuntimeError(f"--plot needs the qa extra ({exc})"))
     except (OSError, ValueError) as exc:  # (checked before the sessions ran: rare)

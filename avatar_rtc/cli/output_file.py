@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from ..errors import ConfigurationError
 
-__all__ = ["PLOT_SUFFIXES", "check_output_file", "check_report_files"]
+__all__ = ["PLOT_SUFFIXES", "check_output_file", "check_report_files", "write_report_files"]
 
 # What --plot writes (matplotlib picks the format by the suffix).
 PLOT_SUFFIXES = (".png", ".svg", ".pdf")
@@ -26,6 +27,20 @@ def check_report_files(json_path: str | None, plot_path: str | None) -> None:
                 f"--plot {plot_path!r}: a {', '.join(PLOT_SUFFIXES)} file (by its suffix)"
             )
         check_output_file(plot_path, force=True, what="write --plot to")
+
+
+def write_report_files(
+    json_path: str | None, text: str, plot_path: str | None, plot: Callable[[Path], None]
+) -> None:
+    """Write ``--json`` (``text``) and ``--plot`` (``plot(path)``), making their folders."""
+    if json_path:
+        path = Path(json_path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text + "\n", encoding="utf-8")
+    if plot_path:
+        path = Path(plot_path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        plot(path)
 
 
 def check_output_file(path: str, *, force: bool | None, what: str = "record to") -> None:

@@ -47,7 +47,7 @@ from .arguments import (
     positive_float,
 )
 from .exit_status import print_error
-from .output_file import check_report_files
+from .output_file import check_report_files, write_report_files
 
 if TYPE_CHECKING:
     from ..qa import LiveQa, QaReport, Thresholds
@@ -161,15 +161,14 @@ def emit(args: argparse.Namespace, report: QaReport, *, interrupted: int | None 
     """Print the report (and write ``--json``/``--plot``); the exit status of its verdict."""
     text = json.dumps(report.to_dict(), indent=None if args.compact else 2)
     print(text, flush=True)  # a closed stdout (BrokenPipeError): main() exits quietly
-    try:
-        if args.json:
-            Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-            Path(args.json).write_text(text + "\n", encoding="utf-8")
-        if args.plot:
-            from ..qa.plot import plot_report
 
-            Path(args.plot).parent.mkdir(parents=True, exist_ok=True)
-            plot_report(report, args.plot)
+    def plot(path: Path) -> None:
+        from ..qa.plot import plot_report
+
+        plot_report(report, path)
+
+    try:
+        write_report_files(args.json, text, args.plot, plot)
     except ImportError as exc:
         print_error(COMMAND, RuntimeError(f"{EXTRA_HINT} ({exc})"))
         return AvatarRTCError.exit_code

@@ -47,12 +47,21 @@ def check_output_file(path: str, *, force: bool | None, what: str = "record to")
     """``ConfigurationError`` unless a file can be written to ``path`` (``what``: "record to").
 
     An existing file is refused unless ``force`` (then it is overwritten; ``None``: a command
-    without ``--force``, whose message asks for another name); a directory always.
-    Missing parent directories are fine (the recorder creates them) if the nearest existing
-    one is a directory that takes a new file: tried by creating and deleting a temporary file,
-    since ``os.access`` says yes to root even on ``/proc``.
+    without ``--force``, whose message asks for another name); a directory always, and a
+    link to nowhere. Missing parent directories are fine (the recorder creates them) if the
+    nearest existing one is a directory that takes a new file: tried by creating and deleting
+    a temporary file, since ``os.access`` says yes to root even on ``/proc``.
     """
+    try:
+        _check_output_file(path, force=force, what=what)
+    except OSError as exc:  # e.g. ENAMETOOLONG from the checks themselves
+        raise ConfigurationError(f"cannot {what} {path!r}: {exc.strerror or exc}") from None
+
+
+def _check_output_file(path: str, *, force: bool | None, what: str) -> None:
     out = Path(path)
+    if out.is_symlink() and not out.exists():
+        raise ConfigurationError(f"cannot {what} {path!r}: a link to nothing")
     if out.is_dir():
         raise ConfigurationError(f"cannot {what} {path!r}: it is a directory")
     if out.exists():

@@ -373,7 +373,14 @@ async def _drive(
     # The typed reason of a loss for good (emitted right after "disconnected"): its exit code.
     errors: list[object] = []
     forget_errors = session.on("error", lambda event: errors.append(event.data))
-    waits: list[asyncio.Future[Any]] = [speak, lost, asyncio.ensure_future(stop.event.wait())]
+    # A writer that failed (disk full...) writes nothing more: end now, not at --duration.
+    failed = asyncio.ensure_future(_writer_failed(recorder))
+    waits: list[asyncio.Future[Any]] = [
+        speak,
+        lost,
+        failed,
+        asyncio.ensure_future(stop.event.wait()),
+    ]
     if recorded is not None:
         waits.append(recorded)
     outcome = _Outcome()
@@ -382,6 +389,9 @@ async def _drive(
             done, _ = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
             if stop.event.is_set():
                 outcome.reason = "signal"
+                break
+            if failed in done:  # (stopping the recorder raises its error)
+                outcome.reason = "error"
                 break
             if lost in done:
                 typed = [e for e in errors if isinstance(e, AvatarRTCError)]
@@ -424,6 +434,14 @@ async def _speak(session: AvatarSession, speech: list[Speech], until_idle: bool)
     await speak(session, speech)
     if until_idle:
         await session.wait_idle(None)
+
+
+async def _writer_failed(recorder: Recorder) -> None:
+    """Return once the recorder's writer has failed (set on its thread: polled)."""
+    while True:
+        await asyncio.sleep(0.1)
+        if recorder.error is not None:
+            return
 
 
 async def _recorded(recorder: Recorder, seconds: float) -> bool:

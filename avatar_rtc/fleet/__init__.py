@@ -9,8 +9,9 @@
   under the limit (80 %).
 - :func:`aggregate` (:mod:`.aggregate`): P50/P95/P99 across sessions, JSON and PNG.
 
-``avatar-rtc fleet`` is the command line of it. Light to import: the media stack loads in the
-processes that run sessions.
+``avatar-rtc fleet`` is the command line of it. Importing it loads PyAV and numpy (the shared
+frames, the job options), not aiortc: the WebRTC stack loads in the processes that run
+sessions.
 """
 
 from .admission import DEFAULT_LIMIT, PROCESS_COST, SESSION_COST, Admission, Booking, Load

@@ -128,6 +128,7 @@ class Admission:
         self._ended: list[collections.deque[tuple[Booking, float]]] = [
             collections.deque() for _ in range(processes)
         ]
+        self._retired: set[int] = set()  # processes that are gone
 
     def cost(self, kind: JobKind) -> float:
         return self.costs[kind]
@@ -138,13 +139,18 @@ class Admission:
         now = self._clock()
         loads = [self._load(p, now) for p in range(len(self._running))]
         # Least loaded first; among equals, fewest jobs (jobs of no cost spread out too).
-        order = sorted(range(len(loads)), key=lambda p: (loads[p], len(self._running[p])))
+        live = [p for p in range(len(loads)) if p not in self._retired]
+        order = sorted(live, key=lambda p: (loads[p], len(self._running[p])))
         for process in order:
             if not self._running[process] or loads[process] + cost <= self.limit + 1e-9:
                 booking = Booking(process, cost, now)
                 self._running[process].append(booking)
                 return booking
         return None
+
+    def retire(self, process: int) -> None:
+        """``process`` is gone: no job is placed on it any more (it would look idle)."""
+        self._retired.add(process)
 
     def measured(self, process: int, cores: float | None) -> None:
         """What ``process`` used lately, in cores (None: not known)."""

@@ -52,6 +52,7 @@ logger = logging.getLogger(__name__)
 FrameCallback = Callable[[SharedFrame], None]
 EXIT_TIMEOUT = 30.0  # bound on a worker's exit once told to (its sessions close first)
 MEASURE_INTERVAL = 1.0  # seconds between measurements of the workers' CPU
+EXIT_REAP = 1.0  # bound on reaping a worker whose pipe closed (it died): for its exit code
 
 
 @dataclass
@@ -105,6 +106,11 @@ class SessionPool(Engine):
     # --- lifecycle --------------------------------------------------------------------------
 
     async def start(self) -> SessionPool:
+        if self._workers:
+            raise RuntimeError("the pool is started already")
+        # (fresh books: a pool started again after close() has new processes)
+        admission = self.admission
+        self.admission = Admission(self.processes, limit=admission.limit, costs=admission.costs)
         self._loop = asyncio.get_running_loop()
         context = multiprocessing.get_context("spawn")
         level = logging.getLogger("avatar_rtc").getEffectiveLevel()
@@ -221,16 +227,21 @@ class SessionPool(Engine):
 
     def _admit(self) -> None:
         while self._queue:
+            if not any(worker.alive for worker in self._workers):
+                for _, job, future in self._queue:
+                    future.set_result(_not_run(job, "not run: every worker process is gone"))
+                self._queue.clear()
+                return
             job_id, job, future = self._queue[0]
             booking = self.admission.place(job.kind)
             if booking is None:
                 return
-            self._queue.pop(0)
             worker = self._workers[booking.process]
-            if not worker.alive:
+            if not worker.alive:  # gone, not noticed yet: the job goes elsewhere
                 self.admission.release(booking, ran=False)
-                future.set_result(_not_run(job, "not run: its worker process is gone"))
+                self.admission.retire(booking.process)
                 continue
+            self._queue.pop(0)
             self._running[job_id] = _Running(booking, job, future)
             self._send(worker, ("run", job_id, job))
 
@@ -267,6 +278,8 @@ class SessionPool(Engine):
     def _worker_gone(self, number: int) -> None:
         worker = self._workers[number]
         self._drop(worker)
+        self.admission.retire(number)  # else, idle, it would take every next job
+        worker.process.join(EXIT_REAP)  # (its pipe closed as it died: at once, in practice)
         code = worker.process.exitcode
         for job_id, running in list(self._running.items()):
             if running.booking.process == number:

@@ -110,7 +110,7 @@ def _live_parts(d: dict[str, Any]) -> list[str]:
 
 
 def plot_report(report: QaReport, path: str | Path) -> None:
-    """Write the timeline of ``report`` to ``path`` (PNG)."""
+    """Write the timeline of ``report`` to ``path`` (PNG, SVG or PDF: by its suffix)."""
     fig = timeline_figure(report)
     fig.savefig(str(path), dpi=100)
 

@@ -111,6 +111,7 @@ class Recorder:
         self._thread: threading.Thread | None = None
         self._accepting = False
         self._stopped = False
+        self._error_raised = False  # by the first stop() that found the file finished
         self._stop_lock = threading.Lock()
         self._unsubscribe: list[Callable[[], None]] = []
         self._error: BaseException | None = None
@@ -127,6 +128,9 @@ class Recorder:
         with self._lock:
             if self._thread is not None:
                 raise RecordError("recorder already started")
+            if any(other.path.resolve() == self.path.resolve() for other in tuple(_LIVE)):
+                # Two writers of one file corrupt it (each believing it wrote its frames).
+                raise RecordError(f"{self.path} is being recorded already")
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
             except OSError as exc:  # (a file where a folder should be, no permission...)
@@ -164,9 +168,26 @@ class Recorder:
     def stop(self, timeout: float | None = None) -> RecorderStats:
         """Stop taking frames, write everything queued, finalise the file; idempotent.
 
-        Blocks until the file is complete (or ``timeout``). Raises :class:`RecordError` once
-        if the writer failed; later calls just return the stats.
+        Blocks until the file is complete (or ``timeout``: :class:`RecordError`, the file
+        is finished regardless). If the writer failed, the first call that finds the file
+        finished raises :class:`RecordError`; later calls just return the stats.
         """
+        self._begin_stop()
+        if not self._closed.wait(timeout):
+            raise RecordError(f"recorder did not finish writing {self.path} in {timeout} s")
+        return self._stopped_stats()
+
+    async def astop(self) -> RecorderStats:
+        """:meth:`stop` without blocking the event loop while the file is finalised.
+
+        Bound the wait with ``asyncio.timeout`` if needed: the file is finished regardless,
+        and a later call still raises the writer's error.
+        """
+        self._begin_stop()
+        await asyncio.to_thread(self._closed.wait)
+        return self._stopped_stats()
+
+    def _begin_stop(self) -> None:
         with self._stop_lock:
             first = not self._stopped
             self._stopped = True
@@ -185,18 +206,15 @@ class Recorder:
                 else:
                     self._queue.put_force(None)
         _LIVE.discard(self)
-        if not self._closed.wait(timeout):
-            raise RecordError(f"recorder did not finish writing {self.path} in {timeout} s")
-        if first and self._error is not None:
-            raise RecordError(f"recording to {self.path} failed: {self._error}") from self._error
+
+    def _stopped_stats(self) -> RecorderStats:
+        """The stats of the finished file; the writer's error, the first time it is seen."""
+        with self._stop_lock:
+            error = self._error if not self._error_raised else None
+            self._error_raised = self._error_raised or error is not None
+        if error is not None:
+            raise RecordError(f"recording to {self.path} failed: {error}") from error
         return self.stats()
-
-    async def astop(self) -> RecorderStats:
-        """:meth:`stop` in a worker thread, so the event loop keeps running while it finalises.
-
-        Bound the wait with ``asyncio.timeout`` if needed: the file is finished regardless.
-        """
-        return await asyncio.to_thread(self.stop)
 
     def __enter__(self) -> Recorder:
         return self.start()
@@ -330,7 +348,10 @@ class Recorder:
     def _fail(self, exc: BaseException) -> None:
         if self._error is None:
             self._error = exc
-            log.error("recorder %s failed: %s", self.path, exc, exc_info=exc)
+            # One line: stop() raises it to the caller (the CLI prints it); the traceback
+            # is for -v.
+            log.error("recorder %s failed: %s", self.path, exc)
+            log.debug("recorder %s failed", self.path, exc_info=exc)
         else:
             log.debug("recorder %s: further error %s", self.path, exc)
 

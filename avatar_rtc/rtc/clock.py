@@ -119,7 +119,14 @@ class AvClock:
     def on_sender_report(
         self, kind: str, ssrc: int, ntp_timestamp: int, rtp_timestamp: int
     ) -> None:
-        """Record an RTCP SR (64-bit NTP, 32-bit RTP); applied at the track's next frame."""
+        """Record an RTCP SR (64-bit NTP, 32-bit RTP); applied at the track's next frame.
+
+        An SR with NTP time 0 is ignored: aiortc sends one (RTP 0 too) when its RTCP timer
+        fires before the stream's first packet; taken as the earliest report, it moved a
+        track by the whole NTP era (4.0e9 s) and broke the recording's timestamps.
+        """
+        if ntp_timestamp == 0:
+            return
         sr = (ntp_timestamp / _NTP_SCALE, rtp_timestamp & 0xFFFFFFFF)
         track = self._tracks.get(kind)
         if track is not None and track.ssrc == ssrc:

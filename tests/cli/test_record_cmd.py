@@ -33,7 +33,7 @@ from avatar_rtc.cli.progress import (
 )
 from avatar_rtc.errors import ConfigurationError
 from avatar_rtc.record import StreamStats
-from tests.support import require_tool
+from tests.support import require, require_tool
 
 SAY = "Hello! I am your avatar."
 
@@ -430,3 +430,37 @@ def test_record_report_writes_the_qa_report_beside_the_file(tmp_path: Path) -> N
     report = {"file": f"{out}.qa.json", "verdict": written["verdict"], "error": None}
     assert summary["report"] == report and summary["stopped_by"] == "idle"
     assert written["audio"]["speech"] and written["video"]["frames"] > 0
+
+
+def _small_disk(folder: Path) -> list[str]:
+    """A command prefix running the rest with a 200 KiB tmpfs at ``folder`` (a private mount
+    namespace: root, ``unshare -m``); skipped (locally) or failed (CI) where it cannot."""
+    mount = f"mount -t tmpfs -o size=200k tmpfs {folder}"
+    probe = subprocess.run(
+        ["unshare", "-m", "sh", "-c", mount], capture_output=True, text=True, timeout=15
+    )
+    require(probe.returncode == 0, f"a private mount namespace (unshare -m): {probe.stderr}")
+    return ["unshare", "-m", "sh", "-c", f'{mount} && exec "$0" "$@"']
+
+
+@pytest.mark.slow
+def test_a_full_disk_ends_the_recording_when_the_writer_fails(tmp_path: Path) -> None:
+    """Not at --duration (nor never, without one), waiting for media the file cannot take; and
+    one line says why, no traceback."""
+    small = tmp_path / "small"
+    small.mkdir()
+    out = small / "x.mp4"
+    command = [*_small_disk(small), sys.executable, "-m", "avatar_rtc.cli", "record", str(out)]
+    # 200 KiB hold ~2 s of the emulator's stream; the run is given less than --duration
+    result = subprocess.run(
+        [*command, "--duration", "120", "--no-progress"],
+        capture_output=True,
+        text=True,
+        timeout=90,
+        env=cli_env(),
+    )
+    assert result.returncode == 1, result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("avatar-rtc record: RecordError: recording to"), result.stderr
+    assert "No space left on device" in last
+    assert "Traceback" not in result.stderr

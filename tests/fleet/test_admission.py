@@ -49,6 +49,15 @@ def test_jobs_go_to_the_least_loaded_process_until_the_limit() -> None:
     assert where(place(admission, "decode")) == [1]
 
 
+def test_a_process_that_is_gone_takes_no_job() -> None:
+    admission = Admission(2, limit=0.8, costs={"decode": 0.3})
+    first = admission.place("decode")
+    assert first is not None and first.process == 0
+    admission.release(first)
+    admission.retire(1)  # gone: idle, it sorted first for every job after
+    assert where(place(admission, "decode", 3)) == [0, 0, None]
+
+
 def test_an_idle_process_takes_a_job_costing_more_than_the_limit() -> None:
     admission = Admission(1, limit=0.5, costs={"encode-record": 0.9})
     (booking,) = place(admission, "encode-record")

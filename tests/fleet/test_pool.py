@@ -11,6 +11,7 @@ import asyncio
 import json
 import multiprocessing
 import os
+import signal
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -133,6 +134,28 @@ def assert_playable(results: list[JobResult]) -> None:
     for result in results:
         with av.open(str(result.file)) as container:
             assert sum(1 for _ in container.decode(video=0)) > 10
+
+
+async def test_jobs_after_a_worker_died_run_on_the_others(options: SessionOptions) -> None:
+    async with SessionPool(2, costs={"decode": 0.3}) as pool:
+        first = [pool.submit(FleetJob(i, "decode", options, duration=6.0)) for i in range(2)]
+        await asyncio.sleep(2.0)  # both running, one in each worker
+        (victim,) = [w.process for w in pool._workers[:1]]
+        os.kill(victim.pid or 0, signal.SIGKILL)
+        results = await asyncio.wait_for(asyncio.gather(*first), 30)
+        gone = [r for r in results if not r.ok]
+        assert len(gone) == 1 and gone[0].error == "its worker process ended (exit code -9)"
+        later = [pool.submit(FleetJob(i, "decode", options, duration=1.0)) for i in range(2, 5)]
+        after = await asyncio.wait_for(asyncio.gather(*later), 60)
+    assert [r.ok for r in after] == [True] * 3, [r.error for r in after]
+
+
+async def test_starting_twice_is_refused() -> None:
+    pool = SessionPool(1)
+    async with pool:
+        with pytest.raises(RuntimeError, match="started already"):
+            await pool.start()
+        assert len(pool._workers) == 1
 
 
 async def test_a_pool_that_fails_to_start_ends_the_workers_it_started(

@@ -203,6 +203,55 @@ def test_stop_is_idempotent_and_late_frames_are_counted(tmp_path: Path) -> None:
     assert again.video.frames == first.video.frames > 0
 
 
+@pytest.mark.parametrize("ext", ["mp4", "mkv"])
+def test_a_file_that_cannot_be_opened_fails_the_recording(
+    tmp_path: Path, ext: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Not "waiting for the next keyframe" (PyAV's OSError is an FFmpegError too, which the
+    muxer takes for a keyframe it cannot parse): a read-only or full disk lost the recording
+    silently, with a log that said no keyframe came."""
+    path = tmp_path / f"taken.{ext}"
+    path.mkdir()  # what stands where the file goes: opening it for writing fails (EISDIR)
+    recorder = Recorder(path).start()
+    for frame in frames_for(PLAIN["H264"])[:60]:
+        recorder.write(frame)
+    with (
+        caplog.at_level(logging.DEBUG, logger="avatar_rtc.record"),
+        pytest.raises(RecordError, match="Is a directory"),
+    ):
+        recorder.stop()
+    assert isinstance(recorder.error, OSError)
+    assert recorder.stop().error is not None  # raised once; the stats keep it
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert all(r.exc_info is None for r in errors)  # one line; the traceback is for -v
+    assert "no video keyframe" not in caplog.text
+
+
+async def test_the_writer_error_is_raised_by_the_stop_that_finds_the_file_finished(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "taken.mkv"
+    path.mkdir()
+    recorder = Recorder(path).start()
+    for frame in frames_for(PLAIN["H264"])[:60]:
+        recorder.write(frame)
+    waiting = asyncio.ensure_future(recorder.astop())
+    waiting.cancel()  # (a caller's timeout): the error is not lost with it
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    with pytest.raises(RecordError, match="Is a directory"):
+        await recorder.astop()
+    assert (await recorder.astop()).error is not None
+
+
+def test_one_file_is_recorded_by_one_recorder_at_a_time(tmp_path: Path) -> None:
+    first = Recorder(tmp_path / "same.mkv").start()
+    with pytest.raises(RecordError, match="is being recorded already"):
+        Recorder(tmp_path / "sub" / ".." / "same.mkv").start()
+    first.stop()
+    Recorder(tmp_path / "same.mkv").start().stop()  # once stopped, the path is free
+
+
 def test_no_keyframe_means_no_file(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     audio_only = [f for f in frames_for(PLAIN["H264"]) if f.kind == "audio"][:50]
     with caplog.at_level(logging.WARNING):

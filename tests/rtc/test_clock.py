@@ -50,6 +50,27 @@ def test_clock_aligns_audio_and_video_through_sr() -> None:
     assert abs(v - a) < 0.002  # corrections slewed away: same sender time -> same pts
 
 
+def test_a_sender_report_of_ntp_time_0_is_ignored(caplog: pytest.LogCaptureFixture) -> None:
+    """aiortc sends an SR of NTP 0 / RTP 0 when its RTCP timer fires before the first RTP
+    packet (an overloaded sender): taken, it moved video by 4.0e9 s (a fleet run of 30
+    sessions lost recordings to it)."""
+    clock = AvClock()
+    ntp0 = 3_970_000_000.0  # NTP seconds in 2025
+    last = 0.0
+    for i in range(90):
+        t = 100.0 + i / 30
+        if i in (5, 35):
+            clock.on_sender_report("audio", 2, int((ntp0 + i / 30) * 2**32), 5000 + 1600 * i)
+        if i == 8:
+            clock.on_sender_report("video", 1, 0, 0)
+        if i == 40:  # (the NTP-0 report made this the second: the switch to SR timing)
+            clock.on_sender_report("video", 1, int((ntp0 + i / 30) * 2**32), 123456 + 3000 * i)
+        clock.map("audio", 2, 5000 + 1600 * i, 48000, t)
+        last, _ = clock.map("video", 1, 123456 + 3000 * i, 90000, t)
+    assert last == pytest.approx(89 / 30, abs=0.05)
+    assert "moves the clock" not in caplog.text
+
+
 def test_clock_waits_for_two_sender_reports_by_default() -> None:
     clock = AvClock()
     for i in range(60):

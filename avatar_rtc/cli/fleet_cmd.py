@@ -317,6 +317,11 @@ def _print_summary(
         + f"), files in {args.out}"
         + (f", QA {report.qa_pass} pass / {report.qa_fail} fail" if args.job == "qa" else ""),
     ]
+    if report.interrupted:
+        lines.append(
+            f"  {report.interrupted} of {report.sessions} sessions stopped early by the signal"
+            " (their figures cover what ran)"
+        )
     for name, (label, unit) in METRICS.items():
         m = report.metrics[name]
         if m.n:

@@ -17,6 +17,7 @@ sessions.
 from .admission import DEFAULT_LIMIT, PROCESS_COST, SESSION_COST, Admission, Booking, Load
 from .aggregate import FleetReport, aggregate, plot_fleet
 from .engine import Engine
+from .errors import EngineStateError
 from .frames import SharedFrame
 from .jobs import DEFAULT_SAY, JOB_KINDS, FleetJob, JobKind, JobResult, Utterance
 from .pool import SessionPool
@@ -31,6 +32,7 @@ __all__ = [
     "Admission",
     "Booking",
     "Engine",
+    "EngineStateError",
     "FleetJob",
     "FleetReport",
     "JobKind",

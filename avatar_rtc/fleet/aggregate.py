@@ -78,6 +78,7 @@ class FleetReport:
     sessions: int
     ok: int
     failed: int
+    interrupted: int  # ended early: the engine was stopped
     qa_pass: int
     qa_fail: int
     metrics: dict[str, MetricSummary]
@@ -93,6 +94,7 @@ class FleetReport:
             "sessions": self.sessions,
             "ok": self.ok,
             "failed": self.failed,
+            "interrupted": self.interrupted,
             "qa": {"pass": self.qa_pass, "fail": self.qa_fail},
             "wall_seconds": None if self.wall_seconds is None else round(self.wall_seconds, 3),
             "metrics": {name: m.to_dict() for name, m in self.metrics.items()},
@@ -109,6 +111,7 @@ def aggregate(
         sessions=len(ordered),
         ok=sum(r.ok for r in ordered),
         failed=sum(not r.ok for r in ordered),
+        interrupted=sum(r.interrupted for r in ordered),
         qa_pass=sum(r.verdict == "pass" for r in ordered),
         qa_fail=sum(r.verdict == "fail" for r in ordered),
         metrics=_summaries(ordered, METRICS),

@@ -9,6 +9,10 @@ drops the frame (the newest wins on the next one: a slow consumer never stalls a
 
 One writer (the worker's event loop) and one reader (the caller) per ring; a slot's state
 byte says who owns it: free (0) -> being written (2) -> the reader's (1) -> free.
+
+An array the caller still holds when the ring closes stays readable: the views hold the
+mapping (``np.frombuffer`` keeps the buffer exported), so closing removes the block's name and
+leaves the mapping to the last view (unmapping it under a view would crash the process).
 """
 
 from __future__ import annotations
@@ -27,6 +31,9 @@ from ..media.scale import scale
 __all__ = ["FrameMeta", "FrameRing", "RingSpec", "SharedFrame"]
 
 logger = logging.getLogger(__name__)
+
+# Mappings closed while a caller still held a view of them; unmapped once the views are gone.
+_lingering: list[shared_memory.SharedMemory] = []
 
 _FREE, _READER, _WRITING = 0, 1, 2
 _ALIGN = 64
@@ -67,13 +74,13 @@ class FrameRing:
         self._next = 0
         buf = memory.buf
         assert buf is not None
-        self._slot_states: npt.NDArray[np.uint8] = np.ndarray((spec.slots,), np.uint8, buf, 0)
+        # frombuffer, not ndarray(buffer=): its views keep the buffer exported (see above).
+        self._slot_states: npt.NDArray[np.uint8] = np.frombuffer(buf, np.uint8, spec.slots)
         if owner:  # a new ring: every slot free
             self._slot_states[:] = _FREE
         offset = -(-spec.slots // _ALIGN) * _ALIGN
-        self._pixels: npt.NDArray[np.uint8] = np.ndarray(
-            (spec.slots, spec.height, spec.width, 3), np.uint8, buf, offset
-        )
+        pixels = np.frombuffer(buf, np.uint8, spec.slots * spec.slot_bytes, offset)
+        self._pixels: npt.NDArray[np.uint8] = pixels.reshape(spec.slots, spec.height, spec.width, 3)
 
     @classmethod
     def create(cls, slots: int, width: int, height: int) -> FrameRing:
@@ -131,17 +138,27 @@ class FrameRing:
         return int(np.count_nonzero(self._slot_states))
 
     def close(self) -> None:
-        """Unmap; the creator also removes the block."""
-        # numpy views hold the buffer: drop them before closing the mapping.
+        """Unmap (once no caller holds a frame's array); the creator also removes the block."""
         del self._slot_states, self._pixels
-        self._memory.close()
         if self._owner:
             self._memory.unlink()
+        _lingering.append(self._memory)
+        _unmap_unviewed()
+
+
+def _unmap_unviewed() -> None:
+    for memory in list(_lingering):
+        try:
+            memory.close()
+        except BufferError:  # a view is still alive: try again at the next close
+            continue
+        _lingering.remove(memory)
 
 
 class SharedFrame:
     """A frame in a worker's ring: ``array`` is a view of the slot (HxWx3 rgb24, no copy),
-    valid until :meth:`release` (or the end of a ``with`` block); :meth:`copy` to keep it."""
+    valid until :meth:`release` (or the end of a ``with`` block), after which the worker may
+    write another frame into it; :meth:`copy` to keep it."""
 
     __slots__ = ("_ring", "meta", "released")
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal, get_args
 
 from ..errors import ConfigurationError
@@ -81,6 +82,13 @@ class FleetJob:
     def name(self) -> str:
         return f"session-{self.index:03d}"
 
+    @property
+    def output_path(self) -> Path | None:
+        """The recording's path (record and qa kinds), on the disk of the process running it."""
+        if self.out_dir is None or self.kind == "decode":
+            return None
+        return Path(self.out_dir) / f"{self.name}.{self.container}"
+
 
 @dataclass
 class JobResult:
@@ -92,11 +100,14 @@ class JobResult:
     - ``fps`` / ``worst_second_fps``: video frames handed out (decoded, or complete encoded
       frames when recording) over the run, and in its worst whole second.
     - ``latency_p95_ms``: send (``sender_epoch``) to hand-out, 95th percentile.
+    - ``interrupted``: the engine was stopped (a signal) before ``duration`` ran out: the
+      session ended early; its figures cover what ran.
     """
 
     index: int
     kind: JobKind
     ok: bool = False
+    interrupted: bool = False
     error: str | None = None
     exit_code: int = 0
     file: str | None = None

@@ -41,6 +41,7 @@ from .. import event_loop
 from ..errors import ConfigurationError
 from .admission import DEFAULT_LIMIT, Admission, Booking, Load
 from .engine import Engine
+from .errors import EngineStateError
 from .frames import FrameMeta, FrameRing, RingSpec, SharedFrame
 from .jobs import FleetJob, JobKind, JobResult
 from .process_cpu import CpuMeter
@@ -107,7 +108,7 @@ class SessionPool(Engine):
 
     async def start(self) -> SessionPool:
         if self._workers:
-            raise RuntimeError("the pool is started already")
+            raise EngineStateError("the pool is started already")
         # (fresh books: a pool started again after close() has new processes)
         admission = self.admission
         self.admission = Admission(self.processes, limit=admission.limit, costs=admission.costs)
@@ -193,7 +194,7 @@ class SessionPool(Engine):
     def submit(self, job: FleetJob) -> asyncio.Future[JobResult]:
         """Queue ``job``; the future's result comes when it ran (or could not run)."""
         if not self._accepting or self._loop is None:
-            raise RuntimeError("the pool is not accepting jobs (not started, or draining)")
+            raise EngineStateError("the pool is not accepting jobs (not started, or draining)")
         if job.share_frames and self._frame_size is None:
             raise ConfigurationError("share_frames needs a pool with frame_size")
         future: asyncio.Future[JobResult] = self._loop.create_future()
@@ -286,8 +287,7 @@ class SessionPool(Engine):
                 del self._running[job_id]
                 self.admission.release(running.booking)
                 if not running.future.done():
-                    error = f"its worker process ended (exit code {code})"
-                    running.future.set_result(_not_run(running.job, error))
+                    running.future.set_result(_died(running.job, code))
         self._admit()
 
     def _drop(self, worker: _Worker) -> None:
@@ -306,6 +306,17 @@ class SessionPool(Engine):
 
 def _not_run(job: FleetJob, error: str) -> JobResult:
     return JobResult(job.index, job.kind, ok=False, error=error, exit_code=1)
+
+
+def _died(job: FleetJob, exit_code: int | None) -> JobResult:
+    """The result of a job whose worker died: with the file it was writing, if any (not
+    finalised: an mp4 without its index does not play; Matroska and WebM play to the end)."""
+    result = _not_run(job, f"its worker process ended (exit code {exit_code})")
+    path = job.output_path
+    if path is not None and path.exists():
+        result.file = str(path)
+        result.error = f"{result.error}; the file it was writing is unfinished"
+    return result
 
 
 # --- the worker process -----------------------------------------------------------------------

@@ -31,6 +31,7 @@ from .. import event_loop
 from ..errors import ConfigurationError, NetworkError
 from .admission import DEFAULT_LIMIT, PROCESS_COST, SESSION_COST, Load
 from .engine import Engine
+from .errors import EngineStateError
 from .jobs import FleetJob, JobKind, JobResult
 
 __all__ = ["RayEngine", "ray_available"]
@@ -85,6 +86,8 @@ class RayEngine(Engine):
         self._ray_stopped = threading.Event()
 
     async def start(self) -> RayEngine:
+        if self._accepting:
+            raise EngineStateError("the engine is started already")
         if self.address is not None:
             await _reachable(self.address)
         try:
@@ -114,7 +117,7 @@ class RayEngine(Engine):
     def submit(self, job: FleetJob) -> asyncio.Future[JobResult]:
         """Run ``job`` as a Ray task; the future's result has the gathered file paths."""
         if not self._accepting:
-            raise RuntimeError("the engine is not accepting jobs (not started, or draining)")
+            raise EngineStateError("the engine is not accepting jobs (not started, or draining)")
         if job.share_frames:
             raise ConfigurationError("share_frames needs the local pool (shared memory)")
         ref = self._remote.options(num_cpus=self.task_cpus(job.kind)).remote(job)

@@ -95,6 +95,7 @@ async def _run(
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(job.duration):
                         await stop.wait()
+                result.interrupted = stop.is_set()
             finally:
                 speech.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -126,10 +127,9 @@ def _attach_sink(
     frames: FrameSink | None,
 ) -> tuple[Recorder | None, list[asyncio.Task[None]]]:
     """The job's use of the media, in place before the first frame arrives."""
-    if job.kind != "decode":
-        assert job.out_dir is not None
-        Path(job.out_dir).mkdir(parents=True, exist_ok=True)
-        path = Path(job.out_dir) / f"{job.name}.{job.container}"
+    path = job.output_path
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
         mode: RecordMode = "encode" if job.kind == "encode-record" else "copy"
         recorder = session.record(path, RecordOptions(mode=mode))
         session.video_pipeline.subscribe(watch.on_encoded)

@@ -170,3 +170,15 @@ def test_the_summary_gives_the_lowest_video_rate_and_says_when_the_emulator_is_t
     # no frame figures (every session failed before its first frame): no video line
     failed = [JobResult(0, "copy-record", ok=False, error="refused", exit_code=5)]
     assert not any("video fps" in line for line in _summary(failed, emulator_fps=25))
+
+
+def test_the_summary_and_the_report_count_the_sessions_a_signal_ended_early() -> None:
+    results = [
+        JobResult(0, "copy-record", ok=True, interrupted=True),
+        JobResult(1, "copy-record", ok=True),
+        JobResult(2, "copy-record", ok=False, error="not run: the pool was stopped"),
+    ]
+    assert aggregate(results).to_dict()["interrupted"] == 1
+    stopped = "  1 of 3 sessions stopped early by the signal (their figures cover what ran)"
+    assert stopped in _summary(results, emulator_fps=None)
+    assert not any("early" in line for line in _summary(results[1:], emulator_fps=None))

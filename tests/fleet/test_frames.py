@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import gc
+import os
+
 import av
 import numpy as np
 import pytest
 
+from avatar_rtc.fleet import frames
 from avatar_rtc.fleet.frames import FrameMeta, FrameRing
 
 
@@ -61,3 +65,20 @@ def test_frames_are_scaled_to_the_ring_size() -> None:
         assert np.all(np.abs(pixels.astype(int) - 200) <= 3)
     finally:
         ring.close()
+
+
+def test_an_array_held_past_the_rings_close_stays_readable_then_is_unmapped() -> None:
+    ring = FrameRing.create(2, 48, 32)
+    frame = picture(48, 32, 3)
+    slot = ring.write(frame)
+    assert slot is not None
+    held = ring.frame(FrameMeta(0, slot, 0, 0.0, 0.0)).array
+    name = ring.spec.name
+    ring.close()  # the pool closes its rings while a caller still holds a frame's pixels
+    assert np.array_equal(held, frame.to_ndarray())  # was: unmapped under the view, a crash
+    assert not os.path.exists(f"/dev/shm/{name}")  # the block's name is gone at once
+    assert any(memory.name == name for memory in frames._lingering)
+    del held
+    gc.collect()
+    FrameRing.create(1, 8, 8).close()  # a later close unmaps what no view holds any more
+    assert not any(memory.name == name for memory in frames._lingering)

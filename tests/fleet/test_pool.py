@@ -15,16 +15,25 @@ import signal
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import av
 import numpy as np
 import pytest
 
 from avatar_rtc.emulator import Emulator
 from avatar_rtc.emulator.media import markers_for
-from avatar_rtc.fleet import FleetJob, JobResult, SessionPool, SharedFrame, Utterance
+from avatar_rtc.fleet import (
+    EngineStateError,
+    FleetJob,
+    JobResult,
+    SessionPool,
+    SharedFrame,
+    Utterance,
+)
 from avatar_rtc.fleet.frames import FrameRing
 from avatar_rtc.options import SessionOptions
 from avatar_rtc.redact import Secret
 from avatar_rtc.rtc.ice_options import IceOptions
+from tests.support import wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -113,24 +122,32 @@ async def test_stop_finishes_running_files_and_runs_no_queued_job(
     async with SessionPool(2, costs={"copy-record": 0.6}) as pool:
         futures = [pool.submit(job) for job in jobs]
         assert (pool.load().running, pool.load().queued) == (2, 1)
-        await asyncio.sleep(3.0)  # connected and recording
-        # the pool measures its workers every second (what admission books when it is more)
+        # connected and recording (a fixed sleep was too short on a loaded machine), and the
+        # pool has measured its workers (every second: what admission books when it is more)
+        files = [tmp_path / f"{job.name}.mp4" for job in jobs[:2]]
+        await wait_until(
+            lambda: (
+                all(f.exists() and f.stat().st_size > 64_000 for f in files)
+                and all(m is not None for m in pool.load().measured)
+            ),
+            within=120,
+        )
         measured = pool.load().measured
         assert len(measured) == 2 and all(m is not None and m > 0 for m in measured), measured
         pool.stop()
-        with pytest.raises(RuntimeError, match="not accepting"):
+        with pytest.raises(EngineStateError, match="not accepting"):
             pool.submit(jobs[0])
         results = await asyncio.wait_for(asyncio.gather(*futures), 30)
     assert results[2].error == "not run: the pool was stopped" and not results[2].ok
+    assert not results[2].interrupted  # it never ran
     for result in results[:2]:
         assert result.ok, result.error
+        assert result.interrupted  # said, not only seen in the short duration
         assert 0.5 < result.media_seconds < 10  # ended early, not after 60 s
     assert_playable(results[:2])
 
 
 def assert_playable(results: list[JobResult]) -> None:
-    import av
-
     for result in results:
         with av.open(str(result.file)) as container:
             assert sum(1 for _ in container.decode(video=0)) > 10
@@ -150,10 +167,29 @@ async def test_jobs_after_a_worker_died_run_on_the_others(options: SessionOption
     assert [r.ok for r in after] == [True] * 3, [r.error for r in after]
 
 
+async def test_a_dead_workers_result_names_the_file_it_was_writing(
+    options: SessionOptions, tmp_path: Path
+) -> None:
+    job = FleetJob(0, "copy-record", options, duration=60.0, out_dir=str(tmp_path), container="mkv")
+    assert job.output_path == tmp_path / "session-000.mkv"
+    async with SessionPool(1) as pool:
+        future = pool.submit(job)
+        path = tmp_path / "session-000.mkv"
+        await wait_until(lambda: path.exists() and path.stat().st_size > 100_000, within=120)
+        os.kill(pool._workers[0].process.pid or 0, signal.SIGKILL)
+        result = await asyncio.wait_for(future, 30)
+    assert not result.ok and result.file == str(path)  # was: None, the file unnamed
+    assert result.error == (
+        "its worker process ended (exit code -9); the file it was writing is unfinished"
+    )
+    with av.open(result.file) as container:  # Matroska: what was written plays
+        assert sum(1 for _ in container.decode(video=0)) > 10
+
+
 async def test_starting_twice_is_refused() -> None:
     pool = SessionPool(1)
     async with pool:
-        with pytest.raises(RuntimeError, match="started already"):
+        with pytest.raises(EngineStateError, match="started already"):
             await pool.start()
         assert len(pool._workers) == 1
 

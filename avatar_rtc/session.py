@@ -53,7 +53,7 @@ from aiortc import RTCRtpReceiver
 from .api.client import ControlClient
 from .api.models import TurnConfig
 from .api.session_scope import LiveSession
-from .errors import ApiError, AvatarRTCError, ConfigurationError
+from .errors import ApiError, AvatarRTCError, ConfigurationError, ServerError
 from .media.decoder import DecodedFrame, TrackDecoder, call_from_sink, decoder_for
 from .media.formats import AudioFormat, VideoFormat
 from .media.frames import VideoFrame
@@ -193,6 +193,7 @@ class AvatarSession:
         self._unsub_keyframe: Callable[[], None] | None = None
         self._remove_first_sink: Callable[[], None] | None = None
         self._last_say: float | None = None
+        self._voice_id: str | None = None  # what the session was created with
         self._last_speech_start: float | None = None  # monotonic, when the event was handled
         self._last_speech_end: float | None = None
         self._speech_changed = asyncio.Event()
@@ -357,6 +358,7 @@ class AvatarSession:
                 self._stack.push_async_callback(client.aclose)
             avatar_id = options.avatar_id or await _default_avatar_id(client)
             voice_id = options.voice_id or os.environ.get(ENV_VOICE_ID) or None
+            self._voice_id = voice_id
             t0 = time.monotonic()
             self._stack.push_async_callback(self._close_live)
             renew = functools.partial(self._open_live, client, avatar_id, voice_id)
@@ -622,7 +624,21 @@ class AvatarSession:
         """Make the avatar speak ``text``; returns the turn id (speech is asynchronous)."""
         live = self._require_live("say()")
         self._last_say = time.monotonic()
-        return await live.say_text(text)
+        try:
+            return await live.say_text(text)
+        except ServerError as exc:
+            if exc.status != 503 or self._voice_id is not None:
+                raise
+            # Seen live (kaltura-avatar-api.md §1.3): say-text answers 503 on every call to a
+            # session created without a voice.
+            raise ServerError(
+                f"{exc} (a session created without a voice: give a voice id, "
+                f"SessionOptions(voice_id=...), --voice-id or ${ENV_VOICE_ID})",
+                status=exc.status,
+                error=exc.error,
+                endpoint=exc.endpoint,
+                retry_after=exc.retry_after,
+            ) from exc
 
     async def say_audio(self, audio: str | Path | bytes, *, duration: float | None = None) -> str:
         """Make the avatar speak an audio file (or its bytes); returns the turn id."""
@@ -631,7 +647,8 @@ class AvatarSession:
         return await live.say_audio(audio, duration=duration)
 
     async def interrupt(self) -> None:
-        """Stop the current speech (and anything queued)."""
+        """Stop the current speech (the docs say the queue too; the live service was seen to
+        leave turns queued behind the current one: do not rely on it to flush a queue)."""
         await self._require_live("interrupt()").interrupt()
 
     # timeout= (ASYNC109): part of the public contract, mirrored by the sync facade.

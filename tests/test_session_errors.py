@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import socket
+from dataclasses import replace
 
 import pytest
 
 from avatar_rtc.api import ControlClient, RetryPolicy
-from avatar_rtc.emulator import Emulator
-from avatar_rtc.errors import AuthenticationError, ConfigurationError, NetworkError
+from avatar_rtc.emulator import DEFAULT_VISUAL_ID, DEFAULT_VOICE_ID, Emulator
+from avatar_rtc.errors import AuthenticationError, ConfigurationError, NetworkError, ServerError
 from avatar_rtc.options import SessionOptions
 from avatar_rtc.redact import Secret
-from avatar_rtc.session import ENV_AVATAR_ID, AvatarSession
+from avatar_rtc.rtc.ice_options import IceOptions
+from avatar_rtc.session import ENV_AVATAR_ID, ENV_VOICE_ID, AvatarSession
 
 
 @pytest.fixture(autouse=True)
@@ -40,3 +42,21 @@ async def test_unreachable_api_without_avatar_id_is_a_network_error() -> None:
         with pytest.raises(NetworkError, match="catalog"):
             await session.start()
         await session.close()
+
+
+async def test_say_text_503_on_a_session_without_a_voice_says_to_give_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv(ENV_VOICE_ID, raising=False)
+    async with Emulator(say_text_requires_voice=True) as emu:  # as the live service was seen
+        options = SessionOptions(
+            api_url=emu.api_url,
+            ks=Secret(emu.ks),
+            avatar_id=DEFAULT_VISUAL_ID,
+            ice=IceOptions(host_addresses=("127.0.0.1",)),
+        )
+        async with AvatarSession(options) as session:
+            with pytest.raises(ServerError, match="created without a voice: give a voice id"):
+                await session.say("Hello")
+        async with AvatarSession(replace(options, voice_id=DEFAULT_VOICE_ID)) as session:
+            assert await session.say("Hello")  # with a voice: no 503

@@ -122,13 +122,37 @@ class ControlCalls:
         if voice:
             body["voiceConfig"] = voice
         url = self.base_url + self.create_path
-        data = await self._post("create", url, "KS", self._require_ks(), json_body=body)
+        try:
+            data = await self._post("create", url, "KS", self._require_ks(), json_body=body)
+        except SessionNotFoundError as exc:
+            if self.create_path != "/create":
+                raise
+            data = await self._create_as_the_page_says(url, body, avatar_id, exc)
         session_id = _required_str(data, "sessionId", "create")
         token = Secret(_required_str(data, "token", "create"))
         if not header_safe(token.reveal()):  # it goes into an Authorization header
             raise _malformed("create", "token")
         _log.info("created avatar session %s", session_id)
         return SessionHandle(session_id=session_id, token=token)
+
+    async def _create_as_the_page_says(
+        self, url: str, body: dict[str, Any], avatar_id: str, refused: SessionNotFoundError
+    ) -> dict[str, Any]:
+        """The docs disagree on create (kaltura-avatar-api.md §1.1): working clients POST
+        ``/create`` with ``visualConfig.id``, the create-session page the bare path with
+        ``visualConfig.avatarId``. A 404 at ``/create`` opened nothing: try the page's form,
+        naming the avatar both ways."""
+        _log.info("create: %s answered 404; trying %s", url, self.base_url)
+        body = {**body, "visualConfig": {"id": avatar_id, "avatarId": avatar_id}}
+        try:
+            return await self._post("create", self.base_url, "KS", self._require_ks(), body)
+        except SessionNotFoundError:  # neither exists: say so, not "no such session"
+            raise ApiError(
+                f"create failed: HTTP 404 at {url} and at {self.base_url} (the Control API URL?)",
+                status=404,
+                error=refused.error,
+                endpoint="create",
+            ) from None
 
     async def init_client(self, handle: SessionHandle) -> ClientConfig:
         """The WHEP URL and TURN config of the session. Call once: it may open a WHEP resource."""

@@ -1,8 +1,10 @@
 """KeepAlive: a background task that keeps a session from idling out.
 
 The docs ask for a keep-alive every 10 s. A 404/410 answer means the session is gone
-(ended elsewhere or expired): the task stops and reports it. Any other failure is
-logged and the next tick tries again.
+(ended elsewhere or expired): the task stops and reports it. So does a 401 three ticks in a
+row: the session's token expired (it lasts ~24 h and nothing renews it), and a session that
+cannot be kept alive is as good as gone. Any other failure is logged and the next tick tries
+again.
 """
 
 from __future__ import annotations
@@ -13,7 +15,14 @@ import logging
 from collections.abc import Callable
 from types import TracebackType
 
-from ..errors import ApiError, AvatarRTCError, SessionEndedError, SessionNotFoundError
+from ..errors import (
+    ApiError,
+    AuthenticationError,
+    AvatarRTCError,
+    PermissionDeniedError,
+    SessionEndedError,
+    SessionNotFoundError,
+)
 from .control_calls import ControlCalls
 from .models import SessionHandle
 
@@ -22,20 +31,22 @@ __all__ = ["DEFAULT_KEEP_ALIVE_INTERVAL", "KeepAlive", "KeepAliveState"]
 _log = logging.getLogger(__name__)
 
 DEFAULT_KEEP_ALIVE_INTERVAL = 10.0
+AUTH_FAILURES_GONE = 3  # consecutive 401s: the token expired (one may be a service glitch)
 
 
 class KeepAliveState(enum.Enum):
     IDLE = "idle"  # not started
     RUNNING = "running"
     STOPPED = "stopped"  # stopped by stop()
-    GONE = "gone"  # the service answered 404/410: the session no longer exists
+    GONE = "gone"  # 404/410 (or 401s: an expired token): the session can no longer be kept
 
 
 class KeepAlive:
     """Send keep-alive for ``handle`` every ``interval`` seconds until stopped or gone.
 
-    ``on_gone(error)`` is called once, from the task, when the service answers 404/410;
-    :attr:`stopped_reason` then holds that error.
+    ``on_gone(error)`` is called once, from the task, when the service answers 404/410 (or
+    401 :data:`AUTH_FAILURES_GONE` times in a row); :attr:`stopped_reason` then holds that
+    error.
     """
 
     def __init__(
@@ -100,6 +111,7 @@ class KeepAlive:
         await self.stop()
 
     async def _run(self) -> None:
+        refused = 0  # consecutive 401s
         while True:
             await asyncio.sleep(self.interval)
             try:
@@ -108,6 +120,14 @@ class KeepAlive:
                 self._report_gone(error)
                 return
             except AvatarRTCError as error:
+                expired = isinstance(error, AuthenticationError) and not isinstance(
+                    error, PermissionDeniedError
+                )
+                refused = refused + 1 if expired else 0
+                if refused >= AUTH_FAILURES_GONE:
+                    assert isinstance(error, AuthenticationError)
+                    self._report_gone(error)
+                    return
                 self.last_error = error
                 _log.warning(
                     "keep-alive of session %s failed: %s; next try in %g s",
@@ -116,6 +136,7 @@ class KeepAlive:
                     self.interval,
                 )
             else:
+                refused = 0
                 self.sent += 1
 
     def _report_gone(self, error: ApiError) -> None:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import socket
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp import web
 
 from avatar_rtc.api import ControlClient, SessionHandle, TurnConfig
 from avatar_rtc.emulator import Emulator
@@ -54,6 +56,63 @@ async def test_create_on_bare_path_with_documented_avatar_id(emu: Emulator) -> N
     ) as client:
         handle = await client.create(AVATAR_ID)
     assert emu.session(handle.session_id).visual_id == AVATAR_ID
+
+
+@pytest.fixture
+async def page_form_service() -> AsyncIterator[tuple[str, list[tuple[str, dict[str, Any]]]]]:
+    """A service as the create-session page documents it: ``POST /v1/avatar-session`` with
+    ``visualConfig.avatarId`` (``/create``: 404); the requests it saw."""
+    seen: list[tuple[str, dict[str, Any]]] = []
+
+    async def create(request: web.Request) -> web.Response:
+        body = await request.json()
+        seen.append((request.path, body))
+        if request.path.endswith("/create") or "avatarId" not in body["visualConfig"]:
+            return web.json_response({"success": False, "error": "Not found"}, status=404)
+        return web.json_response({"success": True, "sessionId": "s1", "token": "t.t.t"})
+
+    app = web.Application()
+    app.router.add_post("/v1/avatar-session", create)
+    app.router.add_post("/v1/avatar-session/create", create)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        yield f"http://127.0.0.1:{port}/v1/avatar-session", seen
+    finally:
+        await runner.cleanup()
+
+
+async def test_create_falls_back_to_the_create_pages_form_on_a_404(
+    page_form_service: tuple[str, list[tuple[str, dict[str, Any]]]],
+) -> None:
+    url, seen = page_form_service
+    async with ControlClient(url, "dummy-ks") as client:
+        handle = await client.create(AVATAR_ID, VOICE_ID)
+    assert handle.session_id == "s1"
+    assert [path for path, _ in seen] == ["/v1/avatar-session/create", "/v1/avatar-session"]
+    assert seen[0][1]["visualConfig"] == {"id": AVATAR_ID}  # first as working clients do
+    assert seen[1][1]["visualConfig"] == {"id": AVATAR_ID, "avatarId": AVATAR_ID}
+    assert seen[1][1]["voiceConfig"] == {"id": VOICE_ID}
+
+
+async def test_create_404_at_both_paths_is_an_api_error_naming_both(
+    page_form_service: tuple[str, list[tuple[str, dict[str, Any]]]],
+) -> None:
+    url, seen = page_form_service
+    wrong = url.replace("/v1/avatar-session", "/v2/avatar-session")  # neither path exists
+    async with ControlClient(wrong, "dummy-ks") as client:
+        with pytest.raises(ApiError) as caught:
+            await client.create(AVATAR_ID)
+    assert type(caught.value) is ApiError and caught.value.status == 404  # not "no session"
+    assert f"at {wrong}/create and at {wrong}" in str(caught.value)
+    # an explicit path is taken as given: no second try
+    async with ControlClient(url, "dummy-ks", create_path="", avatar_id_field="id") as client:
+        with pytest.raises(SessionNotFoundError):
+            await client.create(AVATAR_ID)
+    assert [path for path, _ in seen] == ["/v1/avatar-session"]
 
 
 async def test_base_url_and_ks_from_environment(
@@ -312,7 +371,7 @@ async def test_connection_refused_is_network_error() -> None:
 async def test_non_json_error_body_is_excerpted(emu: Emulator) -> None:
     # The API path is fine but a bogus origin answers HTML: aiohttp's own 404 page.
     async with ControlClient(emu.base_url + "/nowhere", emu.ks) as client:
-        with pytest.raises(SessionNotFoundError) as info:
+        with pytest.raises(ApiError) as info:
             await client.create(AVATAR_ID)
     assert info.value.error and "404" in info.value.error
 

@@ -7,8 +7,9 @@ import asyncio
 import pytest
 
 from avatar_rtc.api import ControlClient, KeepAlive, KeepAliveState
+from avatar_rtc.api.keepalive import AUTH_FAILURES_GONE
 from avatar_rtc.emulator import Emulator
-from avatar_rtc.errors import ApiError, SessionEndedError, SessionNotFoundError
+from avatar_rtc.errors import ApiError, AuthenticationError, SessionEndedError, SessionNotFoundError
 from tests.support import wait_until
 
 from .conftest import AVATAR_ID, FAST_RETRY
@@ -107,3 +108,17 @@ async def test_cannot_start_twice(client: ControlClient) -> None:
     async with KeepAlive(client, handle, interval=1.0) as keep_alive:
         with pytest.raises(RuntimeError):
             keep_alive.start()
+
+
+async def test_an_expired_token_stops_it_after_three_refusals_in_a_row() -> None:
+    async with (
+        Emulator(media_enabled=False, token_ttl=0.3) as emu,  # ~24 h on the service
+        ControlClient(emu.api_url, emu.ks, retry=FAST_RETRY) as client,
+    ):
+        handle = await client.create(AVATAR_ID)
+        reported: list[ApiError] = []
+        async with KeepAlive(client, handle, interval=0.2, on_gone=reported.append) as ka:
+            error = await asyncio.wait_for(ka.wait_gone(), 30.0)  # a hang guard
+    assert isinstance(error, AuthenticationError) and error.status == 401
+    assert reported == [error] and ka.state is KeepAliveState.GONE
+    assert emu.counters.calls["keep-alive"] == ka.sent + AUTH_FAILURES_GONE  # not one more

@@ -110,8 +110,8 @@ class SessionStats:
     timings: SessionTimings
     video: ReceiveStats
     audio: ReceiveStats
-    video_decoder: DecoderStats | None
-    audio_decoder: DecoderStats | None
+    video_decoder: DecoderStats
+    audio_decoder: DecoderStats
     streams: tuple[StreamStats, ...]
     recorders: tuple[RecorderStats, ...]
     keep_alive: KeepAliveStats | None

@@ -44,27 +44,28 @@ async def main(args: argparse.Namespace) -> None:
     async with target(args.service) as options, AvatarSession(options) as avatar:
         first = await avatar.wait_first_frame()
         x, y, w, h = mouth_box(first.width, first.height)
-        video = avatar.video(VideoFormat("bgr24"), policy="all", capacity=50)
         await avatar.say(args.say)
 
         motion: dict[bool, list[float]] = {True: [], False: []}  # by "avatar speaking"
         best: tuple[float, npt.NDArray[np.uint8] | None] = (-1.0, None)
         previous = None
         deadline = time.monotonic() + args.duration
-        async for frame in video:
-            bgr = frame.array  # (H, W, 3) uint8, B-G-R
-            if previous is None:
-                b, g, r = (int(v) for v in bgr[8, 8])
-                print(f"{frame.width}x{frame.height} bgr24; top-left pixel B={b} G={g} R={r}")
-            gray = cv2.cvtColor(bgr[y : y + h, x : x + w], cv2.COLOR_BGR2GRAY)
-            if previous is not None:
-                moved = float(cv2.absdiff(gray, previous).mean())
-                motion[avatar.speaking].append(moved)
-                if moved > best[0]:
-                    best = (moved, bgr.copy())  # the stream reuses its buffers: keep a copy
-            previous = gray
-            if time.monotonic() >= deadline:
-                break
+        # `async with`: the stream closes (and stops decoding for it) after the `break`.
+        async with avatar.video(VideoFormat("bgr24"), policy="all", capacity=50) as video:
+            async for frame in video:
+                bgr = frame.array  # (H, W, 3) uint8, B-G-R
+                if previous is None:
+                    b, g, r = (int(v) for v in bgr[8, 8])
+                    print(f"{frame.width}x{frame.height} bgr24; top-left pixel B={b} G={g} R={r}")
+                gray = cv2.cvtColor(bgr[y : y + h, x : x + w], cv2.COLOR_BGR2GRAY)
+                if previous is not None:
+                    moved = float(cv2.absdiff(gray, previous).mean())
+                    motion[avatar.speaking].append(moved)
+                    if moved > best[0]:
+                        best = (moved, bgr.copy())  # the stream reuses its buffers: keep a copy
+                previous = gray
+                if time.monotonic() >= deadline:
+                    break
 
         for speaking, values in motion.items():
             label = "speaking" if speaking else "quiet"

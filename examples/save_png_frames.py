@@ -37,19 +37,20 @@ async def main(args: argparse.Namespace) -> None:
     saved: list[Path] = []
     async with target(args.service) as options, AvatarSession(options) as avatar:
         await avatar.wait_first_frame()
-        video = avatar.video(VideoFormat("rgb24"), policy="all", capacity=100)
         await avatar.say(args.say)
         deadline = time.monotonic() + args.duration
         count = 0
-        async for frame in video:
-            if count % args.every == 0:
-                path = out / f"frame-{frame.index:06d}.png"
-                await asyncio.to_thread(write_png, frame.array, path)
-                saved.append(path)
-                print(f"saved {path} (t={frame.presentation_time:.2f} s)")
-            count += 1
-            if time.monotonic() >= deadline:
-                break
+        # `async with`: the stream closes (and stops decoding for it) after the `break`.
+        async with avatar.video(VideoFormat("rgb24"), policy="all", capacity=100) as video:
+            async for frame in video:
+                if count % args.every == 0:
+                    path = out / f"frame-{frame.index:06d}.png"
+                    await asyncio.to_thread(write_png, frame.array, path)
+                    saved.append(path)
+                    print(f"saved {path} (t={frame.presentation_time:.2f} s)")
+                count += 1
+                if time.monotonic() >= deadline:
+                    break
         print(f"{len(saved)} PNG files from {count} frames in {out}/")
 
 

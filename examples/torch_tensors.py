@@ -100,13 +100,17 @@ async def main(args: argparse.Namespace) -> None:
     model = MouthModel(SIZE).eval()
     async with target(args.service) as options, AvatarSession(options) as avatar:
         await avatar.wait_first_frame()
-        video = avatar.video(VideoFormat("rgb24", size=SIZE), policy="all", capacity=50)
-        audio = avatar.audio(AudioFormat(sample_rate=SAMPLE_RATE, channels=1, dtype="float32"))
-        await avatar.say(args.say)
-        deadline = time.monotonic() + args.duration
-        scores, levels = await asyncio.gather(
-            video_batches(video, model, deadline), audio_chunks(audio, deadline)
-        )
+        mono = AudioFormat(sample_rate=SAMPLE_RATE, channels=1, dtype="float32")
+        # `async with`: the streams close (and stop decoding for them) after their `break`.
+        async with (
+            avatar.video(VideoFormat("rgb24", size=SIZE), policy="all", capacity=50) as video,
+            avatar.audio(mono) as audio,
+        ):
+            await avatar.say(args.say)
+            deadline = time.monotonic() + args.duration
+            scores, levels = await asyncio.gather(
+                video_batches(video, model, deadline), audio_chunks(audio, deadline)
+            )
         print(f"{len(scores)} frames in batches of {BATCH}: mouth {span(scores, 2)}")
         print(f"{len(levels)} audio chunks of 0.5 s: rms {span(levels, 3)}")
 

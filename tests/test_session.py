@@ -202,7 +202,7 @@ async def test_slow_consumer_drops_under_latest(shared: tuple[AvatarSession, Eve
     assert stats.video.packets > 0 and stats.video.frames > 0 and stats.video.keyframes >= 1
     assert stats.playout_delay_s is None  # no playout stage by default
     assert stats.audio.packets > 0 and stats.audio.codec == "opus"
-    assert stats.video.codec == "H264" and stats.video_decoder is not None
+    assert stats.video.codec == "H264"
     assert stats.keep_alive is not None and stats.connection_state == "connected"
 
 

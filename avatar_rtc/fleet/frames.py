@@ -124,7 +124,12 @@ class FrameRing:
     # --- the caller's side ----------------------------------------------------------------
 
     def frame(self, meta: FrameMeta) -> SharedFrame:
-        return SharedFrame(self, meta)
+        return self.frames(meta, 1)[0]
+
+    def frames(self, meta: FrameMeta, holders: int) -> list[SharedFrame]:
+        """``holders`` handles of one slot (one per callback): free once each is released."""
+        count = [holders]
+        return [SharedFrame(self, meta, count) for _ in range(holders)]
 
     def pixels(self, slot: int) -> npt.NDArray[np.uint8]:
         pixels: npt.NDArray[np.uint8] = self._pixels[slot]
@@ -160,12 +165,13 @@ class SharedFrame:
     valid until :meth:`release` (or the end of a ``with`` block), after which the worker may
     write another frame into it; :meth:`copy` to keep it."""
 
-    __slots__ = ("_ring", "meta", "released")
+    __slots__ = ("_holders", "_ring", "meta", "released")
 
-    def __init__(self, ring: FrameRing, meta: FrameMeta) -> None:
+    def __init__(self, ring: FrameRing, meta: FrameMeta, holders: list[int]) -> None:
         self._ring = ring
         self.meta = meta
         self.released = False
+        self._holders = holders  # handles of this slot not released yet (shared by them)
 
     @property
     def job(self) -> int:
@@ -183,7 +189,9 @@ class SharedFrame:
     def release(self) -> None:
         if not self.released:
             self.released = True
-            self._ring.release(self.meta.slot)
+            self._holders[0] -= 1
+            if self._holders[0] == 0:
+                self._ring.release(self.meta.slot)
 
     def __enter__(self) -> SharedFrame:
         return self

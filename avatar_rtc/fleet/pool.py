@@ -207,7 +207,9 @@ class SessionPool(Engine):
 
     def on_frame(self, callback: FrameCallback) -> Callable[[], None]:
         """Call ``callback(frame)`` for every shared frame (on the event loop); it must
-        ``release()`` the frame (or keep a ``copy()``): the slot stays taken until then."""
+        ``release()`` the frame (or keep a ``copy()``): the slot stays taken until then. Each
+        callback gets a handle of its own (the slot is free once every one is released); a
+        callback that raises has its handle released for it."""
         self._frame_callbacks.append(callback)
 
         def remove() -> None:  # (twice is no error, as for a session's handlers)
@@ -267,14 +269,18 @@ class SessionPool(Engine):
 
     def _deliver(self, worker: _Worker, meta: FrameMeta) -> None:
         assert worker.ring is not None
-        frame = worker.ring.frame(meta)
-        for callback in tuple(self._frame_callbacks):
+        callbacks = tuple(self._frame_callbacks)
+        if not callbacks:
+            worker.ring.release(meta.slot)
+            return
+        for callback, frame in zip(
+            callbacks, worker.ring.frames(meta, len(callbacks)), strict=True
+        ):
             try:
                 callback(frame)
             except Exception:
                 logger.exception("frame callback failed")
-        if not self._frame_callbacks:
-            frame.release()
+                frame.release()  # else its slot stays taken for good
 
     def _worker_gone(self, number: int) -> None:
         worker = self._workers[number]

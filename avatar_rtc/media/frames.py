@@ -85,7 +85,8 @@ class VideoFrame:
     - ``rtp_timestamp``: sender RTP timestamp (90 kHz, unwrapped)
     - ``presentation_time``: seconds on the session's A/V clock; ``clock_source`` says how
     - ``arrival_time``: ``time.monotonic()`` when its last packet arrived
-    - ``index``: per-track index of the encoded frame
+    - ``index``: the track's count of encoded frames (not the stream's: a stream opened later
+      starts where the track is, and a gap is a frame the stream dropped)
     - ``keyframe``: decoded from a keyframe
     - ``concealed``: decoded without its reference pictures (released after a loss before the
       keyframe came, see ``SessionOptions.keyframe_wait``): may show artefacts
@@ -241,7 +242,8 @@ class AudioFrame:
     """PCM of shape (samples, channels), ``int16`` or ``float32``.
 
     ``presentation_time`` is the time of the first sample on the session's A/V clock; the next
-    frame starts exactly ``samples / sample_rate`` later.
+    frame starts exactly ``samples / sample_rate`` later. ``index`` counts the stream's frames
+    from 0.
     """
 
     data: npt.NDArray[Any]
@@ -295,10 +297,10 @@ class AudioRechunker:
         self._np_dtype = np.int16 if self.dtype == "int16" else np.float32
         self._tolerance = tolerance
         self._max_gap = max_gap
+        # Always stereo out: mono is the mean of the two channels, ours (swresample's own
+        # downmix adds them at -3 dB each, 1.41x a centred signal, past full scale in float).
         self._resampler = av.AudioResampler(
-            format="s16" if self.dtype == "int16" else "flt",
-            layout="mono" if self.channels == 1 else "stereo",
-            rate=self.sample_rate,
+            format="s16" if self.dtype == "int16" else "flt", layout="stereo", rate=self.sample_rate
         )
         self._resampler_used = False  # once used, keep it (it holds delayed samples)
         self._pending: list[npt.NDArray[Any]] = []
@@ -375,8 +377,7 @@ class AudioRechunker:
         plane: Any = frame.planes[0]
         pcm = np.frombuffer(plane, dtype=np.int16, count=frame.samples * src_ch).reshape(-1, src_ch)
         if src_ch == 2 and self.channels == 1:
-            # Halves first: the sum stays in int16 (no int32 temporaries); off by at most 1 LSB.
-            pcm = (pcm[:, 0:1] >> 1) + (pcm[:, 1:2] >> 1)
+            pcm = _mean_of_channels(pcm)
         elif src_ch == 1 and self.channels == 2:
             pcm = np.repeat(pcm, 2, axis=1)
         elif self.dtype == "int16":
@@ -386,8 +387,9 @@ class AudioRechunker:
         return pcm
 
     def _to_array(self, frame: av.AudioFrame) -> npt.NDArray[Any]:
-        arr: npt.NDArray[Any] = frame.to_ndarray()  # packed: (1, samples * channels)
-        return arr.reshape(-1, self.channels).astype(self._np_dtype, copy=False)
+        arr: npt.NDArray[Any] = frame.to_ndarray()  # packed stereo: (1, samples * 2)
+        stereo = arr.reshape(-1, 2).astype(self._np_dtype, copy=False)
+        return _mean_of_channels(stereo) if self.channels == 1 else stereo
 
     def _append(self, pcm: npt.NDArray[Any]) -> None:
         if pcm.shape[0]:
@@ -423,3 +425,12 @@ class AudioRechunker:
         self._pending_samples = int(rest.shape[0])
         self._pending_start += pos / self.sample_rate
         return out
+
+
+def _mean_of_channels(pcm: npt.NDArray[Any]) -> npt.NDArray[Any]:
+    """(samples, 2) -> (samples, 1): the channels' mean (a centred signal keeps its level)."""
+    if pcm.dtype == np.int16:
+        # Halves first: the sum stays in int16 (no int32 temporaries); off by at most 1 LSB.
+        return (pcm[:, 0:1] >> 1) + (pcm[:, 1:2] >> 1)
+    mono: npt.NDArray[Any] = (pcm[:, 0:1] + pcm[:, 1:2]) * np.float32(0.5)
+    return mono

@@ -8,8 +8,9 @@ callback is registered, frames go to callbacks instead of the iterator queue).
 Queue policies (enforced where frames are decoded: video on its decoder thread, so a busy event
 loop cannot make them grow; audio on the event loop):
 
-- ``latest`` (video default, the ML choice): keep the newest ``capacity`` frames, drop older
-  ones and count them. A consumer that stalls gets the newest picture next, not a backlog.
+- ``latest`` (video default, the ML choice): keep the newest ``capacity`` frames (video
+  default 1), drop older ones and count them. A consumer that stalls gets the newest picture
+  next, not a backlog (with ``capacity`` > 1: the newest few, oldest first).
 - ``all`` (audio default; recording): lossless while the consumer keeps up. Live RTP cannot be
   back-pressured, so beyond ``capacity`` (video default 300 frames ~10 s at 30 fps; audio 500
   frames = 10 s of 20 ms) the oldest frame is dropped and counted (``stats().dropped``). The
@@ -17,6 +18,10 @@ loop cannot make them grow; audio on the event loop):
   (``stats().overflows``): a stream nobody reads must not fill the log for the whole session.
   Queued video frames are decoded yuv420p (1.4 MB each at 720p, 3.1 MB at 1080p): a full
   300-frame queue holds ~0.4 / ~0.9 GB, so lower ``capacity`` for large frames.
+
+Several tasks may read one stream (each frame goes to one of them). Callbacks that are
+coroutine functions run as tasks; a frame counts against ``capacity`` until its tasks end (the
+excess is dropped and counted in ``callbacks_dropped``), and ``close()`` cancels them.
 
 Video conversion to numpy runs off the event loop: on the decoder thread when a consumer is
 already waiting (lowest latency), else when the frame is taken, in a worker thread for frames
@@ -107,7 +112,7 @@ class _Stream(Generic[T]):
             raise ConfigurationError(f"{type(self).__name__} needs a {self._kind} source")
         self._lock = threading.Lock()
         self._queue: collections.deque[T] = collections.deque()
-        self._waiter: asyncio.Future[None] | None = None
+        self._waiters: list[asyncio.Future[None]] = []  # readers waiting for a frame
         self._callbacks: list[Callable[[T], Any]] = []
         self._cb_pending = 0  # written by the decoder thread and the loop: under _lock
         self._cb_tasks: set[asyncio.Task[Any]] = set()  # the loop keeps only weak refs
@@ -135,16 +140,26 @@ class _Stream(Generic[T]):
                 if self._closed:
                     raise StopAsyncIteration
                 waiter = self._loop.create_future()
-                self._waiter = waiter
+                self._waiters.append(waiter)
             try:
                 await waiter
             finally:
-                with self._lock:
-                    if self._waiter is waiter:
-                        self._waiter = None
-        item = await self._finish(item)
+                with self._lock, contextlib.suppress(ValueError):
+                    self._waiters.remove(waiter)
+        try:
+            item = await self._finish(item)
+        except asyncio.CancelledError:
+            self._give_back(item)  # cancelled while converting: the frame is not lost
+            raise
         self._delivered += 1
         return item
+
+    def _give_back(self, item: T) -> None:
+        with self._lock:
+            if not self._closed and len(self._queue) < self.capacity:
+                self._queue.appendleft(item)
+                return
+        self._dropped += 1  # newer frames filled the queue meanwhile (or it closed)
 
     async def recv(self) -> T:
         """The next frame (``StopAsyncIteration`` once closed)."""
@@ -187,9 +202,11 @@ class _Stream(Generic[T]):
         with self._lock:
             self._closed = True
             self._queue.clear()
-            waiter, self._waiter = self._waiter, None
-        if waiter is not None:
+            waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
             self._wake(waiter)
+        for task in tuple(self._cb_tasks):
+            task.cancel()
 
     async def aclose(self) -> None:
         self.close()
@@ -214,7 +231,7 @@ class _Stream(Generic[T]):
         if self._closed:
             return
         direct = bool(self._callbacks)
-        items = self._make(decoded, direct or self._waiter is not None)
+        items = self._make(decoded, direct or bool(self._waiters))
         if not items:
             return
         self._received += len(items)
@@ -238,7 +255,7 @@ class _Stream(Generic[T]):
                     self._queue.popleft()
                     dropped += 1
                 self._queue.append(item)
-            waiter, self._waiter = self._waiter, None
+            waiters, self._waiters = self._waiters, []
             overflow = dropped > 0 and self.policy == "all" and not self._behind
             if overflow:
                 self._behind = True
@@ -253,7 +270,7 @@ class _Stream(Generic[T]):
                     self._kind,
                     self.capacity,
                 )
-        if waiter is not None:
+        for waiter in waiters:  # (the readers that lose the race wait again)
             self._call_soon(self._wake, waiter)
 
     def _call_soon(self, fn: Callable[..., Any], *args: Any) -> None:
@@ -265,20 +282,31 @@ class _Stream(Generic[T]):
             waiter.set_result(None)
 
     def _run_callbacks(self, item: T) -> None:
-        with self._lock:
-            self._cb_pending -= 1
-        if self._closed:
-            return
-        self._delivered += 1
-        for cb in tuple(self._callbacks):
-            try:
-                result = cb(item)
+        tasks: list[asyncio.Task[Any]] = []
+        if not self._closed:
+            self._delivered += 1
+            for cb in tuple(self._callbacks):
+                try:
+                    result = cb(item)
+                except Exception:
+                    logger.exception("%s frame callback failed", self._kind)
+                    continue
                 if asyncio.iscoroutine(result):
                     task = self._loop.create_task(result)
                     self._cb_tasks.add(task)
                     task.add_done_callback(self._callback_done)
-            except Exception:
-                logger.exception("%s frame callback failed", self._kind)
+                    tasks.append(task)
+        if not tasks:
+            self._callback_slot_free()
+            return
+        # The frame holds its slot until its coroutines end: a slow async callback makes
+        # later frames drop (counted) instead of piling up tasks without bound.
+        ended = asyncio.gather(*tasks, return_exceptions=True)
+        ended.add_done_callback(lambda _: self._callback_slot_free())
+
+    def _callback_slot_free(self) -> None:
+        with self._lock:
+            self._cb_pending -= 1
 
     def _callback_done(self, task: asyncio.Task[Any]) -> None:
         self._cb_tasks.discard(task)
@@ -289,8 +317,8 @@ class _Stream(Generic[T]):
 class VideoStream(_Stream[VideoFrame]):
     """Decoded video frames of one track; ``frame.array`` is numpy in ``format``.
 
-    ``policy`` defaults to ``latest``; ``capacity`` to 2 frames under ``latest``, 300 under
-    ``all``.
+    ``policy`` defaults to ``latest``; ``capacity`` to 1 frame under ``latest`` (the newest),
+    300 under ``all``.
     """
 
     _kind = "video"
@@ -309,7 +337,7 @@ class VideoStream(_Stream[VideoFrame]):
         super().__init__(source, capacity=capacity, policy=policy, loop=loop)
 
     def _default_capacity(self, policy: Policy) -> int:
-        return 2 if policy == "latest" else 300
+        return 1 if policy == "latest" else 300
 
     def _make(self, decoded: DecodedFrame, prepare: bool) -> list[VideoFrame]:
         frame = VideoFrame.from_decoded(decoded, self.format)

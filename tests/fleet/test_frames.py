@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import gc
 import os
+from types import SimpleNamespace
 
 import av
 import numpy as np
 import pytest
 
-from avatar_rtc.fleet import frames
+from avatar_rtc.fleet import SessionPool, SharedFrame, frames
 from avatar_rtc.fleet.frames import FrameMeta, FrameRing
 
 
@@ -82,3 +83,43 @@ def test_an_array_held_past_the_rings_close_stays_readable_then_is_unmapped() ->
     gc.collect()
     FrameRing.create(1, 8, 8).close()  # a later close unmaps what no view holds any more
     assert not any(memory.name == name for memory in frames._lingering)
+
+
+def test_handles_of_one_slot_free_it_once_each_is_released() -> None:
+    ring = FrameRing.create(1, 16, 16)
+    try:
+        slot = ring.write(picture(16, 16, 5))
+        assert slot is not None
+        first, second = ring.frames(FrameMeta(0, slot, 0, 0.0, 0.0), 2)  # two callbacks
+        first.release()
+        assert np.array_equal(second.array, ring.pixels(slot))  # was: "the frame was released"
+        assert ring.write(picture(16, 16, 6)) is None  # the second still holds the slot
+        second.release()
+        second.release()  # twice is once
+        assert ring.busy() == 0 and ring.write(picture(16, 16, 7)) == slot
+    finally:
+        ring.close()
+
+
+def test_a_pool_callback_that_raises_does_not_keep_the_slot(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    ring = FrameRing.create(1, 16, 16)
+    pool = SessionPool(1)
+    kept: list[SharedFrame] = []
+
+    def fails(frame: SharedFrame) -> None:
+        raise RuntimeError("a model error")
+
+    pool.on_frame(fails)
+    pool.on_frame(kept.append)  # a second callback: its own handle, still readable
+    try:
+        for n in range(3):
+            slot = ring.write(picture(16, 16, n))
+            assert slot == 0  # was: taken for good after the first raise
+            pool._deliver(SimpleNamespace(ring=ring), FrameMeta(0, slot, 0, 0.0, 0.0))  # type: ignore[arg-type]
+            assert np.array_equal(kept[-1].array, ring.pixels(slot))
+            kept[-1].release()
+        assert caplog.text.count("frame callback failed") == 3
+    finally:
+        ring.close()

@@ -82,7 +82,8 @@ def _plane_array(plane: Any, height: int, row_bytes: int) -> npt.NDArray[np.uint
 class VideoFrame:
     """A decoded video frame plus its timing.
 
-    - ``rtp_timestamp``: sender RTP timestamp (90 kHz, unwrapped)
+    - ``rtp_timestamp``: sender RTP timestamp (90 kHz, unwrapped; a new sender after a
+      reconnect starts a time line of its own: compare ``presentation_time`` across it)
     - ``presentation_time``: seconds on the session's A/V clock; ``clock_source`` says how
     - ``arrival_time``: ``time.monotonic()`` when its last packet arrived
     - ``index``: the track's count of encoded frames (not the stream's: a stream opened later
@@ -242,8 +243,9 @@ class AudioFrame:
     """PCM of shape (samples, channels), ``int16`` or ``float32``.
 
     ``presentation_time`` is the time of the first sample on the session's A/V clock; the next
-    frame starts exactly ``samples / sample_rate`` later. ``index`` counts the stream's frames
-    from 0.
+    frame starts exactly ``samples / sample_rate`` later (after a reconnect, while the A/V clock
+    slews the new sender onto the session's time line, up to ``slew_rate``, 10 %, more or
+    less). ``index`` counts the stream's frames from 0.
     """
 
     data: npt.NDArray[Any]

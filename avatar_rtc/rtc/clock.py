@@ -16,8 +16,9 @@ and never moved; when a later audio frame shows a faster transit (the first one 
 ``lag``), video is anchored ``lag`` later instead, so the two stay aligned (also once audio
 is on SR timing, which goes on where its arrival timing had put it). Video switches
 to SR timing only after audio did (or after ``master_wait`` s without an audio SR), so the
-session origin is set by audio and audio never needs a correction; later audio SRs within
-``master_tolerance`` of the current mapping are ignored. Without an audio track, video works
+session origin is set by audio and audio never needs a correction from the same sender
+(after a reconnect, a new sender's audio is slewed onto the time line as video is); later
+audio SRs within ``master_tolerance`` of the current mapping are ignored. Without an audio track, video works
 alone.
 
 SR noise: some senders (aiortc) stamp an SR with the time their last packet was *sent*, a few

@@ -18,8 +18,8 @@ is on SR timing, which goes on where its arrival timing had put it). Video switc
 to SR timing only after audio did (or after ``master_wait`` s without an audio SR), so the
 session origin is set by audio and audio never needs a correction from the same sender
 (after a reconnect, a new sender's audio is slewed onto the time line as video is); later
-audio SRs within ``master_tolerance`` of the current mapping are ignored. Without an audio track, video works
-alone.
+audio SRs within ``master_tolerance`` of the current mapping are ignored. Without an audio
+track, video works alone.
 
 SR noise: some senders (aiortc) stamp an SR with the time their last packet was *sent*, a few
 ms (under load, tens of ms) after its capture. The mapping uses, of the last ``sr_window`` SRs

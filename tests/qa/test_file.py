@@ -73,6 +73,35 @@ def test_a_600ms_dropout_inside_speech_is_found(analysed: Analysed, face: str) -
     assert [c.name for c in report.checks if not c.ok] == ["audio.dropouts"]
 
 
+def test_a_hole_in_the_audio_timestamps_is_a_dropout_and_keeps_lip_sync(
+    make_media: MakeMedia, tmp_path: Path
+) -> None:
+    # A file whose recorder missed 0.6 s of audio packets: the timestamps jump over the hole.
+    # Taken as contiguous, everything after it moved 0.6 s earlier: lip sync +600 ms, and no
+    # dropout reported.
+    clean = make_media("drawn_0.mkv", face="drawn", faults=Faults(0.0))
+    holed = tmp_path / "hole.mkv"
+    with av.open(str(clean)) as source, av.open(str(holed), "w") as target:
+        streams = {s.index: target.add_stream_from_template(s) for s in source.streams}
+        first: dict[str, float] = {}
+        for packet in source.demux():
+            if packet.dts is None or packet.pts is None or packet.time_base is None:
+                continue
+            t = float(packet.pts * packet.time_base)
+            kind = packet.stream.type
+            first.setdefault(kind, t)
+            if kind == "audio" and 4.0 <= t - first[kind] < 4.6:
+                continue
+            packet.stream = streams[packet.stream.index]
+            target.mux(packet)
+    report = analyse_file(holed)
+    assert report.audio is not None
+    assert_one(report.audio.dropouts, 4.0, 0.6, report.origin)
+    lipsync = report.lipsync
+    assert lipsync is not None and lipsync.offset_ms is not None and abs(lipsync.offset_ms) < 40
+    assert [c.name for c in report.checks if not c.ok] == ["audio.dropouts"]
+
+
 def test_a_swaying_head_with_late_sound_pauses_without_dropouts(analysed: Analysed) -> None:
     # The sound 120 ms late: its pauses meet the mouth 120 ms later; with the head moving,
     # reading the mouth at the sound's time would see talking where the sound pauses.

@@ -16,6 +16,7 @@ from .dropouts import confirm_by_mouth
 from .hops import Samples
 from .lipsync import LipSyncAnalyser, LipSyncResult
 from .report import LiveResult, QaReport, evaluate
+from .spans import Span
 from .thresholds import Thresholds
 from .video import GrayImage, VideoAnalyser
 
@@ -76,7 +77,7 @@ class MediaQa:
         if self._lipsync is not None and video is not None:
             lipsync = self._lipsync.result()
             if audio is not None:
-                _confirm_dropouts(audio, lipsync)
+                _confirm_dropouts(audio, lipsync, video.freezes + video.pauses)
         starts = [
             r.first_time for r in (video, audio) if r is not None and r.first_time is not None
         ]
@@ -93,11 +94,20 @@ class MediaQa:
         return report
 
 
-def _confirm_dropouts(audio: AudioResult, lipsync: LipSyncResult) -> None:
-    """Keep the dropouts the mouth confirms (when it can tell), read at the sound's time."""
+def _confirm_dropouts(audio: AudioResult, lipsync: LipSyncResult, still: list[Span]) -> None:
+    """Keep the dropouts the mouth confirms (when it can tell), read at the sound's time.
+    ``still``: where the picture stood still (freezes, pauses): a mouth frozen open there
+    says nothing, so the pauses the mouth alone would judge there are left out."""
     known = lipsync.offset_ms is not None and lipsync.verdict != "unknown"
+    # The step rule's dropouts, and the pauses it did not see (judged by the mouth alone).
+    pauses = [
+        p
+        for p in audio.pauses
+        if not any(_overlap(p, d) for d in audio.dropouts)
+        and (known and not any(_overlap(p, s) for s in still))
+    ]
     kept = confirm_by_mouth(
-        audio.dropouts,
+        audio.dropouts + pauses,
         audio.speech,
         lipsync.mouth_times,
         lipsync.mouth_openness,
@@ -106,4 +116,9 @@ def _confirm_dropouts(audio: AudioResult, lipsync: LipSyncResult) -> None:
         offset=(lipsync.offset_ms or 0.0) / 1000.0 if known else 0.0,
     )
     if kept is not None:
-        audio.dropouts, audio.dropout_check = kept, "mouth"
+        found = [span if span in audio.dropouts else audio.fade_start(span) for span in kept]
+        audio.dropouts, audio.dropout_check = sorted(found, key=lambda s: s.start), "mouth"
+
+
+def _overlap(a: Span, b: Span) -> bool:
+    return a.start < b.end and b.start < a.end

@@ -11,6 +11,10 @@
   (20 ms, not one hop: Opus decodes a cut with a short decaying tail that can split the step
   over two hops). From step to step. Synthetic voices pause that abruptly too: with the
   picture at hand, :mod:`.dropouts` keeps only the ones during which the mouth went on talking.
+- **Pauses in speech**: every silence of 0.1 to 2 s between the first and the last speech,
+  whatever its edges, for the mouth to judge too: an encoder smooths a cut into a fade (Opus:
+  -35 to -50 dBFS over 80 ms, then on down), which the step rule misses. A pause the mouth
+  confirms is reported from where its fade began (``fade_start``).
 """
 
 from __future__ import annotations
@@ -42,6 +46,8 @@ DROPOUT_EDGE = 0.05  # seconds looked at on each side of a quiet run for the cut
 DROPOUT_STEP = 20.0  # dB within 20 ms (two 10 ms hops): a cut, not a fade
 DROPOUT_BELOW_SPEECH = 10.0  # dB below the median speech level the loud side may be
 FLOOR_DB = -120.0
+MAX_FADE = 0.15  # seconds a pause's fade is followed back from its silence
+FADE_SLACK = 0.5  # dB a fading level may rise from one hop to the next (noise)
 
 
 @dataclass
@@ -57,11 +63,26 @@ class AudioResult:
     silences: list[Span] = field(default_factory=list)
     speech: list[Span] = field(default_factory=list)
     dropouts: list[Span] = field(default_factory=list)
+    pauses: list[Span] = field(default_factory=list)  # in speech, any edges: for the mouth
     dropout_check: DropoutCheck = "level"  # "mouth": confirmed by the picture (:mod:`.dropouts`)
 
     @property
     def duration(self) -> float:
         return len(self.levels_db) * self.hop
+
+    def fade_start(self, pause: Span) -> Span:
+        """``pause`` from the cut: the steepest fall of the fade that leads into it (at most
+        ``MAX_FADE`` before; the encoder's tail decays from there)."""
+        levels, hop, origin = self.levels_db, self.hop, self.first_time or 0.0
+        end = round((pause.start - origin) / hop)
+        lo = max(end - round(MAX_FADE / hop), 1)
+        k = end
+        while k > lo and levels[k - 1] >= levels[k] - FADE_SLACK:
+            k -= 1  # back over the fade (the level falling, or flat)
+        if k < end:
+            k += int(np.argmax(levels[k:end] - levels[k + 1 : end + 1])) + 1
+        start = origin + k * hop
+        return Span(start, pause.end - start)
 
 
 class AudioAnalyser:
@@ -125,7 +146,22 @@ class AudioAnalyser:
             silences=silences,
             speech=speech,
             dropouts=_dropouts(levels, quiet, speech, origin, hop),
+            pauses=_pauses(quiet, speech, origin, hop),
         )
+
+
+def _pauses(
+    quiet: list[tuple[int, int]], speech: list[Span], origin: float, hop: float
+) -> list[Span]:
+    if not speech:
+        return []
+    first, last = speech[0].start, speech[-1].end
+    spans = [Span(origin + a * hop, (b - a) * hop) for a, b in quiet]
+    return [
+        s
+        for s in spans
+        if DROPOUT_MIN <= s.duration + 1e-9 <= DROPOUT_MAX and first < s.start and s.end < last
+    ]
 
 
 def _dropouts(
@@ -149,7 +185,8 @@ def _dropouts(
     for a, b in quiet:
         # The decoder's tail can hold the level above the silence threshold for a few hops
         # after the cut: look for the step itself near each end of the quiet run.
-        cut = _step(levels, max(a - edge, 0), a + 1, loud, falling=True)
+        # (to a + 2: a step over two hops may end on the run's first quiet hop)
+        cut = _step(levels, max(a - edge, 0), a + 2, loud, falling=True)
         resume = _step(levels, b - 1, min(b + edge, len(levels)), loud, falling=False)
         if cut is None or resume is None:
             continue

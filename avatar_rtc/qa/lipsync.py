@@ -4,8 +4,9 @@ Sign: **positive = the sound comes before the picture** (audio leads), in ms.
 
 The audio side is the speech envelope: the level of 10 ms hops in dB (floored 50 dB below the
 loudest hops, lightly smoothed). The picture side comes from :mod:`.mouth`. For every candidate
-offset ``d`` (5 ms steps) the envelope is read at the frames' times minus ``d`` and compared,
-by Pearson correlation, in two ways:
+offset ``d`` (5 ms steps, within ±``MAX_LAG``, 1.5 s: a one-second desync is measured, not
+folded into a wrong smaller one as with ±0.6 s) the envelope is read at the frames' times minus
+``d`` and compared, by Pearson correlation, in two ways:
 
 - the mouth's **openness** with the envelope;
 - the mouth's **motion** between two frames with the envelope's **change** between the same two
@@ -42,7 +43,7 @@ logger = logging.getLogger(__name__)
 Verdict = Literal["pass", "warn", "fail", "unknown"]
 Floats = npt.NDArray[np.float64]
 
-MAX_LAG = 0.6  # seconds searched on each side
+MAX_LAG = 1.5  # seconds searched on each side
 LAG_STEP = 0.005
 ENVELOPE_RANGE_DB = 50.0  # the envelope floor, below the loudest hops
 SMOOTH_HOPS = 3

@@ -23,6 +23,7 @@ freezes.
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import threading
 import time
@@ -58,6 +59,7 @@ logger = logging.getLogger(__name__)
 
 SAMPLE_EVERY = 1.0  # seconds between two network samples
 MAX_BACKLOG = 250  # video frames waiting for the analysis (10 s at 25 fps)
+BEHIND_FRAMES = 1500  # audio frames (30 s of 20 ms) the presentation-arrival median is of
 # What the analysers take: float, both channels (the loudness of stereo sums the two, as for
 # a file), the Opus rate.
 ANALYSIS_AUDIO = AudioFormat(sample_rate=48000, channels=2, frame_ms=20, dtype="float32")
@@ -156,6 +158,10 @@ class LiveQa:
         self._unsubscribe: list[Callable[[], None]] = []
         self._sampler: asyncio.Task[None] | None = None
         self._failures = 0
+        # Audio frames' presentation time minus their arrival (origin-relative): the A/V
+        # clock anchors audio on its first frame's transit and never earlier, so presentation
+        # runs behind arrival by that frame's excess (21-69 ms measured on loopback).
+        self._behind_arrival: collections.deque[float] = collections.deque(maxlen=BEHIND_FRAMES)
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -254,7 +260,13 @@ class LiveQa:
             ],
             selected_pair=pairs[-1] if pairs else None,
         )
-        says = [Say(c.turn_id, c.text, c.issued - origin, c.answered - origin) for c in self._says]
+        # Say calls on the presentation time line the speech is measured on (see _on_audio):
+        # else say -> speech reads the clock's anchoring as latency.
+        behind = float(np.median(self._behind_arrival)) if self._behind_arrival else 0.0
+        says = [
+            Say(c.turn_id, c.text, c.issued - origin + behind, c.answered - origin + behind)
+            for c in self._says
+        ]
         media = {  # the keys of a file's (no container: nothing was written)
             "source": "live",
             "container": None,
@@ -279,6 +291,9 @@ class LiveQa:
         self._submit(self._feed_video, frame.av_frame, frame.presentation_time)
 
     def _on_audio(self, frame: AudioFrame) -> None:
+        origin = self.session.clock.origin
+        if origin is not None:
+            self._behind_arrival.append(frame.presentation_time - (frame.arrival_time - origin))
         samples = np.ascontiguousarray(frame.data.T)  # (channels, n), as the analysers take
         self._submit(self.qa.feed_audio, samples, frame.presentation_time, frame.sample_rate)
 

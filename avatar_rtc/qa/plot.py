@@ -49,7 +49,7 @@ def headline(report: QaReport, width: int = HEADLINE_CHARS) -> str:
     if video is not None:
         parts.append(
             f"{video['fps'] or 0:.1f} fps, freezes {len(video['freezes'])}, "
-            f"black {len(video['black'])}"
+            f"black {len(report.counted_black())}"  # as the check counts: not a black start
         )
     if audio is not None:
         lufs = audio["integrated_lufs"]

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 
-from avatar_rtc.qa import LiveResult, MediaQa, Say, Thresholds, latency_percentiles
+from avatar_rtc.media.frames import AudioFrame
+from avatar_rtc.qa import LiveQa, LiveResult, MediaQa, Say, Thresholds, latency_percentiles
+from avatar_rtc.qa.live import _SayCall
 from avatar_rtc.qa.network import NetworkResult
 from avatar_rtc.qa.spans import Span
 from avatar_rtc.qa.turns import measure_turns
@@ -99,3 +103,28 @@ def test_a_turn_never_heard_breaches_say_to_speech_and_limits_come_from_toml() -
     lenient = MediaQa(Thresholds(max_say_to_speech_s=None, max_ttff_s=10.0))
     names = {c.name for c in lenient.report(live=_live(ttff=5.0)).checks}
     assert "turns.say_to_speech_s" not in names and "start.ttff_s" in names
+
+
+def test_say_times_go_on_the_presentation_time_line_the_speech_is_measured_on() -> None:
+    # The A/V clock anchors audio on its first frame's transit: presentation runs behind
+    # arrival by that frame's excess (40 ms here). A say issued on the arrival time line read
+    # that as latency (+21..+72 ms against the emulator's truth).
+    origin = 100.0
+    stats = SimpleNamespace(
+        video=SimpleNamespace(codec="H264"), audio=SimpleNamespace(codec="opus"), selected_pair=None
+    )
+    session = SimpleNamespace(
+        session_id="s1",
+        clock=SimpleNamespace(origin=origin),
+        timings=SimpleNamespace(as_dict=lambda: {"total": 0.5}),
+        stats=lambda: stats,
+    )
+    live = LiveQa(session)
+    for i in range(100):  # 2 s of 20 ms frames, each presented 40 ms after it arrived
+        at = 0.5 + i * 0.02
+        pcm = np.zeros((960, 1), np.float32)
+        live._on_audio(AudioFrame(pcm, RATE, at + 0.040, "rtcp-sr", origin + at, i))
+    live._says.append(_SayCall("t1", "hi", origin + 1.0, origin + 1.01))
+    _, result = live._live_result()
+    [say] = result.says
+    assert say.issued == pytest.approx(1.040) and say.answered == pytest.approx(1.050)

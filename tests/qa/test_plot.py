@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from avatar_rtc.qa import LiveResult, Say
+from avatar_rtc.qa import LiveResult, MediaQa, Say
 from avatar_rtc.qa.network import NetworkResult, NetworkSample, TrackSample
 from avatar_rtc.qa.plot import HEADLINE_CHARS, SEPARATOR, headline, plot_report, timeline_figure
 from avatar_rtc.qa.report import QaReport
@@ -99,3 +100,16 @@ def test_plotting_leaves_the_callers_matplotlib_as_it_was(tmp_path: Path) -> Non
         assert (tmp_path / "t.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     finally:
         matplotlib.use(before)
+
+
+def test_the_headline_counts_black_as_the_check_does_not_a_black_start() -> None:
+    qa = MediaQa(lipsync=False)
+    for i in range(4 * 25):  # black for the first 0.6 s (a player's start), then a picture
+        frame = np.full((48, 64), 0 if i < 15 else 100, dtype=np.uint8)
+        if i >= 15:
+            frame[10:20, i % 50 : i % 50 + 10] = 220
+        qa.feed_video(frame, i / 25)
+    report = qa.report()
+    assert report.video is not None and len(report.video.black) == 1  # reported...
+    assert report.counted_black() == [] and report.verdict == "pass"  # ...not counted
+    assert "black 0" in headline(report)  # was "QA PASS | ... black 1"

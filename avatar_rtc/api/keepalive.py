@@ -1,10 +1,11 @@
 """KeepAlive: a background task that keeps a session from idling out.
 
 The docs ask for a keep-alive every 10 s. A 404/410 answer means the session is gone
-(ended elsewhere or expired): the task stops and reports it. So does a 401 three ticks in a
-row: the session's token expired (it lasts ~24 h and nothing renews it), and a session that
-cannot be kept alive is as good as gone. Any other failure is logged and the next tick tries
-again.
+(ended elsewhere or expired): the task stops and reports it. Any other failure is logged and
+the next tick tries again. A 401 three ticks in a row most likely means the session's token
+expired (it lasts ~24 h and nothing renews it): said once, at warning level, and the task
+goes on (the session is not gone yet: its media flows until the service idles it out, which
+the media watchdog then sees; reporting it gone would reconnect a working connection).
 """
 
 from __future__ import annotations
@@ -31,22 +32,22 @@ __all__ = ["DEFAULT_KEEP_ALIVE_INTERVAL", "KeepAlive", "KeepAliveState"]
 _log = logging.getLogger(__name__)
 
 DEFAULT_KEEP_ALIVE_INTERVAL = 10.0
-AUTH_FAILURES_GONE = 3  # consecutive 401s: the token expired (one may be a service glitch)
+AUTH_FAILURES_EXPIRED = 3  # consecutive 401s: the token expired (one may be a glitch)
 
 
 class KeepAliveState(enum.Enum):
     IDLE = "idle"  # not started
     RUNNING = "running"
     STOPPED = "stopped"  # stopped by stop()
-    GONE = "gone"  # 404/410 (or 401s: an expired token): the session can no longer be kept
+    GONE = "gone"  # the service answered 404/410: the session no longer exists
 
 
 class KeepAlive:
     """Send keep-alive for ``handle`` every ``interval`` seconds until stopped or gone.
 
-    ``on_gone(error)`` is called once, from the task, when the service answers 404/410 (or
-    401 :data:`AUTH_FAILURES_GONE` times in a row); :attr:`stopped_reason` then holds that
-    error.
+    ``on_gone(error)`` is called once, from the task, when the service answers 404/410;
+    :attr:`stopped_reason` then holds that error. ``token_expired`` is set after
+    :data:`AUTH_FAILURES_EXPIRED` 401 answers in a row.
     """
 
     def __init__(
@@ -64,6 +65,7 @@ class KeepAlive:
         self.stopped_reason: ApiError | None = None
         self.last_error: AvatarRTCError | None = None
         self.sent = 0  # keep-alives the service accepted
+        self.token_expired = False  # 401s in a row: see AUTH_FAILURES_EXPIRED
         self._client = client
         self._handle = handle
         self._on_gone = on_gone
@@ -124,12 +126,18 @@ class KeepAlive:
                     error, PermissionDeniedError
                 )
                 refused = refused + 1 if expired else 0
-                if refused >= AUTH_FAILURES_GONE:
-                    assert isinstance(error, AuthenticationError)
-                    self._report_gone(error)
-                    return
                 self.last_error = error
-                _log.warning(
+                if refused == AUTH_FAILURES_EXPIRED:
+                    self.token_expired = True
+                    _log.warning(
+                        "keep-alive of session %s refused %d times in a row (HTTP 401): its "
+                        "token has most likely expired; the service will end the session",
+                        self._handle.session_id,
+                        refused,
+                    )
+                    continue
+                _log.log(
+                    logging.DEBUG if refused > AUTH_FAILURES_EXPIRED else logging.WARNING,
                     "keep-alive of session %s failed: %s; next try in %g s",
                     self._handle.session_id,
                     error,
@@ -137,6 +145,7 @@ class KeepAlive:
                 )
             else:
                 refused = 0
+                self.token_expired = False
                 self.sent += 1
 
     def _report_gone(self, error: ApiError) -> None:

@@ -716,7 +716,7 @@ class AvatarSession:
     ) -> VideoStream:
         """A stream of decoded frames (``frame.array`` in ``format``; see :class:`VideoFormat`).
 
-        ``policy`` ``latest`` (default: the newest picture, for models; 2 frames) or ``all``
+        ``policy`` ``latest`` (default: the newest picture, for models; 1 frame) or ``all``
         (lossless while you keep up; 300 frames); ``capacity`` overrides the frame count.
         Closed with the session, or by ``async with avatar.video() as stream``; opened after
         the media was lost for good, it ends at once. Call on the session's event loop.

@@ -12,7 +12,9 @@ byte says who owns it: free (0) -> being written (2) -> the reader's (1) -> free
 
 An array the caller still holds when the ring closes stays readable: the views hold the
 mapping (``np.frombuffer`` keeps the buffer exported), so closing removes the block's name and
-leaves the mapping to the last view (unmapping it under a view would crash the process).
+keeps the mapping (unmapping it under a view would crash the process) until a later ring's
+close finds no view left. A :class:`SharedFrame` of a closed ring releases as a no-op; its
+``array`` is refused (``ValueError``).
 """
 
 from __future__ import annotations
@@ -72,6 +74,7 @@ class FrameRing:
         self._memory = memory
         self._owner = owner
         self._next = 0
+        self.closed = False
         buf = memory.buf
         assert buf is not None
         # frombuffer, not ndarray(buffer=): its views keep the buffer exported (see above).
@@ -132,11 +135,14 @@ class FrameRing:
         return [SharedFrame(self, meta, count) for _ in range(holders)]
 
     def pixels(self, slot: int) -> npt.NDArray[np.uint8]:
+        if self.closed:
+            raise ValueError("the frame's pool was closed: copy() a frame to keep it")
         pixels: npt.NDArray[np.uint8] = self._pixels[slot]
         return pixels
 
     def release(self, slot: int) -> None:
-        self._slot_states[slot] = _FREE
+        if not self.closed:  # (a frame released after its pool closed: nothing to free)
+            self._slot_states[slot] = _FREE
 
     def busy(self) -> int:
         """Slots not free (held by the reader or being written)."""
@@ -144,6 +150,9 @@ class FrameRing:
 
     def close(self) -> None:
         """Unmap (once no caller holds a frame's array); the creator also removes the block."""
+        if self.closed:
+            return
+        self.closed = True
         del self._slot_states, self._pixels
         if self._owner:
             self._memory.unlink()

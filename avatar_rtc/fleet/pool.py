@@ -31,8 +31,9 @@ import logging
 import multiprocessing
 import os
 import signal
+import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from multiprocessing.context import SpawnContext
 from typing import Any
@@ -69,6 +70,7 @@ class _Running:
     booking: Booking  # its worker is booking.process
     job: FleetJob
     future: asyncio.Future[JobResult]
+    sent_at: float = field(default_factory=time.time)  # wall clock: files' times are on it
 
 
 class SessionPool(Engine):
@@ -293,7 +295,7 @@ class SessionPool(Engine):
                 del self._running[job_id]
                 self.admission.release(running.booking)
                 if not running.future.done():
-                    running.future.set_result(_died(running.job, code))
+                    running.future.set_result(_died(running.job, code, running.sent_at))
         self._admit()
 
     def _drop(self, worker: _Worker) -> None:
@@ -314,12 +316,13 @@ def _not_run(job: FleetJob, error: str) -> JobResult:
     return JobResult(job.index, job.kind, ok=False, error=error, exit_code=1)
 
 
-def _died(job: FleetJob, exit_code: int | None) -> JobResult:
+def _died(job: FleetJob, exit_code: int | None, sent_at: float) -> JobResult:
     """The result of a job whose worker died: with the file it was writing, if any (not
-    finalised: an mp4 without its index does not play; Matroska and WebM play to the end)."""
+    finalised: an mp4 without its index does not play; Matroska and WebM play to the end;
+    a file at its path not written since the job was sent is an earlier run's)."""
     result = _not_run(job, f"its worker process ended (exit code {exit_code})")
     path = job.output_path
-    if path is not None and path.exists():
+    if path is not None and path.exists() and path.stat().st_mtime >= sent_at - 1.0:
         result.file = str(path)
         result.error = f"{result.error}; the file it was writing is unfinished"
     return result

@@ -136,7 +136,9 @@ def _attach_sink(
         return recorder, []
     share = frames if job.share_frames else None
     # Shared frames are converted once, straight into the ring: the stream converts nothing.
-    video = session.video(VideoFormat(pixel_format=None if share else "rgb24"))
+    # Two frames of slack (the figures count frames handed out: a consumer a frame late now
+    # and then is not a lost frame, as it is to a model that wants only the newest).
+    video = session.video(VideoFormat(pixel_format=None if share else "rgb24"), capacity=2)
     audio = session.audio(AudioFormat())
 
     async def consume_video() -> None:

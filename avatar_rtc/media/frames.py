@@ -299,11 +299,11 @@ class AudioRechunker:
         self._np_dtype = np.int16 if self.dtype == "int16" else np.float32
         self._tolerance = tolerance
         self._max_gap = max_gap
-        # Always stereo out: mono is the mean of the two channels, ours (swresample's own
-        # downmix adds them at -3 dB each, 1.41x a centred signal, past full scale in float).
-        self._resampler = av.AudioResampler(
-            format="s16" if self.dtype == "int16" else "flt", layout="stereo", rate=self.sample_rate
-        )
+        # Made for the first frame that needs it: it keeps that frame's channels (mono, else
+        # stereo) and we mix to ours (swresample's downmix adds two channels at -3 dB each,
+        # 1.41x a centred signal, past full scale in float; its upmix takes mono to -3 dB).
+        self._resampler: av.AudioResampler | None = None
+        self._resampled_channels = 2
         self._resampler_used = False  # once used, keep it (it holds delayed samples)
         self._pending: list[npt.NDArray[Any]] = []
         self._pending_samples = 0
@@ -365,6 +365,13 @@ class AudioRechunker:
         ):
             return self._direct(frame)  # same rate: numpy is cheaper than swresample
         self._resampler_used = True
+        if self._resampler is None:
+            self._resampled_channels = 1 if len(frame.layout.channels) == 1 else 2
+            self._resampler = av.AudioResampler(
+                format="s16" if self.dtype == "int16" else "flt",
+                layout="mono" if self._resampled_channels == 1 else "stereo",
+                rate=self.sample_rate,
+            )
         self._res_in += frame.samples / frame.sample_rate
         frame.pts = None  # we count samples ourselves; avoid resampler pts bookkeeping
         chunks = [self._to_array(f) for f in self._resampler.resample(frame)]
@@ -389,9 +396,11 @@ class AudioRechunker:
         return pcm
 
     def _to_array(self, frame: av.AudioFrame) -> npt.NDArray[Any]:
-        arr: npt.NDArray[Any] = frame.to_ndarray()  # packed stereo: (1, samples * 2)
-        stereo = arr.reshape(-1, 2).astype(self._np_dtype, copy=False)
-        return _mean_of_channels(stereo) if self.channels == 1 else stereo
+        arr: npt.NDArray[Any] = frame.to_ndarray()  # packed: (1, samples * channels)
+        pcm = arr.reshape(-1, self._resampled_channels).astype(self._np_dtype, copy=False)
+        if pcm.shape[1] == self.channels:
+            return pcm
+        return _mean_of_channels(pcm) if self.channels == 1 else np.repeat(pcm, 2, axis=1)
 
     def _append(self, pcm: npt.NDArray[Any]) -> None:
         if pcm.shape[0]:

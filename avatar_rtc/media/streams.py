@@ -155,11 +155,11 @@ class _Stream(Generic[T]):
         return item
 
     def _give_back(self, item: T) -> None:
-        with self._lock:
+        with self._lock:  # (the decoder thread counts drops too)
             if not self._closed and len(self._queue) < self.capacity:
                 self._queue.appendleft(item)
-                return
-        self._dropped += 1  # newer frames filled the queue meanwhile (or it closed)
+            else:
+                self._dropped += 1  # newer frames filled the queue meanwhile (or it closed)
 
     async def recv(self) -> T:
         """The next frame (``StopAsyncIteration`` once closed)."""
@@ -259,7 +259,6 @@ class _Stream(Generic[T]):
             overflow = dropped > 0 and self.policy == "all" and not self._behind
             if overflow:
                 self._behind = True
-        if dropped:
             self._dropped += dropped
         if overflow:
             self._overflows += 1

@@ -12,14 +12,12 @@ __all__ = ["HOP", "HopCutter", "Samples"]
 Samples = npt.NDArray[np.float32]  # (channels, n), float in [-1, 1]
 
 HOP = 0.010  # seconds
-GAP_TOLERANCE = 0.03  # a chunk this much later than the samples so far: a hole, filled
 
 
 class HopCutter:
     """Yields ``(start_time, hop)`` for every whole hop; the time is counted in samples from
-    the first chunk's time. A chunk whose time is more than ``GAP_TOLERANCE`` past the samples
-    counted so far follows a hole (a file's missing packets): the hole is filled with
-    silence, so that what follows keeps its time (``gaps_filled`` counts them)."""
+    the first chunk's time (the audio is taken as contiguous, as a decoder or the session's
+    rechunker delivers it)."""
 
     def __init__(self, rate: int, hop: float = HOP) -> None:
         self.rate = rate
@@ -27,18 +25,11 @@ class HopCutter:
         self.hop = self.size / rate
         self.start: float | None = None
         self.count = 0  # hops cut so far
-        self.gaps_filled = 0
         self._pending: Samples | None = None
 
     def cut(self, samples: Samples, t: float) -> Iterator[tuple[float, Samples]]:
         if self.start is None:
             self.start = t
-        pending = 0 if self._pending is None else self._pending.shape[1]
-        gap = t - (self.start + (self.count * self.size + pending) / self.rate)
-        if gap > GAP_TOLERANCE:
-            hole = np.zeros((samples.shape[0], round(gap * self.rate)), np.float32)
-            samples = np.concatenate([hole, samples], 1)
-            self.gaps_filled += 1
         data = samples if self._pending is None else np.concatenate([self._pending, samples], 1)
         whole = data.shape[1] // self.size
         for i in range(whole):

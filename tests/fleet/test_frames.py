@@ -73,10 +73,16 @@ def test_an_array_held_past_the_rings_close_stays_readable_then_is_unmapped() ->
     frame = picture(48, 32, 3)
     slot = ring.write(frame)
     assert slot is not None
-    held = ring.frame(FrameMeta(0, slot, 0, 0.0, 0.0)).array
+    shared = ring.frame(FrameMeta(0, slot, 0, 0.0, 0.0))
+    held = shared.array
     name = ring.spec.name
     ring.close()  # the pool closes its rings while a caller still holds a frame's pixels
     assert np.array_equal(held, frame.to_ndarray())  # was: unmapped under the view, a crash
+    with pytest.raises(ValueError, match="pool was closed"):
+        _ = shared.array
+    with shared:
+        pass  # its release (the end of a `with` block spanning the close) is a no-op
+    ring.close()  # twice is once
     assert not os.path.exists(f"/dev/shm/{name}")  # the block's name is gone at once
     assert any(memory.name == name for memory in frames._lingering)
     del held

@@ -12,6 +12,7 @@ import json
 import multiprocessing
 import os
 import signal
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -30,6 +31,7 @@ from avatar_rtc.fleet import (
     Utterance,
 )
 from avatar_rtc.fleet.frames import FrameRing
+from avatar_rtc.fleet.pool import _died
 from avatar_rtc.options import SessionOptions
 from avatar_rtc.redact import Secret
 from avatar_rtc.rtc.ice_options import IceOptions
@@ -221,3 +223,16 @@ async def test_a_frame_callback_removed_twice_is_no_error() -> None:
     remove = pool.on_frame(lambda frame: frame.release())
     remove()
     remove()
+
+
+def test_a_dead_workers_result_does_not_name_an_earlier_runs_file(
+    options: SessionOptions, tmp_path: Path
+) -> None:
+    job = FleetJob(0, "copy-record", options, out_dir=str(tmp_path), container="mkv")
+    path = tmp_path / "session-000.mkv"
+    path.write_bytes(b"yesterday's recording")
+    os.utime(path, (time.time() - 86400, time.time() - 86400))
+    sent_at = time.time()
+    assert _died(job, -9, sent_at).file is None  # was: named, "unfinished"
+    path.write_bytes(b"today's")  # written since the job was sent
+    assert _died(job, -9, sent_at).file == str(path)

@@ -138,18 +138,25 @@ def test_rechunker_16k_mono_is_gapless(dtype: str) -> None:
     assert r.gaps_filled == 0
 
 
+@pytest.mark.parametrize("source", ["s16 stereo", "fltp mono"])
 @pytest.mark.parametrize("rate", [48000, 44100, 16000])
 @pytest.mark.parametrize("dtype", ["int16", "float32"])
 @pytest.mark.parametrize("channels", [1, 2])
 def test_a_centred_signal_keeps_its_level_in_every_format(
-    rate: int, dtype: str, channels: int
+    rate: int, dtype: str, channels: int, source: str
 ) -> None:
-    # The same sine on both channels (a voice): mono is their mean, whatever the rate and
-    # type (swresample's float downmix made it 1.41x, past full scale at 0.9)
+    # The same sine on both channels (a voice), or a mono source: mono is their mean, stereo
+    # the one channel twice, whatever the rate and type (swresample's float downmix made it
+    # 1.41x, past full scale at 0.9; its upmix of mono 0.71x)
     r = AudioRechunker(AudioFormat(rate, channels, 20, dtype))  # type: ignore[arg-type]
     out = []
     for k in range(50):
-        out += r.push(sine(960, 960 * k), k * 0.02, "arrival", 0.0)
+        frame = sine(960, 960 * k)
+        if source == "fltp mono":
+            pcm = frame.to_ndarray().reshape(-1, 2)[:, :1].T.astype(np.float32) / 32768
+            frame = av.AudioFrame.from_ndarray(pcm, format="fltp", layout="mono")
+            frame.sample_rate = 48000
+        out += r.push(frame, k * 0.02, "arrival", 0.0)
     pcm = np.concatenate([f.data for f in out])[rate // 10 :]  # past the resampler's start
     peak = float(np.abs(pcm).max()) / (32767 if dtype == "int16" else 1.0)
     assert peak == pytest.approx(0.3, rel=0.02)

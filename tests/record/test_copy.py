@@ -129,6 +129,36 @@ def test_gaps_and_jitter_do_not_shift_audio_against_video(tmp_path: Path, ext: s
     assert decodes_cleanly(path) == ""
 
 
+@pytest.mark.parametrize("ext", ["mkv", "mp4"])
+def test_audio_played_back_to_back_keeps_its_length_through_a_clock_slew(
+    tmp_path: Path, ext: str
+) -> None:
+    # After a reconnect the A/V clock slews audio onto the time line: 25 packets 22 ms apart
+    # (50 ms in all). Holes of 2 ms were skipped (under 30 ms) and longer ones rounded down:
+    # played back to back (a WAV export, QA of the file) the audio came up to 355 ms short
+    # after six reconnects and ran ahead of the video.
+    audio_seen = 0
+    frames = []
+    for frame in frames_for(PLAIN["H264"]):
+        if frame.kind == "audio":
+            slew = 0.002 * min(max(audio_seen - 100, 0), 25)
+            frame = dataclasses.replace(frame, presentation_time=frame.presentation_time + slew)
+            audio_seen += 1
+        frames.append(frame)
+    path = tmp_path / f"slewed.{ext}"
+    stats = record(path, frames)
+    assert stats.audio_fill_packets in (2, 3)  # 50 ms: the nearest whole packets
+    with av.open(str(path)) as container:
+        packets = [p for p in container.demux(audio=0) if p.size]
+        timeline = float(
+            (packets[-1].pts + packets[-1].duration - packets[0].pts) * packets[0].time_base
+        )
+        container.seek(0)
+        played = sum(f.samples for f in container.decode(audio=0)) / 48000
+    assert abs(played - timeline) < 0.011, (played, timeline)  # was 50 ms short
+    assert decodes_cleanly(path) == ""
+
+
 def test_writing_starts_at_first_keyframe_and_trims_audio(tmp_path: Path) -> None:
     frames = frames_for(PLAIN["H264"])
     # Join mid-GOP: the first 10 video frames (the keyframe among them) never arrive.

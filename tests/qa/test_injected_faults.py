@@ -305,7 +305,9 @@ async def test_a_600ms_dropout_inside_speech_is_found(run_case: RunCase) -> None
     start = await asyncio.to_thread(_loud_cut, LONG, 0.6)
     case = await run_case(MediaFaults(audio_dropout=FaultWindow(start, 0.6)), LONG)
     truth = case.window("audio_dropout")
-    assert truth.duration == pytest.approx(0.6)
+    # On the receiver's presentation clock, which may slew (<= 10 %) a sender report's few ms
+    # of disagreement away meanwhile: 0.6065 s once in CI, on a loaded machine
+    assert truth.duration == pytest.approx(0.6, abs=0.03)
     for name, report, shift in case.reports():
         assert report.audio is not None
         _assert_one_span(report.audio.dropouts, truth, shift, f"dropout {name}")
@@ -332,7 +334,8 @@ async def test_a_1500ms_speech_delay_is_measured_for_speech_and_mouth(run_case: 
     case = await run_case(MediaFaults(speech_delay_ms=1500), SHORT)
     said = case.truth("queued")
     due = case.truth("fault_start", "speech_delay")  # when the turn would have started
-    assert case.truth("fault_end", "speech_delay") - due == pytest.approx(1.5, abs=0.001)
+    # (presentation time: see the dropout case; 1.5075 s once in CI)
+    assert case.truth("fault_end", "speech_delay") - due == pytest.approx(1.5, abs=0.03)
     truth_speech = case.truth("audio_onset") - said
     truth_mouth = case.truth("mouth_open") - said
     for name, report, shift in case.reports():

@@ -150,9 +150,10 @@ def test_audio_played_back_to_back_keeps_its_length_through_a_clock_slew(
     assert stats.audio_fill_packets in (2, 3)  # 50 ms: the nearest whole packets
     with av.open(str(path)) as container:
         packets = [p for p in container.demux(audio=0) if p.size]
-        timeline = float(
-            (packets[-1].pts + packets[-1].duration - packets[0].pts) * packets[0].time_base
-        )
+        first, last = packets[0], packets[-1]
+        assert first.pts is not None and last.pts is not None and last.duration is not None
+        assert first.time_base is not None
+        timeline = float((last.pts + last.duration - first.pts) * first.time_base)
         container.seek(0)
         played = sum(f.samples for f in container.decode(audio=0)) / 48000
     assert abs(played - timeline) < 0.011, (played, timeline)  # was 50 ms short

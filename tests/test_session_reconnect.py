@@ -189,6 +189,23 @@ async def test_session_ended_is_replaced_by_a_new_one_when_asked(
     assert len(packet_times(out, "v")) >= stats.video.frames >= before + 10
 
 
+async def test_a_keep_alive_404_while_media_flows_reconnects_once_not_in_a_loop(
+    emu: Emulator,
+) -> None:
+    # Media on the connection marked dead counted as recovery, the mark stayed, and the
+    # watchdog reported the loss again at once: 186 reconnects in 10 s.
+    policy = ReconnectPolicy(new_session_on_not_found=True)
+    session = new_session(emu, reconnect=policy, keep_alive_interval=0.2)
+    async with session:
+        events = Events(session)
+        await session.wait_first_frame(timeout=20)
+        emu.faults.fail_next("keep-alive", 404)  # the service session itself lives on
+        await wait_until(lambda: events.of("reconnected"), 20)
+        await asyncio.sleep(2.0)  # a loop would add dozens of events here
+        assert events.names() == ["reconnecting", "reconnected"]
+        assert session.state is SessionState.CONNECTED
+
+
 async def test_reconnect_off_makes_the_first_loss_final(emu: Emulator, tmp_path: Path) -> None:
     async with new_session(emu, reconnect=ReconnectPolicy.disabled()) as session:
         events = Events(session)

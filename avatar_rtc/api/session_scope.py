@@ -30,6 +30,8 @@ __all__ = ["LiveSession", "open_session"]
 
 _log = logging.getLogger(__name__)
 
+END_TIMEOUT = 10.0  # seconds the final `end` (with its retries) may take
+
 
 class LiveSession:
     """An initialised session whose keep-alive is running, bound to its client."""
@@ -147,7 +149,11 @@ async def _end_created(client: ControlCalls, create: asyncio.Future[SessionHandl
 
 async def _logged_end(handle: SessionHandle, ending: Awaitable[bool]) -> None:
     try:
-        await ending
+        # Bounded: over a dead network its retries took 64 s; the service idles it out.
+        async with asyncio.timeout(END_TIMEOUT):
+            await ending
+    except TimeoutError:
+        _log.warning("could not end session %s within %g s", handle.session_id, END_TIMEOUT)
     except AvatarRTCError as error:
         _log.warning("could not end session %s: %s", handle.session_id, error)
 

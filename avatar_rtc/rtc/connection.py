@@ -44,6 +44,12 @@ __all__ = ["ConnectTimings", "ConnectionState", "MediaConnection", "add_rtcp_mux
 
 logger = logging.getLogger(__name__)
 
+# Closing is best effort and must not outlast a dead network: the WHEP DELETE and the peer
+# connection's close (aioice deallocates each TURN allocation in turn, 63 s apiece when the
+# server does not answer) each get this long; the close then goes on in the background.
+CLOSE_STEP_TIMEOUT = 5.0
+_closing_in_background: set[asyncio.Future[None]] = set()
+
 # aioice/aiortc loggers exist now (imported above): make sure the secret filter covers them
 # (aioice.turn logs STUN USERNAME attributes at DEBUG).
 install_log_redaction()
@@ -457,15 +463,15 @@ class MediaConnection:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._trickle_task
         try:
-            await self._whep.delete()
+            async with asyncio.timeout(CLOSE_STEP_TIMEOUT):
+                await self._whep.delete()
+        except TimeoutError:
+            logger.warning("WHEP DELETE not answered within %g s: given up", CLOSE_STEP_TIMEOUT)
         except Exception:  # best-effort: never mask the caller's error
             logger.warning("WHEP DELETE failed", exc_info=True)
         if self._pc is not None:
             self._release(self._pc)
-            try:
-                await self._pc.close()
-            except Exception:  # best-effort, like the DELETE above
-                logger.debug("closing the peer connection failed", exc_info=True)
+            await _close_within(self._pc, CLOSE_STEP_TIMEOUT)
         await self._whep.aclose()
         self._connected.set()
         if was != "new" or self._pc is not None:
@@ -523,3 +529,19 @@ def add_rtcp_mux_only(sdp: str) -> str:
         if line == "a=rtcp-mux":
             out.append("a=rtcp-mux-only")
     return "\r\n".join(out)
+
+
+async def _close_within(pc: RTCPeerConnection, seconds: float) -> None:
+    """``pc.close()``, waited for ``seconds`` at most (then it finishes in the background)."""
+    closing = asyncio.ensure_future(pc.close())
+    done, _ = await asyncio.wait([closing], timeout=seconds)
+    if not done:
+        logger.info("the peer connection is still closing after %g s: left to finish", seconds)
+        _closing_in_background.add(closing)
+    closing.add_done_callback(_closed)
+
+
+def _closed(task: asyncio.Future[None]) -> None:
+    _closing_in_background.discard(task)
+    if not task.cancelled() and task.exception() is not None:
+        logger.debug("closing the peer connection failed", exc_info=task.exception())

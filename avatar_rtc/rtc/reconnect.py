@@ -389,9 +389,10 @@ class Reconnector:
             await monitor.stop()
         lost = self._clock() - started
         detail = f"; last error: {last_error}" if last_error is not None else ""
+        tried = outage.attempts if self._outage is None else self._outage.attempts
         raise MediaLostError(
-            f"media lost ({reason}) and not back after {self.policy.max_attempts} attempts "
-            f"({lost:.1f} s){detail}"
+            f"media lost ({reason}) and not back after {self.policy.max_attempts} backoff slots "
+            f"({tried} connection attempts; {lost:.1f} s){detail}"
         )
 
     async def _wait(
@@ -403,7 +404,10 @@ class Reconnector:
         deadline = self._clock() + delay
         mark = self._watchdog.mark()
         while True:
-            if self._watchdog.media_since(mark):
+            # Media on a connection marked dead (closed, failed, its service session gone)
+            # is no recovery: the mark stays, and the watchdog would report the loss again
+            # at once (a keep-alive 404 while media flowed: 186 reconnects in 10 s).
+            if self._watchdog.dead is None and self._watchdog.media_since(mark):
                 return "media"
             if monitor.came_back():
                 return "back"

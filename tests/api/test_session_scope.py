@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 
 import pytest
 
-from avatar_rtc.api import ControlClient, KeepAliveState, LiveSession
+from avatar_rtc.api import ControlClient, KeepAliveState, LiveSession, session_scope
 from avatar_rtc.emulator import Emulator
 from avatar_rtc.errors import ApiError, ServerError
 from tests.support import wait_until
@@ -142,3 +143,20 @@ async def test_gone_session_is_reported(emu: Emulator, client: ControlClient) ->
         await asyncio.wait_for(live.keep_alive.wait_gone(), 2.0)
         assert live.gone and reported
     assert emu.counters.calls["end"] == 2  # ours answered 404 "already gone", quietly
+
+
+async def test_an_unanswered_end_is_given_up_after_its_bound(
+    emu: Emulator,
+    client: ControlClient,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Over a dead network `end` and its retries took 64 s of every close. (8 s, not an hour:
+    # the emulator's shutdown waits for the request it holds.)
+    monkeypatch.setattr(session_scope, "END_TIMEOUT", 0.3)
+    emu.faults.set_latency("end", 8.0)
+    started = time.monotonic()
+    async with client.open_session(AVATAR_ID):
+        pass
+    assert time.monotonic() - started < 4.0  # the bound, not the 8 s (half: a busy machine)
+    assert "could not end session" in caplog.text and "within 0.3 s" in caplog.text

@@ -20,7 +20,7 @@ from avatar_rtc.errors import (
     WhepConflictError,
 )
 from avatar_rtc.rtc import aiortc_seam as seam
-from avatar_rtc.rtc import multi_turn
+from avatar_rtc.rtc import connection, multi_turn
 from avatar_rtc.rtc.connection import MediaConnection, add_rtcp_mux_only
 from avatar_rtc.rtc.encoded_frame import EncodedFrame
 from avatar_rtc.rtc.ice_options import IceOptions
@@ -298,3 +298,19 @@ async def test_counter_offer_moves_the_receive_pipelines_to_the_new_connection()
         assert sender.counters.patches == 1
         assert not pipelines["video"].closed and not pipelines["audio"].closed
     assert got["video"] and got["audio"]
+
+
+async def test_a_peer_connection_that_cannot_close_is_left_closing_after_the_bound() -> None:
+    # Over a dead network aioice deallocates each TURN allocation in turn, 63 s apiece:
+    # closing a session during an outage took 40 s to 4 minutes.
+    class Unanswered:
+        async def close(self) -> None:
+            await asyncio.sleep(3600)
+
+    started = time.monotonic()
+    await asyncio.wait_for(connection._close_within(Unanswered(), 0.2), 60)  # type: ignore[arg-type]
+    assert time.monotonic() - started < 1800  # the bound, not the hour (a busy machine: any)
+    (closing,) = connection._closing_in_background
+    closing.cancel()
+    await asyncio.wait([closing])
+    assert not connection._closing_in_background

@@ -200,7 +200,8 @@ async def test_gives_up_after_max_attempts_with_backoff_between_them() -> None:
         await wait_until(lambda: "failed" in h.names(), 5)
     error = h.event("failed")
     assert isinstance(error, MediaLostError)
-    assert f"{FAST.max_attempts} connection attempts" in str(error) and "attempt 3 refused" in str(error)
+    assert f"{FAST.max_attempts} connection attempts" in str(error)
+    assert "attempt 3 refused" in str(error)
     stats = h.reconnector.stats()
     assert stats.attempts == FAST.max_attempts and stats.reconnects == 0
     assert stats.outage_seconds > 0 and stats.last_error is not None

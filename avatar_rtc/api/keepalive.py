@@ -2,10 +2,11 @@
 
 The docs ask for a keep-alive every 10 s. A 404/410 answer means the session is gone
 (ended elsewhere or expired): the task stops and reports it. Any other failure is logged and
-the next tick tries again. A 401 three ticks in a row most likely means the session's token
-expired (it lasts ~24 h and nothing renews it): said once, at warning level, and the task
-goes on (the session is not gone yet: its media flows until the service idles it out, which
-the media watchdog then sees; reporting it gone would reconnect a working connection).
+the next tick tries again. A 401 three times with no success between most likely means the
+session's token expired (it lasts ~24 h and nothing renews it): said once, at warning level,
+and the task goes on (the session is not gone yet: its media flows until the service idles
+it out, which the media watchdog then sees; reporting it gone would reconnect a working
+connection).
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ class KeepAlive:
 
     ``on_gone(error)`` is called once, from the task, when the service answers 404/410;
     :attr:`stopped_reason` then holds that error. ``token_expired`` is set after
-    :data:`AUTH_FAILURES_EXPIRED` 401 answers in a row.
+    :data:`AUTH_FAILURES_EXPIRED` 401 answers with no success between.
     """
 
     def __init__(
@@ -113,7 +114,7 @@ class KeepAlive:
         await self.stop()
 
     async def _run(self) -> None:
-        refused = 0  # consecutive 401s
+        refused = 0  # 401s since the last success
         while True:
             await asyncio.sleep(self.interval)
             try:
@@ -125,19 +126,19 @@ class KeepAlive:
                 expired = isinstance(error, AuthenticationError) and not isinstance(
                     error, PermissionDeniedError
                 )
-                refused = refused + 1 if expired else 0
+                refused += expired  # (other failures between them do not start it over)
                 self.last_error = error
-                if refused == AUTH_FAILURES_EXPIRED:
-                    self.token_expired = True
-                    _log.warning(
-                        "keep-alive of session %s refused %d times in a row (HTTP 401): its "
-                        "token has most likely expired; the service will end the session",
-                        self._handle.session_id,
-                        refused,
-                    )
+                if expired and refused >= AUTH_FAILURES_EXPIRED:
+                    if not self.token_expired:
+                        self.token_expired = True
+                        _log.warning(
+                            "keep-alive of session %s refused %d times (HTTP 401): its token "
+                            "has most likely expired; the service will end the session",
+                            self._handle.session_id,
+                            refused,
+                        )
                     continue
-                _log.log(
-                    logging.DEBUG if refused > AUTH_FAILURES_EXPIRED else logging.WARNING,
+                _log.warning(
                     "keep-alive of session %s failed: %s; next try in %g s",
                     self._handle.session_id,
                     error,

@@ -377,18 +377,22 @@ class CopyMuxer:
             # the packet follows them: within 10 ms of its time, and no drift that adds up
             # (holes of under 30 ms were skipped, longer ones rounded down: 355 ms of audio
             # missing after six reconnects).
-            ticks = self._fill_audio_hole(end, ahead)
+            filled = self._fill_audio_hole(end, ahead)
+            # (a hole longer than the fill's cap: the packet at its own time after all)
+            ticks = filled or self._audio_clock.ticks(frame.presentation_time, self._origin())
         self._mux_audio_packet(frame.data, ticks)
 
-    def _fill_audio_hole(self, end: int, ahead: int) -> int:
-        """Silence packets from ``end`` for a hole of ``ahead`` ticks; where the next goes."""
-        count = min(max(round(ahead / _OPUS_FRAME_TICKS), 0), _MAX_FILL_PACKETS)
+    def _fill_audio_hole(self, end: int, ahead: int) -> int | None:
+        """Silence packets from ``end`` for a hole of ``ahead`` ticks; where the next goes
+        (``None`` when the hole is longer than ``_MAX_FILL_PACKETS``: not all filled)."""
+        wanted = max(round(ahead / _OPUS_FRAME_TICKS), 0)
+        count = min(wanted, _MAX_FILL_PACKETS)
         for k in range(count):
             self._mux_audio_packet(_OPUS_SILENCE, end + k * _OPUS_FRAME_TICKS, filler=True)
         if count:
             with self._stats.lock:
                 self._stats.audio_fill_packets += count
-        return end + count * _OPUS_FRAME_TICKS
+        return end + count * _OPUS_FRAME_TICKS if count == wanted else None
 
     def _mux_audio_packet(self, data: bytes, ticks: int, filler: bool = False) -> None:
         assert self._container is not None and self._audio is not None

@@ -534,11 +534,14 @@ def add_rtcp_mux_only(sdp: str) -> str:
 async def _close_within(pc: RTCPeerConnection, seconds: float) -> None:
     """``pc.close()``, waited for ``seconds`` at most (then it finishes in the background)."""
     closing = asyncio.ensure_future(pc.close())
-    done, _ = await asyncio.wait([closing], timeout=seconds)
-    if not done:
-        logger.info("the peer connection is still closing after %g s: left to finish", seconds)
-        _closing_in_background.add(closing)
-    closing.add_done_callback(_closed)
+    try:
+        done, _ = await asyncio.wait([closing], timeout=seconds)
+        if not done:
+            logger.info("the peer connection is still closing after %g s: left to finish", seconds)
+    finally:  # (also when our caller is cancelled meanwhile: the close goes on, tracked)
+        if not closing.done():
+            _closing_in_background.add(closing)
+        closing.add_done_callback(_closed)
 
 
 def _closed(task: asyncio.Future[None]) -> None:

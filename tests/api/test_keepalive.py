@@ -7,9 +7,16 @@ import logging
 
 import pytest
 
-from avatar_rtc.api import ControlClient, KeepAlive, KeepAliveState
+from avatar_rtc.api import ControlClient, KeepAlive, KeepAliveState, SessionHandle
 from avatar_rtc.emulator import Emulator
-from avatar_rtc.errors import ApiError, AuthenticationError, SessionEndedError, SessionNotFoundError
+from avatar_rtc.errors import (
+    ApiError,
+    AuthenticationError,
+    NetworkError,
+    SessionEndedError,
+    SessionNotFoundError,
+)
+from avatar_rtc.redact import Secret
 from tests.support import wait_until
 
 from .conftest import AVATAR_ID, FAST_RETRY
@@ -129,3 +136,24 @@ async def test_an_expired_token_is_said_once_and_the_session_not_called_gone(
     assert caplog.text.count("token has most likely expired") == 1
     warned = [r for r in caplog.records if r.levelname == "WARNING"]
     assert len(warned) == 3, [r.getMessage() for r in warned]  # 2 failures, then the expiry
+
+
+async def test_network_blips_between_401s_do_not_start_the_warning_over(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    class Expired:  # every tick 401, every 6th a network failure
+        calls = 0
+
+        async def keep_alive(self, handle: object) -> None:
+            self.calls += 1
+            if self.calls % 6 == 0:
+                raise NetworkError("connection reset")
+            raise AuthenticationError("401", status=401)
+
+    caplog.set_level(logging.WARNING, logger="avatar_rtc.api.keepalive")
+    client = Expired()
+    keep_alive = KeepAlive(client, SessionHandle("s1", Secret("t")), interval=0.01)  # type: ignore[arg-type]
+    async with keep_alive:
+        await wait_until(lambda: client.calls >= 30, within=30)
+    assert caplog.text.count("token has most likely expired") == 1  # was: after every blip
+    assert caplog.text.count("failed: 401") == 2

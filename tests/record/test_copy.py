@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import itertools
 import logging
 import threading
 import time
@@ -15,6 +16,7 @@ import av
 import pytest
 
 from avatar_rtc.record import Recorder, RecordError, RecorderStats, RecordOptions
+from avatar_rtc.record import muxer as muxer_module
 from avatar_rtc.record import recorder as recorder_module
 from avatar_rtc.record.bitstream import iter_annexb_nals
 from avatar_rtc.record.muxer import CopyMuxer
@@ -158,6 +160,34 @@ def test_audio_played_back_to_back_keeps_its_length_through_a_clock_slew(
         played = sum(f.samples for f in container.decode(audio=0)) / 48000
     assert abs(played - timeline) < 0.011, (played, timeline)  # was 50 ms short
     assert decodes_cleanly(path) == ""
+
+
+def test_a_hole_longer_than_the_fills_cap_leaves_the_audio_at_its_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The cap (10 minutes of silence) was filled, then the next packet put right after it,
+    # 100 s early in a 700 s outage: here a cap of 10 packets and a 1 s hole
+    monkeypatch.setattr(muxer_module, "_MAX_FILL_PACKETS", 10)
+    frames, audio_seen = [], 0
+    for frame in frames_for(PLAIN["H264"]):
+        if frame.kind == "audio":
+            audio_seen += 1
+            if 100 <= audio_seen < 150:
+                continue  # 1 s of audio lost
+        frames.append(frame)
+    path = tmp_path / "hole.mkv"
+    stats = record(path, frames)
+    assert stats.audio_fill_packets == 10
+    with av.open(str(path)) as container:
+        times = [
+            float(p.pts * p.time_base)
+            for p in container.demux(audio=0)
+            if p.size and p.pts is not None and p.time_base is not None
+        ]
+    jumps = [b - a for a, b in itertools.pairwise(times) if b - a > 0.03]
+    # from the last filler's start to the next packet: the 1 s lost less 10 x 20 ms of fill,
+    # plus the filler's own 20 ms (was: no jump there, the packet 0.8 s early, then one later)
+    assert len(jumps) == 1 and jumps[0] == pytest.approx(0.82, abs=0.011)
 
 
 def test_writing_starts_at_first_keyframe_and_trims_audio(tmp_path: Path) -> None:

@@ -314,3 +314,23 @@ async def test_a_peer_connection_that_cannot_close_is_left_closing_after_the_bou
     closing.cancel()
     await asyncio.wait([closing])
     assert not connection._closing_in_background
+
+
+async def test_a_close_whose_caller_is_cancelled_goes_on_tracked() -> None:
+    release = asyncio.Event()
+
+    class Slow:
+        async def close(self) -> None:
+            await release.wait()
+            raise RuntimeError("TURN refresh failed while closing")
+
+    caller = asyncio.create_task(connection._close_within(Slow(), 3600))  # type: ignore[arg-type]
+    await asyncio.sleep(0.05)
+    caller.cancel()  # Ctrl-C, an outer timeout
+    with pytest.raises(asyncio.CancelledError):
+        await caller
+    (closing,) = connection._closing_in_background  # was: untracked, its error unretrieved
+    release.set()
+    await asyncio.wait([closing])
+    await asyncio.sleep(0)  # its done callback
+    assert not connection._closing_in_background

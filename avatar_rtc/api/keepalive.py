@@ -33,7 +33,7 @@ __all__ = ["DEFAULT_KEEP_ALIVE_INTERVAL", "KeepAlive", "KeepAliveState"]
 _log = logging.getLogger(__name__)
 
 DEFAULT_KEEP_ALIVE_INTERVAL = 10.0
-AUTH_FAILURES_EXPIRED = 3  # consecutive 401s: the token expired (one may be a glitch)
+AUTH_FAILURES_EXPIRED = 3  # 401s with no success between: the token expired (one: a glitch)
 
 
 class KeepAliveState(enum.Enum):
@@ -66,7 +66,7 @@ class KeepAlive:
         self.stopped_reason: ApiError | None = None
         self.last_error: AvatarRTCError | None = None
         self.sent = 0  # keep-alives the service accepted
-        self.token_expired = False  # 401s in a row: see AUTH_FAILURES_EXPIRED
+        self.token_expired = False  # see AUTH_FAILURES_EXPIRED
         self._client = client
         self._handle = handle
         self._on_gone = on_gone

@@ -2,7 +2,8 @@
 
 aiortc stays the transport (ICE, DTLS, SRTP, RTCP RR). From the moment SRTP is unprotected, the
 packets are ours: RTX unwrap -> depayload -> jitter buffer (video released on the marker bit;
-audio per packet) -> NACK with retries / PLI -> :class:`EncodedFrame` subscribers.
+audio per packet, put back in order by ``audio_reorder``) -> NACK with retries / PLI ->
+:class:`EncodedFrame` subscribers.
 
 Loss repair, bounded both ways: NACK volume stays a fraction of the packet rate and long loss
 bursts (our own receive-buffer overflow, outages) get a PLI instead (``nack``); a hole is waited
@@ -67,6 +68,7 @@ from aiortc.rtp import (
 
 from . import aiortc_seam as seam
 from . import datagram_batch, h264
+from .audio_reorder import AudioReorderBuffer
 from .clock import AvClock
 from .encoded_frame import EncodedFrame, MediaKind
 from .jitter_buffer import AssembledFrame, VideoJitterBuffer
@@ -91,6 +93,7 @@ BUSY_TICK = 0.01
 IDLE_TICK = 0.5
 
 FrameCallback = Callable[[EncodedFrame], None]
+_AudioPacket = tuple[bytes, int, float]  # payload, RTP timestamp (32-bit), arrival (monotonic)
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,7 +125,7 @@ class ReceiveStats:
     nacks_throttled: int = 0
     # Whether the sender answers NACKs (False when it did not negotiate them, or once 16 NACKed
     # packets in a row never came), and how long a missing packet is waited for now, in
-    # seconds (video; 0.0 for audio).
+    # seconds (video: for a retransmission; audio: for a reordered packet).
     sender_repairs: bool = True
     hole_wait: float = 0.0
     # Outages whose lost tail was NACKed as soon as the transport carried anything again,
@@ -136,6 +139,10 @@ class ReceiveStats:
     # transmissions missed.
     late_repairs: int = 0
     repairs_awaited: int = 0
+    # Audio: packets that came after a later one and were put back in order (audio that
+    # was dropped as late before the reorder buffer; ``late_packets`` counts those that came
+    # after their hole was given up).
+    reordered_packets: int = 0
 
     @property
     def expected(self) -> int:
@@ -259,7 +266,7 @@ class ReceivePipeline:
         self._seq = _Unwrapper(16)
         self._ts = _Unwrapper(32)
         self._jb: VideoJitterBuffer | None = None
-        self._last_audio_seq: int | None = None
+        self._reorder = AudioReorderBuffer[_AudioPacket]() if kind == "audio" else None
         self._last_pli = -1e9
         self._pli_next = -1e9  # no PLI before (interval, or backoff while none is answered)
         self._pli_backoff = pli_retry
@@ -406,9 +413,13 @@ class ReceivePipeline:
         lost = stream.packets_lost if stream is not None else 0
         dropped = self._dropped_extra + (self._jb.frames_dropped if self._jb is not None else 0)
         late = self._late + (self._jb.packets_late if self._jb is not None else 0)
+        reorder = self._reorder
+        if reorder is not None:
+            late += reorder.late
+        now = time.monotonic()
         waits = replace(self._retired)  # a copy
         if self._jb is not None:
-            waits.add(self._jb, time.monotonic())
+            waits.add(self._jb, now)
         return ReceiveStats(
             kind=self.kind,
             codec=self.codec,
@@ -433,11 +444,12 @@ class ReceivePipeline:
             loss_bursts=self._nack.bursts,
             nacks_throttled=self._nack.throttled,
             sender_repairs=self._sender_repairs(),
-            hole_wait=self._hole_wait() if self.kind == "video" else 0.0,
+            hole_wait=self._hole_wait() if reorder is None else reorder.wait(now),
             early_tail_nacks=self._nack.tail_guesses,
             nack_echoes=self._nack.echoes,
             late_repairs=self._nack.late_repairs,
             repairs_awaited=self._nack.awaited,
+            reordered_packets=0 if reorder is None else reorder.reordered,
         )
 
     def close(self) -> None:
@@ -460,6 +472,8 @@ class ReceivePipeline:
             self._dropped_extra += self._jb.frames_dropped
             self._late += self._jb.packets_late
             self._jb = None
+        if self._reorder is not None:
+            self._reorder.flush()  # dropped, as the video's held packets
         self._nack.reset()
 
     # -- setup ---------------------------------------------------------------------------
@@ -483,8 +497,9 @@ class ReceivePipeline:
     def _start_timer(self) -> None:
         if self._loop is None:
             self._loop = asyncio.get_running_loop()
-        # Audio needs no timer: no NACK (not negotiated for Opus), no PLI, nothing held back.
-        if self._timer is None and not self._closed and self.kind == "video":
+        # Audio's timer only gives up the holes its reorder buffer waits on (no NACK: not
+        # negotiated for Opus; no PLI): asleep while nothing is held.
+        if self._timer is None and not self._closed:
             self._timer = self._loop.create_task(self._run_timer())
 
     # -- RTCP ----------------------------------------------------------------------------
@@ -689,6 +704,8 @@ class ReceivePipeline:
         return unwrap_rtx(packet, payload_type=apt, ssrc=original_ssrc), media_codec
 
     def _reset_stream(self, ssrc: int, codec: RTCRtpCodecParameters) -> None:
+        if self._reorder is not None:  # the old stream's held packets, before it is forgotten
+            self._emit_audio(self._reorder.flush())
         if self._ssrc is not None:
             logger.info(
                 "ReceivePipeline(%s): new stream ssrc=%d codec=%s", self.kind, ssrc, codec.name
@@ -705,20 +722,23 @@ class ReceivePipeline:
         self._ts = _Unwrapper(32)
         self._jb = None
         self._nack.reset()
-        self._last_audio_seq = None
 
     def _on_audio(
         self, packet: RtpPacket, seq: int, codec: RTCRtpCodecParameters, now: float
     ) -> None:
-        # Opus: one packet is one frame, released at once; late/duplicate packets are dropped
-        # (the decoded stream fills gaps with silence, see media.frames).
-        if self._last_audio_seq is not None and seq <= self._last_audio_seq:
-            self._late += 1
-            return
-        self._last_audio_seq = seq
-        if not packet.payload:
-            return
-        self._emit(packet.payload, packet.timestamp, True, codec, now)
+        # Opus: one packet is one frame, released in sequence order (audio_reorder); what
+        # came too late is dropped (the decoded stream fills gaps with silence, media.frames).
+        reorder = self._reorder
+        assert reorder is not None
+        self._emit_audio(reorder.push(seq, (packet.payload, packet.timestamp, now), now))
+        if reorder.waiting:
+            self._wake_timer()
+
+    def _emit_audio(self, packets: list[_AudioPacket]) -> None:
+        codec = self._codec
+        for payload, rtp32, arrival in packets:
+            if payload and codec is not None:  # (each at its own arrival: the clock's transit)
+                self._emit(payload, rtp32, True, codec, arrival)
 
     def _emit_video(self, frame: AssembledFrame, codec: RTCRtpCodecParameters, now: float) -> None:
         self._nack.forget_before(frame.last_seq + 1)
@@ -813,6 +833,7 @@ class ReceivePipeline:
             self._nack.missing_count > 0
             or self._pli_pending
             or (jb is not None and jb.waits_on_time)
+            or (self._reorder is not None and self._reorder.waiting)
         )
 
     def _wake_timer(self) -> None:
@@ -842,6 +863,8 @@ class ReceivePipeline:
         self._nack.max_age = wait  # retries stop where the jitter buffer gives up
 
     async def _tick(self, now: float) -> None:
+        if self._reorder is not None:
+            self._emit_audio(self._reorder.expire(now))
         jb = self._jb
         if jb is not None:
             self._adapt_wait(jb)

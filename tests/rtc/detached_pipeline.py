@@ -14,6 +14,7 @@ from aiortc.rtcrtpparameters import (
 )
 from aiortc.rtp import RtpPacket
 
+from avatar_rtc.rtc.encoded_frame import MediaKind
 from avatar_rtc.rtc.receiver import ReceivePipeline
 
 PT = 102
@@ -33,21 +34,27 @@ def h264_codec(*, nack: bool = False) -> RTCRtpCodecParameters:
     )
 
 
+def opus_codec() -> RTCRtpCodecParameters:
+    return RTCRtpCodecParameters(mimeType="audio/opus", clockRate=48000, channels=2,
+                                 payloadType=PT)  # fmt: skip
+
+
 def detached_pipeline(codec: RTCRtpCodecParameters) -> tuple[RTCRtpReceiver, ReceivePipeline]:
-    """The receiver, and its pipeline knowing ``codec``."""
+    """The receiver, and its pipeline knowing ``codec`` (audio or video, as the codec)."""
     dtls = RTCDtlsTransport(
         RTCIceTransport(RTCIceGatherer()), [RTCCertificate.generateCertificate()]
     )
-    receiver = RTCRtpReceiver("video", dtls)
-    pipeline = ReceivePipeline("video")
+    kind: MediaKind = "audio" if codec.mimeType.startswith("audio/") else "video"
+    receiver = RTCRtpReceiver(kind, dtls)
+    pipeline = ReceivePipeline(kind)
     pipeline.attach(receiver)
     pipeline._learn(RTCRtpReceiveParameters(codecs=[codec]))
     return receiver, pipeline
 
 
-async def feed_rtp(receiver: RTCRtpReceiver, packets: list[Packet]) -> None:
+async def feed_rtp(receiver: RTCRtpReceiver, packets: list[Packet], ssrc: int = SSRC) -> None:
     """Hand ``packets`` to the receiver's RTP handler, in order."""
     for seq, ts, marker, payload in packets:
         packet = RtpPacket(payload_type=PT, marker=int(marker), sequence_number=seq & 0xFFFF,
-                           timestamp=ts, ssrc=SSRC, payload=payload)  # fmt: skip
+                           timestamp=ts, ssrc=ssrc, payload=payload)  # fmt: skip
         await receiver._handle_rtp_packet(packet, arrival_time_ms=0)

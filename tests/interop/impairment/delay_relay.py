@@ -6,8 +6,10 @@
 Each ``--listen`` port stands in front of ``--target`` (coturn): a datagram from a client is
 sent on, ``delay`` later, from a socket of that client's own (coturn sees one 5-tuple per
 client, so allocations stay apart), and coturn's answers go back to the client ``delay``
-later too: the round trip grows by ``2 * delay``. Order is kept (one fixed delay). One port
-per receiver lets ``impair.py`` cap or drop each receiver's traffic by that port.
+later too: the round trip grows by ``2 * delay``. Order is kept (one fixed delay), unless
+``--jitter-ms J`` adds each datagram a delay of its own, uniform in 0..J ms: then later ones
+overtake earlier ones, as on a jittery path. One port per receiver lets ``impair.py`` cap or
+drop each receiver's traffic by that port.
 
 Prints ``READY`` once listening; runs until SIGTERM or its parent dies.
 """
@@ -18,6 +20,7 @@ import argparse
 import asyncio
 import contextlib
 import os
+import random
 import signal
 from collections.abc import Callable
 from typing import cast
@@ -42,8 +45,8 @@ class _Upstream(asyncio.DatagramProtocol):
 class _Front(asyncio.DatagramProtocol):
     """The listening port clients talk to."""
 
-    def __init__(self, target: Address, delay: float) -> None:
-        self.target, self.delay = target, delay
+    def __init__(self, target: Address, delay: float, jitter: float = 0.0) -> None:
+        self.target, self.delay, self.jitter = target, delay, jitter
         self.transport: asyncio.DatagramTransport | None = None
         self.upstreams: dict[Address, _Upstream] = {}
         self.pending: dict[Address, list[bytes]] = {}  # while the client's socket opens
@@ -57,8 +60,9 @@ class _Front(asyncio.DatagramProtocol):
 
     def later(self, send: Callable[[bytes, Address], None], data: bytes, addr: Address) -> None:
         loop = asyncio.get_running_loop()
-        if self.delay > 0:
-            loop.call_later(self.delay, send, data, addr)  # the loop keeps a heap of due times
+        delay = self.delay + (random.uniform(0.0, self.jitter) if self.jitter else 0.0)
+        if delay > 0:
+            loop.call_later(delay, send, data, addr)  # the loop keeps a heap of due times
         else:
             send(data, addr)
 
@@ -89,13 +93,17 @@ class _Front(asyncio.DatagramProtocol):
             upstream.transport.sendto(data)
 
 
-async def serve(host: str, ports: list[int], target: Address, delay: float) -> None:
+async def serve(
+    host: str, ports: list[int], target: Address, delay: float, jitter: float = 0.0
+) -> None:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     fronts = [
-        await loop.create_datagram_endpoint(lambda: _Front(target, delay), local_addr=(host, p))
+        await loop.create_datagram_endpoint(
+            lambda: _Front(target, delay, jitter), local_addr=(host, p)
+        )
         for p in ports
     ]
     print("READY", flush=True)
@@ -116,9 +124,11 @@ def main() -> None:
     parser.add_argument("--listen", type=int, action="append", required=True)
     parser.add_argument("--target", required=True, help="HOST:PORT")
     parser.add_argument("--delay-ms", type=float, default=0.0)
+    parser.add_argument("--jitter-ms", type=float, default=0.0, help="0..J ms more, at random")
     args = parser.parse_args()
     host, port = args.target.rsplit(":", 1)
-    asyncio.run(serve(args.host, args.listen, (host, int(port)), args.delay_ms / 1000))
+    target = (host, int(port))
+    asyncio.run(serve(args.host, args.listen, target, args.delay_ms / 1000, args.jitter_ms / 1000))
 
 
 if __name__ == "__main__":

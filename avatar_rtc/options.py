@@ -39,7 +39,9 @@ class SessionOptions:
     - ``video_codecs``: what the offer lists, in order of preference; default every codec we
       can receive, whatever a recording's container (``record`` re-encodes what it cannot
       hold). A list the server cannot send raises :class:`CodecNegotiationError` at start.
-    - ``connect_timeout``: bound on connecting the media (seconds).
+    - ``connect_timeout``: bound on each step of starting (seconds): the Control API's calls
+      (catalog, create, init-client) and connecting the media. A create given up on is
+      waited for up to ``api.session_scope.CREATE_GRACE`` (5 s) more, to end what it opened.
     - ``keep_alive_interval``: seconds between the Control API keep-alives.
     - ``detect_speech``: decode the audio to raise ``speaking_started``/``speaking_ended``
       (and to make ``wait_idle`` possible).

@@ -53,7 +53,7 @@ from aiortc import RTCRtpReceiver
 from .api.client import ControlClient
 from .api.models import TurnConfig
 from .api.session_scope import LiveSession
-from .errors import ApiError, AvatarRTCError, ConfigurationError, ServerError
+from .errors import ApiError, AvatarRTCError, ConfigurationError, RequestTimeoutError, ServerError
 from .media.decoder import DecodedFrame, TrackDecoder, call_from_sink, decoder_for
 from .media.formats import AudioFormat, VideoFormat
 from .media.frames import VideoFrame
@@ -356,14 +356,27 @@ class AvatarSession:
             if client is None:
                 client = ControlClient(options.api_url, options.ks)
                 self._stack.push_async_callback(client.aclose)
-            avatar_id = options.avatar_id or await _default_avatar_id(client)
-            voice_id = options.voice_id or os.environ.get(ENV_VOICE_ID) or None
-            self._voice_id = voice_id
-            t0 = time.monotonic()
-            self._stack.push_async_callback(self._close_live)
-            renew = functools.partial(self._open_live, client, avatar_id, voice_id)
-            await renew()
-            self._session_seconds = time.monotonic() - t0
+            # connect_timeout bounds this phase as it does the media's: each request has its
+            # own timeout (15 s) and the catalog its retries, 65 s in all on a dead network.
+            stage = "the catalog (no avatar_id given)"
+            try:
+                async with asyncio.timeout(options.connect_timeout) as phase:
+                    avatar_id = options.avatar_id or await _default_avatar_id(client)
+                    voice_id = options.voice_id or os.environ.get(ENV_VOICE_ID) or None
+                    self._voice_id = voice_id
+                    t0 = time.monotonic()
+                    self._stack.push_async_callback(self._close_live)
+                    renew = functools.partial(self._open_live, client, avatar_id, voice_id)
+                    stage = "creating the session"
+                    await renew()
+                    self._session_seconds = time.monotonic() - t0
+            except TimeoutError:
+                if not phase.expired():
+                    raise
+                raise RequestTimeoutError(
+                    f"the Control API did not answer within connect_timeout "
+                    f"({options.connect_timeout:g} s): {stage}"
+                ) from None
 
         def new_connection() -> MediaConnection:
             assert self._media_target is not None

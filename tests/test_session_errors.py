@@ -3,17 +3,26 @@
 from __future__ import annotations
 
 import socket
+import time
 from dataclasses import replace
 
 import pytest
 
 from avatar_rtc.api import ControlClient, RetryPolicy
+from avatar_rtc.api.session_scope import CREATE_GRACE
 from avatar_rtc.emulator import DEFAULT_VISUAL_ID, DEFAULT_VOICE_ID, Emulator
-from avatar_rtc.errors import AuthenticationError, ConfigurationError, NetworkError, ServerError
+from avatar_rtc.errors import (
+    AuthenticationError,
+    ConfigurationError,
+    NetworkError,
+    RequestTimeoutError,
+    ServerError,
+)
 from avatar_rtc.options import SessionOptions
 from avatar_rtc.redact import Secret
 from avatar_rtc.rtc.ice_options import IceOptions
 from avatar_rtc.session import ENV_AVATAR_ID, ENV_VOICE_ID, AvatarSession
+from avatar_rtc.session_stats import SessionState
 
 
 @pytest.fixture(autouse=True)
@@ -60,3 +69,29 @@ async def test_say_text_503_on_a_session_without_a_voice_says_to_give_one(
                 await session.say("Hello")
         async with AvatarSession(replace(options, voice_id=DEFAULT_VOICE_ID)) as session:
             assert await session.say("Hello")  # with a voice: no 503
+
+
+@pytest.mark.parametrize(
+    ("avatar_id", "stage"),
+    [(None, "the catalog"), ("e0a1e0a1e0a1e0a1e0a10001", "creating the session")],
+)
+async def test_a_control_api_that_never_answers_fails_within_connect_timeout(
+    avatar_id: str | None, stage: str
+) -> None:
+    """A dead network at start: each request waited its own 15 s, the catalog's retries 65 s in
+    all, whatever connect_timeout said (1 s here). A create given up on is waited for
+    CREATE_GRACE more (to end a session it may have opened), no longer."""
+    with socket.socket() as listening:  # connections complete in the backlog, nothing answers
+        listening.bind(("127.0.0.1", 0))
+        listening.listen(16)
+        url = f"http://127.0.0.1:{listening.getsockname()[1]}/v1/avatar-session"
+        options = SessionOptions(api_url=url, ks=Secret("ks-abcdef"), avatar_id=avatar_id,
+                                 connect_timeout=1.0)  # fmt: skip
+        session = AvatarSession(options)
+        t0 = time.monotonic()
+        with pytest.raises(RequestTimeoutError, match=f"connect_timeout .1 s.: {stage}"):
+            await session.start()
+        elapsed = time.monotonic() - t0
+        await session.close()
+    assert session.state is SessionState.FAILED
+    assert elapsed < 1.0 + CREATE_GRACE + 4.0  # (one request's own timeout is 15 s)

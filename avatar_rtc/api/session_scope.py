@@ -31,6 +31,10 @@ __all__ = ["LiveSession", "open_session"]
 _log = logging.getLogger(__name__)
 
 END_TIMEOUT = 10.0  # seconds the final `end` (with its retries) may take
+# Seconds a create given up on (cancelled: Ctrl-C, connect_timeout) is still waited for, to end
+# the session it may have opened: an answer on its way comes well within it, and a request that
+# has none by then (a dead network: 15 s to its own timeout) must not hold the caller.
+CREATE_GRACE = 5.0
 
 
 class LiveSession:
@@ -141,7 +145,15 @@ async def _create(
 
 
 async def _end_created(client: ControlCalls, create: asyncio.Future[SessionHandle]) -> None:
-    await asyncio.wait([create])
+    await asyncio.wait([create], timeout=CREATE_GRACE)
+    if not create.done():
+        create.cancel()
+        _log.warning(
+            "create did not answer within %g s of being given up: a session it may have "
+            "opened is left to the service's idle timeout",
+            CREATE_GRACE,
+        )
+        return
     if not create.cancelled() and create.exception() is None:
         handle = create.result()
         await _logged_end(handle, client.end(handle))

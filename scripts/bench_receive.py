@@ -48,6 +48,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -367,7 +368,7 @@ async def run_receiver_emulator(
         )
         t_offer = time.monotonic()
         await connection.connect()
-        close = connection.close
+        close: Callable[[], Awaitable[None]] = connection.close
         answered, connected = connection.timings.answer_received, connection.timings.dtls_connected
     else:
         t_offer = time.monotonic()

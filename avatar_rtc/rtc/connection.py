@@ -231,10 +231,16 @@ class MediaConnection:
         logger.info("ICE restarted: media via %s", pair.describe() if pair else "?")
         return True
 
-    async def close(self) -> None:
-        """DELETE the WHEP resource (best-effort) and close the peer connection. Idempotent."""
+    async def close(self, *, pc_wait: float = CLOSE_STEP_TIMEOUT) -> None:
+        """DELETE the WHEP resource (best-effort) and close the peer connection. Idempotent.
+
+        ``pc_wait``: seconds the peer connection's close is waited for, then it goes on in the
+        background (the first call's value counts). A reconnect needs only the DELETE done
+        and passes 0: over a path that went dead, aioice deallocates each TURN allocation
+        unanswered, and the new connection waited that out (5 s with UDP blocked).
+        """
         if self._closing is None:
-            self._closing = asyncio.ensure_future(self._close())
+            self._closing = asyncio.ensure_future(self._close(pc_wait))
         await asyncio.shield(self._closing)
 
     async def __aenter__(self) -> MediaConnection:
@@ -456,7 +462,7 @@ class MediaConnection:
         if self._state != "closed":
             self._set_state("failed")
 
-    async def _close(self) -> None:
+    async def _close(self, pc_wait: float) -> None:
         was = self._state
         if self._trickle_task is not None and not self._trickle_task.done():
             self._trickle_task.cancel()
@@ -471,7 +477,7 @@ class MediaConnection:
             logger.warning("WHEP DELETE failed", exc_info=True)
         if self._pc is not None:
             self._release(self._pc)
-            await _close_within(self._pc, CLOSE_STEP_TIMEOUT)
+            await _close_within(self._pc, pc_wait)
         await self._whep.aclose()
         self._connected.set()
         if was != "new" or self._pc is not None:
@@ -535,9 +541,11 @@ async def _close_within(pc: RTCPeerConnection, seconds: float) -> None:
     """``pc.close()``, waited for ``seconds`` at most (then it finishes in the background)."""
     closing = asyncio.ensure_future(pc.close())
     try:
-        done, _ = await asyncio.wait([closing], timeout=seconds)
-        if not done:
-            logger.info("the peer connection is still closing after %g s: left to finish", seconds)
+        if seconds > 0:
+            done, _ = await asyncio.wait([closing], timeout=seconds)
+            if not done:
+                logger.info("the peer connection is still closing after %g s: left to finish",
+                            seconds)  # fmt: skip
     finally:  # (also when our caller is cancelled meanwhile: the close goes on, tracked)
         if not closing.done():
             _closing_in_background.add(closing)

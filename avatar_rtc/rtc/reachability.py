@@ -16,6 +16,11 @@ keeps refusing, the loss is final: :class:`~avatar_rtc.rtc.reconnect.Reconnector
 :func:`verdict`).
 Targets that do not answer while the connection is known good (:meth:`ReachabilityMonitor.
 validate`) are dropped: a probe that never answers must not hold reconnecting back.
+
+When the only targets that fail are UDP ones that stay silent while a TCP one answers
+(:attr:`ReachabilityMonitor.udp_blocked`), UDP is blocked on a network that works (a firewall
+closed it mid-session): waiting for the UDP path would wait for ever, and a new connection
+may go through TURN over TCP or TLS.
 """
 
 from __future__ import annotations
@@ -166,7 +171,8 @@ class ReachabilityMonitor:
 
     :attr:`down` is the latest verdict (all targets answered = up; ``None`` before the first
     one, ``False`` without targets); :meth:`came_back` is True once after a verdict went from
-    down to up.
+    down to up; :attr:`udp_blocked`: down, but only because UDP probes stay silent while a TCP
+    one answers.
     """
 
     def __init__(
@@ -176,6 +182,7 @@ class ReachabilityMonitor:
         self.interval = interval
         self.timeout = timeout
         self.down: bool | None = False if not self.targets else None
+        self.udp_blocked = False
         self._back = False
         self._task: asyncio.Task[None] | None = None
 
@@ -192,13 +199,20 @@ class ReachabilityMonitor:
     async def check(self) -> bool:
         """Probe every target once; updates :attr:`down` (and the came-back flag)."""
         verdicts = await asyncio.gather(*(verdict(t, self.timeout) for t in self.targets))
-        up = all(
+        ok = [
             v == "answered" or (v == "refused" and t.refused_is_up)
             for t, v in zip(self.targets, verdicts, strict=True)
-        )
+        ]
+        up = all(ok)
         if up and self.down:
             self._back = True
         self.down = not up
+        failed = [(t, v) for t, v, fine in zip(self.targets, verdicts, ok, strict=True) if not fine]
+        self.udp_blocked = (
+            bool(failed)
+            and all(t.transport == "stun" and v == "silent" for t, v in failed)
+            and any(t.transport == "tcp" and fine for t, fine in zip(self.targets, ok, strict=True))
+        )
         return up
 
     def came_back(self) -> bool:
@@ -213,6 +227,7 @@ class ReachabilityMonitor:
     async def stop(self) -> None:
         task, self._task = self._task, None
         self.down = False if not self.targets else None
+        self.udp_blocked = False
         self._back = False
         await cancel_and_wait(task)
 
@@ -223,4 +238,5 @@ class ReachabilityMonitor:
             except Exception:  # a probe bug must not stall reconnecting: count it as down
                 logger.exception("reachability probe failed")
                 self.down = True
+                self.udp_blocked = False
             await asyncio.sleep(self.interval)

@@ -7,7 +7,9 @@ no RTP/RTCP for ``media_timeout`` s, ICE failed, DTLS closed). After a loss it e
 1. The old connection may come back by itself (a network outage shorter than ICE's ~30 s
    consent timeout): nothing is torn down while the network is down (:mod:`.reachability`
    probes the WHEP server and the path's first hop), and when it comes back the old path gets
-   ``_COMEBACK_GRACE`` s to deliver media before it is replaced.
+   ``_COMEBACK_GRACE`` s to deliver media before it is replaced. Unless only UDP is down (the
+   UDP TURN server silent, the WHEP server answering over TCP: a firewall closed UDP): then
+   the attempts below go on, and a new path may take TURN over TCP or TLS.
 2. Otherwise, where the WHEP server announced PATCH (``Accept-Patch``), an ICE restart
    (:meth:`.connection.MediaConnection.restart_ice`): new credentials and candidates (a new
    TURN allocation) by PATCH, a new path checked, the same peer connection, DTLS session,
@@ -360,9 +362,15 @@ class Reconnector:
                 if waited == "media":
                     self._recovered(replaced=False)
                     return
-                if waited == "down":
+                if waited == "down" and not monitor.udp_blocked:
                     logger.info("reconnect slot %d: the network is still down", attempt + 1)
                     continue
+                if waited == "down":
+                    logger.info(
+                        "reconnect slot %d: UDP gets no answer, TCP does: a new path (TURN "
+                        "over TCP/TLS)",
+                        attempt + 1,
+                    )
                 if (
                     waited == "back"
                     and self._watched
@@ -492,7 +500,7 @@ class Reconnector:
         if old is not None:
             with contextlib.suppress(TimeoutError):  # close() goes on in the background
                 async with asyncio.timeout(self.policy.attempt_timeout / 2):
-                    await old.close()
+                    await old.close(pc_wait=0.0)  # (the new POST needs only the DELETE done)
         try:
             async with asyncio.timeout(self.policy.attempt_timeout) as deadline:
                 await new.connect()

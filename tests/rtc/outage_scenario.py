@@ -23,6 +23,10 @@ iterator yields, and the initial connect's ``timings.total`` of the same run as 
   emulator``), killed with SIGKILL: its port refuses connections from then on. Reconnecting is
   impossible: the session must end with a typed error. Times are relative to the kill: the
   ``reconnecting`` event (the watchdog noticed), the ``error`` event, the stream's end.
+- ``udp_blocked``: relay-only through coturn's four URLs, as the service gives them (UDP
+  twice, TCP, TLS); media flows over TURN/UDP, then nft drops UDP to and from the TURN ports
+  for good (a firewall closing UDP mid-session; TCP still works). Media must come back over
+  TURN/TCP or TLS on the same stream and file. Times are relative to the cut.
 """
 
 from __future__ import annotations
@@ -48,7 +52,7 @@ from avatar_rtc.media.streams import VideoStream
 from avatar_rtc.options import SessionOptions
 from avatar_rtc.redact import Secret
 from avatar_rtc.rtc.ice_options import IceOptions
-from avatar_rtc.rtc.ice_servers import IceServer
+from avatar_rtc.rtc.ice_servers import IceServer, TurnPorts
 from avatar_rtc.rtc.reconnect import Outage
 from avatar_rtc.session import AvatarSession, SessionEvent
 from tests.turn_server import PASSWORD, USERNAME, TurnServer
@@ -63,6 +67,16 @@ table inet {TABLE} {{
 }}
 """
 TURN_PORT, TURN_TLS_PORT, RELAY_PORTS = 3478, 5349, (49160, 49260)
+TURN_UDP_PORTS = f"{{ {TURN_PORT}, {TURN_PORT + 1} }}"
+DROP_TURN_UDP = f"""
+table inet {TABLE} {{
+  chain input {{
+    type filter hook input priority 0; policy accept;
+    udp sport {TURN_UDP_PORTS} drop
+    udp dport {TURN_UDP_PORTS} drop
+  }}
+}}
+"""
 BEFORE = 2.0  # seconds of media before the outage
 AFTER = 2.0  # seconds of media after it came back
 BACK_TIMEOUT = 30.0
@@ -219,6 +233,51 @@ async def run_sender_killed(out: Path, workdir: Path) -> dict[str, Any]:
     return result
 
 
+async def run_udp_blocked(out: Path, workdir: Path) -> dict[str, Any]:
+    events: list[tuple[str, float, Outage | str | None]] = []
+    result: dict[str, Any] = {"case": "udp_blocked"}
+    with coturn(workdir / "turn", shutil.which("turnserver") or "") as turn:
+        ports = TurnPorts(udp=(TURN_PORT, TURN_PORT + 1), tcp=TURN_PORT, tls=TURN_TLS_PORT)
+        ice = IceOptions(policy="relay", turn=turn.turn_config, turn_ports=ports,
+                         turn_ca_file=str(turn.ca_file))  # fmt: skip
+        async with Emulator() as emulator, session_for(emulator, ice) as session:
+            for name in ("reconnecting", "reconnected", "disconnected", "error"):
+                session.on(name, lambda e: events.append(_event(e)))
+            await session.wait_first_frame(20)
+            result["connect_seconds"] = session.timings.total
+            pair = session.selected_pair
+            result["transport_before"] = None if pair is None else pair.relay_transport
+            session.record(out)
+            frames = Frames(session.video(VideoFormat(pixel_format=None)))
+            await asyncio.sleep(BEFORE)
+            t_cut = time.monotonic()
+            await nft("-f", "-", stdin=DROP_TURN_UDP)
+            first = await frames.first_after(t_cut + 0.5, 60.0)  # (frames in flight at the cut)
+            await asyncio.sleep(AFTER)
+            pair = session.selected_pair
+            result.update(
+                first_frame_after=None if first is None else first - t_cut,
+                frames_before=len(frames.seen) - frames.after(t_cut),
+                frames_after=frames.after(t_cut),
+                pts=[pts for _, pts in frames.seen],
+                transport_after=None if pair is None else pair.relay_transport,
+                state=session.state.value,
+            )
+            stats = session.stats()
+            result["reconnect"] = stats.to_dict()["reconnect"]
+            result["iterator_ended"] = frames.ended_at is not None
+            await frames.aclose()
+        recorder = stats.recorders[0]
+        result["recorder"] = {"video_frames": recorder.video.frames,
+                              "duration": recorder.duration, "error": recorder.error}  # fmt: skip
+    result["events"] = [
+        {"name": name, "t": t - t_cut, **({"outage": vars(d)} if isinstance(d, Outage) else
+                                          {"data": d})}
+        for name, t, d in events
+    ]  # fmt: skip
+    return result
+
+
 async def nft(*args: str, stdin: str | None = None) -> None:
     await asyncio.to_thread(subprocess.run, ["nft", *args], input=stdin, text=True, check=True)
 
@@ -298,7 +357,7 @@ def _event(event: SessionEvent) -> tuple[str, float, Outage | str | None]:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("case", choices=("network", "turn", "sender_killed"))
+    parser.add_argument("case", choices=("network", "turn", "sender_killed", "udp_blocked"))
     parser.add_argument("out", type=Path)
     parser.add_argument("--outage", type=float, default=10.0)
     parser.add_argument("--ice-restart", action="store_true", help="the emulator takes PATCH")
@@ -309,6 +368,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         if args.case == "sender_killed":
             result = asyncio.run(run_sender_killed(args.out, Path(tmp)))
+        elif args.case == "udp_blocked":
+            result = asyncio.run(run_udp_blocked(args.out, Path(tmp)))
         else:
             result = asyncio.run(
                 run(args.case, args.out, args.outage, Path(tmp), ice_restart=args.ice_restart)

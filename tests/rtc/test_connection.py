@@ -334,3 +334,23 @@ async def test_a_close_whose_caller_is_cancelled_goes_on_tracked() -> None:
     await asyncio.wait([closing])
     await asyncio.sleep(0)  # its done callback
     assert not connection._closing_in_background
+
+
+async def test_a_close_not_waited_for_goes_on_tracked() -> None:
+    """``close(pc_wait=0)`` (a reconnect: only the DELETE must be done before the new POST)."""
+    release = asyncio.Event()
+
+    class Slow:
+        closed = False
+
+        async def close(self) -> None:
+            await release.wait()
+            self.closed = True
+
+    pc = Slow()
+    await asyncio.wait_for(connection._close_within(pc, 0.0), 60)  # type: ignore[arg-type]
+    (closing,) = connection._closing_in_background
+    assert not pc.closed
+    release.set()
+    await asyncio.wait([closing])
+    assert pc.closed and not connection._closing_in_background

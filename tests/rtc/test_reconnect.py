@@ -78,7 +78,7 @@ class FakeConnection:
             raise self.fail
         self.net.flowing = True
 
-    async def close(self) -> None:
+    async def close(self, *, pc_wait: float = 5.0) -> None:
         self.log.append(("close", self.number))
         self.closed = True
 

@@ -131,3 +131,37 @@ async def test_monitor_validates_then_sees_the_network_come_back(stun_port: int)
         server.close()
         await server.wait_closed()
         silent.close()
+
+
+async def test_udp_silent_while_tcp_answers_is_udp_blocked(stun_port: int) -> None:
+    """Only the UDP TURN server silent, the WHEP server answering over TCP: UDP is blocked on
+    a working network (a new path over TURN/TCP may work). Silent TCP too, or a refusing TURN
+    server (down), is not that."""
+    server = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    silent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    silent.bind(("127.0.0.1", 0))
+    whep = ProbeTarget("tcp", "127.0.0.1", port, True, "WHEP server")
+    quiet_turn = ProbeTarget("stun", "127.0.0.1", silent.getsockname()[1], False, "TURN server")
+    refusing_turn = ProbeTarget("stun", "127.0.0.1", _closed_port(socket.SOCK_DGRAM), False, "TURN")
+    try:
+        monitor = ReachabilityMonitor([whep, quiet_turn], timeout=0.3)
+        assert not await monitor.check()
+        assert monitor.down is True and monitor.udp_blocked
+        monitor = ReachabilityMonitor([whep, refusing_turn], timeout=0.3)
+        assert not await monitor.check()
+        assert monitor.down is True and not monitor.udp_blocked  # TURN down: wait for it
+        monitor = ReachabilityMonitor([whep, ProbeTarget("stun", "127.0.0.1", stun_port, False,
+                                                         "TURN")], timeout=0.3)  # fmt: skip
+        assert await monitor.check() and not monitor.udp_blocked
+        server.close()
+        await server.wait_closed()
+        monitor = ReachabilityMonitor([whep, quiet_turn], timeout=0.3)
+        assert not await monitor.check()
+        # the WHEP server's port refuses: its host answers, the network works: still blocked
+        assert monitor.udp_blocked
+        monitor = ReachabilityMonitor([quiet_turn], timeout=0.3)
+        assert not await monitor.check() and not monitor.udp_blocked  # nothing answers
+    finally:
+        server.close()
+        silent.close()

@@ -39,9 +39,10 @@ class SessionOptions:
     - ``video_codecs``: what the offer lists, in order of preference; default every codec we
       can receive, whatever a recording's container (``record`` re-encodes what it cannot
       hold). A list the server cannot send raises :class:`CodecNegotiationError` at start.
-    - ``connect_timeout``: bound on each step of starting (seconds): the Control API's calls
-      (catalog, create, init-client) and connecting the media. A create given up on is
-      waited for up to ``api.session_scope.CREATE_GRACE`` (5 s) more, to end what it opened.
+    - ``connect_timeout``: bound on each of the two phases of starting (seconds): the Control
+      API's calls (catalog, create and init-client together), then connecting the media. A
+      create given up on is waited for up to ``api.session_scope.CREATE_GRACE`` (5 s) more,
+      to end what it opened (and to report what it answered, if it did).
     - ``keep_alive_interval``: seconds between the Control API keep-alives.
     - ``detect_speech``: decode the audio to raise ``speaking_started``/``speaking_ended``
       (and to make ``wait_idle`` possible).

@@ -361,18 +361,24 @@ class AvatarSession:
             stage = "the catalog (no avatar_id given)"
             try:
                 async with asyncio.timeout(options.connect_timeout) as phase:
-                    avatar_id = options.avatar_id or await _default_avatar_id(client)
+                    # (its retries stop in time to raise what the service answered)
+                    avatar_id = options.avatar_id or await _default_avatar_id(
+                        client, within=options.connect_timeout
+                    )
                     voice_id = options.voice_id or os.environ.get(ENV_VOICE_ID) or None
                     self._voice_id = voice_id
                     t0 = time.monotonic()
                     self._stack.push_async_callback(self._close_live)
                     renew = functools.partial(self._open_live, client, avatar_id, voice_id)
-                    stage = "creating the session"
+                    stage = "creating the session (create, init-client)"
                     await renew()
                     self._session_seconds = time.monotonic() - t0
-            except TimeoutError:
+            except TimeoutError as timeout:
                 if not phase.expired():
                     raise
+                answer = _answered_meanwhile(timeout)
+                if answer is not None:
+                    raise answer from None
                 raise RequestTimeoutError(
                     f"the Control API did not answer within connect_timeout "
                     f"({options.connect_timeout:g} s): {stage}"
@@ -858,12 +864,21 @@ def _with_turn(ice: IceOptions, turn: TurnConfig | None) -> IceOptions:
     return dataclasses.replace(ice, turn=turn)
 
 
-async def _default_avatar_id(client: ControlClient) -> str:
+def _answered_meanwhile(timeout: TimeoutError) -> AvatarRTCError | None:
+    """What a create given up on by the timeout answered while it was still waited for
+    (``session_scope`` makes it the cause of the cancellation): a refused KS says more than
+    "no answer"."""
+    cancelled = timeout.__cause__
+    answer = None if cancelled is None else cancelled.__cause__
+    return answer if isinstance(answer, AvatarRTCError) else None
+
+
+async def _default_avatar_id(client: ControlClient, within: float | None = None) -> str:
     from_env = os.environ.get(ENV_AVATAR_ID)
     if from_env:
         return from_env
     try:
-        visuals = await client.list_catalog("Visual")
+        visuals = await client.list_catalog("Visual", deadline=within)
     except AvatarRTCError as exc:
         # Keep the cause's type (a refused KS stays an AuthenticationError, an unreachable
         # API a NetworkError): only add why the catalog was asked.

@@ -95,3 +95,31 @@ async def test_a_control_api_that_never_answers_fails_within_connect_timeout(
         await session.close()
     assert session.state is SessionState.FAILED
     assert elapsed < 1.0 + CREATE_GRACE + 4.0  # (one request's own timeout is 15 s)
+
+
+async def test_a_catalog_answering_503_within_connect_timeout_is_that_error() -> None:
+    """The catalog's retries stop in time (a Retry-After past connect_timeout ends them): the
+    service's answer is raised, not "did not answer" (the retry's sleep was cancelled)."""
+    async with Emulator(media_enabled=False) as emu:
+        emu.faults.fail_next("catalog", 503, times=10, retry_after=3.0)
+        session = AvatarSession(SessionOptions(api_url=emu.api_url, ks=Secret(emu.ks),
+                                               connect_timeout=2.0))  # fmt: skip
+        with pytest.raises(ServerError, match="503"):
+            await session.start()
+        await session.close()
+        assert emu.counters.calls["catalog"] == 1
+
+
+async def test_a_create_that_answers_401_after_connect_timeout_is_an_authentication_error() -> None:
+    """A create given up on by connect_timeout is still waited for (CREATE_GRACE, to end what
+    it opened); what it answered meanwhile is the error (a refused KS), not "no answer"."""
+    async with Emulator(media_enabled=False) as emu:
+        emu.faults.set_latency("create", 1.5)
+        emu.faults.fail_next("create", 401)
+        options = SessionOptions(api_url=emu.api_url, ks=Secret(emu.ks),
+                                 avatar_id=DEFAULT_VISUAL_ID, connect_timeout=0.5)  # fmt: skip
+        session = AvatarSession(options)
+        with pytest.raises(AuthenticationError):
+            await session.start()
+        await session.close()
+        assert emu.counters.sessions_created == 0

@@ -12,10 +12,12 @@ through the shared :mod:`avatar_rtc.http` layer (session, timeout, retries, erro
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import logging
 import os
 import re
+import time
 from pathlib import Path
 from typing import Any, Literal, Self
 from urllib.parse import quote, urlsplit
@@ -254,9 +256,15 @@ class ControlCalls:
 
     # --- catalog ----------------------------------------------------------------
 
-    async def list_catalog(self, type: CatalogType) -> list[CatalogItem]:
-        """Every catalog item of ``type`` ("Visual" avatars or "Voice" voices), all pages."""
+    async def list_catalog(
+        self, type: CatalogType, *, deadline: float | None = None
+    ) -> list[CatalogItem]:
+        """Every catalog item of ``type`` ("Visual" avatars or "Voice" voices), all pages.
+
+        ``deadline``: seconds from now past which no retry starts (the last error is raised).
+        """
         ks = self._require_ks()
+        ends = None if deadline is None else time.monotonic() + deadline
         items: dict[str, CatalogItem] = {}
         offset = 0
         while True:
@@ -264,9 +272,12 @@ class ControlCalls:
                 "filter": {"typeEqual": type},
                 "pager": {"offset": offset, "limit": _CATALOG_PAGE_SIZE},
             }
+            retry = self.retry
+            if ends is not None:
+                retry = dataclasses.replace(retry, deadline=max(0.0, ends - time.monotonic()))
             data = await call_with_retry(
                 functools.partial(self._post, "catalog", self.catalog_url, "KS", ks, body),
-                self.retry,
+                retry,
                 name="catalog",
             )
             objects = data.get("objects")

@@ -138,9 +138,13 @@ async def _create(
     task = asyncio.ensure_future(client.create(avatar_id, voice_id, **voice_extra))
     try:
         return await asyncio.shield(task)
-    except asyncio.CancelledError:
+    except asyncio.CancelledError as cancelled:
         # The request may already have opened the session: let it finish, end what it opened.
         await _complete_despite_cancel(_end_created(client, task))
+        if task.done() and not task.cancelled() and task.exception() is not None:
+            # Its answer (a 401, a 503), for a caller whose timeout cancelled us: it says more
+            # than "no answer" (AvatarSession.start reads it). Still a cancellation here.
+            cancelled.__cause__ = task.exception()
         raise
 
 

@@ -234,8 +234,8 @@ def add_target_options(parser: argparse.ArgumentParser) -> None:
         type=positive_float,
         default=20.0,
         metavar="S",
-        help="bound on each step of starting: the Control API's calls, connecting the media, "
-        "the first frame (default %(default)s)",
+        help="bound on each phase of starting: the Control API's calls together, connecting "
+        "the media, the first frame (default %(default)s)",
     )
 
     video = parser.add_argument_group("video")

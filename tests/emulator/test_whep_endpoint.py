@@ -46,6 +46,8 @@ async def test_statuses_location_and_teardown() -> None:
         assert "H264/90000" in answer and "VP8" not in answer
         assert re.search(r"opus/48000/2", answer, re.IGNORECASE)
         assert "a=candidate:" in answer  # non-trickle: candidates are in the answer
+        # The service's egress is the DTLS server: the viewer, offering actpass, the client.
+        assert re.findall(r"a=setup:\w+", answer) == ["a=setup:passive"] * 2
 
         # One viewer per stream.
         assert (await connect_viewer(srv.url("s1"))).status == 409

@@ -58,6 +58,16 @@ class IceRestartUnsupportedError(ViewerError):
 FrameSentHook = Callable[[MediaKind, int, int, int], None]  # kind, pts, rtp ts, clock rate
 
 
+def _as_dtls_server(offer_sdp: str) -> str:
+    """The offer as we apply it, so that we answer ``a=setup:passive`` as the service does
+    (its egress is the DTLS server, ``shared/docs/kaltura-avatar-api.md`` §2.5): aiortc,
+    answering ``actpass``, would take the client's role, and the client would play the
+    server's, which it never does against the service. An offer that says ``active`` gets
+    ``passive``. (Payload types are the offer's, as RFC 3264 asks and browsers need: the
+    service's 109/111 are a browser's numbers.)"""
+    return offer_sdp.replace("a=setup:actpass", "a=setup:active")
+
+
 def _codec_preferences(kind: str, mime: str) -> list[RTCRtpCodecCapability]:
     """The sender's capabilities restricted to ``mime`` (+ RTX for video)."""
     caps = RTCRtpSender.getCapabilities(kind).codecs
@@ -133,7 +143,8 @@ class Viewer:
         if not transceivers:
             raise NegotiationError("offer has no audio or video section")
         try:
-            await pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
+            offer = RTCSessionDescription(sdp=_as_dtls_server(offer_sdp), type="offer")
+            await pc.setRemoteDescription(offer)
             if self._host_addresses is not None:
                 self._pin_host_addresses([tr for tr, _ in transceivers])
             await pc.setLocalDescription(await pc.createAnswer())  # waits for ICE gathering

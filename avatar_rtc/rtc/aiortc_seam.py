@@ -32,12 +32,14 @@ from aioice.utils import random_string
 from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCRtpSender, RTCRtpTransceiver
 from aiortc.rtcdtlstransport import RTCDtlsTransport
 from aiortc.rtcrtpreceiver import StreamStatistics
+from aiortc.rtp import HeaderExtensionsMap
 
 __all__ = [
     "PRIVATE_NAMES",
     "TESTED_VERSIONS",
     "RestartableConnection",
     "RtpHandler",
+    "abs_send_time_id",
     "add_protocol",
     "components",
     "count_received",
@@ -59,7 +61,6 @@ __all__ = [
     "restart_ice_agent",
     "restore_outgoing_rtp",
     "route_rtp",
-    "rtp_header_extensions",
     "send_nack",
     "send_pli",
     "send_rtcp",
@@ -114,6 +115,7 @@ PRIVATE_NAMES: tuple[tuple[str, str], ...] = (
     ("RTCDtlsTransport instance", "_rx_srtp"),
     ("RTCDtlsTransport instance", "_rtp_router"),
     ("RTCDtlsTransport instance", "_rtp_header_extensions_map"),
+    ("HeaderExtensionsMap instance", "_HeaderExtensionsMap__ids"),
     ("RTCDtlsTransport instance", "_RTCDtlsTransport__rx_packets"),
     ("RTCDtlsTransport instance", "_RTCDtlsTransport__rx_bytes"),
     ("aioice.TurnTransport instance", "_TurnTransport__inner_protocol"),
@@ -326,9 +328,12 @@ def srtp_receive_session(dtls: RTCDtlsTransport) -> Any:
     return dtls._rx_srtp
 
 
-def rtp_header_extensions(dtls: RTCDtlsTransport) -> Any:
-    """The negotiated header-extension map ``RtpPacket.parse`` needs."""
-    return dtls._rtp_header_extensions_map
+def abs_send_time_id(dtls: RTCDtlsTransport) -> int | None:
+    """The negotiated id of the abs-send-time header extension (None: not negotiated)."""
+    extensions: Any = dtls._rtp_header_extensions_map
+    ids: Any = extensions._HeaderExtensionsMap__ids
+    value = ids.abs_send_time
+    return value if isinstance(value, int) else None
 
 
 def route_rtp(dtls: RTCDtlsTransport, packet: Any) -> RTCRtpReceiver | None:
@@ -410,6 +415,7 @@ async def missing_private_names() -> list[str]:
             "RTCDtlsTransport": RTCDtlsTransport,
             "RTCDtlsTransport instance": transceiver.receiver.transport,
             "aioice.TurnTransport instance": turn.TurnTransport(None),  # type: ignore[arg-type]
+            "HeaderExtensionsMap instance": HeaderExtensionsMap(),
         }
         return [
             f"{owner}.{name}" for owner, name in PRIVATE_NAMES if not hasattr(owners[owner], name)

@@ -6,8 +6,9 @@ get, a task wake-up and four coroutine frames per packet) before it unprotects i
 receivers our pipelines took over, this module does it in the socket's ``datagram_received``:
 
 - an SRTP RTP datagram (first byte 128..191, not RTCP) once the DTLS handshake has set up the
-  SRTP session is unprotected, parsed, routed by aiortc's own router and handed to the
-  pipeline's synchronous handler at once;
+  SRTP session is unprotected, parsed (``rtp_parse``: of the header extensions only
+  abs-send-time), routed by aiortc's own router and handed to the pipeline's synchronous
+  handler at once;
 - then every further datagram already queued in the socket is read (non-blocking, at most
   ``MAX_BATCH``) and dispatched the same way, so a burst costs one wake-up of the event loop,
   not one per packet. For a relay candidate (TURN over UDP, the service's only path) the
@@ -51,6 +52,7 @@ from aiortc.rtcdtlstransport import RTCDtlsTransport
 from aiortc.rtp import RtpPacket, is_rtcp
 
 from . import aiortc_seam as seam
+from .rtp_parse import parse_rtp
 from .silence_probe import SilenceProbe
 
 __all__ = [
@@ -283,7 +285,7 @@ class DatagramBatch:
         # aiortc.clock.current_ms() (ms since 1900) without its datetime arithmetic
         arrival_ms = int((time.time() + NTP_UNIX_OFFSET) * 1000)
         try:
-            packet = RtpPacket.parse(srtp.unprotect(data), seam.rtp_header_extensions(dtls))
+            packet = parse_rtp(srtp.unprotect(data), seam.abs_send_time_id(dtls))
         except pylibsrtp.Error:
             self.unprotect_errors += 1  # replayed or forged: aiortc drops them silently too
             return 1, len(data)

@@ -13,7 +13,7 @@ from typing import Any, cast
 import pytest
 from aioice import stun, turn
 from aiortc.clock import current_ms
-from aiortc.rtp import HeaderExtensionsMap, RtpPacket
+from aiortc.rtp import RtpPacket
 
 from avatar_rtc.rtc import aiortc_seam as seam
 from avatar_rtc.rtc import datagram_batch
@@ -69,7 +69,7 @@ def fake_transport(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     monkeypatch.setattr(seam, "transport_ice_connection", lambda dtls: dtls)
     monkeypatch.setattr(seam, "protocols", lambda connection: state["protocols"])
     monkeypatch.setattr(seam, "srtp_receive_session", lambda dtls: state["srtp"])
-    monkeypatch.setattr(seam, "rtp_header_extensions", lambda dtls: HeaderExtensionsMap())
+    monkeypatch.setattr(seam, "abs_send_time_id", lambda dtls: None)
     monkeypatch.setattr(seam, "route_rtp", lambda dtls, packet: receiver)
     monkeypatch.setattr(seam, "count_received", count)
     # A busy machine can pause us mid-burst past the time cap: these tests count wake-ups of

@@ -183,6 +183,7 @@ class AvatarSession:
         self._recorders: list[Recorder] = []
         self._cleanups: list[Callable[[], None]] = []
         self._errors: list[str] = []
+        self._error: AvatarRTCError | None = None  # the media ended for good (_lost_for_good)
         # time.monotonic() stamps behind `timings`
         self._t_start: float | None = None
         self._session_seconds: float | None = None
@@ -211,6 +212,16 @@ class AvatarSession:
     @property
     def state(self) -> SessionState:
         return self._state
+
+    @property
+    def error(self) -> AvatarRTCError | None:
+        """The typed error that ended the media for good (lost and not brought back:
+        :class:`~avatar_rtc.errors.MediaLostError`; the service session gone:
+        :class:`~avatar_rtc.errors.SessionNotFoundError` and kin), ``None`` otherwise. The
+        streams raise it once their queued frames are out, and ``async with`` raises it when
+        its block ends without an exception of its own: a loss never looks like the end of a
+        job. (``close()`` does not raise it.)"""
+        return self._error
 
     @property
     def session_id(self) -> str | None:
@@ -314,6 +325,8 @@ class AvatarSession:
         tb: TracebackType | None,
     ) -> None:
         await self.close()
+        if exc_type is None and self._error is not None:
+            raise self._error  # (see ``error``)
 
     async def start(self) -> AvatarSession:
         """Create the session and connect its media; on any failure everything is undone.
@@ -618,6 +631,9 @@ class AvatarSession:
             self._emit("disconnected", reason)
         self._emit("error", error)
         if connected:  # (while starting, start() fails and cleans up itself)
+            self._error = error
+            for stream in tuple(self._streams):  # (before the pipelines: they close them)
+                stream.end(error)
             self.video_pipeline.close()
             self.audio_pipeline.close()
             self._no_first_frame(error)
@@ -770,6 +786,8 @@ class AvatarSession:
             self._closed_stream_drops += stats.dropped + stats.callbacks_dropped
             self._streams.remove(old)
         self._streams.append(stream)
+        if self._error is not None:  # opened after the media ended for good
+            stream.end(self._error)
 
     def record(
         self, path: str | os.PathLike[str], options: RecordOptions | None = None

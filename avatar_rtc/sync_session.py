@@ -26,6 +26,7 @@ from types import TracebackType
 from typing import Any, Generic, TypeVar, cast
 
 from .api.client import ControlClient
+from .errors import AvatarRTCError
 from .media.formats import AudioFormat, VideoFormat
 from .media.frames import AudioFrame, VideoFrame
 from .media.streams import AudioStream, Policy, VideoStream
@@ -48,7 +49,8 @@ _CLOSE_TIMEOUT = 30.0
 
 
 class SessionFrames(Generic[F]):
-    """Blocking iterator of a session's frames; simply ends once the session is closed."""
+    """Blocking iterator of a session's frames: ends once the session is closed, and raises
+    the session's :attr:`~SyncAvatarSession.error` once its media ended for good."""
 
     def __init__(self, inner: FrameIterator[Any], loop: asyncio.AbstractEventLoop) -> None:
         self._inner = inner
@@ -166,12 +168,20 @@ class SyncAvatarSession:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+        error = self._session.error
+        if exc_type is None and error is not None:
+            raise error  # (see AvatarSession.error)
 
     # --- state --------------------------------------------------------------------------
 
     @property
     def state(self) -> SessionState:
         return self._session.state
+
+    @property
+    def error(self) -> AvatarRTCError | None:
+        """The error that ended the media for good (see :attr:`AvatarSession.error`)."""
+        return self._session.error
 
     @property
     def session_id(self) -> str | None:

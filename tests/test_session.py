@@ -24,7 +24,7 @@ import pytest_asyncio
 from avatar_rtc.api import ControlClient
 from avatar_rtc.emulator import Emulator
 from avatar_rtc.emulator.media import MARKERS, AvatarMedia, markers_for, mouth_opening
-from avatar_rtc.errors import ConfigurationError, ServerError
+from avatar_rtc.errors import AvatarRTCError, ConfigurationError, ServerError
 from avatar_rtc.media.decoder import decoder_for
 from avatar_rtc.media.formats import AudioFormat, VideoFormat
 from avatar_rtc.options import SessionOptions
@@ -408,15 +408,17 @@ async def test_session_ended_elsewhere_is_reported(emu: Emulator) -> None:
     session = AvatarSession(dataclasses.replace(options, keep_alive_interval=0.2))
     for name in ("disconnected", "error", "ended"):
         session.on(name, events)
-    async with session:
-        await session.wait_first_frame(10)
-        live = session.live
-        assert live is not None
-        await live.client.end(live.handle)  # e.g. another process ended it
-        await wait_for(lambda: "error" in events.names(), 5)
-        assert session.state is SessionState.DISCONNECTED
-        assert events.names()[0] == "disconnected"
-        assert any("gone" in e for e in session.stats().errors)
+    with pytest.raises(AvatarRTCError) as raised:  # leaving the block: the loss is raised
+        async with session:
+            await session.wait_first_frame(10)
+            live = session.live
+            assert live is not None
+            await live.client.end(live.handle)  # e.g. another process ended it
+            await wait_for(lambda: "error" in events.names(), 5)
+            assert session.state is SessionState.DISCONNECTED
+            assert events.names()[0] == "disconnected"
+            assert any("gone" in e for e in session.stats().errors)
+    assert raised.value is session.error
     # Compared by value: mypy still believes the state narrowed to DISCONNECTED above.
     assert events.names()[-1] == "ended" and session.state.value == "ended"
 

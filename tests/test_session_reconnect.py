@@ -120,6 +120,14 @@ async def test_dropped_viewer_comes_back_on_a_new_connection_same_stream(emu: Em
 
 async def test_session_ended_is_a_typed_error_within_5s(emu: Emulator) -> None:
     session = new_session(emu)
+    with pytest.raises(WhepNotFoundError) as raised:  # leaving the block: the loss is raised
+        await _session_ends_under_us(session)
+    assert raised.value is session.error
+    # Compared by value: mypy still believes the state narrowed to DISCONNECTED above.
+    assert session.state.value == "ended"
+
+
+async def _session_ends_under_us(session: AvatarSession) -> None:
     async with session:
         events = Events(session)
         frames = Frames(session.video(RAW))
@@ -137,12 +145,12 @@ async def test_session_ended_is_a_typed_error_within_5s(emu: Emulator) -> None:
         assert isinstance(error_event.data, AvatarRTCError)
         assert events.names() == ["reconnecting", "disconnected", "error"]
         assert session.state is SessionState.DISCONNECTED
-        # The stream ends rather than waiting for frames that will not come.
+        # The stream ends rather than waiting for frames that will not come: its iterator
+        # raises the typed error (a loop over frames must not take the loss for the end).
         await wait_until(lambda: frames.ended_at is not None, 5)
         assert frames.ended_at is not None and frames.ended_at - fired < 5.0
+        assert frames.error is error_event.data is session.error
         assert session.stats().reconnect.reconnects == 0
-    # Compared by value: mypy still believes the state narrowed to DISCONNECTED above.
-    assert session.state.value == "ended"
 
 
 @pytest.mark.parametrize("keep_alive", [3600.0, 0.2])
@@ -207,7 +215,13 @@ async def test_a_keep_alive_404_while_media_flows_reconnects_once_not_in_a_loop(
 
 
 async def test_reconnect_off_makes_the_first_loss_final(emu: Emulator, tmp_path: Path) -> None:
-    async with new_session(emu, reconnect=ReconnectPolicy.disabled()) as session:
+    session = new_session(emu, reconnect=ReconnectPolicy.disabled())
+    with pytest.raises(MediaLostError):  # leaving the block: the loss is raised
+        await _first_loss_is_final(session, emu, tmp_path)
+
+
+async def _first_loss_is_final(session: AvatarSession, emu: Emulator, tmp_path: Path) -> None:
+    async with session:
         events = Events(session)
         frames = Frames(session.video(RAW))
         await wait_until(lambda: len(frames.seen) >= 5, 10)
@@ -220,10 +234,13 @@ async def test_reconnect_off_makes_the_first_loss_final(emu: Emulator, tmp_path:
         await wait_until(lambda: frames.ended_at is not None, 5)
         assert session.state is SessionState.DISCONNECTED
         assert media.viewers == {}  # no new connection was made
-        # What is opened after the loss ends at once rather than wait for frames.
+        assert isinstance(frames.error, MediaLostError)
+        # What is opened after the loss ends at once (with the error) rather than wait.
         late = session.video()
         async with asyncio.timeout(10):  # (a hang, were it to wait)
-            assert [frame async for frame in late] == [] and late.closed
+            with pytest.raises(MediaLostError):
+                await late.recv()
+        assert late.closed and late.error is session.error
         assert not decoder_for(session.video_pipeline).running
         with pytest.raises(SessionClosedError, match="lost for good"):
             session.record(tmp_path / "late.mkv")

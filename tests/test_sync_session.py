@@ -29,6 +29,7 @@ from avatar_rtc import (
     VideoFormat,
 )
 from avatar_rtc.emulator import Emulator
+from avatar_rtc.errors import WhepNotFoundError
 from avatar_rtc.media.decoder import decoder_for
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -224,3 +225,25 @@ def test_ctrl_c_in_a_plain_script_ends_the_session(tmp_path: Path) -> None:
             proc.wait()
     assert proc.returncode == 0, err
     assert out.strip() == "interrupted ended 1"
+
+
+def test_a_loss_for_good_is_raised_by_the_iterator_and_by_the_with_block() -> None:
+    """The service session ended under us (WHEP 404 on reconnecting): a plain loop over frames
+    gets the typed error once the queued frames are out, not a quiet end it could take for
+    the end of its job; leaving the ``with`` block raises it too."""
+    with Emulator().in_thread() as emu:
+        options = SessionOptions(api_url=emu.api_url, ks=Secret(emu.ks), ice=LOOPBACK,
+                                 detect_speech=False)  # fmt: skip
+        avatar = SyncAvatarSession(options)
+        with pytest.raises(WhepNotFoundError) as raised, avatar:
+            frames = avatar.iter_video(timeout=30)
+            next(frames)
+            live = avatar.session.live
+            assert live is not None
+            avatar.loop.run(live.client.end(live.handle))  # the service ends the session
+            with pytest.raises(WhepNotFoundError):
+                for _ in frames:
+                    pass
+            assert isinstance(avatar.error, WhepNotFoundError)
+        assert raised.value is avatar.error
+        assert avatar.state is SessionState.ENDED

@@ -241,9 +241,13 @@ async def _session(
                 await _drive(args, target, session, qa, turns, stop)
                 lost = session.state is SessionState.DISCONNECTED
                 await qa.stop()  # the last network sample while connected
+        except AvatarRTCError as exc:
+            if exc is not session.error:  # (the loss for good: reported below, by its type)
+                raise
         finally:
             await qa.stop()
         report = await qa.report()
+    lost = lost or session.error is not None
     if report.video is None and report.audio is None:
         raise NoMediaError("no media arrived")
     status = emit(args, report, interrupted=stop.exit_code)

@@ -265,7 +265,7 @@ async def _record(
             # The file is complete: ending the session must not hold the exit for long.
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(CLOSE_TIMEOUT):
-                    await session.__aexit__(None, None, None)
+                    await session.close()  # (a loss for good is the outcome's error already)
     if outcome.error is not None:
         print_error(COMMAND, outcome.error)
         return exit_code_of(outcome.error)

@@ -19,6 +19,12 @@ loop cannot make them grow; audio on the event loop):
   Queued video frames are decoded yuv420p (1.4 MB each at 720p, 3.1 MB at 1080p): a full
   300-frame queue holds ~0.4 / ~0.9 GB, so lower ``capacity`` for large frames.
 
+A stream ends (the iterator stops) when it or its session is closed. When the session's media
+ended for good instead (lost and not brought back, the service session gone: :meth:`end`), the
+frames already queued are still handed out, then the iterator raises that error
+(:attr:`AvatarSession.error <avatar_rtc.session.AvatarSession.error>`), not a quiet stop a
+pipeline could take for the end of the job.
+
 Several tasks may read one stream (each frame goes to one of them). Callbacks that are
 coroutine functions run as tasks; a frame counts against ``capacity`` until its tasks end (the
 excess is dropped and counted in ``callbacks_dropped``), and ``close()`` cancels them.
@@ -41,7 +47,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar, Generic, Literal, Self, TypeVar
 
-from ..errors import ConfigurationError
+from ..errors import AvatarRTCError, ConfigurationError
 from ..rtc.encoded_frame import FrameSource
 from .decoder import DecodedFrame, TrackDecoder, call_from_sink, decoder_for
 from .formats import AudioFormat, VideoFormat
@@ -117,6 +123,7 @@ class _Stream(Generic[T]):
         self._cb_pending = 0  # written by the decoder thread and the loop: under _lock
         self._cb_tasks: set[asyncio.Task[Any]] = set()  # the loop keeps only weak refs
         self._closed = False
+        self._error: AvatarRTCError | None = None  # why the media ended (``end``)
         self._received = 0
         self._delivered = 0
         self._dropped = 0
@@ -138,6 +145,8 @@ class _Stream(Generic[T]):
                     self._behind = self._behind and bool(self._queue)
                     break
                 if self._closed:
+                    if self._error is not None:
+                        raise self._error
                     raise StopAsyncIteration
                 waiter = self._loop.create_future()
                 self._waiters.append(waiter)
@@ -162,7 +171,7 @@ class _Stream(Generic[T]):
                 self._dropped += 1  # newer frames filled the queue meanwhile (or it closed)
 
     async def recv(self) -> T:
-        """The next frame (``StopAsyncIteration`` once closed)."""
+        """The next frame (``StopAsyncIteration`` once closed; the error of :meth:`end`)."""
         return await self.__anext__()
 
     def on_frame(self, callback: Callable[[T], Any]) -> Callable[[], None]:
@@ -207,6 +216,27 @@ class _Stream(Generic[T]):
             self._wake(waiter)
         for task in tuple(self._cb_tasks):
             task.cancel()
+
+    def end(self, error: AvatarRTCError) -> None:
+        """The media ended for good with ``error``: no more frames come; those queued are
+        still handed out, then the iterator raises ``error`` (the session calls this)."""
+        remove, self._remove_sink = self._remove_sink, None
+        if remove is not None:
+            remove()
+        with self._lock:
+            if self._error is None:  # (also on a stream its decoder's end closed already)
+                self._error = error
+            if self._closed:
+                return
+            self._closed = True
+            waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            self._wake(waiter)
+
+    @property
+    def error(self) -> AvatarRTCError | None:
+        """Why the stream ended, when the media ended for good (see :meth:`end`)."""
+        return self._error
 
     async def aclose(self) -> None:
         self.close()

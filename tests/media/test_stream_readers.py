@@ -6,6 +6,7 @@ import asyncio
 
 import pytest
 
+from avatar_rtc.errors import MediaLostError
 from avatar_rtc.media import VideoFormat, VideoFrame, VideoStream
 from tests.media.test_decoder import FakeSource, h264_frames
 from tests.support import wait_until
@@ -89,3 +90,37 @@ async def test_a_reader_cancelled_while_converting_leaves_the_frame_queued(
     st = stream.stats()
     assert (st.delivered, st.dropped, st.queued) == (3, 0, 0)
     stream.close()
+
+
+async def test_an_ended_stream_hands_out_its_queue_then_raises_the_error() -> None:
+    """The media ended for good (``end``, as the session calls it on a loss): the frames
+    already queued still come, then every read raises the typed error (a waiting reader
+    too), where a closed stream just stops."""
+    source = FakeSource()
+    stream = VideoStream(source, VideoFormat("rgb24"), policy="all")
+    waiting_stream = VideoStream(source, VideoFormat("rgb24"), policy="all")
+    for frame in FRAMES[:3]:
+        source.push(frame)
+    await wait_until(lambda: stream.stats().queued == 3, within=30)  # (hang guards)
+    await wait_until(lambda: waiting_stream.stats().received == 3, within=30)
+    for _ in range(3):
+        await waiting_stream.recv()
+    waiting = asyncio.create_task(waiting_stream.recv())
+    await asyncio.sleep(0.05)
+    lost = MediaLostError("media lost (no media for 2.0 s) and not back")
+    stream.end(lost)
+    waiting_stream.end(lost)
+    with pytest.raises(MediaLostError):
+        await asyncio.wait_for(waiting, 10)
+    got = [(await stream.recv()).index for _ in range(3)]
+    assert got == [0, 1, 2]  # no frame lost to the end
+    for _ in range(2):
+        with pytest.raises(MediaLostError):
+            await stream.recv()
+    assert stream.closed and stream.error is lost
+    source.push(FRAMES[3])  # nothing more is taken
+    await asyncio.sleep(0.05)
+    assert stream.stats().received == 3
+    closed = VideoStream(source, VideoFormat("rgb24"))
+    closed.close()
+    assert [frame async for frame in closed] == [] and closed.error is None

@@ -47,6 +47,7 @@ from pathlib import Path
 from typing import Any
 
 from avatar_rtc.emulator import Emulator
+from avatar_rtc.errors import AvatarRTCError
 from avatar_rtc.media.formats import VideoFormat
 from avatar_rtc.media.streams import VideoStream
 from avatar_rtc.options import SessionOptions
@@ -88,11 +89,15 @@ class Frames:
     def __init__(self, stream: VideoStream) -> None:
         self.seen: list[tuple[float, float]] = []
         self.ended_at: float | None = None
+        self.error: AvatarRTCError | None = None  # what ended it, when the media ended for good
         self.task = asyncio.ensure_future(self._run(stream))
 
     async def _run(self, stream: VideoStream) -> None:
-        async for frame in stream:
-            self.seen.append((time.monotonic(), frame.presentation_time))
+        try:
+            async for frame in stream:
+                self.seen.append((time.monotonic(), frame.presentation_time))
+        except AvatarRTCError as exc:
+            self.error = exc
         self.ended_at = time.monotonic()
 
     def after(self, t: float) -> int:
@@ -140,8 +145,13 @@ async def session_for(emulator: Emulator | EmulatorProcess,
                       ice: IceOptions) -> AsyncIterator[AvatarSession]:  # fmt: skip
     options = SessionOptions(api_url=emulator.api_url, ks=Secret(emulator.ks), ice=ice,
                              detect_speech=False)  # fmt: skip
-    async with AvatarSession(options) as session:
-        yield session
+    session = AvatarSession(options)
+    try:
+        async with session:
+            yield session
+    except AvatarRTCError as exc:
+        if exc is not session.error:  # (a loss for good: the scenarios judge it by its events)
+            raise
 
 
 @contextlib.contextmanager
@@ -218,6 +228,7 @@ async def run_sender_killed(out: Path, workdir: Path) -> dict[str, Any]:
                     state=session.state.value,
                     frames_before=len(frames.seen),
                     stream_ended=None if frames.ended_at is None else frames.ended_at - t_kill,
+                    stream_error=None if frames.error is None else _mro(frames.error),
                     reconnect=session.stats().to_dict()["reconnect"],
                 )
                 await frames.aclose()

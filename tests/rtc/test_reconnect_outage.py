@@ -161,8 +161,10 @@ def test_sender_killed_is_a_typed_error_within_5s(tmp_path: Path) -> None:
     assert "WHEP server http://127.0.0.1:8080 refuses connections" in message, summary
     reconnect = result["reconnect"]
     assert reconnect["attempts"] == policy.refused_attempts and reconnect["reconnects"] == 0
-    # The stream ends with the error; the recording so far is a whole file.
+    # The stream ends with the error (its iterator raises it); the recording so far is a
+    # whole file.
     assert result["state"] == "disconnected" and result["stream_ended"] is not None, summary
+    assert "ServiceUnreachableError" in result["stream_error"], summary
     assert result["stream_ended"] < bound + 0.5, summary
     assert result["recorder"]["error"] is None and result["recorder"]["video_frames"] > 20
     assert decodes_cleanly(out) == ""

@@ -1,6 +1,10 @@
 """The exception hierarchy of avatar-rtc.
 
-Every error the library raises on purpose derives from :class:`AvatarRTCError`.
+Every error the library raises on purpose derives from :class:`AvatarRTCError`, with one
+exception: a wait whose bound the caller gave (``wait_first_frame(timeout)``,
+``wait_idle(timeout)``, ``iter_video(timeout=...)``) ends with the builtin ``TimeoutError``,
+as ``asyncio.wait_for`` does. The library's own time limits (``RequestTimeoutError``,
+``ConnectTimeoutError``) derive from ``AvatarRTCError``, not from ``TimeoutError``.
 HTTP-level failures carry the status and the server's ``error`` string (or body);
 no exception message ever contains a KS, a JWT or a TURN credential.
 

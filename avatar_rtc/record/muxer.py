@@ -75,7 +75,6 @@ class CopyMuxer:
         self._stats = stats
         self._gate: StartGate[EncodedFrame] = StartGate(options.pre_start_audio_seconds, stats)
         self._container: av.container.OutputContainer | None = None
-        self._open_failed = False  # the file could not be opened (not: no keyframe came)
         self._video: av.stream.Stream | None = None
         self._audio: av.stream.Stream | None = None
         self._video_clock = TickClock(90000, stats)
@@ -144,7 +143,6 @@ class CopyMuxer:
             try:
                 self._open(frame, codec, data)
             except OSError:  # (PyAV's are FFmpegErrors too): no file to wait for
-                self._open_failed = True
                 raise
             except av.FFmpegError as exc:
                 # A keyframe FFmpeg cannot parse (corrupt, truncated): wait for the next one.
@@ -207,7 +205,6 @@ class CopyMuxer:
         try:
             self._open(frame, codec, keyframe)
         except OSError:  # the disk, not the keyframe: the recording fails
-            self._open_failed = True
             raise
         except av.FFmpegError as exc:  # as for the first file: the next keyframe tries again
             log.warning("cannot start %s on this keyframe (%s); waiting", self._parts[-1], exc)
@@ -412,9 +409,7 @@ class CopyMuxer:
 
     def close(self) -> None:
         """Write what is held back and the trailer."""
-        if self._container is None:
-            if self._options.video and not self._open_failed:
-                log.warning("no video keyframe was received: nothing recorded to %s", self._path)
+        if self._container is None:  # (nothing started it: the recorder's stop says so)
             return
         self._finish()
 

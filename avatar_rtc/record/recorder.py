@@ -112,6 +112,7 @@ class Recorder:
         self._accepting = False
         self._stopped = False
         self._error_raised = False  # by the first stop() that found the file finished
+        self._told_empty = False  # the stop that found nothing written said so
         self._stop_lock = threading.Lock()
         self._unsubscribe: list[Callable[[], None]] = []
         self._error: BaseException | None = None
@@ -214,7 +215,15 @@ class Recorder:
             self._error_raised = self._error_raised or error is not None
         if error is not None:
             raise RecordError(f"recording to {self.path} failed: {error}") from error
-        return self.stats()
+        stats = self.stats()
+        with self._stop_lock:
+            tell = not stats.started and not self._told_empty and self._error is None
+            self._told_empty = True
+        if tell:  # (no frame at all, or no keyframe: the muxer was never opened)
+            log.warning("nothing recorded to %s (the file was not created): no video keyframe "
+                        "(audio-only: no audio) came before the recording stopped",
+                        self.path)  # fmt: skip
+        return stats
 
     def __enter__(self) -> Recorder:
         return self.start()

@@ -318,7 +318,20 @@ def test_no_keyframe_means_no_file(tmp_path: Path, caplog: pytest.LogCaptureFixt
     with caplog.at_level(logging.WARNING):
         stats = record(tmp_path / "none.mkv", audio_only)
     assert not stats.started and not (tmp_path / "none.mkv").exists()
-    assert "no video keyframe" in caplog.text
+    assert caplog.text.count("nothing recorded to") == 1 and "no video keyframe" in caplog.text
+
+
+def test_a_recording_stopped_before_any_frame_says_it_wrote_nothing(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Closed right after it started (no frame came at all): no file, and a warning (there
+    was none: the muxer that would have said so was never opened)."""
+    recorder = Recorder(tmp_path / "early.mkv").start()
+    with caplog.at_level(logging.WARNING):
+        assert not recorder.stop().started
+        recorder.stop()  # said once
+    assert not (tmp_path / "early.mkv").exists()
+    assert caplog.text.count("nothing recorded to") == 1, caplog.text
 
 
 def test_audio_only_recording(tmp_path: Path) -> None:

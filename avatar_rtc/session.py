@@ -211,6 +211,7 @@ class AvatarSession:
 
     @property
     def state(self) -> SessionState:
+        """Where the session is in its life (:class:`SessionState`; ``state`` events)."""
         return self._state
 
     @property
@@ -225,6 +226,8 @@ class AvatarSession:
 
     @property
     def session_id(self) -> str | None:
+        """The service's session id (``None`` before start and in bare WHEP mode; a renewal,
+        ``new_session_on_not_found``, changes it)."""
         return self._live.session_id if self._live is not None else None
 
     @property
@@ -250,6 +253,7 @@ class AvatarSession:
 
     @property
     def speaking(self) -> bool:
+        """The avatar is speaking now (the speech detector's view; needs ``detect_speech``)."""
         return self.speech.speaking
 
     @property
@@ -820,6 +824,7 @@ class AvatarSession:
     # --- stats --------------------------------------------------------------------------
 
     def stats(self) -> SessionStats:
+        """A snapshot of everything the session counts (:class:`SessionStats`)."""
         live = self._live
         keep_alive = None
         if live is not None:

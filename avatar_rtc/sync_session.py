@@ -147,6 +147,7 @@ class SyncAvatarSession:
     # --- lifecycle ----------------------------------------------------------------------
 
     def start(self) -> SyncAvatarSession:
+        """Create the session and connect its media (:meth:`AvatarSession.start`)."""
         try:
             self._run(self._session.start())
         except BaseException:
@@ -176,6 +177,7 @@ class SyncAvatarSession:
 
     @property
     def state(self) -> SessionState:
+        """Where the session is in its life (:class:`SessionState`)."""
         return self._session.state
 
     @property
@@ -185,25 +187,31 @@ class SyncAvatarSession:
 
     @property
     def session_id(self) -> str | None:
+        """The service's session id (``None`` before start and in bare WHEP mode)."""
         return self._session.session_id
 
     @property
     def whep_url(self) -> str | None:
+        """The WHEP endpoint the media comes from (``None`` before start)."""
         return self._session.whep_url
 
     @property
     def timings(self) -> SessionTimings:
+        """Durations of the start-up phases, seconds (:class:`SessionTimings`)."""
         return self._session.timings
 
     @property
     def selected_pair(self) -> SelectedPair | None:
+        """The ICE candidate pair carrying the media (relay, TURN transport), once connected."""
         return self._session.selected_pair
 
     @property
     def speaking(self) -> bool:
+        """The avatar is speaking now (the speech detector's view; needs ``detect_speech``)."""
         return self._session.speaking
 
     def stats(self) -> SessionStats:
+        """A snapshot of everything the session counts (:class:`SessionStats`)."""
         if self._bg.closed:  # nothing runs on the session any more: read it here
             return self._session.stats()
         return self._run(_call(self._session.stats))
@@ -215,20 +223,27 @@ class SyncAvatarSession:
     # --- speech -------------------------------------------------------------------------
 
     def say(self, text: str) -> str:
+        """Make the avatar say ``text``; returns the turn id (:meth:`AvatarSession.say`)."""
         return self._run(self._session.say(text))
 
     def say_audio(self, audio: str | Path | bytes, *, duration: float | None = None) -> str:
+        """Make the avatar say an audio file (MP3); returns the turn id
+        (:meth:`AvatarSession.say_audio`)."""
         return self._run(self._session.say_audio(audio, duration=duration))
 
     def interrupt(self) -> None:
+        """Stop the avatar's current speech (:meth:`AvatarSession.interrupt`)."""
         self._run(self._session.interrupt())
 
     def wait_first_frame(self, timeout: float | None = 20.0) -> VideoFrame:
+        """The first decoded video frame (``TimeoutError`` after ``timeout`` seconds)."""
         return self._run(self._session.wait_first_frame(timeout))
 
     def wait_idle(
         self, timeout: float | None = 60.0, *, start_grace: float = 5.0, quiet: float = 0.5
     ) -> None:
+        """Until the avatar has nothing left to say (``TimeoutError`` after ``timeout``;
+        :meth:`AvatarSession.wait_idle`)."""
         self._run(self._session.wait_idle(timeout, start_grace=start_grace, quiet=quiet))
 
     # --- media --------------------------------------------------------------------------
@@ -250,6 +265,7 @@ class SyncAvatarSession:
         capacity: int | None = None,
         policy: Policy | None = None,
     ) -> AudioStream:
+        """The async stream (lives on :attr:`loop`); plain code wants :meth:`iter_audio`."""
         return self._run(_call(self._session.audio, format, capacity=capacity, policy=policy))
 
     def iter_video(
@@ -260,7 +276,8 @@ class SyncAvatarSession:
         policy: Policy | None = None,
         timeout: float | None = 10.0,
     ) -> SessionFrames[VideoFrame]:
-        """Blocking iterator of video frames; ends when the session closes.
+        """Blocking iterator of video frames; ends when the session closes, raises the
+        session's :attr:`error` once the media ended for good.
 
         ``timeout`` bounds the wait for each frame (``TimeoutError``); leaving the loop
         (``break``) stops the stream.
@@ -275,7 +292,7 @@ class SyncAvatarSession:
         policy: Policy | None = None,
         timeout: float | None = 10.0,
     ) -> SessionFrames[AudioFrame]:
-        """Blocking iterator of fixed-size PCM frames; ends when the session closes."""
+        """Blocking iterator of fixed-size PCM frames; ends as :meth:`iter_video` does."""
         return self._frames(self.audio(format, capacity=capacity, policy=policy), timeout)
 
     def _frames(
@@ -286,6 +303,7 @@ class SyncAvatarSession:
     def record(
         self, path: str | os.PathLike[str], options: RecordOptions | None = None
     ) -> Recorder:
+        """Record to ``path`` (.mp4/.mkv/.webm): :meth:`AvatarSession.record`."""
         return self._run(_call(self._session.record, path, options))
 
 

@@ -1,4 +1,4 @@
-"""Feed the avatar's video into a numpy "model" at a fixed rate, and its audio to a meter.
+"""Feed the avatar's video into a numpy "model" at a fixed rate.
 
 Run with no arguments: starts the embedded emulator, makes the avatar speak, runs the model
 at 5 inferences per second for 8 seconds and exits. ``--service`` uses the real service

@@ -32,7 +32,7 @@ def register(subparsers: Any) -> None:
         "emulator",
         help="run an emulator of the avatar service (Control API + WHEP + synthetic avatar)",
         description="Run an emulator of the Kaltura Avatar real-time service on this machine\n"
-        "until Ctrl-C or SIGTERM (both exit 0).",
+        "until Ctrl-C or SIGTERM, which end it normally: exit 0 (not 130/143 as below).",
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default %(default)s)")
     parser.add_argument(

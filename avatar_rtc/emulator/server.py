@@ -6,6 +6,7 @@ Usable in-process (``async with Emulator() as emu``) and from ``avatar-rtc emula
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import dataclasses
 import ipaddress
@@ -263,12 +264,22 @@ class Emulator:
         thread = threading.Thread(target=loop.run_forever, name="avatar-rtc-emulator", daemon=True)
         thread.start()
         try:
-            asyncio.run_coroutine_threadsafe(self.start(), loop).result(timeout)
+            starting = asyncio.run_coroutine_threadsafe(self.start(), loop)
+            try:
+                starting.result(timeout)
+            except BaseException:  # (a Ctrl-C while starting: let the start unwind first)
+                starting.cancel()
+                concurrent.futures.wait([starting], timeout)
+                raise
             yield self
         finally:
             try:
                 asyncio.run_coroutine_threadsafe(self.stop(), loop).result(timeout)
             finally:
+                # Whatever a start cut short left running ends here, not in "Task was
+                # destroyed but it is pending" warnings at exit.
+                with contextlib.suppress(Exception):
+                    asyncio.run_coroutine_threadsafe(_cancel_the_rest(), loop).result(timeout)
                 loop.call_soon_threadsafe(loop.stop)
                 thread.join(timeout)
                 loop.close()
@@ -284,6 +295,13 @@ class Emulator:
                 await self._control.expire_idle()
             except Exception:  # keep sweeping: one bad media close must not stop expiry
                 logger.exception("emulator: idle sweep failed")
+
+
+async def _cancel_the_rest() -> None:
+    rest = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+    for task in rest:
+        task.cancel()
+    await asyncio.gather(*rest, return_exceptions=True)
 
 
 def _is_loopback(host: str) -> bool:

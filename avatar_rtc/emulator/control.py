@@ -203,6 +203,7 @@ class ControlApi:
         media, session.media = session.media, None
         if media is None:
             return
+        session.closed_media = media
         try:
             await media.close()
         except Exception:

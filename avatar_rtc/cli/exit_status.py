@@ -79,8 +79,11 @@ def exit_code_of(exc: BaseException) -> int:
 
 
 def error_line(command: str, exc: BaseException) -> str:
-    """One line for an error, credentials masked: ``avatar-rtc probe: ConnectTimeoutError: ...``."""
+    """One line for an error, credentials masked: ``avatar-rtc probe: ConnectTimeoutError: ...``
+    (its notes after it: why the call was made, e.g. the catalog asked for a default avatar)."""
     message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    notes = [str(note).strip() for note in getattr(exc, "__notes__", ()) if str(note).strip()]
+    message = " ".join([message, *(note.splitlines()[0] for note in notes)]).strip()
     text = f"{type(exc).__name__}: {message}" if message else type(exc).__name__
     return redact(f"avatar-rtc {command}: {text}")
 

@@ -17,7 +17,7 @@ import pytest
 
 from avatar_rtc.cli.arguments import verbosity
 from avatar_rtc.cli.common import run_command
-from avatar_rtc.cli.exit_status import EXIT_BROKEN_PIPE, EXIT_STATUSES
+from avatar_rtc.cli.exit_status import EXIT_BROKEN_PIPE, EXIT_STATUSES, error_line
 from avatar_rtc.cli.main import build_parser, main
 from avatar_rtc.errors import (
     AuthenticationError,
@@ -280,3 +280,14 @@ def test_imports_held_run_before_the_handler_with_ctrl_c_as_it_was(
     with concurrent.futures.ThreadPoolExecutor(1) as thread:  # where no handler may be set
         thread.submit(main, ["probe"]).result()
     assert seen == [signal.default_int_handler, signal.SIG_IGN, signal.default_int_handler]
+
+
+def test_an_error_line_carries_the_errors_notes() -> None:
+    """A wrong KS without --avatar-id fails at the catalog the user never asked for: the note
+    says why it was asked, on the same line."""
+    error = AuthenticationError("catalog failed: HTTP 401: Invalid Kaltura Session", status=401)
+    error.add_note("(no avatar_id given and $AVATAR_ID unset: the catalog was asked)")
+    assert error_line("probe", error) == (
+        "avatar-rtc probe: AuthenticationError: catalog failed: HTTP 401: Invalid Kaltura "
+        "Session (no avatar_id given and $AVATAR_ID unset: the catalog was asked)"
+    )

@@ -11,6 +11,23 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def run_script(path: Path, text: str, *, timeout: float) -> subprocess.CompletedProcess[str]:
+    """``text`` run as a script in ``path``'s folder, without the caller's AVATAR_* settings;
+    it must succeed."""
+    path.write_text(text)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AVATAR_")}
+    result = subprocess.run(
+        [sys.executable, str(path)],
+        cwd=path.parent,
+        env={**env, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
 def snippet() -> str:
     readme = (ROOT / "README.md").read_text()
     found = re.search(r"## Using it from Python\n\n```python\n(.*?)```", readme, re.S)
@@ -19,18 +36,7 @@ def snippet() -> str:
 
 
 def test_the_readme_snippet_runs_and_closes_its_video_stream(tmp_path: Path) -> None:
-    script = tmp_path / "snippet.py"
-    script.write_text(snippet())
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AVATAR_")}
-    result = subprocess.run(
-        [sys.executable, str(script)],
-        cwd=tmp_path,
-        env={**env, "PYTHONPATH": str(ROOT)},
-        capture_output=True,
-        text=True,
-        timeout=90,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
+    result = run_script(tmp_path / "snippet.py", snippet(), timeout=90)
     assert "(224, 224, 3)" in result.stdout
     assert (tmp_path / "out.mkv").stat().st_size > 0
     # The snippet prints stats() after leaving its frame loop: a stream left open (``break`` out
@@ -50,8 +56,8 @@ def test_the_readme_qa_snippet_gives_a_report_of_the_turn(tmp_path: Path) -> Non
     """As printed (with a session of the emulator for ``options``): the turn is spoken before
     the report is taken (leaving out the waits gave an empty report, verdict fail)."""
     body = "\n".join("        " + line for line in qa_snippet().splitlines())
-    script = tmp_path / "qa_snippet.py"
-    script.write_text(
+    result = run_script(
+        tmp_path / "qa_snippet.py",
         "import asyncio\n"
         "from avatar_rtc import AvatarSession, IceOptions, SessionOptions\n"
         "from avatar_rtc.emulator import Emulator\n"
@@ -61,16 +67,7 @@ def test_the_readme_qa_snippet_gives_a_report_of_the_turn(tmp_path: Path) -> Non
         "        options = SessionOptions(api_url=emu.api_url, ks=emu.ks,\n"
         "                                 ice=IceOptions(host_addresses=('127.0.0.1',)))\n"
         f"{body}\n\n"
-        "asyncio.run(main())\n"
-    )
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AVATAR_")}
-    result = subprocess.run(
-        [sys.executable, str(script)],
-        cwd=tmp_path,
-        env={**env, "PYTHONPATH": str(ROOT)},
-        capture_output=True,
-        text=True,
+        "asyncio.run(main())\n",
         timeout=120,
     )
-    assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.strip().splitlines()[-1] == "pass", result.stdout

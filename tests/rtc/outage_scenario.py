@@ -274,18 +274,8 @@ async def run_udp_blocked(out: Path, workdir: Path) -> dict[str, Any]:
                 transport_after=None if pair is None else pair.relay_transport,
                 state=session.state.value,
             )
-            stats = session.stats()
-            result["reconnect"] = stats.to_dict()["reconnect"]
-            result["iterator_ended"] = frames.ended_at is not None
-            await frames.aclose()
-        recorder = stats.recorders[0]
-        result["recorder"] = {"video_frames": recorder.video.frames,
-                              "duration": recorder.duration, "error": recorder.error}  # fmt: skip
-    result["events"] = [
-        {"name": name, "t": t - t_cut, **({"outage": vars(d)} if isinstance(d, Outage) else
-                                          {"data": d})}
-        for name, t, d in events
-    ]  # fmt: skip
+            await _wrap_up(result, session, frames)
+    result["events"] = _timed(events, t_cut)
     return result
 
 
@@ -341,19 +331,29 @@ async def run(
                 pair_after=session.selected_pair.describe() if session.selected_pair else None,
                 state=session.state.value,
             )
-            stats = session.stats()
-            result["reconnect"] = stats.to_dict()["reconnect"]
-            result["iterator_ended"] = frames.ended_at is not None
-            await frames.aclose()
-        recorder = stats.recorders[0]
-        result["recorder"] = {"video_frames": recorder.video.frames,
-                              "duration": recorder.duration, "error": recorder.error}  # fmt: skip
-    result["events"] = [
-        {"name": name, "t": t - t_back, **({"outage": vars(d)} if isinstance(d, Outage) else
-                                           {"data": d})}
+            await _wrap_up(result, session, frames)
+    result["events"] = _timed(events, t_back)
+    return result
+
+
+async def _wrap_up(result: dict[str, Any], session: AvatarSession, frames: Frames) -> None:
+    """The session's figures once its media came back (while it is still open)."""
+    stats = session.stats()
+    result["reconnect"] = stats.to_dict()["reconnect"]
+    result["iterator_ended"] = frames.ended_at is not None
+    await frames.aclose()
+    recorder = stats.recorders[0]
+    result["recorder"] = {"video_frames": recorder.video.frames,
+                          "duration": recorder.duration, "error": recorder.error}  # fmt: skip
+
+
+def _timed(events: list[tuple[str, float, Outage | str | None]], t0: float) -> list[Any]:
+    """The session's events, their times from ``t0``."""
+    return [
+        {"name": name, "t": t - t0, **({"outage": vars(d)} if isinstance(d, Outage) else
+                                       {"data": d})}
         for name, t, d in events
     ]  # fmt: skip
-    return result
 
 
 def _mro(error: object) -> list[str]:

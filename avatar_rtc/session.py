@@ -184,6 +184,8 @@ class AvatarSession:
         self._cleanups: list[Callable[[], None]] = []
         self._errors: list[str] = []
         self._error: AvatarRTCError | None = None  # the media ended for good (_lost_for_good)
+        self._error_raised = False  # a stream raised it to its reader already
+        self._error_tb: TracebackType | None = None  # its traceback where it was made
         # time.monotonic() stamps behind `timings`
         self._t_start: float | None = None
         self._session_seconds: float | None = None
@@ -220,8 +222,9 @@ class AvatarSession:
         :class:`~avatar_rtc.errors.MediaLostError`; the service session gone:
         :class:`~avatar_rtc.errors.SessionNotFoundError` and kin), ``None`` otherwise. The
         streams raise it once their queued frames are out, and ``async with`` raises it when
-        its block ends without an exception of its own: a loss never looks like the end of a
-        job. (``close()`` does not raise it.)"""
+        its block ends without an exception of its own, unless a stream raised it already (a
+        reader that caught it has seen it): a loss never looks like the end of a job.
+        (``close()`` does not raise it.)"""
         return self._error
 
     @property
@@ -329,8 +332,8 @@ class AvatarSession:
         tb: TracebackType | None,
     ) -> None:
         await self.close()
-        if exc_type is None and self._error is not None:
-            raise self._error  # (see ``error``)
+        if exc_type is None and self._error is not None and not self._error_raised:
+            raise self._error.with_traceback(self._error_tb)  # (see ``error``)
 
     async def start(self) -> AvatarSession:
         """Create the session and connect its media; on any failure everything is undone.
@@ -630,14 +633,14 @@ class AvatarSession:
         logger.warning("avatar session %s: %s", self.session_id, reason)
         self._errors.append(reason)
         connected = self._state in (SessionState.CONNECTED, SessionState.RECONNECTING)
-        if connected:
+        if connected:  # (set before the events: their handlers may read it)
+            self._error, self._error_tb = error, error.__traceback__
             self._set_state(SessionState.DISCONNECTED)
             self._emit("disconnected", reason)
         self._emit("error", error)
         if connected:  # (while starting, start() fails and cleans up itself)
-            self._error = error
             for stream in tuple(self._streams):  # (before the pipelines: they close them)
-                stream.end(error)
+                stream.end(error, self._note_error_raised)
             self.video_pipeline.close()
             self.audio_pipeline.close()
             self._no_first_frame(error)
@@ -791,7 +794,16 @@ class AvatarSession:
             self._streams.remove(old)
         self._streams.append(stream)
         if self._error is not None:  # opened after the media ended for good
-            stream.end(self._error)
+            stream.end(self._error, self._note_error_raised)
+
+    def _note_error_raised(self) -> None:
+        self._error_raised = True
+
+    @property
+    def error_raised(self) -> bool:
+        """A stream raised :attr:`error` to its reader already (then leaving the session's
+        block does not raise it again)."""
+        return self._error_raised
 
     def record(
         self, path: str | os.PathLike[str], options: RecordOptions | None = None

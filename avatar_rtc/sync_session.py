@@ -170,8 +170,8 @@ class SyncAvatarSession:
     ) -> None:
         self.close()
         error = self._session.error
-        if exc_type is None and error is not None:
-            raise error  # (see AvatarSession.error)
+        if exc_type is None and error is not None and not self._session.error_raised:
+            raise error  # (see AvatarSession.error; raised once here, at most)
 
     # --- state --------------------------------------------------------------------------
 

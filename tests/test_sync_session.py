@@ -230,12 +230,11 @@ def test_ctrl_c_in_a_plain_script_ends_the_session(tmp_path: Path) -> None:
 def test_a_loss_for_good_is_raised_by_the_iterator_and_by_the_with_block() -> None:
     """The service session ended under us (WHEP 404 on reconnecting): a plain loop over frames
     gets the typed error once the queued frames are out, not a quiet end it could take for
-    the end of its job; leaving the ``with`` block raises it too."""
+    the end of its job; leaving the ``with`` block raises it when no loop got it."""
     with Emulator().in_thread() as emu:
         options = SessionOptions(api_url=emu.api_url, ks=Secret(emu.ks), ice=LOOPBACK,
                                  detect_speech=False)  # fmt: skip
-        avatar = SyncAvatarSession(options)
-        with pytest.raises(WhepNotFoundError) as raised, avatar:
+        with SyncAvatarSession(options) as avatar:
             frames = avatar.iter_video(timeout=30)
             next(frames)
             live = avatar.session.live
@@ -245,5 +244,16 @@ def test_a_loss_for_good_is_raised_by_the_iterator_and_by_the_with_block() -> No
                 for _ in frames:
                     pass
             assert isinstance(avatar.error, WhepNotFoundError)
-        assert raised.value is avatar.error
-        assert avatar.state is SessionState.ENDED
+        assert avatar.state is SessionState.ENDED  # (the loop got it: the block raised nothing)
+
+        unread = SyncAvatarSession(options)
+        with pytest.raises(WhepNotFoundError) as raised, unread:
+            unread.iter_video(timeout=30)  # opened, never read
+            unread.wait_first_frame(20)
+            live = unread.session.live
+            assert live is not None
+            unread.loop.run(live.client.end(live.handle))
+            deadline = time.monotonic() + 30
+            while unread.error is None and time.monotonic() < deadline:
+                time.sleep(0.05)
+        assert raised.value is unread.error

@@ -78,6 +78,8 @@ async def _run(
     options = replace(job.options, detect_speech=listen, decode_video_on_loop=True)
     session = AvatarSession(options)
     await session.start()
+    lost = asyncio.Event()  # the media ended for good: the job ends there, failed
+    session.on("error", lambda event: lost.set())
     try:
         watch = FrameWatch(job.sender_epoch)
         recorder, consumers = _attach_sink(job, session, watch, result, frames)
@@ -94,7 +96,7 @@ async def _run(
             try:
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(job.duration):
-                        await stop.wait()
+                        await _first_of(stop, lost)
                 result.interrupted = stop.is_set()
             finally:
                 speech.cancel()
@@ -113,6 +115,8 @@ async def _run(
         result.nacks_sent, result.plis_sent = video.nacks_sent, video.plis_sent
         if recorder is None:
             result.media_seconds = watch.span
+        if session.error is not None:  # (what the file holds is kept: ``result.file``)
+            raise session.error
     finally:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(CLOSE_TIMEOUT):
@@ -157,6 +161,15 @@ def _attach_sink(
             chunk.array  # noqa: B018  # the numpy array is the point of a decode job
 
     return None, [asyncio.create_task(consume_video()), asyncio.create_task(consume_audio())]
+
+
+async def _first_of(*events: asyncio.Event) -> None:
+    waits = [asyncio.ensure_future(event.wait()) for event in events]
+    try:
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for wait in waits:
+            wait.cancel()
 
 
 async def _speak(session: AvatarSession, speech: tuple[Utterance, ...], result: JobResult) -> None:

@@ -45,6 +45,7 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from types import TracebackType
 from typing import Any, ClassVar, Generic, Literal, Self, TypeVar
 
 from ..errors import AvatarRTCError, ConfigurationError
@@ -123,7 +124,10 @@ class _Stream(Generic[T]):
         self._cb_pending = 0  # written by the decoder thread and the loop: under _lock
         self._cb_tasks: set[asyncio.Task[Any]] = set()  # the loop keeps only weak refs
         self._closed = False
+        self._cleared = False  # closed by close(): the queue emptied (``end`` keeps it)
         self._error: AvatarRTCError | None = None  # why the media ended (``end``)
+        self._error_tb: TracebackType | None = None  # its traceback where it was made
+        self._on_raised: Callable[[], None] | None = None  # told when a read raised it
         self._received = 0
         self._delivered = 0
         self._dropped = 0
@@ -146,7 +150,10 @@ class _Stream(Generic[T]):
                     break
                 if self._closed:
                     if self._error is not None:
-                        raise self._error
+                        if self._on_raised is not None:
+                            self._on_raised()
+                        # (from where it was made each time: raised again, a traceback grows)
+                        raise self._error.with_traceback(self._error_tb)
                     raise StopAsyncIteration
                 waiter = self._loop.create_future()
                 self._waiters.append(waiter)
@@ -165,7 +172,7 @@ class _Stream(Generic[T]):
 
     def _give_back(self, item: T) -> None:
         with self._lock:  # (the decoder thread counts drops too)
-            if not self._closed and len(self._queue) < self.capacity:
+            if not self._cleared and len(self._queue) < self.capacity:
                 self._queue.appendleft(item)
             else:
                 self._dropped += 1  # newer frames filled the queue meanwhile (or it closed)
@@ -209,7 +216,7 @@ class _Stream(Generic[T]):
         if remove is not None:
             remove()
         with self._lock:
-            self._closed = True
+            self._closed = self._cleared = True
             self._queue.clear()
             waiters, self._waiters = self._waiters, []
         for waiter in waiters:
@@ -217,15 +224,17 @@ class _Stream(Generic[T]):
         for task in tuple(self._cb_tasks):
             task.cancel()
 
-    def end(self, error: AvatarRTCError) -> None:
+    def end(self, error: AvatarRTCError, on_raised: Callable[[], None] | None = None) -> None:
         """The media ended for good with ``error``: no more frames come; those queued are
-        still handed out, then the iterator raises ``error`` (the session calls this)."""
+        still handed out, then the iterator raises ``error`` (and calls ``on_raised``; the
+        session calls this)."""
         remove, self._remove_sink = self._remove_sink, None
         if remove is not None:
             remove()
         with self._lock:
             if self._error is None:  # (also on a stream its decoder's end closed already)
-                self._error = error
+                self._error, self._error_tb = error, error.__traceback__
+                self._on_raised = on_raised
             if self._closed:
                 return
             self._closed = True
@@ -278,7 +287,7 @@ class _Stream(Generic[T]):
             return
         dropped = 0
         with self._lock:
-            if self._closed:  # closed while converting: close() already emptied the queue
+            if self._cleared:  # closed while converting: close() already emptied the queue
                 return
             for item in items:
                 if len(self._queue) >= self.capacity:
@@ -312,7 +321,7 @@ class _Stream(Generic[T]):
 
     def _run_callbacks(self, item: T) -> None:
         tasks: list[asyncio.Task[Any]] = []
-        if not self._closed:
+        if not self._cleared:  # (after ``end``, the frames decoded before it still go)
             self._delivered += 1
             for cb in tuple(self._callbacks):
                 try:

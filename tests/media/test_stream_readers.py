@@ -124,3 +124,35 @@ async def test_an_ended_stream_hands_out_its_queue_then_raises_the_error() -> No
     closed = VideoStream(source, VideoFormat("rgb24"))
     closed.close()
     assert [frame async for frame in closed] == [] and closed.error is None
+
+
+async def test_a_reader_cancelled_mid_conversion_after_end_gives_its_frame_back(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``end`` keeps the queued frames for the readers: one a cancelled reader was converting
+    goes back to the queue too (``close`` would have dropped it)."""
+    source = FakeSource()
+    stream = VideoStream(source, VideoFormat("rgb24"), policy="all")
+    for frame in FRAMES[:3]:
+        source.push(frame)
+    await wait_until(lambda: stream.stats().queued == 3, within=30)  # a hang guard
+    converting = asyncio.Event()
+
+    async def slow_finish(item: VideoFrame) -> VideoFrame:
+        converting.set()
+        await asyncio.sleep(3600)
+        return item
+
+    monkeypatch.setattr(stream, "_finish", slow_finish)
+    reader = asyncio.create_task(stream.recv())
+    await converting.wait()
+    stream.end(MediaLostError("lost"))  # the loss comes while frame 0 converts
+    reader.cancel()  # e.g. the caller's asyncio.wait_for timeout
+    with pytest.raises(asyncio.CancelledError):
+        await reader
+    monkeypatch.undo()
+    got = []
+    with pytest.raises(MediaLostError):
+        while True:
+            got.append((await stream.recv()).index)
+    assert got == [0, 1, 2], (got, stream.stats())  # was: [1, 2], frame 0 dropped

@@ -203,7 +203,6 @@ class ControlApi:
         media, session.media = session.media, None
         if media is None:
             return
-        session.closed_media = media
         try:
             await media.close()
         except Exception:

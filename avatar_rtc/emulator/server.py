@@ -142,14 +142,11 @@ class Emulator:
 
     def avatar_media(self, session_id: str) -> AvatarMedia:
         """The synthetic avatar of a session, e.g. to inject media faults
-        (``inject_faults``) or read its timeline; after the session ended, its closed media
-        (what it sent and when faults were in force stay readable). KeyError when unknown,
-        TypeError when the session has none (``media_enabled=False``, ``media_factory``,
-        fan-out)."""
+        (``inject_faults``) or read its timeline; KeyError when unknown, TypeError when the
+        session has none (``media_enabled=False``, ``media_factory``, fan-out)."""
         from .media import AvatarMedia
 
-        session = self.session(session_id)
-        media = session.media if session.media is not None else session.closed_media
+        media = self.session(session_id).media
         if not isinstance(media, AvatarMedia):
             raise TypeError(f"session {session_id} has no synthetic avatar")
         return media

@@ -90,8 +90,6 @@ class EmulatedSession:
     interrupts: int = 0
     keep_alives: int = 0
     media: MediaLike | None = None
-    # Its media once closed (session ended or expired): kept for reading what it sent.
-    closed_media: MediaLike | None = field(default=None, repr=False)
     # The TURN object handed out, credential in clear: kept out of repr (test failure output).
     turn: dict[str, str] | None = field(default=None, repr=False)
 

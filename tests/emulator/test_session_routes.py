@@ -13,10 +13,7 @@ import pytest
 
 from avatar_rtc.api.models import TurnConfig
 from avatar_rtc.emulator import Emulator
-from avatar_rtc.options import SessionOptions
 from avatar_rtc.redact import Secret
-from avatar_rtc.rtc.ice_options import IceOptions
-from avatar_rtc.session import AvatarSession
 
 from .helpers import Api, control_api
 
@@ -288,20 +285,3 @@ async def test_routes_the_live_service_does_not_have_are_404(
     async with api.http.request(method, url, headers=headers, json={}) as resp:
         assert resp.status == 404
         assert (await resp.json())["success"] is False
-
-
-async def test_the_avatar_media_stays_readable_after_the_session_ended() -> None:
-    """A QA test compares what it measured with the emulator's truth (its timeline, the
-    windows of injected faults) after the session ended: that was a TypeError ("no synthetic
-    avatar")."""
-    async with Emulator(idle_timeout=600) as emu:
-        options = SessionOptions(api_url=emu.api_url, ks=Secret(emu.ks),
-                                 ice=IceOptions(host_addresses=("127.0.0.1",)),
-                                 detect_speech=False)  # fmt: skip
-        async with AvatarSession(options) as session:
-            await session.wait_first_frame(20)
-            session_id = session.session_id
-            assert session_id is not None
-            live_media = emu.avatar_media(session_id)
-        media = emu.avatar_media(session_id)  # ended by now
-        assert media is live_media and media.sent_frames

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 import pytest
 
@@ -63,14 +64,16 @@ async def test_two_readers_share_the_frames_and_both_end_on_close() -> None:
             await asyncio.wait_for(reader, 10)  # was: the earlier waiter hung after close
 
 
-async def test_a_reader_cancelled_while_converting_leaves_the_frame_queued(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+async def _a_reader_cancelled_while_converting(
+    monkeypatch: pytest.MonkeyPatch, meanwhile: Callable[[VideoStream], None] | None = None
+) -> VideoStream:
+    """A stream with frames 0-2 queued whose reader was cancelled (as by ``asyncio.wait_for``)
+    while frame 0 converted, ``meanwhile(stream)`` called just before the cancel."""
     source = FakeSource()
     stream = VideoStream(source, VideoFormat("rgb24"), policy="all")
     for frame in FRAMES[:3]:
         source.push(frame)
-    await wait_until(lambda: stream.stats().queued == 3, within=30)
+    await wait_until(lambda: stream.stats().queued == 3, within=30)  # a hang guard
     converting = asyncio.Event()
 
     async def slow_finish(item: VideoFrame) -> VideoFrame:
@@ -81,10 +84,19 @@ async def test_a_reader_cancelled_while_converting_leaves_the_frame_queued(
     monkeypatch.setattr(stream, "_finish", slow_finish)
     reader = asyncio.create_task(stream.recv())
     await converting.wait()
-    reader.cancel()  # e.g. asyncio.wait_for's timeout
+    if meanwhile is not None:
+        meanwhile(stream)
+    reader.cancel()
     with pytest.raises(asyncio.CancelledError):
         await reader
     monkeypatch.undo()
+    return stream
+
+
+async def test_a_reader_cancelled_while_converting_leaves_the_frame_queued(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    stream = await _a_reader_cancelled_while_converting(monkeypatch)
     indices = [(await stream.recv()).index for _ in range(3)]
     assert indices == [0, 1, 2]  # was: frame 0 lost, counted nowhere
     st = stream.stats()
@@ -131,26 +143,11 @@ async def test_a_reader_cancelled_mid_conversion_after_end_gives_its_frame_back(
 ) -> None:
     """``end`` keeps the queued frames for the readers: one a cancelled reader was converting
     goes back to the queue too (``close`` would have dropped it)."""
-    source = FakeSource()
-    stream = VideoStream(source, VideoFormat("rgb24"), policy="all")
-    for frame in FRAMES[:3]:
-        source.push(frame)
-    await wait_until(lambda: stream.stats().queued == 3, within=30)  # a hang guard
-    converting = asyncio.Event()
 
-    async def slow_finish(item: VideoFrame) -> VideoFrame:
-        converting.set()
-        await asyncio.sleep(3600)
-        return item
+    def lost(stream: VideoStream) -> None:  # the loss comes while frame 0 converts
+        stream.end(MediaLostError("lost"))
 
-    monkeypatch.setattr(stream, "_finish", slow_finish)
-    reader = asyncio.create_task(stream.recv())
-    await converting.wait()
-    stream.end(MediaLostError("lost"))  # the loss comes while frame 0 converts
-    reader.cancel()  # e.g. the caller's asyncio.wait_for timeout
-    with pytest.raises(asyncio.CancelledError):
-        await reader
-    monkeypatch.undo()
+    stream = await _a_reader_cancelled_while_converting(monkeypatch, meanwhile=lost)
     got = []
     with pytest.raises(MediaLostError):
         while True:

@@ -228,6 +228,12 @@ class AvatarSession:
         return self._error
 
     @property
+    def error_raised(self) -> bool:
+        """A stream raised :attr:`error` to its reader already (then leaving the session's
+        block does not raise it again)."""
+        return self._error_raised
+
+    @property
     def session_id(self) -> str | None:
         """The service's session id (``None`` before start and in bare WHEP mode; a renewal,
         ``new_session_on_not_found``, changes it)."""
@@ -798,12 +804,6 @@ class AvatarSession:
 
     def _note_error_raised(self) -> None:
         self._error_raised = True
-
-    @property
-    def error_raised(self) -> bool:
-        """A stream raised :attr:`error` to its reader already (then leaving the session's
-        block does not raise it again)."""
-        return self._error_raised
 
     def record(
         self, path: str | os.PathLike[str], options: RecordOptions | None = None

@@ -225,7 +225,6 @@ async def _session(
     from .common import open_target
 
     lost = False
-    errors: list[object] = []  # a loss for good's typed reason: its exit code
     async with open_target(target) as options:
         session = AvatarSession(options)
         qa = LiveQa(session, thresholds)
@@ -235,7 +234,6 @@ async def _session(
                 stop.interruptible = False  # from now on a signal ends the session early
                 # A lost connection ends it too (then the report, then exit 7).
                 session.on("disconnected", lambda event: stop.event.set())
-                session.on("error", lambda event: errors.append(event.data))
                 if args.record:
                     session.record(args.record)  # finalised when the session closes
                 await _drive(args, target, session, qa, turns, stop)
@@ -252,8 +250,7 @@ async def _session(
         raise NoMediaError("no media arrived")
     status = emit(args, report, interrupted=stop.exit_code)
     if lost:
-        typed = [e for e in errors if isinstance(e, AvatarRTCError)]
-        error = typed[-1] if typed else ConnectError("the media connection was lost")
+        error = session.error or ConnectError("the media connection was lost")
         print_error(COMMAND, error)
         return error.exit_code
     return status

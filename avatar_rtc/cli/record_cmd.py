@@ -370,9 +370,6 @@ async def _drive(
     recorded = asyncio.ensure_future(_recorded(recorder, limit)) if limit is not None else None
     lost: asyncio.Future[str] = asyncio.get_running_loop().create_future()
     forget = session.on("disconnected", lambda event: _set_once(lost, str(event.data)))
-    # The typed reason of a loss for good (emitted right after "disconnected"): its exit code.
-    errors: list[object] = []
-    forget_errors = session.on("error", lambda event: errors.append(event.data))
     # A writer that failed (disk full...) writes nothing more: end now, not at --duration.
     failed = asyncio.ensure_future(_writer_failed(recorder))
     waits: list[asyncio.Future[Any]] = [
@@ -394,8 +391,8 @@ async def _drive(
                 outcome.reason = "error"
                 break
             if lost in done:
-                typed = [e for e in errors if isinstance(e, AvatarRTCError)]
-                error = typed[-1] if typed else ConnectError(f"disconnected: {lost.result()}")
+                # (the loss's typed reason, set before "disconnected": its exit code)
+                error = session.error or ConnectError(f"disconnected: {lost.result()}")
                 outcome = _Outcome("disconnected", error)
                 break
             if speak in done:
@@ -415,7 +412,6 @@ async def _drive(
                 break
     finally:
         forget()
-        forget_errors()
         for waiter in waits:
             waiter.cancel()
         with contextlib.suppress(BaseException):

@@ -202,7 +202,7 @@ class LiveQa:
         if self._sampler is not None:
             await cancel_and_wait(self._sampler)
             self._sampler = None
-            self._sample()
+            self._sample(final=True)
         for stream in self._streams:
             stream.close()
         for unsubscribe in self._unsubscribe:
@@ -322,15 +322,20 @@ class LiveQa:
             self._sample()
             await asyncio.sleep(self.sample_every)
 
-    def _sample(self) -> None:
-        self._samples.append(
-            _Sample(
-                time.monotonic(),
-                self.session.stats(),
-                self._jitter["video"].jitter,
-                self._jitter["audio"].jitter,
-            )
+    def _sample(self, *, final: bool = False) -> None:
+        sample = _Sample(
+            time.monotonic(),
+            self.session.stats(),
+            self._jitter["video"].jitter,
+            self._jitter["audio"].jitter,
         )
+        samples = self._samples
+        if final and len(samples) > 1 and sample.at - samples[-1].at < self.sample_every / 2:
+            # A stop right after a periodic sample: the timeline's last point would span a few
+            # ms (no packet in it on a busy machine); the one before stretches to the stop.
+            samples[-1] = sample
+        else:
+            samples.append(sample)
 
 
 def _nothing() -> None:

@@ -36,6 +36,7 @@ from avatar_rtc import AvatarSession, IceOptions, Secret, SessionOptions
 from avatar_rtc.emulator import Emulator
 from avatar_rtc.emulator.media import AvatarMedia
 from avatar_rtc.qa import LiveQa, QaReport, analyse_file
+from avatar_rtc.qa.live import SAMPLE_EVERY
 from avatar_rtc.rtc.encoded_frame import EncodedFrame
 
 pytestmark = pytest.mark.slow
@@ -181,6 +182,9 @@ def test_network_section_names_the_pair_and_counts_rising_packets(run: Run) -> N
     assert pair["local_address"].startswith("127.0.0.1:") and network["turn_transport"] is None
     timeline = network["timeline"]
     assert len(timeline) >= 5  # one a second
+    # The last point spans half a sampling period at least: a stop right after a periodic
+    # sample stretches the point before (one of a few ms had no packet on a busy core).
+    assert timeline[-1]["t_s"] - timeline[-2]["t_s"] >= SAMPLE_EVERY / 2 - 0.001, timeline[-2:]
     for kind in ("video", "audio"):
         packets = [point[kind]["packets"] for point in timeline]
         assert all(b > a for a, b in itertools.pairwise(packets)), packets

@@ -689,7 +689,11 @@ class AvatarSession:
             ) from exc
 
     async def say_audio(self, audio: str | Path | bytes, *, duration: float | None = None) -> str:
-        """Make the avatar speak an audio file (or its bytes); returns the turn id."""
+        """Make the avatar speak an audio file (or its bytes); returns the turn id.
+
+        Any format PyAV reads; what is not MP3 is sent as MP3 (mono, 44.1 kHz), the one format
+        the service was verified to accept. ``duration`` (seconds): measured when not given.
+        """
         live = self._require_live("say_audio()")
         self._last_say = time.monotonic()
         return await live.say_audio(audio, duration=duration)

@@ -35,6 +35,7 @@ from ..http.retry import RetryPolicy, call_with_retry
 from ..http.transport import HttpTransport, check_http_url, header_safe, json_object
 from ..redact import Secret, redact
 from .audio_duration import audio_duration
+from .audio_mp3 import MP3_TYPES, to_mp3
 from .models import CatalogItem, ClientConfig, SessionHandle, TurnConfig
 from .speech_input import duration_text, guess_audio_type, new_turn_id
 from .text_chunks import DEFAULT_MAX_CHUNK_CHARS, chunk_text
@@ -220,18 +221,30 @@ class ControlCalls:
         duration: float | None = None,
         turn_id: str | None = None,
         content_type: str | None = None,
+        convert: bool = True,
     ) -> str:
         """Speak an audio file (path or bytes); returns the turn id.
 
         ``duration`` (seconds) is measured from the audio when not given; the service
-        trusts it to animate the mouth. Not retried: each call queues a new turn.
+        trusts it to animate the mouth. A file that is not MP3 (by ``content_type``, else by
+        its name and first bytes) is sent as MP3 unless ``convert`` is false: MP3 is the only
+        format the service was verified to accept (:mod:`.audio_mp3`). Not retried: each
+        call queues a new turn.
         """
         if isinstance(audio, bytes):
             data, filename = audio, "audio"
         else:
             path = Path(audio)
             data, filename = await asyncio.to_thread(path.read_bytes), path.name
-        if duration is None:
+        content_type = content_type or guess_audio_type(filename, data)
+        if convert and content_type.lower() not in MP3_TYPES:
+            try:
+                data, measured = await asyncio.to_thread(to_mp3, data)
+            except ValueError as exc:
+                raise ConfigurationError(f"say-audio {filename}: {exc}") from None
+            filename, content_type = f"{Path(filename).stem}.mp3", "audio/mpeg"
+            duration = measured if duration is None else duration
+        elif duration is None:
             try:
                 duration = await asyncio.to_thread(audio_duration, data)
             except ValueError as exc:
@@ -244,7 +257,7 @@ class ControlCalls:
             "audio",
             data,
             filename=filename,
-            content_type=content_type or guess_audio_type(filename, data),
+            content_type=content_type,
         )
         url = self._session_url(handle, "say-audio")
         await self._post("say-audio", url, "Bearer", handle.token, form=form)

@@ -83,9 +83,15 @@ class LiveSession:
         duration: float | None = None,
         turn_id: str | None = None,
         content_type: str | None = None,
+        convert: bool = True,
     ) -> str:
         return await self.client.say_audio(
-            self.handle, audio, duration=duration, turn_id=turn_id, content_type=content_type
+            self.handle,
+            audio,
+            duration=duration,
+            turn_id=turn_id,
+            content_type=content_type,
+            convert=convert,
         )
 
     async def interrupt(self) -> None:

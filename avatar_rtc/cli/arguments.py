@@ -177,7 +177,8 @@ def add_speech_options(parser: argparse.ArgumentParser, when: str) -> None:
         action="append",
         type=_say_audio,
         metavar="FILE",
-        help=f"make the avatar speak an audio file (wav, mp3, ogg...) {when} (repeatable)",
+        help=f"make the avatar speak an audio file (wav, mp3, ogg...: sent as MP3) {when} "
+        "(repeatable)",
     )
 
 

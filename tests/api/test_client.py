@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -9,10 +10,12 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import av
 import pytest
 from aiohttp import web
 
-from avatar_rtc.api import ControlClient, SessionHandle, TurnConfig
+from avatar_rtc.api import ControlClient, SessionHandle, TurnConfig, audio_duration
+from avatar_rtc.api.audio_mp3 import MP3_SAMPLE_RATE
 from avatar_rtc.emulator import Emulator
 from avatar_rtc.errors import (
     ApiError,
@@ -189,13 +192,28 @@ async def test_long_text_is_chunked_under_one_turn(emu: Emulator, client: Contro
     assert " ".join(c.text for c in calls) == text
 
 
-async def test_say_audio_wav_measures_duration(
-    emu: Emulator, client: ControlClient, wav_file: Path, wav_bytes: bytes
+async def test_say_audio_wav_is_sent_as_mp3_of_its_duration(
+    emu: Emulator, client: ControlClient, wav_file: Path
 ) -> None:
     handle = await client.create(AVATAR_ID)
     turn_id = await client.say_audio(handle, wav_file)
     [call] = emu.session(handle.session_id).say_audio_calls
     assert call.turn_id == turn_id
+    assert call.duration == pytest.approx(1.5)
+    assert (call.filename, call.content_type) == ("tone.mp3", "audio/mpeg")
+    with av.open(io.BytesIO(call.audio)) as container:
+        stream = container.streams.audio[0]
+        assert (container.format.name, stream.codec_context.name) == ("mp3", "mp3float")
+        assert (stream.rate, stream.layout.name) == (MP3_SAMPLE_RATE, "mono")
+    assert audio_duration(call.audio) == pytest.approx(1.5, abs=0.001)
+
+
+async def test_say_audio_without_convert_sends_the_file_as_is(
+    emu: Emulator, client: ControlClient, wav_file: Path, wav_bytes: bytes
+) -> None:
+    handle = await client.create(AVATAR_ID)
+    await client.say_audio(handle, wav_file, convert=False)
+    [call] = emu.session(handle.session_id).say_audio_calls
     assert call.duration == pytest.approx(1.5)
     assert call.audio == wav_bytes
     assert (call.filename, call.content_type) == ("tone.wav", "audio/wav")
@@ -212,13 +230,14 @@ async def test_say_audio_mp3_bytes_with_given_duration(
 
 
 async def test_say_audio_mp3_path_measures_duration(
-    emu: Emulator, client: ControlClient, mp3_file: Path
+    emu: Emulator, client: ControlClient, mp3_file: Path, mp3_bytes: bytes
 ) -> None:
     handle = await client.create(AVATAR_ID)
     await client.say_audio(handle, str(mp3_file), content_type="audio/mp3")
     [call] = emu.session(handle.session_id).say_audio_calls
     assert call.duration == pytest.approx(2.0, abs=0.06)
     assert call.content_type == "audio/mp3"
+    assert call.audio == mp3_bytes  # MP3 already: not re-encoded
 
 
 @pytest.mark.parametrize("duration", [0.0, -1.0, float("nan"), float("inf"), 1e-9])

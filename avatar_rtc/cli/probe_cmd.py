@@ -13,6 +13,7 @@ arrived; 130/143 interrupted by SIGINT/SIGTERM (the report so far is printed).
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import sys
 import time
@@ -128,7 +129,8 @@ async def _measure(
     video: VideoCount,
     audio: AudioLevel,
 ) -> float:
-    """Count until ``--duration`` after the first frame (or a signal); the window's length."""
+    """Count until ``--duration`` after the first frame, a signal, or the media's loss for good
+    (the error then leaves ``async with session``); the window's length."""
     from ..media.formats import VideoFormat
     from .common import first_frame_or_stop
     from .speech import speak
@@ -136,9 +138,20 @@ async def _measure(
     # pixel_format=None: count decoded frames without converting them to numpy.
     session.video(VideoFormat(pixel_format=None), capacity=8).on_frame(video.add)
     session.audio().on_frame(audio.add)
-    stopped = await first_frame_or_stop(stop, session, target.connect_timeout)
-    started = time.monotonic()
-    if not stopped:
-        await speak(session, args.speech)
-        await stop.wait(max(0.0, args.duration - (time.monotonic() - started)))
-    return time.monotonic() - started
+    lost = asyncio.Event()
+    forget = session.on("disconnected", lambda event: lost.set())
+    try:
+        stopped = await first_frame_or_stop(stop, session, target.connect_timeout)
+        started = time.monotonic()
+        if not stopped:
+            await speak(session, args.speech)
+            remaining = max(0.0, args.duration - (time.monotonic() - started))
+            waits = [asyncio.ensure_future(stop.event.wait()), asyncio.ensure_future(lost.wait())]
+            try:
+                await asyncio.wait(waits, timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for waiter in waits:
+                    waiter.cancel()
+        return time.monotonic() - started
+    finally:
+        forget()

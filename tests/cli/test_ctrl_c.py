@@ -5,11 +5,14 @@ Documented exit statuses: 130 after SIGINT (Ctrl-C), 143 after SIGTERM.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import re
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -108,30 +111,13 @@ def test_source_killed_mid_record_still_finalises_the_file(tmp_path: Path) -> No
     arriving is a NoMediaError (exit 3); a sender whose port refuses the reconnect is a
     ServiceUnreachableError (a MediaLostError, exit 3); a lost connection a ConnectError (7)."""
     require_tool("ffprobe")
-    emulator = _start("emulator", "--port", "0")
-    try:
-        assert emulator.stdout is not None
-        found: dict[str, str] = {}
-        while "AVATAR_KS" not in found:
-            line = emulator.stdout.readline()
-            assert line, emulator.stderr.read() if emulator.stderr else "emulator exited"
-            key, _, value = line.strip().partition("=")
-            if key in ("AVATAR_API_URL", "AVATAR_KS"):
-                found[key] = value
-        out = tmp_path / "killed.mp4"
-        proc = _start(
-            "record", str(out), "--duration", "2", "--no-progress",
-            "--api-url", found["AVATAR_API_URL"], "--ks", found["AVATAR_KS"],
-            "--host-address", "127.0.0.1",
-        )  # fmt: skip
+    out = tmp_path / "killed.mp4"
+    with _emulator_process() as (emulator, target):
+        proc = _start("record", str(out), "--duration", "2", "--no-progress", *target)
         _wait_for_file(proc, out)
         time.sleep(0.8)
         emulator.kill()
         stdout, stderr = proc.communicate(timeout=30)
-    finally:
-        if emulator.poll() is None:
-            emulator.kill()
-        emulator.communicate()
     assert "Traceback" not in stderr
     last = stderr.strip().splitlines()[-1]
     if "stopped by stalled" in stdout:
@@ -150,6 +136,51 @@ def test_source_killed_mid_record_still_finalises_the_file(tmp_path: Path) -> No
     assert set(streams) == {"video", "audio"}
     for info in streams.values():  # what was recorded until the source died is in the file
         assert abs(info["duration"] - reported) <= 0.1, (reported, streams)
+
+
+def test_source_killed_mid_probe_ends_it_with_the_loss() -> None:
+    """The probe's window ends when the media is lost for good, not at ``--duration``."""
+    duration = 300.0
+    with _emulator_process() as (emulator, target):
+        proc = _start("-v", "probe", "--duration", f"{duration:g}", "--compact", *target)
+        assert proc.stderr is not None
+        for line in proc.stderr:  # -v: the first frame is logged
+            if "first video frame" in line:
+                break
+        time.sleep(0.5)
+        emulator.kill()
+        try:
+            stdout, stderr = proc.communicate(timeout=duration / 2)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
+            pytest.fail("the probe outlived its media's loss")
+    assert proc.returncode == ServiceUnreachableError.exit_code == 3, stderr
+    probe = json.loads(stdout)["probe"]
+    assert probe["error"]["type"] == "ServiceUnreachableError", probe
+    assert probe["video"]["frames"] > 0
+    assert 0.0 < probe["window_seconds"] < duration / 2, probe
+
+
+@contextlib.contextmanager
+def _emulator_process() -> Iterator[tuple[subprocess.Popen[str], list[str]]]:
+    """``avatar-rtc emulator`` in a process of its own, and the options that target it."""
+    emulator = _start("emulator", "--port", "0")
+    try:
+        assert emulator.stdout is not None
+        found: dict[str, str] = {}
+        while "AVATAR_KS" not in found:
+            line = emulator.stdout.readline()
+            assert line, emulator.stderr.read() if emulator.stderr else "emulator exited"
+            key, _, value = line.strip().partition("=")
+            if key in ("AVATAR_API_URL", "AVATAR_KS"):
+                found[key] = value
+        target = ["--api-url", found["AVATAR_API_URL"], "--ks", found["AVATAR_KS"]]
+        yield emulator, [*target, "--host-address", "127.0.0.1"]
+    finally:
+        if emulator.poll() is None:
+            emulator.kill()
+        emulator.communicate()
 
 
 @pytest.mark.parametrize("extension", ["mp4", "mkv"])

@@ -38,19 +38,23 @@ from .redact import Secret
 
 if TYPE_CHECKING:
     from .api.client import ControlClient
+    from .api.session_scope import LiveSession
     from .media.formats import AudioFormat, VideoFormat
     from .media.frames import AudioFrame, VideoFrame
-    from .media.streams import AudioStream, VideoStream
+    from .media.streams import AudioStream, StreamStats, VideoStream
+    from .media.sync_iter import BackgroundLoop
     from .options import SessionOptions
     from .record.errors import RecordError
     from .record.options import EncodeOptions, RecordOptions
     from .record.recorder import Recorder
+    from .record.stats import RecordedStreamStats, RecorderStats
     from .rtc.candidate_pair import SelectedPair
+    from .rtc.connection import MediaConnection
     from .rtc.ice_options import IceOptions
     from .rtc.reconnect import Outage, ReconnectPolicy
     from .session import AvatarSession, SessionClosedError, SessionEvent, SessionStateError
     from .session_stats import SessionState, SessionStats, SessionTimings
-    from .sync_session import SyncAvatarSession
+    from .sync_session import SessionFrames, SyncAvatarSession
 
 __version__ = "0.1.0"
 
@@ -65,22 +69,29 @@ _LAZY: dict[str, str] = {
     "AudioFrame": ".media.frames",
     "AudioStream": ".media.streams",
     "AvatarSession": ".session",
+    "BackgroundLoop": ".media.sync_iter",
     "ControlClient": ".api.client",
     "EncodeOptions": ".record.options",
     "IceOptions": ".rtc.ice_options",
+    "LiveSession": ".api.session_scope",
+    "MediaConnection": ".rtc.connection",
     "Outage": ".rtc.reconnect",
     "ReconnectPolicy": ".rtc.reconnect",
     "RecordError": ".record.errors",
     "RecordOptions": ".record.options",
+    "RecordedStreamStats": ".record.stats",
     "Recorder": ".record.recorder",
+    "RecorderStats": ".record.stats",
     "SelectedPair": ".rtc.candidate_pair",
     "SessionClosedError": ".session",
     "SessionEvent": ".session",
+    "SessionFrames": ".sync_session",
     "SessionOptions": ".options",
     "SessionState": ".session_stats",
     "SessionStateError": ".session",
     "SessionStats": ".session_stats",
     "SessionTimings": ".session_stats",
+    "StreamStats": ".media.streams",
     "SyncAvatarSession": ".sync_session",
     "VideoFormat": ".media.formats",
     "VideoFrame": ".media.frames",
@@ -105,6 +116,7 @@ __all__ = [
     "AuthenticationError",
     "AvatarRTCError",
     "AvatarSession",
+    "BackgroundLoop",
     "BadRequestError",
     "CodecNegotiationError",
     "ConfigurationError",
@@ -114,6 +126,8 @@ __all__ = [
     "EncodeOptions",
     "HttpStatusError",
     "IceOptions",
+    "LiveSession",
+    "MediaConnection",
     "MediaLostError",
     "NetworkError",
     "NoCandidatesError",
@@ -124,7 +138,9 @@ __all__ = [
     "ReconnectPolicy",
     "RecordError",
     "RecordOptions",
+    "RecordedStreamStats",
     "Recorder",
+    "RecorderStats",
     "RequestTimeoutError",
     "Secret",
     "SelectedPair",
@@ -133,12 +149,14 @@ __all__ = [
     "SessionClosedError",
     "SessionEndedError",
     "SessionEvent",
+    "SessionFrames",
     "SessionNotFoundError",
     "SessionOptions",
     "SessionState",
     "SessionStateError",
     "SessionStats",
     "SessionTimings",
+    "StreamStats",
     "SyncAvatarSession",
     "ThresholdError",
     "TransportError",

@@ -142,6 +142,8 @@ class SyncAvatarSession:
 
     @property
     def loop(self) -> BackgroundLoop:
+        """The event loop thread the session runs on: ``loop.run(coro)`` runs a coroutine of
+        your own there (e.g. a call on ``session.live.client``) and returns its result."""
         return self._bg
 
     # --- lifecycle ----------------------------------------------------------------------

@@ -48,7 +48,7 @@ from .qa_cmd import EXTRA_HINT, report_beside
 
 if TYPE_CHECKING:
     # The media stack loads when a recording runs, not for --help (see main.py).
-    from ..record import EncodeOptions, Recorder, RecorderStats, StreamRoute, StreamStats
+    from ..record import EncodeOptions, RecordedStreamStats, Recorder, RecorderStats, StreamRoute
     from ..session import AvatarSession
     from .arguments import Speech
     from .common import StopSignals, Target
@@ -457,7 +457,7 @@ async def _recorded(recorder: Recorder, seconds: float) -> bool:
         await asyncio.sleep(POLL if remaining < 0.5 else min(0.25, remaining / 2))
 
 
-def recorded_seconds(video: StreamStats, audio: StreamStats) -> float:
+def recorded_seconds(video: RecordedStreamStats, audio: RecordedStreamStats) -> float:
     """How far every stream of the file reaches (the shortest one), in seconds."""
     starts = [s.start for s in (video, audio) if s.start is not None]
     if not starts:

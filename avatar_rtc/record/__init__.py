@@ -10,7 +10,7 @@ from __future__ import annotations
 from .errors import RecordError
 from .options import EncodeOptions, RecordMode, RecordOptions
 from .recorder import FrameSource, Recorder
-from .stats import RecorderStats, StreamAction, StreamRoute, StreamStats
+from .stats import RecordedStreamStats, RecorderStats, StreamAction, StreamRoute
 
 __all__ = [
     "EncodeOptions",
@@ -18,9 +18,9 @@ __all__ = [
     "RecordError",
     "RecordMode",
     "RecordOptions",
+    "RecordedStreamStats",
     "Recorder",
     "RecorderStats",
     "StreamAction",
     "StreamRoute",
-    "StreamStats",
 ]

@@ -6,7 +6,7 @@ import threading
 from dataclasses import dataclass
 from typing import Literal
 
-__all__ = ["RecorderStats", "StatsBook", "StreamAction", "StreamRoute", "StreamStats"]
+__all__ = ["RecordedStreamStats", "RecorderStats", "StatsBook", "StreamAction", "StreamRoute"]
 
 StreamAction = Literal["copy", "transcode", "encode"]
 
@@ -29,7 +29,7 @@ class StreamRoute:
 
 
 @dataclass(frozen=True, slots=True)
-class StreamStats:
+class RecordedStreamStats:
     """One stream of the file. Times are seconds on the file's timeline (0 = start)."""
 
     codec: str | None = None
@@ -67,8 +67,8 @@ class RecorderStats:
     mode: str
     started: bool
     closed: bool
-    video: StreamStats
-    audio: StreamStats
+    video: RecordedStreamStats
+    audio: RecordedStreamStats
     duration: float
     queued: int
     queued_bytes: int
@@ -100,8 +100,8 @@ class _StreamBook:
         self.start: float | None = None
         self.end: float | None = None
 
-    def snapshot(self) -> StreamStats:
-        return StreamStats(self.codec, self.frames, self.bytes, self.start, self.end)
+    def snapshot(self) -> RecordedStreamStats:
+        return RecordedStreamStats(self.codec, self.frames, self.bytes, self.start, self.end)
 
 
 class StatsBook:

@@ -32,7 +32,7 @@ from avatar_rtc.cli.progress import (
     progress_line,
 )
 from avatar_rtc.errors import ConfigurationError
-from avatar_rtc.record import StreamStats
+from avatar_rtc.record import RecordedStreamStats
 from tests.support import require, require_tool
 
 SAY = "Hello! I am your avatar."
@@ -332,11 +332,11 @@ def test_progress_in_a_log_prints_full_lines_every_interval() -> None:
 
 
 def test_recorded_seconds_counts_the_held_back_video_frame() -> None:
-    video = StreamStats("h264", frames=100, bytes=1, start=0.0, end=4.0)  # 40 ms frames
-    assert record_cmd.recorded_seconds(video, StreamStats()) == pytest.approx(4.04)
-    audio = StreamStats("opus", frames=150, bytes=1, start=0.0, end=3.0)
+    video = RecordedStreamStats("h264", frames=100, bytes=1, start=0.0, end=4.0)  # 40 ms frames
+    assert record_cmd.recorded_seconds(video, RecordedStreamStats()) == pytest.approx(4.04)
+    audio = RecordedStreamStats("opus", frames=150, bytes=1, start=0.0, end=3.0)
     assert record_cmd.recorded_seconds(video, audio) == pytest.approx(3.0)
-    assert record_cmd.recorded_seconds(StreamStats(), StreamStats()) == 0.0
+    assert record_cmd.recorded_seconds(RecordedStreamStats(), RecordedStreamStats()) == 0.0
 
 
 # --- real recordings --------------------------------------------------------------------------

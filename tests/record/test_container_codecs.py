@@ -32,7 +32,7 @@ from avatar_rtc.emulator import Emulator
 from avatar_rtc.emulator.media import AvatarMedia, AvatarMediaOptions
 from avatar_rtc.emulator.media.options import VideoCodec
 from avatar_rtc.errors import CodecNegotiationError, WhepError
-from avatar_rtc.record import RecorderStats, StreamAction, StreamRoute, StreamStats
+from avatar_rtc.record import RecordedStreamStats, RecorderStats, StreamAction, StreamRoute
 from avatar_rtc.redact import Secret
 from avatar_rtc.rtc.codec_negotiation import (
     RECEIVABLE_VIDEO_CODECS,
@@ -310,8 +310,8 @@ def test_aiortc_refusing_the_answered_video_is_a_codec_error() -> None:
 def test_summary_says_copy_or_transcode(tmp_path: Path) -> None:
     stats = RecorderStats(
         path=str(tmp_path / "x.webm"), mode="copy", started=True, closed=True,
-        video=StreamStats("libvpx", 50, 1000, 0.0, 2.0),
-        audio=StreamStats("opus", 100, 500, 0.0, 2.0),
+        video=RecordedStreamStats("libvpx", 50, 1000, 0.0, 2.0),
+        audio=RecordedStreamStats("opus", 100, 500, 0.0, 2.0),
         duration=2.0, queued=0, queued_bytes=0, peak_queued=1, peak_queued_bytes=1, dropped=0,
         dropped_bytes=0, skipped_before_start=0, skipped_rate=0, timestamp_fixups=0,
         audio_overlap_drops=0, audio_fill_packets=0, transcoded_video=True, late_writes=0,

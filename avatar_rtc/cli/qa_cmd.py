@@ -34,7 +34,6 @@ from typing import TYPE_CHECKING, Any
 from ..errors import (
     AvatarRTCError,
     ConfigurationError,
-    ConnectError,
     NoMediaError,
     ThresholdError,
 )
@@ -221,10 +220,8 @@ async def _session(
 ) -> int:
     from ..qa import LiveQa
     from ..session import AvatarSession
-    from ..session_stats import SessionState
     from .common import open_target
 
-    lost = False
     async with open_target(target) as options:
         session = AvatarSession(options)
         qa = LiveQa(session, thresholds)
@@ -232,12 +229,11 @@ async def _session(
         try:
             async with session:
                 stop.interruptible = False  # from now on a signal ends the session early
-                # A lost connection ends it too (then the report, then exit 7).
+                # A loss for good ends it too (the report, then its error and exit status).
                 session.on("disconnected", lambda event: stop.event.set())
                 if args.record:
                     session.record(args.record)  # finalised when the session closes
                 await _drive(args, target, session, qa, turns, stop)
-                lost = session.state is SessionState.DISCONNECTED
                 await qa.stop()  # the last network sample while connected
         except AvatarRTCError as exc:
             if exc is not session.error:  # (the loss for good: reported below, by its type)
@@ -245,14 +241,12 @@ async def _session(
         finally:
             await qa.stop()
         report = await qa.report()
-    lost = lost or session.error is not None
     if report.video is None and report.audio is None:
         raise NoMediaError("no media arrived")
     status = emit(args, report, interrupted=stop.exit_code)
-    if lost:
-        error = session.error or ConnectError("the media connection was lost")
-        print_error(COMMAND, error)
-        return error.exit_code
+    if session.error is not None:  # lost for good (its type: the exit status)
+        print_error(COMMAND, session.error)
+        return session.error.exit_code
     return status
 
 

@@ -138,11 +138,13 @@ def test_source_killed_mid_record_still_finalises_the_file(tmp_path: Path) -> No
         assert abs(info["duration"] - reported) <= 0.1, (reported, streams)
 
 
-def test_source_killed_mid_probe_ends_it_with_the_loss() -> None:
-    """The probe's window ends when the media is lost for good, not at ``--duration``."""
+@pytest.mark.parametrize("command", ["probe", "qa"])
+def test_source_killed_mid_run_ends_it_with_the_loss(command: str) -> None:
+    """A live probe/QA run ends when the media is lost for good, not at ``--duration``; its
+    report is printed, the exit status is the loss's."""
     duration = 300.0
     with _emulator_process() as (emulator, target):
-        proc = _start("-v", "probe", "--duration", f"{duration:g}", "--compact", *target)
+        proc = _start("-v", command, "--duration", f"{duration:g}", "--compact", *target)
         assert proc.stderr is not None
         for line in proc.stderr:  # -v: the first frame is logged
             if "first video frame" in line:
@@ -154,12 +156,19 @@ def test_source_killed_mid_probe_ends_it_with_the_loss() -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.communicate()
-            pytest.fail("the probe outlived its media's loss")
+            pytest.fail(f"{command} outlived its media's loss")
     assert proc.returncode == ServiceUnreachableError.exit_code == 3, stderr
-    probe = json.loads(stdout)["probe"]
-    assert probe["error"]["type"] == "ServiceUnreachableError", probe
-    assert probe["video"]["frames"] > 0
-    assert 0.0 < probe["window_seconds"] < duration / 2, probe
+    last = stderr.strip().splitlines()[-1]
+    assert last.startswith(f"avatar-rtc {command}: ServiceUnreachableError: media lost"), last
+    report = json.loads(stdout)
+    if command == "probe":
+        probe = report["probe"]
+        assert probe["error"]["type"] == "ServiceUnreachableError", probe
+        assert probe["video"]["frames"] > 0
+        assert 0.0 < probe["window_seconds"] < duration / 2, probe
+    else:
+        assert report["video"]["frames"] > 0, report["video"]
+        assert 0.0 < report["duration_s"] < duration / 2, report["duration_s"]
 
 
 @contextlib.contextmanager

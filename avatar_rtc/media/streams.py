@@ -19,7 +19,8 @@ loop cannot make them grow; audio on the event loop):
   Queued video frames are decoded yuv420p (1.4 MB each at 720p, 3.1 MB at 1080p): a full
   300-frame queue holds ~0.4 / ~0.9 GB, so lower ``capacity`` for large frames.
 
-A stream ends (the iterator stops) when it or its session is closed. When the session's media
+A stream ends (the iterator stops) when it or its session is closed; frames still queued then
+are discarded and counted as ``dropped`` (read them before closing). When the session's media
 ended for good instead (lost and not brought back, the service session gone: :meth:`end`), the
 frames already queued are still handed out, then the iterator raises that error
 (:attr:`AvatarSession.error <avatar_rtc.session.AvatarSession.error>`), not a quiet stop a
@@ -211,12 +212,14 @@ class _Stream(Generic[T]):
         return self._closed
 
     def close(self) -> None:
-        """Stop receiving (the decoder stops if this was its last stream)."""
+        """Stop receiving (the decoder stops if this was its last stream). Frames still
+        queued are discarded, counted in ``stats().dropped``: read them first to keep them."""
         remove, self._remove_sink = self._remove_sink, None
         if remove is not None:
             remove()
         with self._lock:
             self._closed = self._cleared = True
+            self._dropped += len(self._queue)
             self._queue.clear()
             waiters, self._waiters = self._waiters, []
         for waiter in waiters:
@@ -288,6 +291,7 @@ class _Stream(Generic[T]):
         dropped = 0
         with self._lock:
             if self._cleared:  # closed while converting: close() already emptied the queue
+                self._dropped += len(items)
                 return
             for item in items:
                 if len(self._queue) >= self.capacity:

@@ -32,6 +32,7 @@ from .streams import AudioStream, Policy, VideoStream, _Stream
 __all__ = ["BackgroundLoop", "FrameIterator", "iter_audio", "iter_video"]
 
 R = TypeVar("R")
+LOOP_GRACE = 5.0  # seconds past a timeout the waiting thread still gives the loop
 F = TypeVar("F", VideoFrame, AudioFrame)
 
 
@@ -86,16 +87,34 @@ class BackgroundLoop:
 def _run_on(
     loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, R], timeout: float | None
 ) -> R:
-    future = asyncio.run_coroutine_threadsafe(coro, loop)
+    """``coro``'s result, run on ``loop``; ``TimeoutError`` after ``timeout`` seconds.
+
+    The timeout runs out on the loop, where the coroutine decides whether it finished or gave
+    up: a frame a stream took off its queue at the deadline is returned or given back, not
+    dropped between the threads (cancelling the thread-side future then discards a result
+    the loop already produced). ``LOOP_GRACE`` later, a loop that does not answer at all.
+    """
+    future = asyncio.run_coroutine_threadsafe(_bounded(coro, timeout), loop)
     try:
-        finished = _wait_done(future, timeout)
+        finished = _wait_done(future, None if timeout is None else timeout + LOOP_GRACE)
     except BaseException:  # Ctrl-C: the work on the loop stops with the wait
         future.cancel()
         raise
     if not finished:
         future.cancel()
-        raise TimeoutError(f"no result within {timeout} s")
+        raise TimeoutError(f"no result within {timeout} s (the event loop does not answer)")
     return future.result()
+
+
+async def _bounded(coro: Coroutine[Any, Any, R], seconds: float | None) -> R:
+    deadline = asyncio.timeout(seconds)
+    try:
+        async with deadline:
+            return await coro
+    except TimeoutError:
+        if deadline.expired():
+            raise TimeoutError(f"no result within {seconds} s") from None
+        raise  # the coroutine's own
 
 
 def _wait_done(future: concurrent.futures.Future[Any], timeout: float | None) -> bool:

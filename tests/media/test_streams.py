@@ -245,9 +245,10 @@ async def test_all_policy_loses_nothing_over_10s() -> None:
             numbers.append(pattern.read_counter(f.array))
             if len(numbers) == 300:
                 break
+        read = stream.stats()  # (close() drops what is queued then)
         stream.close()
         assert_no_unexplained_gaps(numbers, decoder_for(lb.video).stats())
-        assert stream.stats().dropped == 0
+        assert read.dropped == 0
         assert lb.video.stats().frames_dropped == 0
 
 
@@ -274,19 +275,7 @@ def test_a_stream_nobody_reads_warns_once_then_counts(
     monkeypatch.setattr(time, "monotonic", lambda: float(next(clock)))
     caplog.set_level(logging.WARNING, logger="avatar_rtc.media.streams")
 
-    def feed(batch: list[EncodedFrame]) -> None:
-        done = threading.Event()
-
-        def last_seen(decoded: DecodedFrame) -> None:  # runs after the stream's own sink
-            if decoded.encoded.index == batch[-1].index:
-                done.set()
-
-        remove = decoder.add_sink(last_seen)
-        for frame in batch:
-            source.push(frame)
-        assert done.wait(10.0), "the decoder did not get through the frames"
-        remove()
-
+    feed = functools.partial(_feed, decoder, source)
     try:
         feed(frames[:12])  # nobody reads
         st = stream.stats()
@@ -301,6 +290,41 @@ def test_a_stream_nobody_reads_warns_once_then_counts(
         loop.close()
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1 and "2 frames behind" in warnings[0], warnings
+
+
+def test_frames_a_close_discards_are_counted_as_dropped() -> None:
+    frames = h264_frames(6, gop=6)
+    source = FakeSource()
+    decoder = decoder_for(source, functools.partial(TrackDecoder, max_queue_delay=float("inf")))
+    loop = asyncio.new_event_loop()  # only to read the stream; no network
+    stream = VideoStream(
+        source, VideoFormat(pixel_format=None), capacity=10, policy="all", loop=loop
+    )
+    try:
+        _feed(decoder, source, frames)
+        for _ in range(2):
+            loop.run_until_complete(stream.recv())
+        stream.close()
+        st = stream.stats()
+        assert (st.received, st.delivered, st.queued, st.dropped) == (6, 2, 0, 4)
+    finally:
+        stream.close()
+        loop.close()
+
+
+def _feed(decoder: TrackDecoder, source: FakeSource, batch: list[EncodedFrame]) -> None:
+    """Push ``batch`` and wait until the decoder handed out its last frame."""
+    done = threading.Event()
+
+    def last_seen(decoded: DecodedFrame) -> None:  # runs after the stream's own sink
+        if decoded.encoded.index == batch[-1].index:
+            done.set()
+
+    remove = decoder.add_sink(last_seen)
+    for frame in batch:
+        source.push(frame)
+    assert done.wait(10.0), "the decoder did not get through the frames"
+    remove()
 
 
 @pytest.mark.slow

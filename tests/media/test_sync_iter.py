@@ -111,3 +111,39 @@ def test_an_interrupted_wait_is_a_keyboard_interrupt_and_the_loop_carries_on() -
             stop.set()
             signal.signal(signal.SIGINT, previous)
     assert interrupted == sent == 50
+
+
+def test_a_result_the_loop_produced_at_the_deadline_is_returned_not_dropped() -> None:
+    # The loop is busy past the deadline (a slow conversion, a loaded machine) while the
+    # coroutine finishes: what it took (a frame off a stream's queue) must reach the caller.
+    taken: list[int] = []
+
+    async def take() -> int:
+        taken.append(len(taken))
+        time.sleep(0.3)  # noqa: ASYNC251 (blocks the loop: the deadline passes meanwhile)
+        return taken[-1]
+
+    with BackgroundLoop() as bg:
+        assert bg.run(take(), 0.05) == 0
+        assert taken == [0]
+
+
+def test_a_timeout_cancels_the_coroutine_and_its_own_timeout_error_passes() -> None:
+    cancelled = threading.Event()
+
+    async def never() -> None:
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+
+    async def own_timeout() -> None:
+        raise TimeoutError("the coroutine's own")
+
+    with BackgroundLoop() as bg:
+        with pytest.raises(TimeoutError, match=r"no result within 0\.05 s$"):
+            bg.run(never(), 0.05)
+        assert cancelled.wait(10)
+        with pytest.raises(TimeoutError, match="the coroutine's own"):
+            bg.run(own_timeout(), 5.0)

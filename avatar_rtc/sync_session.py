@@ -19,6 +19,7 @@ import asyncio
 import concurrent.futures
 import logging
 import os
+import threading
 import weakref
 from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
@@ -122,6 +123,7 @@ class SyncAvatarSession:
             self._bg.close()
             raise
         self._finalizer = weakref.finalize(self, _finalize, self._session, self._bg)
+        self._closer: threading.Thread | None = None  # a close() called on the loop thread
 
     # --- plumbing -----------------------------------------------------------------------
 
@@ -158,7 +160,19 @@ class SyncAvatarSession:
         return self
 
     def close(self) -> None:
-        """Close the session (streams, recorders, WHEP, end) and stop the loop thread."""
+        """Close the session (streams, recorders, WHEP, end) and stop the loop thread.
+
+        From an event handler (on the loop thread, which this must not block) it starts
+        closing and returns at once: the session closes once the handler has returned, and a
+        later ``close()`` from another thread waits for that.
+        """
+        if self._bg.on_loop_thread():
+            if self._closer is None:
+                self._closer = threading.Thread(target=self._finalizer, name="avatar-rtc-close")
+                self._closer.start()
+            return
+        if self._closer is not None:
+            self._closer.join()
         self._finalizer()
 
     def __enter__(self) -> SyncAvatarSession:

@@ -23,6 +23,7 @@ from avatar_rtc import (
     IceOptions,
     Secret,
     SessionClosedError,
+    SessionEvent,
     SessionOptions,
     SessionState,
     SyncAvatarSession,
@@ -118,6 +119,33 @@ def test_close_without_with_and_on_garbage_collection() -> None:
         del dropped
         gc.collect()
         assert emu.counters.sessions_ended == 2
+
+
+def test_close_from_an_event_handler_ends_the_session() -> None:
+    """A handler runs on the loop thread: close() there starts closing and returns (it raised
+    RuntimeError and left the session connected, never ended on the service)."""
+    with Emulator().in_thread() as emu:
+        options = SessionOptions(api_url=emu.api_url, ks=Secret(emu.ks), ice=LOOPBACK)
+        avatar = SyncAvatarSession(options)
+        raised: list[BaseException] = []
+
+        def close_on_first_frame(event: SessionEvent) -> None:
+            try:
+                avatar.close()
+            except BaseException as exc:
+                raised.append(exc)
+
+        avatar.on("first_frame", close_on_first_frame)
+        avatar.start()
+        deadline = time.monotonic() + 30  # (a hang guard)
+        while avatar.state is not SessionState.ENDED and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert raised == []
+        assert avatar.state is SessionState.ENDED
+        avatar.close()  # (returns once that close is done)
+        assert emu.counters.sessions_ended == 1
+        with pytest.raises(SessionClosedError):
+            avatar.say("Too late.")
 
 
 def test_after_close_the_methods_raise_as_the_async_ones_do(tmp_path: Path) -> None:

@@ -60,9 +60,13 @@ class BackgroundLoop:
         self.loop.run_until_complete(self.loop.shutdown_asyncgens())
         self.loop.close()
 
+    def on_loop_thread(self) -> bool:
+        """Whether the caller runs on the loop's own thread (where blocking would deadlock)."""
+        return threading.current_thread() is self._thread
+
     def run(self, coro: Coroutine[Any, Any, R], timeout: float | None = None) -> R:
         """Run ``coro`` on the background loop and wait for its result."""
-        if threading.current_thread() is self._thread:
+        if self.on_loop_thread():
             raise RuntimeError("BackgroundLoop.run() called from its own loop thread")
         return _run_on(self.loop, coro, timeout)
 

@@ -7,7 +7,8 @@ or not: a QA run needs it most when connecting fails. Receiving lasts ``--durati
 counted from the first decoded frame, so a slow connect does not shorten the measurement.
 
 Exit status: the error's ``exit_code`` (``avatar-rtc --help``), e.g. 3 when no video frame
-arrived; 130/143 interrupted by SIGINT/SIGTERM (the report so far is printed).
+arrived or none in the window's last ``VIDEO_STOPPED_AFTER`` seconds; 130/143 interrupted by
+SIGINT/SIGTERM (the report so far is printed).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
 __all__ = ["register", "run"]
 
 COMMAND = "probe"
+VIDEO_STOPPED_AFTER = 2.0  # seconds without a frame before the window ends: video stopped
 
 DESCRIPTION = """\
 Connect to the avatar (default: the embedded emulator), receive for --duration seconds and
@@ -94,6 +96,7 @@ async def _probe(args: argparse.Namespace, target: Target, stop: StopSignals) ->
 
     video, audio = VideoCount(), AudioLevel()
     window = 0.0
+    ended: float | None = None  # time.monotonic() at the end of the window
     error: BaseException | None = None
     stats: SessionStats | None = None
     async with open_target(target) as options:
@@ -103,14 +106,18 @@ async def _probe(args: argparse.Namespace, target: Target, stop: StopSignals) ->
                 stop.interruptible = False  # from now on a signal ends the measurement early
                 try:
                     window = await _measure(args, target, session, stop, video, audio)
+                    ended = time.monotonic()
                 finally:
                     stats = session.stats()  # while connected (closing drops the ICE pair)
         except BrokenPipeError:
             raise
         except (AvatarRTCError, OSError) as exc:  # connecting failed too: still a report
             error = exc
+        silent = ended - video.last if ended is not None and video.last is not None else 0.0
         if error is None and video.frames == 0:
             error = NoMediaError("no video frame arrived")
+        elif error is None and silent >= VIDEO_STOPPED_AFTER:
+            error = NoMediaError(f"video stopped arriving {silent:.1f} s before the end")
         report = build_report(stats or session.stats(), target.kind, video, audio, window, error)
     print(redact(json.dumps(report, indent=None if args.compact else 2)), flush=True)
     if error is not None:

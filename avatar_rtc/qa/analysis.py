@@ -2,13 +2,22 @@
 
 A file (:mod:`.file`) and a live session feed it the same way: grey video frames (see
 :func:`analysis_size`) and float audio chunks, each with its presentation time in seconds.
+
+Where the audio's times jump (packets that never came: a file's recorder missed them, or a live
+gap longer than the session's rechunker fills, 1 s) the hole is fed as silence, so what
+follows keeps its time; holes of ``MISSING_AFTER`` or more are reported as ``audio.missing``,
+and so is audio that stops that long before the video does. Video that stops while the audio
+goes on is a freeze (``missing``) or, past 5 s, a pause, up to the audio's end
+(:meth:`~.video.VideoAnalyser.result`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import av
+import numpy as np
 
 from ..media.scale import scale
 from .audio import AudioAnalyser, AudioResult
@@ -20,9 +29,11 @@ from .spans import Span
 from .thresholds import Thresholds
 from .video import GrayImage, VideoAnalyser
 
-__all__ = ["ANALYSIS_SIDE", "MediaQa", "analysis_size"]
+__all__ = ["ANALYSIS_SIDE", "MISSING_AFTER", "MediaQa", "analysis_size"]
 
 ANALYSIS_SIDE = 320  # pixels: the longer side of the grey frames the analysers look at
+MISSING_AFTER = 1.0  # seconds without audio that are reported (Opus DTX sends every 0.4 s)
+HOLE_TOLERANCE = 0.03  # seconds: less is timestamp rounding, not a hole
 
 
 def analysis_size(width: int, height: int, side: int = ANALYSIS_SIDE) -> tuple[int, int]:
@@ -41,6 +52,8 @@ class MediaQa:
         self._lipsync = LipSyncAnalyser(bands=self.thresholds.lipsync) if lipsync else None
         self._video_seen = False
         self._size: tuple[int, int] | None = None  # of the grey frames, from the first frame
+        self._audio_end: float | None = None  # where the audio fed so far ends
+        self._missing: list[Span] = []  # audio holes of MISSING_AFTER or more
 
     def feed_frame(self, frame: av.VideoFrame, t: float) -> None:
         """A decoded frame shown at ``t``: shrunk to grey (:func:`analysis_size` of the first
@@ -60,19 +73,42 @@ class MediaQa:
             self._lipsync.feed_video(gray, t)
 
     def feed_audio(self, samples: Samples, t: float, rate: int) -> None:
+        """A ``(channels, n)`` chunk whose first sample plays at ``t``."""
+        for start, silence in self._hole_before(t, samples.shape[0], rate):
+            self._feed_audio(silence, start, rate)
+        self._feed_audio(samples, t, rate)
+        self._audio_end = t + samples.shape[1] / rate
+
+    def _feed_audio(self, samples: Samples, t: float, rate: int) -> None:
         if self.audio is None:
             self.audio = AudioAnalyser(rate, samples.shape[0])
         self.audio.feed(samples, t)
         if self._lipsync is not None:
             self._lipsync.feed_audio(samples, t, rate)
 
+    def _hole_before(self, t: float, channels: int, rate: int) -> Iterator[tuple[float, Samples]]:
+        """Silence from where the audio so far ends to ``t``, in chunks of at most a second."""
+        at = self._audio_end
+        if at is None or t - at <= HOLE_TOLERANCE:
+            return
+        if t - at >= MISSING_AFTER:
+            self._missing.append(Span(at, t - at))
+        while (n := min(round((t - at) * rate), rate)) > 0:
+            yield at, np.zeros((channels, n), np.float32)
+            at += n / rate
+
     def report(
         self, media: dict[str, Any] | None = None, live: LiveResult | None = None
     ) -> QaReport:
         """The report so far; ``media``: what to say about the source (name, codecs...);
         ``live``: what a live session adds (start-up, turns, network)."""
-        video = self.video.result() if self._video_seen else None
+        video = self.video.result(end=self._audio_end) if self._video_seen else None
         audio = self.audio.result() if self.audio is not None else None
+        if audio is not None:
+            audio.missing = list(self._missing)
+            ends = self._audio_end, video.last_time if video is not None else None
+            if ends[0] is not None and ends[1] is not None and ends[1] - ends[0] >= MISSING_AFTER:
+                audio.missing.append(Span(ends[0], ends[1] - ends[0]))  # stopped before video
         lipsync = None
         if self._lipsync is not None and video is not None:
             lipsync = self._lipsync.result()

@@ -64,6 +64,7 @@ class AudioResult:
     speech: list[Span] = field(default_factory=list)
     dropouts: list[Span] = field(default_factory=list)
     pauses: list[Span] = field(default_factory=list)  # in speech, any edges: for the mouth
+    missing: list[Span] = field(default_factory=list)  # no audio came (set by MediaQa)
     dropout_check: DropoutCheck = "level"  # "mouth": confirmed by the picture (:mod:`.dropouts`)
 
     @property

@@ -4,18 +4,16 @@ Cost: every video frame is decoded (a freeze can hide anywhere) but converted on
 one ``sws_scale`` call, to a small grey picture (:func:`~.analysis.analysis_size`); the decoder
 uses frame threads. Audio is decoded to planar float at its own rate (more than two channels
 are downmixed to stereo). A hole in the audio timestamps (a recorder that missed packets) is
-fed as silence: the analysers count samples, and what follows the hole keeps its time.
+filled with silence by :class:`~.analysis.MediaQa`, as a live session's is.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import av
-import numpy as np
 
 from ..errors import AvatarRTCError
 from .analysis import MediaQa
@@ -81,7 +79,6 @@ def _describe(path: Path, container: Any) -> dict[str, Any]:
 def _decode(container: Any, streams: list[Any], qa: MediaQa) -> None:
     resampler: Any = None
     clock = _VideoClock()
-    holes = _AudioHoles()
     for stream in streams:
         if stream.type == "video":
             stream.thread_type = "AUTO"
@@ -95,31 +92,7 @@ def _decode(container: Any, streams: list[Any], qa: MediaQa) -> None:
                     layout = "stereo" if frame.layout.nb_channels > 2 else frame.layout.name
                     resampler = av.AudioResampler(format="fltp", layout=layout, rate=frame.rate)
                 for out in resampler.resample(frame):
-                    t, samples = float(out.time or 0.0), out.to_ndarray()
-                    for start, silence in holes.before(t, samples.shape[0], out.rate):
-                        qa.feed_audio(silence, start, out.rate)
-                    qa.feed_audio(samples, t, out.rate)
-                    holes.after(t, samples.shape[1], out.rate)
-
-
-class _AudioHoles:
-    """Silence for the holes in a file's audio timestamps, in chunks of at most a second."""
-
-    TOLERANCE = 0.03  # seconds: less is timestamp rounding, not a hole
-
-    def __init__(self) -> None:
-        self._next: float | None = None  # where the audio so far ends
-
-    def before(self, t: float, channels: int, rate: int) -> Iterator[tuple[float, Any]]:
-        at = self._next
-        if at is None or t - at <= self.TOLERANCE:
-            return
-        while (n := min(round((t - at) * rate), rate)) > 0:
-            yield at, np.zeros((channels, n), np.float32)
-            at += n / rate
-
-    def after(self, t: float, samples: int, rate: int) -> None:
-        self._next = t + samples / rate
+                    qa.feed_audio(out.to_ndarray(), float(out.time or 0.0), out.rate)
 
 
 class _VideoClock:

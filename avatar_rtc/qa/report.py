@@ -166,6 +166,7 @@ class QaReport:
             ],
             "dropouts": self._spans(a.dropouts),
             "dropout_check": a.dropout_check,
+            "missing": self._spans(a.missing),
         }
 
     def _lipsync_dict(self) -> dict[str, Any]:
@@ -206,6 +207,8 @@ def evaluate(report: QaReport) -> list[Check]:
         bounded("video.fps", v.fps, t.min_fps, None)
     if a is not None:
         at_most("audio.dropouts", len(a.dropouts), t.max_dropouts)
+        if t.max_missing is not None:
+            at_most("audio.missing", len(a.missing), t.max_missing)
         lufs = a.loudness.integrated_lufs
         bounded("audio.integrated_lufs", lufs, t.min_integrated_lufs, t.max_integrated_lufs)
         bounded("audio.true_peak_dbtp", a.loudness.true_peak_dbtp, None, t.max_true_peak_dbtp)

@@ -1,10 +1,14 @@
 """The limits a report is judged against: defaults from the standards, overridable by TOML.
 
-Defaults: no freeze, no pause, no black run after the first frame, no audio dropout, lip sync
+Defaults: no freeze, no pause, no black run after the first frame (video that stops while the
+audio goes on is a freeze or a pause), no audio dropout, lip sync
 not outside the BT.1359 acceptability band (``warn`` passes, ``fail`` breaches, ``unknown``
 is reported but breaches nothing); live sessions: time to first frame <= 3 s, say -> first
 audible speech <= 2.5 s for the slowest turn (a turn never heard breaches it). Loudness and
 frame-rate limits are off unless given; ``None`` (not settable from TOML) turns a limit off.
+So is ``max_missing``, the stretches of 1 s or more without any audio (``audio.missing``): a
+sender may send no audio packets at all while the avatar is silent (the service's behaviour is
+not documented); set ``max_missing = 0`` where audio must flow throughout (the emulator's does).
 
 A TOML file sets any of them, by section::
 
@@ -16,6 +20,7 @@ A TOML file sets any of them, by section::
 
     [audio]
     max_dropouts = 0
+    max_missing = 0
     min_integrated_lufs = -30.0
     max_integrated_lufs = -10.0
     max_true_peak_dbtp = -1.0
@@ -53,6 +58,7 @@ class Thresholds:
     max_black: int = 0
     min_fps: float | None = None
     max_dropouts: int = 0
+    max_missing: int | None = None
     min_integrated_lufs: float | None = None
     max_integrated_lufs: float | None = None
     max_true_peak_dbtp: float | None = None
@@ -63,11 +69,17 @@ class Thresholds:
 
 _SECTIONS: dict[str, tuple[str, ...]] = {
     "video": ("max_freezes", "max_pauses", "max_black", "min_fps"),
-    "audio": ("max_dropouts", "min_integrated_lufs", "max_integrated_lufs", "max_true_peak_dbtp"),
+    "audio": (
+        "max_dropouts",
+        "max_missing",
+        "min_integrated_lufs",
+        "max_integrated_lufs",
+        "max_true_peak_dbtp",
+    ),
     "live": ("max_ttff_s", "max_say_to_speech_s"),
     "lipsync": tuple(f.name for f in dataclasses.fields(SyncBands)),
 }
-_COUNTS = {"max_freezes", "max_pauses", "max_black", "max_dropouts"}
+_COUNTS = {"max_freezes", "max_pauses", "max_black", "max_dropouts", "max_missing"}
 
 
 def load_thresholds(path: str | Path) -> Thresholds:

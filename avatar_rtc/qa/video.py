@@ -9,6 +9,10 @@
   when the next frame was due (last new frame + mean interval) and lasts until the picture
   changes again. A picture that stays black is a black run, not a freeze.
 - **Pause**: more than 5 s without any decoded frame (not also counted as a freeze).
+- **The end**: frames that stop at least ``TRAILING_MIN`` before the end of what was observed
+  (the audio's end, given to :meth:`VideoAnalyser.result`) are a freeze from when the next
+  frame was due, or a pause past 5 s, up to that end: the picture stopped while the sound went
+  on. (Less is the last frames still on their way when the observation stopped.)
 - **Black** (ffmpeg ``blackdetect``): a frame is black when at least 98 % of its pixels are at
   most 10 % of full scale; runs of at least 0.1 s, from the first black frame to the first
   frame that is not.
@@ -46,6 +50,7 @@ FREEZE_MIN_FRAMES = 5
 FREEZE_FACTOR = 3.0
 FREEZE_MARGIN = 0.150  # seconds
 PAUSE_AFTER = 5.0  # seconds
+TRAILING_MIN = 1.0  # seconds between the last frame and the end that count
 PIXEL_BLACK = 0.10  # of full scale
 PICTURE_BLACK = 0.98  # fraction of pixels
 MIN_BLACK = 0.1  # seconds
@@ -171,7 +176,21 @@ class VideoAnalyser:
         self._repeats = 0
         self._paused = False
 
-    def _check_freeze(self, last_new: float, interval: float) -> None:
+    def _provisional_freeze(self, until: float, kind: FreezeKind) -> list[Freeze]:
+        """The freeze from the last new frame to ``until``, if the rule makes it one; not kept
+        (the picture may still change)."""
+        if self._last_new is None:
+            return []
+        found = self._result.freezes
+        before = len(found)
+        self._check_freeze(self._last_new, until - self._last_new, kind)
+        provisional = found[before:]
+        del found[before:]
+        return provisional
+
+    def _check_freeze(
+        self, last_new: float, interval: float, kind: FreezeKind | None = None
+    ) -> None:
         # A black picture that stays black is a black run; a pause is not also a freeze.
         if self._reference_black or self._paused:
             return
@@ -181,7 +200,7 @@ class VideoAnalyser:
         mean = sum(self._intervals) / len(self._intervals)
         if interval < max(FREEZE_FACTOR * mean, mean + FREEZE_MARGIN):
             return
-        kind: FreezeKind = "repeated" if self._repeats else "missing"
+        kind = kind or ("repeated" if self._repeats else "missing")
         freeze = Freeze(last_new + mean, interval - mean, kind)
         logger.debug("freeze (%s) at %.3f s for %.3f s", kind, freeze.start, freeze.duration)
         self._result.freezes.append(freeze)
@@ -201,26 +220,32 @@ class VideoAnalyser:
             self._result.black.append(Span(self._black_since, end - self._black_since))
         self._black_since = None
 
-    def result(self) -> VideoResult:
+    def result(self, end: float | None = None) -> VideoResult:
         """The figures so far. A black run or a frozen picture still going at the last frame
-        counts up to it (plus one mean interval for black: the last frame's own duration)."""
+        counts up to it (plus one mean interval for black: the last frame's own duration);
+        with ``end`` (where the observation ends: the audio's end) and the last frame at least
+        ``TRAILING_MIN`` before it, the picture that stopped counts up to ``end``."""
         r = self._result
         mean = sum(self._intervals) / len(self._intervals) if self._intervals else 0.0
         black = list(r.black)
         if self._black_since is not None and r.last_time is not None:
-            end = r.last_time + mean
-            if end - self._black_since >= self.min_black:
-                black.append(Span(self._black_since, end - self._black_since))
-        freezes = list(r.freezes)
-        if self._repeats and self._last_new is not None and r.last_time is not None:
-            before = len(r.freezes)
-            self._check_freeze(self._last_new, r.last_time - self._last_new)
-            freezes = list(r.freezes)
-            del r.freezes[before:]  # provisional: the picture may still change
+            black_end = r.last_time + mean
+            if black_end - self._black_since >= self.min_black:
+                black.append(Span(self._black_since, black_end - self._black_since))
+        freezes, pauses = list(r.freezes), list(r.pauses)
+        last = r.last_time
+        if last is not None and end is not None and end - last >= TRAILING_MIN:
+            # The picture stopped while the sound went on: frames that never came.
+            if end - last > self.pause_after:
+                pauses.append(Span(last, end - last))
+            else:
+                freezes += self._provisional_freeze(end, "missing")
+        elif last is not None and self._repeats:
+            freezes += self._provisional_freeze(last, "repeated")
         return dataclasses.replace(
             r,
             freezes=freezes,
-            pauses=list(r.pauses),
+            pauses=pauses,
             black=black,
             new_frame_times=list(r.new_frame_times),
         )

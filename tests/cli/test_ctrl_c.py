@@ -171,10 +171,26 @@ def test_source_killed_mid_run_ends_it_with_the_loss(command: str) -> None:
         assert 0.0 < report["duration_s"] < duration / 2, report["duration_s"]
 
 
+def test_a_probe_whose_video_stops_while_audio_goes_on_exits_3() -> None:
+    """Video withheld from 1 s of media time on (audio flows: no reconnect): the probe's
+    window ends without a frame for seconds, a NoMediaError (it exited 0, "fps 25")."""
+    with _emulator_process("--freeze-withheld", "1.0:600") as (_, target):
+        proc = _start(
+            "probe", "--say", "Hello there, how are you today?", "--duration", "6",
+            "--compact", *target,
+        )  # fmt: skip
+        stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == NoMediaError.exit_code == 3, stderr
+    last = stderr.strip().splitlines()[-1]
+    assert last.startswith("avatar-rtc probe: NoMediaError: video stopped arriving"), last
+    probe = json.loads(stdout)["probe"]
+    assert probe["video"]["frames"] > 0 and probe["audio"]["seconds"] > 4.0, probe
+
+
 @contextlib.contextmanager
-def _emulator_process() -> Iterator[tuple[subprocess.Popen[str], list[str]]]:
-    """``avatar-rtc emulator`` in a process of its own, and the options that target it."""
-    emulator = _start("emulator", "--port", "0")
+def _emulator_process(*flags: str) -> Iterator[tuple[subprocess.Popen[str], list[str]]]:
+    """``avatar-rtc emulator FLAGS`` in a process of its own, and the options that target it."""
+    emulator = _start("emulator", "--port", "0", *flags)
     try:
         assert emulator.stdout is not None
         found: dict[str, str] = {}

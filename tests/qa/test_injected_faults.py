@@ -274,6 +274,24 @@ async def test_a_700ms_freeze_is_found_once(run_case: RunCase, fault: str, kind:
         assert report.video.black == []
 
 
+async def test_video_withheld_to_the_end_is_a_freeze_up_to_the_sounds_end(
+    run_case: RunCase,
+) -> None:
+    # The picture stops 1 s into the turn and the sound goes on past the case's end (a window
+    # still running runs on: 4 s, so that the next case has video): it passed (no frame after
+    # the last one to close the interval).
+    case = await run_case(MediaFaults(freeze_withheld=FaultWindow(1.0, 4.0)), SHORT)
+    start = case.truth("fault_start", "freeze_withheld")
+    for name, report, shift in case.reports():
+        assert report.video is not None and report.audio is not None
+        [freeze] = report.video.freezes
+        _print(f"video withheld to the end {name}", f"{freeze.start + shift - start:+.3f} s")
+        assert freeze.kind == "missing"
+        assert freeze.start + shift == pytest.approx(start, abs=0.040), name
+        assert freeze.duration >= 1.0, name  # to the end (or, very late, to the resumption)
+        assert [c.name for c in report.checks if not c.ok] == ["video.freezes"], name
+
+
 async def test_a_500ms_black_run_is_found_once(run_case: RunCase) -> None:
     case = await run_case(MediaFaults(black=FaultWindow(1.0, 0.5)), SHORT)
     truth = case.window("black")
@@ -328,6 +346,26 @@ async def test_a_600ms_dropout_anywhere_in_speech_is_found(run_case: RunCase, st
         assert found[0].start + shift == pytest.approx(truth.start, abs=0.10), name
         assert found[0].duration == pytest.approx(truth.duration, abs=0.12), name
         assert [c.name for c in report.checks if not c.ok] == ["audio.dropouts"], name
+
+
+async def test_audio_withheld_1500ms_is_missing_where_it_was_and_what_follows_keeps_its_time(
+    run_case: RunCase,
+) -> None:
+    # Live, the session's rechunker fills gaps up to 1 s only: the analysis counted samples,
+    # the 1.5 s vanished and everything after it came 1.5 s early (the file was right).
+    start = await asyncio.to_thread(_loud_cut, LONG, 1.5)
+    case = await run_case(MediaFaults(audio_withheld=FaultWindow(start, 1.5)), LONG)
+    truth = case.window("audio_withheld")
+    # (The recorder writes silence for missing audio: in the file, a silence, not a hole.)
+    assert case.live.audio is not None
+    _assert_one_span(case.live.audio.missing, truth, 0.0, "audio withheld live")
+    # The file: Opus decoded after the recorder's silence came back up to 0.17 s later.
+    for (name, report, shift), within in zip(case.reports(), (0.1, 0.25), strict=True):
+        assert report.audio is not None
+        back = next(s.start + shift for s in report.audio.speech if s.start + shift > truth.start)
+        _print(f"speech after audio withheld {name}", f"{back - truth.end:+.3f} s")
+        assert back == pytest.approx(truth.end, abs=within), name
+        assert "audio.dropouts" in [c.name for c in report.checks if not c.ok], name
 
 
 async def test_a_1500ms_speech_delay_is_measured_for_speech_and_mouth(run_case: RunCase) -> None:

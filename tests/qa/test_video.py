@@ -31,7 +31,9 @@ def run(
     skip: tuple[float, float] | None = None,
     repeat: tuple[float, float] | None = None,
     black: tuple[float, float] | None = None,
+    end: float | None = None,
 ) -> VideoResult:
+    """``seconds`` of frames; ``end``: where the observation ends (the audio's end)."""
     analyser = VideoAnalyser()
     held = None
     for i in range(round(seconds * FPS)):
@@ -48,7 +50,7 @@ def run(
             frame = np.zeros_like(frame)
         analyser.feed(frame, 1000.0 + t)
         held = i
-    return analyser.result()
+    return analyser.result(end=None if end is None else 1000.0 + end)
 
 
 def test_clean_video_has_nothing_to_report() -> None:
@@ -131,6 +133,26 @@ def test_a_picture_frozen_until_the_end_is_reported() -> None:
     r = run(seconds=5.0, repeat=(4.0, 5.0))
     assert [f.kind for f in r.freezes] == ["repeated"]
     assert r.freezes[0].start - 1000.0 == pytest.approx(4.0, abs=0.005)
+
+
+def test_frames_that_stop_before_the_sound_are_a_freeze_up_to_its_end() -> None:
+    r = run(seconds=3.0, end=5.0)
+    assert [f.kind for f in r.freezes] == ["missing"] and r.pauses == []
+    assert r.freezes[0].start - 1000.0 == pytest.approx(3.0, abs=0.005)  # the next frame due
+    assert r.freezes[0].end - 1000.0 == pytest.approx(5.0, abs=0.005)
+
+
+def test_frames_that_stop_more_than_5s_before_the_sound_are_a_pause() -> None:
+    r = run(seconds=3.0, end=10.0)
+    assert r.freezes == []
+    assert len(r.pauses) == 1
+    assert r.pauses[0].start - 1000.0 == pytest.approx(3.0 - 1 / FPS, abs=0.005)
+    assert r.pauses[0].end - 1000.0 == pytest.approx(10.0, abs=0.005)
+
+
+def test_the_last_frames_still_on_their_way_are_no_freeze() -> None:
+    # The observation stopped under a second after the last frame: nothing stopped.
+    assert run(seconds=5.0, end=5.9).freezes == []
 
 
 def test_a_slow_drift_adds_up_to_a_new_frame() -> None:

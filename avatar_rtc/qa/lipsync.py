@@ -4,9 +4,10 @@ Sign: **positive = the sound comes before the picture** (audio leads), in ms.
 
 The audio side is the speech envelope: the level of 10 ms hops in dB (floored 50 dB below the
 loudest hops, lightly smoothed). The picture side comes from :mod:`.mouth`. For every candidate
-offset ``d`` (5 ms steps, within ±``MAX_LAG``, 1.5 s: a one-second desync is measured, not
-folded into a wrong smaller one as with ±0.6 s) the envelope is read at the frames' times minus
-``d`` and compared, by Pearson correlation, in two ways:
+offset ``d`` (5 ms steps, within ±``MAX_LAG``, 2.5 s: the emulator's largest injected desync,
+2 s, is measured, not folded into a wrong smaller one as with ±0.6 s, or read at the edge of
+±1.5 s with a low confidence, an ``unknown`` that passed) the envelope is read at the frames'
+times minus ``d`` and compared, by Pearson correlation, in two ways:
 
 - the mouth's **openness** with the envelope;
 - the mouth's **motion** between two frames with the envelope's **change** between the same two
@@ -43,7 +44,8 @@ logger = logging.getLogger(__name__)
 Verdict = Literal["pass", "warn", "fail", "unknown"]
 Floats = npt.NDArray[np.float64]
 
-MAX_LAG = 1.5  # seconds searched on each side
+MAX_LAG = 2.5  # seconds searched on each side
+LAG_BLOCK = 100  # lags correlated at once (memory: LAG_BLOCK x frames values, twice)
 LAG_STEP = 0.005
 ENVELOPE_RANGE_DB = 50.0  # the envelope floor, below the loudest hops
 SMOOTH_HOPS = 3
@@ -162,17 +164,19 @@ class LipSyncAnalyser:
         motion = np.asarray(self._motion)
         lags = np.arange(-self.max_lag, self.max_lag + LAG_STEP / 2, LAG_STEP)
 
-        def env_at(t: Floats) -> Floats:
+        def env_at(t: Floats, block: Floats) -> Floats:
             # rows: lags; NaN outside the audio so those frames drop out of the correlation
-            shifted = t[None, :] - lags[:, None]
+            shifted = t[None, :] - block[:, None]
             values = np.interp(shifted, env_t, env)
             values[(shifted < env_t[0]) | (shifted > env_t[-1])] = np.nan
             return values
 
-        r_open = _pearson_rows(env_at(times), openness)
-        change = np.abs(env_at(motion[:, 1]) - env_at(motion[:, 0]))
-        r_motion = _pearson_rows(change, motion[:, 2])
-        curve = (r_open + r_motion) / 2.0
+        curve = np.empty(len(lags))
+        for i in range(0, len(lags), LAG_BLOCK):  # (a long file's frames x every lag: GBs)
+            block = lags[i : i + LAG_BLOCK]
+            r_open = _pearson_rows(env_at(times, block), openness)
+            change = np.abs(env_at(motion[:, 1], block) - env_at(motion[:, 0], block))
+            curve[i : i + LAG_BLOCK] = (r_open + _pearson_rows(change, motion[:, 2])) / 2.0
         if not np.any(np.isfinite(curve)):
             return None, 0.0
         best = int(np.nanargmax(curve))

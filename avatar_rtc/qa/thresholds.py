@@ -40,6 +40,7 @@ A TOML file sets any of them, by section::
 from __future__ import annotations
 
 import dataclasses
+import math
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -80,6 +81,8 @@ _SECTIONS: dict[str, tuple[str, ...]] = {
     "lipsync": tuple(f.name for f in dataclasses.fields(SyncBands)),
 }
 _COUNTS = {"max_freezes", "max_pauses", "max_black", "max_dropouts", "max_missing"}
+_POSITIVE = {"min_fps", "max_ttff_s", "max_say_to_speech_s"}  # 0 or less: never met
+_BAND_EDGES = {"pass_lead_ms", "pass_lag_ms", "warn_lead_ms", "warn_lag_ms"}
 
 
 def load_thresholds(path: str | Path) -> Thresholds:
@@ -105,7 +108,15 @@ def thresholds_from_mapping(data: dict[str, Any]) -> Thresholds:
             if key not in keys:
                 raise ConfigurationError(f"thresholds: unknown key {key!r} in [{section}]")
             (bands if section == "lipsync" else top)[key] = _number(section, key, value)
-    return Thresholds(**top, lipsync=SyncBands(**bands))
+    sync = SyncBands(**bands)
+    for side in ("lead", "lag"):
+        passes, warns = getattr(sync, f"pass_{side}_ms"), getattr(sync, f"warn_{side}_ms")
+        if passes > warns:
+            raise ConfigurationError(
+                f"thresholds: [lipsync] pass_{side}_ms ({passes:g}) is beyond "
+                f"warn_{side}_ms ({warns:g}): the pass band lies inside the warn band"
+            )
+    return Thresholds(**top, lipsync=sync)
 
 
 def _number(section: str, key: str, value: Any) -> int | float:
@@ -115,4 +126,13 @@ def _number(section: str, key: str, value: Any) -> int | float:
         if not isinstance(value, int) or value < 0:
             raise ConfigurationError(f"thresholds: [{section}] {key} must be a count >= 0")
         return value
-    return float(value)
+    number = float(value)
+    if not math.isfinite(number):
+        raise ConfigurationError(f"thresholds: [{section}] {key} must be a finite number")
+    if key in _POSITIVE and number <= 0:
+        raise ConfigurationError(f"thresholds: [{section}] {key} must be > 0")
+    if key in _BAND_EDGES and number < 0:
+        raise ConfigurationError(f"thresholds: [{section}] {key} must be >= 0 (ms off sync)")
+    if key == "min_confidence" and not 0 <= number <= 1:
+        raise ConfigurationError(f"thresholds: [{section}] {key} must be within 0..1")
+    return number

@@ -41,6 +41,12 @@ def test_toml_overrides_what_it_names(tmp_path: Path) -> None:
         "[video]\nmax_freezes = 1.5\n",
         "[audio]\nmin_integrated_lufs = 'loud'\n",
         "[lipsync]\nmin_confidence = true\n",
+        "[video]\nmin_fps = nan\n",  # every run failed, against ">= nan"
+        "[audio]\nmax_true_peak_dbtp = inf\n",
+        "[lipsync]\nmin_confidence = 2\n",  # lip sync never known: it could never fail
+        "[lipsync]\npass_lead_ms = 200\nwarn_lead_ms = 90\n",  # the bands out of order
+        "[lipsync]\nwarn_lag_ms = -10\n",
+        "[live]\nmax_ttff_s = -1\n",  # a check that can never pass
         "max_freezes = 1\n",  # outside a section
         "[video\n",  # not TOML
     ],

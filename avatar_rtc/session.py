@@ -83,6 +83,7 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+AUDIO_STOPPED_AFTER = 1.0  # seconds without audio that end what the detector heard
 
 ENV_AVATAR_ID = "AVATAR_ID"
 ENV_VOICE_ID = "AVATAR_VOICE_ID"
@@ -199,6 +200,7 @@ class AvatarSession:
         self._voice_id: str | None = None  # what the session was created with
         self._last_speech_start: float | None = None  # monotonic, when the event was handled
         self._last_speech_end: float | None = None
+        self._last_audio: float | None = None  # monotonic, the last audio the detector got
         self._speech_changed = asyncio.Event()
 
     def __repr__(self) -> str:
@@ -262,8 +264,14 @@ class AvatarSession:
 
     @property
     def speaking(self) -> bool:
-        """The avatar is speaking now (the speech detector's view; needs ``detect_speech``)."""
-        return self.speech.speaking
+        """The avatar is speaking now (the speech detector's view; needs ``detect_speech``).
+        Not while no audio has come for ``AUDIO_STOPPED_AFTER`` seconds: a voice cut off
+        mid-word leaves the detector speaking (nothing comes to end it)."""
+        return self.speech.speaking and not self._audio_stopped()
+
+    def _audio_stopped(self) -> bool:
+        last = self._last_audio
+        return last is not None and time.monotonic() - last >= AUDIO_STOPPED_AFTER
 
     @property
     def timings(self) -> SessionTimings:
@@ -584,6 +592,7 @@ class AvatarSession:
         # Decoder thread: s16 packed stereo from the Opus decoder.
         av_frame = decoded.frame
         rate = int(av_frame.sample_rate) or 48000
+        self._last_audio = time.monotonic()
         event = self.speech.feed(
             av_frame.to_ndarray(),
             decoded.encoded.presentation_time,
@@ -721,7 +730,7 @@ class AvatarSession:
         heard_speaking = self._last_speech_start is not None and (
             self._last_speech_end is None or self._last_speech_end < self._last_speech_start
         )
-        if self.speech.speaking or heard_speaking:
+        if (self.speech.speaking or heard_speaking) and not self._audio_stopped():
             return False
         now = time.monotonic()
         if self._last_say is not None and (
@@ -864,7 +873,7 @@ class AvatarSession:
             closed_stream_drops=self._closed_stream_drops,
             recorders=tuple(r.stats() for r in self._recorders),
             keep_alive=keep_alive,
-            speaking=self.speech.speaking,
+            speaking=self.speaking,
             utterances=self.speech.utterances,
             audio_level_db=self.speech.level_db,
             errors=tuple(self._errors),

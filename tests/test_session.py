@@ -23,7 +23,14 @@ import pytest_asyncio
 
 from avatar_rtc.api import ControlClient
 from avatar_rtc.emulator import Emulator
-from avatar_rtc.emulator.media import MARKERS, AvatarMedia, markers_for, mouth_opening
+from avatar_rtc.emulator.media import (
+    MARKERS,
+    AvatarMedia,
+    FaultWindow,
+    MediaFaults,
+    markers_for,
+    mouth_opening,
+)
 from avatar_rtc.errors import AvatarRTCError, ConfigurationError, ServerError
 from avatar_rtc.media.decoder import decoder_for
 from avatar_rtc.media.formats import AudioFormat, VideoFormat
@@ -238,6 +245,24 @@ async def test_say_speaking_events_and_mouth(shared: tuple[AvatarSession, Events
     during = [o for t, o in openings if start_t <= t <= end_t]
     assert closed_before < 0.1 and max(during) > 0.5  # the mouth opened while speaking
     assert session.stats().utterances >= 1
+
+
+@pytest.mark.slow
+async def test_audio_cut_off_mid_speech_ends_speaking_and_wait_idle(emu: Emulator) -> None:
+    """The sender's audio stops mid-word for good: the detector heard speech and nothing came
+    to end it; ``speaking`` stayed true and ``wait_idle`` waited out its timeout (the CLI's qa:
+    120 s a turn)."""
+    options = SessionOptions(api_url=emu.api_url, ks=Secret(emu.ks), ice=LOOPBACK)
+    async with AvatarSession(options) as session:
+        await session.wait_first_frame(20)
+        assert session.session_id is not None
+        media = emu.avatar_media(session.session_id)
+        media.inject_faults(MediaFaults(audio_withheld=FaultWindow(1.0, 600.0)))
+        await session.say("Hello there. This sentence is cut off in the middle of a word.")
+        await wait_for(lambda: session.speaking, 10)
+        await session.wait_idle(60)  # (old: TimeoutError)
+        assert not session.speaking
+        assert session.stats().speaking is False
 
 
 def tone_wav(seconds: float, rate: int = 16000, hz: float = 300.0) -> bytes:

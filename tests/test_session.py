@@ -578,8 +578,9 @@ async def test_usage_errors_are_typed(emu: Emulator) -> None:
         session.on("frist_frame", lambda event: None)
     with pytest.raises(ConfigurationError, match="policy"):
         session.video(policy="newest")  # type: ignore[arg-type]
-    with pytest.raises(ConfigurationError, match="capacity"):
-        session.audio(capacity=0)
+    for capacity in (0, 2.5, "3", True):
+        with pytest.raises(ConfigurationError, match="capacity"):
+            session.audio(capacity=capacity)  # type: ignore[arg-type]
     with pytest.raises(SessionStateError, match="not started") as info:
         await session.say("hello")
     assert isinstance(info.value, RuntimeError)  # what it was before it had a type

@@ -110,8 +110,8 @@ class _Stream(Generic[T]):
         if policy not in ("latest", "all"):
             raise ConfigurationError(f"policy {policy!r}: 'latest' or 'all'")
         capacity = capacity if capacity is not None else self._default_capacity(policy)
-        if capacity < 1:
-            raise ConfigurationError(f"capacity {capacity!r}: at least 1")
+        if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity < 1:
+            raise ConfigurationError(f"capacity {capacity!r}: a whole number of frames >= 1")
         self.capacity = capacity
         self.policy: Policy = policy
         self._loop = loop if loop is not None else asyncio.get_running_loop()

@@ -83,7 +83,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-AUDIO_STOPPED_AFTER = 1.0  # seconds without audio that end what the detector heard
 
 ENV_AVATAR_ID = "AVATAR_ID"
 ENV_VOICE_ID = "AVATAR_VOICE_ID"
@@ -265,13 +264,16 @@ class AvatarSession:
     @property
     def speaking(self) -> bool:
         """The avatar is speaking now (the speech detector's view; needs ``detect_speech``).
-        Not while no audio has come for ``AUDIO_STOPPED_AFTER`` seconds: a voice cut off
-        mid-word leaves the detector speaking (nothing comes to end it)."""
+        Not while no audio has come for the reconnect policy's ``media_timeout`` (2 s) and
+        the session is not reconnecting: a voice cut off for good leaves the detector
+        speaking, nothing comes to end it (and no ``speaking_ended`` is emitted for that)."""
         return self.speech.speaking and not self._audio_stopped()
 
     def _audio_stopped(self) -> bool:
         last = self._last_audio
-        return last is not None and time.monotonic() - last >= AUDIO_STOPPED_AFTER
+        if last is None or self._state is SessionState.RECONNECTING:
+            return False  # (a reconnect brings the audio back, or ends the session)
+        return time.monotonic() - last >= self._options.reconnect.media_timeout
 
     @property
     def timings(self) -> SessionTimings:

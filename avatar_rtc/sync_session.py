@@ -168,7 +168,11 @@ class SyncAvatarSession:
         """
         if self._bg.on_loop_thread():
             if self._closer is None:
-                self._closer = threading.Thread(target=self._finalizer, name="avatar-rtc-close")
+                # Not a daemon (it would be, like the loop thread): a script that ends right
+                # after the handler must still end the service session.
+                self._closer = threading.Thread(
+                    target=self._finalizer, name="avatar-rtc-close", daemon=False
+                )
                 self._closer.start()
             return
         if self._closer is not None:

@@ -6,6 +6,8 @@ import inspect
 import typing
 from typing import Any
 
+import pytest
+
 import avatar_rtc
 
 # What users get from these without naming a type themselves.
@@ -31,7 +33,14 @@ def test_every_name_in_all_resolves() -> None:
     assert sorted(avatar_rtc.__all__) == avatar_rtc.__all__  # one place to look a name up
 
 
+def test_the_renamed_recorder_stream_stats_still_imports_with_a_warning() -> None:
+    with pytest.warns(DeprecationWarning, match="RecordedStreamStats"):
+        from avatar_rtc.record import StreamStats  # type: ignore[attr-defined]
+    assert StreamStats is avatar_rtc.RecordedStreamStats
+
+
 def test_what_the_public_classes_return_is_exported() -> None:
+    # (Methods and properties; instance attributes such as ``clock`` are not seen here.)
     missing: dict[str, str] = {}
     for entry in ENTRY_POINTS:
         cls = getattr(avatar_rtc, entry)

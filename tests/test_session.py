@@ -265,6 +265,25 @@ async def test_audio_cut_off_mid_speech_ends_speaking_and_wait_idle(emu: Emulato
         assert session.stats().speaking is False
 
 
+@pytest.mark.slow
+async def test_a_short_audio_gap_mid_speech_does_not_end_it(emu: Emulator) -> None:
+    """1.5 s without audio inside one turn (less than the media timeout): still speaking, and
+    ``wait_idle`` waits for the end of the turn, not the gap."""
+    options = SessionOptions(api_url=emu.api_url, ks=Secret(emu.ks), ice=LOOPBACK)
+    async with AvatarSession(options) as session:
+        await session.wait_first_frame(20)
+        assert session.session_id is not None
+        media = emu.avatar_media(session.session_id)
+        media.inject_faults(MediaFaults(audio_withheld=FaultWindow(1.0, 1.5)))
+        turn = await session.say(
+            "The quick brown fox jumps over the lazy dog. Artificial avatars must keep their "
+            "lips in sync with the voice."
+        )
+        await wait_for(lambda: session.speaking, 10)
+        await session.wait_idle(60)
+        assert media.events(turn, "turn_end"), "wait_idle returned before the turn ended"
+
+
 def tone_wav(seconds: float, rate: int = 16000, hz: float = 300.0) -> bytes:
     t = np.arange(int(seconds * rate)) / rate
     pcm = (0.4 * 32767 * np.sin(2 * np.pi * hz * t)).astype("<i2")

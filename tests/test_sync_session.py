@@ -148,6 +148,44 @@ def test_close_from_an_event_handler_ends_the_session() -> None:
             avatar.say("Too late.")
 
 
+CLOSE_IN_HANDLER_SCRIPT = textwrap.dedent(
+    """
+    import os, threading
+    from avatar_rtc import IceOptions, Secret, SessionOptions, SyncAvatarSession
+
+    options = SessionOptions(
+        api_url=os.environ["AVATAR_API_URL"],
+        ks=Secret(os.environ["AVATAR_KS"]),
+        ice=IceOptions(host_addresses=("127.0.0.1",)),
+    )
+    avatar = SyncAvatarSession(options)
+    closing = threading.Event()
+
+    def close(event):
+        avatar.close()
+        closing.set()
+
+    avatar.on("first_frame", close)
+    avatar.start()
+    print("closing" if closing.wait(30) else "no first frame", flush=True)
+    # The script ends here: the close the handler started must still end the session.
+    """
+)
+
+
+def test_a_script_ending_right_after_a_handler_closed_the_session_ends_it(tmp_path: Path) -> None:
+    script = tmp_path / "close_in_handler.py"
+    script.write_text(CLOSE_IN_HANDLER_SCRIPT)
+    with Emulator().in_thread() as emu:
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "AVATAR_API_URL": emu.api_url}
+        env["AVATAR_KS"] = emu.ks
+        done = subprocess.run(
+            [sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=90
+        )
+        assert (done.returncode, done.stdout.strip()) == (0, "closing"), done.stderr
+        assert emu.counters.sessions_ended == 1  # (the closer ran before the interpreter left)
+
+
 def test_after_close_the_methods_raise_as_the_async_ones_do(tmp_path: Path) -> None:
     with Emulator().in_thread() as emu:
         options = SessionOptions(api_url=emu.api_url, ks=Secret(emu.ks), ice=LOOPBACK)

@@ -13,11 +13,23 @@ import io
 
 import av
 
-__all__ = ["MP3_BIT_RATE", "MP3_SAMPLE_RATE", "MP3_TYPES", "to_mp3"]
+__all__ = ["MP3_BIT_RATE", "MP3_SAMPLE_RATE", "is_mp3", "to_mp3"]
 
 MP3_SAMPLE_RATE = 44100
 MP3_BIT_RATE = 128_000
-MP3_TYPES = frozenset({"audio/mpeg", "audio/mp3"})  # the standard name, and a common one
+
+
+def is_mp3(data: bytes) -> bool:
+    """Whether ``data`` is an MP3 file, by its content as FFmpeg probes it (a name or a first
+    byte can lie: AAC's ADTS header starts like an MPEG audio frame). Raises
+    :class:`ValueError` when the data is not readable media."""
+    try:
+        with av.open(io.BytesIO(data), mode="r") as container:
+            audio = container.streams.audio
+            codec = audio[0].codec_context.name if audio else None
+            return container.format.name == "mp3" and codec in ("mp3", "mp3float")
+    except av.FFmpegError as exc:
+        raise ValueError(f"not readable audio: {exc}") from exc
 
 
 def to_mp3(data: bytes) -> tuple[bytes, float]:

@@ -35,7 +35,7 @@ from ..http.retry import RetryPolicy, call_with_retry
 from ..http.transport import HttpTransport, check_http_url, header_safe, json_object
 from ..redact import Secret, redact
 from .audio_duration import audio_duration
-from .audio_mp3 import MP3_TYPES, to_mp3
+from .audio_mp3 import is_mp3, to_mp3
 from .models import CatalogItem, ClientConfig, SessionHandle, TurnConfig
 from .speech_input import duration_text, guess_audio_type, new_turn_id
 from .text_chunks import DEFAULT_MAX_CHUNK_CHARS, chunk_text
@@ -226,9 +226,9 @@ class ControlCalls:
         """Speak an audio file (path or bytes); returns the turn id.
 
         ``duration`` (seconds) is measured from the audio when not given; the service
-        trusts it to animate the mouth. A file that is not MP3 (by ``content_type``, else by
-        its name and first bytes) is sent as MP3 unless ``convert`` is false: MP3 is the only
-        format the service was verified to accept (:mod:`.audio_mp3`). Not retried: each
+        trusts it to animate the mouth. A file that is not MP3 (by its content, as FFmpeg
+        probes it: not by its name) is sent as MP3 unless ``convert`` is false: MP3 is the
+        only format the service was verified to accept (:mod:`.audio_mp3`). Not retried: each
         call queues a new turn.
         """
         if isinstance(audio, bytes):
@@ -236,19 +236,19 @@ class ControlCalls:
         else:
             path = Path(audio)
             data, filename = await asyncio.to_thread(path.read_bytes), path.name
-        content_type = content_type or guess_audio_type(filename, data)
-        if convert and content_type.lower() not in MP3_TYPES:
-            try:
+        try:
+            if convert and not await asyncio.to_thread(is_mp3, data):
                 data, measured = await asyncio.to_thread(to_mp3, data)
-            except ValueError as exc:
-                raise ConfigurationError(f"say-audio {filename}: {exc}") from None
-            filename, content_type = f"{Path(filename).stem}.mp3", "audio/mpeg"
-            duration = measured if duration is None else duration
-        elif duration is None:
-            try:
-                duration = await asyncio.to_thread(audio_duration, data)
-            except ValueError as exc:
-                raise ConfigurationError(f"say-audio {filename}: {exc}") from None
+                filename, content_type = f"{Path(filename).stem}.mp3", "audio/mpeg"
+                duration = measured if duration is None else duration
+            else:
+                if convert:  # MP3 by its content, whatever its name says
+                    content_type = content_type or "audio/mpeg"
+                if duration is None:
+                    duration = await asyncio.to_thread(audio_duration, data)
+        except ValueError as exc:
+            raise ConfigurationError(f"say-audio {filename}: {exc}") from None
+        content_type = content_type or guess_audio_type(filename, data)
         turn_id = turn_id or new_turn_id()
         form = aiohttp.FormData()
         form.add_field("turnId", turn_id)

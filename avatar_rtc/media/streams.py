@@ -69,8 +69,9 @@ _SMALL_PIXELS = 320 * 240
 @dataclass(frozen=True, slots=True)
 class StreamStats:
     """Counters of one stream. ``dropped``: frames dropped from the queue (the newest kept
-    under ``latest``; the oldest on overflow under ``all``). ``overflows``: times an ``all``
-    stream fell ``capacity`` frames behind after having caught up (only the first is logged).
+    under ``latest``; the oldest on overflow under ``all``), and those a ``close()`` discarded.
+    ``overflows``: times an ``all`` stream fell ``capacity`` frames behind after having caught
+    up (only the first is logged).
     """
 
     kind: str
@@ -325,7 +326,9 @@ class _Stream(Generic[T]):
 
     def _run_callbacks(self, item: T) -> None:
         tasks: list[asyncio.Task[Any]] = []
-        if not self._cleared:  # (after ``end``, the frames decoded before it still go)
+        if self._cleared:  # closed before the loop got to it: dropped, like the queue
+            self._dropped += 1
+        else:  # (after ``end``, the frames decoded before it still go)
             self._delivered += 1
             for cb in tuple(self._callbacks):
                 try:

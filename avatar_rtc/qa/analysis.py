@@ -77,7 +77,8 @@ class MediaQa:
         for start, silence in self._hole_before(t, samples.shape[0], rate):
             self._feed_audio(silence, start, rate)
         self._feed_audio(samples, t, rate)
-        self._audio_end = t + samples.shape[1] / rate
+        end = t + samples.shape[1] / rate  # (a file's times may step back: keep the furthest)
+        self._audio_end = end if self._audio_end is None else max(self._audio_end, end)
 
     def _feed_audio(self, samples: Samples, t: float, rate: int) -> None:
         if self.audio is None:

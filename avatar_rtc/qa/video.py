@@ -235,11 +235,15 @@ class VideoAnalyser:
         freezes, pauses = list(r.freezes), list(r.pauses)
         last = r.last_time
         if last is not None and end is not None and end - last >= TRAILING_MIN:
-            # The picture stopped while the sound went on: frames that never came.
+            # The picture stopped while the sound went on: frames that never came (after the
+            # repeated ones, if the picture was frozen already: then one freeze, "repeated").
             if end - last > self.pause_after:
+                if self._repeats:
+                    freezes += self._provisional_freeze(last, "repeated")
                 pauses.append(Span(last, end - last))
             else:
-                freezes += self._provisional_freeze(end, "missing")
+                kind: FreezeKind = "repeated" if self._repeats else "missing"
+                freezes += self._provisional_freeze(end, kind)
         elif last is not None and self._repeats:
             freezes += self._provisional_freeze(last, "repeated")
         return dataclasses.replace(

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from avatar_rtc.api import audio_duration
-from avatar_rtc.api.audio_mp3 import MP3_SAMPLE_RATE, to_mp3
+from avatar_rtc.api.audio_mp3 import MP3_SAMPLE_RATE, is_mp3, to_mp3
 
 
 def _ogg_opus_stereo(seconds: float) -> bytes:
@@ -46,7 +46,32 @@ def test_stereo_ogg_opus_becomes_mono_mp3() -> None:
     assert audio_duration(mp3) == pytest.approx(2.0, abs=0.001)
 
 
+def _adts_aac(seconds: float) -> bytes:
+    out = io.BytesIO()
+    with av.open(out, mode="w", format="adts") as container:
+        stream = container.add_stream("aac", rate=44100, layout="mono")
+        frame = av.AudioFrame.from_ndarray(
+            np.zeros((1, int(seconds * 44100)), np.float32), format="fltp", layout="mono"
+        )
+        frame.sample_rate = 44100
+        for packet in stream.encode(frame):
+            container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+    return out.getvalue()
+
+
+def test_mp3_is_told_by_its_content(wav_bytes: bytes, mp3_bytes: bytes) -> None:
+    assert is_mp3(mp3_bytes)
+    assert not is_mp3(wav_bytes)
+    aac = _adts_aac(1.0)
+    assert aac[0] == 0xFF and aac[1] & 0xE0 == 0xE0  # starts like an MPEG audio frame
+    assert not is_mp3(aac)
+
+
 @pytest.mark.parametrize("data", [b"", b"not a sound at all" * 20])
 def test_what_is_not_audio_is_a_value_error(data: bytes) -> None:
     with pytest.raises(ValueError, match="not readable audio"):
         to_mp3(data)
+    with pytest.raises(ValueError, match="not readable audio"):
+        is_mp3(data)

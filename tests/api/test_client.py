@@ -208,6 +208,19 @@ async def test_say_audio_wav_is_sent_as_mp3_of_its_duration(
     assert audio_duration(call.audio) == pytest.approx(1.5, abs=0.001)
 
 
+async def test_say_audio_of_a_wav_named_mp3_is_converted(
+    emu: Emulator, client: ControlClient, wav_bytes: bytes, tmp_path: Path
+) -> None:
+    named = tmp_path / "speech.mp3"
+    named.write_bytes(wav_bytes)
+    handle = await client.create(AVATAR_ID)
+    await client.say_audio(handle, named)
+    [call] = emu.session(handle.session_id).say_audio_calls
+    assert (call.filename, call.content_type) == ("speech.mp3", "audio/mpeg")
+    assert call.audio != wav_bytes and call.audio[:3] == b"ID3"  # encoded, not the WAV
+    assert call.duration == pytest.approx(1.5)
+
+
 async def test_say_audio_without_convert_sends_the_file_as_is(
     emu: Emulator, client: ControlClient, wav_file: Path, wav_bytes: bytes
 ) -> None:

@@ -312,6 +312,27 @@ def test_frames_a_close_discards_are_counted_as_dropped() -> None:
         loop.close()
 
 
+def test_frames_whose_callbacks_a_close_skips_are_counted_as_dropped() -> None:
+    frames = h264_frames(6, gop=6)
+    source = FakeSource()
+    decoder = decoder_for(source, functools.partial(TrackDecoder, max_queue_delay=float("inf")))
+    loop = asyncio.new_event_loop()
+    stream = VideoStream(
+        source, VideoFormat(pixel_format=None), capacity=10, policy="all", loop=loop
+    )
+    seen: list[VideoFrame] = []
+    stream.on_frame(seen.append)
+    try:
+        _feed(decoder, source, frames)  # their callbacks wait for the loop...
+        stream.close()  # ...which the session's close comes before
+        loop.run_until_complete(asyncio.sleep(0.05))
+        st = stream.stats()
+        assert seen == [] and (st.received, st.delivered, st.dropped) == (6, 0, 6)
+    finally:
+        stream.close()
+        loop.close()
+
+
 def _feed(decoder: TrackDecoder, source: FakeSource, batch: list[EncodedFrame]) -> None:
     """Push ``batch`` and wait until the decoder handed out its last frame."""
     done = threading.Event()

@@ -79,6 +79,19 @@ def test_audio_that_stops_before_the_video_is_missing_up_to_its_end() -> None:
     assert [c.name for c in checked.checks if not c.ok] == ["audio.missing"]
 
 
+def test_audio_whose_times_step_back_still_ends_where_it_went_furthest() -> None:
+    qa = MediaQa(lipsync=False)
+    for t in [i * CHUNK for i in range(300)] + [2.0 + i * CHUNK for i in range(100)]:
+        qa.feed_audio(_tone(), t, RATE)  # 0..6 s, then 2..4 s again (a file's times)
+    for i in range(6 * FPS):
+        frame = np.full((32, 32), 100, np.uint8)
+        frame[:, (2 * i) % 32] = 250
+        qa.feed_video(frame, i / FPS)
+    report = qa.report()
+    assert report.audio is not None and report.audio.missing == []
+    assert report.video is not None and report.video.freezes == []
+
+
 def test_video_that_stops_before_the_audio_is_a_freeze_and_fails() -> None:
     report = _run(6.0, video_until=3.0)
     assert report.video is not None

@@ -150,6 +150,17 @@ def test_frames_that_stop_more_than_5s_before_the_sound_are_a_pause() -> None:
     assert r.pauses[0].end - 1000.0 == pytest.approx(10.0, abs=0.005)
 
 
+def test_a_frozen_picture_whose_frames_then_stop_is_one_freeze_to_the_end() -> None:
+    r = run(seconds=6.0, repeat=(3.0, 6.0), end=9.0)
+    assert [(f.kind, round(f.start - 1000.0, 2), round(f.end - 1000.0, 2)) for f in r.freezes] == [
+        ("repeated", 3.0, 9.0)
+    ]
+    # Past 5 s without frames: the repeated freeze up to the last frame, then a pause.
+    r = run(seconds=6.0, repeat=(3.0, 6.0), end=12.5)
+    assert [(f.kind, round(f.start - 1000.0, 2)) for f in r.freezes] == [("repeated", 3.0)]
+    assert [round(p.end - 1000.0, 2) for p in r.pauses] == [12.5]
+
+
 def test_the_last_frames_still_on_their_way_are_no_freeze() -> None:
     # The observation stopped under a second after the last frame: nothing stopped.
     assert run(seconds=5.0, end=5.9).freezes == []

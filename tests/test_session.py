@@ -7,6 +7,7 @@ several seconds); the exit-path tests open sessions of their own.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import io
 import logging
@@ -252,12 +253,7 @@ async def test_audio_cut_off_mid_speech_ends_speaking_and_wait_idle(emu: Emulato
     """The sender's audio stops mid-word for good: the detector heard speech and nothing came
     to end it; ``speaking`` stayed true and ``wait_idle`` waited out its timeout (the CLI's qa:
     120 s a turn)."""
-    options = SessionOptions(api_url=emu.api_url, ks=Secret(emu.ks), ice=LOOPBACK)
-    async with AvatarSession(options) as session:
-        await session.wait_first_frame(20)
-        assert session.session_id is not None
-        media = emu.avatar_media(session.session_id)
-        media.inject_faults(MediaFaults(audio_withheld=FaultWindow(1.0, 600.0)))
+    async with _audio_withheld(emu, FaultWindow(1.0, 600.0)) as (session, _):
         await session.say("Hello there. This sentence is cut off in the middle of a word.")
         await wait_for(lambda: session.speaking, 10)
         await session.wait_idle(60)  # (old: TimeoutError)
@@ -269,12 +265,7 @@ async def test_audio_cut_off_mid_speech_ends_speaking_and_wait_idle(emu: Emulato
 async def test_a_short_audio_gap_mid_speech_does_not_end_it(emu: Emulator) -> None:
     """1.5 s without audio inside one turn (less than the media timeout): still speaking, and
     ``wait_idle`` waits for the end of the turn, not the gap."""
-    options = SessionOptions(api_url=emu.api_url, ks=Secret(emu.ks), ice=LOOPBACK)
-    async with AvatarSession(options) as session:
-        await session.wait_first_frame(20)
-        assert session.session_id is not None
-        media = emu.avatar_media(session.session_id)
-        media.inject_faults(MediaFaults(audio_withheld=FaultWindow(1.0, 1.5)))
+    async with _audio_withheld(emu, FaultWindow(1.0, 1.5)) as (session, media):
         turn = await session.say(
             "The quick brown fox jumps over the lazy dog. Artificial avatars must keep their "
             "lips in sync with the voice."
@@ -282,6 +273,20 @@ async def test_a_short_audio_gap_mid_speech_does_not_end_it(emu: Emulator) -> No
         await wait_for(lambda: session.speaking, 10)
         await session.wait_idle(60)
         assert media.events(turn, "turn_end"), "wait_idle returned before the turn ended"
+
+
+@contextlib.asynccontextmanager
+async def _audio_withheld(
+    emu: Emulator, window: FaultWindow
+) -> AsyncIterator[tuple[AvatarSession, AvatarMedia]]:
+    """A session of its own whose next turn has no audio sent within ``window``."""
+    options = SessionOptions(api_url=emu.api_url, ks=Secret(emu.ks), ice=LOOPBACK)
+    async with AvatarSession(options) as session:
+        await session.wait_first_frame(20)
+        assert session.session_id is not None
+        media = emu.avatar_media(session.session_id)
+        media.inject_faults(MediaFaults(audio_withheld=window))
+        yield session, media
 
 
 def tone_wav(seconds: float, rate: int = 16000, hz: float = 300.0) -> bytes:

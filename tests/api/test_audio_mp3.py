@@ -12,21 +12,26 @@ from avatar_rtc.api import audio_duration
 from avatar_rtc.api.audio_mp3 import MP3_SAMPLE_RATE, is_mp3, to_mp3
 
 
-def _ogg_opus_stereo(seconds: float) -> bytes:
+def _encoded(container_format: str, codec: str, frame: av.AudioFrame) -> bytes:
+    """``frame`` encoded with ``codec`` in a ``container_format`` file's bytes."""
     out = io.BytesIO()
-    with av.open(out, mode="w", format="ogg") as container:
-        stream = container.add_stream("libopus", rate=48000, layout="stereo")
-        samples = int(seconds * 48000)
-        t = np.arange(samples) / 48000
-        left = (np.sin(2 * np.pi * 300 * t) * 8000).astype(np.int16)
-        pcm = np.stack([left, left]).T.reshape(1, -1)
-        frame = av.AudioFrame.from_ndarray(pcm, format="s16", layout="stereo")
-        frame.sample_rate = 48000
+    with av.open(out, mode="w", format=container_format) as container:
+        stream = container.add_stream(codec, rate=frame.sample_rate, layout=frame.layout.name)
+        assert isinstance(stream, av.AudioStream)
         for packet in stream.encode(frame):
             container.mux(packet)
         for packet in stream.encode(None):
             container.mux(packet)
     return out.getvalue()
+
+
+def _ogg_opus_stereo(seconds: float) -> bytes:
+    t = np.arange(int(seconds * 48000)) / 48000
+    left = (np.sin(2 * np.pi * 300 * t) * 8000).astype(np.int16)
+    pcm = np.stack([left, left]).T.reshape(1, -1)
+    frame = av.AudioFrame.from_ndarray(pcm, format="s16", layout="stereo")
+    frame.sample_rate = 48000
+    return _encoded("ogg", "libopus", frame)
 
 
 def test_wav_becomes_mono_mp3_of_the_same_length(wav_bytes: bytes) -> None:
@@ -47,18 +52,10 @@ def test_stereo_ogg_opus_becomes_mono_mp3() -> None:
 
 
 def _adts_aac(seconds: float) -> bytes:
-    out = io.BytesIO()
-    with av.open(out, mode="w", format="adts") as container:
-        stream = container.add_stream("aac", rate=44100, layout="mono")
-        frame = av.AudioFrame.from_ndarray(
-            np.zeros((1, int(seconds * 44100)), np.float32), format="fltp", layout="mono"
-        )
-        frame.sample_rate = 44100
-        for packet in stream.encode(frame):
-            container.mux(packet)
-        for packet in stream.encode(None):
-            container.mux(packet)
-    return out.getvalue()
+    silence = np.zeros((1, int(seconds * 44100)), np.float32)
+    frame = av.AudioFrame.from_ndarray(silence, format="fltp", layout="mono")
+    frame.sample_rate = 44100
+    return _encoded("adts", "aac", frame)
 
 
 def test_mp3_is_told_by_its_content(wav_bytes: bytes, mp3_bytes: bytes) -> None:

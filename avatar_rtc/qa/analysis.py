@@ -107,9 +107,11 @@ class MediaQa:
         audio = self.audio.result() if self.audio is not None else None
         if audio is not None:
             audio.missing = list(self._missing)
-            ends = self._audio_end, video.last_time if video is not None else None
-            if ends[0] is not None and ends[1] is not None and ends[1] - ends[0] >= MISSING_AFTER:
-                audio.missing.append(Span(ends[0], ends[1] - ends[0]))  # stopped before video
+            # The audio stopped while the video went on.
+            audio_end = self._audio_end or 0.0
+            video_end = video.last_time if video is not None else None
+            if video_end is not None and video_end - audio_end >= MISSING_AFTER:
+                audio.missing.append(Span(audio_end, video_end - audio_end))
         lipsync = None
         if self._lipsync is not None and video is not None:
             lipsync = self._lipsync.result()

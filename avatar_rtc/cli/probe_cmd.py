@@ -14,7 +14,6 @@ SIGINT/SIGTERM (the report so far is printed).
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import sys
 import time
@@ -145,20 +144,15 @@ async def _measure(
     # pixel_format=None: count decoded frames without converting them to numpy.
     session.video(VideoFormat(pixel_format=None), capacity=8).on_frame(video.add)
     session.audio().on_frame(audio.add)
-    lost = asyncio.Event()
-    forget = session.on("disconnected", lambda event: lost.set())
+    # A loss for good ends the window as a signal does (as in qa; the exit status stays the
+    # error's: StopSignals.exit_code comes from a signal received, not from the event).
+    forget = session.on("disconnected", lambda event: stop.event.set())
     try:
         stopped = await first_frame_or_stop(stop, session, target.connect_timeout)
         started = time.monotonic()
         if not stopped:
             await speak(session, args.speech)
-            remaining = max(0.0, args.duration - (time.monotonic() - started))
-            waits = [asyncio.ensure_future(stop.event.wait()), asyncio.ensure_future(lost.wait())]
-            try:
-                await asyncio.wait(waits, timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                for waiter in waits:
-                    waiter.cancel()
+            await stop.wait(max(0.0, args.duration - (time.monotonic() - started)))
         return time.monotonic() - started
     finally:
         forget()

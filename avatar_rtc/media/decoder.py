@@ -255,6 +255,11 @@ class TrackDecoder:
     def running(self) -> bool:
         return self._thread is not None or self._inline is not None
 
+    @property
+    def threaded(self) -> bool:
+        """Decodes on a thread of its own (else where the packets arrive: the event loop)."""
+        return self._threaded
+
     def stats(self) -> DecoderStats:
         return DecoderStats(
             kind=self.kind,

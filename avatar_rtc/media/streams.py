@@ -32,9 +32,12 @@ excess is dropped and counted in ``callbacks_dropped``), and ``close()`` cancels
 
 Video conversion to numpy runs off the event loop: on the decoder thread when a consumer is
 already waiting (lowest latency), else when the frame is taken, in a worker thread for frames
-larger than 320x240. ``VideoFormat(pixel_format=None)`` disables conversion (use
-``yuv_planes()``/``av_frame``). Formats are :class:`~.formats.VideoFormat` /
-:class:`~.formats.AudioFormat`; ``capacity`` and ``policy`` are the stream's own arguments.
+larger than 320x240. Not when the decoder itself runs on the loop
+(``SessionOptions.decode_video_on_loop``): the conversion then stays there too, as a hand-off
+to a worker thread and back costs more than it keeps off a loop that decodes anyway.
+``VideoFormat(pixel_format=None)`` disables conversion (use ``yuv_planes()``/``av_frame``).
+Formats are :class:`~.formats.VideoFormat` / :class:`~.formats.AudioFormat`; ``capacity`` and
+``policy`` are the stream's own arguments.
 """
 
 from __future__ import annotations
@@ -396,7 +399,7 @@ class VideoStream(_Stream[VideoFrame]):
         if item.is_converted():
             return item
         w, h = self.format.size or (item.width, item.height)
-        if w * h > _SMALL_PIXELS:
+        if w * h > _SMALL_PIXELS and self._decoder.threaded:
             await self._loop.run_in_executor(None, item.to_ndarray)
         else:
             item.to_ndarray()

@@ -333,6 +333,39 @@ def test_frames_whose_callbacks_a_close_skips_are_counted_as_dropped() -> None:
         loop.close()
 
 
+@pytest.mark.parametrize("threaded", [True, False], ids=["decoder-thread", "decoder-on-loop"])
+def test_frames_convert_in_a_worker_thread_only_when_the_decoder_has_a_thread_of_its_own(
+    threaded: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Frames taken after they were decoded (nobody waiting) convert when taken: off the loop
+    in a worker thread, unless the decoder runs on the loop anyway (``decode_video_on_loop``):
+    a hand-off to a thread and back costs more than it keeps off that loop."""
+    frames = h264_frames(4, gop=4)
+    source = FakeSource()
+    make = functools.partial(TrackDecoder, threaded=threaded, max_queue_delay=float("inf"))
+    decoder = decoder_for(source, make)
+    loop = asyncio.new_event_loop()
+    handed: list[object] = []
+    to_thread = loop.run_in_executor
+
+    def counted(executor: object, fn: object, *args: object) -> object:
+        handed.append(fn)
+        return to_thread(executor, fn, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(loop, "run_in_executor", counted)
+    # larger than 320x240: the size past which a conversion leaves the loop
+    big = VideoFormat("rgb24", size=(640, 480))
+    stream = VideoStream(source, big, capacity=10, policy="all", loop=loop)
+    try:
+        _feed(decoder, source, frames)
+        got = [loop.run_until_complete(stream.recv()) for _ in range(4)]
+        assert all(frame.array.shape == (480, 640, 3) for frame in got)
+        assert len(handed) == (4 if threaded else 0)
+    finally:
+        stream.close()
+        loop.close()
+
+
 def _feed(decoder: TrackDecoder, source: FakeSource, batch: list[EncodedFrame]) -> None:
     """Push ``batch`` and wait until the decoder handed out its last frame."""
     done = threading.Event()

@@ -151,10 +151,16 @@ class AvatarSession:
         self._client = client
 
         self.clock = AvClock()
+        read_interval = self._options.read_interval
         self.video_pipeline = ReceivePipeline(
-            "video", clock=self.clock, keyframe_wait=self._options.keyframe_wait
+            "video",
+            clock=self.clock,
+            keyframe_wait=self._options.keyframe_wait,
+            read_interval=read_interval,
         )
-        self.audio_pipeline = ReceivePipeline("audio", clock=self.clock)
+        self.audio_pipeline = ReceivePipeline(
+            "audio", clock=self.clock, read_interval=read_interval
+        )
         # What the video decoder (every VideoStream) reads: the pipeline, or a playout stage.
         self._playout: PlayoutSource | None = None
         if self._options.max_playout_delay is not None:

@@ -9,9 +9,17 @@ For each N (default 1, 2, 4, 8, 12, 16, 24, 32, 48, 64) and each mode, in the sa
 - ``aiortc``: N plain aiortc sessions (RTCPeerConnection, ``track.recv()``, decode to numpy)
   spread over as many processes as ours.
 
+Our sessions read their sockets every ``--read-interval`` seconds (``SessionOptions.read_interval``;
+default 0.1, the fleet command's for recordings; 0: at each packet). Plain aiortc reads each.
+
 The sender is the emulator's fan-out load generator (``Emulator(fanout=True)``: 512x512 25 fps
 H264 about 1 Mbit/s + Opus, encoded once, the same packets to every viewer) in a process of its
 own, so receiver and sender CPU are measured apart (``/proc``: the process and its children).
+It sends every 20 ms tick's media when it is due, as the service does. ``--generator-ticks 2``
+sends two ticks per wake-up (the second 20 ms early), for a third less of its CPU at one
+session (1.44-1.49 % of a core instead of 2.30-2.50 %), but the receivers then get the media in
+40 ms bursts, which makes them cheaper too, plain aiortc's the most (decode, 8 sessions: 4.5 %
+of a core a session against 6.0 %), so the ratios are taken with 1 (2026-12-07, 3 runs each).
 The generator runs on uvloop's event loop when uvloop is installed (``AVATAR_RTC_EVENT_LOOP``
 chooses otherwise): most of its CPU at one session is the event loop waking 50 times a second,
 which uvloop does for less (measured with one copy-record receiver, 3 runs each, user + system:
@@ -78,10 +86,11 @@ CLEAN_FPS, CLEAN_WORST = 24.0, 20.0
 # Issue 11's targets: CPU per session at most this share of plain aiortc's decode session's.
 TARGET_RATIO = {"decode": 0.5, "copy-record": 0.2}
 GENERATOR_TARGET = 2.0  # and the load generator's CPU per session at most this % of a core
+GENERATOR_TICKS = 1  # 20 ms ticks the generator sends per wake-up (see the module docstring)
 
 
 # ------------------------------------------------------------------------- load generator
-async def run_generator() -> None:
+async def run_generator(ticks: int) -> None:
     """The fan-out emulator; prints {"api_url", "ks", "epoch", "pid"}, then serves until EOF."""
     from avatar_rtc.api.client import ControlClient
     from avatar_rtc.emulator import Emulator
@@ -90,7 +99,7 @@ async def run_generator() -> None:
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader()
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
-    async with Emulator(fanout=True, idle_timeout=600) as emu:
+    async with Emulator(fanout=True, fanout_ticks=ticks, idle_timeout=600) as emu:
         # One probe session to reach the shared source (its epoch) and encode the loop now.
         async with ControlClient(emu.api_url, emu.ks) as api:
             handle = await api.create("bench")
@@ -106,7 +115,9 @@ async def run_generator() -> None:
 
 
 # ---------------------------------------------------------------------------- receivers
-def _options(api_url: str, ks: str, turn: dict[str, str] | None = None) -> Any:
+def _options(
+    api_url: str, ks: str, turn: dict[str, str] | None = None, read_interval: float = 0.0
+) -> Any:
     from dataclasses import replace
 
     from avatar_rtc.options import SessionOptions
@@ -119,15 +130,22 @@ def _options(api_url: str, ks: str, turn: dict[str, str] | None = None) -> Any:
         server = IceServer(turn["url"], turn["username"], turn["credential"])
         ice = replace(ice, policy="relay", extra_servers=(server,))
     return SessionOptions(
-        api_url=api_url, ks=Secret(ks), avatar_id="bench", ice=ice, video_codecs=("H264",)
+        api_url=api_url,
+        ks=Secret(ks),
+        avatar_id="bench",
+        ice=ice,
+        video_codecs=("H264",),
+        read_interval=read_interval,
     )
 
 
-async def run_ours(mode: JobKind, n: int, procs: int, gen: dict[str, Any], seconds: float) -> None:
+async def run_ours(
+    mode: JobKind, n: int, procs: int, gen: dict[str, Any], seconds: float, read_interval: float
+) -> None:
     """N sessions of ours in a SessionPool; prints "started", then the results (JSON)."""
     from avatar_rtc.fleet import FleetJob, SessionPool
 
-    options = _options(gen["api_url"], gen["ks"], gen.get("turn"))
+    options = _options(gen["api_url"], gen["ks"], gen.get("turn"), read_interval)
     out = tempfile.mkdtemp(prefix="bench-scale-")
     try:
         # Admission off (limit 1, no cost, nothing measured): the benchmark measures raw capacity.
@@ -357,10 +375,11 @@ def rerun_in_netns(script: str) -> int:
 
 
 @contextlib.contextmanager
-def load_generator() -> Iterator[dict[str, Any]]:
-    """The fan-out load generator in a process of its own; yields its hello (URLs, pid)."""
+def load_generator(ticks: int = GENERATOR_TICKS) -> Iterator[dict[str, Any]]:
+    """The fan-out load generator in a process of its own, sending ``ticks`` 20 ms ticks per
+    wake-up; yields its hello (URLs, pid)."""
     gen_proc = subprocess.Popen(
-        [sys.executable, __file__, "--generator"],
+        [sys.executable, __file__, "--generator", "--generator-ticks", str(ticks)],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
@@ -415,14 +434,21 @@ def turn_server(enabled: bool) -> Iterator[tuple[dict[str, str], int] | None]:
 
 
 def one_cell(
-    mode: str, n: int, procs: int, seconds: float, turn: tuple[dict[str, str], int] | None = None
+    mode: str,
+    n: int,
+    procs: int,
+    seconds: float,
+    turn: tuple[dict[str, str], int] | None = None,
+    read_interval: float = 0.0,
+    generator_ticks: int = GENERATOR_TICKS,
 ) -> dict[str, Any]:
     """One run of one cell: a fresh generator and receivers; the figures."""
-    with load_generator() as gen:
+    with load_generator(generator_ticks) as gen:
         if turn is not None:
             gen["turn"] = turn[0]
         turn_pids = [] if turn is None else [turn[1]]
-        receiver = spawn_receiver(__file__, mode, n, seconds, gen, "--procs", str(procs))
+        extra = ("--procs", str(procs), "--read-interval", str(read_interval))
+        receiver = spawn_receiver(__file__, mode, n, seconds, gen, *extra)
         assert receiver.stdout is not None
         json.loads(receiver.stdout.readline())  # started: sessions connecting
         time.sleep(WARMUP + 1.5)  # connect + warm-up: measure the steady part only
@@ -601,6 +627,8 @@ def print_table(cells: list[dict[str, Any]], runs: int) -> None:
 
 
 def main() -> int:
+    from avatar_rtc.fleet import RECORD_READ_INTERVAL
+
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument(
         "--sessions", default="1,2,4,8,12,16,24,32,48,64", help="N values (comma-separated)"
@@ -612,9 +640,24 @@ def main() -> int:
     ap.add_argument("--netns", action="store_true", help="run in a fresh network namespace")
     ap.add_argument("--turn", action="store_true", help="relay-only through a coturn")
     ap.add_argument(
+        "--read-interval",
+        type=float,
+        default=RECORD_READ_INTERVAL,
+        metavar="S",
+        help="our sessions' SessionOptions.read_interval (default %(default)s: the fleet "
+        "command's for recordings; 0 reads each packet as it arrives)",
+    )
+    ap.add_argument(
         "--stop-when-unclean",
         action="store_true",
         help="skip larger N of a mode once an N had no clean run",
+    )
+    ap.add_argument(
+        "--generator-ticks",
+        type=int,
+        default=GENERATOR_TICKS,
+        metavar="N",
+        help="the load generator sends N 20 ms ticks per wake-up (default %(default)s)",
     )
     ap.add_argument("--generator", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--receiver", choices=MODES, help=argparse.SUPPRESS)
@@ -624,14 +667,17 @@ def main() -> int:
         from avatar_rtc import event_loop
 
         os.environ.setdefault(event_loop.ENV, "auto")  # see the module docstring
-        event_loop.run(run_generator())
+        event_loop.run(run_generator(args.generator_ticks))
         return 0
     if args.receiver:
         gen = json.loads(sys.stdin.readline())  # from spawn_receiver
         if args.receiver == "aiortc":
             asyncio.run(run_aiortc(args.n, args.procs, gen, args.seconds))
         else:
-            asyncio.run(run_ours(args.receiver, args.n, args.procs, gen, args.seconds))
+            ours = run_ours(
+                args.receiver, args.n, args.procs, gen, args.seconds, args.read_interval
+            )
+            asyncio.run(ours)
         return 0
     if args.netns:
         return rerun_in_netns(__file__)
@@ -652,7 +698,15 @@ def main() -> int:
             # minutes, ours and aiortc's runs i see the same stretch of it (ratios pair them).
             for i in range(args.runs):
                 for mode in active:
-                    run = one_cell(mode, n, args.procs, args.seconds, turn)
+                    run = one_cell(
+                        mode,
+                        n,
+                        args.procs,
+                        args.seconds,
+                        turn,
+                        args.read_interval,
+                        args.generator_ticks,
+                    )
                     runs[mode].append(run)
                     line = f"N={n} {mode} run {i + 1}: {json.dumps(run)}"
                     print(line, file=sys.stderr, flush=True)
@@ -668,6 +722,8 @@ def main() -> int:
                 "seconds": args.seconds,
                 "runs": args.runs,
                 "turn": args.turn,
+                "read_interval": args.read_interval,
+                "generator_ticks": args.generator_ticks,
                 "cells": cells,
                 "ratios_to_aiortc": ratios(cells),
             }

@@ -110,7 +110,9 @@ class _Counter:
         return total
 
 
-async def _ours(mode: str, gen: dict[str, Any], counter: _Counter, stop: asyncio.Event) -> None:
+async def _ours(
+    mode: str, gen: dict[str, Any], counter: _Counter, stop: asyncio.Event, read_interval: float
+) -> None:
     from bench_scale import _options
 
     from avatar_rtc.media.formats import AudioFormat, VideoFormat
@@ -119,7 +121,7 @@ async def _ours(mode: str, gen: dict[str, Any], counter: _Counter, stop: asyncio
 
     # As the fleet's runner (bench_scale's receivers) runs a job without speech.
     options = replace(
-        _options(gen["api_url"], gen["ks"], gen.get("turn")),
+        _options(gen["api_url"], gen["ks"], gen.get("turn"), read_interval),
         detect_speech=False,
         decode_video_on_loop=True,
     )
@@ -132,7 +134,7 @@ async def _ours(mode: str, gen: dict[str, Any], counter: _Counter, stop: asyncio
         if mode == "copy-record":
             recorder = session.record(out / "session.mp4", RecordOptions(mode="copy"))
         else:
-            video = session.video(VideoFormat(pixel_format="rgb24"))
+            video = session.video(VideoFormat(pixel_format="rgb24"), policy="all")
             audio = session.audio(AudioFormat())
 
             async def consume_video() -> None:
@@ -188,7 +190,9 @@ async def _window(counter: _Counter, seconds: float) -> dict[str, Any]:
     }
 
 
-async def run_receiver(mode: str, n: int, gen: dict[str, Any], seconds: float) -> None:
+async def run_receiver(
+    mode: str, n: int, gen: dict[str, Any], seconds: float, read_interval: float = 0.0
+) -> None:
     """N sessions on this loop; after warm-up a window's figures (JSON), then "ready" and
     the figures of a second window (the profiled one), with the sessions' errors."""
     counter = _Counter()
@@ -204,7 +208,9 @@ async def run_receiver(mode: str, n: int, gen: dict[str, Any], seconds: float) -
         ]
         await asyncio.sleep(WARMUP + 1.0)
     else:
-        tasks = [asyncio.create_task(_ours(mode, gen, counter, stop)) for _ in range(n)]
+        tasks = [
+            asyncio.create_task(_ours(mode, gen, counter, stop, read_interval)) for _ in range(n)
+        ]
         while len(counter.sessions) < n and not any(t.done() for t in tasks):  # noqa: ASYNC110
             await asyncio.sleep(0.1)
         await asyncio.sleep(WARMUP)
@@ -260,6 +266,7 @@ def profile_mode(
     out_dir: Path,
     gil: bool = False,
     turn: dict[str, str] | None = None,
+    read_interval: float = 0.0,
 ) -> dict[str, Any]:
     from bench_scale import load_generator, spawn_receiver
 
@@ -268,7 +275,8 @@ def profile_mode(
     with load_generator() as gen:
         if turn is not None:
             gen["turn"] = turn
-        receiver = spawn_receiver(__file__, mode, n, seconds, gen)
+        extra = ("--read-interval", str(read_interval))
+        receiver = spawn_receiver(__file__, mode, n, seconds, gen, *extra)
         assert receiver.stdout is not None
         clean = json.loads(receiver.stdout.readline())
         json.loads(receiver.stdout.readline())  # ready: the profiled window starts
@@ -365,12 +373,19 @@ def main() -> int:
         "--gil", action="store_true", help="only samples holding the GIL (Python CPU, no waits)"
     )
     ap.add_argument("--turn", action="store_true", help="relay-only through a coturn (root)")
+    ap.add_argument(
+        "--read-interval",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="our sessions' SessionOptions.read_interval (default 0: at each packet)",
+    )
     ap.add_argument("--receiver", choices=MODES, help=argparse.SUPPRESS)
     ap.add_argument("--n", type=int, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.receiver:
         gen = json.loads(sys.stdin.readline())  # from bench_scale.spawn_receiver
-        asyncio.run(run_receiver(args.receiver, args.n, gen, args.seconds))
+        asyncio.run(run_receiver(args.receiver, args.n, gen, args.seconds, args.read_interval))
         return 0
     if shutil.which("py-spy") is None:
         print("profile_receive: py-spy is not installed (pip install py-spy)", file=sys.stderr)
@@ -389,6 +404,7 @@ def main() -> int:
                 Path(args.out),
                 args.gil,
                 None if turn is None else turn[0],
+                args.read_interval,
             )
             profiles.append(profile)
             print_profile(profile)

@@ -48,6 +48,9 @@ def test_secrets_are_wrapped_and_codecs_normalised() -> None:
         ({"keep_alive_interval": -1.0}, "keep_alive_interval"),
         ({"keyframe_wait": 0.0}, "keyframe_wait"),
         ({"max_playout_delay": 0.0}, "max_playout_delay"),
+        ({"read_interval": -0.1}, "read_interval"),
+        ({"read_interval": 0.6}, "read_interval"),
+        ({"read_interval": float("nan")}, "read_interval"),
     ],
 )
 def test_inconsistent_session_options_are_refused(changes: dict[str, Any], message: str) -> None:

@@ -13,6 +13,7 @@ import textwrap
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from ..rtc.read_pacer import MAX_READ_INTERVAL
 from ..rtc.video_codecs import RECEIVABLE_VIDEO_CODECS
 from .exit_status import exit_status_help
 
@@ -25,6 +26,7 @@ __all__ = [
     "parse_size",
     "port_number",
     "positive_float",
+    "positive_int",
     "verbosity",
 ]
 
@@ -103,6 +105,16 @@ def positive_float(value: str) -> float:
     return number
 
 
+def positive_int(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {value!r}") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"expected at least 1, got {value!r}")
+    return number
+
+
 def port_number(value: str) -> int:
     try:
         port = int(value)
@@ -115,6 +127,16 @@ def port_number(value: str) -> int:
 
 def _seconds_or_never(value: str) -> float | None:
     return None if value == "never" else positive_float(value)
+
+
+def _read_interval(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {value!r}") from None
+    if not 0 <= number <= MAX_READ_INTERVAL:  # (NaN too)
+        raise argparse.ArgumentTypeError(f"expected 0 to {MAX_READ_INTERVAL:g} s, got {value!r}")
+    return number
 
 
 def parse_size(value: str) -> tuple[int, int]:
@@ -237,6 +259,15 @@ def add_target_options(parser: argparse.ArgumentParser) -> None:
         metavar="S",
         help="bound on each phase of starting: the Control API's calls together, connecting "
         "the media, the first frame (default %(default)s)",
+    )
+
+    target.add_argument(
+        "--read-interval",
+        type=_read_interval,
+        metavar="S",
+        help="read the media sockets every S seconds (at most 0.5) instead of at each packet: "
+        "about half the CPU for up to S more latency (default: 0, at each packet; "
+        "fleet --job record: 0.1)",
     )
 
     video = parser.add_argument_group("video")

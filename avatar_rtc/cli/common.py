@@ -125,6 +125,7 @@ def target_from_args(args: argparse.Namespace, environ: Mapping[str, str] | None
         reconnect=ReconnectPolicy(new_session_on_not_found=args.renew_session),
         keyframe_wait=args.keyframe_wait,
         max_playout_delay=args.playout_delay,
+        read_interval=args.read_interval or 0.0,
     )
     return Target(kind, options)
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from .. import event_loop
 from ..errors import AvatarRTCError, ConfigurationError
 from ..redact import Secret
-from .arguments import add_command, parse_size, port_number
+from .arguments import add_command, parse_size, port_number, positive_int
 from .exit_status import exit_code_of, print_error
 
 if TYPE_CHECKING:
@@ -133,6 +133,15 @@ def register(subparsers: Any) -> None:
         action="store_true",
         help="load generator: every session plays one shared stream, encoded once (say-text "
         "is ignored)",
+    )
+    media.add_argument(
+        "--fanout-ticks",
+        type=positive_int,
+        default=1,
+        metavar="N",
+        help="with --fanout: send N 20 ms ticks of media per wake-up, the later ones early "
+        "(fewer wake-ups: 2 cost about a third less CPU for a few viewers; audio then comes in "
+        "pairs) (default %(default)s)",
     )
     _add_fault_options(parser)
     parser.set_defaults(handler=run, imports=("avatar_rtc.emulator",))
@@ -261,6 +270,8 @@ def _build(args: argparse.Namespace) -> Emulator:
     turn_secret = args.turn_secret or os.environ.get(ENV_TURN_SECRET) or None
     if turn_secret and not args.turn_url:
         raise ValueError("--turn-secret needs --turn-url")
+    if args.fanout_ticks != 1 and not args.fanout:
+        raise ValueError("--fanout-ticks needs --fanout")
     if args.turn_url:
         turn = TurnConfig(args.turn_url, Secret(args.turn_username), Secret(args.turn_credential))
     media_options = None
@@ -290,6 +301,7 @@ def _build(args: argparse.Namespace) -> Emulator:
         turn_secret=turn_secret,
         whep_url_template=args.whep_url_override,
         fanout=args.fanout,
+        fanout_ticks=args.fanout_ticks,
         ice_restart=args.ice_restart,
     )
 

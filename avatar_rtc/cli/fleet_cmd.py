@@ -20,6 +20,7 @@ import json
 import logging
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -31,6 +32,7 @@ from .arguments import (
     add_speech_options,
     add_target_options,
     positive_float,
+    positive_int,
 )
 from .exit_status import print_error
 from .output_file import check_output_file, check_report_files, write_report_files
@@ -80,7 +82,7 @@ def register(subparsers: Any) -> None:
         epilog=EPILOG,
     )
     parser.add_argument(
-        "--sessions", type=_positive_int, required=True, metavar="N", help="sessions to run"
+        "--sessions", type=positive_int, required=True, metavar="N", help="sessions to run"
     )
     parser.add_argument(
         "--job",
@@ -106,7 +108,7 @@ def register(subparsers: Any) -> None:
     engine.add_argument("--address", metavar="ADDR", help="Ray cluster to use (default: local)")
     engine.add_argument(
         "--workers",
-        type=_positive_int,
+        type=positive_int,
         metavar="N",
         help="local worker processes (default: one per core)",
     )
@@ -131,16 +133,6 @@ def register(subparsers: Any) -> None:
     output.add_argument("--no-progress", action="store_true", help="no progress on stderr")
     add_target_options(parser)
     parser.set_defaults(handler=run, imports=(*SESSION_STACK, "avatar_rtc.fleet"))
-
-
-def _positive_int(value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {value!r}") from None
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"expected at least 1, got {value!r}")
-    return number
 
 
 def _fraction(value: str) -> float:
@@ -183,11 +175,13 @@ def _check_engine(args: argparse.Namespace) -> None:
 
 
 def _jobs(args: argparse.Namespace, target: Target, options: SessionOptions) -> list[FleetJob]:
-    from ..fleet import DEFAULT_SAY, FleetJob, Utterance
+    from ..fleet import DEFAULT_SAY, RECORD_READ_INTERVAL, FleetJob, Utterance
 
     speech = tuple(Utterance(item.kind, item.value) for item in args.speech)
     if not speech and target.kind != "whep":
         speech = (Utterance("text", DEFAULT_SAY),)
+    if args.read_interval is None and args.job == "record":
+        options = replace(options, read_interval=RECORD_READ_INTERVAL)
     return [
         FleetJob(
             index,

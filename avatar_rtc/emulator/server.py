@@ -49,7 +49,8 @@ class Emulator:
     session, like the service's (coturn ``--use-auth-secret``). ``whep_url_template``:
     init-client hands out this WHEP URL (``{session_id}`` replaced) instead of ours.
     ``fanout=True``: a load generator, every session plays one shared pre-encoded stream
-    (``emulator.fanout``; say-text is accepted and ignored).
+    (``emulator.fanout``; say-text is accepted and ignored); ``fanout_ticks``: how many 20 ms
+    ticks of it are sent per wake-up (``FanoutSource.ticks_per_wakeup``).
     ``ice_restart=True``: WHEP resources take PATCH and restart ICE (``emulator.whep``); the
     service announces no PATCH, so by default neither does the emulator.
     """
@@ -71,6 +72,7 @@ class Emulator:
         turn_secret: str | None = None,
         whep_url_template: str | None = None,
         fanout: bool = False,
+        fanout_ticks: int = 1,
         ice_restart: bool = False,
     ) -> None:
         if ended_end_status not in (404, 410):
@@ -79,6 +81,8 @@ class Emulator:
             raise ValueError("idle_timeout and token_ttl must be > 0")
         if turn_secret is not None and turn is None:
             raise ValueError("turn_secret needs a turn server (its url)")
+        if fanout_ticks < 1 or (fanout_ticks > 1 and not fanout):
+            raise ValueError("fanout_ticks: at least 1, and more only with fanout=True")
         self.host = host
         self._requested_port = port
         self.port = 0
@@ -102,6 +106,7 @@ class Emulator:
         self._media_enabled = media_enabled
         self._media_factory = media_factory
         self._fanout = fanout
+        self._fanout_ticks = fanout_ticks
         self._ice_restart = ice_restart
         self._control: ControlApi | None = None
         self._runner: web.AppRunner | None = None
@@ -214,7 +219,7 @@ class Emulator:
         if self._fanout:
             from .fanout import FanoutMedia, FanoutSource
 
-            source = FanoutSource(options)
+            source = FanoutSource(options, ticks_per_wakeup=self._fanout_ticks)
             return lambda: FanoutMedia(source)
         return lambda: AvatarMedia(options)
 

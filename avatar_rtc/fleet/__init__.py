@@ -19,7 +19,15 @@ from .aggregate import FleetReport, aggregate, plot_fleet
 from .engine import Engine
 from .errors import EngineStateError
 from .frames import SharedFrame
-from .jobs import DEFAULT_SAY, JOB_KINDS, FleetJob, JobKind, JobResult, Utterance
+from .jobs import (
+    DEFAULT_SAY,
+    JOB_KINDS,
+    RECORD_READ_INTERVAL,
+    FleetJob,
+    JobKind,
+    JobResult,
+    Utterance,
+)
 from .pool import SessionPool
 from .ray_engine import RayEngine, ray_available
 
@@ -28,6 +36,7 @@ __all__ = [
     "DEFAULT_SAY",
     "JOB_KINDS",
     "PROCESS_COST",
+    "RECORD_READ_INTERVAL",
     "SESSION_COST",
     "Admission",
     "Booking",

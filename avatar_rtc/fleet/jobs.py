@@ -23,6 +23,7 @@ from ..options import SessionOptions
 __all__ = [
     "DEFAULT_SAY",
     "JOB_KINDS",
+    "RECORD_READ_INTERVAL",
     "FleetJob",
     "JobKind",
     "JobResult",
@@ -35,6 +36,12 @@ JOB_KINDS: tuple[JobKind, ...] = get_args(JobKind)
 # What a session says when the caller gives nothing (service or emulator targets): enough
 # speech for say->speech and for the lip-sync measure.
 DEFAULT_SAY = "This is a fleet session checking speech and lip sync."
+
+# The fleet command's SessionOptions.read_interval for recordings (``--job record``): half a
+# copy-mode recording's CPU (rtc/read_pacer.py) for 0.1 s more latency, which a file does not
+# show.
+# Not for ``qa``: its time to first frame and say -> speech would include it.
+RECORD_READ_INTERVAL = 0.1
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 import os
 import socket
 import time
@@ -43,6 +44,7 @@ logger = logging.getLogger(__name__)
 FrameSink = Callable[[int, VideoFrame], bool]
 
 CLOSE_TIMEOUT = 10.0  # bound on ending the session once the media part is done
+MAX_FPS = 30  # of the video a decode job expects (the service sends 25)
 
 
 async def run_job(
@@ -141,8 +143,10 @@ def _attach_sink(
     share = frames if job.share_frames else None
     # Shared frames are converted once, straight into the ring: the stream converts nothing.
     # Two frames of slack (the figures count frames handed out: a consumer a frame late now
-    # and then is not a lost frame, as it is to a model that wants only the newest).
-    video = session.video(VideoFormat(pixel_format=None if share else "rgb24"), capacity=2)
+    # and then is not a lost frame, as it is to a model that wants only the newest), and
+    # room for the frames a paced read (read_interval) hands over at once.
+    burst = math.ceil(job.options.read_interval * MAX_FPS)
+    video = session.video(VideoFormat(pixel_format=None if share else "rgb24"), capacity=2 + burst)
     audio = session.audio(AudioFormat())
 
     async def consume_video() -> None:

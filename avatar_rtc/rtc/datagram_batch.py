@@ -21,6 +21,12 @@ receivers our pipelines took over, this module does it in the socket's ``datagra
   one long burst, and a frame a decoder thread hands back meanwhile waits for the loop: without
   the cap, for the whole burst (the first frame after a 2 s outage came 15.9 ms after the
   network, median of 6 runs; with it 8.4 ms);
+- with a ``read_interval`` (``SessionOptions.read_interval``), a socket just drained is not
+  watched by the event loop until the next tick of its loop's :class:`~.read_pacer.ReadPacer`,
+  which drains it then (every datagram queued, no time cap): one wake-up per interval for all
+  sessions on the loop instead of one per packet burst of each. Only once SRTP media came in
+  that wake-up: connecting (ICE checks, the DTLS handshake) is never delayed. Not over uvloop
+  (its UDP transports cannot pause reading): there, every datagram as above;
 - anything else (STUN, DTLS, SRTCP, a datagram before the handshake) takes aioice's and
   aiortc's own path unchanged, as does RTP routed to a receiver that is not ours;
 - the first datagram after ``PATH_SILENCE`` seconds without any (an outage is over) is told
@@ -52,6 +58,7 @@ from aiortc.rtcdtlstransport import RTCDtlsTransport
 from aiortc.rtp import RtpPacket, is_rtcp
 
 from . import aiortc_seam as seam
+from .read_pacer import ReadPacer, pacer_for
 from .rtp_parse import parse_rtp
 from .silence_probe import SilenceProbe
 
@@ -68,6 +75,7 @@ logger = logging.getLogger(__name__)
 
 MAX_BATCH = 64  # datagrams read per wake-up beyond the first: other sockets get their turn
 MAX_BATCH_SECONDS = 0.002  # of dispatching per wake-up (see the module docstring)
+MAX_PACED = 4096  # datagrams a paced read takes at most: past that the loop watches the socket
 RECV_SIZE = 65536
 PATH_SILENCE = 0.25  # seconds without a datagram that make the next one an outage's end
 NTP_UNIX_OFFSET = 2_208_988_800  # seconds from 1900 (NTP) to 1970 (Unix)
@@ -80,13 +88,18 @@ _BATCHES: weakref.WeakKeyDictionary[RTCDtlsTransport, DatagramBatch] = weakref.W
 
 
 def attach(
-    receiver: RTCRtpReceiver, callback: RtpCallback, *, on_path_back: PathBack | None = None
+    receiver: RTCRtpReceiver,
+    callback: RtpCallback,
+    *,
+    on_path_back: PathBack | None = None,
+    read_interval: float = 0.0,
 ) -> DatagramBatch:
-    """Hand ``receiver``'s RTP to ``callback`` through its transport's fast path."""
+    """Hand ``receiver``'s RTP to ``callback`` through its transport's fast path
+    (``read_interval``: see the module docstring; the transport's first receiver sets it)."""
     dtls = receiver.transport
     batch = _BATCHES.get(dtls)
     if batch is None or batch.closed:
-        batch = _BATCHES[dtls] = DatagramBatch(dtls)
+        batch = _BATCHES[dtls] = DatagramBatch(dtls, read_interval=read_interval)
     batch.add(receiver, callback, on_path_back=on_path_back)
     return batch
 
@@ -125,7 +138,7 @@ class _Socket:
 class DatagramBatch:
     """The fast path of one DTLS transport; see the module docstring."""
 
-    def __init__(self, dtls: RTCDtlsTransport) -> None:
+    def __init__(self, dtls: RTCDtlsTransport, *, read_interval: float = 0.0) -> None:
         # Weak: the registry is weak on the transport, and the hooks live as long as it does.
         self._dtls = weakref.ref(dtls)
         self._callbacks: dict[RTCRtpReceiver, RtpCallback] = {}
@@ -136,9 +149,11 @@ class DatagramBatch:
         self._draining = False
         self._probe = SilenceProbe(self._probe_says_back, silence=PATH_SILENCE)
         self._told_at: float | None = None  # when the probe told the path was back
+        self._pacer: ReadPacer | None = pacer_for(read_interval) if read_interval > 0 else None
         self.closed = False
         # counters (tests, diagnostics)
         self.wakeups = 0
+        self.paced_reads = 0  # a pacer's ticks that found datagrams queued
         self.datagrams = 0
         self.fast_packets = 0
         self.unprotect_errors = 0
@@ -172,6 +187,7 @@ class DatagramBatch:
                 del _BATCHES[dtls]
             for hooked in self._sockets:
                 hooked.protocol.__dict__.pop("datagram_received", None)
+                self._unpace(hooked, resume=True)
                 hooked.close()
             self._sockets.clear()
             self._probe.close()
@@ -195,6 +211,7 @@ class DatagramBatch:
         held = {id(p) for p in current}
         for hooked in [h for h in self._sockets if id(h.protocol) not in held]:
             if hooked.owner is None or hooked.owner.is_closing():
+                self._unpace(hooked, resume=False)
                 hooked.close()
                 self._sockets.remove(hooked)
         known = {id(h.protocol) for h in self._sockets}
@@ -223,13 +240,28 @@ class DatagramBatch:
         received, octets = self._dispatch(hooked, data, addr)
         for each in self._sockets:  # (a released TURN allocation's socket never wakes again)
             if each.sock is not None and each.owner.is_closing():
+                self._unpace(each, resume=False)
                 each.close()  # don't keep the port open past aioice's close
+        _, n, size = self._drain(hooked, MAX_BATCH, now + MAX_BATCH_SECONDS)
+        received += n
+        self._count(received, octets + size)
+        if last is not None and now - last >= PATH_SILENCE:
+            told = self._told_at
+            if told is None or told < last:  # (the probe told during this silence: done)
+                self._path_is_back()
+        self._probe.datagram(now, hooked.first_hop if self._path_back else None)
+        if received:  # media flows (not the ICE checks and the DTLS handshake: never delayed)
+            self._pace(hooked)
+
+    def _drain(self, hooked: _Socket, most: int, until: float | None) -> tuple[int, int, int]:
+        """Read and dispatch what ``hooked``'s socket has queued, up to ``most`` datagrams or
+        the time ``until``: (datagrams read, of them the fast path's, their octets)."""
+        read = received = octets = 0
         self._draining = True
         try:
-            until = now + MAX_BATCH_SECONDS
-            for _ in range(MAX_BATCH):
+            for _ in range(most):
                 sock = hooked.sock  # None once removed, maybe by a handler just called
-                if sock is None or time.monotonic() >= until:
+                if sock is None or (until is not None and time.monotonic() >= until):
                     break
                 try:
                     data, addr = sock.recvfrom(RECV_SIZE)
@@ -238,6 +270,7 @@ class DatagramBatch:
                 except OSError as exc:
                     (hooked.turn or hooked.protocol).error_received(exc)
                     break
+                read += 1
                 if hooked.turn is not None:
                     payload, addr = _from_turn(hooked.turn, data, addr)
                     if payload is None:
@@ -248,12 +281,36 @@ class DatagramBatch:
                 octets += size
         finally:
             self._draining = False
+        return read, received, octets
+
+    # -- paced reading (read_pacer) -------------------------------------------------------
+    def _pace(self, hooked: _Socket) -> None:
+        """Leave ``hooked``'s socket to the pacer until a tick finds it empty."""
+        pacer, owner = self._pacer, hooked.owner
+        if pacer is None or hooked.sock is None or self.closed or owner.is_closing():
+            return
+        pause = getattr(owner, "pause_reading", None)  # (uvloop's UDP transports have none)
+        if pause is None:
+            return
+        pause()
+        pacer.hold(hooked, lambda: self._paced_read(hooked), owner.resume_reading)
+
+    def _paced_read(self, hooked: _Socket) -> int | None:
+        """A pacer's tick: every datagram queued. None: the socket is gone (not resumed)."""
+        if hooked.sock is None or self.closed or hooked.owner.is_closing():
+            return None
+        read, received, octets = self._drain(hooked, MAX_PACED, None)
         self._count(received, octets)
-        if last is not None and now - last >= PATH_SILENCE:
-            told = self._told_at
-            if told is None or told < last:  # (the probe told during this silence: done)
-                self._path_is_back()
-        self._probe.datagram(now, hooked.first_hop if self._path_back else None)
+        if read:
+            self.paced_reads += 1
+            now = self._last_wakeup = time.monotonic()
+            self._probe.datagram(now, hooked.first_hop if self._path_back else None)
+        return 0 if read >= MAX_PACED else read  # a flood: the loop watches the socket again
+
+    def _unpace(self, hooked: _Socket, *, resume: bool) -> None:
+        held = self._pacer is not None and self._pacer.release(hooked)
+        if held and resume and not hooked.owner.is_closing():
+            hooked.owner.resume_reading()
 
     def _probe_says_back(self) -> None:
         """Before the datagram that ends the silence, which then tells nobody."""

@@ -224,6 +224,7 @@ class ReceivePipeline:
         keyframe_wait: float | None = 1.0,
         max_packets: int = 2048,
         remb: bool = True,
+        read_interval: float = 0.0,
     ) -> None:
         if kind not in ("audio", "video"):
             raise ValueError(f"unknown kind {kind!r}")
@@ -235,6 +236,7 @@ class ReceivePipeline:
         self._pli_retry_max = pli_retry_max
         self._keyframe_wait = keyframe_wait
         self._max_packets = max_packets
+        self._read_interval = read_interval
         self._nack = NackTracker(
             retry_interval=nack_interval,
             max_retries=nack_retries,
@@ -329,7 +331,10 @@ class ReceivePipeline:
             self._start_timer()
             if self._batch is None and not self._closed:
                 self._batch = datagram_batch.attach(
-                    receiver, self.on_rtp_packet, on_path_back=self.on_path_back
+                    receiver,
+                    self.on_rtp_packet,
+                    on_path_back=self.on_path_back,
+                    read_interval=self._read_interval,
                 )
 
         async def stop() -> None:

@@ -125,6 +125,7 @@ def test_busy_port_is_a_clean_error(capsys: pytest.CaptureFixture[str]) -> None:
         (["--port", "http"], "argument --port: expected a port number"),
         # "video_packet_loss must be within [0, 1)" before: a fraction for a percentage
         (["--packet-loss", "150"], "argument --packet-loss: expected a percentage within"),
+        (["--fanout", "--fanout-ticks", "0"], "argument --fanout-ticks: expected at least 1"),
     ],
 )
 def test_values_out_of_range_are_usage_errors(
@@ -144,6 +145,7 @@ def test_values_out_of_range_are_usage_errors(
         ["--size", "100x100"],
         ["--no-media", "--idle-timeout", "0"],
         ["--fps", "0"],
+        ["--fanout-ticks", "2"],  # (without --fanout)
     ],
 )
 def test_bad_options_exit_2(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:

@@ -75,6 +75,14 @@ def test_video_options_reach_the_session_options() -> None:
         _target("--playout-delay", "0")
 
 
+def test_read_interval_reaches_the_session_options() -> None:
+    assert _target().options.read_interval == 0.0
+    assert _target("--read-interval", "0.1").options.read_interval == 0.1
+    for bad in ("0.6", "-1", "nan", "soon"):
+        with pytest.raises(SystemExit):
+            _target("--read-interval", bad)
+
+
 def test_a_ks_selects_the_service() -> None:
     target = _target(env={"AVATAR_KS": "ks-from-env-123"})
     options = target.options

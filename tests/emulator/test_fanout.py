@@ -91,6 +91,33 @@ async def test_every_session_gets_the_whole_stream_on_one_clock(emulator: Emulat
         await asyncio.gather(*(s.close() for s in sessions))
 
 
+@pytest.mark.slow
+async def test_two_ticks_a_wakeup_send_the_same_stream_in_half_the_wakeups() -> None:
+    with pytest.raises(ValueError, match="fanout_ticks"):
+        Emulator(fanout_ticks=2)  # (the synthetic avatar has clocks of its own)
+    async with (
+        Emulator(fanout=True, fanout_ticks=2) as emu,
+        AvatarSession(options(emu)) as session,
+    ):
+        await session.wait_first_frame(10)
+        media = emu.session(str(session.session_id)).media
+        assert isinstance(media, FanoutMedia)
+        source = media.source
+        indexes: list[int] = []
+        audio = session.audio(policy="all")
+        async with session.video(VideoFormat(pixel_format=None), policy="all") as stream:
+            async for frame in stream:
+                indexes.append(frame.index)
+                if len(indexes) == 50:  # 2 s
+                    break
+        stats = session.stats()
+        received = audio.stats().received
+    assert source.ticks_per_wakeup == 2
+    assert source.stats.ticks == 2 * source.stats.wakeups > 0
+    assert indexes == list(range(indexes[0], indexes[0] + 50))  # every frame, in order
+    assert stats.video.lost == 0 and stats.audio.lost == 0 and received > 0
+
+
 def test_the_history_keeps_the_last_video_packets_and_wraps_them_in_rtx() -> None:
     plain = _Stream(0x1234, 96, history=True)
     packets = [plain.packet(bytes([i]) * 10, 9000 + i, i % 3 == 0) for i in range(HISTORY + 5)]

@@ -15,8 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from avatar_rtc.cli.fleet_cmd import FleetProgress, _print_summary, exit_status
-from avatar_rtc.fleet import JobResult, Load, aggregate
+from avatar_rtc.cli.common import target_from_args
+from avatar_rtc.cli.fleet_cmd import FleetProgress, _jobs, _print_summary, exit_status
+from avatar_rtc.cli.main import build_parser
+from avatar_rtc.fleet import RECORD_READ_INTERVAL, JobResult, Load, aggregate
 from avatar_rtc.fleet.ray_engine import ray_available
 from tests.cli.test_record_cmd import cli
 from tests.fleet.test_aggregate import percentile
@@ -41,6 +43,22 @@ def test_bad_options_are_usage_errors(argv: list[str], message: str, tmp_path: P
     done = cli(*args)
     assert done.returncode == 2
     assert message in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("argv", "interval"),
+    [
+        (["--job", "record"], RECORD_READ_INTERVAL),  # a file shows no read latency
+        (["--job", "qa"], 0.0),  # its time to first frame and say -> speech would include it
+        (["--job", "record", "--read-interval", "0"], 0.0),
+        (["--job", "qa", "--read-interval", "0.2"], 0.2),
+    ],
+)
+def test_recordings_read_their_sockets_paced_by_default(argv: list[str], interval: float) -> None:
+    args = build_parser().parse_args(["fleet", "--sessions", "2", *argv])
+    target = target_from_args(args, environ={})
+    jobs = _jobs(args, target, target.options)
+    assert [job.options.read_interval for job in jobs] == [interval, interval]
 
 
 def test_existing_files_are_kept_without_force(tmp_path: Path) -> None:

@@ -80,7 +80,7 @@ def fake_transport(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
 
 @contextlib.asynccontextmanager
 async def batch_on_a_socket(
-    fake_transport: dict[str, Any],
+    fake_transport: dict[str, Any], *, read_interval: float = 0.0
 ) -> AsyncIterator[tuple[DatagramBatch, Recording, socket.socket, Any]]:
     """A batch hooked to a real UDP socket (its protocol stands in for aioice's), and a socket
     to send to it from: (batch, protocol, sender, the hooked socket's address)."""
@@ -92,7 +92,7 @@ async def batch_on_a_socket(
     try:
         fake_transport["protocols"].append(protocol)
         dtls = FakeDtls()  # referenced here while the batch lives: it holds it weakly
-        batch = DatagramBatch(dtls)  # type: ignore[arg-type]
+        batch = DatagramBatch(dtls, read_interval=read_interval)  # type: ignore[arg-type]
         yield batch, protocol, sender, transport.get_extra_info("sockname")
     finally:
         sender.close()

@@ -125,10 +125,15 @@ async def test_four_urls_all_reachable(turn_server: TurnServer) -> None:
             await connection.close()
 
 
-async def test_relayed_media_takes_our_fast_path(turn_server: TurnServer) -> None:
+@pytest.mark.parametrize("read_interval", [0.0, 0.1], ids=["each-packet", "paced"])
+async def test_relayed_media_takes_our_fast_path(
+    turn_server: TurnServer, read_interval: float
+) -> None:
     """Media through a UDP relay (the service's only path) reaches our pipelines from the TURN
-    server's socket, which ``datagram_batch`` drains (ChannelData unwrapped there)."""
-    video, audio = ReceivePipeline("video"), ReceivePipeline("audio")
+    server's socket, which ``datagram_batch`` drains (ChannelData unwrapped there); paced
+    (``read_interval``), at the pacer's ticks, every frame all the same."""
+    video = ReceivePipeline("video", read_interval=read_interval)
+    audio = ReceivePipeline("audio", read_interval=read_interval)
     frames: list[EncodedFrame] = []
     video.subscribe(frames.append)
 
@@ -160,7 +165,11 @@ async def test_relayed_media_takes_our_fast_path(turn_server: TurnServer) -> Non
             assert probe.probes == sent and told == [] and probe.paths_back == 0
             packets = video.stats().packets + audio.stats().packets
             assert batch.fast_packets >= packets - 5 > 0  # (a few may precede the handshake)
-            assert video.stats().frames_dropped == 0
+            assert video.stats().frames_dropped == 0 and video.stats().lost == 0
+            if read_interval:  # the loop woke for a datagram only when a tick found none
+                assert batch.paced_reads > batch.wakeups
+            else:
+                assert batch.paced_reads == 0
         finally:
             await connection.close()
             video.close()

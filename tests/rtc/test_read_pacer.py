@@ -1,0 +1,216 @@
+"""read_pacer: media sockets read at a tick while media flows, watched again once idle."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from typing import Any
+
+import pytest
+
+from avatar_rtc.rtc import datagram_batch, read_pacer
+from avatar_rtc.rtc.datagram_batch import DatagramBatch
+from avatar_rtc.rtc.read_pacer import ReadPacer, pacer_for
+from tests.rtc.test_datagram_batch import (
+    FakeDtls,
+    Recording,
+    batch_on_a_socket,
+    fake_transport,
+    rtp,
+)
+from tests.rtc.test_receiver_loopback import wait_for
+from tests.support import require
+
+__all__ = ["fake_transport"]  # the fixture, imported for pytest
+
+
+class FakeSocket:
+    """A held socket: ``queued`` datagrams are what each drain reads, in turn."""
+
+    def __init__(self, *queued: int | None) -> None:
+        self.queued = list(queued)
+        self.drains = 0
+        self.resumed = 0
+
+    def drain(self) -> int | None:
+        self.drains += 1
+        return self.queued.pop(0) if self.queued else 0
+
+    def resume(self) -> None:
+        self.resumed += 1
+
+
+async def test_a_pacer_drains_every_held_socket_at_each_tick_until_one_finds_nothing() -> None:
+    pacer = ReadPacer(asyncio.get_running_loop(), 0.02)
+    busy, quiet = FakeSocket(3, 2, 1), FakeSocket()
+    pacer.hold("busy", busy.drain, busy.resume)
+    pacer.hold("quiet", quiet.drain, quiet.resume)
+    assert pacer.held == 2 and busy.drains == 0  # nothing before the first tick
+    await wait_for(lambda: pacer.held == 0, limit=5.0)
+    # one tick for both sockets; each watched again after its first empty tick, once
+    assert (busy.drains, busy.resumed) == (4, 1)
+    assert (quiet.drains, quiet.resumed) == (1, 1)
+    assert pacer.ticks == 4
+    ticks = pacer.ticks
+    await asyncio.sleep(0.1)
+    assert pacer.ticks == ticks  # no timer while nothing is held
+
+
+async def test_a_released_gone_or_failing_socket_is_not_resumed_by_the_pacer(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    pacer = ReadPacer(asyncio.get_running_loop(), 0.02)
+    released, gone = FakeSocket(5, 5), FakeSocket(None)
+    pacer.hold("released", released.drain, released.resume)
+    pacer.hold("gone", gone.drain, gone.resume)
+
+    def fails() -> int:
+        raise RuntimeError("drain failed")
+
+    failing = FakeSocket()
+    pacer.hold("failing", fails, failing.resume)
+    assert pacer.release("released") and not pacer.release("released")
+    await wait_for(lambda: pacer.held == 0, limit=5.0)
+    assert released.drains == 0 and released.resumed == 0  # its owner resumes it if it wants
+    assert gone.drains == 1 and gone.resumed == 0  # (None: the socket is closing)
+    assert failing.resumed == 1  # a failed drain leaves the socket to the loop, logged
+    assert "paced read failed" in caplog.text
+
+
+async def test_one_pacer_per_loop_and_interval() -> None:
+    assert pacer_for(0.1) is pacer_for(0.1)
+    assert pacer_for(0.1) is not pacer_for(0.2)
+    for interval in (0.0, -0.1, read_pacer.MAX_READ_INTERVAL + 0.1, float("nan")):
+        with pytest.raises(ValueError, match="interval"):
+            ReadPacer(asyncio.get_running_loop(), interval)
+
+
+async def test_media_is_read_at_the_ticks_and_the_socket_watched_again_once_idle(
+    fake_transport: dict[str, Any],
+) -> None:
+    """The first datagram wakes the loop; what follows waits in the socket (the loop no longer
+    watches it) for the pacer's tick, which takes it all at once; a tick that finds nothing
+    gives the socket back to the loop, whose next datagram wakes it again."""
+    async with batch_on_a_socket(fake_transport, read_interval=0.2) as (
+        batch, protocol, sender, address,
+    ):  # fmt: skip
+        got: list[int] = []
+        batch.add(fake_transport["receiver"], lambda p, ms: got.append(p.sequence_number))
+        transport = protocol.transport
+        sender.sendto(rtp(0), address)
+        await wait_for(lambda: got == [0], limit=5.0)
+        assert batch.wakeups == 1 and not transport.is_reading()  # held for the tick
+        stun = b"\x00\x01\x00\x00" + bytes(16)
+        for data in [*(rtp(seq) for seq in range(1, 6)), stun, *(rtp(s) for s in range(6, 11))]:
+            sender.sendto(data, address)  # (no await between: the tick cannot come between)
+        await wait_for(lambda: len(got) == 11, limit=5.0)
+        assert got == list(range(11))
+        assert batch.wakeups == 1 and batch.paced_reads == 1  # all ten in one tick
+        assert protocol.received == [stun]  # anything not ours: aioice's path, as before
+        assert fake_transport["counted"][0] == 11
+        await wait_for(lambda: transport.is_reading(), limit=5.0)  # a tick found nothing
+        sender.sendto(rtp(11), address)
+        await wait_for(lambda: len(got) == 12, limit=5.0)
+        assert batch.wakeups == 2  # watched again: the next datagram woke the loop
+        batch.remove(fake_transport["receiver"])
+
+
+async def test_removing_the_last_handler_gives_a_held_socket_back_to_the_loop(
+    fake_transport: dict[str, Any],
+) -> None:
+    async with batch_on_a_socket(fake_transport, read_interval=0.3) as (
+        batch, protocol, sender, address,
+    ):  # fmt: skip
+        got: list[int] = []
+        batch.add(fake_transport["receiver"], lambda p, ms: got.append(p.sequence_number))
+        sender.sendto(rtp(0), address)
+        await wait_for(lambda: got == [0], limit=5.0)
+        assert not protocol.transport.is_reading()
+        pacer = pacer_for(0.3)
+        assert pacer.held == 1
+        batch.remove(fake_transport["receiver"])
+        assert protocol.transport.is_reading() and pacer.held == 0
+        sender.sendto(rtp(1), address)  # the protocol's own handler has it, at once
+        await wait_for(lambda: len(protocol.received) == 1, limit=5.0)
+        assert got == [0]
+
+
+async def test_a_socket_closed_while_held_is_let_go(fake_transport: dict[str, Any]) -> None:
+    async with batch_on_a_socket(fake_transport, read_interval=0.05) as (
+        batch, protocol, sender, address,
+    ):  # fmt: skip
+        got: list[int] = []
+        batch.add(fake_transport["receiver"], lambda p, ms: got.append(p.sequence_number))
+        sender.sendto(rtp(0), address)
+        await wait_for(lambda: got == [0], limit=5.0)
+        protocol.transport.close()  # aioice closing it (a released allocation, a restart)
+        await wait_for(lambda: pacer_for(0.05).held == 0, limit=5.0)
+        batch.remove(fake_transport["receiver"])  # nothing to resume: no error
+
+
+async def test_nothing_is_held_before_the_handshake(fake_transport: dict[str, Any]) -> None:
+    """Connecting (ICE checks, DTLS) is never delayed: only SRTP media makes a socket held."""
+    fake_transport["srtp"] = None
+    async with batch_on_a_socket(fake_transport, read_interval=0.3) as (
+        batch, protocol, sender, address,
+    ):  # fmt: skip
+        batch.add(fake_transport["receiver"], lambda p, ms: None)
+        sender.sendto(rtp(1), address)
+        await wait_for(lambda: len(protocol.received) == 1, limit=5.0)
+        assert protocol.transport.is_reading() and pacer_for(0.3).held == 0
+        batch.remove(fake_transport["receiver"])
+
+
+def test_under_uvloop_every_datagram_is_read_as_it_comes(fake_transport: dict[str, Any]) -> None:
+    """uvloop's UDP transports cannot pause reading: read_interval changes nothing there."""
+    try:
+        import uvloop
+    except ImportError:
+        require(False, "uvloop (the dev extras)")
+        return
+
+    async def run() -> None:
+        async with batch_on_a_socket(fake_transport, read_interval=0.3) as (
+            batch, _, sender, address,
+        ):  # fmt: skip
+            got: list[int] = []
+            batch.add(fake_transport["receiver"], lambda p, ms: got.append(p.sequence_number))
+            sender.sendto(rtp(0), address)
+            await wait_for(lambda: got == [0], limit=5.0)
+            sender.sendto(rtp(1), address)
+            await wait_for(lambda: got == [0, 1], limit=5.0)
+            assert batch.wakeups == 2 and batch.paced_reads == 0
+            assert pacer_for(0.3).held == 0
+            batch.remove(fake_transport["receiver"])
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(run())
+
+
+async def test_a_flood_past_the_bound_is_left_to_the_loop(
+    fake_transport: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(datagram_batch, "MAX_PACED", 4)
+    loop = asyncio.get_running_loop()
+    transport, protocol = await loop.create_datagram_endpoint(
+        Recording, local_addr=("127.0.0.1", 0)
+    )
+    sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        fake_transport["protocols"].append(protocol)
+        dtls = FakeDtls()
+        batch = DatagramBatch(dtls, read_interval=0.3)  # type: ignore[arg-type]
+        got: list[int] = []
+        batch.add(fake_transport["receiver"], lambda p, ms: got.append(p.sequence_number))
+        address = transport.get_extra_info("sockname")
+        sender.sendto(rtp(0), address)
+        await wait_for(lambda: got == [0], limit=5.0)
+        for seq in range(1, 11):
+            sender.sendto(rtp(seq), address)
+        await wait_for(lambda: len(got) == 11, limit=5.0)
+        # the tick read its 4 and gave the socket back: the loop read the rest at once
+        assert got == list(range(11)) and batch.paced_reads == 1 and batch.wakeups >= 2
+        batch.remove(fake_transport["receiver"])
+    finally:
+        sender.close()
+        transport.close()

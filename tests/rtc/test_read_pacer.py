@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -12,16 +14,31 @@ from avatar_rtc.rtc import datagram_batch, read_pacer
 from avatar_rtc.rtc.datagram_batch import DatagramBatch
 from avatar_rtc.rtc.read_pacer import ReadPacer, pacer_for
 from tests.rtc.test_datagram_batch import (
-    FakeDtls,
     Recording,
     batch_on_a_socket,
     fake_transport,
     rtp,
+    run_on_uvloop,
 )
 from tests.rtc.test_receiver_loopback import wait_for
-from tests.support import require
 
 __all__ = ["fake_transport"]  # the fixture, imported for pytest
+
+
+@contextlib.asynccontextmanager
+async def first_read(
+    fake_transport: dict[str, Any], interval: float
+) -> AsyncIterator[tuple[DatagramBatch, Recording, socket.socket, Any, list[int]]]:
+    """A batch on a socket, read every ``interval`` seconds, once its first RTP datagram (0)
+    was handled: (batch, protocol, sender, address, the sequence numbers handled)."""
+    async with batch_on_a_socket(fake_transport, read_interval=interval) as (
+        batch, protocol, sender, address,
+    ):  # fmt: skip
+        got: list[int] = []
+        batch.add(fake_transport["receiver"], lambda p, ms: got.append(p.sequence_number))
+        sender.sendto(rtp(0), address)
+        await wait_for(lambda: got == [0], limit=5.0)
+        yield batch, protocol, sender, address, got
 
 
 class FakeSocket:
@@ -91,14 +108,8 @@ async def test_media_is_read_at_the_ticks_and_the_socket_watched_again_once_idle
     """The first datagram wakes the loop; what follows waits in the socket (the loop no longer
     watches it) for the pacer's tick, which takes it all at once; a tick that finds nothing
     gives the socket back to the loop, whose next datagram wakes it again."""
-    async with batch_on_a_socket(fake_transport, read_interval=0.2) as (
-        batch, protocol, sender, address,
-    ):  # fmt: skip
-        got: list[int] = []
-        batch.add(fake_transport["receiver"], lambda p, ms: got.append(p.sequence_number))
+    async with first_read(fake_transport, 0.2) as (batch, protocol, sender, address, got):
         transport = protocol.transport
-        sender.sendto(rtp(0), address)
-        await wait_for(lambda: got == [0], limit=5.0)
         assert batch.wakeups == 1 and not transport.is_reading()  # held for the tick
         stun = b"\x00\x01\x00\x00" + bytes(16)
         for data in [*(rtp(seq) for seq in range(1, 6)), stun, *(rtp(s) for s in range(6, 11))]:
@@ -118,13 +129,7 @@ async def test_media_is_read_at_the_ticks_and_the_socket_watched_again_once_idle
 async def test_removing_the_last_handler_gives_a_held_socket_back_to_the_loop(
     fake_transport: dict[str, Any],
 ) -> None:
-    async with batch_on_a_socket(fake_transport, read_interval=0.3) as (
-        batch, protocol, sender, address,
-    ):  # fmt: skip
-        got: list[int] = []
-        batch.add(fake_transport["receiver"], lambda p, ms: got.append(p.sequence_number))
-        sender.sendto(rtp(0), address)
-        await wait_for(lambda: got == [0], limit=5.0)
+    async with first_read(fake_transport, 0.3) as (batch, protocol, sender, address, got):
         assert not protocol.transport.is_reading()
         pacer = pacer_for(0.3)
         assert pacer.held == 1
@@ -136,13 +141,7 @@ async def test_removing_the_last_handler_gives_a_held_socket_back_to_the_loop(
 
 
 async def test_a_socket_closed_while_held_is_let_go(fake_transport: dict[str, Any]) -> None:
-    async with batch_on_a_socket(fake_transport, read_interval=0.05) as (
-        batch, protocol, sender, address,
-    ):  # fmt: skip
-        got: list[int] = []
-        batch.add(fake_transport["receiver"], lambda p, ms: got.append(p.sequence_number))
-        sender.sendto(rtp(0), address)
-        await wait_for(lambda: got == [0], limit=5.0)
+    async with first_read(fake_transport, 0.05) as (batch, protocol, _, _, _):
         protocol.transport.close()  # aioice closing it (a released allocation, a restart)
         await wait_for(lambda: pacer_for(0.05).held == 0, limit=5.0)
         batch.remove(fake_transport["receiver"])  # nothing to resume: no error
@@ -163,54 +162,26 @@ async def test_nothing_is_held_before_the_handshake(fake_transport: dict[str, An
 
 def test_under_uvloop_every_datagram_is_read_as_it_comes(fake_transport: dict[str, Any]) -> None:
     """uvloop's UDP transports cannot pause reading: read_interval changes nothing there."""
-    try:
-        import uvloop
-    except ImportError:
-        require(False, "uvloop (the dev extras)")
-        return
 
     async def run() -> None:
-        async with batch_on_a_socket(fake_transport, read_interval=0.3) as (
-            batch, _, sender, address,
-        ):  # fmt: skip
-            got: list[int] = []
-            batch.add(fake_transport["receiver"], lambda p, ms: got.append(p.sequence_number))
-            sender.sendto(rtp(0), address)
-            await wait_for(lambda: got == [0], limit=5.0)
+        async with first_read(fake_transport, 0.3) as (batch, _, sender, address, got):
             sender.sendto(rtp(1), address)
             await wait_for(lambda: got == [0, 1], limit=5.0)
             assert batch.wakeups == 2 and batch.paced_reads == 0
             assert pacer_for(0.3).held == 0
             batch.remove(fake_transport["receiver"])
 
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        runner.run(run())
+    run_on_uvloop(run)
 
 
 async def test_a_flood_past_the_bound_is_left_to_the_loop(
     fake_transport: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(datagram_batch, "MAX_PACED", 4)
-    loop = asyncio.get_running_loop()
-    transport, protocol = await loop.create_datagram_endpoint(
-        Recording, local_addr=("127.0.0.1", 0)
-    )
-    sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    try:
-        fake_transport["protocols"].append(protocol)
-        dtls = FakeDtls()
-        batch = DatagramBatch(dtls, read_interval=0.3)  # type: ignore[arg-type]
-        got: list[int] = []
-        batch.add(fake_transport["receiver"], lambda p, ms: got.append(p.sequence_number))
-        address = transport.get_extra_info("sockname")
-        sender.sendto(rtp(0), address)
-        await wait_for(lambda: got == [0], limit=5.0)
+    async with first_read(fake_transport, 0.3) as (batch, _, sender, address, got):
         for seq in range(1, 11):
             sender.sendto(rtp(seq), address)
         await wait_for(lambda: len(got) == 11, limit=5.0)
         # the tick read its 4 and gave the socket back: the loop read the rest at once
         assert got == list(range(11)) and batch.paced_reads == 1 and batch.wakeups >= 2
         batch.remove(fake_transport["receiver"])
-    finally:
-        sender.close()
-        transport.close()

@@ -103,12 +103,16 @@ def test_no_guess_without_a_rate_or_a_silence() -> None:
 
 
 # -- datagram batch ----------------------------------------------------------------------------
+@pytest.mark.parametrize("read_interval", [0.0, 0.1], ids=["each-packet", "paced"])
 async def test_the_first_datagram_after_a_silence_tells_the_path_is_back(
-    fake_transport: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+    fake_transport: dict[str, Any], monkeypatch: pytest.MonkeyPatch, read_interval: float
 ) -> None:
+    """(Paced: the silence empties the socket, the pacer gives it back to the loop, and the
+    datagram that ends the silence wakes the loop at once.)"""
     # Generous: a busy machine must not stall the loop past it between the steady datagrams.
     monkeypatch.setattr(datagram_batch, "PATH_SILENCE", 1.0)
-    async with batch_on_a_socket(fake_transport) as (batch, _, sender, address):
+    on_socket = batch_on_a_socket(fake_transport, read_interval=read_interval)
+    async with on_socket as (batch, protocol, sender, address):
         got: list[int] = []
         told: list[int] = []  # how many packets had been handled when the path came back
         batch.add(
@@ -121,6 +125,7 @@ async def test_the_first_datagram_after_a_silence_tells_the_path_is_back(
         await wait_for(lambda: len(got) == 5, limit=5.0)
         assert told == []
         await asyncio.sleep(1.1)  # an outage
+        assert protocol.transport.is_reading()  # (paced: given back at the first empty tick)
         sender.sendto(rtp(5), address)
         await wait_for(lambda: len(got) == 6, limit=5.0)
         assert told == [6]  # after the datagram that ended it was handled

@@ -39,8 +39,7 @@ DEFAULT_SAY = "This is a fleet session checking speech and lip sync."
 
 # The fleet command's SessionOptions.read_interval for recordings (``--job record``): half a
 # copy-mode recording's CPU (rtc/read_pacer.py) for 0.1 s more latency, which a file does not
-# show.
-# Not for ``qa``: its time to first frame and say -> speech would include it.
+# show. Not for ``qa``: its time to first frame and say -> speech would include it.
 RECORD_READ_INTERVAL = 0.1
 
 

@@ -9,8 +9,9 @@ keyframe when it asks for one. The task runs while there are outlets, and stops 
 
 ``ticks_per_wakeup`` > 1 sends that many ticks' media at each wake-up, the later ones early
 (their timestamps unchanged): most of a few viewers' CPU is the loop waking 50 times a second
-(2 ticks: 1.5-1.6 % of a core for one viewer instead of 2.3-2.5 %, ``bench_scale.py``, the
-same runs); a viewer then gets its audio packets in pairs.
+(2 ticks: 1.4-1.6 % of a core for one viewer instead of 2.2-2.5 %, ``bench_scale.py``,
+2026-12-07). A viewer then gets its audio packets in pairs, and 40 ms bursts cost a receiver
+less than the same packets spread out (plain aiortc's the most): not for benchmarks.
 """
 
 from __future__ import annotations

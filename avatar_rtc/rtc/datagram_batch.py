@@ -238,10 +238,7 @@ class DatagramBatch:
         now = time.monotonic()
         last, self._last_wakeup = self._last_wakeup, now
         received, octets = self._dispatch(hooked, data, addr)
-        for each in self._sockets:  # (a released TURN allocation's socket never wakes again)
-            if each.sock is not None and each.owner.is_closing():
-                self._unpace(each, resume=False)
-                each.close()  # don't keep the port open past aioice's close
+        self._close_released()
         _, n, size = self._drain(hooked, MAX_BATCH, now + MAX_BATCH_SECONDS)
         received += n
         self._count(received, octets + size)
@@ -252,6 +249,14 @@ class DatagramBatch:
         self._probe.datagram(now, hooked.first_hop if self._path_back else None)
         if received:  # media flows (not the ICE checks and the DTLS handshake: never delayed)
             self._pace(hooked)
+
+    def _close_released(self) -> None:
+        """Close our dups of the sockets aioice closed (a released TURN allocation's, the one an
+        ICE restart replaced): theirs never wake again, and the port must not stay bound."""
+        for each in self._sockets:
+            if each.sock is not None and each.owner.is_closing():
+                self._unpace(each, resume=False)
+                each.close()
 
     def _drain(self, hooked: _Socket, most: int, until: float | None) -> tuple[int, int, int]:
         """Read and dispatch what ``hooked``'s socket has queued, up to ``most`` datagrams or
@@ -297,7 +302,8 @@ class DatagramBatch:
 
     def _paced_read(self, hooked: _Socket) -> int | None:
         """A pacer's tick: every datagram queued. None: the socket is gone (not resumed)."""
-        if hooked.sock is None or self.closed or hooked.owner.is_closing():
+        self._close_released()  # (while media flows, the loop's wake-ups no longer do it)
+        if hooked.sock is None or self.closed:
             return None
         read, received, octets = self._drain(hooked, MAX_PACED, None)
         self._count(received, octets)

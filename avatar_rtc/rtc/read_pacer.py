@@ -21,6 +21,7 @@ not for interactive use or latency measurements.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import weakref
 from collections.abc import Callable
@@ -76,6 +77,19 @@ class ReadPacer:
             self._due = self._loop.time() + self.interval
             self._timer = self._loop.call_at(self._due, self._tick)
 
+    def _read(self, key: object, drain: Drain, resume: Resume) -> None:
+        """One held socket at a tick; nothing it raises stops the timer (every socket's)."""
+        try:
+            read = drain()
+            # The drain may have released it (it found the socket closing): not resumed then.
+            if not read and self._held.pop(key, None) is not None and read is not None:
+                resume()
+        except Exception:
+            logger.exception("paced read failed")
+            if self._held.pop(key, None) is not None:
+                with contextlib.suppress(Exception):
+                    resume()  # the loop watches it again: its datagrams are not left unread
+
     def release(self, key: object) -> bool:
         """Forget ``key`` without resuming it (its socket is closing, or its owner resumes it
         itself); True if it was held."""
@@ -89,18 +103,9 @@ class ReadPacer:
         self._timer = None
         self.ticks += 1
         for key, (drain, resume) in list(self._held.items()):
-            if key not in self._held:  # released by a handler earlier in this tick
-                continue
-            try:
-                read = drain()
-            except Exception:
-                logger.exception("paced read failed")
-                read = 0
-            if not read:
-                del self._held[key]
-                if read is not None:
-                    resume()
-        if self._held:
+            if key in self._held:  # (not released earlier in this tick)
+                self._read(key, drain, resume)
+        if self._held and self._timer is None:  # (a hold during the tick may have set one)
             # On the tick's own grid (a busy loop may have run late: no catching up in bursts)
             now = self._loop.time()
             self._due = max(self._due + self.interval, now + self.interval / 2)

@@ -94,6 +94,50 @@ async def test_a_released_gone_or_failing_socket_is_not_resumed_by_the_pacer(
     assert "paced read failed" in caplog.text
 
 
+async def test_a_drain_that_releases_its_own_socket_or_raises_does_not_stop_the_ticks(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """(It did: a drain that found its socket closing and released it made the tick raise,
+    and no tick came again for any socket held.)"""
+    pacer = ReadPacer(asyncio.get_running_loop(), 0.02)
+    steady = FakeSocket(1, 1, 1)
+    pacer.hold("steady", steady.drain, steady.resume)
+
+    def releases_itself() -> int | None:
+        pacer.release("closing")
+        return None
+
+    pacer.hold("closing", releases_itself, lambda: None)
+
+    def raises() -> int:
+        raise OSError("gone")
+
+    resumed: list[str] = []
+
+    def resume_fails() -> None:
+        resumed.append("failing")
+        raise OSError("closed")
+
+    pacer.hold("failing", raises, resume_fails)
+    await wait_for(lambda: pacer.held == 0, limit=5.0)
+    assert steady.drains == 4 and steady.resumed == 1  # ticked on to the end
+    assert resumed == ["failing"] and "paced read failed" in caplog.text
+
+
+async def test_a_hold_during_a_tick_does_not_start_a_second_timer() -> None:
+    pacer = ReadPacer(asyncio.get_running_loop(), 0.05)
+    late = FakeSocket(1)
+
+    def holds_another() -> int:
+        pacer.hold("late", late.drain, late.resume)
+        return 0
+
+    pacer.hold("first", holds_another, lambda: None)
+    await wait_for(lambda: pacer.held == 0, limit=5.0)
+    await asyncio.sleep(0.2)  # a second timer would tick on meanwhile
+    assert pacer.ticks == 3  # first (holds late), late (1), late (empty): one timer
+
+
 async def test_one_pacer_per_loop_and_interval() -> None:
     assert pacer_for(0.1) is pacer_for(0.1)
     assert pacer_for(0.1) is not pacer_for(0.2)
@@ -145,6 +189,34 @@ async def test_a_socket_closed_while_held_is_let_go(fake_transport: dict[str, An
         protocol.transport.close()  # aioice closing it (a released allocation, a restart)
         await wait_for(lambda: pacer_for(0.05).held == 0, limit=5.0)
         batch.remove(fake_transport["receiver"])  # nothing to resume: no error
+
+
+async def test_a_socket_aioice_closes_is_let_go_at_a_tick_while_another_is_held(
+    fake_transport: dict[str, Any],
+) -> None:
+    """An ICE restart's replaced socket, a released TURN allocation's: closed by aioice while
+    media flows on another socket, which is held, so no wake-up of the loop comes to close our
+    dup of it. A tick does: its port is free again. (It stayed bound: the live session's ICE
+    restart test failed with paced reads.)"""
+    loop = asyncio.get_running_loop()
+    replaced, old = await loop.create_datagram_endpoint(Recording, local_addr=("127.0.0.1", 0))
+    fake_transport["protocols"].append(old)
+    port = replaced.get_extra_info("sockname")[1]
+    try:
+        async with first_read(fake_transport, 0.05) as (batch, _, sender, address, got):
+            assert batch.drained_sockets == 2
+            replaced.close()
+            for seq in range(1, 4):  # media flows on, on the held socket
+                sender.sendto(rtp(seq), address)
+            await wait_for(lambda: batch.drained_sockets == 1, limit=5.0)
+            await wait_for(lambda: len(got) == 4, limit=5.0)
+            assert batch.wakeups == 1  # only ticks read since the first datagram
+            probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            probe.bind(("127.0.0.1", port))  # free again
+            probe.close()
+            batch.remove(fake_transport["receiver"])
+    finally:
+        replaced.close()
 
 
 async def test_nothing_is_held_before_the_handshake(fake_transport: dict[str, Any]) -> None:

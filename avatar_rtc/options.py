@@ -66,7 +66,7 @@ class SessionOptions:
       than it saves (measured, 6 decoding sessions in one process: 3.5 instead of 3.8 % of a
       core per session, medians of 5 runs), so the fleet's workers turn it on.
     - ``read_interval``: while media flows, read the media sockets every this many seconds
-      (at most 0.5) instead of at each packet's arrival (``0``, default). A receiver's CPU is
+      (at most 0.2) instead of at each packet's arrival (``0``, default). A receiver's CPU is
       mostly its wake-ups: ``0.1`` halved a copy-mode recording's CPU and cut a decoding
       session's by 35-45 % (:mod:`avatar_rtc.rtc.read_pacer`), for up to that much more latency
       on every frame (and jitter figures that include it). For recordings, frames fed to

@@ -265,7 +265,7 @@ def add_target_options(parser: argparse.ArgumentParser) -> None:
         "--read-interval",
         type=_read_interval,
         metavar="S",
-        help="read the media sockets every S seconds (at most 0.5) instead of at each packet: "
+        help="read the media sockets every S seconds (at most 0.2) instead of at each packet: "
         "about half the CPU for up to S more latency (default: 0, at each packet; "
         "fleet --job record: 0.1)",
     )

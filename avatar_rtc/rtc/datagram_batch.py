@@ -76,6 +76,9 @@ logger = logging.getLogger(__name__)
 MAX_BATCH = 64  # datagrams read per wake-up beyond the first: other sockets get their turn
 MAX_BATCH_SECONDS = 0.002  # of dispatching per wake-up (see the module docstring)
 MAX_PACED = 4096  # datagrams a paced read takes at most: past that the loop watches the socket
+# Receive buffer of a socket a pacer holds (the kernel caps it at net.core.rmem_max): a 300 kB
+# keyframe burst lost 23 of 255 datagrams in aioice's 256 kB between two 0.1 s ticks.
+PACED_RCVBUF = 4 * 1024 * 1024
 RECV_SIZE = 65536
 PATH_SILENCE = 0.25  # seconds without a datagram that make the next one an outage's end
 NTP_UNIX_OFFSET = 2_208_988_800  # seconds from 1900 (NTP) to 1970 (Unix)
@@ -118,7 +121,7 @@ class _Socket:
     the socket closes). ``turn``: the TURN client protocol when that socket is the one to the
     TURN server (its datagrams are ChannelData or STUN, not ours as they are)."""
 
-    __slots__ = ("first_hop", "original", "owner", "protocol", "sock", "turn")
+    __slots__ = ("first_hop", "grown", "original", "owner", "protocol", "sock", "turn")
 
     def __init__(self, protocol: Any, original: Datagram) -> None:
         self.protocol = protocol
@@ -128,6 +131,7 @@ class _Socket:
         self.owner: Any = getattr(protocol if self.turn is None else self.turn, "transport", None)
         self.sock = _drainable(self.owner)
         self.first_hop = _first_hop(self.turn, self.owner, self.sock)
+        self.grown = False  # its receive buffer, for paced reads
 
     def close(self) -> None:
         if self.sock is not None:
@@ -297,6 +301,9 @@ class DatagramBatch:
         pause = getattr(owner, "pause_reading", None)  # (uvloop's UDP transports have none)
         if pause is None:
             return
+        if not hooked.grown:
+            hooked.grown = True
+            _grow_receive_buffer(hooked.sock)
         pause()
         pacer.hold(hooked, lambda: self._paced_read(hooked), owner.resume_reading)
 
@@ -393,6 +400,13 @@ def _first_hop(turn: Any, owner: Any, sock: socket.socket | None) -> tuple[str, 
         return None
     peer = owner.get_extra_info("peername")
     return (str(peer[0]), int(peer[1])) if isinstance(peer, tuple) and len(peer) >= 2 else None
+
+
+def _grow_receive_buffer(sock: socket.socket) -> None:
+    """At least ``PACED_RCVBUF`` (as far as net.core.rmem_max allows; never smaller)."""
+    with contextlib.suppress(OSError):
+        if sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) < PACED_RCVBUF:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, PACED_RCVBUF)
 
 
 def _drainable(transport: Any) -> socket.socket | None:

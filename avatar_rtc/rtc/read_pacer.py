@@ -14,8 +14,10 @@ socket that had nothing queued at a tick is watched again (``resume``): an idle 
 still wakes the loop at its first datagram, so the end of an outage is seen at once.
 
 Cost: up to ``interval`` of latency on every packet, and arrival times are read times (jitter
-figures include the interval). For recordings, frames fed to a model in batches, and fleets;
-not for interactive use or latency measurements.
+figures include the interval). A held socket's packets wait in its kernel buffer: it is grown
+(``datagram_batch.PACED_RCVBUF``, up to the system's ``net.core.rmem_max``) so a keyframe
+burst of a high-rate stream fits in an interval. For recordings, frames fed to a model in
+batches, and fleets; not for interactive use or latency measurements.
 """
 
 from __future__ import annotations
@@ -30,7 +32,10 @@ __all__ = ["MAX_READ_INTERVAL", "ReadPacer", "pacer_for"]
 
 logger = logging.getLogger(__name__)
 
-MAX_READ_INTERVAL = 0.5  # seconds: past this the watchdog's and NACK's timing would suffer
+# Seconds. Below datagram_batch.PATH_SILENCE (0.25: a shorter outage between two ticks would go
+# untold, and the silence probe would probe while media flows) and far below aioice's 0.5 s
+# consent check timeout (its response waits in the socket for up to an interval).
+MAX_READ_INTERVAL = 0.2
 
 # drain() -> datagrams read (0: nothing was queued; None: the socket is gone, forget it)
 Drain = Callable[[], "int | None"]
@@ -58,7 +63,7 @@ class ReadPacer:
         if not 0 < interval <= MAX_READ_INTERVAL:
             raise ValueError(f"interval {interval!r}: above 0, at most {MAX_READ_INTERVAL} s")
         self.interval = interval
-        self._loop = loop
+        self._loop_ref = weakref.ref(loop)  # (the registry is weak on the loop: not kept alive)
         self._held: dict[object, tuple[Drain, Resume]] = {}
         self._timer: asyncio.TimerHandle | None = None
         self._due = 0.0
@@ -73,9 +78,10 @@ class ReadPacer:
         """The caller has stopped the loop watching ``key``'s socket: ``drain`` it at each tick
         until a tick finds nothing queued, then ``resume`` watching it."""
         self._held[key] = (drain, resume)
-        if self._timer is None:
-            self._due = self._loop.time() + self.interval
-            self._timer = self._loop.call_at(self._due, self._tick)
+        loop = self._loop_ref()
+        if self._timer is None and loop is not None:
+            self._due = loop.time() + self.interval
+            self._timer = loop.call_at(self._due, self._tick)
 
     def _read(self, key: object, drain: Drain, resume: Resume) -> None:
         """One held socket at a tick; nothing it raises stops the timer (every socket's)."""
@@ -105,8 +111,9 @@ class ReadPacer:
         for key, (drain, resume) in list(self._held.items()):
             if key in self._held:  # (not released earlier in this tick)
                 self._read(key, drain, resume)
-        if self._held and self._timer is None:  # (a hold during the tick may have set one)
+        loop = self._loop_ref()
+        if self._held and self._timer is None and loop is not None:  # (a hold may have set one)
             # On the tick's own grid (a busy loop may have run late: no catching up in bursts)
-            now = self._loop.time()
+            now = loop.time()
             self._due = max(self._due + self.interval, now + self.interval / 2)
-            self._timer = self._loop.call_at(self._due, self._tick)
+            self._timer = loop.call_at(self._due, self._tick)

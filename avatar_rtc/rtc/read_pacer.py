@@ -87,8 +87,10 @@ class ReadPacer:
         """One held socket at a tick; nothing it raises stops the timer (every socket's)."""
         try:
             read = drain()
-            # The drain may have released it (it found the socket closing): not resumed then.
-            if not read and self._held.pop(key, None) is not None and read is not None:
+            if read:
+                return  # held on: more may come by the next tick
+            still_held = self._held.pop(key, None) is not None  # (a drain may release its own)
+            if still_held and read == 0:  # empty: the loop watches it again (None: it is gone)
                 resume()
         except Exception:
             logger.exception("paced read failed")

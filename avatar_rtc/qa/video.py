@@ -3,7 +3,9 @@
 - **fps**: decoded frames per second; **harmonic fps**: ``sum(d) / sum(d^2)`` over the
   intervals ``d`` between *new* frames (long intervals weigh more, as a viewer perceives them).
 - **Freeze** (W3C webrtc-stats): an interval between new frames ``>= max(3 x mean, mean +
-  150 ms)``, ``mean`` over the last 30 intervals, once 5 new frames were seen. A frame that is
+  150 ms)``, ``mean`` over the last 30 intervals, once 5 new frames were seen (before that, the
+  mean interval of the frames that came, once 5 came: a picture frozen from its first frame is a
+  freeze too). A frame that is
   (nearly) identical to the last new one is not new, so frames that never came (``missing``) and
   frames that came but repeat the picture (``repeated``) are both caught. The freeze starts
   when the next frame was due (last new frame + mean interval) and lasts until the picture
@@ -194,16 +196,28 @@ class VideoAnalyser:
         # A black picture that stays black is a black run; a pause is not also a freeze.
         if self._reference_black or self._paused:
             return
-        # The rule needs a history: FREEZE_MIN_FRAMES new frames before this one.
-        if self._result.new_frames <= FREEZE_MIN_FRAMES or not self._intervals:
+        mean = self._mean_interval()
+        if mean is None:
             return
-        mean = sum(self._intervals) / len(self._intervals)
         if interval < max(FREEZE_FACTOR * mean, mean + FREEZE_MARGIN):
             return
         kind = kind or ("repeated" if self._repeats else "missing")
         freeze = Freeze(last_new + mean, interval - mean, kind)
         logger.debug("freeze (%s) at %.3f s for %.3f s", kind, freeze.start, freeze.duration)
         self._result.freezes.append(freeze)
+
+    def _mean_interval(self) -> float | None:
+        """The mean interval the rule compares with: between new frames, once more than
+        ``FREEZE_MIN_FRAMES`` were seen; until then between the frames that came, once as many
+        came (a picture frozen from its first frame has no new frames to learn a rate from,
+        and would otherwise never be a freeze); None before that."""
+        r = self._result
+        if r.new_frames > FREEZE_MIN_FRAMES and self._intervals:
+            return sum(self._intervals) / len(self._intervals)
+        if r.frames > FREEZE_MIN_FRAMES and r.first_time is not None and r.last_time is not None:
+            span = r.last_time - r.first_time
+            return span / (r.frames - 1) if span > 0 else None
+        return None
 
     def _track_black(self, gray: GrayImage, t: float) -> bool:
         black = bool(np.count_nonzero(gray <= self._black_level) >= self.picture_black * gray.size)

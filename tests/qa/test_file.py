@@ -56,6 +56,17 @@ def test_a_700ms_freeze_is_found_once(analysed: Analysed, face: str, kind: str) 
 
 
 @pytest.mark.parametrize("face", FACES)
+def test_a_picture_frozen_from_its_first_frame_is_found(analysed: Analysed, face: str) -> None:
+    # Before this, a file frozen from its first frame passed: the rule waited for 5 new frames.
+    faults = Faults(freeze=(0.04, 3.0))
+    report = analysed(f"{face}_frozen_from_start.mkv", face=face, faults=faults)
+    assert report.video is not None
+    assert_one(list(report.video.freezes), 0.04, 3.0, report.origin)
+    assert report.video.freezes[0].kind == "repeated"
+    assert report.verdict == "fail"
+
+
+@pytest.mark.parametrize("face", FACES)
 def test_a_500ms_black_run_is_found_once(analysed: Analysed, face: str) -> None:
     report = analysed(f"{face}_black.mkv", face=face, faults=Faults(black=(6.0, 0.5)))
     assert report.video is not None

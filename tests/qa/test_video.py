@@ -93,6 +93,29 @@ def test_no_freeze_before_five_frames() -> None:
     assert len(run(skip=(0.20, 1.0)).freezes) == 1
 
 
+def test_a_picture_frozen_from_its_first_frame_is_a_freeze() -> None:
+    # No new frames to learn a rate from: the 40 ms of the frames that came is the mean.
+    r = run(repeat=(0.04, 1.0))
+    assert len(r.freezes) == 1
+    assert r.freezes[0].kind == "repeated"
+    assert r.freezes[0].start - 1000.0 == pytest.approx(0.04, abs=0.005)
+    assert r.freezes[0].duration == pytest.approx(0.96, abs=HALF_FRAME)
+
+
+def test_a_picture_frozen_from_its_first_frame_to_the_end_is_a_freeze() -> None:
+    r = run(repeat=(0.04, 10.0))
+    assert (r.frames, r.new_frames) == (250, 1)
+    assert len(r.freezes) == 1
+    assert r.freezes[0].kind == "repeated"
+    assert r.freezes[0].duration == pytest.approx(9.92, abs=HALF_FRAME)
+
+
+def test_a_still_start_under_the_threshold_is_no_freeze() -> None:
+    # 160 ms between the first two new frames is under the 190 ms threshold; 200 ms is not.
+    assert run(repeat=(0.04, 0.16)).freezes == []
+    assert len(run(repeat=(0.04, 0.20)).freezes) == 1
+
+
 def test_more_than_5s_without_a_frame_is_a_pause_not_a_freeze() -> None:
     r = run(seconds=15.0, skip=(4.0, 9.5))
     assert r.freezes == []

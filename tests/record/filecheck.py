@@ -75,8 +75,11 @@ def spans(path: Path) -> dict[str, Span]:
     return result
 
 
-def mark_times(path: Path) -> tuple[float | None, float | None]:
-    """(time of the first all-white video frame, time of the first loud audio sample)."""
+def mark_times(path: Path, *, audio_clock: str = "pts") -> tuple[float | None, float | None]:
+    """(time of the first all-white video frame, time of the first loud audio sample).
+
+    ``audio_clock="samples"``: the audio's time counts the samples decoded since its first
+    frame's time, as a player plays them (back to back), instead of each frame's own time."""
     video_t: float | None = None
     audio_t: float | None = None
     with av.open(str(path)) as container:
@@ -89,13 +92,21 @@ def mark_times(path: Path) -> tuple[float | None, float | None]:
                 break
     with av.open(str(path)) as container:
         astream = container.streams.audio[0]
+        played = 0  # samples before this frame
+        first: float | None = None
         for aframe in container.decode(astream):
             samples = aframe.to_ndarray().astype(np.float64)
             if aframe.format.name.startswith("s16"):
                 samples = samples / 32768.0
             loud = np.nonzero(np.abs(samples).max(axis=0) > 0.15)[0]
-            if loud.size and aframe.pts is not None:
-                assert aframe.time_base is not None
-                audio_t = float(aframe.pts * aframe.time_base) + loud[0] / aframe.sample_rate
+            assert aframe.pts is not None and aframe.time_base is not None
+            start = float(aframe.pts * aframe.time_base)
+            if first is None:
+                first = start
+            if audio_clock == "samples":
+                start = first + played / aframe.sample_rate
+            played += aframe.samples
+            if loud.size:
+                audio_t = start + loud[0] / aframe.sample_rate
                 break
     return video_t, audio_t

@@ -94,6 +94,29 @@ def test_copy_is_playable_complete_and_aligned(
     assert abs(audio_t - video_t) < 0.040, (video_t, audio_t)
 
 
+# Audio packets off the video's 40 ms grid: the first one kept starts 15 ms after the keyframe.
+OFF_GRID = Scenario(mark=MARK, audio_lead=0.285)
+# The synthetic Opus encoder's look-ahead: its beep is decoded this much late, as over RTP,
+# which has no pre-skip to take it off (the file's Opus header says 0).
+OPUS_LOOKAHEAD = 312 / 48000
+
+
+@pytest.mark.parametrize("ext", ["mp4", "mkv"])
+def test_audio_starting_after_the_video_keeps_its_start(tmp_path: Path, ext: str) -> None:
+    # A fragmented MP4 without an edit list started the audio at 0: played back to back, it
+    # was 15 ms early.
+    path = tmp_path / f"off_grid.{ext}"
+    record(path, frames_for(OFF_GRID))
+    span = spans(path)
+    assert span["video"].start == pytest.approx(0.0, abs=0.001)
+    assert span["audio"].start == pytest.approx(0.015, abs=0.001)
+    video_t, audio_t = mark_times(path, audio_clock="samples")
+    assert video_t is not None and audio_t is not None
+    assert abs(video_t - MARK) < 0.021, video_t
+    assert audio_t - video_t == pytest.approx(OPUS_LOOKAHEAD, abs=0.001), (video_t, audio_t)
+    assert decodes_cleanly(path) == ""
+
+
 def test_copy_does_not_decode_or_reencode(tmp_path: Path) -> None:
     frames = frames_for(PLAIN["H264"])
     path = tmp_path / "out.mkv"

@@ -53,6 +53,7 @@ __all__ = [
     "on_keyframe_request",
     "on_retransmit_request",
     "protocols",
+    "queued_datagrams",
     "receiver_enabled",
     "receiver_rtcp_ssrc",
     "receiver_statistics",
@@ -85,6 +86,7 @@ PRIVATE_NAMES: tuple[tuple[str, str], ...] = (
     ("aioice.Connection instance", "_components"),
     ("aioice.Connection instance", "_protocols"),
     ("aioice.Connection instance", "_nominated"),
+    ("aioice.Connection instance", "_queue"),
     ("aioice.Connection instance", "_query_consent_task"),
     ("aioice.Connection instance", "_transport_policy"),
     ("aioice.Connection instance", "_use_ipv4"),
@@ -199,6 +201,12 @@ def nominated_pairs(connection: Connection) -> dict[int, Any]:
     """Component -> nominated ``CandidatePair`` (empty before ICE completes)."""
     found: dict[int, Any] = connection._nominated
     return found
+
+
+def queued_datagrams(connection: Connection) -> int:
+    """Datagrams aioice received and aiortc's DTLS receive task has not taken yet."""
+    queue: asyncio.Queue[Any] = connection._queue
+    return queue.qsize()
 
 
 def restart_ice_agent(connection: Connection, *, regather: bool) -> list[Any]:

@@ -58,7 +58,7 @@ class FakeSrtp:
 @pytest.fixture
 def fake_transport(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     """The seam answers for a DTLS transport whose handshake is done (SRTP = identity)."""
-    state: dict[str, Any] = {"protocols": [], "srtp": FakeSrtp(), "counted": [0, 0]}
+    state: dict[str, Any] = {"protocols": [], "srtp": FakeSrtp(), "counted": [0, 0], "queued": 0}
     receiver = object()
     state["receiver"] = receiver
 
@@ -69,6 +69,7 @@ def fake_transport(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     monkeypatch.setattr(seam, "transport_ice_connection", lambda dtls: dtls)
     monkeypatch.setattr(seam, "protocols", lambda connection: state["protocols"])
     monkeypatch.setattr(seam, "srtp_receive_session", lambda dtls: state["srtp"])
+    monkeypatch.setattr(seam, "queued_datagrams", lambda connection: state["queued"])
     monkeypatch.setattr(seam, "abs_send_time_id", lambda dtls: None)
     monkeypatch.setattr(seam, "route_rtp", lambda dtls, packet: receiver)
     monkeypatch.setattr(seam, "count_received", count)
@@ -263,6 +264,30 @@ async def test_before_the_handshake_everything_takes_aiortcs_path(
     finally:
         sender.close()
         transport.close()
+
+
+async def test_packets_do_not_overtake_the_ones_aioice_still_holds(
+    fake_transport: dict[str, Any],
+) -> None:
+    # Attached after the DTLS handshake: what came before waits in aioice's queue for aiortc's
+    # receive task. Newer packets follow it there until it is empty (a keyframe's first packet,
+    # its SPS and PPS, came after the rest: an IDR alone, undecodable).
+    fake_transport["queued"] = 2
+    receiver = fake_transport["receiver"]
+    async with batch_on_a_socket(fake_transport) as (batch, protocol, sender, addr):
+        got: list[int] = []
+        batch.add(receiver, lambda packet, arrival_ms: got.append(packet.sequence_number))
+        sender.sendto(rtp(3), addr)
+        await wait_for(lambda: len(protocol.received) == 1, limit=5.0)
+        assert got == [] and batch.fast_packets == 0
+        fake_transport["queued"] = 0  # aiortc's task took them
+        sender.sendto(rtp(4), addr)
+        await wait_for(lambda: got == [4], limit=5.0)
+        fake_transport["queued"] = 1  # (only what is not SRTP goes that way now)
+        sender.sendto(rtp(5), addr)
+        await wait_for(lambda: got == [4, 5], limit=5.0)
+        assert protocol.received == [rtp(3)]
+        batch.remove(receiver)
 
 
 async def test_real_session_rtp_takes_the_fast_path_and_stats_still_count() -> None:

@@ -196,16 +196,20 @@ def _jobs(args: argparse.Namespace, target: Target, options: SessionOptions) -> 
     ]
 
 
-def _engine(args: argparse.Namespace) -> Engine:
+def _engine(args: argparse.Namespace, jobs: list[FleetJob]) -> Engine:
+    """The engine for ``jobs``, admitting them at their costs (paced recordings: less)."""
+    from ..fleet import costs_for
+
+    costs = costs_for(jobs)
     if args.engine == "ray":
         from ..fleet.ray_engine import RayEngine
 
         if logging.getLogger("avatar_rtc").getEffectiveLevel() > logging.INFO:
             logging.getLogger("ray").setLevel(logging.ERROR)  # its start-up notices
-        return RayEngine(args.address, limit=args.limit)
+        return RayEngine(args.address, limit=args.limit, costs=costs)
     from ..fleet.pool import SessionPool
 
-    return SessionPool(args.workers, limit=args.limit)
+    return SessionPool(args.workers, limit=args.limit, costs=costs)
 
 
 async def _fleet(args: argparse.Namespace, target: Target, stop: StopSignals) -> int:
@@ -215,10 +219,11 @@ async def _fleet(args: argparse.Namespace, target: Target, stop: StopSignals) ->
     started = time.monotonic()
     progress = None if args.no_progress else FleetProgress(sys.stderr)
     async with open_target(target) as options:
-        engine = _engine(args)
+        jobs = _jobs(args, target, options)
+        engine = _engine(args, jobs)
         await engine.start()  # a signal now cancels (nothing running yet)
         try:
-            futures = [engine.submit(job) for job in _jobs(args, target, options)]
+            futures = [engine.submit(job) for job in jobs]
             stop.interruptible = False  # from now on a signal means "finish the files"
             await _wait(engine, futures, stop, progress, started)
         except BaseException:

@@ -14,7 +14,16 @@ frames, the job options), not aiortc: the WebRTC stack loads in the processes th
 sessions.
 """
 
-from .admission import DEFAULT_LIMIT, PROCESS_COST, SESSION_COST, Admission, Booking, Load
+from .admission import (
+    DEFAULT_LIMIT,
+    PACED_RECORD_COST,
+    PROCESS_COST,
+    SESSION_COST,
+    Admission,
+    Booking,
+    Load,
+    costs_for,
+)
 from .aggregate import FleetReport, aggregate, plot_fleet
 from .engine import Engine
 from .errors import EngineStateError
@@ -35,6 +44,7 @@ __all__ = [
     "DEFAULT_LIMIT",
     "DEFAULT_SAY",
     "JOB_KINDS",
+    "PACED_RECORD_COST",
     "PROCESS_COST",
     "RECORD_READ_INTERVAL",
     "SESSION_COST",
@@ -52,6 +62,7 @@ __all__ = [
     "SharedFrame",
     "Utterance",
     "aggregate",
+    "costs_for",
     "plot_fleet",
     "ray_available",
 ]

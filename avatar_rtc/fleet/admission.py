@@ -10,11 +10,13 @@ each further session adds to a busy process. A process's first session costs mor
 share (:data:`PROCESS_COST`): the pool's processes carry many sessions each and pay it once,
 within the headroom the limit keeps (and a process with nothing running takes any job anyway);
 with these, 2 cores admit 40 decode or 80 copy-record sessions at once, which the bench
-measured clean up to 64 and 128 (plain aiortc: 32). A Ray task is a process of its own and
-books the fixed share with every job (:mod:`.ray_engine`). ``qa`` is copy-record plus the file
-analysis, 0.05 core-seconds per second of media, spread over the session. They are the
-defaults of one place: the pool and the Ray engine read them; a caller passes its own
-(``costs=``) for other streams or machines.
+measured clean up to 64 and 128 (plain aiortc: 32). Copy-record jobs whose sockets are read
+paced (``read_interval``, the fleet command's ``--job record``) cost less,
+:data:`PACED_RECORD_COST`: :func:`costs_for` gives them to an engine. A Ray task is a
+process of its own and books the fixed share with every job (:mod:`.ray_engine`). ``qa`` is
+copy-record plus the file analysis, 0.05 core-seconds per second of media, spread over the
+session. They are the defaults of one place: the pool and the Ray engine read them; a caller
+passes its own (``costs=``) for other streams or machines.
 
 :class:`Admission` books costs against processes of one core each: a job goes to the least
 loaded process whose load plus the job's cost stays within ``limit`` (80 % by default, so a
@@ -38,14 +40,23 @@ from __future__ import annotations
 
 import collections
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from ..errors import ConfigurationError
-from .jobs import JobKind
+from .jobs import RECORD_READ_INTERVAL, FleetJob, JobKind
 from .process_cpu import WINDOW
 
-__all__ = ["DEFAULT_LIMIT", "PROCESS_COST", "SESSION_COST", "Admission", "Booking", "Load"]
+__all__ = [
+    "DEFAULT_LIMIT",
+    "PACED_RECORD_COST",
+    "PROCESS_COST",
+    "SESSION_COST",
+    "Admission",
+    "Booking",
+    "Load",
+    "costs_for",
+]
 
 DEFAULT_LIMIT = 0.8
 
@@ -57,6 +68,14 @@ SESSION_COST: Mapping[JobKind, float] = {
     "qa": 0.07,
 }
 
+# A copy-record session whose sockets are read every RECORD_READ_INTERVAL or more (the fleet
+# command's --job record; rtc/read_pacer.py) instead of at each packet. Measured 0.0062-0.0088
+# cores at 8 to 160 sessions (bench_scale.py --read-interval 0.1, 2026-12-07), but 0.01 would
+# admit 160 on 2 cores, which the bench held clean in 1 run of 3 (a second without frames in
+# the others); this admits 128, clean in 2 of 3 (64: 3 of 3), with the load generator on the
+# same cores. SESSION_COST's copy-record figure is for reads at each packet.
+PACED_RECORD_COST = 0.0125
+
 # A worker process's fixed share, in cores: what one session alone costs beyond a further one
 # (one decode session 4.1-5.9 % of a core against 2.1-3.3 % at 8 or more; copy-record 2.0-2.6
 # against 0.7-1.3), rounded up.
@@ -65,6 +84,16 @@ PROCESS_COST = 0.03
 # Seconds a new job's cost is booked on top of its process's measured use: a session connects
 # and gets its first frames within a few seconds, and the measurement spans 3 more.
 HOLD = 10.0
+
+
+def costs_for(jobs: Iterable[FleetJob]) -> dict[JobKind, float]:
+    """The costs these jobs need besides :data:`SESSION_COST`, for an engine's ``costs=``:
+    copy-record at :data:`PACED_RECORD_COST` when every copy-record job reads paced (one
+    unpaced job, and the kind keeps its cost: costs go by kind)."""
+    intervals = [job.options.read_interval for job in jobs if job.kind == "copy-record"]
+    if intervals and min(intervals) >= RECORD_READ_INTERVAL:
+        return {"copy-record": PACED_RECORD_COST}
+    return {}
 
 
 @dataclass(frozen=True)

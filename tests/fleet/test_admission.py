@@ -8,14 +8,17 @@ from avatar_rtc.errors import ConfigurationError
 from avatar_rtc.fleet.admission import (
     DEFAULT_LIMIT,
     HOLD,
+    PACED_RECORD_COST,
     PROCESS_COST,
     SESSION_COST,
     Admission,
     Booking,
+    costs_for,
 )
-from avatar_rtc.fleet.jobs import JOB_KINDS, JobKind
+from avatar_rtc.fleet.jobs import JOB_KINDS, RECORD_READ_INTERVAL, FleetJob, JobKind
 from avatar_rtc.fleet.process_cpu import WINDOW
 from avatar_rtc.fleet.ray_engine import RayEngine
+from avatar_rtc.options import SessionOptions
 
 
 def place(admission: Admission, kind: JobKind, n: int = 1) -> list[Booking | None]:
@@ -210,3 +213,24 @@ def test_ended_jobs_are_forgotten_without_a_measure() -> None:
         admission.release(booking)
         clock.now += 0.1
     assert len(admission._ended[0]) <= HOLD / 0.1 + 1  # those of the last HOLD seconds
+
+
+def _jobs(kind: JobKind, *intervals: float) -> list[FleetJob]:
+    return [
+        FleetJob(i, kind, SessionOptions(read_interval=interval), out_dir="out")
+        for i, interval in enumerate(intervals)
+    ]
+
+
+def test_paced_recordings_are_admitted_at_their_own_cost() -> None:
+    paced = _jobs("copy-record", RECORD_READ_INTERVAL, 0.2)
+    assert costs_for(paced) == {"copy-record": PACED_RECORD_COST}
+    assert SESSION_COST["copy-record"] > PACED_RECORD_COST
+    # 64 at once on a core against 40 at the unpaced cost (128 on the 2-core bench machine).
+    admission = Admission(1, costs=costs_for(paced))
+    assert len([b for b in place(admission, "copy-record", 200) if b is not None]) == 64
+    # One job reading at each packet (or faster than the fleet's interval): the kind's cost.
+    assert costs_for(_jobs("copy-record", RECORD_READ_INTERVAL, 0.0)) == {}
+    assert costs_for(_jobs("copy-record", 0.05)) == {}
+    assert costs_for(_jobs("qa", RECORD_READ_INTERVAL)) == {}
+    assert costs_for([]) == {}

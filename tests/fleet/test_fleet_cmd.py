@@ -16,9 +16,17 @@ from pathlib import Path
 import pytest
 
 from avatar_rtc.cli.common import target_from_args
-from avatar_rtc.cli.fleet_cmd import FleetProgress, _jobs, _print_summary, exit_status
+from avatar_rtc.cli.fleet_cmd import FleetProgress, _engine, _jobs, _print_summary, exit_status
 from avatar_rtc.cli.main import build_parser
-from avatar_rtc.fleet import RECORD_READ_INTERVAL, JobResult, Load, aggregate
+from avatar_rtc.fleet import (
+    PACED_RECORD_COST,
+    RECORD_READ_INTERVAL,
+    SESSION_COST,
+    JobResult,
+    Load,
+    SessionPool,
+    aggregate,
+)
 from avatar_rtc.fleet.ray_engine import ray_available
 from tests.cli.test_record_cmd import cli
 from tests.fleet.test_aggregate import percentile
@@ -59,6 +67,22 @@ def test_recordings_read_their_sockets_paced_by_default(argv: list[str], interva
     target = target_from_args(args, environ={})
     jobs = _jobs(args, target, target.options)
     assert [job.options.read_interval for job in jobs] == [interval, interval]
+
+
+@pytest.mark.parametrize(
+    ("argv", "cost"),
+    [
+        (["--job", "record"], PACED_RECORD_COST),
+        (["--job", "record", "--read-interval", "0"], SESSION_COST["copy-record"]),
+        (["--job", "qa"], SESSION_COST["copy-record"]),
+    ],
+)
+def test_the_pool_admits_paced_recordings_at_their_cost(argv: list[str], cost: float) -> None:
+    args = build_parser().parse_args(["fleet", "--sessions", "2", *argv])
+    target = target_from_args(args, environ={})
+    engine = _engine(args, _jobs(args, target, target.options))
+    assert isinstance(engine, SessionPool)
+    assert engine.admission.cost("copy-record") == cost
 
 
 def test_existing_files_are_kept_without_force(tmp_path: Path) -> None:

@@ -49,11 +49,14 @@ if TYPE_CHECKING:
     from .record.recorder import Recorder
     from .record.stats import RecordedStreamStats, RecorderStats
     from .rtc.candidate_pair import SelectedPair
+    from .rtc.clock import AvClock
     from .rtc.connection import MediaConnection
     from .rtc.ice_options import IceOptions
+    from .rtc.receiver import ReceivePipeline
     from .rtc.reconnect import Outage, ReconnectPolicy
     from .session import AvatarSession, SessionClosedError, SessionEvent, SessionStateError
     from .session_stats import SessionState, SessionStats, SessionTimings
+    from .speech_detector import SpeechDetector
     from .sync_session import SessionFrames, SyncAvatarSession
 
 __version__ = "0.1.0"
@@ -68,6 +71,7 @@ _LAZY: dict[str, str] = {
     "AudioFormat": ".media.formats",
     "AudioFrame": ".media.frames",
     "AudioStream": ".media.streams",
+    "AvClock": ".rtc.clock",
     "AvatarSession": ".session",
     "BackgroundLoop": ".media.sync_iter",
     "ControlClient": ".api.client",
@@ -76,6 +80,7 @@ _LAZY: dict[str, str] = {
     "LiveSession": ".api.session_scope",
     "MediaConnection": ".rtc.connection",
     "Outage": ".rtc.reconnect",
+    "ReceivePipeline": ".rtc.receiver",
     "ReconnectPolicy": ".rtc.reconnect",
     "RecordError": ".record.errors",
     "RecordOptions": ".record.options",
@@ -91,6 +96,7 @@ _LAZY: dict[str, str] = {
     "SessionStateError": ".session",
     "SessionStats": ".session_stats",
     "SessionTimings": ".session_stats",
+    "SpeechDetector": ".speech_detector",
     "StreamStats": ".media.streams",
     "SyncAvatarSession": ".sync_session",
     "VideoFormat": ".media.formats",
@@ -114,6 +120,7 @@ __all__ = [
     "AudioFrame",
     "AudioStream",
     "AuthenticationError",
+    "AvClock",
     "AvatarRTCError",
     "AvatarSession",
     "BackgroundLoop",
@@ -135,6 +142,7 @@ __all__ = [
     "Outage",
     "PermissionDeniedError",
     "RateLimitedError",
+    "ReceivePipeline",
     "ReconnectPolicy",
     "RecordError",
     "RecordOptions",
@@ -156,6 +164,7 @@ __all__ = [
     "SessionStateError",
     "SessionStats",
     "SessionTimings",
+    "SpeechDetector",
     "StreamStats",
     "SyncAvatarSession",
     "ThresholdError",

@@ -365,6 +365,14 @@ class CopyMuxer:
             with self._stats.lock:
                 self._stats.audio_overlap_drops += 1
             return
+        if end is None and self._options.fill_audio_gaps:
+            # The audio track starts at the origin: what comes before its first packet (up to
+            # a packet when the keyframe came first; seconds from a sender silent until it
+            # speaks) is a hole like any other. A fragmented MP4 has no edit list to start a
+            # track later: it put the first packet at 0, and everything after it played early
+            # (15-20 ms in the emulator's recordings, the lip-sync offset 20-26 ms against
+            # 4-6 ms in Matroska).
+            end, ahead = 0, ticks
         if end is None or (ahead > 0 and not self._options.fill_audio_gaps):
             ticks = self._audio_clock.ticks(frame.presentation_time, self._origin())
         else:
@@ -376,7 +384,10 @@ class CopyMuxer:
             # missing after six reconnects).
             filled = self._fill_audio_hole(end, ahead)
             # (a hole longer than the fill's cap: the packet at its own time after all)
-            ticks = filled or self._audio_clock.ticks(frame.presentation_time, self._origin())
+            if filled is None:
+                ticks = self._audio_clock.ticks(frame.presentation_time, self._origin())
+            else:
+                ticks = filled
         self._mux_audio_packet(frame.data, ticks)
 
     def _fill_audio_hole(self, end: int, ahead: int) -> int | None:

@@ -141,12 +141,10 @@ def container_options(spec: ContainerSpec, options: RecordOptions) -> dict[str, 
         "max_interleave_delta": str(int(options.max_interleave_seconds * 1_000_000)),
     }
     if spec.format_name == "mp4":
-        # delay_moov: the moov waits for the first fragment, so it can hold the edit list of a
-        # track that starts after the other (audio up to a packet after the first keyframe).
-        # Without one, a fragmented track's first sample starts at 0: its audio played 15-20 ms
-        # early, as a player or the QA reads it (the lip-sync offset of a recording of the
-        # emulator was 20-26 ms against 4-6 ms in Matroska).
-        opts["movflags"] = "frag_keyframe+empty_moov+delay_moov+default_base_moof"
+        # (No delay_moov, for an edit list: it holds the whole file in memory until every
+        # track has a packet, and audio may never come. The muxer starts the audio track at
+        # the origin instead.)
+        opts["movflags"] = "frag_keyframe+empty_moov+default_base_moof"
         opts["frag_duration"] = str(int(piece_seconds(spec, options) * 1_000_000))
     else:
         opts["cluster_time_limit"] = str(int(piece_seconds(spec, options) * 1000))

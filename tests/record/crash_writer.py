@@ -1,7 +1,8 @@
 """Child process of the crash test: records real-time paced input until it is SIGKILLed.
 
-Usage: python -m tests.record.crash_writer PATH SECONDS
-Prints READY once the input is generated, then writes frames at their real pace.
+Usage: python -m tests.record.crash_writer PATH SECONDS [no-audio]
+Prints READY once the input is generated, then writes frames at their real pace (``no-audio``:
+the video only, as from a sender whose audio never comes).
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from tests.record.synth import Scenario, encoded_frames
 def main() -> None:
     path, seconds = sys.argv[1], float(sys.argv[2])
     frames = encoded_frames(Scenario(duration=seconds, mark=None))
+    if sys.argv[3:] == ["no-audio"]:
+        frames = [frame for frame in frames if frame.kind == "video"]
     recorder = Recorder(path).start()
     print("READY", flush=True)
     t0 = time.monotonic()

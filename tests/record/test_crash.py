@@ -19,12 +19,14 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.mark.slow
 def test_sigkill_leaves_a_playable_file(tmp_path: Path) -> None:
-    paths = [tmp_path / "killed.mp4", tmp_path / "killed.mkv"]
+    paths = [tmp_path / "killed.mp4", tmp_path / "killed.mkv", tmp_path / "silent.mp4"]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    # Both containers at once: one 5 s wait for the two of them.
+    # All at once: one 5 s wait for them. The audio of silent.mp4 never comes (an MP4 muxer
+    # waiting for every track before its first fragment wrote nothing at all).
     procs = [
         subprocess.Popen(
-            [sys.executable, "-m", "tests.record.crash_writer", str(path), "8"],
+            [sys.executable, "-m", "tests.record.crash_writer", str(path), "8"]
+            + (["no-audio"] if path.stem == "silent" else []),
             cwd=ROOT,
             env=env,
             stdout=subprocess.PIPE,
@@ -49,11 +51,15 @@ def test_sigkill_leaves_a_playable_file(tmp_path: Path) -> None:
         kinds = sorted(str(s["codec_name"]) for s in ffprobe_streams(path))
         assert kinds == ["h264", "opus"], path
         span = spans(path)
-        assert span["video"].duration >= 4.0, (path, span)
-        assert span["audio"].duration >= 4.0, (path, span)
+        if path.stem == "silent":
+            # FFmpeg's interleaving holds the video up to a second for the audio it waits for.
+            assert span["video"].duration >= 2.5, (path, span)
+        else:
+            assert span["video"].duration >= 4.0, (path, span)
+            assert span["audio"].duration >= 4.0, (path, span)
         with av.open(str(path)) as container:
             decoded = sum(1 for _ in container.decode(video=0))
-        assert decoded >= 100, (path, decoded)
+        assert decoded >= span["video"].duration * 25 - 1, (path, decoded)  # all of them
 
 
 def test_forgotten_stop_is_finalised_at_exit(tmp_path: Path) -> None:

@@ -3,11 +3,12 @@
 - **fps**: decoded frames per second; **harmonic fps**: ``sum(d) / sum(d^2)`` over the
   intervals ``d`` between *new* frames (long intervals weigh more, as a viewer perceives them).
 - **Freeze** (W3C webrtc-stats): an interval between new frames ``>= max(3 x mean, mean +
-  150 ms)``, ``mean`` over the last 30 intervals, once 5 new frames were seen (before that, the
-  mean interval of the frames that came, once 5 came: a picture frozen from its first frame is a
-  freeze too). A frame that is
+  150 ms)``, ``mean`` over the last 30 intervals, once 5 new frames were seen. A frame that is
   (nearly) identical to the last new one is not new, so frames that never came (``missing``) and
-  frames that came but repeat the picture (``repeated``) are both caught. The freeze starts
+  frames that came but repeat the picture (``repeated``) are both caught. Before the 6th new
+  frame, repeated frames are judged later: against the median of those first intervals once
+  it comes, else (the picture never changed that often: frozen from its first frame) against
+  the median interval of the frames that came, once 5 came. The freeze starts
   when the next frame was due (last new frame + mean interval) and lasts until the picture
   changes again. A picture that stays black is a black run, not a freeze.
 - **Pause**: more than 5 s without any decoded frame (not also counted as a freeze).
@@ -100,6 +101,14 @@ class VideoResult:
         return self.sum_new_intervals / self.sum_new_intervals_sq
 
 
+def _freeze(last_new: float, interval: float, kind: FreezeKind, mean: float) -> Freeze | None:
+    """The rule: ``interval`` after the new frame at ``last_new`` is a freeze when it is at
+    least ``max(3 x mean, mean + 150 ms)``; it starts when the next frame was due."""
+    if interval < max(FREEZE_FACTOR * mean, mean + FREEZE_MARGIN):
+        return None
+    return Freeze(last_new + mean, interval - mean, kind)
+
+
 def frame_change(gray: GrayImage, reference: GrayImage) -> float:
     """The largest mean absolute difference, in grey levels, of a ``GRID x GRID`` block."""
     h, w = gray.shape
@@ -133,6 +142,11 @@ class VideoAnalyser:
         self._reference_black = False
         self._last_new: float | None = None
         self._intervals: deque[float] = deque(maxlen=FREEZE_WINDOW)
+        # Until the rule has its history: the intervals between the frames that came, and the
+        # intervals between new frames not judged yet (see _check_freeze).
+        self._frame_intervals: deque[float] = deque(maxlen=FREEZE_WINDOW)
+        self._pending: list[tuple[float, float, FreezeKind]] = []
+        self._early: list[float] = []  # of those first intervals, the ones not black or paused
         self._repeats = 0  # frames since the last new one that repeated it
         self._paused = False  # a pause happened since the last new frame
         self._black_since: float | None = None
@@ -143,6 +157,8 @@ class VideoAnalyser:
         r = self._result
         if r.last_time is not None:
             gap = t - r.last_time
+            if not self._judging:
+                self._frame_intervals.append(gap)
             if gap > self.pause_after:
                 r.pauses.append(Span(r.last_time, gap))
                 self._paused = True
@@ -178,46 +194,69 @@ class VideoAnalyser:
         self._repeats = 0
         self._paused = False
 
-    def _provisional_freeze(self, until: float, kind: FreezeKind) -> list[Freeze]:
-        """The freeze from the last new frame to ``until``, if the rule makes it one; not kept
-        (the picture may still change)."""
-        if self._last_new is None:
+    def _unjudged(self, tail: tuple[float, FreezeKind] | None) -> list[Freeze]:
+        """The freezes of the intervals not judged yet and of ``tail`` (until, kind): from the
+        last new frame to ``until``, the picture still stopped. Not kept: it may change yet."""
+        if self._judging:
+            mean: float | None = self._mean_interval()
+        elif self._early:  # the picture changed a few times: at the rate it did
+            mean = float(np.median(self._early))
+        else:  # it never changed: at the rate frames came
+            mean = self._frame_interval()
+        if mean is None:
             return []
-        found = self._result.freezes
-        before = len(found)
-        self._check_freeze(self._last_new, until - self._last_new, kind)
-        provisional = found[before:]
-        del found[before:]
-        return provisional
+        todo = list(self._pending)
+        last_new = self._last_new
+        still = not (self._reference_black or self._paused)
+        # (Frames that never came, before the rule has its history: W3C, as in _check_freeze.)
+        judged = tail is not None and (self._judging or tail[1] == "repeated")
+        if tail is not None and judged and last_new is not None and still:
+            todo.append((last_new, tail[0] - last_new, tail[1]))
+        return [freeze for args in todo if (freeze := _freeze(*args, mean)) is not None]
 
-    def _check_freeze(
-        self, last_new: float, interval: float, kind: FreezeKind | None = None
-    ) -> None:
+    @property
+    def _judging(self) -> bool:
+        """The rule has its history: more than ``FREEZE_MIN_FRAMES`` new frames."""
+        return self._result.new_frames > FREEZE_MIN_FRAMES and bool(self._intervals)
+
+    def _check_freeze(self, last_new: float, interval: float) -> None:
+        if self._judging and self._pending:
+            # The first intervals, judged against their median (of those not black or paused):
+            # a picture frozen from its first frame and then moving has one long interval among
+            # them, a picture that changes slowly only long ones (against the frame rate, each
+            # was a freeze).
+            median = float(np.median(self._early or self._intervals))
+            for args in self._pending:
+                self._keep(_freeze(*args, median))
+            self._pending.clear()
         # A black picture that stays black is a black run; a pause is not also a freeze.
         if self._reference_black or self._paused:
             return
-        mean = self._mean_interval()
-        if mean is None:
+        kind: FreezeKind = "repeated" if self._repeats else "missing"
+        if self._judging:
+            self._keep(_freeze(last_new, interval, kind, self._mean_interval()))
             return
-        if interval < max(FREEZE_FACTOR * mean, mean + FREEZE_MARGIN):
-            return
-        kind = kind or ("repeated" if self._repeats else "missing")
-        freeze = Freeze(last_new + mean, interval - mean, kind)
-        logger.debug("freeze (%s) at %.3f s for %.3f s", kind, freeze.start, freeze.duration)
-        self._result.freezes.append(freeze)
+        self._early.append(interval)
+        if kind == "repeated":  # no rate to compare with yet (frames that never came: W3C)
+            self._pending.append((last_new, interval, kind))
 
-    def _mean_interval(self) -> float | None:
-        """The mean interval the rule compares with: between new frames, once more than
-        ``FREEZE_MIN_FRAMES`` were seen; until then between the frames that came, once as many
-        came (a picture frozen from its first frame has no new frames to learn a rate from,
-        and would otherwise never be a freeze); None before that."""
-        r = self._result
-        if r.new_frames > FREEZE_MIN_FRAMES and self._intervals:
-            return sum(self._intervals) / len(self._intervals)
-        if r.frames > FREEZE_MIN_FRAMES and r.first_time is not None and r.last_time is not None:
-            span = r.last_time - r.first_time
-            return span / (r.frames - 1) if span > 0 else None
-        return None
+    def _keep(self, freeze: Freeze | None) -> None:
+        if freeze is not None:
+            logger.debug(
+                "freeze (%s) at %.3f s for %.3f s", freeze.kind, freeze.start, freeze.duration
+            )
+            self._result.freezes.append(freeze)
+
+    def _mean_interval(self) -> float:
+        return sum(self._intervals) / len(self._intervals)
+
+    def _frame_interval(self) -> float | None:
+        """The median interval between the frames that came, once more than
+        ``FREEZE_MIN_FRAMES`` came: the rate of a picture that did not change enough to have
+        one of its own (frozen from its first frame, to the end); None before that."""
+        if len(self._frame_intervals) < FREEZE_MIN_FRAMES:
+            return None
+        return float(np.median(self._frame_intervals))
 
     def _track_black(self, gray: GrayImage, t: float) -> bool:
         black = bool(np.count_nonzero(gray <= self._black_level) >= self.picture_black * gray.size)
@@ -248,18 +287,19 @@ class VideoAnalyser:
                 black.append(Span(self._black_since, black_end - self._black_since))
         freezes, pauses = list(r.freezes), list(r.pauses)
         last = r.last_time
+        tail: tuple[float, FreezeKind] | None = None  # the picture still stopped: until, kind
         if last is not None and end is not None and end - last >= TRAILING_MIN:
             # The picture stopped while the sound went on: frames that never came (after the
             # repeated ones, if the picture was frozen already: then one freeze, "repeated").
             if end - last > self.pause_after:
                 if self._repeats:
-                    freezes += self._provisional_freeze(last, "repeated")
+                    tail = (last, "repeated")
                 pauses.append(Span(last, end - last))
             else:
-                kind: FreezeKind = "repeated" if self._repeats else "missing"
-                freezes += self._provisional_freeze(end, kind)
+                tail = (end, "repeated" if self._repeats else "missing")
         elif last is not None and self._repeats:
-            freezes += self._provisional_freeze(last, "repeated")
+            tail = (last, "repeated")
+        freezes += self._unjudged(tail)
         return dataclasses.replace(
             r,
             freezes=freezes,

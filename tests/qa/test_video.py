@@ -116,6 +116,36 @@ def test_a_still_start_under_the_threshold_is_no_freeze() -> None:
     assert len(run(repeat=(0.04, 0.20)).freezes) == 1
 
 
+def analyse(frames: list[tuple[float, np.ndarray]]) -> VideoResult:
+    analyser = VideoAnalyser()
+    for t, frame in frames:
+        analyser.feed(frame, t)
+    return analyser.result()
+
+
+@pytest.mark.parametrize(("fps", "every"), [(25, 8), (25, 6), (30, 7)])
+def test_a_picture_that_changes_slowly_from_the_start_is_no_freeze(fps: int, every: int) -> None:
+    # A new picture every 0.24-0.32 s: against the frame rate, its first intervals were
+    # freezes (4 of them); against their own median they are not.
+    frames = [(i / fps, picture(i // every, noise=1, seed=i)) for i in range(10 * fps)]
+    assert analyse(frames).freezes == []
+    # A clip over before the 6th new picture: its intervals are judged at the end, alike.
+    assert analyse(frames[: 4 * every + 2]).freezes == []
+
+
+def test_a_still_picture_after_a_black_start_is_one_freeze() -> None:
+    # Black for 1 s (a black run, not a freeze), then the same picture for 2 s, then motion:
+    # the black run's interval does not set the rate the still one is judged by.
+    black = np.zeros((SIZE, SIZE), dtype=np.uint8)
+    frames = [(i / FPS, black) for i in range(25)]
+    frames += [(1.0 + i / FPS, picture(0, noise=1, seed=i)) for i in range(50)]
+    frames += [(3.0 + i / FPS, picture(1 + i)) for i in range(100)]
+    r = analyse(frames)
+    assert [(round(f.start, 3), round(f.duration, 3), f.kind) for f in r.freezes] == [
+        (1.04, 1.96, "repeated")
+    ]
+
+
 def test_more_than_5s_without_a_frame_is_a_pause_not_a_freeze() -> None:
     r = run(seconds=15.0, skip=(4.0, 9.5))
     assert r.freezes == []

@@ -46,6 +46,7 @@ __all__ = [
     "finish_gathering",
     "gathering_started",
     "handle_rtp_packet",
+    "handshake_settled",
     "ice_connection",
     "intercept_outgoing_rtp",
     "missing_private_names",
@@ -115,6 +116,7 @@ PRIVATE_NAMES: tuple[tuple[str, str], ...] = (
     ("RTCRtpSender", "_retransmit"),
     ("RTCDtlsTransport", "_send_rtp"),
     ("RTCDtlsTransport instance", "_rx_srtp"),
+    ("RTCDtlsTransport instance", "_RTCDtlsTransport__handshake_done"),
     ("RTCDtlsTransport instance", "_rtp_router"),
     ("RTCDtlsTransport instance", "_rtp_header_extensions_map"),
     ("HeaderExtensionsMap instance", "_HeaderExtensionsMap__ids"),
@@ -334,6 +336,14 @@ def transport_ice_connection(dtls: RTCDtlsTransport) -> Connection:
 def srtp_receive_session(dtls: RTCDtlsTransport) -> Any:
     """The ``pylibsrtp.Session`` that unprotects received SRTP; ``None`` before the handshake."""
     return dtls._rx_srtp
+
+
+def handshake_settled(dtls: RTCDtlsTransport) -> bool:
+    """No DTLS retransmission timer left: aiortc's receive task then reads aioice's queue
+    directly (with one, through ``asyncio.wait_for``: a datagram it took is handled an
+    event-loop iteration later)."""
+    settled: bool = dtls._RTCDtlsTransport__handshake_done  # type: ignore[attr-defined]
+    return settled
 
 
 def abs_send_time_id(dtls: RTCDtlsTransport) -> int | None:

@@ -385,9 +385,12 @@ class DatagramBatch:
         datagrams for aiortc's receive task, the way they went before we were attached (after
         the DTLS handshake). Passing them, a keyframe's first packet (SPS and PPS) came after
         the rest of it: an IDR alone, a decode error and a PLI (12 sessions of 64 starting at
-        once with paced reads, 3 without). Once the queue is empty, nothing SRTP goes there."""
+        once with paced reads, 3 without). Once the queue is empty, nothing SRTP goes there.
+        (Nor while the handshake keeps a retransmission timer: aiortc's task then takes a
+        datagram an event-loop iteration before it handles it.)"""
         if not self._in_order:
-            self._in_order = seam.queued_datagrams(seam.transport_ice_connection(dtls)) == 0
+            queued = seam.queued_datagrams(seam.transport_ice_connection(dtls))
+            self._in_order = queued == 0 and seam.handshake_settled(dtls)
         return self._in_order
 
 

@@ -58,7 +58,8 @@ class FakeSrtp:
 @pytest.fixture
 def fake_transport(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     """The seam answers for a DTLS transport whose handshake is done (SRTP = identity)."""
-    state: dict[str, Any] = {"protocols": [], "srtp": FakeSrtp(), "counted": [0, 0], "queued": 0}
+    state: dict[str, Any] = {"protocols": [], "srtp": FakeSrtp(), "counted": [0, 0]}
+    state.update(queued=0, settled=True)  # aioice's queue, aiortc's handshake timer
     receiver = object()
     state["receiver"] = receiver
 
@@ -70,6 +71,7 @@ def fake_transport(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     monkeypatch.setattr(seam, "protocols", lambda connection: state["protocols"])
     monkeypatch.setattr(seam, "srtp_receive_session", lambda dtls: state["srtp"])
     monkeypatch.setattr(seam, "queued_datagrams", lambda connection: state["queued"])
+    monkeypatch.setattr(seam, "handshake_settled", lambda dtls: state["settled"])
     monkeypatch.setattr(seam, "abs_send_time_id", lambda dtls: None)
     monkeypatch.setattr(seam, "route_rtp", lambda dtls, packet: receiver)
     monkeypatch.setattr(seam, "count_received", count)
@@ -280,13 +282,18 @@ async def test_packets_do_not_overtake_the_ones_aioice_still_holds(
         sender.sendto(rtp(3), addr)
         await wait_for(lambda: len(protocol.received) == 1, limit=5.0)
         assert got == [] and batch.fast_packets == 0
-        fake_transport["queued"] = 0  # aiortc's task took them
+        fake_transport["queued"] = 0  # aiortc's task took them, but may not have handled one
+        fake_transport["settled"] = False  # (its retransmission timer: asyncio.wait_for)
+        sender.sendto(rtp(4), addr)
+        await wait_for(lambda: len(protocol.received) == 2, limit=5.0)
+        assert got == []
+        fake_transport["settled"] = True
         sender.sendto(rtp(4), addr)
         await wait_for(lambda: got == [4], limit=5.0)
         fake_transport["queued"] = 1  # (only what is not SRTP goes that way now)
         sender.sendto(rtp(5), addr)
         await wait_for(lambda: got == [4, 5], limit=5.0)
-        assert protocol.received == [rtp(3)]
+        assert protocol.received == [rtp(3), rtp(4)]
         batch.remove(receiver)
 
 

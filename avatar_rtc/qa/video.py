@@ -207,11 +207,13 @@ class VideoAnalyser:
             return []
         todo = list(self._pending)
         last_new = self._last_new
-        still = not (self._reference_black or self._paused)
-        # (Frames that never came, before the rule has its history: W3C, as in _check_freeze.)
-        judged = tail is not None and (self._judging or tail[1] == "repeated")
-        if tail is not None and judged and last_new is not None and still:
-            todo.append((last_new, tail[0] - last_new, tail[1]))
+        if tail is not None and last_new is not None:
+            until, kind = tail
+            # As in _check_freeze: not black, not after a pause, and frames that never came
+            # only once the rule has its history (W3C).
+            counted = self._judging or kind == "repeated"
+            if counted and not (self._reference_black or self._paused):
+                todo.append((last_new, until - last_new, kind))
         return [freeze for args in todo if (freeze := _freeze(*args, mean)) is not None]
 
     @property

@@ -156,7 +156,7 @@ class DatagramBatch:
         self._probe = SilenceProbe(self._probe_says_back, silence=PATH_SILENCE)
         self._told_at: float | None = None  # when the probe told the path was back
         self._pacer: ReadPacer | None = pacer_for(read_interval) if read_interval > 0 else None
-        self._in_order = False  # aioice's queue was found empty once: see _dispatch
+        self._in_order = False  # SRTP may take the fast path: see _order_kept
         self.closed = False
         # counters (tests, diagnostics)
         self.wakeups = 0

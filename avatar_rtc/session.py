@@ -845,8 +845,11 @@ class AvatarSession:
         if recorder.mode == "copy":
             recorder.attach(self.video_pipeline)
             recorder.attach(self.audio_pipeline)
-            # The file starts at a keyframe: ask for one now rather than wait for the next.
-            self.video_pipeline.request_keyframe()
+            # The file starts at a keyframe: ask for one now rather than wait for the next,
+            # unless no frame came yet (the first one released is a keyframe, and the
+            # pipeline asks for one itself when the stream does not start with one).
+            if self.video_pipeline.frames_released > 0:
+                self.video_pipeline.request_keyframe()
             return recorder
 
         # Its sinks go with stop(): the decoders stop when nothing else uses them.

@@ -268,6 +268,8 @@ class ReceivePipeline:
         self._seq = _Unwrapper(16)
         self._ts = _Unwrapper(32)
         self._jb: VideoJitterBuffer | None = None
+        # RTP timestamp of the stream's first frame until it is known to start at a keyframe.
+        self._start_timestamp: int | None = None
         self._reorder = AudioReorderBuffer[_AudioPacket]() if kind == "audio" else None
         self._last_pli = -1e9
         self._pli_next = -1e9  # no PLI before (interval, or backoff while none is answered)
@@ -546,7 +548,9 @@ class ReceivePipeline:
         self._pli_pending = False
 
     def _request_pli(self) -> None:
-        if self.kind != "video" or self._closed:
+        # No stream yet: nothing to ask (and no backoff to start); a stream that does not
+        # open with a keyframe is asked for one when it comes.
+        if self.kind != "video" or self._closed or self._ssrc is None:
             return
         now = time.monotonic()
         if now >= self._pli_next and self._loop is not None:
@@ -653,8 +657,8 @@ class ReceivePipeline:
             self._on_audio(packet, seq, codec, now)
             return sends
 
-        first = self._jb is None
         if self._jb is None:
+            self._start_timestamp = packet.timestamp
             self._jb = VideoJitterBuffer(
                 codec.name,
                 max_packets=self._max_packets,
@@ -680,10 +684,8 @@ class ReceivePipeline:
         if jb.hole_abandoned:  # it goes now, not at the timer's next tick (up to 50 ms away)
             jb.expire(now)  # (the PLI went out when the run was abandoned)
             frames += jb.pop()
-        if first and not frames and jb.waiting_for_keyframe and jb.floor is None:
-            # aiortc waits for the sender's next periodic keyframe; ask for one at once
-            # unless this very packet starts one.
-            self._request_pli()
+        if self._start_timestamp is not None:
+            self._ask_unless_the_stream_starts_with_a_keyframe(jb, packet.timestamp, frames)
 
         for frame in frames:
             self._emit_video(frame, codec, now)
@@ -695,6 +697,21 @@ class ReceivePipeline:
         if self._idle is not None and self._waits_on_time():
             self._wake_timer()
         return sends
+
+    def _ask_unless_the_stream_starts_with_a_keyframe(
+        self, jb: VideoJitterBuffer, timestamp: int, frames: list[AssembledFrame]
+    ) -> None:
+        """Joined mid-stream: aiortc waits for the sender's next periodic keyframe; we ask
+        for one as soon as a packet of a later frame comes while no keyframe has been found.
+
+        Not at the first packet: an H264 keyframe often opens with a STAP-A of SPS/PPS that
+        does not say it is one (the IDR follows), and a PLI then costs a needless keyframe.
+        """
+        if frames or jb.floor is not None or not jb.waiting_for_keyframe:
+            self._start_timestamp = None  # it started at a keyframe (or is released anyway)
+        elif timestamp != self._start_timestamp:
+            self._start_timestamp = None
+            self._request_pli()
 
     def _unwrap_rtx(
         self, packet: RtpPacket, codec: RTCRtpCodecParameters

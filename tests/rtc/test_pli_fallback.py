@@ -23,6 +23,7 @@ from avatar_rtc.media.decoder import DecodedFrame, TrackDecoder, decoder_for
 from avatar_rtc.media.frames import VideoFrame
 from avatar_rtc.rtc import aiortc_seam as seam
 from avatar_rtc.rtc.encoded_frame import EncodedFrame
+from avatar_rtc.rtc.h264 import carries_idr
 from avatar_rtc.rtc.jitter_buffer import VideoJitterBuffer
 from tests.media.loopback import loopback
 from tests.media.test_decoder import FakeSource, h264_frames
@@ -212,6 +213,33 @@ async def test_video_resumes_without_keyframe_from_a_pli_deaf_sender(
     )
 
 
+@pytest.mark.parametrize("packetization", ["aiortc", "single-nal"])
+async def test_a_stream_that_starts_with_its_keyframe_gets_no_pli(
+    monkeypatch: pytest.MonkeyPatch, packetization: str
+) -> None:
+    """The first packet is the keyframe's SPS/PPS (in a STAP-A, or alone), which does not
+    say a keyframe starts: the IDR that follows does, and no PLI goes out."""
+    plis: list[int] = []
+
+    async def counted(receiver: Any, media_ssrc: int) -> None:
+        plis.append(media_ssrc)
+
+    monkeypatch.setattr(seam, "send_pli", counted)
+    receiver, pipeline = detached_pipeline(h264_codec())
+    got: list[EncodedFrame] = []
+    pipeline.subscribe(got.append)
+    packets = h264_stream(x264(10), "as-encoded", packetization)
+    assert not carries_idr(packets[0][3])
+    try:
+        for packet in packets:
+            await feed_rtp(receiver, [packet])
+            await asyncio.sleep(0)  # a PLI's task
+    finally:
+        pipeline.close()
+    assert len(got) == 10 and got[0].keyframe
+    assert plis == []
+
+
 async def test_a_pli_asked_for_again_is_answered_by_the_keyframe_that_comes(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -227,13 +255,17 @@ async def test_a_pli_asked_for_again_is_answered_by_the_keyframe_that_comes(
     got: list[EncodedFrame] = []
     pipeline.subscribe(got.append)
     units = x264(10, idr_at=(5,))
-    # Joined mid-stream (the first keyframe is not seen): a PLI at once, then asked again.
+    # Joined mid-stream (the first keyframe is not seen): a PLI once a packet of the second
+    # frame shows the first was no keyframe, then asked again.
     packets = [p for p in h264_stream(units, "as-encoded", "aiortc") if p[1] != 0]
+    second_frame = next(i for i, p in enumerate(packets) if p[1] != packets[0][1])
     try:
         for i, packet in enumerate(packets):
             await feed_rtp(receiver, [packet])
-            if i == 0:
-                await asyncio.sleep(0)  # the first PLI's task
+            await asyncio.sleep(0)  # a PLI's task
+            if i < second_frame:
+                assert plis == []
+            elif i == second_frame:
                 assert len(plis) == 1
                 pipeline.request_keyframe()  # within the PLI interval: pending
         assert got and got[0].keyframe  # the IDR at 5 came

@@ -11,13 +11,23 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from avatar_rtc.options import SessionOptions
+from avatar_rtc.redact import Secret
+from avatar_rtc.rtc.ice_options import IceOptions
+
+if TYPE_CHECKING:
+    from avatar_rtc.emulator import Emulator
+
 IN_CI = bool(os.environ.get("CI"))
 SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
+LOOPBACK_ICE = IceOptions(host_addresses=("127.0.0.1",))  # ICE pinned to loopback, per connection
 
 
 def load_script(name: str) -> ModuleType:
@@ -55,6 +65,14 @@ def require_tool(name: str) -> str:
     require(path is not None, f"executable {name!r}")
     assert path is not None
     return path
+
+
+def emulator_options(emulator: Emulator, **changes: Any) -> SessionOptions:
+    """Options for a session with ``emulator``: its API URL and admin KS, ICE on loopback
+    (``LOOPBACK_ICE``); ``changes`` replace fields (``dataclasses.replace``, so any field,
+    ``ice`` too)."""
+    options = SessionOptions(api_url=emulator.api_url, ks=Secret(emulator.ks), ice=LOOPBACK_ICE)
+    return replace(options, **changes)
 
 
 @contextlib.contextmanager

@@ -35,16 +35,12 @@ import pytest
 
 from avatar_rtc.emulator import DEFAULT_VISUAL_ID, Emulator
 from avatar_rtc.errors import ServerError
-from avatar_rtc.options import SessionOptions
-from avatar_rtc.redact import Secret
-from avatar_rtc.rtc.ice_options import IceOptions
 from avatar_rtc.session import AvatarSession
 
-from .support import wait_until
+from .support import emulator_options, wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
-LOOPBACK = IceOptions(host_addresses=("127.0.0.1",))
 SESSIONS = 100
 WARM_UP = 25  # measured: RSS climbs for about 20 sessions, then stays within a 25 MB band
 TAIL = 5  # RSS: the median after each of the last TAIL sessions (see the module docstring)
@@ -84,10 +80,7 @@ def _resources() -> Resources:
 
 
 def _session(emu: Emulator) -> AvatarSession:
-    options = SessionOptions(
-        api_url=emu.api_url, ks=Secret(emu.ks), avatar_id=DEFAULT_VISUAL_ID, ice=LOOPBACK
-    )
-    return AvatarSession(options)
+    return AvatarSession(emulator_options(emu, avatar_id=DEFAULT_VISUAL_ID))
 
 
 async def _receive(emu: Emulator, path: Path | None) -> None:

@@ -38,14 +38,13 @@ from avatar_rtc.media.formats import AudioFormat, VideoFormat
 from avatar_rtc.options import SessionOptions
 from avatar_rtc.record.options import RecordOptions
 from avatar_rtc.redact import Secret
-from avatar_rtc.rtc.ice_options import IceOptions
 from avatar_rtc.session import AvatarSession, SessionClosedError, SessionEvent, SessionStateError
 from avatar_rtc.session_stats import SessionState
 from avatar_rtc.speech_detector import SpeechDetector, rms_dbfs
+from tests.support import LOOPBACK_ICE, emulator_options
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
-LOOPBACK = IceOptions(host_addresses=("127.0.0.1",))
 RGB = {m.name: m.rgb for m in MARKERS}
 
 
@@ -71,7 +70,7 @@ class Events:
 
 @pytest_asyncio.fixture(loop_scope="module", scope="module")
 async def shared(emu: Emulator) -> AsyncIterator[tuple[AvatarSession, Events]]:
-    session = AvatarSession(SessionOptions(api_url=emu.api_url, ks=Secret(emu.ks), ice=LOOPBACK))
+    session = AvatarSession(emulator_options(emu))
     events = Events()
     for name in ("state", "connected", "first_frame", "speaking_started", "speaking_ended"):
         session.on(name, events)
@@ -281,7 +280,7 @@ async def _audio_withheld(
     emu: Emulator, window: FaultWindow
 ) -> AsyncIterator[tuple[AvatarSession, AvatarMedia]]:
     """A session of its own whose next turn has no audio sent within ``window``."""
-    options = SessionOptions(api_url=emu.api_url, ks=Secret(emu.ks), ice=LOOPBACK)
+    options = emulator_options(emu)
     async with AvatarSession(options) as session:
         await session.wait_first_frame(20)
         assert session.session_id is not None
@@ -348,9 +347,7 @@ def deletes(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
 
 
 def new_session(emu: Emulator, events: Events | None = None) -> AvatarSession:
-    session = AvatarSession(
-        SessionOptions(api_url=emu.api_url, ks=Secret(emu.ks), ice=LOOPBACK, detect_speech=False)
-    )
+    session = AvatarSession(emulator_options(emu, detect_speech=False))
     if events is not None:
         for name in ("state", "ended", "disconnected"):
             session.on(name, events)
@@ -374,8 +371,7 @@ async def test_normal_exit_deletes_and_ends(emu: Emulator, deletes: list[bool]) 
 async def test_playout_delay_plays_the_stream_out_in_order(emu: Emulator) -> None:
     """With ``max_playout_delay`` the frames go through the playout stage: all of them, in
     order, and the first-frame wait still works (it decodes from the same stage)."""
-    options = SessionOptions(api_url=emu.api_url, ks=Secret(emu.ks), ice=LOOPBACK,
-                             detect_speech=False, max_playout_delay=0.3)  # fmt: skip
+    options = emulator_options(emu, detect_speech=False, max_playout_delay=0.3)
     async with AvatarSession(options) as session:
         stream = session.video(policy="all")
         await session.wait_first_frame(10)
@@ -452,9 +448,7 @@ async def test_close_from_another_task_aborts_start(emu: Emulator) -> None:
 
 async def test_session_ended_elsewhere_is_reported(emu: Emulator) -> None:
     events = Events()
-    options = SessionOptions(
-        api_url=emu.api_url, ks=Secret(emu.ks), ice=LOOPBACK, detect_speech=False
-    )
+    options = emulator_options(emu, detect_speech=False)
     session = AvatarSession(dataclasses.replace(options, keep_alive_interval=0.2))
     for name in ("disconnected", "error", "ended"):
         session.on(name, events)
@@ -489,7 +483,9 @@ async def test_failed_start_cleans_up(emu: Emulator) -> None:
 
 async def test_bare_whep_mode(emu: Emulator, deletes: list[bool]) -> None:
     async with ControlClient(emu.api_url, emu.ks) as client, client.open_session("emu") as live:
-        session = AvatarSession(SessionOptions(whep_url=live.client_config.whep_url, ice=LOOPBACK))
+        session = AvatarSession(
+            SessionOptions(whep_url=live.client_config.whep_url, ice=LOOPBACK_ICE)
+        )
         async with session:
             frame = await session.wait_first_frame(10)
             assert frame.to_ndarray().shape == (512, 512, 3)

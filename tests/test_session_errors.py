@@ -20,9 +20,9 @@ from avatar_rtc.errors import (
 )
 from avatar_rtc.options import SessionOptions
 from avatar_rtc.redact import Secret
-from avatar_rtc.rtc.ice_options import IceOptions
 from avatar_rtc.session import ENV_AVATAR_ID, ENV_VOICE_ID, AvatarSession
 from avatar_rtc.session_stats import SessionState
+from tests.support import emulator_options
 
 
 @pytest.fixture(autouse=True)
@@ -58,12 +58,7 @@ async def test_say_text_503_on_a_session_without_a_voice_says_to_give_one(
 ) -> None:
     monkeypatch.delenv(ENV_VOICE_ID, raising=False)
     async with Emulator(say_text_requires_voice=True) as emu:  # as the live service was seen
-        options = SessionOptions(
-            api_url=emu.api_url,
-            ks=Secret(emu.ks),
-            avatar_id=DEFAULT_VISUAL_ID,
-            ice=IceOptions(host_addresses=("127.0.0.1",)),
-        )
+        options = emulator_options(emu, avatar_id=DEFAULT_VISUAL_ID)
         async with AvatarSession(options) as session:
             with pytest.raises(ServerError, match="created without a voice: give a voice id"):
                 await session.say("Hello")

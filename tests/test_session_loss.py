@@ -10,13 +10,10 @@ from collections.abc import AsyncIterator
 import pytest
 import pytest_asyncio
 
-from avatar_rtc import SessionOptions
 from avatar_rtc.emulator import Emulator
 from avatar_rtc.errors import AvatarRTCError, WhepNotFoundError
-from avatar_rtc.redact import Secret
-from avatar_rtc.rtc.ice_options import IceOptions
 from avatar_rtc.session import AvatarSession
-from tests.support import wait_until
+from tests.support import emulator_options, wait_until
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -28,9 +25,7 @@ async def emu() -> AsyncIterator[Emulator]:
 
 
 def new_session(emu: Emulator) -> AvatarSession:
-    return AvatarSession(SessionOptions(api_url=emu.api_url, ks=Secret(emu.ks),
-                                        ice=IceOptions(host_addresses=("127.0.0.1",)),
-                                        detect_speech=False))  # fmt: skip
+    return AvatarSession(emulator_options(emu, detect_speech=False))
 
 
 async def lose(session: AvatarSession) -> None:

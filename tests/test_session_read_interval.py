@@ -15,12 +15,10 @@ import pytest_asyncio
 
 from avatar_rtc.emulator import Emulator
 from avatar_rtc.media.formats import AudioFormat, VideoFormat
-from avatar_rtc.options import SessionOptions
-from avatar_rtc.redact import Secret
 from avatar_rtc.rtc import datagram_batch
-from avatar_rtc.rtc.ice_options import IceOptions
 from avatar_rtc.rtc.read_pacer import pacer_for
 from avatar_rtc.session import AvatarSession
+from tests.support import emulator_options
 
 pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.slow]
 
@@ -36,13 +34,8 @@ async def emu() -> AsyncIterator[Emulator]:
 
 @pytest.mark.parametrize("on_loop", [True, False], ids=["decoder-on-loop", "decoder-thread"])
 async def test_every_frame_comes_whole_and_in_order(emu: Emulator, on_loop: bool) -> None:
-    options = SessionOptions(
-        api_url=emu.api_url,
-        ks=Secret(emu.ks),
-        ice=IceOptions(host_addresses=("127.0.0.1",)),
-        detect_speech=False,
-        decode_video_on_loop=on_loop,
-        read_interval=INTERVAL,
+    options = emulator_options(
+        emu, detect_speech=False, decode_video_on_loop=on_loop, read_interval=INTERVAL
     )
     async with AvatarSession(options) as session:
         # "all": the frames of a tick come at once, and none may be dropped for the next

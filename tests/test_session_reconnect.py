@@ -31,20 +31,16 @@ from avatar_rtc.emulator.media import AvatarMedia
 from avatar_rtc.errors import AvatarRTCError, MediaLostError, WhepNotFoundError
 from avatar_rtc.media.decoder import decoder_for
 from avatar_rtc.media.formats import VideoFormat
-from avatar_rtc.options import SessionOptions
 from avatar_rtc.record.options import RecordOptions
-from avatar_rtc.redact import Secret
-from avatar_rtc.rtc.ice_options import IceOptions
 from avatar_rtc.rtc.reconnect import Outage, ReconnectPolicy
 from avatar_rtc.session import AvatarSession, SessionClosedError, SessionEvent
 from avatar_rtc.session_stats import SessionState
 from tests.record.filecheck import decodes_cleanly
 from tests.rtc.outage_scenario import Frames, packet_times
-from tests.support import require_tool, wait_until
+from tests.support import emulator_options, require_tool, wait_until
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
-LOOPBACK = IceOptions(host_addresses=("127.0.0.1",))
 RAW = VideoFormat(pixel_format=None)  # no conversion: only the frames' timing matters here
 
 
@@ -55,8 +51,7 @@ async def emu() -> AsyncIterator[Emulator]:
 
 
 def new_session(emu: Emulator, **options: object) -> AvatarSession:
-    base = SessionOptions(api_url=emu.api_url, ks=Secret(emu.ks), ice=LOOPBACK, detect_speech=False,
-                          keep_alive_interval=3600.0)  # fmt: skip
+    base = emulator_options(emu, detect_speech=False, keep_alive_interval=3600.0)
     return AvatarSession(dataclasses.replace(base, **options))  # type: ignore[arg-type]
 
 

@@ -20,11 +20,8 @@ import pytest
 
 from avatar_rtc import (
     AvatarSession,
-    IceOptions,
-    Secret,
     SessionClosedError,
     SessionEvent,
-    SessionOptions,
     SessionState,
     SyncAvatarSession,
     VideoFormat,
@@ -32,9 +29,9 @@ from avatar_rtc import (
 from avatar_rtc.emulator import Emulator
 from avatar_rtc.errors import WhepNotFoundError
 from avatar_rtc.media.decoder import decoder_for
+from tests.support import emulator_options
 
 ROOT = Path(__file__).resolve().parents[1]
-LOOPBACK = IceOptions(host_addresses=("127.0.0.1",))
 
 SCRIPT = textwrap.dedent(
     """
@@ -100,7 +97,7 @@ def test_plain_script_in_a_subprocess(tmp_path: Path) -> None:
 
 def test_close_without_with_and_on_garbage_collection() -> None:
     with Emulator().in_thread() as emu:
-        options = SessionOptions(api_url=emu.api_url, ks=Secret(emu.ks), ice=LOOPBACK)
+        options = emulator_options(emu)
         avatar = SyncAvatarSession(options)
         avatar.start()
         frames = avatar.iter_video(timeout=5)
@@ -125,7 +122,7 @@ def test_close_from_an_event_handler_ends_the_session() -> None:
     """A handler runs on the loop thread: close() there starts closing and returns (it raised
     RuntimeError and left the session connected, never ended on the service)."""
     with Emulator().in_thread() as emu:
-        options = SessionOptions(api_url=emu.api_url, ks=Secret(emu.ks), ice=LOOPBACK)
+        options = emulator_options(emu)
         avatar = SyncAvatarSession(options)
         raised: list[BaseException] = []
 
@@ -188,7 +185,7 @@ def test_a_script_ending_right_after_a_handler_closed_the_session_ends_it(tmp_pa
 
 def test_after_close_the_methods_raise_as_the_async_ones_do(tmp_path: Path) -> None:
     with Emulator().in_thread() as emu:
-        options = SessionOptions(api_url=emu.api_url, ks=Secret(emu.ks), ice=LOOPBACK)
+        options = emulator_options(emu)
         with SyncAvatarSession(options) as avatar:
             avatar.wait_first_frame(10)
         calls: dict[str, Callable[[], object]] = {
@@ -212,7 +209,7 @@ def test_after_close_the_methods_raise_as_the_async_ones_do(tmp_path: Path) -> N
 
 def test_a_never_started_session_closes_its_streams() -> None:
     with Emulator().in_thread() as emu:
-        options = SessionOptions(api_url=emu.api_url, ks=Secret(emu.ks), ice=LOOPBACK)
+        options = emulator_options(emu)
         avatar = SyncAvatarSession(options)
         stream = avatar.video()
         avatar.close()
@@ -222,9 +219,7 @@ def test_a_never_started_session_closes_its_streams() -> None:
 
 def test_the_sync_and_async_sessions_take_the_same_options() -> None:
     with Emulator().in_thread() as emu:
-        options = SessionOptions(
-            api_url=emu.api_url, ks=Secret(emu.ks), ice=LOOPBACK, detect_speech=False
-        )
+        options = emulator_options(emu, detect_speech=False)
         small = VideoFormat(size=(64, 48))
         with SyncAvatarSession(options) as avatar:
             assert avatar.options is options
@@ -298,8 +293,7 @@ def test_a_loss_for_good_is_raised_by_the_iterator_and_by_the_with_block() -> No
     gets the typed error once the queued frames are out, not a quiet end it could take for
     the end of its job; leaving the ``with`` block raises it when no loop got it."""
     with Emulator().in_thread() as emu:
-        options = SessionOptions(api_url=emu.api_url, ks=Secret(emu.ks), ice=LOOPBACK,
-                                 detect_speech=False)  # fmt: skip
+        options = emulator_options(emu, detect_speech=False)
         with SyncAvatarSession(options) as avatar:
             frames = avatar.iter_video(timeout=30)
             next(frames)

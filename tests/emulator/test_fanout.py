@@ -22,10 +22,8 @@ from avatar_rtc.emulator.fanout.loop import AUDIO_FRAMES_PER_SECOND, LOOP_SECOND
 from avatar_rtc.emulator.fanout.outlet import HISTORY, Outlet, _Rtx, _Stream
 from avatar_rtc.media.formats import VideoFormat
 from avatar_rtc.options import SessionOptions
-from avatar_rtc.redact import Secret
-from avatar_rtc.rtc.ice_options import IceOptions
 from avatar_rtc.session import AvatarSession
-from tests.support import wait_until
+from tests.support import emulator_options, wait_until
 
 
 def test_the_loop_is_packetized_once_with_a_keyframe_every_second() -> None:
@@ -45,8 +43,7 @@ async def emulator() -> AsyncIterator[Emulator]:
 
 
 def options(emu: Emulator) -> SessionOptions:
-    ice = IceOptions(host_addresses=("127.0.0.1",))
-    return SessionOptions(api_url=emu.api_url, ks=Secret(emu.ks), avatar_id="fanout", ice=ice)
+    return emulator_options(emu, avatar_id="fanout")
 
 
 async def watch(session: AvatarSession, epoch: list[float], seconds: float) -> list[float]:

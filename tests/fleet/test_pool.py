@@ -33,9 +33,7 @@ from avatar_rtc.fleet import (
 from avatar_rtc.fleet.frames import FrameRing
 from avatar_rtc.fleet.pool import _died
 from avatar_rtc.options import SessionOptions
-from avatar_rtc.redact import Secret
-from avatar_rtc.rtc.ice_options import IceOptions
-from tests.support import wait_until
+from tests.support import emulator_options, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -45,12 +43,7 @@ SIZE = (64, 64)
 @pytest.fixture
 async def options() -> AsyncIterator[SessionOptions]:
     async with Emulator() as emulator:
-        yield SessionOptions(
-            api_url=emulator.api_url,
-            ks=Secret(emulator.ks),
-            avatar_id="fleet-test",
-            ice=IceOptions(host_addresses=("127.0.0.1",)),
-        )
+        yield emulator_options(emulator, avatar_id="fleet-test")
 
 
 async def test_four_jobs_in_two_workers_admitted_by_cost(

@@ -11,11 +11,8 @@ import pytest
 from avatar_rtc.emulator import Emulator
 from avatar_rtc.fleet.jobs import FleetJob, JobKind
 from avatar_rtc.fleet.runner import run_job
-from avatar_rtc.options import SessionOptions
-from avatar_rtc.redact import Secret
-from avatar_rtc.rtc.ice_options import IceOptions
 from avatar_rtc.rtc.reconnect import ReconnectPolicy
-from tests.support import wait_until
+from tests.support import emulator_options, wait_until
 
 DURATION = 60.0  # the job would run this long: a loss must end it at once
 
@@ -23,9 +20,7 @@ DURATION = 60.0  # the job would run this long: a loss must end it at once
 @pytest.mark.parametrize("kind", ["decode", "copy-record"])
 async def test_a_loss_for_good_ends_the_job_failed(kind: JobKind, tmp_path: Path) -> None:
     async with Emulator() as emu:
-        options = SessionOptions(api_url=emu.api_url, ks=Secret(emu.ks), detect_speech=False,
-                                 ice=IceOptions(host_addresses=("127.0.0.1",)),
-                                 reconnect=ReconnectPolicy.disabled())  # fmt: skip
+        options = emulator_options(emu, detect_speech=False, reconnect=ReconnectPolicy.disabled())
         job = FleetJob(0, kind, options, duration=DURATION,
                        out_dir=None if kind == "decode" else str(tmp_path))  # fmt: skip
         running = asyncio.create_task(run_job(job))

@@ -8,14 +8,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from avatar_rtc.rtc.connection import MediaConnection
-from avatar_rtc.rtc.ice_options import IceOptions
+from tests.support import LOOPBACK_ICE
 
 from ..rtc import answer_shapes
 from ..rtc.whep_sender import AiortcWhepSender
 
-__all__ = ["LOOPBACK", "Seeds", "live_service_answer", "real_seeds"]
-
-LOOPBACK = IceOptions(host_addresses=("127.0.0.1",))
+__all__ = ["Seeds", "live_service_answer", "real_seeds"]
 
 
 @dataclass(frozen=True)
@@ -30,7 +28,7 @@ async def _server_sdp(sender: AiortcWhepSender) -> str:
     applied: list[str] = []
     async with (
         sender,
-        MediaConnection(sender.url, ice=LOOPBACK, on_remote_description=applied.append),
+        MediaConnection(sender.url, ice=LOOPBACK_ICE, on_remote_description=applied.append),
     ):
         pass
     return applied[0]

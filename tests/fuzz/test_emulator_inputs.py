@@ -29,8 +29,8 @@ from avatar_rtc.emulator import jwt as emulator_jwt
 from avatar_rtc.emulator.auth import KsAuthority, TokenAuthority, parse_authorization
 from avatar_rtc.rtc import ice_restart
 from avatar_rtc.rtc.connection import MediaConnection
-from avatar_rtc.rtc.ice_options import IceOptions
 from avatar_rtc.rtc.sdp_candidates import SDPFRAG_TYPE
+from tests.support import LOOPBACK_ICE
 
 from .conftest import fuzz_settings
 from .planted import CASES, DEADLINE, assert_no_secret
@@ -277,7 +277,7 @@ async def _restart_seed(emulator: Emulator) -> tuple[MediaConnection, str]:
     """A live viewer (our connection to it) and a real restart sdpfrag of ours for it."""
     async with ControlClient(emulator.api_url, emulator.ks) as client:
         config = await client.init_client(await client.create("av-1"))
-    connection = MediaConnection(config.whep_url, ice=IceOptions(host_addresses=("127.0.0.1",)))
+    connection = MediaConnection(config.whep_url, ice=LOOPBACK_ICE)
     await connection.connect()
     ice = connection._ice_connection
     assert ice is not None and connection.whep.location and connection.whep.etag

@@ -27,11 +27,12 @@ from avatar_rtc.errors import AvatarRTCError
 from avatar_rtc.rtc import codec_negotiation, h264, sdp_candidates
 from avatar_rtc.rtc.connection import MediaConnection
 from avatar_rtc.rtc.video_codecs import RECEIVABLE_VIDEO_CODECS
+from tests.support import LOOPBACK_ICE
 
 from .conftest import fuzz_settings
 from .planted import CASES, JWT, check_outcome
 from .runner import http_area
-from .seeds import LOOPBACK, real_seeds
+from .seeds import real_seeds
 from .server import Canned
 from .strategies import loopback_only, sdp_mutation, seeded
 
@@ -80,7 +81,7 @@ def _stop_when_applied(sdp: str) -> None:
 
 async def _connect(url: str) -> None:
     connection = MediaConnection(
-        url, bearer=JWT, ice=LOOPBACK, on_remote_description=_stop_when_applied
+        url, bearer=JWT, ice=LOOPBACK_ICE, on_remote_description=_stop_when_applied
     )
     try:
         await connection.connect()

@@ -19,13 +19,13 @@ import statistics
 
 import pytest
 
-from avatar_rtc import AvatarSession, IceOptions, Secret, SessionOptions
+from avatar_rtc import AvatarSession
 from avatar_rtc.emulator import Emulator
 from avatar_rtc.emulator.media import AvatarMedia
 from avatar_rtc.emulator.media.timeline import SentFrame
 from avatar_rtc.rtc.encoded_frame import EncodedFrame
 from tests.media.av_sync import TOLERANCE, arrival_allowance
-from tests.support import wait_until
+from tests.support import emulator_options, wait_until
 
 SR_SECONDS = 2.5  # of sender-report timing: the switch's residue slews away, then exact
 
@@ -35,13 +35,7 @@ async def test_presentation_times_match_what_the_emulator_sent() -> None:
     received: list[EncodedFrame] = []
     sent: list[SentFrame] = []
     async with Emulator() as emulator:
-        session = AvatarSession(
-            SessionOptions(
-                api_url=emulator.api_url,
-                ks=Secret(emulator.ks),
-                ice=IceOptions(host_addresses=("127.0.0.1",)),
-            )
-        )
+        session = AvatarSession(emulator_options(emulator))
         # From the first frame the clock maps: the yardstick replays the arrivals the clock saw.
         session.video_pipeline.subscribe(received.append)
         session.audio_pipeline.subscribe(received.append)

@@ -13,10 +13,8 @@ from avatar_rtc.media import AudioFrame, AudioStream, VideoFrame, VideoStream
 from avatar_rtc.media.formats import AudioFormat, VideoFormat
 from avatar_rtc.rtc.clock import AvClock
 from avatar_rtc.rtc.connection import MediaConnection
-from avatar_rtc.rtc.ice_options import IceOptions
 from avatar_rtc.rtc.receiver import ReceivePipeline
-
-LOOPBACK = IceOptions(host_addresses=("127.0.0.1",))
+from tests.support import LOOPBACK_ICE
 
 
 async def test_emulator_to_numpy_frames() -> None:
@@ -30,7 +28,7 @@ async def test_emulator_to_numpy_frames() -> None:
         config = await api.init_client(handle)
         connection = MediaConnection(
             config.whep_url,
-            ice=LOOPBACK,
+            ice=LOOPBACK_ICE,
             on_receiver=lambda receiver, kind: pipelines[kind].attach(receiver),
         )
         async with connection:

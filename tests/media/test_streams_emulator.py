@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from avatar_rtc import AvatarSession, IceOptions, Secret, SessionOptions, VideoFormat
+from avatar_rtc import AvatarSession, VideoFormat
 from avatar_rtc.emulator import Emulator
 from avatar_rtc.emulator.media import AvatarMedia
 from avatar_rtc.media.decoder import decoder_for
 from tests.media.frame_gaps import assert_no_unexplained_gaps
 from tests.media.loopback import rss_bytes
-from tests.support import wait_until
+from tests.support import emulator_options, wait_until
 
 FRAME_BYTES = 512 * 512 * 3  # one decoded RGB frame of the emulator's picture
 
@@ -24,13 +24,7 @@ FRAME_BYTES = 512 * 512 * 3  # one decoded RGB frame of the emulator's picture
 @pytest.fixture
 async def avatar() -> AsyncIterator[tuple[AvatarSession, AvatarMedia]]:
     async with Emulator() as emulator:
-        session = AvatarSession(
-            SessionOptions(
-                api_url=emulator.api_url,
-                ks=Secret(emulator.ks),
-                ice=IceOptions(host_addresses=("127.0.0.1",)),
-            )
-        )
+        session = AvatarSession(emulator_options(emulator))
         async with session:
             await session.wait_first_frame(timeout=20)
             assert session.session_id is not None
@@ -107,13 +101,7 @@ async def test_video_decoded_on_the_loop_when_asked() -> None:
     import threading
 
     async with Emulator() as emulator:
-        options = SessionOptions(
-            api_url=emulator.api_url,
-            ks=Secret(emulator.ks),
-            ice=IceOptions(host_addresses=("127.0.0.1",)),
-            detect_speech=False,
-            decode_video_on_loop=True,
-        )
+        options = emulator_options(emulator, detect_speech=False, decode_video_on_loop=True)
         async with AvatarSession(options) as session:
             first = await session.wait_first_frame(timeout=20)
             assert first.width == 512

@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 import pytest_asyncio
 
-from avatar_rtc import AvatarSession, IceOptions, SessionOptions
+from avatar_rtc import AvatarSession
 from avatar_rtc.emulator import Emulator
 from avatar_rtc.emulator.media import AvatarMedia, FaultWindow, MediaFaults, TimelineEvent
 from avatar_rtc.emulator.media.audio_decode import SAMPLE_RATE
@@ -32,9 +32,8 @@ from avatar_rtc.emulator.media.tts import EspeakSynthesizer
 from avatar_rtc.media.formats import AudioFormat, VideoFormat
 from avatar_rtc.qa import MediaQa, QaReport, SyncBands, analyse_file, analysis_size, sync_verdict
 from avatar_rtc.qa.spans import Span
-from avatar_rtc.redact import Secret
 from avatar_rtc.rtc.encoded_frame import EncodedFrame
-from tests.support import require_tool, wait_until
+from tests.support import emulator_options, require_tool, wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="module")]
 
@@ -129,11 +128,8 @@ RunCase = Callable[[MediaFaults, str], Awaitable[Case]]
 async def run_case(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[RunCase]:
     require_tool("espeak-ng")
     folder = tmp_path_factory.mktemp("injected")
-    loopback = IceOptions(host_addresses=("127.0.0.1",))
     async with Emulator() as emulator:
-        session = AvatarSession(
-            SessionOptions(api_url=emulator.api_url, ks=Secret(emulator.ks), ice=loopback)
-        )
+        session = AvatarSession(emulator_options(emulator))
         async with session:
             await session.wait_first_frame(timeout=20)
             # Presentation times from sender reports on both tracks (not arrival times).

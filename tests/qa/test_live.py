@@ -32,12 +32,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from avatar_rtc import AvatarSession, IceOptions, Secret, SessionOptions
+from avatar_rtc import AvatarSession
 from avatar_rtc.emulator import Emulator
 from avatar_rtc.emulator.media import AvatarMedia
 from avatar_rtc.qa import LiveQa, QaReport, analyse_file
 from avatar_rtc.qa.live import SAMPLE_EVERY
 from avatar_rtc.rtc.encoded_frame import EncodedFrame
+from tests.support import emulator_options
 
 pytestmark = pytest.mark.slow
 
@@ -75,10 +76,7 @@ async def _run(folder: Path) -> Run:
     write_delayed_sound(sound)
     recording = folder / "live.mkv"
     async with Emulator() as emulator:
-        ice = IceOptions(host_addresses=("127.0.0.1",))
-        session = AvatarSession(
-            SessionOptions(api_url=emulator.api_url, ks=Secret(emulator.ks), ice=ice)
-        )
+        session = AvatarSession(emulator_options(emulator))
         qa = LiveQa(session)
         qa.start()
         # (kind, RTP timestamp as sent) -> presentation time, of every frame received

@@ -15,13 +15,13 @@ import av
 import numpy as np
 import pytest
 
-from avatar_rtc import AvatarSession, IceOptions, Secret, SessionOptions
+from avatar_rtc import AvatarSession
 from avatar_rtc.emulator import Emulator
 from avatar_rtc.emulator.media import AvatarMedia
 from avatar_rtc.emulator.media.avatar_media import MOUTH_OPEN
 from avatar_rtc.emulator.media.face import mouth_opening
 from tests.record.filecheck import ffprobe_streams
-from tests.support import wait_until
+from tests.support import emulator_options, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -55,13 +55,7 @@ async def test_mouth_vs_speech_onset_in_the_file_within_40ms(
 ) -> None:
     out = tmp_path / f"av.{extension}"
     async with Emulator() as emulator:
-        session = AvatarSession(
-            SessionOptions(
-                api_url=emulator.api_url,
-                ks=Secret(emulator.ks),
-                ice=IceOptions(host_addresses=("127.0.0.1",)),
-            )
-        )
+        session = AvatarSession(emulator_options(emulator))
         async with session:
             await session.wait_first_frame(timeout=20)
             # The file's A/V alignment on sender-report timing: before it, arrival timing is only

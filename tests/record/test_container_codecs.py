@@ -24,7 +24,7 @@ import pytest
 from aiohttp import web
 from aiortc.exceptions import OperationError
 
-from avatar_rtc import AvatarSession, IceOptions, SessionOptions
+from avatar_rtc import AvatarSession, SessionOptions
 from avatar_rtc.cli import record_cmd
 from avatar_rtc.cli.common import Target
 from avatar_rtc.cli.main import main
@@ -46,9 +46,8 @@ from tests.cli.test_emulator_cmd import _start as start_emulator
 from tests.cli.test_record_cmd import cli_env
 from tests.record.filecheck import decodes_cleanly, ffprobe_streams, spans
 from tests.rtc.whep_sender import AiortcWhepSender
-from tests.support import require_tool
+from tests.support import LOOPBACK_ICE, emulator_options, require_tool
 
-LOOPBACK = IceOptions(host_addresses=("127.0.0.1",))
 SECONDS = 2.0
 # (sender codec, extension) -> (action, codec in the file)
 EXPECTED: dict[tuple[str, str], tuple[StreamAction, str]] = {
@@ -89,7 +88,7 @@ def _session(
         SessionOptions(
             api_url=sender["AVATAR_API_URL"],
             ks=Secret(sender["AVATAR_KS"]),
-            ice=LOOPBACK,
+            ice=LOOPBACK_ICE,
             video_codecs=video_codecs,
         )
     )
@@ -120,7 +119,7 @@ def _assert_file(out: Path, video_codec: str, recorded: float) -> None:
 async def test_the_emulator_answers_its_one_codec_to_the_full_offer(codec: VideoCodec) -> None:
     media_options = AvatarMediaOptions(video_codec=codec, tts="builtin")
     async with Emulator(media_options=media_options) as emulator:
-        options = SessionOptions(api_url=emulator.api_url, ks=Secret(emulator.ks), ice=LOOPBACK)
+        options = emulator_options(emulator)
         session = AvatarSession(options)
         async with session:
             assert session.session_id is not None
@@ -220,10 +219,10 @@ async def test_live_like_502_to_a_narrowed_offer_is_a_codec_error() -> None:
 
     async with AiortcWhepSender(before_post=bad_gateway) as sender:
         with pytest.raises(CodecNegotiationError, match=r"VP8 only \(HTTP 502: upstream") as c:
-            await MediaConnection(sender.url, ice=LOOPBACK, video_codecs=("VP8",)).connect()
+            await MediaConnection(sender.url, ice=LOOPBACK_ICE, video_codecs=("VP8",)).connect()
         assert isinstance(c.value.__cause__, WhepError) and c.value.status == 502
         with pytest.raises(WhepError) as plain:
-            await MediaConnection(sender.url, ice=LOOPBACK).connect()
+            await MediaConnection(sender.url, ice=LOOPBACK_ICE).connect()
         assert not isinstance(plain.value, CodecNegotiationError)
 
 

@@ -19,19 +19,14 @@ import pytest_asyncio
 
 from avatar_rtc.emulator import Emulator
 from avatar_rtc.emulator.media import AvatarMedia
-from avatar_rtc.options import SessionOptions
 from avatar_rtc.record.options import RecordMode, RecordOptions
-from avatar_rtc.redact import Secret
-from avatar_rtc.rtc.ice_options import IceOptions
 from avatar_rtc.rtc.reconnect import Outage
 from avatar_rtc.session import AvatarSession, SessionEvent
 from tests.record.filecheck import decodes_cleanly
 from tests.rtc.outage_scenario import packet_times, visible_gap
-from tests.support import require_tool, wait_until
+from tests.support import emulator_options, require_tool, wait_until
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
-
-LOOPBACK = IceOptions(host_addresses=("127.0.0.1",))
 
 
 @pytest_asyncio.fixture(loop_scope="module", scope="module")
@@ -47,9 +42,7 @@ async def test_recording_keeps_growing_across_a_reconnect(
 ) -> None:
     require_tool("ffmpeg")
     out = tmp_path / f"reconnect-{mode}.mp4"
-    options = SessionOptions(
-        api_url=emu.api_url, ks=Secret(emu.ks), ice=LOOPBACK, detect_speech=False
-    )
+    options = emulator_options(emu, detect_speech=False)
     outages: list[Outage] = []
 
     def on_reconnected(event: SessionEvent) -> None:

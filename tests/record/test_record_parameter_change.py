@@ -21,16 +21,14 @@ import pytest
 from avatar_rtc.options import SessionOptions
 from avatar_rtc.record import Recorder
 from avatar_rtc.record.options import RecordOptions
-from avatar_rtc.rtc.ice_options import IceOptions
 from avatar_rtc.rtc.reconnect import Outage
 from avatar_rtc.session import AvatarSession, SessionEvent
 from tests.record.filecheck import decodes_cleanly, ffprobe_streams
 from tests.record.synth import Scenario, encoded_frames
 from tests.rtc.outage_scenario import packet_times, visible_gap
 from tests.rtc.whep_sender import AiortcWhepSender
-from tests.support import require_tool, wait_until
+from tests.support import LOOPBACK_ICE, require_tool, wait_until
 
-LOOPBACK = IceOptions(host_addresses=("127.0.0.1",))
 BEFORE, AFTER = (320, 240), (480, 360)
 
 
@@ -50,7 +48,7 @@ async def test_a_new_resolution_after_a_reconnect_continues_in_a_second_part(
     outages: list[Outage] = []
     async with AiortcWhepSender() as sender:
         sender.video_size = BEFORE
-        options = SessionOptions(whep_url=sender.url, ice=LOOPBACK, detect_speech=False,
+        options = SessionOptions(whep_url=sender.url, ice=LOOPBACK_ICE, detect_speech=False,
                                  video_codecs=(codec,))  # fmt: skip
 
         def on_reconnected(event: SessionEvent) -> None:

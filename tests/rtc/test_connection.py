@@ -25,11 +25,10 @@ from avatar_rtc.rtc.connection import MediaConnection, add_rtcp_mux_only
 from avatar_rtc.rtc.encoded_frame import EncodedFrame
 from avatar_rtc.rtc.ice_options import IceOptions
 from avatar_rtc.rtc.receiver import ReceivePipeline
+from tests.support import LOOPBACK_ICE
 
 from .scripted_whep import ScriptedWhep, created
 from .whep_sender import AiortcWhepSender
-
-LOOPBACK = IceOptions(host_addresses=("127.0.0.1",))
 
 
 class Receivers:
@@ -50,7 +49,7 @@ async def test_connects_and_receives_video_and_audio() -> None:
         connection = MediaConnection(
             sender.url,
             bearer="bearer-token-1",
-            ice=LOOPBACK,
+            ice=LOOPBACK_ICE,
             on_receiver=receivers,
             on_state_change=states.append,
         )
@@ -88,7 +87,7 @@ async def test_connects_and_receives_video_and_audio() -> None:
 
 async def test_vp8_preference() -> None:
     async with AiortcWhepSender() as sender:
-        async with MediaConnection(sender.url, ice=LOOPBACK, video_codecs=("VP8",)):
+        async with MediaConnection(sender.url, ice=LOOPBACK_ICE, video_codecs=("VP8",)):
             pass
         video = sender.counters.offers[0].split("m=")[1]
     assert "VP8/90000" in video and "H264" not in video
@@ -103,7 +102,7 @@ def test_add_rtcp_mux_only() -> None:
 
 async def test_close_is_idempotent() -> None:
     async with AiortcWhepSender() as sender:
-        connection = MediaConnection(sender.url, ice=LOOPBACK)
+        connection = MediaConnection(sender.url, ice=LOOPBACK_ICE)
         await connection.connect()
         await asyncio.gather(connection.close(), connection.close())
         await connection.close()
@@ -125,7 +124,7 @@ async def test_relay_policy_without_turn_fails_before_posting() -> None:
 
 async def test_whep_error_leaves_nothing_behind() -> None:
     async with ScriptedWhep(post=[web.Response(status=409)]) as server:
-        connection = MediaConnection(server.url(), ice=LOOPBACK)
+        connection = MediaConnection(server.url(), ice=LOOPBACK_ICE)
         with pytest.raises(WhepConflictError):
             await connection.connect()
         assert connection.state == "closed" and not server.requests("DELETE")
@@ -133,7 +132,7 @@ async def test_whep_error_leaves_nothing_behind() -> None:
 
 async def test_delete_sent_when_answer_is_unusable() -> None:
     async with ScriptedWhep(post=[created("/whep/r/1")]) as server:  # answer: not a real SDP
-        connection = MediaConnection(server.url(), ice=LOOPBACK)
+        connection = MediaConnection(server.url(), ice=LOOPBACK_ICE)
         with pytest.raises(Exception):  # noqa: B017 - whatever aiortc raises for a bad answer
             await connection.connect()
         assert [s.path for s in server.requests("DELETE")] == ["/whep/r/1"]
@@ -180,7 +179,7 @@ def _unreachable_answerer(port: int) -> Callable[[web.Request], Awaitable[web.St
 
 async def test_connect_timeout_deletes(silent_udp: int) -> None:
     async with ScriptedWhep(post=[_unreachable_answerer(silent_udp)]) as server:
-        connection = MediaConnection(server.url(), ice=LOOPBACK, connect_timeout=1.5)
+        connection = MediaConnection(server.url(), ice=LOOPBACK_ICE, connect_timeout=1.5)
         started = time.monotonic()
         with pytest.raises(ConnectTimeoutError, match=r"within 1\.5 s .*ICE/DTLS"):
             await connection.connect()
@@ -192,7 +191,7 @@ async def test_connect_timeout_deletes(silent_udp: int) -> None:
 
 async def test_cancelled_connect_deletes(silent_udp: int) -> None:
     async with ScriptedWhep(post=[_unreachable_answerer(silent_udp)]) as server:
-        connection = MediaConnection(server.url(), ice=LOOPBACK, connect_timeout=10)
+        connection = MediaConnection(server.url(), ice=LOOPBACK_ICE, connect_timeout=10)
         connecting = asyncio.Event()
         connection.on_state_change = lambda s: connecting.set() if s == "connecting" else None
         task = asyncio.create_task(connection.connect())
@@ -209,7 +208,7 @@ async def test_cancelled_body_of_context_manager_deletes() -> None:
         inside = asyncio.Event()
 
         async def run() -> None:
-            async with MediaConnection(sender.url, ice=LOOPBACK):
+            async with MediaConnection(sender.url, ice=LOOPBACK_ICE):
                 inside.set()
                 await asyncio.sleep(30)
 
@@ -233,7 +232,7 @@ async def test_receive_pipeline_attaches_through_on_receiver() -> None:
 
     async with (
         AiortcWhepSender() as sender,
-        MediaConnection(sender.url, ice=LOOPBACK, on_receiver=hook),
+        MediaConnection(sender.url, ice=LOOPBACK_ICE, on_receiver=hook),
     ):
         for _ in range(100):
             if got["video"] and got["audio"]:
@@ -245,7 +244,7 @@ async def test_receive_pipeline_attaches_through_on_receiver() -> None:
 async def test_counter_offer_is_answered_with_patch() -> None:
     receivers = Receivers()
     async with AiortcWhepSender(counter_offer=True) as sender:
-        connection = MediaConnection(sender.url, ice=LOOPBACK, on_receiver=receivers)
+        connection = MediaConnection(sender.url, ice=LOOPBACK_ICE, on_receiver=receivers)
         async with connection:
             frame = await asyncio.wait_for(receivers.items[-2][0].track.recv(), 5)
             assert isinstance(frame, VideoFrame) and frame.width > 0
@@ -264,7 +263,7 @@ async def test_remote_hangup_is_reported_and_close_still_deletes() -> None:
             ended.set()
 
     async with AiortcWhepSender() as sender:
-        connection = MediaConnection(sender.url, ice=LOOPBACK, on_state_change=on_state)
+        connection = MediaConnection(sender.url, ice=LOOPBACK_ICE, on_state_change=on_state)
         await connection.connect()
         (pc,) = sender._pcs.values()
         for _ in range(100):  # our DTLS (server role) completes before the sender's
@@ -289,7 +288,7 @@ async def test_counter_offer_moves_the_receive_pipelines_to_the_new_connection()
 
     async with (
         AiortcWhepSender(counter_offer=True) as sender,
-        MediaConnection(sender.url, ice=LOOPBACK, on_receiver=hook),
+        MediaConnection(sender.url, ice=LOOPBACK_ICE, on_receiver=hook),
     ):
         for _ in range(100):
             if got["video"] and got["audio"]:

@@ -19,18 +19,13 @@ import pytest
 from avatar_rtc.api import ControlClient
 from avatar_rtc.emulator import Emulator
 from avatar_rtc.media.formats import VideoFormat
-from avatar_rtc.options import SessionOptions
-from avatar_rtc.redact import Secret
 from avatar_rtc.rtc import datagram_batch
 from avatar_rtc.rtc.connection import MediaConnection
-from avatar_rtc.rtc.ice_options import IceOptions
 from avatar_rtc.rtc.sdp_candidates import SDPFRAG_TYPE, parse_sdpfrag
 from avatar_rtc.session import AvatarSession
-from tests.support import wait_until
+from tests.support import LOOPBACK_ICE, emulator_options, wait_until
 
 pytestmark = pytest.mark.timeout(60)
-
-LOOPBACK = IceOptions(host_addresses=("127.0.0.1",))
 
 
 def _port_free(address: tuple[str, int]) -> bool:
@@ -45,9 +40,7 @@ def _port_free(address: tuple[str, int]) -> bool:
 @pytest.mark.slow
 async def test_a_live_session_restarts_ice_and_its_stream_goes_on() -> None:
     async with Emulator(ice_restart=True) as emulator:
-        options = SessionOptions(
-            api_url=emulator.api_url, ks=Secret(emulator.ks), ice=LOOPBACK, detect_speech=False
-        )
+        options = emulator_options(emulator, detect_speech=False)
         async with AvatarSession(options) as session:
             await session.wait_first_frame(20)
             frames: list[float] = []
@@ -101,7 +94,7 @@ async def test_without_patch_nothing_is_tried() -> None:
         ControlClient(emulator.api_url, emulator.ks) as api,
         api.open_session("emu") as live,
     ):
-        connection = MediaConnection(live.client_config.whep_url, ice=LOOPBACK)
+        connection = MediaConnection(live.client_config.whep_url, ice=LOOPBACK_ICE)
         async with connection:
             assert not connection.can_restart_ice  # the 201 had no Accept-Patch
             pair = connection.selected_pair()
@@ -116,7 +109,7 @@ async def test_the_emulators_patch_statuses() -> None:
         api.open_session("emu") as live,
         aiohttp.ClientSession() as http,
     ):
-        connection = MediaConnection(live.client_config.whep_url, ice=LOOPBACK)
+        connection = MediaConnection(live.client_config.whep_url, ice=LOOPBACK_ICE)
         async with connection:
             whep = connection.whep
             assert whep.location is not None and whep.etag is not None

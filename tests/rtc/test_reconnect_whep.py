@@ -16,8 +16,8 @@ from avatar_rtc.api import ControlClient
 from avatar_rtc.emulator import Emulator
 from avatar_rtc.errors import WhepError, WhepNotFoundError
 from avatar_rtc.rtc.connection import MediaConnection
-from avatar_rtc.rtc.ice_options import IceOptions
 from avatar_rtc.rtc.whep import SDPFRAG, WhepClient
+from tests.support import LOOPBACK_ICE
 
 from .scripted_whep import ScriptedWhep, created
 
@@ -85,9 +85,7 @@ async def test_emulator_refuses_an_ice_restart_cleanly_and_media_goes_on() -> No
         ControlClient(emulator.api_url, emulator.ks) as api,
         api.open_session("emu") as live,
     ):
-        connection = MediaConnection(
-            live.client_config.whep_url, ice=IceOptions(host_addresses=("127.0.0.1",))
-        )
+        connection = MediaConnection(live.client_config.whep_url, ice=LOOPBACK_ICE)
         async with connection:
             assert await connection.whep.restart_ice(OURS) is None  # 405, nothing raised
             before = await _packets_received(connection)

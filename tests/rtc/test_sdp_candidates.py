@@ -17,7 +17,6 @@ from aiortc.rtcconfiguration import RTCBundlePolicy
 from avatar_rtc.rtc import aiortc_seam as seam
 from avatar_rtc.rtc import multi_turn
 from avatar_rtc.rtc.connection import MediaConnection
-from avatar_rtc.rtc.ice_options import IceOptions
 from avatar_rtc.rtc.sdp_candidates import (
     candidate_key,
     local_sdpfrag,
@@ -25,12 +24,12 @@ from avatar_rtc.rtc.sdp_candidates import (
     parse_sdpfrag,
     unpairable_addresses,
 )
+from tests.support import LOOPBACK_ICE
 
 from . import answer_shapes
 from .scripted_whep import ScriptedWhep, created
 from .whep_sender import AiortcWhepSender
 
-LOOPBACK = IceOptions(host_addresses=("127.0.0.1",))
 C1 = "1 1 udp 2130706431 127.0.0.1 40001 typ host"
 C2 = "2 1 udp 2130706431 127.0.0.1 40002 typ host"
 T1 = "3 1 tcp 1518280447 127.0.0.1 40003 typ host tcptype passive"
@@ -154,7 +153,7 @@ async def test_every_answer_shape_reaches_ice_and_connects(shape: str) -> None:
 
 
 def _connected(sender: AiortcWhepSender) -> MediaConnection:
-    return MediaConnection(sender.url, ice=LOOPBACK, connect_timeout=15)
+    return MediaConnection(sender.url, ice=LOOPBACK_ICE, connect_timeout=15)
 
 
 def _sender_sdp(sender: AiortcWhepSender) -> str:

@@ -268,7 +268,9 @@ class ReceivePipeline:
         self._seq = _Unwrapper(16)
         self._ts = _Unwrapper(32)
         self._jb: VideoJitterBuffer | None = None
-        # RTP timestamp of the stream's first frame until it is known to start at a keyframe.
+        # Until the stream is known to start at a keyframe (or a PLI asked for one): the RTP
+        # timestamp of its first media packet (None before it).
+        self._checking_start = False
         self._start_timestamp: int | None = None
         self._reorder = AudioReorderBuffer[_AudioPacket]() if kind == "audio" else None
         self._last_pli = -1e9
@@ -658,7 +660,7 @@ class ReceivePipeline:
             return sends
 
         if self._jb is None:
-            self._start_timestamp = packet.timestamp
+            self._checking_start, self._start_timestamp = True, None
             self._jb = VideoJitterBuffer(
                 codec.name,
                 max_packets=self._max_packets,
@@ -684,7 +686,7 @@ class ReceivePipeline:
         if jb.hole_abandoned:  # it goes now, not at the timer's next tick (up to 50 ms away)
             jb.expire(now)  # (the PLI went out when the run was abandoned)
             frames += jb.pop()
-        if self._start_timestamp is not None:
+        if self._checking_start and packet.payload:  # (padding-only packets carry no frame)
             self._ask_unless_the_stream_starts_with_a_keyframe(jb, packet.timestamp, frames)
 
         for frame in frames:
@@ -708,9 +710,11 @@ class ReceivePipeline:
         does not say it is one (the IDR follows), and a PLI then costs a needless keyframe.
         """
         if frames or jb.floor is not None or not jb.waiting_for_keyframe:
-            self._start_timestamp = None  # it started at a keyframe (or is released anyway)
+            self._checking_start = False  # it started at a keyframe (or is released anyway)
+        elif self._start_timestamp is None:
+            self._start_timestamp = timestamp
         elif timestamp != self._start_timestamp:
-            self._start_timestamp = None
+            self._checking_start = False
             self._request_pli()
 
     def _unwrap_rtx(

@@ -213,23 +213,33 @@ async def test_video_resumes_without_keyframe_from_a_pli_deaf_sender(
     )
 
 
-@pytest.mark.parametrize("packetization", ["aiortc", "single-nal"])
-async def test_a_stream_that_starts_with_its_keyframe_gets_no_pli(
-    monkeypatch: pytest.MonkeyPatch, packetization: str
-) -> None:
-    """The first packet is the keyframe's SPS/PPS (in a STAP-A, or alone), which does not
-    say a keyframe starts: the IDR that follows does, and no PLI goes out."""
-    plis: list[int] = []
+@pytest.fixture
+def plis(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The media SSRC of every PLI the pipelines send, in order."""
+    sent: list[int] = []
 
     async def counted(receiver: Any, media_ssrc: int) -> None:
-        plis.append(media_ssrc)
+        sent.append(media_ssrc)
 
     monkeypatch.setattr(seam, "send_pli", counted)
+    return sent
+
+
+@pytest.mark.parametrize("packetization", ["aiortc", "single-nal"])
+@pytest.mark.parametrize("lead", ["none", "padding"])
+async def test_a_stream_that_starts_with_its_keyframe_gets_no_pli(
+    plis: list[int], packetization: str, lead: str
+) -> None:
+    """The first packet is the keyframe's SPS/PPS (in a STAP-A, or alone), which does not
+    say a keyframe starts: the IDR that follows does, and no PLI goes out. Nor when a
+    padding-only packet (bandwidth probing, a timestamp of its own) comes first."""
     receiver, pipeline = detached_pipeline(h264_codec())
     got: list[EncodedFrame] = []
     pipeline.subscribe(got.append)
     packets = h264_stream(x264(10), "as-encoded", packetization)
     assert not carries_idr(packets[0][3])
+    if lead == "padding":
+        packets.insert(0, (packets[0][0] - 1, 123_456, False, b""))
     try:
         for packet in packets:
             await feed_rtp(receiver, [packet])
@@ -241,16 +251,10 @@ async def test_a_stream_that_starts_with_its_keyframe_gets_no_pli(
 
 
 async def test_a_pli_asked_for_again_is_answered_by_the_keyframe_that_comes(
-    monkeypatch: pytest.MonkeyPatch,
+    plis: list[int],
 ) -> None:
     """A second request while the first PLI is outstanding waits for the interval; the
     keyframe that then comes answers it too (it went out anyway, for an extra keyframe)."""
-    plis: list[int] = []
-
-    async def counted(receiver: Any, media_ssrc: int) -> None:
-        plis.append(media_ssrc)
-
-    monkeypatch.setattr(seam, "send_pli", counted)
     receiver, pipeline = detached_pipeline(h264_codec())
     got: list[EncodedFrame] = []
     pipeline.subscribe(got.append)

@@ -275,6 +275,12 @@ class AvatarSession:
         speaking, nothing comes to end it (and no ``speaking_ended`` is emitted for that)."""
         return self.speech.speaking and not self._audio_stopped()
 
+    def _media_stalled(self) -> bool:
+        """No video RTP or sender report for the media timeout: the audio stopped with it, a
+        loss being detected, not the end of a turn."""
+        last = self.video_pipeline.last_activity
+        return last is not None and time.monotonic() - last >= self._options.reconnect.media_timeout
+
     def _audio_stopped(self) -> bool:
         last = self._last_audio
         if last is None or self._state is SessionState.RECONNECTING:
@@ -499,8 +505,16 @@ class AvatarSession:
     async def close(self) -> None:
         """Close streams and recorders, DELETE the WHEP resource, end the session. Idempotent.
 
-        Completes even when the calling task is cancelled meanwhile (then re-raises).
+        Completes even when the calling task is cancelled meanwhile (then re-raises). Called on
+        another event loop than the session's, it runs on the session's (which must be
+        running, in another thread): its HTTP client and connections belong to that loop.
         """
+        own = self._loop
+        if own is not None and own is not asyncio.get_running_loop() and not own.is_closed():
+            if not own.is_running():
+                raise SessionStateError("close(): the session's event loop is not running")
+            await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(self.close(), own))
+            return
         starting = self._starting
         if starting is not None and not starting.done():
             starting.cancel()  # start() then closes (failed) and raises SessionClosedError
@@ -760,14 +774,23 @@ class AvatarSession:
         Idle: not speaking, and, if ``say*()`` was called, speech was heard after it and has
         been quiet for ``quiet`` seconds (turns queued back to back play without such a
         pause). Speech that does not start within ``start_grace`` seconds counts as none.
-        Judged from the received audio: needs ``detect_speech=True``.
+        Judged from the received audio: needs ``detect_speech=True``. A loss is not idleness:
+        once the media is lost for good this raises :attr:`error`, and while no media at all
+        comes (a loss not yet declared) it waits.
         """
         if not self._options.detect_speech:
             raise ConfigurationError("wait_idle() needs SessionOptions(detect_speech=True)")
+        if self._state is SessionState.NEW:
+            raise SessionStateError("wait_idle(): the session is not started")
         async with asyncio.timeout(timeout):
-            while not self._idle(start_grace, quiet):
+            while True:
                 if self._state in _CLOSED:
                     raise SessionClosedError(f"wait_idle(): the session is {self._state.value}")
+                if self._error is not None:
+                    self._error_raised = True
+                    raise self._error
+                if self._idle(start_grace, quiet) and not self._media_stalled():
+                    return
                 self._speech_changed.clear()
                 # Also polled: idleness changes with time alone (start_grace, quiet).
                 with contextlib.suppress(TimeoutError):

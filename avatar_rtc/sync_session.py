@@ -36,7 +36,13 @@ from .options import SessionOptions
 from .record.options import RecordOptions
 from .record.recorder import Recorder
 from .rtc.candidate_pair import SelectedPair
-from .session import AvatarSession, EventHandler, EventName, SessionClosedError
+from .session import (
+    AvatarSession,
+    EventHandler,
+    EventName,
+    SessionClosedError,
+    SessionStateError,
+)
 from .session_stats import SessionState, SessionStats, SessionTimings
 
 __all__ = ["SessionFrames", "SyncAvatarSession"]
@@ -131,6 +137,13 @@ class SyncAvatarSession:
         if self._bg.closed:
             coro.close()  # never awaited, on purpose
             raise SessionClosedError(f"the session is {self._session.state.value}")
+        if self._bg.on_loop_thread():  # an event handler: waiting here would block the loop
+            coro.close()
+            raise SessionStateError(
+                "a SyncAvatarSession method called from an event handler (the session's loop "
+                "thread) would wait for that loop; there, schedule the coroutine of "
+                "avatar.session instead (e.g. asyncio.ensure_future(avatar.session.say(...)))"
+            )
         return self._bg.run(coro, timeout)
 
     @property
@@ -237,7 +250,9 @@ class SyncAvatarSession:
         return self._run(_call(self._session.stats))
 
     def on(self, event: EventName | str, handler: EventHandler) -> Callable[[], None]:
-        """``handler(SessionEvent)`` runs on the session's loop thread."""
+        """``handler(SessionEvent)`` runs on the session's loop thread: keep it short. There
+        only :meth:`close` of this class may be called (it starts closing and returns); the
+        other methods would wait for that thread and raise :class:`SessionStateError`."""
         return self._session.on(event, handler)
 
     # --- speech -------------------------------------------------------------------------

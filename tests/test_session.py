@@ -32,12 +32,13 @@ from avatar_rtc.emulator.media import (
     markers_for,
     mouth_opening,
 )
-from avatar_rtc.errors import AvatarRTCError, ConfigurationError, ServerError
+from avatar_rtc.errors import AvatarRTCError, ConfigurationError, MediaLostError, ServerError
 from avatar_rtc.media.decoder import decoder_for
 from avatar_rtc.media.formats import AudioFormat, VideoFormat
 from avatar_rtc.options import SessionOptions
 from avatar_rtc.record.options import RecordOptions
 from avatar_rtc.redact import Secret
+from avatar_rtc.rtc.reconnect import ReconnectPolicy
 from avatar_rtc.session import AvatarSession, SessionClosedError, SessionEvent, SessionStateError
 from avatar_rtc.session_stats import SessionState
 from avatar_rtc.speech_detector import SpeechDetector, rms_dbfs
@@ -325,6 +326,57 @@ async def test_interrupt_ends_speech(shared: tuple[AvatarSession, Events]) -> No
     # The text's natural end is > 10 s away: half of that leaves room for a busy machine.
     assert time.monotonic() - t0 < 5.0
     assert not session.speaking
+
+
+@pytest.mark.slow
+async def test_wait_idle_raises_when_the_media_is_lost_mid_speech() -> None:
+    """The service goes away while the avatar speaks: ``wait_idle`` raises the loss (it
+    returned 2 s later as if the turn had ended: the audio had stopped, with everything)."""
+    async with Emulator() as gone:
+        options = emulator_options(gone, reconnect=ReconnectPolicy.disabled())
+        async with contextlib.AsyncExitStack() as stack:
+            session = await stack.enter_async_context(AvatarSession(options))
+            await session.wait_first_frame(20)
+            await session.say("This sentence is long enough to be cut off by the outage. " * 3)
+            await wait_for(lambda: session.speaking, 10)
+            await gone.stop()
+            with pytest.raises(MediaLostError):
+                await session.wait_idle(30)
+            assert session.error_raised  # seen by the caller: leaving the block does not raise
+
+
+async def test_wait_idle_waits_while_no_media_comes_at_all(emu: Emulator) -> None:
+    """No video RTP or sender report for the media timeout either: a loss the watchdog is
+    declaring, not the end of a turn (the audio's silence alone made it idle)."""
+    session = AvatarSession(emulator_options(emu))
+    session._state = SessionState.CONNECTED  # (no connection needed: idleness is judged here)
+    session._last_audio = time.monotonic() - 10.0
+    session.video_pipeline._last_activity = time.monotonic()
+    await session.wait_idle(5)  # video flows: the avatar is merely silent
+    session.video_pipeline._last_activity = time.monotonic() - 10.0
+    with pytest.raises(TimeoutError):
+        await session.wait_idle(0.3)
+    await session.close()
+
+
+async def test_wait_idle_before_start_is_a_state_error(emu: Emulator) -> None:
+    session = AvatarSession(emulator_options(emu))
+    with pytest.raises(SessionStateError, match="not started"):
+        await session.wait_idle(1)
+    await session.close()
+
+
+async def test_close_on_another_event_loop_ends_the_session(emu: Emulator) -> None:
+    """A thread of the caller's own runs ``close()`` on its own loop: the session still
+    closes on its loop and is ended on the service (it was marked ended here only, the
+    service session left open, its HTTP client bound to the other loop)."""
+    ended = emu.counters.sessions_ended
+    session = new_session(emu)
+    await session.start()
+    await asyncio.to_thread(asyncio.run, session.close())
+    assert session.state is SessionState.ENDED
+    assert emu.counters.sessions_ended == ended + 1
+    assert session.stats().errors == ()
 
 
 # --- exit paths ---------------------------------------------------------------------------

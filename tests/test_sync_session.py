@@ -23,6 +23,7 @@ from avatar_rtc import (
     SessionClosedError,
     SessionEvent,
     SessionState,
+    SessionStateError,
     SyncAvatarSession,
     VideoFormat,
 )
@@ -116,6 +117,35 @@ def test_close_without_with_and_on_garbage_collection() -> None:
         del dropped
         gc.collect()
         assert emu.counters.sessions_ended == 2
+
+
+def test_a_blocking_call_from_an_event_handler_is_a_state_error() -> None:
+    """A handler runs on the loop thread, where say() would wait for that very loop: a typed
+    error at once (it was a bare RuntimeError, and a coroutine never awaited)."""
+    with Emulator().in_thread() as emu:
+        avatar = SyncAvatarSession(emulator_options(emu))
+        raised: list[BaseException] = []
+
+        def say_on_first_frame(event: SessionEvent) -> None:
+            try:
+                avatar.say("From the handler.")
+            except BaseException as exc:
+                raised.append(exc)
+
+        avatar.on("first_frame", say_on_first_frame)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            avatar.start()
+            avatar.wait_first_frame(20)
+            deadline = time.monotonic() + 10  # (the handler runs on the loop, soon after)
+            while not raised and time.monotonic() < deadline:
+                time.sleep(0.02)
+            gc.collect()
+        assert len(raised) == 1 and isinstance(raised[0], SessionStateError)
+        assert "event handler" in str(raised[0])
+        assert not [w for w in caught if "never awaited" in str(w.message)]
+        assert emu.session(avatar.session_id or "").say_text_calls == []
+        avatar.close()
 
 
 def test_close_from_an_event_handler_ends_the_session() -> None:

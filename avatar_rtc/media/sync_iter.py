@@ -67,6 +67,7 @@ class BackgroundLoop:
     def run(self, coro: Coroutine[Any, Any, R], timeout: float | None = None) -> R:
         """Run ``coro`` on the background loop and wait for its result."""
         if self.on_loop_thread():
+            coro.close()  # never awaited, on purpose
             raise RuntimeError("BackgroundLoop.run() called from its own loop thread")
         return _run_on(self.loop, coro, timeout)
 

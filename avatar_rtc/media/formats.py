@@ -14,13 +14,19 @@ from typing import Literal, get_args
 
 from ..errors import ConfigurationError
 
-__all__ = ["AudioFormat", "PixelFormat", "SampleFormat", "VideoFormat"]
+__all__ = ["AudioFormat", "PixelFormat", "SampleFormat", "VideoFormat", "check_size"]
 
 PixelFormat = Literal["rgb24", "bgr24", "rgba", "gray"]
 SampleFormat = Literal["int16", "float32"]
 
 # What ``frame.array`` gives when the stream does not convert (``pixel_format=None``).
 _ARRAY_DEFAULT: PixelFormat = "rgb24"
+
+
+def check_size(size: object) -> None:
+    """ConfigurationError unless ``size`` is (width, height): two whole numbers > 0."""
+    if not (isinstance(size, tuple) and len(size) == 2 and all(_is_int(n) and n > 0 for n in size)):
+        raise ConfigurationError(f"size {size!r}: (width, height), two whole numbers > 0")
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,12 +48,8 @@ class VideoFormat:
                 f"pixel_format {self.pixel_format!r}: one of {get_args(PixelFormat)} or None"
             )
         # Checked here: a bad size would only fail on the decoder thread, frame by frame.
-        if self.size is not None and not (
-            isinstance(self.size, tuple)
-            and len(self.size) == 2
-            and all(_is_int(n) and n > 0 for n in self.size)
-        ):
-            raise ConfigurationError(f"size {self.size!r}: (width, height), two whole numbers > 0")
+        if self.size is not None:
+            check_size(self.size)
 
     @property
     def array_format(self) -> PixelFormat:

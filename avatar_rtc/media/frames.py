@@ -30,7 +30,7 @@ import numpy.typing as npt
 
 from ..errors import ConfigurationError
 from ..rtc.clock import ClockSource
-from .formats import AudioFormat, PixelFormat, VideoFormat
+from .formats import AudioFormat, PixelFormat, VideoFormat, check_size
 from .scale import scale
 
 if TYPE_CHECKING:
@@ -180,7 +180,9 @@ class VideoFrame:
         The result of the last call is cached; don't write into it if you call again.
         """
         fmt: PixelFormat = format or self.format.array_format
-        if format is None and size is None:
+        if size is not None:
+            check_size(size)
+        elif format is None:
             size = self.format.size
         if fmt not in _CHANNELS:
             raise ConfigurationError(f"unsupported format {fmt!r}; one of {sorted(_CHANNELS)}")
@@ -189,9 +191,12 @@ class VideoFrame:
             if cached is not None and cached[0] == fmt and cached[1] == size:
                 return cached[2]
             width, height = size if size is not None else (self.width, self.height)
-            if width <= 0 or height <= 0:
-                raise ConfigurationError(f"invalid size {size!r}")
-            out_frame = scale(self.av_frame, width=width, height=height, format=fmt)
+            try:
+                out_frame = scale(self.av_frame, width=width, height=height, format=fmt)
+            except av.FFmpegError as exc:  # e.g. beyond what swscale takes
+                raise ConfigurationError(
+                    f"cannot convert to {fmt} at {width}x{height}: {exc}"
+                ) from exc
             channels = _CHANNELS[fmt]
             shape = (height, width) if channels == 1 else (height, width, channels)
             plane: Any = out_frame.planes[0]

@@ -11,6 +11,7 @@ import av
 import numpy as np
 import pytest
 
+from avatar_rtc.errors import ConfigurationError
 from avatar_rtc.media.formats import AudioFormat, PixelFormat
 from avatar_rtc.media.frames import AudioRechunker, VideoFrame
 from tests.media.loopback import BLUE, GREEN, RED, WHITE, Pattern
@@ -59,6 +60,18 @@ def test_formats_shapes_and_colours() -> None:
     assert f.to_ndarray("rgb24", size=(160, 120)) is small  # cached
     with pytest.raises(ValueError):
         f.to_ndarray("yuv444p")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("size", [(10.5, 10), [10, 10], (0, 10), (10,), (20_000, 20_000)], ids=repr)
+def test_a_size_to_ndarray_cannot_take_is_a_configuration_error(size: Any) -> None:
+    """Checked as ``VideoFormat(size=...)`` is (a float was a bare TypeError, a list went
+    through, a size beyond swscale PyAV's ArgumentError)."""
+    f, _ = make_frame()
+    with pytest.raises(ConfigurationError, match=r"size|cannot convert"):
+        f.to_ndarray("rgb24", size=size)
+    with pytest.raises(ConfigurationError):
+        f.to_ndarray(size=size)
+    assert f.to_ndarray("rgb24", size=(16, 8)).shape == (8, 16, 3)
 
 
 def test_yuv_planes_without_conversion() -> None:

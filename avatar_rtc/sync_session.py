@@ -314,8 +314,10 @@ class SyncAvatarSession:
         """Blocking iterator of video frames; ends when the session closes, raises the
         session's :attr:`error` once the media ended for good.
 
-        ``timeout`` bounds the wait for each frame (``TimeoutError``); leaving the loop
-        (``break``) stops the stream.
+        ``timeout`` bounds the wait for each frame (``TimeoutError``). ``for f in
+        avatar.iter_video(): ... break`` stops the stream when the loop drops the iterator;
+        one kept in a variable stops with ``close()`` or at the end of ``with
+        avatar.iter_video() as frames:`` (until then its stream keeps filling).
         """
         return self._frames(self.video(format, capacity=capacity, policy=policy), timeout)
 

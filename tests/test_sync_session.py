@@ -14,6 +14,7 @@ import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -30,6 +31,7 @@ from avatar_rtc import (
 from avatar_rtc.emulator import Emulator
 from avatar_rtc.errors import WhepNotFoundError
 from avatar_rtc.media.decoder import decoder_for
+from avatar_rtc.sync_session import SessionFrames
 from tests.support import emulator_options
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -94,6 +96,29 @@ def test_plain_script_in_a_subprocess(tmp_path: Path) -> None:
     assert out["events"][:2] == ["speaking_started", "speaking_ended"]
     assert out["state"] == "connected" and out["after"] == "ended"
     assert out["ended"] == 1 and out["total"] > 0
+
+
+def test_a_frame_iterator_kept_in_a_variable_stops_its_stream_with_with() -> None:
+    """``break`` alone stops nothing while a variable holds the iterator (its stream fills
+    on, as the docstring now says); ``with`` or ``close()`` stops it (on the loop, soon)."""
+
+    def closed_soon(frames: SessionFrames[Any]) -> bool:
+        deadline = time.monotonic() + 10  # (a hang guard)
+        while not frames.stream.closed and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return frames.stream.closed
+
+    with Emulator().in_thread() as emu, SyncAvatarSession(emulator_options(emu)) as avatar:
+        with avatar.iter_video(policy="all", timeout=10) as frames:
+            for _ in frames:
+                break
+            time.sleep(0.2)
+            assert not frames.stream.closed
+        assert closed_soon(frames)
+        kept = avatar.iter_audio(timeout=10)
+        next(kept)
+        kept.close()
+        assert closed_soon(kept)
 
 
 def test_close_without_with_and_on_garbage_collection() -> None:

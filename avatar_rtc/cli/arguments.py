@@ -8,6 +8,7 @@ stack (aiohttp, aiortc and PyAV take about a second to import).
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import textwrap
 from dataclasses import dataclass
@@ -100,7 +101,9 @@ def positive_float(value: str) -> float:
         number = float(value)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number, got {value!r}") from None
-    if not number > 0:  # (NaN too)
+    # Finite too: "inf" seconds ran until killed, and broke the progress line; where no
+    # limit makes sense an option says so in words ("never").
+    if not (number > 0 and math.isfinite(number)):  # (NaN too)
         raise argparse.ArgumentTypeError(f"expected a positive number, got {value!r}")
     return number
 

@@ -44,6 +44,9 @@ def _subcommands() -> tuple[ModuleType, ...]:
 # Options whose value is a credential, in every command (their values are masked in the
 # parser's own error messages too).
 SECRET_OPTIONS = ("--ks", "--bearer", "--turn-username", "--turn-credential", "--turn-secret")
+# Options whose names begin secret ones': given in full they are themselves, not abbreviations
+# (a TURN server's URL is no secret, and masking it hid which server failed).
+NOT_SECRET_PREFIXES = ("--turn",)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -63,6 +66,7 @@ def secret_arguments(argv: Sequence[str]) -> list[str]:
         if (
             len(name) > 2
             and name.startswith("--")
+            and name not in NOT_SECRET_PREFIXES
             and any(o.startswith(name) for o in SECRET_OPTIONS)
         ):
             if eq:

@@ -62,7 +62,7 @@ def _check_output_file(path: str, *, force: bool | None, what: str) -> None:
     out = Path(path)
     if out.is_symlink() and not out.exists():
         raise ConfigurationError(f"cannot {what} {path!r}: a link to nothing")
-    if out.is_dir():
+    if out.is_dir() or path.endswith((os.sep, "/")):  # (Path drops a trailing separator)
         raise ConfigurationError(f"cannot {what} {path!r}: it is a directory")
     if out.exists():
         if force is None:

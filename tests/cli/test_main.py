@@ -18,7 +18,13 @@ import pytest
 from avatar_rtc.cli.arguments import verbosity
 from avatar_rtc.cli.common import run_command
 from avatar_rtc.cli.exit_status import EXIT_BROKEN_PIPE, EXIT_STATUSES, error_line
-from avatar_rtc.cli.main import build_parser, main
+from avatar_rtc.cli.main import (
+    NOT_SECRET_PREFIXES,
+    SECRET_OPTIONS,
+    build_parser,
+    main,
+    secret_arguments,
+)
 from avatar_rtc.errors import (
     AuthenticationError,
     AvatarRTCError,
@@ -106,6 +112,23 @@ def test_every_option_has_help_and_shows_its_default() -> None:
             if not _documented(action):
                 undocumented.append(f"{name} {'/'.join(action.option_strings) or action.dest}")
     assert undocumented == []
+
+
+def test_secret_options_and_their_abbreviations_but_not_the_options_they_begin_with() -> None:
+    """``--turn URL`` is the option --turn, not an abbreviation of --turn-username: its URL
+    was masked in every message (``***: timed out``, which server?)."""
+    argv = ["probe", "--turn", "turn:127.0.0.1:9", "--turn-cred", "c-1", "--ks=k-1", "--bear", "b"]
+    assert secret_arguments(argv) == ["c-1", "k-1", "b"]
+    # Every option that begins a secret one's name is a secret itself or listed as not one.
+    parser = build_parser()
+    names = {
+        option
+        for sub in (parser, *_subparsers(parser).values())
+        for action in sub._actions
+        for option in action.option_strings
+    }
+    prefixes = {n for n in names if any(s != n and s.startswith(n) for s in SECRET_OPTIONS)}
+    assert prefixes - set(SECRET_OPTIONS) == set(NOT_SECRET_PREFIXES)
 
 
 def test_help_lists_every_exit_status() -> None:

@@ -148,6 +148,8 @@ def test_encode_options() -> None:
         ["--size", "big"],
         ["--duration", "0"],
         ["--duration", "nan"],
+        ["--duration", "inf"],
+        ["--connect-timeout", "inf"],
         ["--mode", "transcode"],
         ["--say", "  "],  # the service refuses it (HTTP 400), once connected
     ],
@@ -210,6 +212,7 @@ def _bad_outputs(tmp_path: Path) -> list[tuple[str, str]]:
         (str(a_file / "deeper" / "out.mp4"), "is not a directory"),
         (str(tmp_path / "old.mp4"), "exists: use --force"),  # silently overwritten before
         (str(tmp_path / "folder.mp4"), "is a directory"),
+        (f"{tmp_path / 'meant-a-folder.mp4'}/", "is a directory"),  # written as a file before
     ]
     if Path("/proc/self").is_dir():  # Linux: takes no new file, even from root
         bad.append(("/proc/out.mp4", "cannot create a file in '/proc'"))

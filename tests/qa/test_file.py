@@ -84,6 +84,25 @@ def test_a_600ms_dropout_inside_speech_is_found(analysed: Analysed, face: str) -
     assert [c.name for c in report.checks if not c.ok] == ["audio.dropouts"]
 
 
+def test_an_audio_only_file_of_clean_speech_passes(make_media: MakeMedia, tmp_path: Path) -> None:
+    """Without a picture the level rule's candidates (the voice's abrupt pauses) are listed,
+    not judged: the clean file's audio alone failed with two "dropouts"."""
+    clean = make_media("drawn_0.mkv", face="drawn", faults=Faults(0.0))
+    audio_only = tmp_path / "audio_only.mkv"
+    with av.open(str(clean)) as source, av.open(str(audio_only), "w") as target:
+        audio = source.streams.audio[0]
+        stream = target.add_stream_from_template(audio)
+        for packet in source.demux(audio):
+            if packet.dts is not None:
+                packet.stream = stream
+                target.mux(packet)
+    report = analyse_file(audio_only)
+    assert report.video is None and report.audio is not None
+    assert report.audio.dropout_check == "level"
+    assert report.verdict == "pass", [c for c in report.checks if not c.ok]
+    assert "audio.dropouts" not in [c.name for c in report.checks]
+
+
 def test_a_hole_in_the_audio_timestamps_is_a_dropout_and_keeps_lip_sync(
     make_media: MakeMedia, tmp_path: Path
 ) -> None:

@@ -19,8 +19,10 @@ import asyncio
 import contextlib
 import dataclasses
 import functools
+import json
 import logging
 import shutil
+import signal
 import tempfile
 import threading
 from collections.abc import Callable, Mapping
@@ -155,8 +157,8 @@ class RayEngine(Engine):
         return Load(booked, len(self._pending), 0, self.limit)
 
     def stop(self) -> None:
-        """Cancel every unfinished task: a queued one never runs; a running one is interrupted
-        (Ray's only signal to a plain task: its session closes, its files are lost)."""
+        """Cancel every unfinished task: a queued one never runs; a running one ends at once
+        and finalises its files (Ray's cancel interrupts it; see ``_run_until_cancelled``)."""
         import ray
 
         self._accepting = False
@@ -185,21 +187,31 @@ def _write_gathered(job: FleetJob, result: JobResult, files: dict[str, bytes]) -
         return
     out = Path(job.out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    for field, data in files.items():
-        source = getattr(result, field)
-        target = out / Path(source).name
+    for field in ("file", "report_file"):  # the recording first: the report names it
+        data = files.get(field)
+        if data is None:
+            continue
+        target = out / Path(getattr(result, field)).name
+        if field == "report_file" and result.file is not None:
+            data = _naming_source(data, result.file)
         target.write_bytes(data)
         setattr(result, field, str(target))
 
 
+def _naming_source(report: bytes, recording: str) -> bytes:
+    """A QA report (as ``runner`` writes it) whose ``source`` is the gathered recording, not
+    the worker's temporary copy (gone with its folder)."""
+    data = json.loads(report)
+    data["source"] = recording
+    return (json.dumps(data, indent=2) + "\n").encode()
+
+
 def _ray_job(job: FleetJob) -> tuple[JobResult, dict[str, bytes]]:
     """The Ray task: run the job in a temporary folder of this node, return its files."""
-    from .runner import run_job
-
     folder = tempfile.mkdtemp(prefix="avatar-rtc-fleet-")
     try:
         local = dataclasses.replace(job, out_dir=folder) if job.out_dir is not None else job
-        result = event_loop.run(run_job(local))
+        result = event_loop.run(_run_until_cancelled(local))
         files = {
             field: Path(path).read_bytes()
             for field in ("file", "report_file")
@@ -208,6 +220,27 @@ def _ray_job(job: FleetJob) -> tuple[JobResult, dict[str, bytes]]:
         return result, files
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+async def _run_until_cancelled(job: FleetJob) -> JobResult:
+    """``run_job(job)``, ended as the local pool ends its jobs when Ray cancels the task.
+
+    Ray's cancel interrupts a running task with ``_thread.interrupt_main()``: a SIGINT as far
+    as Python can tell. Caught here it stops the job, which finalises its file and returns
+    (interrupted), rather than a KeyboardInterrupt that lost the session's files.
+    """
+    from .runner import run_job  # (the media stack: in the worker only)
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    try:
+        loop.add_signal_handler(signal.SIGINT, stop.set)
+    except (NotImplementedError, RuntimeError, ValueError):  # not the main thread (a driver)
+        return await run_job(job)
+    try:
+        return await run_job(job, stop=stop)
+    finally:
+        loop.remove_signal_handler(signal.SIGINT)
 
 
 async def _reachable(address: str) -> None:

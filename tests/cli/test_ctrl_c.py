@@ -24,7 +24,7 @@ from tests.support import require_tool
 pytestmark = pytest.mark.slow
 
 
-def _as_from_a_terminal() -> None:
+def as_from_a_terminal() -> None:
     """In the child: Ctrl-C as a terminal delivers it. A runner started in the background
     (``cmd &`` in a script) ignores SIGINT, and the child would inherit that."""
     signal.signal(signal.SIGINT, signal.SIG_DFL)
@@ -37,7 +37,7 @@ def _start(*argv: str) -> subprocess.Popen[str]:
         stderr=subprocess.PIPE,
         text=True,
         env=cli_env(),
-        preexec_fn=_as_from_a_terminal,
+        preexec_fn=as_from_a_terminal,
     )
 
 
@@ -258,7 +258,7 @@ def test_ctrl_c_in_the_first_half_second_is_exit_130_without_traceback(
         stderr=subprocess.PIPE,
         text=True,
         env=cli_env(),
-        preexec_fn=_as_from_a_terminal,
+        preexec_fn=as_from_a_terminal,
     )
     time.sleep(at)
     proc.send_signal(signal.SIGINT)

@@ -11,6 +11,11 @@ import contextlib
 import io
 import json
 import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -28,9 +33,10 @@ from avatar_rtc.fleet import (
     aggregate,
 )
 from avatar_rtc.fleet.ray_engine import ray_available
-from tests.cli.test_record_cmd import cli
+from tests.cli.test_ctrl_c import as_from_a_terminal
+from tests.cli.test_record_cmd import cli, cli_env, probe_streams
 from tests.fleet.test_aggregate import percentile
-from tests.support import require
+from tests.support import require, require_tool
 
 RAY_RUN_TIMEOUT = 300
 
@@ -126,6 +132,7 @@ def test_ray_runs_8_record_and_qa_sessions_and_the_report_adds_up(tmp_path: Path
     for i in range(8):  # gathered into --out: the recording and its QA report
         assert (out / f"session-{i:03d}.mp4").stat().st_size > 10_000
         qa = json.loads((out / f"session-{i:03d}.qa.json").read_text())
+        assert qa["source"] == str(out / f"session-{i:03d}.mp4")  # not the worker's copy
         verdicts.append(qa["verdict"])
         assert results[i]["index"] == i and results[i]["ok"], results[i]
         assert results[i]["lipsync_offset_ms"] == qa["lipsync"]["offset_ms"]
@@ -153,6 +160,46 @@ def test_ray_runs_8_record_and_qa_sessions_and_the_report_adds_up(tmp_path: Path
     said = re.search(r"8/8 sessions ok \(ray engine, ([\d.]+) s\)", done.stdout)
     assert said is not None, done.stdout
     assert float(said[1]) == pytest.approx(report["wall_seconds"], abs=0.051)
+
+
+@pytest.mark.slow
+def test_ctrl_c_on_ray_keeps_the_running_sessions_files(tmp_path: Path) -> None:
+    """As ``fleet --help`` says: running sessions end at once and finalise their files, on
+    Ray too (Ray's cancel interrupted them: their files were lost, reported "not run")."""
+    require(ray_available(), "Ray (the ray extra)")
+    require_tool("ffprobe")
+    out, report_path = tmp_path / "out", tmp_path / "fleet.json"
+    started = time.time()
+    argv = ["fleet", "--sessions", "2", "--engine", "ray", "--duration", "60"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "avatar_rtc.cli", *argv, "--out", str(out), "--json",
+         str(report_path)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli_env(),
+        preexec_fn=as_from_a_terminal,
+    )  # fmt: skip
+    # Recording: each Ray task writes into a folder of its own on this node (this file's
+    # tests run one at a time: --dist loadfile), and 25 frames in, the file has its keyframe.
+    deadline = time.monotonic() + RAY_RUN_TIMEOUT
+    while time.monotonic() < deadline and proc.poll() is None:
+        growing = [
+            f
+            for f in Path(tempfile.gettempdir()).glob("avatar-rtc-fleet-*/session-00[01].mp4")
+            if f.stat().st_mtime >= started and f.stat().st_size > 100_000
+        ]
+        if len(growing) == 2:
+            break
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=RAY_RUN_TIMEOUT)
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    results = json.loads(report_path.read_text())["results"]
+    for i, result in enumerate(results):
+        assert result["ok"] and result["interrupted"], result
+        recording = out / f"session-{i:03d}.mp4"
+        assert result["file"] == str(recording)
+        streams = probe_streams(recording)  # finalised: readable to its end
+        assert set(streams) == {"video", "audio"} and streams["video"]["duration"] > 1.0
 
 
 class FakeEngine:

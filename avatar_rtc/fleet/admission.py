@@ -39,6 +39,7 @@ Ray engine asks Ray for the costs' CPUs: Ray's scheduler places its tasks by the
 from __future__ import annotations
 
 import collections
+import math
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -56,6 +57,7 @@ __all__ = [
     "Booking",
     "Load",
     "costs_for",
+    "with_costs",
 ]
 
 DEFAULT_LIMIT = 0.8
@@ -132,6 +134,20 @@ class Booking:
     taken: float
 
 
+def with_costs(costs: Mapping[JobKind, float] | None) -> dict[JobKind, float]:
+    """:data:`SESSION_COST` with the caller's ``costs`` in place; ``ConfigurationError`` for a
+    kind that is none (a typo was ignored, its default kept) or a cost that is not a finite
+    number >= 0 (a negative one booked negative load: admission never stopped)."""
+    merged: dict[JobKind, float] = dict(SESSION_COST)
+    for kind, cost in (costs or {}).items():
+        if kind not in SESSION_COST:
+            raise ConfigurationError(f"cost of {kind!r}: job kinds are {', '.join(SESSION_COST)}")
+        if not 0 <= cost < math.inf:  # (NaN too)
+            raise ConfigurationError(f"cost of {kind!r} must be a finite number >= 0, got {cost}")
+        merged[kind] = cost
+    return merged
+
+
 class Admission:
     """Cost bookkeeping over ``processes`` processes of one core each."""
 
@@ -148,7 +164,7 @@ class Admission:
         if not 0 < limit <= 1:
             raise ConfigurationError("limit must be within (0, 1]")
         self.limit = limit
-        self.costs: Mapping[JobKind, float] = {**SESSION_COST, **(costs or {})}
+        self.costs: Mapping[JobKind, float] = with_costs(costs)
         self._clock = clock
         self._running: list[list[Booking]] = [[] for _ in range(processes)]
         self._measured: list[float | None] = [None] * processes

@@ -13,6 +13,7 @@ back the same way. Job kinds, by what the session does with the media:
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, get_args
@@ -79,8 +80,8 @@ class FleetJob:
     def __post_init__(self) -> None:
         if self.kind not in JOB_KINDS:
             raise ConfigurationError(f"job kind {self.kind!r}: one of {', '.join(JOB_KINDS)}")
-        if not self.duration > 0 or not 0 <= self.warmup < self.duration:  # (NaN too)
-            raise ConfigurationError("duration must be > 0, warmup within [0, duration)")
+        if not 0 < self.duration < math.inf or not 0 <= self.warmup < self.duration:  # (NaN too)
+            raise ConfigurationError("duration must be > 0 and finite, warmup within [0, duration)")
         if self.kind != "decode" and self.out_dir is None:
             raise ConfigurationError(f"a {self.kind} job needs out_dir")
 

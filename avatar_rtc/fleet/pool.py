@@ -92,6 +92,8 @@ class SessionPool(Engine):
         frame_slots: int = 8,
         measure: bool = True,
     ) -> None:
+        if processes is not None and processes < 1:  # (0 took every core)
+            raise ConfigurationError("processes must be >= 1 (None: one per core)")
         self.processes = processes or os.cpu_count() or 1
         self.admission = Admission(self.processes, limit=limit, costs=costs)
         self._frame_size = frame_size

@@ -31,7 +31,7 @@ from typing import Any
 
 from .. import event_loop
 from ..errors import ConfigurationError, NetworkError
-from .admission import DEFAULT_LIMIT, PROCESS_COST, SESSION_COST, Load
+from .admission import DEFAULT_LIMIT, PROCESS_COST, Load, with_costs
 from .engine import Engine
 from .errors import EngineStateError
 from .jobs import FleetJob, JobKind, JobResult
@@ -76,7 +76,7 @@ class RayEngine(Engine):
             raise ConfigurationError("process_cost must be >= 0")
         self.address = address
         self.limit = limit
-        self.costs: Mapping[JobKind, float] = {**SESSION_COST, **(costs or {})}
+        self.costs: Mapping[JobKind, float] = with_costs(costs)
         self.process_cost = process_cost
         self._num_cpus = num_cpus
         self._remote: Any = None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from avatar_rtc.errors import ConfigurationError
@@ -16,6 +18,7 @@ from avatar_rtc.fleet.admission import (
     costs_for,
 )
 from avatar_rtc.fleet.jobs import JOB_KINDS, RECORD_READ_INTERVAL, FleetJob, JobKind
+from avatar_rtc.fleet.pool import SessionPool
 from avatar_rtc.fleet.process_cpu import WINDOW
 from avatar_rtc.fleet.ray_engine import RayEngine
 from avatar_rtc.options import SessionOptions
@@ -84,6 +87,33 @@ def test_kinds_are_booked_at_their_own_cost() -> None:
 def test_a_limit_outside_0_1_is_refused(limit: float) -> None:
     with pytest.raises(ConfigurationError, match="limit"):
         Admission(1, limit=limit)
+
+
+@pytest.mark.parametrize(
+    ("costs", "message"),
+    [
+        ({"copy_record": 0.01}, "job kinds are"),  # a typo: its default was kept, silently
+        ({"decode": -1.0}, "finite number >= 0"),  # booked negative load: nothing was refused
+        ({"decode": float("nan")}, "finite number >= 0"),
+        ({"qa": float("inf")}, "finite number >= 0"),
+    ],
+)
+def test_costs_that_are_no_job_kinds_costs_are_refused(costs: Any, message: str) -> None:
+    for make in (lambda: Admission(1, costs=costs), lambda: RayEngine(costs=costs)):
+        with pytest.raises(ConfigurationError, match=message):
+            make()
+    with pytest.raises(ConfigurationError, match=message):
+        SessionPool(1, costs=costs)
+
+
+def test_a_pool_of_no_processes_is_refused() -> None:
+    with pytest.raises(ConfigurationError, match="processes"):
+        SessionPool(0)  # (took one per core)
+
+
+def test_a_job_of_endless_duration_is_refused() -> None:
+    with pytest.raises(ConfigurationError, match="finite"):
+        FleetJob(0, "decode", SessionOptions(), duration=float("inf"))
 
 
 def test_jobs_of_no_cost_still_spread_over_the_processes() -> None:

@@ -8,8 +8,8 @@ freezes per minute) on stdout, ``--json OUT`` and ``--plot OUT.png``.
 
 Exit status: 0 every session ran (and passed QA); the first failed session's status (e.g. 3
 no media, 7 connection); 4 a QA threshold breached; 2 bad options; 130/143 after a signal
-(queued sessions are not run, running ones end at once and finalise their files; Ray
-interrupts its running tasks instead; a second signal aborts).
+(queued sessions are not run, counted apart from the failed ones; running ones end at once
+and finalise their files, on Ray too; a second signal aborts).
 """
 
 from __future__ import annotations
@@ -65,9 +65,8 @@ The report (stdout, --json, --plot): P50/P95/P99 across sessions of the time to 
 say -> speech, the lip-sync offset and freezes per minute (the last two with --job qa), and
 every session's result. Progress (stderr): sessions done, running and queued, and the load.
 
-Ctrl-C (SIGINT) or SIGTERM: queued sessions are not run, running ones end at once and
-finalise their files (Ray interrupts its running tasks), then the report; a second signal
-aborts.
+Ctrl-C (SIGINT) or SIGTERM: queued sessions are not run (the report's not_run), running ones
+end at once and finalise their files (also on Ray), then the report; a second signal aborts.
 
 Ray: pip install 'avatar-rtc[ray]'. With --address, sessions connect from the cluster's nodes:
 give a target they can reach (--api-url/--ks or --whep-url), not the embedded emulator."""
@@ -251,7 +250,8 @@ async def _wait(
     try:
         while True:
             done = sum(f.done() for f in futures)
-            failed = sum(f.done() and not f.result().ok for f in futures)
+            ended = [f.result() for f in futures if f.done()]
+            failed = sum(not r.ok and not r.not_run for r in ended)
             if progress is not None:
                 progress.update(done, failed, len(futures), engine, time.monotonic() - started)
             if done == len(futures):
@@ -270,7 +270,7 @@ async def _wait(
 def exit_status(results: list[JobResult]) -> int:
     """0; else the first failed session's status; else 4 when a QA verdict is "fail"."""
     for result in results:
-        if not result.ok:
+        if not result.ok and not result.not_run:
             return result.exit_code or AvatarRTCError.exit_code
     if any(result.verdict == "fail" for result in results):
         return ThresholdError.exit_code
@@ -320,6 +320,10 @@ def _print_summary(
         lines.append(
             f"  {report.interrupted} of {report.sessions} sessions stopped early by the signal"
             " (their figures cover what ran)"
+        )
+    if report.not_run:
+        lines.append(
+            f"  {report.not_run} of {report.sessions} sessions not run (the signal came first)"
         )
     for name, (label, unit) in METRICS.items():
         m = report.metrics[name]

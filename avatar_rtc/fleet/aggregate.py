@@ -79,6 +79,7 @@ class FleetReport:
     ok: int
     failed: int
     interrupted: int  # ended early: the engine was stopped
+    not_run: int  # never started: the engine was stopped first (not failed)
     qa_pass: int
     qa_fail: int
     metrics: dict[str, MetricSummary]
@@ -95,6 +96,7 @@ class FleetReport:
             "ok": self.ok,
             "failed": self.failed,
             "interrupted": self.interrupted,
+            "not_run": self.not_run,
             "qa": {"pass": self.qa_pass, "fail": self.qa_fail},
             "wall_seconds": None if self.wall_seconds is None else round(self.wall_seconds, 3),
             "metrics": {name: m.to_dict() for name, m in self.metrics.items()},
@@ -110,8 +112,9 @@ def aggregate(
     return FleetReport(
         sessions=len(ordered),
         ok=sum(r.ok for r in ordered),
-        failed=sum(not r.ok for r in ordered),
+        failed=sum(not r.ok and not r.not_run for r in ordered),
         interrupted=sum(r.interrupted for r in ordered),
+        not_run=sum(r.not_run for r in ordered),
         qa_pass=sum(r.verdict == "pass" for r in ordered),
         qa_fail=sum(r.verdict == "fail" for r in ordered),
         metrics=_summaries(ordered, METRICS),

@@ -29,6 +29,7 @@ __all__ = [
     "JobKind",
     "JobResult",
     "Utterance",
+    "not_run",
 ]
 
 JobKind = Literal["decode", "copy-record", "encode-record", "qa"]
@@ -109,12 +110,14 @@ class JobResult:
     - ``latency_p95_ms``: send (``sender_epoch``) to hand-out, 95th percentile.
     - ``interrupted``: the engine was stopped (a signal) before ``duration`` ran out: the
       session ended early; its figures cover what ran.
+    - ``not_run``: the engine was stopped before the job started: not a failure, no figures.
     """
 
     index: int
     kind: JobKind
     ok: bool = False
     interrupted: bool = False
+    not_run: bool = False
     error: str | None = None
     exit_code: int = 0
     file: str | None = None
@@ -142,3 +145,8 @@ class JobResult:
     def from_dict(cls, data: dict[str, Any]) -> JobResult:
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in names})
+
+
+def not_run(job: FleetJob, why: str) -> JobResult:
+    """The result of ``job`` when the engine was stopped before it started."""
+    return JobResult(job.index, job.kind, not_run=True, error=why)

@@ -44,7 +44,7 @@ from .admission import DEFAULT_LIMIT, Admission, Booking, Load
 from .engine import Engine
 from .errors import EngineStateError
 from .frames import FrameMeta, FrameRing, RingSpec, SharedFrame
-from .jobs import FleetJob, JobKind, JobResult
+from .jobs import FleetJob, JobKind, JobResult, not_run
 from .process_cpu import CpuMeter
 
 __all__ = ["FrameCallback", "SessionPool"]
@@ -160,7 +160,7 @@ class SessionPool(Engine):
         self._accepting = False
         for _, job, future in self._queue:
             if not future.done():
-                future.set_result(_not_run(job, "not run: the pool was stopped"))
+                future.set_result(not_run(job, "not run: the pool was stopped"))
         self._queue.clear()
         for worker in self._workers:
             self._send(worker, ("stop",))
@@ -236,7 +236,7 @@ class SessionPool(Engine):
         while self._queue:
             if not any(worker.alive for worker in self._workers):
                 for _, job, future in self._queue:
-                    future.set_result(_not_run(job, "not run: every worker process is gone"))
+                    future.set_result(_failed(job, "not run: every worker process is gone"))
                 self._queue.clear()
                 return
             job_id, job, future = self._queue[0]
@@ -314,7 +314,7 @@ class SessionPool(Engine):
                 logger.warning("worker %s is gone", worker.process.pid)
 
 
-def _not_run(job: FleetJob, error: str) -> JobResult:
+def _failed(job: FleetJob, error: str) -> JobResult:
     return JobResult(job.index, job.kind, ok=False, error=error, exit_code=1)
 
 
@@ -322,7 +322,7 @@ def _died(job: FleetJob, exit_code: int | None, sent_at: float) -> JobResult:
     """The result of a job whose worker died: with the file it was writing, if any (not
     finalised: an mp4 without its index does not play; Matroska and WebM play to the end;
     a file at its path not written since the job was sent is an earlier run's)."""
-    result = _not_run(job, f"its worker process ended (exit code {exit_code})")
+    result = _failed(job, f"its worker process ended (exit code {exit_code})")
     path = job.output_path
     if path is not None and path.exists() and path.stat().st_mtime >= sent_at - 1.0:
         result.file = str(path)

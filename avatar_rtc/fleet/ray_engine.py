@@ -34,7 +34,7 @@ from ..errors import ConfigurationError, NetworkError
 from .admission import DEFAULT_LIMIT, PROCESS_COST, Load, with_costs
 from .engine import Engine
 from .errors import EngineStateError
-from .jobs import FleetJob, JobKind, JobResult
+from .jobs import FleetJob, JobKind, JobResult, not_run
 
 __all__ = ["RayEngine", "ray_available"]
 
@@ -138,8 +138,11 @@ class RayEngine(Engine):
             result, files = await ref
         except Exception as exc:  # the task failed or was cancelled (stop)
             name = type(exc).__name__
-            error = "not run: the engine was stopped" if "Cancel" in name else f"ray: {name}: {exc}"
-            return JobResult(job.index, job.kind, ok=False, error=error, exit_code=1)
+            if "Cancel" in name:  # (a running one ends with its result: _run_until_cancelled)
+                return not_run(job, "not run: the engine was stopped")
+            return JobResult(
+                job.index, job.kind, ok=False, error=f"ray: {name}: {exc}", exit_code=1
+            )
         finally:
             self._pending.pop(ref, None)
         _write_gathered(job, result, files)

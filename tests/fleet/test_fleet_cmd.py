@@ -32,7 +32,9 @@ from avatar_rtc.fleet import (
     SessionPool,
     aggregate,
 )
+from avatar_rtc.fleet.jobs import FleetJob, not_run
 from avatar_rtc.fleet.ray_engine import ray_available
+from avatar_rtc.options import SessionOptions
 from tests.cli.test_ctrl_c import as_from_a_terminal
 from tests.cli.test_record_cmd import cli, cli_env, probe_streams
 from tests.fleet.test_aggregate import percentile
@@ -262,12 +264,18 @@ def test_the_summary_gives_the_lowest_video_rate_and_says_when_the_emulator_is_t
 
 
 def test_the_summary_and_the_report_count_the_sessions_a_signal_ended_early() -> None:
+    job = FleetJob(2, "copy-record", SessionOptions(), out_dir="out")
     results = [
         JobResult(0, "copy-record", ok=True, interrupted=True),
         JobResult(1, "copy-record", ok=True),
-        JobResult(2, "copy-record", ok=False, error="not run: the pool was stopped"),
+        not_run(job, "not run: the pool was stopped"),
     ]
-    assert aggregate(results).to_dict()["interrupted"] == 1
+    report = aggregate(results).to_dict()
+    # Not run is not failed (it was: "2 failed", exit_code 1, in the JSON and the progress).
+    assert (report["interrupted"], report["not_run"], report["failed"]) == (1, 1, 0)
+    assert exit_status(results) == 0  # (the command exits with the signal's status)
     stopped = "  1 of 3 sessions stopped early by the signal (their figures cover what ran)"
-    assert stopped in _summary(results, emulator_fps=None)
-    assert not any("early" in line for line in _summary(results[1:], emulator_fps=None))
+    summary = _summary(results, emulator_fps=None)
+    assert stopped in summary
+    assert "  1 of 3 sessions not run (the signal came first)" in summary
+    assert not any("early" in line for line in _summary(results[1:2], emulator_fps=None))

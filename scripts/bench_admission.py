@@ -130,8 +130,9 @@ def main() -> int:
     ap.add_argument("--netns", action="store_true", help="run in a fresh network namespace")
     ap.add_argument("--json", action="store_true", help="print a JSON line too")
     args = ap.parse_args()
-    if args.runs < 1 or args.sessions < 1 or args.gap < 0 or args.duration <= WARMUP:
-        ap.error(f"--runs and --sessions must be >= 1, --gap >= 0, --duration > {WARMUP:g}")
+    # A worst whole second needs two counted seconds (the first one starts mid-second).
+    if args.runs < 1 or args.sessions < 1 or args.gap < 0 or not args.duration >= WARMUP + 2:
+        ap.error(f"--runs and --sessions must be >= 1, --gap >= 0, --duration >= {WARMUP + 2:g}")
     if not 0 < args.cost <= 1 or not 0 < args.limit <= 1:
         ap.error("--cost and --limit must be within (0, 1]")
     modes = [m for m in args.modes.split(",") if m]

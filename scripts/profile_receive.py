@@ -243,6 +243,8 @@ def top_costs(
     self_: collections.Counter[str] = collections.Counter()
     total = waiting = 0
     for frames, count in stacks:
+        if len(frames) < 2:  # the thread alone, no Python frame: not time it ran Python
+            continue
         total += count
         if frames[-1] == SELECT_FRAME:
             waiting += count

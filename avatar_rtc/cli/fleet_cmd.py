@@ -313,7 +313,7 @@ def _print_summary(
     lines = [
         f"fleet: {report.ok}/{report.sessions} sessions ok ({args.engine} engine"
         + (f", {report.wall_seconds:.1f} s" if report.wall_seconds is not None else "")
-        + f"), files in {args.out}"
+        + (f"), files in {args.out}" if any(r.file for r in report.results) else ")")
         + (f", QA {report.qa_pass} pass / {report.qa_fail} fail" if args.job == "qa" else ""),
     ]
     if report.interrupted:

@@ -12,8 +12,12 @@ and sends back only the :class:`~.jobs.JobResult`. Frames of ``decode`` jobs wit
 
 ::
 
-    async with SessionPool() as pool:
-        results = await asyncio.gather(*(pool.submit(job) for job in jobs))
+    async def main() -> None:
+        async with SessionPool() as pool:
+            results = await asyncio.gather(*(pool.submit(job) for job in jobs))
+
+    if __name__ == "__main__":  # (the workers are spawned: each imports this module)
+        asyncio.run(main())
 
 Leaving the ``async with`` drains: no new jobs, the queued and running ones finish, then the
 workers exit. :meth:`stop` ends it early: queued jobs are not run, running ones end now and

@@ -263,6 +263,15 @@ def test_the_summary_gives_the_lowest_video_rate_and_says_when_the_emulator_is_t
     assert not any("video fps" in line for line in _summary(failed, emulator_fps=25))
 
 
+def test_the_summary_points_at_the_files_only_when_there_are_some() -> None:
+    failed = [JobResult(0, "copy-record", ok=False, error="refused", exit_code=5)]
+    assert _summary(failed, emulator_fps=None)[0] == (
+        "fleet: 0/1 sessions ok (local engine, 6.0 s)"  # (it said "files in out": none were)
+    )
+    recorded = [JobResult(0, "copy-record", ok=True, file="out/session-000.mp4")]
+    assert _summary(recorded, emulator_fps=None)[0].endswith("), files in out")
+
+
 def test_the_summary_and_the_report_count_the_sessions_a_signal_ended_early() -> None:
     job = FleetJob(2, "copy-record", SessionOptions(), out_dir="out")
     results = [

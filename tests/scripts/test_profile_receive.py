@@ -25,6 +25,7 @@ RAW = f"""\
 {LOOP};EpollSelector.select (selectors.py) 40
 {LOOP};f (a.py);g (a.py) 30
 {LOOP};f (a.py) 10
+thread (7): MainThread 27
 thread (9): avatar-rtc-video-decoder;Thread.run (threading.py);decode (d.py) 500
 """
 
@@ -35,16 +36,17 @@ def test_only_the_loop_thread_counts_and_select_is_set_apart(
     raw = tmp_path / "p.raw"
     raw.write_text(RAW)
     stacks = profile.parse_raw(raw)
-    assert len(stacks) == 3  # the decoder thread's stack is not the loop's
+    assert len(stacks) == 4  # the decoder thread's stack is not the loop's
     # 100 samples/s over 10 s of 20 packets/s: a sample is 10 ms / 200 packets = 50 µs/packet
     costs = profile.top_costs(stacks, 50.0, 10)
-    assert costs["total_us"] == 80 * 50.0
+    assert costs["total_us"] == 80 * 50.0  # (the 27 samples of no Python frame: not busy)
     assert costs["select_us"] == 40 * 50.0
     inclusive = dict(costs["inclusive"])
     assert inclusive["f (a.py)"] == 40 * 50.0 and inclusive["g (a.py)"] == 30 * 50.0
     own = dict(costs["self"])
     assert own["f (a.py)"] == 10 * 50.0 and own["g (a.py)"] == 30 * 50.0
-    assert len(profile.parse_raw(raw, None)) == 4  # every thread, on request
+    assert "thread (7): MainThread" not in own  # (it was in 'top self': a thread is no function)
+    assert len(profile.parse_raw(raw, None)) == 5  # every thread, on request
 
 
 def test_without_py_spy_it_says_what_to_install(tmp_path: Path) -> None:

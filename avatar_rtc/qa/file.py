@@ -41,7 +41,8 @@ def analyse_file(
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"no such file: {path}")
+        what = "a directory, not a file" if path.is_dir() else "no such file"
+        raise FileNotFoundError(f"{what}: {path}")
     try:
         container = av.open(str(path))
     except av.error.FFmpegError as exc:

@@ -240,8 +240,11 @@ def test_not_media_and_missing_files(tmp_path: Path) -> None:
     text.write_text("not a video\n" * 100)
     with pytest.raises(NoMediaInFileError):
         analyse_file(text)
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(FileNotFoundError, match="no such file"):
         analyse_file(tmp_path / "absent.mp4")
+    (tmp_path / "folder.mp4").mkdir()
+    with pytest.raises(FileNotFoundError, match="a directory"):  # (it said "no such file")
+        analyse_file(tmp_path / "folder.mp4")
 
 
 def test_a_60s_file_is_analysed_5x_faster_than_real_time(make_media: MakeMedia) -> None:

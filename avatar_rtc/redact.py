@@ -22,6 +22,7 @@ masked wherever the traceback is printed.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import urllib.parse
 
@@ -79,7 +80,7 @@ def _lower_hex(text: str, prefix: str) -> str:
 
 def redact(text: str) -> str:
     """Return ``text`` with every registered secret replaced by ``***``, and what is left of
-    one cut short: its first or last :data:`_PIECE` characters or more."""
+    one cut short: its first or last :data:`_PIECE` characters or more; any JWT too."""
     with _lock:
         values = sorted(_registered, key=len, reverse=True)
     for value in values:
@@ -88,7 +89,13 @@ def redact(text: str) -> str:
     for value in values:
         if len(value) > _PIECE:
             text = _mask_cut(text, value)
-    return text
+    return _JWT.sub(_MASK, text)
+
+
+# A JWT by its shape (a JSON header "{"... in base64url, then payload and signature): a server
+# issues one per session (the emulator: its log quotes a malformed request's Authorization
+# header) and each would have to be registered, for ever.
+_JWT = re.compile(r"eyJ[\w-]{4,}\.[\w-]+\.[\w-]*")
 
 
 # Excerpts cut secrets: ours mask first, but others' do not (CPython's int() error message

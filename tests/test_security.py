@@ -298,6 +298,23 @@ def test_tracebacks_in_log_records_are_masked(caplog: pytest.LogCaptureFixture) 
     assert secret.reveal() not in caplog.text
 
 
+async def test_a_jwt_in_a_malformed_requests_log_is_masked_unregistered(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """aiohttp logs a malformed request with its bytes, Authorization header included. The
+    emulator issues a JWT per session, registered nowhere (a standalone emulator never wraps
+    them): masked by their shape. One of them was in the emulator's ERROR log."""
+    token = emulator_jwt.encode({"exp": 4e9, "sid": "never-registered"}, b"some-key")
+    assert token.startswith("eyJ")
+    async with Emulator(media_enabled=False) as emu:
+        path = "/v1/avatar-session/any/keep-alive"
+        control = b"Bearer " + token.encode() + b"\x01"
+        with caplog.at_level(logging.DEBUG):
+            assert await send(emu.port, Request("POST", path, control)) == 400
+    assert "Bearer ***" in caplog.text
+    assert token not in caplog.text and token.split(".")[1] not in caplog.text
+
+
 # --- the emulator refuses malformed tokens with 401 ------------------------------------------
 
 

@@ -274,6 +274,9 @@ def _build(args: argparse.Namespace) -> Emulator:
         raise ValueError("--fanout-ticks needs --fanout")
     if args.turn_url:
         turn = TurnConfig(args.turn_url, Secret(args.turn_username), Secret(args.turn_credential))
+    faults = _faults(args)
+    if args.no_media and faults != type(faults)():
+        raise ValueError("media faults need media (not --no-media)")
     media_options = None
     if not args.no_media:
         from ..emulator.media import AvatarMediaOptions
@@ -285,7 +288,7 @@ def _build(args: argparse.Namespace) -> Emulator:
             fps=args.fps,
             video_codec=args.video_codec,
             tts=args.tts,
-            faults=_faults(args),
+            faults=faults,
         )
     return Emulator(
         host=args.host,

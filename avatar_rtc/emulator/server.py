@@ -11,6 +11,7 @@ import contextlib
 import dataclasses
 import ipaddress
 import logging
+import math
 import threading
 from collections.abc import Callable, Iterator
 from types import TracebackType
@@ -77,12 +78,16 @@ class Emulator:
     ) -> None:
         if ended_end_status not in (404, 410):
             raise ValueError("ended_end_status must be 404 or 410")
-        if idle_timeout <= 0 or token_ttl <= 0:
-            raise ValueError("idle_timeout and token_ttl must be > 0")
+        if not (0 < idle_timeout < math.inf and 0 < token_ttl < math.inf):  # (NaN too)
+            raise ValueError("idle_timeout and token_ttl must be > 0 and finite")
         if turn_secret is not None and turn is None:
             raise ValueError("turn_secret needs a turn server (its url)")
         if fanout_ticks < 1 or (fanout_ticks > 1 and not fanout):
             raise ValueError("fanout_ticks: at least 1, and more only with fanout=True")
+        faults = media_options.faults if media_options is not None else None
+        if fanout and faults is not None and faults != type(faults)():  # (armed: not default)
+            # One stream encoded once for every viewer: there is no per-session media to fault.
+            raise ValueError("media faults cannot be injected into the fan-out stream")
         self.host = host
         self._requested_port = port
         self.port = 0

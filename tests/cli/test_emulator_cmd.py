@@ -146,6 +146,12 @@ def test_values_out_of_range_are_usage_errors(
         ["--no-media", "--idle-timeout", "0"],
         ["--fps", "0"],
         ["--fanout-ticks", "2"],  # (without --fanout)
+        # Accepted before: the fan-out stream ignored them, --no-media has no media to fault.
+        ["--fanout", "--packet-loss", "30"],
+        ["--fanout", "--black", "1:1"],
+        ["--no-media", "--freeze", "1:1"],
+        ["--no-media", "--token-ttl", "inf"],  # every create then answered 500
+        ["--no-media", "--idle-timeout", "nan"],  # sessions never expired
     ],
 )
 def test_bad_options_exit_2(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:

@@ -263,7 +263,18 @@ class WhepClient:
     async def _post_offer(self, sdp: str) -> WhepResponse:
         response = await self._request("POST", self.url, sdp)
         if response.status == 201:
-            return self._accept(response)
+            accepted = self._accept(response)  # first: the resource it names can be deleted
+            if not accepted.sdp.lstrip().startswith("v="):
+                # (it read as an answer without video: a codec disagreement, it was said)
+                excerpt = _excerpt(response)
+                kind = _media_type(response.content_type)
+                raise WhepError(
+                    f"WHEP POST answered 201 without an SDP answer (Content-Type {kind}): "
+                    f"{excerpt or 'empty'}",
+                    status=201,
+                    body=excerpt,
+                )
+            return accepted
         if response.status == 406 and response.content_type == SDP:
             accepted = self._accept(response)  # first: the resource it names can be deleted
             check_counter_offer(accepted.sdp)
@@ -367,6 +378,8 @@ def _error_for(response: HttpResponse, method: str) -> WhepError:
     status = response.status
     excerpt = _excerpt(response)
     message = f"WHEP {method} failed with HTTP {status}"
+    if method == "POST" and 200 <= status < 300:  # (WHEP's answer comes with 201 only)
+        message = f"WHEP {method} answered HTTP {status}, not the 201 Created WHEP requires"
     if excerpt:
         message += f": {excerpt}"
     error_type = {
@@ -375,6 +388,17 @@ def _error_for(response: HttpResponse, method: str) -> WhepError:
         415: WhepUnsupportedMediaTypeError,
     }.get(status, WhepError)
     return error_type(message, status=status, body=excerpt, retry_after=response.retry_after)
+
+
+def _media_type(content_type: str) -> str:
+    """For messages: a Content-Type as plain as ``text/html``, else what it is not."""
+    if not content_type:
+        return "none"
+    plain = redact(content_type)  # (a secret is masked, and "***" is no media type)
+    return plain if _MEDIA_TYPE.fullmatch(plain) else "not a media type"
+
+
+_MEDIA_TYPE = re.compile(r"[A-Za-z0-9.+-]{1,40}/[A-Za-z0-9.+-]{1,60}")
 
 
 def _excerpt(response: HttpResponse) -> str:

@@ -242,6 +242,42 @@ async def test_typed_errors(status: int, error: type[WhepError]) -> None:
     assert not server.requests("DELETE")  # nothing was created
 
 
+@pytest.mark.parametrize(
+    ("body", "content_type", "said"),
+    [
+        (b"<html>hi</html>", "text/html", "Content-Type text/html): <html>hi</html>"),
+        (b"", "application/sdp", "Content-Type application/sdp): empty"),
+        (b"this is not sdp", "application/sdp", "this is not sdp"),
+    ],
+)
+async def test_a_201_without_an_sdp_answer_is_a_whep_error(
+    body: bytes, content_type: str, said: str
+) -> None:
+    """A proxy's page or an empty body read as an answer without video: "it sends none of
+    these codecs", a CodecNegotiationError that sent users after their codecs."""
+    reply = web.Response(
+        status=201, body=body, headers={"Content-Type": content_type, "Location": "/whep/r/1"}
+    )
+    async with ScriptedWhep(post=[reply]) as server:
+        client = WhepClient(server.url())
+        with pytest.raises(WhepError, match="without an SDP answer") as info:
+            await client.offer(OFFER)
+        await client.delete()  # the resource it named is deleted all the same
+        await client.aclose()
+    assert type(info.value) is WhepError and info.value.status == 201
+    assert said in str(info.value)
+    assert [r.path for r in server.requests("DELETE")] == ["/whep/r/1"]
+
+
+async def test_a_200_is_said_to_be_no_201() -> None:
+    reply = web.Response(status=200, body=ANSWER.encode(), content_type="application/sdp")
+    async with ScriptedWhep(post=[reply]) as server:
+        client = WhepClient(server.url())
+        with pytest.raises(WhepError, match="answered HTTP 200, not the 201 Created"):
+            await client.offer(OFFER)
+        await client.aclose()
+
+
 async def test_problem_details_are_surfaced() -> None:
     problem = {"type": "about:blank", "title": "Service Unavailable", "detail": "no egress"}
     reply = web.Response(

@@ -117,6 +117,12 @@ class AvClock:
         track = self._tracks.get(kind)
         return None if track is None else track.source
 
+    def correction(self, kind: str) -> float:
+        """Seconds by which ``kind``'s timestamps still differ from its mapping (being slewed
+        away after a mapping change; 0.0 once settled or before the track's first frame)."""
+        track = self._tracks.get(kind)
+        return 0.0 if track is None else track.correction
+
     def on_sender_report(
         self, kind: str, ssrc: int, ntp_timestamp: int, rtp_timestamp: int
     ) -> None:

@@ -128,6 +128,9 @@ class ReceiveStats:
     # seconds (video: for a retransmission; audio: for a reordered packet).
     sender_repairs: bool = True
     hole_wait: float = 0.0
+    # Seconds the A/V clock is still slewing out of this track's timestamps after a mapping
+    # change (the switch to sender-report timing); 0.0 once settled.
+    clock_correction: float = 0.0
     # Outages whose lost tail was NACKed as soon as the transport carried anything again,
     # before this stream's own next packet (``NackTracker.guess_outage_tail``).
     early_tail_nacks: int = 0
@@ -454,6 +457,7 @@ class ReceivePipeline:
             nacks_throttled=self._nack.throttled,
             sender_repairs=self._sender_repairs(),
             hole_wait=self._hole_wait() if reorder is None else reorder.wait(now),
+            clock_correction=self.clock.correction(self.kind),
             early_tail_nacks=self._nack.tail_guesses,
             nack_echoes=self._nack.echoes,
             late_repairs=self._nack.late_repairs,

@@ -33,6 +33,29 @@ def test_clock_arrival_then_sr_is_continuous_and_monotonic() -> None:
         prev = pts
 
 
+def test_the_correction_being_slewed_is_reported_until_it_is_gone() -> None:
+    clock = AvClock(slew_rate=0.1, min_srs=1)
+    assert clock.correction("video") == 0.0  # no track yet
+    rtp = [1000 + i * 3000 for i in range(60)]  # 30 fps
+    clock.on_sender_report("video", 1, int(5000.0 * 2**32), rtp[0])
+    for i in range(30):
+        clock.map("video", 1, rtp[i], 90000, 100.0 + i / 30)
+    assert clock.correction("video") == 0.0  # the first SR sets the origin: nothing moves
+    # A newer SR puts the same frames 30 ms earlier: the output does not jump, the 30 ms are
+    # reported while slewed away at 10 % of media time (1/300 s per 1/30 s frame).
+    clock.on_sender_report("video", 1, int(4999.97 * 2**32), rtp[0])
+    corrections = []
+    for i in range(30, 60):
+        clock.map("video", 1, rtp[i], 90000, 100.0 + i / 30)
+        corrections.append(clock.correction("video"))
+    # (The switching frame slews its share too: 1/300 s of the 30 ms is gone at once.)
+    assert corrections[0] == pytest.approx(0.03 - 1 / 300, abs=1e-6)
+    assert corrections[7] == pytest.approx(0.03 - 8 / 300, abs=1e-6)
+    assert corrections[8] == pytest.approx(0.0, abs=1e-9)  # (NTP fixed point rounding)
+    assert corrections[9:] == [0.0] * 21
+    assert clock.correction("audio") == 0.0
+
+
 def test_clock_aligns_audio_and_video_through_sr() -> None:
     clock = AvClock(slew_rate=0.1, min_srs=1)
     # audio arrives 80 ms "late" relative to video (jitter buffer / network), same sender time

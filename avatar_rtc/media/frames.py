@@ -277,6 +277,11 @@ class AudioFrame:
         return self.data
 
 
+# Sample formats mixed and converted in numpy at the same rate: our libopus decoder's s16,
+# FFmpeg's own Opus decoder's fltp (PyAV's default, e.g. for a file), packed float.
+_DIRECT_FORMATS = frozenset({"s16", "flt", "fltp"})
+
+
 class AudioRechunker:
     """Resample decoded audio and cut it into fixed-size, gapless frames.
 
@@ -365,13 +370,13 @@ class AudioRechunker:
         if (
             self._resampler_used is False
             and frame.sample_rate == self.sample_rate
-            and frame.format.name == "s16"
-            and len(frame.layout.channels) in (1, 2)
+            and frame.format.name in _DIRECT_FORMATS
+            and frame.layout.nb_channels in (1, 2)
         ):
             return self._direct(frame)  # same rate: numpy is cheaper than swresample
         self._resampler_used = True
         if self._resampler is None:
-            self._resampled_channels = 1 if len(frame.layout.channels) == 1 else 2
+            self._resampled_channels = 1 if frame.layout.nb_channels == 1 else 2
             self._resampler = av.AudioResampler(
                 format="s16" if self.dtype == "int16" else "flt",
                 layout="mono" if self._resampled_channels == 1 else "stereo",
@@ -386,19 +391,41 @@ class AudioRechunker:
         return chunks[0] if len(chunks) == 1 else np.concatenate(chunks)
 
     def _direct(self, frame: av.AudioFrame) -> npt.NDArray[Any]:
-        src_ch = len(frame.layout.channels)
-        # Packed s16 is one plane: read it in place (PyAV's to_ndarray stacks planes, ~5 µs).
-        plane: Any = frame.planes[0]
-        pcm = np.frombuffer(plane, dtype=np.int16, count=frame.samples * src_ch).reshape(-1, src_ch)
-        if src_ch == 2 and self.channels == 1:
-            pcm = _mean_of_channels(pcm)
-        elif src_ch == 1 and self.channels == 2:
-            pcm = np.repeat(pcm, 2, axis=1)
-        elif self.dtype == "int16":
-            return pcm.copy()  # still the decoder's buffer: the frames we hand out own theirs
+        """Same rate: mix and convert in numpy (swresample cost FFmpeg's Opus decoder's
+        planar-float frames as much as their decoding). Returns an array of our own, never
+        the decoder's buffer."""
+        n = frame.samples
+        src_ch = frame.layout.nb_channels
+        planes: Any = frame.planes
+        own = False
+        pcm: npt.NDArray[Any]
+        if frame.format.name == "fltp":
+            # Planar: one buffer per channel (PyAV's to_ndarray stacks them, ~5 µs).
+            if src_ch == 1:
+                pcm = np.frombuffer(planes[0], dtype=np.float32, count=n).reshape(-1, 1)
+            elif self.channels == 1:  # the mean of the two: one pass fewer for int16
+                both = np.frombuffer(planes[0], dtype=np.float32, count=n).reshape(-1, 1)
+                both = both + np.frombuffer(planes[1], dtype=np.float32, count=n).reshape(-1, 1)
+                if self.dtype == "int16":
+                    return _float_to_int16(both, gain=0.5)
+                both *= np.float32(0.5)
+                return both
+            else:
+                pcm = np.stack([np.frombuffer(pl, dtype=np.float32, count=n) for pl in planes], 1)
+                own = True
+        else:
+            # Packed (s16, flt): one plane, read in place.
+            dtype = np.int16 if frame.format.name == "s16" else np.float32
+            pcm = np.frombuffer(planes[0], dtype=dtype, count=n * src_ch).reshape(-1, src_ch)
+        if pcm.shape[1] == 2 and self.channels == 1:
+            pcm, own = _mean_of_channels(pcm), True
+        elif pcm.shape[1] == 1 and self.channels == 2:
+            pcm, own = np.repeat(pcm, 2, axis=1), True
+        if pcm.dtype == self._np_dtype:
+            return pcm if own else pcm.copy()  # the frames we hand out own their buffers
         if self.dtype == "float32":
             return pcm.astype(np.float32) / np.float32(32768.0)
-        return pcm
+        return _float_to_int16(pcm)
 
     def _to_array(self, frame: av.AudioFrame) -> npt.NDArray[Any]:
         arr: npt.NDArray[Any] = frame.to_ndarray()  # packed: (1, samples * channels)
@@ -441,6 +468,17 @@ class AudioRechunker:
         self._pending_samples = int(rest.shape[0])
         self._pending_start += pos / self.sample_rate
         return out
+
+
+def _float_to_int16(pcm: npt.NDArray[Any], gain: float = 1.0) -> npt.NDArray[Any]:
+    """Float samples in [-1, 1] (times ``gain``) to int16 as swresample converts them:
+    x * 32768 rounded to the nearest (even), clipped. (np.minimum/maximum: np.clip costs
+    more than the rest together on a 20 ms frame.)"""
+    scaled: npt.NDArray[Any] = pcm * np.float32(32768.0 * gain)
+    np.rint(scaled, out=scaled)
+    np.minimum(scaled, 32767.0, out=scaled)
+    np.maximum(scaled, -32768.0, out=scaled)
+    return scaled.astype(np.int16)
 
 
 def _mean_of_channels(pcm: npt.NDArray[Any]) -> npt.NDArray[Any]:

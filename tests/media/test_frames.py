@@ -175,9 +175,58 @@ def test_a_centred_signal_keeps_its_level_in_every_format(
     assert peak == pytest.approx(0.3, rel=0.02)
 
 
+def _planar_float_frame(pcm: np.ndarray[Any, Any]) -> av.AudioFrame:
+    """(samples, channels) float32 -> a 48 kHz fltp frame, as FFmpeg's Opus decoder gives."""
+    layout = "mono" if pcm.shape[1] == 1 else "stereo"
+    frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(pcm.T), format="fltp", layout=layout)
+    frame.sample_rate = 48000
+    return frame
+
+
+@pytest.mark.parametrize("dtype", ["int16", "float32"])
+@pytest.mark.parametrize("channels", [1, 2])
+@pytest.mark.parametrize("source_channels", [1, 2])
+def test_planar_float_at_the_decoder_rate_is_converted_as_swresample_would(
+    monkeypatch: pytest.MonkeyPatch, dtype: str, channels: int, source_channels: int
+) -> None:
+    # FFmpeg's Opus decoder (PyAV's default, e.g. for a file) gives 48 kHz planar float:
+    # mixed and converted in numpy (swresample cost as much as the decoding), to the values
+    # swresample gives, within 1 LSB for a mix.
+    rng = np.random.default_rng(11)
+    pcm = rng.uniform(-1.0, 1.0, size=(960, source_channels)).astype(np.float32)
+    # Full scale, past it (both channels alike: swresample clips each before a mix), ties.
+    pcm[:6] = [[1.0], [-1.0], [1.2], [-1.2], [0.5 / 32768], [1.5 / 32768]]
+    resampled = av.AudioResampler(
+        format="s16" if dtype == "int16" else "flt",
+        layout="mono" if source_channels == 1 else "stereo",
+        rate=48000,
+    ).resample(_planar_float_frame(pcm))
+    ref = np.concatenate([f.to_ndarray().reshape(-1, source_channels) for f in resampled])
+    ref = ref.astype(np.float64)
+    if source_channels == 2 and channels == 1:
+        ref = ref.mean(axis=1, keepdims=True)
+    elif source_channels == 1 and channels == 2:
+        ref = np.repeat(ref, 2, axis=1)
+    made: list[object] = []
+    monkeypatch.setattr(av, "AudioResampler", lambda **kw: made.append(kw))  # not wanted
+    r = AudioRechunker(AudioFormat(48000, channels, 20, dtype))  # type: ignore[arg-type]
+    frame = _planar_float_frame(pcm)
+    (out,) = r.push(frame, 0.0, "arrival", 0.0)
+    assert made == [] and out.data.shape == (960, channels)
+    assert out.data.dtype == np.dtype(dtype)
+    error = np.abs(out.data.astype(np.float64) - ref).max()
+    if dtype == "float32":
+        assert error <= 1e-7
+    else:  # the mean rounds once here, twice through swresample's int16
+        assert error <= (0.5 if channels < source_channels else 0.0)
+    out.data[:] = 0  # ours to write: not the decoder's frame
+    plane: Any = frame.planes[0]
+    assert np.array_equal(np.frombuffer(plane, dtype=np.float32, count=960), pcm[:, 0])
+
+
 @pytest.mark.parametrize("channels", [1, 2])
 def test_rechunker_at_the_decoder_rate_mixes_and_copies(channels: int) -> None:
-    # 48 kHz s16 stereo in (Opus' output): no resampler, numpy only.
+    # 48 kHz s16 stereo in (a session's libopus decoder's output): no resampler, numpy only.
     rng = np.random.default_rng(7)
     pcm = rng.integers(-32768, 32768, size=(960, 2), dtype=np.int16)
     frame = av.AudioFrame.from_ndarray(pcm.reshape(1, -1), format="s16", layout="stereo")

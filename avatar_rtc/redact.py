@@ -39,16 +39,22 @@ __all__ = [
 _MASK = "***"
 _lock = threading.Lock()
 _registered: set[str] = set()
+_whole_only: set[str] = set()  # registered values masked only whole
 # Very short values would redact ordinary words; they are not credentials worth the noise.
 _MIN_LEN = 4
 
 
-def register_secret(value: str) -> None:
+def register_secret(value: str, *, pieces: bool = True) -> None:
     """Remember ``value`` so that :func:`redact` masks it wherever it appears, also as a
-    server may send it back in an error: URL-encoded, or escaped in JSON."""
+    server may send it back in an error: URL-encoded, or escaped in JSON. ``pieces=False``:
+    only whole, not its first or last characters cut off (a TURN REST user name ends with
+    the session id, which must stay readable everywhere else)."""
     if len(value) >= _MIN_LEN:
+        forms = encoded_forms(value)
         with _lock:
-            _registered.update(encoded_forms(value))
+            _registered.update(forms)
+            if not pieces:
+                _whole_only.update(forms)
 
 
 # What JSON encoders escape that a KS or a TURN credential (base64) holds: PHP writes "\/",
@@ -87,8 +93,10 @@ def redact(text: str) -> str:
         if value in text:
             text = text.replace(value, _MASK)
     for value in values:
-        if len(value) > _PIECE:
+        if len(value) > _PIECE and value not in _whole_only:
             text = _mask_cut(text, value)
+    text = _URL_PASSWORD.sub(rf"\g<1>{_MASK}@", text)
+    text = _KS_IN_REQUEST.sub(rf"\g<1>{_MASK}", text)
     return _JWT.sub(_MASK, text)
 
 
@@ -96,6 +104,11 @@ def redact(text: str) -> str:
 # issues one per session (the emulator: its log quotes a malformed request's Authorization
 # header) and each would have to be registered, for ever.
 _JWT = re.compile(r"eyJ[\w-]{4,}\.[\w-]+\.[\w-]*")
+# A password in a URL's user info (``https://user:PASSWORD@host``, ``turn:user:PASSWORD@host``),
+# and a KS in a request's Authorization header or query (a server logging a malformed request
+# quotes it, registered or not: a user's real KS sent to the emulator by mistake).
+_URL_PASSWORD = re.compile(r"((?:\b[a-zA-Z][\w+.-]*:(?://)?)[^\s:/@'\"]+:)[^\s@/'\"]+@")
+_KS_IN_REQUEST = re.compile(r"(?i)(\bauthorization:\s*ks\s+|[?&]ks=)[^\s&'\"\\]+")
 
 
 # Excerpts cut secrets: ours mask first, but others' do not (CPython's int() error message

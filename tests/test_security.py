@@ -16,24 +16,28 @@ import asyncio
 import base64
 import json
 import logging
+import pickle
 import ssl
 import traceback
 import urllib.parse
 from collections.abc import AsyncIterator
 from pathlib import Path
+from unittest import mock
 
 import aiohttp
 import pytest
 from aiohttp import web
 
+from avatar_rtc import redact as redact_module
 from avatar_rtc.api import ControlClient, RetryPolicy
 from avatar_rtc.cli.main import main
 from avatar_rtc.emulator import Emulator
 from avatar_rtc.emulator import jwt as emulator_jwt
 from avatar_rtc.errors import AvatarRTCError, ConfigurationError, NetworkError, NoCandidatesError
-from avatar_rtc.http.transport import HttpTransport
+from avatar_rtc.fleet.runner import register_job_secrets
+from avatar_rtc.http.transport import HttpTransport, check_http_url
 from avatar_rtc.options import SessionOptions
-from avatar_rtc.redact import RedactedError, Secret, redact_exception
+from avatar_rtc.redact import RedactedError, Secret, redact, redact_exception
 from avatar_rtc.rtc.connection import MediaConnection
 from avatar_rtc.rtc.ice_options import IceOptions
 from avatar_rtc.rtc.ice_servers import IceServer
@@ -313,6 +317,77 @@ async def test_a_jwt_in_a_malformed_requests_log_is_masked_unregistered(
             assert await send(emu.port, Request("POST", path, control)) == 400
     assert "Bearer ***" in caplog.text
     assert token not in caplog.text and token.split(".")[1] not in caplog.text
+
+
+async def test_an_unknown_ks_in_a_malformed_requests_log_is_masked(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A user's real KS sent to the emulator by mistake is registered nowhere: masked by its
+    place (Authorization header, ks= query) in aiohttp's log of a malformed request."""
+    ks = "djJ8MTIzNDU2fHVua25vd24ta3MtNzc0MQ"
+    async with Emulator(media_enabled=False) as emu:
+        with caplog.at_level(logging.DEBUG):
+            header = b"KS " + ks.encode() + b"\x01"
+            path = "/v1/avatar-session/any/keep-alive"
+            assert await send(emu.port, Request("POST", path, header)) == 400
+            query = f"/v1/avatar-session/any/keep-alive?ks={ks} \x01"
+            assert await send(emu.port, Request("POST", query, b"KS x")) == 400
+    assert "KS ***" in caplog.text
+    assert ks not in caplog.text and ks[:12] not in caplog.text
+
+
+def test_a_password_in_a_url_is_masked_wherever_it_is_quoted(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    password = "url-pass-0b7e5d"
+    for url in (
+        f"https://viewer:{password}@127.0.0.1:99999/w",
+        f"turn:u:{password}@127.0.0.1:3478",
+    ):
+        assert password not in redact(url) and "***@127.0.0.1" in redact(url)
+    with pytest.raises(ConfigurationError) as info:
+        check_http_url("--api-url", f"http://admin:{password}@127.0.0.1:99999/v1")
+    assert password not in str(info.value) and "admin:***@" in str(info.value)
+    # The CLI's refusal of a malformed --turn URL quoted it whole.
+    assert main(["probe", "--turn", f"turn:u:{password}@127.0.0.1:3479"]) == 2
+    err = capsys.readouterr().err
+    assert "malformed ICE server URL" in err and password not in err
+    # Plain URLs keep what they say.
+    for text in ("https://example.com/a@b", "turn:127.0.0.1:3478?transport=tcp", "12:30:45@noon"):
+        assert redact(text) == text
+
+
+def test_a_turn_rest_user_name_leaves_its_session_id_readable() -> None:
+    """The service's TURN user name is "<expiry>:<session id>": masked whole, but its tail
+    (the session id, in every other message) is not a cut piece of a secret."""
+    session_id = "0b1c2d3e4f5a6b7c8d9e"
+    IceServer("turn:127.0.0.1:3478", f"1765000000:{session_id}", "hmac-credential-9f8e7d6c")
+    line = f"keep-alive of session {session_id} failed; user 1765000000:{session_id}"
+    assert redact(line) == f"keep-alive of session {session_id} failed; user ***"
+    assert redact("hmac-credential-9f8e") == "***"  # a credential's cut piece still is
+
+
+def test_a_ks_from_the_environment_typed_as_an_argument_is_not_printed_back(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ks = "env-ks-typed-again-3d9a"
+    monkeypatch.setenv("AVATAR_KS", ks)
+    with pytest.raises(SystemExit) as info:
+        main(["probe", ks])
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and "unrecognized arguments: ***" in err and ks not in err
+
+
+def test_a_fleet_worker_masks_the_turn_credentials_it_was_handed() -> None:
+    """Workers get the options pickled: an unpickled IceServer registered nothing."""
+    server = IceServer("turn:127.0.0.1:3478", "worker-turn-user-41", "worker-turn-cred-41")
+    options = SessionOptions(ice=IceOptions(extra_servers=(server,)))
+    clear = pickle.dumps(options)
+    with mock.patch.object(redact_module, "_registered", set()):
+        unpickled = pickle.loads(clear)
+        assert redact("worker-turn-cred-41") == "worker-turn-cred-41"  # the fault fixed here
+        register_job_secrets(unpickled)
+        assert redact("cred worker-turn-cred-41 user worker-turn-user-41") == "cred *** user ***"
 
 
 # --- the emulator refuses malformed tokens with 401 ------------------------------------------

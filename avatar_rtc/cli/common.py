@@ -79,9 +79,9 @@ class Target:
     def describe(self) -> str:
         """Where we connect, without any credential (for the summary lines)."""
         if self.kind == "whep":
-            return f"WHEP {self.options.whep_url}"
+            return redact(f"WHEP {self.options.whep_url}")
         if self.kind == "service":
-            return f"service {self.options.api_url or '(default API URL)'}"
+            return redact(f"service {self.options.api_url or '(default API URL)'}")
         return "embedded emulator"
 
 

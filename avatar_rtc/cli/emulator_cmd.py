@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import contextlib
 import os
+import secrets
 import signal
 import sys
 from typing import TYPE_CHECKING, Any
@@ -55,17 +56,18 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--turn-url", metavar="URL", help="TURN host/URL handed out by init-client (default: none)"
     )
+    # Not a word of ordinary text: a client masks the credentials it receives in every line.
     parser.add_argument(
         "--turn-username",
-        default="kaltura",
+        default="emulator-turn-user",
         metavar="U",
         help="username init-client hands out with --turn-url (default %(default)s)",
     )
     parser.add_argument(
         "--turn-credential",
-        default="avatar",
         metavar="C",
-        help="credential init-client hands out with --turn-url (default %(default)s)",
+        help="credential init-client hands out with --turn-url (default: a random one for "
+        "this run; set it to your TURN server's; never printed)",
     )
     parser.add_argument(
         "--turn-secret",
@@ -273,7 +275,8 @@ def _build(args: argparse.Namespace) -> Emulator:
     if args.fanout_ticks != 1 and not args.fanout:
         raise ValueError("--fanout-ticks needs --fanout")
     if args.turn_url:
-        turn = TurnConfig(args.turn_url, Secret(args.turn_username), Secret(args.turn_credential))
+        credential = args.turn_credential or secrets.token_urlsafe(16)
+        turn = TurnConfig(args.turn_url, Secret(args.turn_username), Secret(credential))
     faults = _faults(args)
     if args.no_media and faults != type(faults)():
         raise ValueError("media faults need media (not --no-media)")

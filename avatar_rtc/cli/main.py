@@ -17,6 +17,7 @@ import argparse
 import contextlib
 import importlib
 import logging
+import os
 import signal
 import sys
 import threading
@@ -44,6 +45,14 @@ def _subcommands() -> tuple[ModuleType, ...]:
 # Options whose value is a credential, in every command (their values are masked in the
 # parser's own error messages too).
 SECRET_OPTIONS = ("--ks", "--bearer", "--turn-username", "--turn-credential", "--turn-secret")
+# Environment variables that hold one (of the client and of the emulator).
+SECRET_ENVIRONMENT = (
+    "AVATAR_KS",
+    "AVATAR_BEARER",
+    "AVATAR_TURN_CREDENTIAL",
+    "AVATAR_EMULATOR_KS",
+    "AVATAR_EMULATOR_TURN_SECRET",
+)
 # Options whose names begin secret ones': given in full they are themselves, not abbreviations
 # (a TURN server's URL is no secret, and masking it hid which server failed).
 NOT_SECRET_PREFIXES = ("--turn",)
@@ -146,6 +155,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             for value in secret_arguments(sys.argv[1:] if argv is None else argv):
                 register_secret(value)  # before parsing: its errors may quote them
+            for name in SECRET_ENVIRONMENT:
+                if os.environ.get(name):
+                    register_secret(os.environ[name])  # also typed where it does not belong
             parser = build_parser()
             args = parser.parse_args(argv)
             command = f"avatar-rtc {args.command}"

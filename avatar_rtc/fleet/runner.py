@@ -53,7 +53,7 @@ async def run_job(
     """Run ``job`` to the end (see the module docstring); ``frames``: where a ``decode`` job
     with ``share_frames`` hands its frames."""
     result = JobResult(job.index, job.kind, worker=f"{socket.gethostname()}:{os.getpid()}")
-    _register_secrets(job.options)
+    register_job_secrets(job.options)
     try:
         await _run(job, result, stop or asyncio.Event(), frames)
         if job.kind == "qa" and result.file is not None:
@@ -66,11 +66,17 @@ async def run_job(
     return result
 
 
-def _register_secrets(options: SessionOptions) -> None:
-    # Unpickled Secrets skip __init__: register them again so this process's logs mask them.
+def register_job_secrets(options: SessionOptions) -> None:
+    """Register the secrets of ``options`` in this process: unpickled Secrets and IceServers
+    skip their ``__init__``, so a worker's logs would not mask them."""
     for secret in (options.ks, options.bearer):
         if secret is not None:
             register_secret(secret.reveal())
+    for server in options.ice.extra_servers:
+        if server.username:
+            register_secret(server.username, pieces=False)
+        if server.credential:
+            register_secret(server.credential)
 
 
 async def _run(

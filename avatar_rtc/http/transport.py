@@ -101,9 +101,9 @@ def check_http_url(name: str, url: str) -> None:
         parts = urlsplit(url)
         parts.port  # noqa: B018 (raises ValueError when out of range)
     except ValueError as exc:
-        raise ConfigurationError(f"{name} {url!r}: {exc}") from None
+        raise ConfigurationError(f"{name} {redact(url)!r}: {exc}") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigurationError(f"{name} {url!r}: an http:// or https:// URL with a host")
+        raise ConfigurationError(f"{name} {redact(url)!r}: an http:// or https:// URL with a host")
 
 
 def header_safe(value: str) -> bool:

@@ -8,7 +8,7 @@ from typing import Literal
 
 from ..api.models import TurnConfig
 from ..errors import ConfigurationError
-from ..redact import register_secret
+from ..redact import redact, register_secret
 
 __all__ = ["IceServer", "IceUrl", "TurnPorts", "ice_servers_from_turn", "parse_ice_url"]
 
@@ -33,9 +33,12 @@ class IceServer:
     def __post_init__(self) -> None:
         # Credentials may come from a caller or a WHEP Link header, not only from a Secret:
         # register them so the log filter masks them wherever they would show up.
-        for value in (self.username, self.credential):
-            if value:
-                register_secret(value)
+        if self.username:
+            # Whole only: a TURN REST user name is "<expiry>:<session id>", and the session
+            # id must stay readable in every other message.
+            register_secret(self.username, pieces=False)
+        if self.credential:
+            register_secret(self.credential)
 
     def __repr__(self) -> str:
         masked = "***" if self.credential else None
@@ -73,7 +76,7 @@ def parse_ice_url(url: str) -> IceUrl:
     """
     match = _URL_RE.fullmatch(url.strip())
     if match is None:
-        raise ConfigurationError(f"malformed ICE server URL {url!r}")
+        raise ConfigurationError(f"malformed ICE server URL {redact(url)!r}")
     scheme = match["scheme"].lower()
     host = match["host"].strip("[]")
     secure = scheme.endswith("s")

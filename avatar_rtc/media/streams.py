@@ -390,7 +390,11 @@ class VideoStream(_Stream[VideoFrame]):
     def _make(self, decoded: DecodedFrame, prepare: bool) -> list[VideoFrame]:
         frame = VideoFrame.from_decoded(decoded, self.format)
         if prepare and self.format.pixel_format is not None:
-            frame.to_ndarray()  # a consumer is waiting: convert here, off the loop
+            # A consumer is waiting: convert here, off the loop. A size swscale refuses is
+            # left to the reader's conversion, which raises it to the reader (here it only
+            # failed the sink, frame after frame, while the reader waited for ever).
+            with contextlib.suppress(ConfigurationError):
+                frame.to_ndarray()
         return [frame]
 
     async def _finish(self, item: VideoFrame) -> VideoFrame:

@@ -20,6 +20,7 @@ from typing import TypeVar
 import numpy as np
 import pytest
 
+from avatar_rtc.errors import ConfigurationError
 from avatar_rtc.media import (
     AudioFormat,
     AudioFrame,
@@ -364,6 +365,34 @@ def test_frames_convert_in_a_worker_thread_only_when_the_decoder_has_a_thread_of
     finally:
         stream.close()
         loop.close()
+
+
+@pytest.mark.parametrize("threaded", [True, False])
+def test_a_size_swscale_refuses_is_raised_to_the_waiting_reader(
+    threaded: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A reader already waiting has frames converted for it as they are decoded: a size
+    swscale refuses (VideoFormat cannot know it) failed the decoder's sink there, logged
+    frame after frame, and the reader waited for ever."""
+    source = FakeSource()
+    make = functools.partial(TrackDecoder, threaded=threaded, max_queue_delay=float("inf"))
+    decoder = decoder_for(source, make)
+    loop = asyncio.new_event_loop()
+    stream = VideoStream(source, VideoFormat("rgb24", size=(20000, 20000)), policy="all", loop=loop)
+
+    async def read() -> None:
+        waiting = asyncio.ensure_future(stream.recv())
+        await asyncio.sleep(0)  # the reader waits before the frames come
+        await asyncio.to_thread(_feed, decoder, source, h264_frames(3, gop=3))
+        with pytest.raises(ConfigurationError, match="20000x20000"):
+            await asyncio.wait_for(waiting, 10)
+
+    try:
+        loop.run_until_complete(read())
+    finally:
+        stream.close()
+        loop.close()
+    assert "sink failed" not in caplog.text
 
 
 def _feed(decoder: TrackDecoder, source: FakeSource, batch: list[EncodedFrame]) -> None:

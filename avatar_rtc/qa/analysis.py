@@ -116,7 +116,7 @@ class MediaQa:
         if self._lipsync is not None and video is not None:
             lipsync = self._lipsync.result()
             if audio is not None:
-                _confirm_dropouts(audio, lipsync, video.freezes + video.pauses)
+                _confirm_dropouts(audio, lipsync, video.freezes + video.pauses, video.black)
         starts = [
             r.first_time for r in (video, audio) if r is not None and r.first_time is not None
         ]
@@ -133,10 +133,13 @@ class MediaQa:
         return report
 
 
-def _confirm_dropouts(audio: AudioResult, lipsync: LipSyncResult, still: list[Span]) -> None:
+def _confirm_dropouts(
+    audio: AudioResult, lipsync: LipSyncResult, still: list[Span], black: list[Span]
+) -> None:
     """Keep the dropouts the mouth confirms (when it can tell), read at the sound's time.
-    ``still``: where the picture stood still (freezes, pauses): a mouth frozen open there
-    says nothing, so the pauses the mouth alone would judge there are left out."""
+    ``still``: where the picture stood still (freezes, pauses), ``black``: black runs: a
+    mouth frozen open (or none) there says nothing, so the mouth is not read there, and the
+    pauses the mouth alone would judge there are left out."""
     known = lipsync.offset_ms is not None and lipsync.verdict != "unknown"
     # The step rule's dropouts, and the pauses it did not see (judged by the mouth alone).
     pauses = [
@@ -153,6 +156,7 @@ def _confirm_dropouts(audio: AudioResult, lipsync: LipSyncResult, still: list[Sp
         lipsync.motion_times,
         lipsync.motion,
         offset=(lipsync.offset_ms or 0.0) / 1000.0 if known else 0.0,
+        blind=still + black,
     )
     if kept is not None:
         found = [span if span in audio.dropouts else audio.fade_start(span) for span in kept]

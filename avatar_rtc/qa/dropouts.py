@@ -11,6 +11,8 @@ by the measured lip-sync offset.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import numpy.typing as npt
 
@@ -33,10 +35,18 @@ def confirm_by_mouth(
     motion_times: Floats,
     motion: Floats,
     offset: float = 0.0,
+    blind: Sequence[Span] = (),
 ) -> list[Span] | None:
     """The candidates during which the mouth went on talking; None if the mouth cannot tell
     (too few measurements in speech or outside it). ``offset``: the lip-sync offset in seconds
-    (positive: the sound comes first, so the picture of a sound comes later)."""
+    (positive: the sound comes first, so the picture of a sound comes later). ``blind``:
+    where the picture shows no mouth at work (frozen, black; on the picture's clock): its
+    measurements are left out (a mouth frozen open looked like one talking through a pause)."""
+    if blind:
+        seen = ~_inside(times, list(blind))
+        times, openness = times[seen], openness[seen]
+        seen = ~_inside(motion_times, list(blind))
+        motion_times, motion = motion_times[seen], motion[seen]
     times, motion_times = times - offset, motion_times - offset  # on the sound's clock
     open_mid = _midpoint(times, openness, speech, candidates)
     motion_mid = _midpoint(motion_times, motion, speech, candidates)

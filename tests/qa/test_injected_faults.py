@@ -297,6 +297,23 @@ async def test_a_500ms_black_run_is_found_once(run_case: RunCase) -> None:
         assert report.video.freezes == []
 
 
+@pytest.mark.parametrize(
+    ("fault", "check"), [("freeze_repeated", "video.freezes"), ("black", "video.black")]
+)
+async def test_a_picture_frozen_or_black_over_a_pause_is_no_audio_dropout(
+    run_case: RunCase, fault: str, check: str
+) -> None:
+    """The picture stands still (or goes black) over the pause after "Hello!": a mouth
+    frozen open there looked like one talking through a dropout, and clean audio failed
+    ``audio.dropouts``."""
+    faults = MediaFaults(**{fault: FaultWindow(0.2, 0.8)})  # type: ignore[arg-type]
+    case = await run_case(faults, "Hello! Let me tell you about our new avatar.")
+    for name, report, _ in case.reports():
+        assert report.audio is not None
+        assert report.audio.dropouts == [], f"{fault} {name}: {report.audio.dropouts}"
+        assert [c.name for c in report.checks if not c.ok] == [check], f"{fault} {name}"
+
+
 # --- audio dropout and speech delay ---------------------------------------------------------
 
 

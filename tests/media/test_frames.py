@@ -242,6 +242,29 @@ def test_rechunker_at_the_decoder_rate_mixes_and_copies(channels: int) -> None:
     assert np.array_equal(frame.to_ndarray().reshape(-1, 2), pcm)
 
 
+@pytest.mark.parametrize("lost", [1, 2])
+def test_one_lost_20ms_packet_is_filled_and_the_timestamps_keep_step(lost: int) -> None:
+    # One lost packet, the commonest loss, was within the 30 ms tolerance: its 20 ms were
+    # neither filled nor counted, and the next frame's timestamp jumped 20 ms.
+    r = AudioRechunker(AudioFormat(sample_rate=48000, channels=1, frame_ms=20))
+    out = []
+    for k in [k for k in range(12) if not 5 <= k < 5 + lost]:
+        out += r.push(sine(960, 960 * k), 3.0 + k * 0.02, "rtcp-sr", 0.0)
+    assert r.gaps_filled == 1 and len(out) == 12
+    for a, b in itertools.pairwise(out):
+        assert b.presentation_time - a.presentation_time == pytest.approx(0.02, abs=1e-9)
+    assert [bool(np.any(f.data)) for f in out[5 : 5 + lost]] == [False] * lost
+
+
+def test_the_clock_slewing_one_packet_is_neither_filled_nor_trimmed() -> None:
+    # AvClock slews a correction at 10 % of media time: 2 ms a 20 ms packet.
+    r = AudioRechunker(AudioFormat(sample_rate=48000, channels=1, frame_ms=20))
+    out = []
+    for k in range(20):
+        out += r.push(sine(960, 960 * k), k * 0.022, "rtcp-sr", 0.0)
+    assert r.gaps_filled == 0 and r.samples_trimmed == 0 and len(out) == 20
+
+
 def test_rechunker_fills_lost_packets_with_silence() -> None:
     r = AudioRechunker(AudioFormat(sample_rate=48000, channels=2, frame_ms=10))
     out = []

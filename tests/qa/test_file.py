@@ -103,6 +103,42 @@ def test_an_audio_only_file_of_clean_speech_passes(make_media: MakeMedia, tmp_pa
     assert "audio.dropouts" not in [c.name for c in report.checks]
 
 
+def _cut(path: Path, out: Path) -> Path:
+    out.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    return out
+
+
+def _fragmented_mp4(source: Path, out: Path) -> Path:
+    """``source`` remuxed as our recorder writes MP4 (fragments: a cut file still opens)."""
+    options = {"movflags": "frag_keyframe+empty_moov+default_base_moof"}
+    with av.open(str(source)) as src, av.open(str(out), "w", options=options) as dst:
+        streams = {s.index: dst.add_stream_from_template(s) for s in src.streams}
+        for packet in src.demux():
+            if packet.dts is not None:
+                packet.stream = streams[packet.stream.index]
+                dst.mux(packet)
+    return out
+
+
+def test_a_truncated_file_fails_as_damaged(make_media: MakeMedia, tmp_path: Path) -> None:
+    """Cut in half, a file passed as a shorter clean one, without a word."""
+    clean = make_media("drawn_0.mkv", face="drawn", faults=Faults(0.0))
+    whole = analyse_file(clean)
+    assert whole.verdict == "pass" and "damage" not in whole.media
+    mp4 = _fragmented_mp4(clean, tmp_path / "fragmented.mp4")
+    assert analyse_file(mp4).verdict == "pass"
+    # Matroska keeps its duration in the header; a fragmented MP4 ends in a partial packet.
+    for cut, found in (
+        (_cut(clean, tmp_path / "cut.mkv"), "it declares"),
+        (_cut(mp4, tmp_path / "cut.mp4"), "damaged packet"),
+    ):
+        report = analyse_file(cut)
+        assert report.duration < whole.duration - 1.0
+        failed = [c for c in report.checks if not c.ok]
+        assert [c.name for c in failed] == ["file.intact"], failed
+        assert found in str(failed[0].value) and report.media["damage"]
+
+
 def test_a_hole_in_the_audio_timestamps_is_a_dropout_and_keeps_lip_sync(
     make_media: MakeMedia, tmp_path: Path
 ) -> None:

@@ -37,6 +37,7 @@ from .arguments import (
 from .exit_status import print_error
 from .output_file import check_output_file, check_report_files, write_report_files
 from .progress import format_duration
+from .qa_cmd import check_qa_extra
 
 if TYPE_CHECKING:
     from ..fleet import Engine, FleetJob, FleetReport, JobResult
@@ -162,6 +163,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _check_engine(args: argparse.Namespace) -> None:
+    if args.job == "qa" or args.plot:
+        check_qa_extra("--job qa" if args.job == "qa" else "--plot")
     if args.engine != "ray" and args.address:
         raise ConfigurationError("--address is for --engine ray")
     if args.engine == "ray":

@@ -83,6 +83,15 @@ until the last turn has been spoken plus one second, and for at least --duration
 the first frame (default without turns: 5)."""
 
 
+def check_qa_extra(what: str) -> None:
+    """``ConfigurationError`` (a usage error, exit 2) unless the qa extra is installed: said
+    before anything runs, by every command that needs it."""
+    try:
+        import avatar_rtc.qa  # noqa: F401
+    except ImportError as exc:
+        raise ConfigurationError(f"{what}: {EXTRA_HINT} ({exc.__cause__ or exc})") from None
+
+
 def register(subparsers: Any) -> None:
     parser = add_command(
         subparsers,
@@ -121,10 +130,12 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     # Imported here: NumPy/SciPy/OpenCV would slow every other command's start.
     try:
-        from ..qa import load_thresholds
-    except ImportError as exc:
-        print_error(COMMAND, RuntimeError(f"{EXTRA_HINT} ({exc})"))
-        return AvatarRTCError.exit_code
+        check_qa_extra("qa")
+    except ConfigurationError as exc:
+        print_error(COMMAND, exc)
+        return exc.exit_code
+    from ..qa import load_thresholds
+
     try:
         thresholds = load_thresholds(args.thresholds) if args.thresholds else None
         check_report_files(args.json, args.plot)

@@ -44,7 +44,7 @@ from .arguments import (
 from .exit_status import exit_code_of, print_error
 from .output_file import check_output_file
 from .progress import Progress, ProgressSample, format_duration, format_size
-from .qa_cmd import EXTRA_HINT, report_beside
+from .qa_cmd import check_qa_extra, report_beside
 
 if TYPE_CHECKING:
     # The media stack loads when a recording runs, not for --help (see main.py).
@@ -208,7 +208,7 @@ def run(args: argparse.Namespace) -> int:
                 raise ConfigurationError(str(exc)) from None
         check_output_file(args.out, force=args.force)
         if args.report:
-            check_qa_extra()
+            check_qa_extra("--report")
             check_output_file(str(report_beside(args.out)), force=args.force)
         check_speech(args.speech, target)
         check_until_idle(args)
@@ -295,14 +295,6 @@ class _QaOutcome:
     def to_dict(self) -> dict[str, Any]:
         error = None if self.error is None else str(self.error)
         return {"file": self.path, "verdict": self.verdict, "error": error}
-
-
-def check_qa_extra() -> None:
-    """``--report`` needs the qa extra: say so before connecting."""
-    try:
-        import avatar_rtc.qa  # noqa: F401
-    except ImportError as exc:
-        raise ConfigurationError(f"--report: {EXTRA_HINT} ({exc})") from None
 
 
 async def _analyse(out: str) -> _QaOutcome:

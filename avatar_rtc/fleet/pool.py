@@ -350,7 +350,7 @@ def worker_main(conn: Connection, ring: RingSpec | None, log_level: int) -> None
 
 async def _serve(conn: Connection, ring: FrameRing | None) -> None:
     from ..media.frames import VideoFrame
-    from ..redact import install_log_redaction
+    from ..redact import install_log_redaction, redact
     from .runner import run_job
 
     install_log_redaction()
@@ -376,11 +376,18 @@ async def _serve(conn: Connection, ring: FrameRing | None) -> None:
         conn.send(("frame", meta))
         return True
 
-    def finished(job_id: int, task: asyncio.Task[JobResult]) -> None:
+    def finished(job_id: int, job: FleetJob, task: asyncio.Task[JobResult]) -> None:
         running.pop(job_id, None)
-        if not task.cancelled():
-            with contextlib.suppress(OSError):
-                conn.send(("result", job_id, task.result()))
+        if task.cancelled():
+            return
+        crash = task.exception()
+        if crash is None:
+            result = task.result()
+        else:  # (a missing extra's ImportError...): the pool would wait for it for ever
+            logger.error("job %d failed", job.index, exc_info=crash)
+            result = _failed(job, redact(f"{type(crash).__name__}: {crash}"))
+        with contextlib.suppress(OSError):
+            conn.send(("result", job_id, result))
 
     loop.add_reader(conn.fileno(), receive)
     while True:
@@ -394,7 +401,7 @@ async def _serve(conn: Connection, ring: FrameRing | None) -> None:
         _, job_id, job = message
         stop = asyncio.Event()
         task = asyncio.create_task(run_job(job, stop=stop, frames=share if ring else None))
-        task.add_done_callback(functools.partial(finished, job_id))
+        task.add_done_callback(functools.partial(finished, job_id, job))
         running[job_id] = (task, stop)
     if running:
         await asyncio.wait([task for task, _ in running.values()])

@@ -10,6 +10,14 @@ plot).
 
 from __future__ import annotations
 
+try:  # the qa extra: say so, rather than a bare "No module named 'scipy'"
+    import cv2  # noqa: F401
+    import scipy  # type: ignore[import-untyped]  # noqa: F401
+except ImportError as exc:
+    raise ImportError(
+        f"avatar_rtc.qa needs the qa extra: pip install 'avatar-rtc[qa]' ({exc})"
+    ) from exc
+
 from .analysis import MediaQa, analysis_size
 from .audio import AudioAnalyser, AudioResult
 from .file import NoMediaInFileError, analyse_file

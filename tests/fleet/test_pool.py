@@ -162,6 +162,22 @@ async def test_jobs_after_a_worker_died_run_on_the_others(options: SessionOption
     assert [r.ok for r in after] == [True] * 3, [r.error for r in after]
 
 
+async def test_a_job_that_raises_what_the_runner_does_not_catch_fails_instead_of_hanging(
+    options: SessionOptions, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without the qa extra a qa job raised ModuleNotFoundError in its worker: the result
+    was never sent and the pool (and `fleet --job qa`, Ctrl-C too) waited for ever."""
+    fake = tmp_path / "no_scipy" / "scipy"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text("raise ModuleNotFoundError(\"No module named 'scipy'\")\n")
+    monkeypatch.syspath_prepend(str(fake.parent))  # spawned workers get our sys.path
+    job = FleetJob(0, "qa", options, duration=1.0, out_dir=str(tmp_path))
+    async with SessionPool(1, measure=False) as pool:
+        result = await asyncio.wait_for(pool.submit(job), 60)
+    assert not result.ok and result.exit_code == 1
+    assert result.error is not None and "scipy" in result.error, result.error
+
+
 async def test_a_dead_workers_result_names_the_file_it_was_writing(
     options: SessionOptions, tmp_path: Path
 ) -> None:

@@ -30,7 +30,10 @@ from _target import target  # the real service, or an emulator started here
 try:
     import torch
 except ImportError:
-    sys.exit("torch_tensors.py needs PyTorch: pip install torch (a CPU build is enough)")
+    sys.exit(
+        "torch_tensors.py needs PyTorch; a CPU build is enough: pip install torch "
+        "--index-url https://download.pytorch.org/whl/cpu"
+    )
 
 SIZE = (224, 224)  # what a typical vision model takes
 BATCH = 8

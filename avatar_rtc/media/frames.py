@@ -276,6 +276,11 @@ class AudioFrame:
     def array(self) -> npt.NDArray[Any]:
         return self.data
 
+    def to_ndarray(self) -> npt.NDArray[Any]:
+        """The PCM (``data``), as a video frame's ``to_ndarray()``: already in the stream's
+        ``AudioFormat``, nothing is converted."""
+        return self.data
+
 
 # Sample formats mixed and converted in numpy at the same rate: our libopus decoder's s16,
 # FFmpeg's own Opus decoder's fltp (PyAV's default, e.g. for a file), packed float.

@@ -314,3 +314,14 @@ def test_an_error_line_carries_the_errors_notes() -> None:
         "avatar-rtc probe: AuthenticationError: catalog failed: HTTP 401: Invalid Kaltura "
         "Session (no avatar_id given and $AVATAR_ID unset: the catalog was asked)"
     )
+
+
+def test_python_dash_m_avatar_rtc_is_the_command() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "avatar_rtc", "--version"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert out.returncode == 0 and out.stdout.startswith("avatar-rtc "), out.stderr

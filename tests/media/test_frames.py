@@ -265,6 +265,12 @@ def test_the_clock_slewing_one_packet_is_neither_filled_nor_trimmed() -> None:
     assert r.gaps_filled == 0 and r.samples_trimmed == 0 and len(out) == 20
 
 
+def test_an_audio_frame_converts_on_request_as_a_video_frame_does() -> None:
+    r = AudioRechunker(AudioFormat(sample_rate=48000, channels=2, frame_ms=20))
+    (frame,) = r.push(sine(960, 0), 0.0, "arrival", 0.0)
+    assert frame.to_ndarray() is frame.array is frame.data
+
+
 def test_rechunker_fills_lost_packets_with_silence() -> None:
     r = AudioRechunker(AudioFormat(sample_rate=48000, channels=2, frame_ms=10))
     out = []

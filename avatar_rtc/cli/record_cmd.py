@@ -507,6 +507,9 @@ def summary(
                 "duration": round(stream.duration, 3),
                 "bytes": stream.bytes,
             }
+    if "audio" in streams and stats.audio_fill_packets:
+        # Copy mode: Opus silence packets written into holes, on top of the frames received.
+        streams["audio"]["silence_filled"] = stats.audio_fill_packets
     return {
         "file": stats.path,
         "mode": stats.mode,
@@ -517,6 +520,8 @@ def summary(
         "stopped_by": outcome.reason,
         "wall_seconds": round(wall, 3),
         "error": stats.error,
+        # A writer error (a full disk...): the file holds less than the counts say.
+        "complete": stats.error is None,
         **({"report": qa.to_dict()} if qa is not None else {}),
     }
 
@@ -556,13 +561,19 @@ def _print_summary(
         f"size {format_size(data['size'])}, dropped {data['dropped']}",
     ]
     for kind, info in data["streams"].items():
+        filled = info.get("silence_filled")
+        extra = f" (and {filled} of silence filled into holes)" if filled else ""
         lines.append(
-            f"  {kind}: {_route_text(info)}, {info['frames']} frames, {info['duration']:.3f} s"
+            f"  {kind}: {_route_text(info)}, {info['frames']} frames{extra}, "
+            f"{info['duration']:.3f} s"
         )
     if not data["streams"]:
         lines.append("  no streams: nothing was received")
     if stats.error:
-        lines.append(f"  writer error: {stats.error}")
+        lines.append(
+            f"  writer error: {stats.error}; the file is incomplete: it holds less than the "
+            "counts above (frames handed to the writer)"
+        )
     if qa is not None and qa.path is not None:
         lines.append(f"  QA report {qa.path}: {qa.verdict}")
     print(redact("\n".join(lines)), flush=True)

@@ -22,6 +22,7 @@ import pytest
 
 from avatar_rtc.cli import record_cmd
 from avatar_rtc.cli.arguments import Speech
+from avatar_rtc.cli.common import Target
 from avatar_rtc.cli.main import build_parser, main
 from avatar_rtc.cli.progress import (
     Progress,
@@ -32,7 +33,8 @@ from avatar_rtc.cli.progress import (
     progress_line,
 )
 from avatar_rtc.errors import ConfigurationError
-from avatar_rtc.record import RecordedStreamStats
+from avatar_rtc.options import SessionOptions
+from avatar_rtc.record import RecordedStreamStats, RecorderStats
 from tests.support import require, require_tool
 
 SAY = "Hello! I am your avatar."
@@ -467,3 +469,47 @@ def test_a_full_disk_ends_the_recording_when_the_writer_fails(tmp_path: Path) ->
     assert last.startswith("avatar-rtc record: RecordError: recording to"), result.stderr
     assert "No space left on device" in last
     assert "Traceback" not in result.stderr
+
+
+def _stats(**changes: Any) -> RecorderStats:
+    video = RecordedStreamStats("h264", frames=50, bytes=1000, start=0.0, end=2.0)
+    audio = RecordedStreamStats("opus", frames=80, bytes=500, start=0.0, end=2.0)
+    fields: dict[str, Any] = dict.fromkeys(
+        ("queued", "queued_bytes", "peak_queued", "peak_queued_bytes", "dropped",
+         "dropped_bytes", "skipped_before_start", "skipped_rate", "timestamp_fixups",
+         "audio_overlap_drops", "audio_fill_packets", "late_writes"), 0,
+    )  # fmt: skip
+    fields.update(path="/nonexistent/x.mkv", mode="copy", started=True, closed=True)
+    fields.update(video=video, audio=audio, duration=2.0, transcoded_video=False, error=None)
+    return RecorderStats(**{**fields, **changes})
+
+
+def test_the_summary_says_a_file_cut_by_a_writer_error_is_incomplete(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """After "No space left on device" the summary counted 50 frames, the file held 43."""
+    outcome = record_cmd._Outcome()
+    stats = _stats(error="RecordError: [Errno 28] No space left on device")
+    assert record_cmd.summary(_stats(), outcome, 1.0)["complete"] is True
+    assert record_cmd.summary(stats, outcome, 1.0)["complete"] is False
+    args = Namespace(json=False)
+    record_cmd._print_summary(args, Target("emulator", SessionOptions()), stats, outcome, 1.0)
+    assert "the file is incomplete" in capsys.readouterr().out
+
+
+def test_the_summary_counts_the_silence_filled_into_audio_holes(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The audio line said 350 frames of a file holding 501 packets."""
+    stats = _stats(audio_fill_packets=151)
+    data = record_cmd.summary(stats, record_cmd._Outcome(), 1.0)
+    assert data["streams"]["audio"]["silence_filled"] == 151
+    assert (
+        "silence_filled"
+        not in record_cmd.summary(_stats(), record_cmd._Outcome(), 1.0)["streams"]["audio"]
+    )
+    args = Namespace(json=False)
+    record_cmd._print_summary(
+        args, Target("emulator", SessionOptions()), stats, record_cmd._Outcome(), 1.0
+    )
+    assert "80 frames (and 151 of silence filled into holes)" in capsys.readouterr().out

@@ -246,13 +246,14 @@ class ControlCalls:
                     content_type = content_type or "audio/mpeg"
                 if duration is None:
                     duration = await asyncio.to_thread(audio_duration, data)
+            duration_field = duration_text(duration)  # (a duration <= 0 or nan: refused)
         except ValueError as exc:
             raise ConfigurationError(f"say-audio {filename}: {exc}") from None
         content_type = content_type or guess_audio_type(filename, data)
         turn_id = turn_id or new_turn_id()
         form = aiohttp.FormData()
         form.add_field("turnId", turn_id)
-        form.add_field("duration", duration_text(duration))
+        form.add_field("duration", duration_field)
         form.add_field(
             "audio",
             data,

@@ -190,15 +190,18 @@ def _write_gathered(job: FleetJob, result: JobResult, files: dict[str, bytes]) -
         return
     out = Path(job.out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    for field in ("file", "report_file"):  # the recording first: the report names it
-        data = files.get(field)
-        if data is None:
-            continue
-        target = out / Path(getattr(result, field)).name
-        if field == "report_file" and result.file is not None:
-            data = _naming_source(data, result.file)
-        target.write_bytes(data)
-        setattr(result, field, str(target))
+    recording = files.get("file")
+    if recording is not None and result.file is not None:  # first: the report names it
+        target = out / Path(result.file).name
+        target.write_bytes(recording)
+        result.file = str(target)
+    report = files.get("report_file")
+    if report is not None and result.report_file is not None:
+        if result.file is not None:
+            report = _naming_source(report, result.file)
+        target = out / Path(result.report_file).name
+        target.write_bytes(report)
+        result.report_file = str(target)
 
 
 def _naming_source(report: bytes, recording: str) -> bytes:

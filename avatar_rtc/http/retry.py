@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import TypeVar
 
-from ..errors import AvatarRTCError, HttpStatusError, TransportError
+from ..errors import AvatarRTCError, ConfigurationError, HttpStatusError, TransportError
 
 __all__ = [
     "Advice",
@@ -59,9 +59,9 @@ class RetryPolicy:
 
     def __post_init__(self) -> None:
         if self.max_attempts < 1:
-            raise ValueError("max_attempts must be at least 1")
+            raise ConfigurationError("max_attempts must be at least 1")
         if self.initial_delay < 0 or self.max_delay < 0 or self.multiplier < 1:
-            raise ValueError("delays must be >= 0 and multiplier >= 1")
+            raise ConfigurationError("delays must be >= 0 and multiplier >= 1")
 
     def backoff(self, retry_number: int, rng: Callable[[], float] = random.random) -> float:
         """Seconds to wait before retry ``retry_number`` (1-based), without a server hint."""

@@ -41,6 +41,7 @@ __all__ = [
     "RtpHandler",
     "abs_send_time_id",
     "add_protocol",
+    "cancel_consent_checks",
     "components",
     "count_received",
     "finish_gathering",
@@ -130,8 +131,7 @@ PRIVATE_NAMES: tuple[tuple[str, str], ...] = (
 
 def ice_connection(transceiver: RTCRtpTransceiver) -> Connection:
     """The ``aioice.Connection`` of ``transceiver``'s transport (shared when bundled)."""
-    connection: Connection = transceiver.receiver.transport.transport.iceGatherer._connection
-    return connection
+    return transport_ice_connection(transceiver.receiver.transport)
 
 
 def swap_connection_class(connection: Connection, cls: type[Connection]) -> None:

@@ -29,7 +29,13 @@ from aiortc import (
 from aiortc.rtcconfiguration import RTCBundlePolicy, RTCIceTransportPolicy
 from aiortc.sdp import candidate_from_sdp
 
-from ..errors import ConnectError, ConnectTimeoutError, NoCandidatesError, WhepError
+from ..errors import (
+    ConfigurationError,
+    ConnectError,
+    ConnectTimeoutError,
+    NoCandidatesError,
+    WhepError,
+)
 from ..redact import Secret, install_log_redaction, redact, redact_exception
 from . import aiortc_seam as seam
 from . import codec_negotiation, datagram_batch, ice_restart, multi_turn, sdp_candidates
@@ -448,7 +454,7 @@ class MediaConnection:
             key=lambda c: wanted.index(c.mimeType.split("/")[1].lower()),
         )
         if not preferred:
-            raise ValueError(f"none of the video codecs {self.video_codecs} is supported")
+            raise ConfigurationError(f"none of the video codecs {self.video_codecs} is supported")
         # RTX follows the codecs it repairs (aiortc pairs them by apt).
         rtx = [c for c in capabilities if c.mimeType.lower() == "video/rtx"]
         transceiver.setCodecPreferences(preferred + rtx)

@@ -242,6 +242,16 @@ async def test_say_audio_mp3_bytes_with_given_duration(
     assert (call.filename, call.content_type) == ("audio", "audio/mpeg")
 
 
+@pytest.mark.parametrize("duration", [0.0, -1.0, float("nan")])
+async def test_say_audio_with_a_duration_that_is_no_duration_is_refused_typed(
+    emu: Emulator, client: ControlClient, mp3_bytes: bytes, duration: float
+) -> None:
+    handle = await client.create(AVATAR_ID)
+    with pytest.raises(ConfigurationError, match="say-audio"):  # was a bare ValueError
+        await client.say_audio(handle, mp3_bytes, duration=duration)
+    assert emu.session(handle.session_id).say_audio_calls == []
+
+
 async def test_say_audio_mp3_path_measures_duration(
     emu: Emulator, client: ControlClient, mp3_file: Path, mp3_bytes: bytes
 ) -> None:

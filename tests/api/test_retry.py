@@ -11,6 +11,7 @@ from avatar_rtc.api import RetryPolicy, call_with_retry, is_retryable, parse_ret
 from avatar_rtc.errors import (
     ApiError,
     BadRequestError,
+    ConfigurationError,
     NetworkError,
     RateLimitedError,
     RequestTimeoutError,
@@ -45,9 +46,9 @@ def test_retry_after_replaces_backoff_unless_too_long() -> None:
 
 
 def test_policy_rejects_nonsense() -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ConfigurationError):  # (a ValueError: was a bare one)
         RetryPolicy(max_attempts=0)
-    with pytest.raises(ValueError):
+    with pytest.raises(ConfigurationError):
         RetryPolicy(multiplier=0.5)
 
 

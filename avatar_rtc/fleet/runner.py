@@ -73,10 +73,7 @@ def register_job_secrets(options: SessionOptions) -> None:
         if secret is not None:
             register_secret(secret.reveal())
     for server in options.ice.extra_servers:
-        if server.username:
-            register_secret(server.username, pieces=False)
-        if server.credential:
-            register_secret(server.credential)
+        server.register_secrets()
 
 
 async def _run(

@@ -6,7 +6,7 @@ uses frame threads. Audio is decoded to planar float at its own rate (more than 
 are downmixed to stereo). A hole in the audio timestamps (a recorder that missed packets) is
 filled with silence by :class:`~.analysis.MediaQa`, as a live session's is. A damaged or
 truncated file (packets the demuxer flags corrupt, a decoding error, media ending well before
-the duration the container declares) is analysed as far as it decodes, logged as a warning
+the duration the container declares) is analysed as far as it decodes, logged as a warning,
 listed in the report's ``media.damage`` and fails the check ``file.intact``.
 """
 

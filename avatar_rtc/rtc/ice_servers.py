@@ -33,6 +33,10 @@ class IceServer:
     def __post_init__(self) -> None:
         # Credentials may come from a caller or a WHEP Link header, not only from a Secret:
         # register them so the log filter masks them wherever they would show up.
+        self.register_secrets()
+
+    def register_secrets(self) -> None:
+        """Register the credentials in this process (again in one that unpickled this)."""
         if self.username:
             # Whole only: a TURN REST user name is "<expiry>:<session id>", and the session
             # id must stay readable in every other message.

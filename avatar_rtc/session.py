@@ -693,6 +693,7 @@ class AvatarSession:
     def _require_live(self, what: str) -> LiveSession:
         if self._state in _CLOSED:
             raise SessionClosedError(f"{what}: the session is {self._state.value}")
+        self._require_own_loop(what)
         if self._live is None:
             if self._options.whep_url is not None:
                 raise ConfigurationError(f"{what} needs the Control API (bare WHEP session)")
@@ -835,6 +836,23 @@ class AvatarSession:
     def _require_open(self, what: str) -> None:
         if self._state in _CLOSED:
             raise SessionClosedError(f"{what}: the session is {self._state.value}")
+        self._require_own_loop(what)
+
+    def _require_own_loop(self, what: str) -> None:
+        """A started session's streams, recorder and HTTP calls belong to its event loop:
+        from another thread or loop they failed with a bare RuntimeError (or worse)."""
+        own = self._loop
+        if own is None:
+            return
+        try:
+            running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is not own:
+            raise SessionStateError(
+                f"{what}: call it on the session's event loop (from another thread: "
+                "SyncAvatarSession, or asyncio.run_coroutine_threadsafe)"
+            )
 
     def _track(self, stream: VideoStream | AudioStream) -> None:
         # Forget closed streams (a long session may open many), keeping their drop counts.

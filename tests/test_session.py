@@ -379,6 +379,22 @@ async def test_close_on_another_event_loop_ends_the_session(emu: Emulator) -> No
     assert session.stats().errors == ()
 
 
+async def test_streams_and_calls_from_another_thread_are_state_errors(emu: Emulator) -> None:
+    """From another thread a started session's video() said "no running event loop" (a bare
+    RuntimeError) and say() failed inside aiohttp: both say what to do instead."""
+    session = new_session(emu)
+    await session.start()
+    try:
+        with pytest.raises(SessionStateError, match="session's event loop"):
+            await asyncio.to_thread(session.video)
+        with pytest.raises(SessionStateError, match="session's event loop"):
+            await asyncio.to_thread(asyncio.run, session.say("hello"))
+        async with session.video() as stream:  # on its own loop: as before
+            await asyncio.wait_for(stream.recv(), 20)
+    finally:
+        await session.close()
+
+
 # --- exit paths ---------------------------------------------------------------------------
 
 
